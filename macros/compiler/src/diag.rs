@@ -1,0 +1,137 @@
+//! Diagnostics: every error of one invocation is collected in a [`Ctxt`] and
+//! reported together, each at the span of the tokens at fault.
+
+use std::cell::RefCell;
+
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::ToTokens;
+
+/// The first and last token of a piece of user input. Stable proc macros
+/// cannot join spans, but a compile error spanned over two tokens covers
+/// everything between them, so this is what errors point at.
+#[derive(Clone, Copy, Debug)]
+pub struct SpanRange {
+    pub start: Span,
+    pub end: Span,
+}
+
+impl SpanRange {
+    pub fn single(span: Span) -> Self {
+        Self {
+            start: span,
+            end: span,
+        }
+    }
+
+    pub fn to(self, other: SpanRange) -> Self {
+        Self {
+            start: self.start,
+            end: other.end,
+        }
+    }
+
+    /// The range of all tokens in `tokens` (call site when empty).
+    pub fn of(tokens: &TokenStream) -> Self {
+        let mut iter = tokens.clone().into_iter();
+        let Some(first) = iter.next() else {
+            return Self::single(Span::call_site());
+        };
+        let last = iter.last().unwrap_or_else(|| first.clone());
+        Self {
+            start: first.span(),
+            end: last.span(),
+        }
+    }
+}
+
+impl ToTokens for SpanRange {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        // `syn::Error::new_spanned` takes the first and the last token's span.
+        tokens.extend([
+            proc_macro2::TokenTree::Ident(Ident::new("start", self.start)),
+            proc_macro2::TokenTree::Ident(Ident::new("end", self.end)),
+        ]);
+    }
+}
+
+/// One compile error: a message and the tokens it points at.
+#[derive(Clone, Debug)]
+pub struct Diagnostic {
+    pub span: SpanRange,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn to_syn(&self) -> syn::Error {
+        syn::Error::new_spanned(self.span, &self.message)
+    }
+}
+
+impl From<syn::Error> for Diagnostic {
+    fn from(e: syn::Error) -> Self {
+        let span = e.span();
+        Self {
+            span: SpanRange::single(span),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The error context shared by every pass (as serde_derive's `Ctxt`).
+#[derive(Default)]
+pub struct Ctxt {
+    errors: RefCell<Vec<Diagnostic>>,
+}
+
+impl Ctxt {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn error(&self, span: SpanRange, message: impl Into<String>) {
+        self.errors.borrow_mut().push(Diagnostic {
+            span,
+            message: message.into(),
+        });
+    }
+
+    pub fn syn_error(&self, e: syn::Error) {
+        for e in e {
+            self.errors.borrow_mut().push(e.into());
+        }
+    }
+
+    pub fn error_count(&self) -> usize {
+        self.errors.borrow().len()
+    }
+
+    pub fn into_errors(self) -> Vec<Diagnostic> {
+        self.errors.into_inner()
+    }
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(!ca.eq_ignore_ascii_case(cb));
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The closest candidate to `name`, if it is close enough to be a typo.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}

@@ -1,0 +1,457 @@
+//! Shape inference: walks a network's chain, giving every tensor a shape by
+//! the op's shape rule (in [`shape`](crate::shape)), and records a failure at
+//! the offending tokens wherever a rule does not hold. After a failure the
+//! shape becomes unknown (or, after an assertion, the asserted one), so one
+//! mistake is one error.
+
+use crate::ast::{DimLit, ShapeLit};
+use crate::check::{self, FailKind, Failure};
+use crate::diag::SpanRange;
+use crate::resolve::{Activation, Conv2d, Item, Linear, Op, Padding, Pool2d, PoolKind, ResolvedLayer};
+use crate::shape::{fmt_shape, normalize_dim, product, Dim, Shape, Window};
+
+/// What inference learned about one chain item.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub input: Option<Shape>,
+    pub output: Option<Shape>,
+    /// The arithmetic of this step, when it changed the shape
+    /// (`conv1: H = W = floor((28 - 5) / 1) + 1 = 24`).
+    pub trace: Option<String>,
+}
+
+/// A hypothetical change to one layer, tried when searching for a fix.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Overrides {
+    /// `(item index, padding)`: that convolution with symmetric padding.
+    pub padding: Option<(usize, u64)>,
+}
+
+pub struct Inferred {
+    pub nodes: Vec<Node>,
+    pub output: Option<Shape>,
+    pub failures: Vec<Failure>,
+}
+
+/// The shape a literal declares: numbers, symbols; `_` only in assertions.
+pub fn shape_of(lit: &ShapeLit) -> Shape {
+    lit.dims
+        .iter()
+        .map(|d| match d {
+            DimLit::Lit(n, _) => Dim::Known(*n),
+            DimLit::Sym(s) => Dim::Sym(s.to_string()),
+            DimLit::Wild(_) => Dim::Sym("_".into()),
+        })
+        .collect()
+}
+
+pub fn infer(input: &Shape, items: &[Item], output: Option<&ShapeLit>, ov: Overrides) -> Inferred {
+    let mut cur: Option<Shape> = Some(input.clone());
+    let mut nodes = Vec::with_capacity(items.len());
+    let mut failures = Vec::new();
+    let mut prev_label = String::from("the input");
+    for (i, item) in items.iter().enumerate() {
+        let before = cur.clone();
+        let mut trace = None;
+        match item {
+            Item::Assert(lit) => {
+                if let Some(shape) = &cur {
+                    if let Some(f) = check::assertion(i, shape, lit, &prev_label) {
+                        failures.push(f);
+                    }
+                }
+                // Carry on with what the user says the shape is.
+                let asserted = shape_of(lit);
+                if !lit.dims.iter().any(|d| matches!(d, DimLit::Wild(_))) {
+                    cur = Some(asserted);
+                }
+            }
+            Item::Layer(layer) => {
+                cur = match (&cur, &layer.op) {
+                    (Some(shape), Some(op)) => {
+                        let cx = Step {
+                            index: i,
+                            layer,
+                            input: shape,
+                            prev: &prev_label,
+                            ov,
+                        };
+                        match step(&cx, op) {
+                            Ok((out, t)) => {
+                                trace = t;
+                                Some(out)
+                            }
+                            Err(f) => {
+                                failures.push(f);
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                prev_label = format!("`{}`", layer.label);
+            }
+        }
+        nodes.push(Node {
+            input: before,
+            output: cur.clone(),
+            trace,
+        });
+    }
+    if let (Some(decl), Some(shape)) = (output, &cur) {
+        if let Some(f) = check::declared_output(items.len(), shape, decl, &prev_label) {
+            failures.push(f);
+        }
+    }
+    Inferred {
+        nodes,
+        output: cur,
+        failures,
+    }
+}
+
+struct Step<'a> {
+    index: usize,
+    layer: &'a ResolvedLayer,
+    input: &'a Shape,
+    prev: &'a str,
+    ov: Overrides,
+}
+
+impl Step<'_> {
+    fn fail(&self, kind: FailKind, span: SpanRange, message: String) -> Failure {
+        Failure {
+            item: self.index,
+            span,
+            message,
+            kind,
+            help: Vec::new(),
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.layer.label
+    }
+
+    fn need_rank(&self, op: &str, rank: usize, layout: &str) -> Result<(), Failure> {
+        if self.input.len() != rank {
+            return Err(self.fail(
+                FailKind::Other,
+                self.layer.span,
+                format!(
+                    "`{}` ({op}) needs a {rank}-D input {layout}, but {} gives {}",
+                    self.name(),
+                    self.prev,
+                    fmt_shape(self.input)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A dim that must be a number: a symbol there is an error.
+    fn known(&self, axis: usize, what: &str) -> Result<u64, Failure> {
+        match &self.input[axis] {
+            Dim::Known(n) => Ok(*n),
+            Dim::Sym(s) => Err(self.fail(
+                FailKind::Other,
+                self.layer.span,
+                format!(
+                    "`{}` needs a known {what}, but dim {axis} of {} is the symbol `{s}`\n\
+                     help: give the input a number there, e.g. `[B, 3, 32, 32]`",
+                    self.name(),
+                    fmt_shape(self.input)
+                ),
+            )),
+        }
+    }
+}
+
+type StepResult = Result<(Shape, Option<String>), Failure>;
+
+fn step(cx: &Step, op: &Op) -> StepResult {
+    match op {
+        Op::Conv2d(c) => conv2d(cx, c),
+        Op::Pool2d(p) => pool2d(cx, p),
+        Op::Flatten { start, end } => {
+            let rank = cx.input.len();
+            let (Some(s), Some(e)) = (normalize_dim(start.value, rank), normalize_dim(end.value, rank)) else {
+                return Err(cx.fail(
+                    FailKind::Other,
+                    start.span.to(end.span),
+                    format!(
+                        "`{}` flattens dims {}..={} of a rank-{rank} tensor {}",
+                        cx.name(),
+                        start.value,
+                        end.value,
+                        fmt_shape(cx.input)
+                    ),
+                ));
+            };
+            if s > e {
+                return Err(cx.fail(
+                    FailKind::Other,
+                    start.span,
+                    format!("`{}`: start_dim {s} comes after end_dim {e}", cx.name()),
+                ));
+            }
+            let mut out: Shape = cx.input[..s].to_vec();
+            out.push(product(&cx.input[s..=e]));
+            out.extend_from_slice(&cx.input[e + 1..]);
+            let trace = format!("{}: {} -> {}", cx.name(), fmt_shape(cx.input), fmt_shape(&out));
+            Ok((out, Some(trace)))
+        }
+        Op::Linear(l) => linear(cx, l),
+        Op::Act(Activation::Relu | Activation::Sigmoid | Activation::Tanh) => {
+            Ok((cx.input.clone(), None))
+        }
+        Op::Softmax { dim, .. } => {
+            if normalize_dim(dim.value, cx.input.len()).is_none() {
+                return Err(cx.fail(
+                    FailKind::Other,
+                    dim.span,
+                    format!(
+                        "`{}`: dim {} is out of range for a rank-{} tensor {} (valid: {}..={})",
+                        cx.name(),
+                        dim.value,
+                        cx.input.len(),
+                        fmt_shape(cx.input),
+                        -(cx.input.len() as i64),
+                        cx.input.len() as i64 - 1
+                    ),
+                ));
+            }
+            Ok((cx.input.clone(), None))
+        }
+    }
+}
+
+/// The resolved padding of a convolution, overrides applied:
+/// `((top, bottom), (left, right))`.
+pub fn conv_padding(c: &Conv2d, index: usize, ov: Overrides) -> ((u64, u64), (u64, u64)) {
+    if let Some((i, p)) = ov.padding {
+        if i == index {
+            return ((p, p), (p, p));
+        }
+    }
+    match c.padding.value {
+        Padding::Explicit { h, w } => (h, w),
+        Padding::Same => (
+            crate::shape::same_padding(c.kernel.value.0, c.dilation.value.0),
+            crate::shape::same_padding(c.kernel.value.1, c.dilation.value.1),
+        ),
+    }
+}
+
+fn conv2d(cx: &Step, c: &Conv2d) -> StepResult {
+    cx.need_rank("Conv2d", 4, "[B, C, H, W]")?;
+    let cin = cx.known(1, "number of input channels")?;
+    if let Some(written) = c.in_ch {
+        if written.value != cin {
+            let mut f = cx.fail(
+                FailKind::Mismatch,
+                written.span,
+                format!(
+                    "`{}` expects {} input channels, but {} gives {cin} ({})",
+                    cx.name(),
+                    written.value,
+                    cx.prev,
+                    fmt_shape(cx.input)
+                ),
+            );
+            f.help.push(format!(
+                "write `{cin} -> {}`, or just `{}` to infer the input channels",
+                c.out_ch.value, c.out_ch.value
+            ));
+            return Err(f);
+        }
+    }
+    let g = c.groups.value;
+    let cout = c.out_ch.value;
+    if cin % g != 0 || cout % g != 0 {
+        let divisors: Vec<String> = (1..=gcd(cin, cout))
+            .filter(|d| cin % d == 0 && cout % d == 0)
+            .map(|d| d.to_string())
+            .collect();
+        return Err(cx.fail(
+            FailKind::Other,
+            c.groups.span,
+            format!(
+                "`{}`: groups = {g} must divide both the input channels and the output channels, \
+                 but {cin} % {g} = {} and {cout} % {g} = {}\nhelp: groups that divide both: {}",
+                cx.name(),
+                cin % g,
+                cout % g,
+                divisors.join(", ")
+            ),
+        ));
+    }
+    if c.padding.value == Padding::Same && c.stride.value != (1, 1) {
+        return Err(cx.fail(
+            FailKind::Other,
+            c.padding.span,
+            format!(
+                "`{}`: padding = same needs stride 1 (as in PyTorch), but stride is {}\n\
+                 help: write the padding as a number, e.g. `padding = {}`",
+                cx.name(),
+                pair_text(c.stride.value),
+                (c.kernel.value.0 - 1) * c.dilation.value.0 / 2
+            ),
+        ));
+    }
+    let (ph, pw) = conv_padding(c, cx.index, cx.ov);
+    let axes = [
+        ("H", 2, c.kernel.value.0, c.stride.value.0, ph, c.dilation.value.0),
+        ("W", 3, c.kernel.value.1, c.stride.value.1, pw, c.dilation.value.1),
+    ];
+    let (spatial, trace) = spatial(cx, &axes, c.kernel.span)?;
+    let mut out = vec![cx.input[0].clone(), Dim::Known(cout)];
+    out.extend(spatial);
+    Ok((out, trace))
+}
+
+fn pool2d(cx: &Step, p: &Pool2d) -> StepResult {
+    let name = if p.kind == PoolKind::Max { "MaxPool2d" } else { "AvgPool2d" };
+    cx.need_rank(name, 4, "[B, C, H, W]")?;
+    let axes = [
+        ("H", 2, p.kernel.value.0, p.stride.value.0, (0, 0), 1),
+        ("W", 3, p.kernel.value.1, p.stride.value.1, (0, 0), 1),
+    ];
+    let (spatial, trace) = spatial(cx, &axes, p.kernel.span)?;
+    let mut out = cx.input[..2].to_vec();
+    out.extend(spatial);
+    Ok((out, trace))
+}
+
+type Axis = (&'static str, usize, u64, u64, (u64, u64), u64);
+
+/// The spatial output of a window op over H and W, with its arithmetic.
+fn spatial(cx: &Step, axes: &[Axis; 2], kernel_span: SpanRange) -> Result<(Vec<Dim>, Option<String>), Failure> {
+    let mut out = Vec::new();
+    let mut lines = Vec::new();
+    for &(axis_name, axis, kernel, stride, (lo, hi), dilation) in axes {
+        match &cx.input[axis] {
+            Dim::Sym(s) => {
+                // A window that keeps any size keeps the symbol.
+                let keeps = stride == 1 && lo + hi == dilation * (kernel - 1);
+                if !keeps {
+                    return Err(cx.fail(
+                        FailKind::Other,
+                        cx.layer.span,
+                        format!(
+                            "`{}` needs a known {axis_name} to compute its output size, but {axis_name} \
+                             is the symbol `{s}` in {}\nhelp: give the input a number there, or keep \
+                             the size with stride 1 and `padding = same`",
+                            cx.name(),
+                            fmt_shape(cx.input)
+                        ),
+                    ));
+                }
+                out.push(Dim::Sym(s.clone()));
+            }
+            Dim::Known(input) => {
+                let w = Window {
+                    input: *input,
+                    kernel,
+                    stride,
+                    pad_lo: lo,
+                    pad_hi: hi,
+                    dilation,
+                };
+                match w.out() {
+                    Ok(n) => {
+                        out.push(Dim::Known(n));
+                        lines.push((axis_name, w.arithmetic()));
+                    }
+                    Err(e) => {
+                        let need = (e.effective_kernel - input).div_ceil(2);
+                        let mut f = cx.fail(
+                            FailKind::Other,
+                            kernel_span,
+                            format!(
+                                "`{}` gives no output along {axis_name}: the kernel spans {} \
+                                 (dilation*(kernel-1) + 1 = {dilation}*({kernel}-1) + 1) but the padded \
+                                 input is only {} ({axis_name} = {input} + {lo} + {hi})\n\
+                                 {axis_name} = {}",
+                                cx.name(),
+                                e.effective_kernel,
+                                e.padded,
+                                w.arithmetic()
+                            ),
+                        );
+                        f.help.push(format!(
+                            "pad the input by at least {need} on each side, or use a kernel of at most {}",
+                            (e.padded - 1) / dilation + 1
+                        ));
+                        return Err(f);
+                    }
+                }
+            }
+        }
+    }
+    let trace = match lines.as_slice() {
+        [] => None,
+        [(a, t)] => Some(format!("{}: {a} = {t}", cx.name())),
+        [(_, h), (_, w)] if h == w => Some(format!("{}: H = W = {h}", cx.name())),
+        [(a, h), (b, w)] => Some(format!("{}: {a} = {h}; {b} = {w}", cx.name())),
+        _ => None,
+    };
+    Ok((out, trace))
+}
+
+fn linear(cx: &Step, l: &Linear) -> StepResult {
+    if cx.input.len() < 2 {
+        return Err(cx.fail(
+            FailKind::Other,
+            cx.layer.span,
+            format!(
+                "`{}` (Linear) needs an input of rank 2 or more [B, .., features], but {} gives {}",
+                cx.name(),
+                cx.prev,
+                fmt_shape(cx.input)
+            ),
+        ));
+    }
+    let last = cx.input.len() - 1;
+    let fin = cx.known(last, "number of input features")?;
+    if let Some(written) = l.in_f {
+        if written.value != fin {
+            let mut f = cx.fail(
+                FailKind::Mismatch,
+                written.span,
+                format!(
+                    "`{}` expects {} input features, but {} gives {fin} ({})",
+                    cx.name(),
+                    written.value,
+                    cx.prev,
+                    fmt_shape(cx.input)
+                ),
+            );
+            f.help.push(format!(
+                "write `Linear({fin} -> {})`, or `Linear({})` to infer it",
+                l.out_f.value, l.out_f.value
+            ));
+            return Err(f);
+        }
+    }
+    let mut out = cx.input.clone();
+    out[last] = Dim::Known(l.out_f.value);
+    let trace = format!("{}: {} -> {}", cx.name(), fmt_shape(cx.input), fmt_shape(&out));
+    Ok((out, Some(trace)))
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+pub fn pair_text((a, b): (u64, u64)) -> String {
+    if a == b {
+        a.to_string()
+    } else {
+        format!("({a}, {b})")
+    }
+}

@@ -1,0 +1,110 @@
+//! The `network!` compiler as a plain library.
+//!
+//! A pipeline of small passes over plain data, one module each:
+//! [`parse`] (tokens to AST, every node keeps its span) -> [`resolve`] (ops,
+//! arguments, names) -> [`infer`] (every tensor's shape, by PyTorch's rules in
+//! [`shape`]) -> [`check`] (declared shapes, fixes) -> [`lower`] (IR) ->
+//! [`emit`] (Rust tokens). Every error of one invocation is collected and
+//! reported together, each at the tokens at fault.
+//!
+//! The proc-macro crate calls [`expand_or_errors`]; [`expand`] and
+//! [`expand_pretty`] are public so users can snapshot-test what their
+//! networks expand to.
+
+pub mod ast;
+pub mod check;
+pub mod diag;
+pub mod emit;
+pub mod infer;
+pub mod lower;
+pub mod parse;
+pub mod resolve;
+pub mod shape;
+
+use proc_macro2::TokenStream;
+
+pub use diag::{Diagnostic, SpanRange};
+
+/// The errors of one invocation, and the stub items that keep the user's
+/// own code free of follow-on errors.
+#[derive(Debug, Clone)]
+pub struct Diagnostics {
+    pub errors: Vec<Diagnostic>,
+    /// Items with the networks' real signatures and bodies that never run.
+    pub fallback: TokenStream,
+}
+
+impl Diagnostics {
+    /// `compile_error!`s at each error's span, followed by the stubs.
+    pub fn to_compile_errors(&self) -> TokenStream {
+        let mut out: TokenStream = self
+            .errors
+            .iter()
+            .map(|e| e.to_syn().to_compile_error())
+            .collect();
+        out.extend(self.fallback.clone());
+        out
+    }
+}
+
+impl std::fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "error: {}", e.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Expands the contents of a `network! { .. }` invocation.
+pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
+    let cx = diag::Ctxt::new();
+    let spec = parse::parse(&cx, input);
+    let mut out = TokenStream::new();
+    let mut fallback = TokenStream::new();
+    for net in &spec.networks {
+        let before = cx.error_count();
+        let items = resolve::resolve(&cx, net);
+        let inferred = check::check_network(&cx, net, &items);
+        if net.body.is_some() && cx.error_count() == before {
+            let ir = lower::lower(net, &items, &inferred);
+            let tokens = emit::emit(&ir);
+            out.extend(tokens.clone());
+            fallback.extend(tokens);
+        } else {
+            fallback.extend(emit::stub(&net.attrs, &net.vis, &net.name, &net.input));
+        }
+    }
+    let errors = cx.into_errors();
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(Diagnostics { errors, fallback })
+    }
+}
+
+/// What the proc macro returns: the expansion, or the errors and stubs.
+pub fn expand_or_errors(input: TokenStream) -> TokenStream {
+    match expand(input) {
+        Ok(tokens) => tokens,
+        Err(diagnostics) => diagnostics.to_compile_errors(),
+    }
+}
+
+/// The expansion pretty-printed with prettyplease, for snapshot tests.
+pub fn expand_pretty(input: TokenStream) -> Result<String, Diagnostics> {
+    let tokens = expand(input)?;
+    match syn::parse2::<syn::File>(tokens) {
+        Ok(file) => Ok(prettyplease::unparse(&file)),
+        Err(e) => Err(Diagnostics {
+            errors: vec![Diagnostic {
+                span: SpanRange::single(e.span()),
+                message: format!("netdsl emitted code that does not parse (a bug): {e}"),
+            }],
+            fallback: TokenStream::new(),
+        }),
+    }
+}

@@ -1,0 +1,271 @@
+//! Tokens to [`ast`](crate::ast). Layer arguments and shapes are parsed from
+//! their own delimited groups, so a typo inside one layer's parentheses is one
+//! error and parsing goes on with the next layer.
+
+use proc_macro2::{Delimiter, Group, TokenStream, TokenTree};
+use syn::parse::{ParseStream, Parser};
+use syn::{Attribute, Ident, LitFloat, LitInt, Token, Visibility};
+
+use crate::ast::*;
+use crate::diag::{Ctxt, SpanRange};
+
+pub fn parse(cx: &Ctxt, tokens: TokenStream) -> Spec {
+    let mut networks = Vec::new();
+    let result = (|input: ParseStream| {
+        while !input.is_empty() {
+            networks.push(parse_network(cx, input)?);
+        }
+        Ok(())
+    })
+    .parse2(tokens);
+    if let Err(e) = result {
+        cx.syn_error(e);
+    }
+    Spec { networks }
+}
+
+fn parse_network(cx: &Ctxt, input: ParseStream) -> syn::Result<Network> {
+    let attrs = input.call(Attribute::parse_outer)?;
+    let vis: Visibility = input.parse()?;
+    let lookahead = input.lookahead1();
+    if !lookahead.peek(Ident) {
+        return Err(syn::Error::new(
+            input.span(),
+            "expected a network: `pub Name(x: [B, 1, 28, 28]) -> [B, 10] { x -> .. }`",
+        ));
+    }
+    let name: Ident = input.parse()?;
+    let content;
+    syn::parenthesized!(content in input);
+    let input_name: Ident = content.parse()?;
+    content.parse::<Token![:]>()?;
+    let input_shape = parse_shape(&content)?;
+    if !content.is_empty() {
+        return Err(content.error(
+            "a network takes one input tensor: `(x: [B, C, H, W])`",
+        ));
+    }
+    let output_shape = if input.peek(Token![->]) {
+        input.parse::<Token![->]>()?;
+        Some(parse_shape(input)?)
+    } else {
+        None
+    };
+    let body_group: Group = match input.parse::<TokenTree>()? {
+        TokenTree::Group(g) if g.delimiter() == Delimiter::Brace => g,
+        other => {
+            return Err(syn::Error::new(
+                other.span(),
+                "expected the network's body in braces: `{ x -> layer -> .. }`",
+            ))
+        }
+    };
+    let body = match (|s: ParseStream| parse_chain(cx, s)).parse2(body_group.stream()) {
+        Ok(chain) => Some(chain),
+        Err(e) => {
+            cx.syn_error(e);
+            None
+        }
+    };
+    Ok(Network {
+        attrs,
+        vis,
+        name,
+        input: input_name,
+        input_shape,
+        output_shape,
+        body,
+    })
+}
+
+fn parse_shape(input: ParseStream) -> syn::Result<ShapeLit> {
+    let group: Group = match input.parse::<TokenTree>()? {
+        TokenTree::Group(g) if g.delimiter() == Delimiter::Bracket => g,
+        other => {
+            return Err(syn::Error::new(
+                other.span(),
+                "expected a shape in brackets, e.g. `[B, 1, 28, 28]`",
+            ))
+        }
+    };
+    let span = SpanRange {
+        start: group.span_open(),
+        end: group.span_close(),
+    };
+    let dims = (|s: ParseStream| {
+        let mut dims = Vec::new();
+        while !s.is_empty() {
+            let lookahead = s.lookahead1();
+            if lookahead.peek(LitInt) {
+                let lit: LitInt = s.parse()?;
+                let n: u64 = lit.base10_parse().map_err(|_| {
+                    syn::Error::new(lit.span(), "a dim must be a non-negative integer")
+                })?;
+                dims.push(DimLit::Lit(n, lit.span()));
+            } else if lookahead.peek(Token![_]) {
+                let t: Token![_] = s.parse()?;
+                dims.push(DimLit::Wild(t.span));
+            } else if lookahead.peek(Ident) {
+                dims.push(DimLit::Sym(s.parse()?));
+            } else {
+                return Err(lookahead.error());
+            }
+            if !s.is_empty() {
+                s.parse::<Token![,]>()?;
+            }
+        }
+        Ok(dims)
+    })
+    .parse2(group.stream())?;
+    Ok(ShapeLit { dims, span })
+}
+
+fn parse_chain(cx: &Ctxt, input: ParseStream) -> syn::Result<Chain> {
+    if input.is_empty() {
+        return Err(input.error("the network's body is empty: write `x -> layer -> ..`"));
+    }
+    let source: Ident = input.parse()?;
+    let mut items = Vec::new();
+    loop {
+        if input.is_empty() {
+            break;
+        }
+        let lookahead = input.lookahead1();
+        if lookahead.peek(Token![->]) {
+            input.parse::<Token![->]>()?;
+            items.push(ChainItem::Layer(parse_layer(cx, input)?));
+        } else if lookahead.peek(Token![:]) {
+            input.parse::<Token![:]>()?;
+            items.push(ChainItem::Assert(parse_shape(input)?));
+        } else {
+            return Err(lookahead.error());
+        }
+    }
+    Ok(Chain { source, items })
+}
+
+fn parse_layer(cx: &Ctxt, input: ParseStream) -> syn::Result<Layer> {
+    let first: Ident = input.parse().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "expected a layer after `->`, e.g. `relu` or `conv1: Conv2d(6, kernel = 5)`",
+        )
+    })?;
+    // `name: Op` (a named layer) versus `op : [..]` (an assertion after it).
+    let (name, op) = if input.peek(Token![:]) && input.peek2(Ident) {
+        input.parse::<Token![:]>()?;
+        (Some(first), input.parse::<Ident>()?)
+    } else {
+        (None, first)
+    };
+    let start = name.as_ref().unwrap_or(&op).span();
+    let mut end = op.span();
+    let args = if let Some(TokenTree::Group(g)) = input.fork().parse::<Option<TokenTree>>()? {
+        if g.delimiter() == Delimiter::Parenthesis {
+            input.parse::<TokenTree>()?;
+            end = g.span_close();
+            match (|s: ParseStream| parse_args(s)).parse2(g.stream()) {
+                Ok(args) => Some(Ok(args)),
+                Err(e) => {
+                    cx.syn_error(e);
+                    Some(Err(()))
+                }
+            }
+        } else {
+            None
+        }
+    } else {
+        None
+    };
+    Ok(Layer {
+        name,
+        op,
+        args,
+        span: SpanRange { start, end },
+    })
+}
+
+fn parse_args(input: ParseStream) -> syn::Result<Vec<Arg>> {
+    let mut args = Vec::new();
+    while !input.is_empty() {
+        let key = if input.peek(Ident) && input.peek2(Token![=]) && !input.peek2(Token![==]) {
+            let k: Ident = input.parse()?;
+            input.parse::<Token![=]>()?;
+            Some(k)
+        } else {
+            None
+        };
+        let value = parse_value(input)?;
+        let span = match &key {
+            Some(k) => SpanRange::single(k.span()).to(value.span()),
+            None => value.span(),
+        };
+        args.push(Arg { key, value, span });
+        if !input.is_empty() {
+            input.parse::<Token![,]>()?;
+        }
+    }
+    Ok(args)
+}
+
+fn parse_value(input: ParseStream) -> syn::Result<Value> {
+    let lhs = parse_atom(input)?;
+    if input.peek(Token![->]) {
+        input.parse::<Token![->]>()?;
+        let rhs = parse_atom(input)?;
+        let span = lhs.span().to(rhs.span());
+        return Ok(Value::Arrow(Box::new(lhs), Box::new(rhs), span));
+    }
+    Ok(lhs)
+}
+
+fn parse_atom(input: ParseStream) -> syn::Result<Value> {
+    let lookahead = input.lookahead1();
+    if lookahead.peek(Token![-]) {
+        let minus: Token![-] = input.parse()?;
+        let start = SpanRange::single(minus.span);
+        return match parse_atom(input)? {
+            Value::Int(n, s) => Ok(Value::Int(-n, start.to(s))),
+            Value::Float(f, s) => Ok(Value::Float(-f, start.to(s))),
+            other => Err(syn::Error::new_spanned(
+                other.span(),
+                "only a number can be negated",
+            )),
+        };
+    }
+    if lookahead.peek(LitInt) {
+        let lit: LitInt = input.parse()?;
+        let n = lit
+            .base10_parse::<i64>()
+            .map_err(|_| syn::Error::new(lit.span(), "integer out of range"))?;
+        return Ok(Value::Int(n, SpanRange::single(lit.span())));
+    }
+    if lookahead.peek(LitFloat) {
+        let lit: LitFloat = input.parse()?;
+        return Ok(Value::Float(lit.base10_parse()?, SpanRange::single(lit.span())));
+    }
+    if lookahead.peek(syn::LitBool) {
+        let lit: syn::LitBool = input.parse()?;
+        return Ok(Value::Bool(lit.value, SpanRange::single(lit.span)));
+    }
+    if lookahead.peek(Ident) {
+        return Ok(Value::Ident(input.parse()?));
+    }
+    if lookahead.peek(syn::token::Paren) {
+        let content;
+        let paren = syn::parenthesized!(content in input);
+        let mut items = Vec::new();
+        while !content.is_empty() {
+            items.push(parse_value(&content)?);
+            if !content.is_empty() {
+                content.parse::<Token![,]>()?;
+            }
+        }
+        let span = SpanRange {
+            start: paren.span.open(),
+            end: paren.span.close(),
+        };
+        return Ok(Value::Tuple(items, span));
+    }
+    Err(lookahead.error())
+}

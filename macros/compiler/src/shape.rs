@@ -1,0 +1,263 @@
+//! Shapes and the shape rules of every op, written as PyTorch's docs write
+//! them. Error messages print the arithmetic these functions return, so what
+//! the user reads is the arithmetic that ran.
+
+use std::fmt;
+
+/// One dim of a tensor shape known at compile time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dim {
+    Known(u64),
+    /// A symbol from the input shape (`B`), or a product of symbols and
+    /// numbers that only the input can decide (`16*H*W`).
+    Sym(String),
+}
+
+impl Dim {
+    pub fn known(&self) -> Option<u64> {
+        match self {
+            Dim::Known(n) => Some(*n),
+            Dim::Sym(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dim::Known(n) => write!(f, "{n}"),
+            Dim::Sym(s) => f.write_str(s),
+        }
+    }
+}
+
+pub type Shape = Vec<Dim>;
+
+pub fn fmt_shape(shape: &[Dim]) -> String {
+    let dims: Vec<String> = shape.iter().map(Dim::to_string).collect();
+    format!("[{}]", dims.join(", "))
+}
+
+/// The product of dims, symbolic when any is (`16*H*W`).
+pub fn product(dims: &[Dim]) -> Dim {
+    let known: u64 = dims.iter().filter_map(Dim::known).product();
+    let syms: Vec<&str> = dims
+        .iter()
+        .filter_map(|d| match d {
+            Dim::Sym(s) => Some(s.as_str()),
+            Dim::Known(_) => None,
+        })
+        .collect();
+    if syms.is_empty() {
+        return Dim::Known(known);
+    }
+    let mut parts = Vec::new();
+    if known != 1 {
+        parts.push(known.to_string());
+    }
+    parts.extend(syms.iter().map(|s| {
+        if s.contains(['+', '-']) {
+            format!("({s})")
+        } else {
+            s.to_string()
+        }
+    }));
+    Dim::Sym(parts.join("*"))
+}
+
+/// One spatial axis of a convolution or pooling window, PyTorch's formula:
+/// `out = floor((in + pad_lo + pad_hi - dilation*(kernel-1) - 1) / stride) + 1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub input: u64,
+    pub kernel: u64,
+    pub stride: u64,
+    pub pad_lo: u64,
+    pub pad_hi: u64,
+    pub dilation: u64,
+}
+
+/// Why a window does not fit its input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowTooLarge {
+    pub padded: u64,
+    pub effective_kernel: u64,
+}
+
+impl Window {
+    /// `dilation*(kernel-1) + 1`: the span the kernel covers.
+    pub fn effective_kernel(&self) -> u64 {
+        self.dilation * (self.kernel - 1) + 1
+    }
+
+    pub fn padded(&self) -> u64 {
+        self.input + self.pad_lo + self.pad_hi
+    }
+
+    pub fn out(&self) -> Result<u64, WindowTooLarge> {
+        let (padded, eff) = (self.padded(), self.effective_kernel());
+        if eff > padded {
+            return Err(WindowTooLarge {
+                padded,
+                effective_kernel: eff,
+            });
+        }
+        Ok((padded - eff) / self.stride + 1)
+    }
+
+    /// The formula with this window's numbers, e.g.
+    /// `floor((28 + 2 + 2 - 1*(5-1) - 1) / 1) + 1 = 28`.
+    pub fn arithmetic(&self) -> String {
+        let result = match self.out() {
+            Ok(n) => n.to_string(),
+            Err(_) => format!(
+                "{} (the kernel spans {}, the padded input is {})",
+                "no output",
+                self.effective_kernel(),
+                self.padded()
+            ),
+        };
+        let (i, k, s, d) = (self.input, self.kernel, self.stride, self.dilation);
+        let (lo, hi) = (self.pad_lo, self.pad_hi);
+        if lo == 0 && hi == 0 && d == 1 {
+            format!("floor(({i} - {k}) / {s}) + 1 = {result}")
+        } else {
+            format!("floor(({i} + {lo} + {hi} - {d}*({k}-1) - 1) / {s}) + 1 = {result}")
+        }
+    }
+}
+
+/// `padding = same` (stride 1): total `dilation*(kernel-1)`, the odd extra on
+/// the high side, as PyTorch pads.
+pub fn same_padding(kernel: u64, dilation: u64) -> (u64, u64) {
+    let total = dilation * (kernel - 1);
+    (total / 2, total - total / 2)
+}
+
+/// Normalises a possibly negative `dim` against `rank`, as PyTorch does.
+pub fn normalize_dim(dim: i64, rank: usize) -> Option<usize> {
+    let r = rank as i64;
+    let d = if dim < 0 { dim + r } else { dim };
+    (0..r).contains(&d).then_some(d as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(input: u64, kernel: u64, stride: u64, pad: u64, dilation: u64) -> Window {
+        Window {
+            input,
+            kernel,
+            stride,
+            pad_lo: pad,
+            pad_hi: pad,
+            dilation,
+        }
+    }
+
+    #[test]
+    fn conv_sizes_by_hand() {
+        // LeNet: floor((28 + 2 + 2 - 4 - 1) / 1) + 1 = 28
+        assert_eq!(w(28, 5, 1, 2, 1).out(), Ok(28));
+        // floor((28 - 4 - 1) / 1) + 1 = 24
+        assert_eq!(w(28, 5, 1, 0, 1).out(), Ok(24));
+        // AlexNet conv1: floor((224 + 4 - 10 - 1) / 4) + 1 = 55
+        assert_eq!(w(224, 11, 4, 2, 1).out(), Ok(55));
+        // dilation 2, kernel 3 spans 5: floor((7 - 5) / 1) + 1 = 3
+        assert_eq!(w(7, 3, 1, 0, 2).out(), Ok(3));
+        // stride 2 on an odd size: floor((7 + 2 - 2 - 1) / 2) + 1 = 4
+        assert_eq!(w(7, 3, 2, 1, 1).out(), Ok(4));
+        assert_eq!(
+            w(3, 5, 1, 0, 1).out(),
+            Err(WindowTooLarge {
+                padded: 3,
+                effective_kernel: 5
+            })
+        );
+    }
+
+    #[test]
+    fn pool_sizes_by_hand() {
+        // max_pool(2) on 24: floor((24 - 2) / 2) + 1 = 12; on 5 the tail drops: 2
+        assert_eq!(w(24, 2, 2, 0, 1).out(), Ok(12));
+        assert_eq!(w(5, 2, 2, 0, 1).out(), Ok(2));
+        // AlexNet pool 3/2 on 55: floor((55 - 3) / 2) + 1 = 27
+        assert_eq!(w(55, 3, 2, 0, 1).out(), Ok(27));
+    }
+
+    #[test]
+    fn arithmetic_text() {
+        assert_eq!(
+            w(28, 5, 1, 0, 1).arithmetic(),
+            "floor((28 - 5) / 1) + 1 = 24"
+        );
+        assert_eq!(
+            w(28, 5, 1, 2, 1).arithmetic(),
+            "floor((28 + 2 + 2 - 1*(5-1) - 1) / 1) + 1 = 28"
+        );
+    }
+
+    #[test]
+    fn same_padding_puts_the_extra_high() {
+        assert_eq!(same_padding(3, 1), (1, 1));
+        assert_eq!(same_padding(4, 1), (1, 2));
+        assert_eq!(same_padding(3, 2), (2, 2));
+    }
+
+    #[test]
+    fn products_and_dims() {
+        assert_eq!(product(&[Dim::Known(16), Dim::Known(5), Dim::Known(5)]), Dim::Known(400));
+        assert_eq!(
+            product(&[Dim::Known(16), Dim::Sym("H".into()), Dim::Sym("W".into())]),
+            Dim::Sym("16*H*W".into())
+        );
+        assert_eq!(normalize_dim(-1, 2), Some(1));
+        assert_eq!(normalize_dim(2, 2), None);
+    }
+
+    /// Output sizes PyTorch computed by running its ops, generated by
+    /// `scripts/gen_fixtures.py`.
+    #[test]
+    fn agrees_with_pytorch_table() {
+        let text = include_str!("../../../tests/fixtures/conv_output_sizes.json");
+        let table: serde_json::Value = serde_json::from_str(text).unwrap();
+        let u = |v: &serde_json::Value| v.as_u64().unwrap();
+        let mut checked = 0;
+        for r in table["conv2d"].as_array().unwrap() {
+            let (pad, out) = (&r["padding"], &r["out"]);
+            for (axis, input, k) in [(0, u(&r["h"]), u(&r["kh"])), (1, u(&r["w"]), u(&r["kw"]))] {
+                let win = w(input, k, u(&r["stride"]), u(&pad[axis]), u(&r["dilation"]));
+                assert_eq!(win.out(), Ok(u(&out[axis])), "{r}");
+                checked += 1;
+            }
+        }
+        for r in table["conv2d_errors"].as_array().unwrap() {
+            let pad = &r["padding"];
+            let fails = [(0, u(&r["h"]), u(&r["kh"])), (1, u(&r["w"]), u(&r["kw"]))]
+                .iter()
+                .any(|&(axis, input, k)| {
+                    w(input, k, u(&r["stride"]), u(&pad[axis]), u(&r["dilation"])).out().is_err()
+                });
+            assert!(fails, "PyTorch rejects {r}, so must we");
+            checked += 1;
+        }
+        for table_name in ["max_pool2d", "avg_pool2d"] {
+            for r in table[table_name].as_array().unwrap() {
+                for (axis, input) in [(0, u(&r["h"])), (1, u(&r["w"]))] {
+                    let win = w(input, u(&r["k"]), u(&r["stride"]), 0, 1);
+                    assert_eq!(win.out(), Ok(u(&r["out"][axis])), "{table_name} {r}");
+                }
+                checked += 1;
+            }
+            for r in table[&format!("{table_name}_errors")].as_array().unwrap() {
+                let fails = [u(&r["h"]), u(&r["w"])]
+                    .iter()
+                    .any(|&i| w(i, u(&r["k"]), u(&r["stride"]), 0, 1).out().is_err());
+                assert!(fails, "PyTorch rejects {table_name} {r}, so must we");
+                checked += 1;
+            }
+        }
+        assert!(checked > 2000, "the table is smaller than expected: {checked}");
+    }
+}

@@ -1,0 +1,101 @@
+use candle_core::Tensor;
+
+use crate::{Error, Result};
+
+/// One axis of a network's declared input shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputDim {
+    /// A fixed size, checked exactly.
+    Fixed(usize),
+    /// A symbol (`B`): any size, but every axis with the same symbol must agree.
+    Sym(&'static str),
+}
+
+/// Checks `x` against a network's declared input shape before `forward`
+/// touches it, and returns a typed error naming the network, the expected
+/// and the given shape.
+pub fn check_input(
+    network: &'static str,
+    expected: &'static str,
+    x: &Tensor,
+    dims: &[InputDim],
+) -> Result<()> {
+    let got = x.dims();
+    let fail = |reason: String| Error::InputShape {
+        network,
+        expected,
+        got: got.to_vec(),
+        reason,
+    };
+    if got.len() != dims.len() {
+        return Err(fail(format!(
+            "rank {} given, rank {} expected",
+            got.len(),
+            dims.len()
+        )));
+    }
+    for (axis, (&g, want)) in got.iter().zip(dims).enumerate() {
+        match *want {
+            InputDim::Fixed(w) if g != w => {
+                return Err(fail(format!("dim {axis} is {g}, expected {w}")));
+            }
+            InputDim::Sym(s) => {
+                let first = dims.iter().position(|d| *d == InputDim::Sym(s));
+                if let Some(first) = first.filter(|&f| f < axis && got[f] != g) {
+                    return Err(fail(format!(
+                        "dims {first} and {axis} are both `{s}` but are {} and {g}",
+                        got[first]
+                    )));
+                }
+            }
+            InputDim::Fixed(_) => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    const DIMS: [InputDim; 4] = [
+        InputDim::Sym("B"),
+        InputDim::Fixed(1),
+        InputDim::Sym("N"),
+        InputDim::Sym("N"),
+    ];
+
+    fn check(shape: &[usize]) -> Result<()> {
+        let x = Tensor::zeros(shape, DType::F32, &Device::Cpu).unwrap();
+        check_input("Net", "[B, 1, N, N]", &x, &DIMS)
+    }
+
+    #[test]
+    fn accepts_and_rejects() {
+        check(&[3, 1, 8, 8]).unwrap();
+        let e = check(&[3, 1, 8]).unwrap_err().to_string();
+        assert!(e.contains("rank 3 given, rank 4 expected"), "{e}");
+        let e = check(&[3, 2, 8, 8]).unwrap_err().to_string();
+        assert!(e.contains("dim 1 is 2, expected 1"), "{e}");
+        assert!(e.contains("`Net` expects an input of shape [B, 1, N, N]"), "{e}");
+        let e = check(&[3, 1, 8, 9]).unwrap_err().to_string();
+        assert!(e.contains("dims 2 and 3 are both `N` but are 8 and 9"), "{e}");
+    }
+}
+
+/// Keeps every `sh`-th row and `sw`-th column of an NCHW tensor: a
+/// convolution with per-axis stride is a stride-1 convolution subsampled.
+pub fn subsample(x: &Tensor, sh: usize, sw: usize) -> Result<Tensor> {
+    let pick = |x: &Tensor, dim: usize, step: usize| -> Result<Tensor> {
+        if step == 1 {
+            return Ok(x.clone());
+        }
+        let n = x.dim(dim)?;
+        let idx: Vec<u32> = (0..n as u32).step_by(step).collect();
+        let len = idx.len();
+        let idx = Tensor::from_vec(idx, len, x.device())?;
+        Ok(x.index_select(&idx, dim)?)
+    };
+    pick(&pick(x, 2, sh)?, 3, sw)
+}

@@ -1,0 +1,58 @@
+//! # netdsl
+//!
+//! Neural networks written once, declaratively, in the [`network!`] macro.
+//! Every tensor's shape is inferred and checked at compile time — a wrong
+//! channel count, a kernel that does not fit, a shape assertion that does not
+//! hold is a compile error at the layer that is wrong, with the arithmetic
+//! and a fix. The macro generates one plain Rust struct per network that runs
+//! on [candle](https://github.com/huggingface/candle) (CPU; CUDA with the
+//! `cuda` feature), with PyTorch-compatible parameter names.
+//!
+//! ```
+//! use netdsl::network;
+//! use netdsl::candle::{DType, Device, Tensor};
+//!
+//! network! {
+//!     /// LeNet-5 (LeCun et al., 1998) for 28x28 digits.
+//!     pub LeNet(x: [B, 1, 28, 28]) -> [B, 10] {
+//!         x -> conv1: Conv2d(1 -> 6, kernel = 5, padding = 2) -> relu -> max_pool(2)
+//!           -> conv2: Conv2d(16, kernel = 5) -> relu -> max_pool(2)  : [B, 16, 5, 5]
+//!           -> flatten
+//!           -> fc1: Linear(400 -> 120) -> relu
+//!           -> fc2: Linear(84) -> relu
+//!           -> fc3: Linear(10)
+//!     }
+//! }
+//!
+//! # fn main() -> netdsl::Result<()> {
+//! let net = LeNet::new_seeded(0, &Device::Cpu)?;
+//! let x = Tensor::zeros((2, 1, 28, 28), DType::F32, &Device::Cpu)?;
+//! assert_eq!(net.forward(&x)?.dims(), &[2, 10]);
+//! assert_eq!(LeNet::PARAMETERS, 61_706);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! See `docs/guide.md` for a tour, `docs/reference.md` for every op and its
+//! shape rule, and `docs/errors.md` for every compile error.
+
+extern crate self as netdsl;
+
+pub use netdsl_macros::network;
+pub use netdsl_runtime::layers;
+pub use netdsl_runtime::{
+    check_input, Error, Init, InputDim, ParamSource, ParamSpec, Result, WeightProblem,
+    WeightsError,
+};
+pub use netdsl_runtime::{candle, candle_nn};
+
+/// What generated code refers to. Not a public API: paths here may change
+/// in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use netdsl_runtime::candle::{DType, Device, Tensor};
+    pub use netdsl_runtime::{
+        candle_nn, check_input, check_weights, layers, load_weights, save_weights, subsample,
+        Init, Initializer, InputDim, ParamSource, ParamSpec, Result,
+    };
+}
