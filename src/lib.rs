@@ -40,11 +40,10 @@ extern crate self as netdsl;
 
 pub use netdsl_macros::network;
 pub use netdsl_runtime::layers;
-pub use netdsl_runtime::{
-    check_input, Error, Init, InputDim, ParamSource, ParamSpec, Result, WeightProblem,
-    WeightsError,
-};
 pub use netdsl_runtime::{candle, candle_nn};
+pub use netdsl_runtime::{
+    check_input, Error, Init, InputDim, ParamSource, ParamSpec, Result, WeightProblem, WeightsError,
+};
 
 /// What generated code refers to. Not a public API: paths here may change
 /// in any release.
@@ -52,7 +51,7 @@ pub use netdsl_runtime::{candle, candle_nn};
 pub mod __private {
     pub use netdsl_runtime::candle::{DType, Device, Tensor};
     pub use netdsl_runtime::{
-        candle_nn, check_input, check_weights, layers, load_weights, save_weights, subsample,
-        Init, Initializer, InputDim, ParamSource, ParamSpec, Result,
+        candle_nn, check_input, check_weights, layers, load_weights, save_weights, subsample, Init,
+        Initializer, InputDim, ParamSource, ParamSpec, Result,
     };
 }

@@ -64,9 +64,17 @@ pub enum WeightProblem {
     /// The file has a tensor the network does not know.
     Unexpected { name: String, found: Vec<usize> },
     /// The tensor exists but has the wrong shape.
-    Shape { name: String, expected: Vec<usize>, found: Vec<usize> },
+    Shape {
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
     /// The tensor exists but its dtype cannot be converted to the one needed.
-    DType { name: String, expected: String, found: String },
+    DType {
+        name: String,
+        expected: String,
+        found: String,
+    },
 }
 
 impl fmt::Display for WeightProblem {
@@ -78,10 +86,21 @@ impl fmt::Display for WeightProblem {
             Self::Unexpected { name, found } => {
                 write!(f, "unexpected tensor `{name}` of shape {found:?} (the network has no such parameter)")
             }
-            Self::Shape { name, expected, found } => {
-                write!(f, "tensor `{name}` has shape {found:?}, expected {expected:?}")
+            Self::Shape {
+                name,
+                expected,
+                found,
+            } => {
+                write!(
+                    f,
+                    "tensor `{name}` has shape {found:?}, expected {expected:?}"
+                )
             }
-            Self::DType { name, expected, found } => {
+            Self::DType {
+                name,
+                expected,
+                found,
+            } => {
                 write!(f, "tensor `{name}` has dtype {found}, expected {expected}")
             }
         }

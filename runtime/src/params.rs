@@ -308,7 +308,10 @@ pub fn load_weights(
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        let t = view.load(&Device::Cpu)?.to_dtype(spec.dtype)?.to_device(device)?;
+        let t = view
+            .load(&Device::Cpu)?
+            .to_dtype(spec.dtype)?
+            .to_device(device)?;
         tensors.insert(spec.name.to_string(), t);
     }
     Ok(LoadedWeights { tensors })

@@ -78,9 +78,15 @@ mod tests {
         assert!(e.contains("rank 3 given, rank 4 expected"), "{e}");
         let e = check(&[3, 2, 8, 8]).unwrap_err().to_string();
         assert!(e.contains("dim 1 is 2, expected 1"), "{e}");
-        assert!(e.contains("`Net` expects an input of shape [B, 1, N, N]"), "{e}");
+        assert!(
+            e.contains("`Net` expects an input of shape [B, 1, N, N]"),
+            "{e}"
+        );
         let e = check(&[3, 1, 8, 9]).unwrap_err().to_string();
-        assert!(e.contains("dims 2 and 3 are both `N` but are 8 and 9"), "{e}");
+        assert!(
+            e.contains("dims 2 and 3 are both `N` but are 8 and 9"),
+            "{e}"
+        );
     }
 }
 

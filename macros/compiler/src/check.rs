@@ -76,7 +76,12 @@ pub fn assertion(item: usize, inferred: &Shape, lit: &ShapeLit, prev: &str) -> O
 }
 
 /// Rule: the declared output `-> [..]` equals the last layer's shape.
-pub fn declared_output(item: usize, inferred: &Shape, lit: &ShapeLit, prev: &str) -> Option<Failure> {
+pub fn declared_output(
+    item: usize,
+    inferred: &Shape,
+    lit: &ShapeLit,
+    prev: &str,
+) -> Option<Failure> {
     (!agrees(inferred, lit)).then(|| Failure {
         item,
         span: lit.span,
@@ -95,7 +100,12 @@ pub fn declared_output(item: usize, inferred: &Shape, lit: &ShapeLit, prev: &str
 pub fn check_network(cx: &Ctxt, net: &Network, items: &[Item]) -> Inferred {
     check_input_shape(cx, &net.input_shape);
     let input = shape_of(&net.input_shape);
-    let result = infer(&input, items, net.output_shape.as_ref(), Overrides::default());
+    let result = infer(
+        &input,
+        items,
+        net.output_shape.as_ref(),
+        Overrides::default(),
+    );
     for f in &result.failures {
         let mut message = f.message.clone();
         let mut help = Vec::new();
@@ -123,7 +133,10 @@ fn trace_before(result: &Inferred, item: usize) -> Vec<String> {
     let mut lines: Vec<String> = nodes.iter().filter_map(|n| n.trace.clone()).collect();
     let mut sizes: Vec<String> = Vec::new();
     let first = nodes.first().and_then(|n| n.input.as_ref());
-    for shape in first.into_iter().chain(nodes.iter().filter_map(|n| n.output.as_ref())) {
+    for shape in first
+        .into_iter()
+        .chain(nodes.iter().filter_map(|n| n.output.as_ref()))
+    {
         if shape.len() == 4 {
             let s = shape[2].to_string();
             if sizes.last() != Some(&s) {
@@ -144,7 +157,9 @@ fn fixes(input: &Shape, items: &[Item], net: &Network, f: &Failure) -> Vec<Strin
     let mut found = Vec::new();
     for (j, item) in items.iter().enumerate().take(f.item) {
         let Item::Layer(layer) = item else { continue };
-        let Some(Op::Conv2d(c)) = &layer.op else { continue };
+        let Some(Op::Conv2d(c)) = &layer.op else {
+            continue;
+        };
         let (ph, pw) = conv_padding(c, j, Overrides::default());
         let current = (ph == pw && ph.0 == ph.1).then_some(ph.0);
         let max = c.kernel.value.0.max(c.kernel.value.1) * c.dilation.value.0;
@@ -152,7 +167,9 @@ fn fixes(input: &Shape, items: &[Item], net: &Network, f: &Failure) -> Vec<Strin
             if Some(p) == current {
                 continue;
             }
-            let ov = Overrides { padding: Some((j, p)) };
+            let ov = Overrides {
+                padding: Some((j, p)),
+            };
             let trial = infer(input, items, net.output_shape.as_ref(), ov);
             if trial.failures.iter().any(|g| g.item <= f.item) {
                 continue;
@@ -163,13 +180,29 @@ fn fixes(input: &Shape, items: &[Item], net: &Network, f: &Failure) -> Vec<Strin
             };
             let here = here.map(|s| fmt_shape(s)).unwrap_or_default();
             let distance = current.map_or(p, |c| c.abs_diff(p));
-            found.push((!c.padding.written, distance, j, p, layer.label.clone(), here));
+            found.push((
+                !c.padding.written,
+                distance,
+                j,
+                p,
+                layer.label.clone(),
+                here,
+            ));
         }
     }
     found.sort();
+    // One suggestion per layer: the likeliest cause first, then another layer.
+    let mut layers_seen = Vec::new();
+    found.retain(|f| {
+        let new = !layers_seen.contains(&f.2);
+        layers_seen.push(f.2);
+        new
+    });
     found
         .into_iter()
         .take(2)
-        .map(|(_, _, _, p, label, here)| format!("`{label}` with `padding = {p}` gives {here} here"))
+        .map(|(_, _, _, p, label, here)| {
+            format!("`{label}` with `padding = {p}` gives {here} here")
+        })
         .collect()
 }

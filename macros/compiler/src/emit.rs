@@ -100,7 +100,14 @@ fn skeleton(s: Skeleton) -> TokenStream {
     }
 }
 
-fn consts(name: &Ident, input: &str, output: &str, summary: &str, parameters: u64, manifest: TokenStream) -> TokenStream {
+fn consts(
+    name: &Ident,
+    input: &str,
+    output: &str,
+    summary: &str,
+    parameters: u64,
+    manifest: TokenStream,
+) -> TokenStream {
     let p = quote!(::netdsl::__private);
     let name = name.to_string();
     let parameters = Literal::usize_unsuffixed(parameters as usize);
@@ -137,7 +144,11 @@ pub fn emit(ir: &NetIr) -> TokenStream {
             FieldKind::Conv2d => quote!(#p::layers::Conv2dParams),
             FieldKind::Linear => quote!(#p::layers::LinearParams),
         };
-        let ty = if f.has_bias() { ty } else { quote!(#ty<#p::layers::NoBias>) };
+        let ty = if f.has_bias() {
+            ty
+        } else {
+            quote!(#ty<#p::layers::NoBias>)
+        };
         let doc = f
             .params
             .iter()
@@ -259,7 +270,12 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> TokenStream {
             let padding = if symmetric {
                 lit(top)
             } else {
-                let (t, b, l, r) = (usize_lit(top), usize_lit(bottom), usize_lit(left), usize_lit(right));
+                let (t, b, l, r) = (
+                    usize_lit(top),
+                    usize_lit(bottom),
+                    usize_lit(left),
+                    usize_lit(right),
+                );
                 code.extend(quote! {
                     let #x = #src.pad_with_zeros(2, #t, #b)?.pad_with_zeros(3, #l, #r)?;
                 });
@@ -287,7 +303,11 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> TokenStream {
             }
             code
         }
-        StepOp::Pool2d { kind, kernel, stride } => {
+        StepOp::Pool2d {
+            kind,
+            kernel,
+            stride,
+        } => {
             let k = pair_tokens(*kernel);
             let s = pair_tokens(*stride);
             match kind {

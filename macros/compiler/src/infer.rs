@@ -7,7 +7,9 @@
 use crate::ast::{DimLit, ShapeLit};
 use crate::check::{self, FailKind, Failure};
 use crate::diag::SpanRange;
-use crate::resolve::{Activation, Conv2d, Item, Linear, Op, Padding, Pool2d, PoolKind, ResolvedLayer};
+use crate::resolve::{
+    Activation, Conv2d, Item, Linear, Op, Padding, Pool2d, PoolKind, ResolvedLayer,
+};
 use crate::shape::{fmt_shape, normalize_dim, product, Dim, Shape, Window};
 
 /// What inference learned about one chain item.
@@ -175,7 +177,10 @@ fn step(cx: &Step, op: &Op) -> StepResult {
         Op::Pool2d(p) => pool2d(cx, p),
         Op::Flatten { start, end } => {
             let rank = cx.input.len();
-            let (Some(s), Some(e)) = (normalize_dim(start.value, rank), normalize_dim(end.value, rank)) else {
+            let (Some(s), Some(e)) = (
+                normalize_dim(start.value, rank),
+                normalize_dim(end.value, rank),
+            ) else {
                 return Err(cx.fail(
                     FailKind::Other,
                     start.span.to(end.span),
@@ -198,7 +203,12 @@ fn step(cx: &Step, op: &Op) -> StepResult {
             let mut out: Shape = cx.input[..s].to_vec();
             out.push(product(&cx.input[s..=e]));
             out.extend_from_slice(&cx.input[e + 1..]);
-            let trace = format!("{}: {} -> {}", cx.name(), fmt_shape(cx.input), fmt_shape(&out));
+            let trace = format!(
+                "{}: {} -> {}",
+                cx.name(),
+                fmt_shape(cx.input),
+                fmt_shape(&out)
+            );
             Ok((out, Some(trace)))
         }
         Op::Linear(l) => linear(cx, l),
@@ -301,8 +311,22 @@ fn conv2d(cx: &Step, c: &Conv2d) -> StepResult {
     }
     let (ph, pw) = conv_padding(c, cx.index, cx.ov);
     let axes = [
-        ("H", 2, c.kernel.value.0, c.stride.value.0, ph, c.dilation.value.0),
-        ("W", 3, c.kernel.value.1, c.stride.value.1, pw, c.dilation.value.1),
+        (
+            "H",
+            2,
+            c.kernel.value.0,
+            c.stride.value.0,
+            ph,
+            c.dilation.value.0,
+        ),
+        (
+            "W",
+            3,
+            c.kernel.value.1,
+            c.stride.value.1,
+            pw,
+            c.dilation.value.1,
+        ),
     ];
     let (spatial, trace) = spatial(cx, &axes, c.kernel.span)?;
     let mut out = vec![cx.input[0].clone(), Dim::Known(cout)];
@@ -311,7 +335,11 @@ fn conv2d(cx: &Step, c: &Conv2d) -> StepResult {
 }
 
 fn pool2d(cx: &Step, p: &Pool2d) -> StepResult {
-    let name = if p.kind == PoolKind::Max { "MaxPool2d" } else { "AvgPool2d" };
+    let name = if p.kind == PoolKind::Max {
+        "MaxPool2d"
+    } else {
+        "AvgPool2d"
+    };
     cx.need_rank(name, 4, "[B, C, H, W]")?;
     let axes = [
         ("H", 2, p.kernel.value.0, p.stride.value.0, (0, 0), 1),
@@ -326,7 +354,11 @@ fn pool2d(cx: &Step, p: &Pool2d) -> StepResult {
 type Axis = (&'static str, usize, u64, u64, (u64, u64), u64);
 
 /// The spatial output of a window op over H and W, with its arithmetic.
-fn spatial(cx: &Step, axes: &[Axis; 2], kernel_span: SpanRange) -> Result<(Vec<Dim>, Option<String>), Failure> {
+fn spatial(
+    cx: &Step,
+    axes: &[Axis; 2],
+    kernel_span: SpanRange,
+) -> Result<(Vec<Dim>, Option<String>), Failure> {
     let mut out = Vec::new();
     let mut lines = Vec::new();
     for &(axis_name, axis, kernel, stride, (lo, hi), dilation) in axes {
@@ -436,7 +468,12 @@ fn linear(cx: &Step, l: &Linear) -> StepResult {
     }
     let mut out = cx.input.clone();
     out[last] = Dim::Known(l.out_f.value);
-    let trace = format!("{}: {} -> {}", cx.name(), fmt_shape(cx.input), fmt_shape(&out));
+    let trace = format!(
+        "{}: {} -> {}",
+        cx.name(),
+        fmt_shape(cx.input),
+        fmt_shape(&out)
+    );
     Ok((out, Some(trace)))
 }
 

@@ -114,9 +114,12 @@ pub fn lower(net: &Network, items: &[Item], inferred: &Inferred) -> NetIr {
             continue;
         };
         let (desc, step, field, macs) = lower_op(layer.name.as_ref(), i, op, input, output);
-        let params = field
-            .as_ref()
-            .map_or(0, |f: &FieldIr| f.params.iter().map(|p| p.shape.iter().product::<u64>()).sum());
+        let params = field.as_ref().map_or(0, |f: &FieldIr| {
+            f.params
+                .iter()
+                .map(|p| p.shape.iter().product::<u64>())
+                .sum()
+        });
         rows.push(Row {
             layer: layer.label.clone(),
             op: desc.clone(),
@@ -164,7 +167,12 @@ fn lower_op(
     input: &Shape,
     output: &Shape,
 ) -> (String, StepOp, Option<FieldIr>, Option<u64>) {
-    let field_name = |suffix: &str| format!("{}.{suffix}", name.map(|n| n.to_string()).unwrap_or_default());
+    let field_name = |suffix: &str| {
+        format!(
+            "{}.{suffix}",
+            name.map(|n| n.to_string()).unwrap_or_default()
+        )
+    };
     match op {
         Op::Conv2d(c) => {
             let cin = input[1].known().unwrap_or(0);
@@ -185,7 +193,10 @@ fn lower_op(
                 });
             }
             let pad = conv_padding(c, index, Overrides::default());
-            let mut desc = format!("Conv2d({cin} -> {cout}, kernel {}", pair_text(c.kernel.value));
+            let mut desc = format!(
+                "Conv2d({cin} -> {cout}, kernel {}",
+                pair_text(c.kernel.value)
+            );
             if c.stride.value != (1, 1) {
                 desc += &format!(", stride {}", pair_text(c.stride.value));
             }
@@ -195,7 +206,12 @@ fn lower_op(
                 _ if pad.0 .0 == pad.0 .1 && pad.1 .0 == pad.1 .1 => {
                     desc += &format!(", padding {}", pair_text((pad.0 .0, pad.1 .0)))
                 }
-                _ => desc += &format!(", padding ({}, {}, {}, {})", pad.1 .0, pad.1 .1, pad.0 .0, pad.0 .1),
+                _ => {
+                    desc += &format!(
+                        ", padding ({}, {}, {}, {})",
+                        pad.1 .0, pad.1 .1, pad.0 .0, pad.0 .1
+                    )
+                }
             }
             if c.dilation.value != (1, 1) {
                 desc += &format!(", dilation {}", pair_text(c.dilation.value));
@@ -214,7 +230,9 @@ fn lower_op(
                 params,
             });
             let step = StepOp::Conv2d {
-                field: name.cloned().unwrap_or_else(|| Ident::new("missing", proc_macro2::Span::call_site())),
+                field: name
+                    .cloned()
+                    .unwrap_or_else(|| Ident::new("missing", proc_macro2::Span::call_site())),
                 pad,
                 stride: c.stride.value,
                 dilation: c.dilation.value.0,
@@ -225,7 +243,11 @@ fn lower_op(
             (desc, step, field, macs)
         }
         Op::Pool2d(p) => {
-            let kind = if p.kind == PoolKind::Max { "MaxPool2d" } else { "AvgPool2d" };
+            let kind = if p.kind == PoolKind::Max {
+                "MaxPool2d"
+            } else {
+                "AvgPool2d"
+            };
             let mut desc = format!("{kind}({}", pair_text(p.kernel.value));
             if p.stride.value != p.kernel.value {
                 desc += &format!(", stride {}", pair_text(p.stride.value));
@@ -247,7 +269,16 @@ fn lower_op(
             } else {
                 format!("Flatten({s}..={e})")
             };
-            (desc, StepOp::Flatten { start: s, end: e, rank }, None, Some(0))
+            (
+                desc,
+                StepOp::Flatten {
+                    start: s,
+                    end: e,
+                    rank,
+                },
+                None,
+                Some(0),
+            )
         }
         Op::Linear(l) => {
             let fin = input.last().and_then(Dim::known).unwrap_or(0);
@@ -264,7 +295,10 @@ fn lower_op(
                     init: InitIr::BiasUniform { fan_in: fin },
                 });
             }
-            let desc = format!("Linear({fin} -> {fout}{})", if l.bias { "" } else { ", no bias" });
+            let desc = format!(
+                "Linear({fin} -> {fout}{})",
+                if l.bias { "" } else { ", no bias" }
+            );
             let macs = per_sample(output).map(|n| n * fin);
             let field = name.map(|n| FieldIr {
                 name: n.clone(),
@@ -272,7 +306,9 @@ fn lower_op(
                 params,
             });
             let step = StepOp::Linear {
-                field: name.cloned().unwrap_or_else(|| Ident::new("missing", proc_macro2::Span::call_site())),
+                field: name
+                    .cloned()
+                    .unwrap_or_else(|| Ident::new("missing", proc_macro2::Span::call_site())),
                 bias: l.bias,
                 rank: input.len(),
             };
@@ -331,7 +367,13 @@ fn summary_table(name: &str, input: &Shape, rows: &[Row]) -> String {
         fmt_macs(total_macs, 2),
     ]);
     let widths: Vec<usize> = (0..6)
-        .map(|c| table.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            table
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = format!(
         "{name}: input {}, {} trainable parameters; MACs and FLOPs (= 2 x MACs) per sample\n",

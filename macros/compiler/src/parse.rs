@@ -41,9 +41,7 @@ fn parse_network(cx: &Ctxt, input: ParseStream) -> syn::Result<Network> {
     content.parse::<Token![:]>()?;
     let input_shape = parse_shape(&content)?;
     if !content.is_empty() {
-        return Err(content.error(
-            "a network takes one input tensor: `(x: [B, C, H, W])`",
-        ));
+        return Err(content.error("a network takes one input tensor: `(x: [B, C, H, W])`"));
     }
     let output_shape = if input.peek(Token![->]) {
         input.parse::<Token![->]>()?;
@@ -242,7 +240,10 @@ fn parse_atom(input: ParseStream) -> syn::Result<Value> {
     }
     if lookahead.peek(LitFloat) {
         let lit: LitFloat = input.parse()?;
-        return Ok(Value::Float(lit.base10_parse()?, SpanRange::single(lit.span())));
+        return Ok(Value::Float(
+            lit.base10_parse()?,
+            SpanRange::single(lit.span()),
+        ));
     }
     if lookahead.peek(syn::LitBool) {
         let lit: syn::LitBool = input.parse()?;

@@ -70,10 +70,16 @@ pub enum Activation {
 pub enum Op {
     Conv2d(Conv2d),
     Pool2d(Pool2d),
-    Flatten { start: Spanned<i64>, end: Spanned<i64> },
+    Flatten {
+        start: Spanned<i64>,
+        end: Spanned<i64>,
+    },
     Linear(Linear),
     Act(Activation),
-    Softmax { dim: Spanned<i64>, log: bool },
+    Softmax {
+        dim: Spanned<i64>,
+        log: bool,
+    },
 }
 
 impl Op {
@@ -171,7 +177,10 @@ fn resolve_layer(cx: &Ctxt, layer: &Layer) -> ResolvedLayer {
                 Some(s) => format!("\nhelp: did you mean `{s}`?"),
                 None => format!(
                     "\nhelp: the ops are {}",
-                    OPS.iter().map(|(c, _)| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+                    OPS.iter()
+                        .map(|(c, _)| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             };
             cx.error(
@@ -217,20 +226,24 @@ fn resolve_op(cx: &Ctxt, op: &str, layer: &Layer, args: &[Arg]) -> Option<Op> {
     match op {
         "Conv2d" => {
             let a = Args::new(cx, op, whole, args, &["out_channels", "kernel"], CONV_KEYS);
-            let (in_ch, out_ch) = a.channels("out_channels")?;
-            let kernel = a.pair("kernel", 1, None)?;
-            let Some(kernel) = kernel else {
+            // Every argument is checked before any error returns, so all
+            // of a layer's mistakes are reported together.
+            let channels = a.channels("out_channels");
+            let kernel = a.pair("kernel", 1, None);
+            let stride = a.pair_or("stride", 1, (1, 1));
+            let dilation = a.pair_or("dilation", 1, (1, 1));
+            let padding = a.padding();
+            let groups = a.uint_or("groups", 1, 1);
+            let bias = a.boolean("bias", true);
+            let Some(kernel) = kernel? else {
                 cx.error(
                     whole,
                     "`Conv2d` needs a kernel size\nhelp: write `kernel = 3` or `kernel = (3, 5)`",
                 );
                 return None;
             };
-            let stride = a.pair("stride", 1, Some((1, 1)))?.unwrap_or_else(|| unreachable_default(whole));
-            let dilation = a.pair("dilation", 1, Some((1, 1)))?.unwrap_or_else(|| unreachable_default(whole));
-            let padding = a.padding()?;
-            let groups = a.uint("groups", 1, Some(1))?.unwrap_or_else(|| unreachable_default(whole));
-            let bias = a.boolean("bias", true)?;
+            let ((in_ch, out_ch), stride, dilation) = (channels?, stride?, dilation?);
+            let (padding, groups, bias) = (padding?, groups?, bias?);
             if dilation.value.0 != dilation.value.1 {
                 cx.error(
                     dilation.span,
@@ -252,27 +265,58 @@ fn resolve_op(cx: &Ctxt, op: &str, layer: &Layer, args: &[Arg]) -> Option<Op> {
         }
         "MaxPool2d" | "AvgPool2d" => {
             let a = Args::new(cx, op, whole, args, &["kernel", "stride"], POOL_KEYS);
-            let Some(kernel) = a.pair("kernel", 1, None)? else {
-                cx.error(whole, format!("`{op}` needs a kernel size\nhelp: write `{}(2)`", layer.op));
+            let (kernel, stride) = (a.pair("kernel", 1, None), a.pair("stride", 1, None));
+            let Some(kernel) = kernel? else {
+                cx.error(
+                    whole,
+                    format!("`{op}` needs a kernel size\nhelp: write `{}(2)`", layer.op),
+                );
                 return None;
             };
-            let stride = match a.pair("stride", 1, None)? {
+            let stride = match stride? {
                 Some(s) => s,
-                None => Spanned { written: false, ..kernel },
+                None => Spanned {
+                    written: false,
+                    ..kernel
+                },
             };
-            let kind = if op == "MaxPool2d" { PoolKind::Max } else { PoolKind::Avg };
-            Some(Op::Pool2d(Pool2d { kind, kernel, stride }))
+            let kind = if op == "MaxPool2d" {
+                PoolKind::Max
+            } else {
+                PoolKind::Avg
+            };
+            Some(Op::Pool2d(Pool2d {
+                kind,
+                kernel,
+                stride,
+            }))
         }
         "Flatten" => {
-            let a = Args::new(cx, op, whole, args, &["start_dim", "end_dim"], &["start_dim", "end_dim"]);
-            let start = a.int("start_dim", Some(1))?;
-            let end = a.int("end_dim", Some(-1))?;
-            Some(Op::Flatten { start, end })
+            let a = Args::new(
+                cx,
+                op,
+                whole,
+                args,
+                &["start_dim", "end_dim"],
+                &["start_dim", "end_dim"],
+            );
+            let (start, end) = (a.int("start_dim", Some(1)), a.int("end_dim", Some(-1)));
+            Some(Op::Flatten {
+                start: start?,
+                end: end?,
+            })
         }
         "Linear" => {
-            let a = Args::new(cx, op, whole, args, &["out_features"], &["out_features", "bias"]);
-            let (in_f, out_f) = a.channels("out_features")?;
-            let bias = a.boolean("bias", true)?;
+            let a = Args::new(
+                cx,
+                op,
+                whole,
+                args,
+                &["out_features"],
+                &["out_features", "bias"],
+            );
+            let (channels, bias) = (a.channels("out_features"), a.boolean("bias", true));
+            let ((in_f, out_f), bias) = (channels?, bias?);
             Some(Op::Linear(Linear { in_f, out_f, bias }))
         }
         "Softmax" | "LogSoftmax" => {
@@ -314,16 +358,6 @@ fn canonical_key(key: &str) -> &str {
     }
 }
 
-/// Defaults are always given where this is called, so the `None` arm cannot
-/// be reached; it still returns a value rather than panicking.
-fn unreachable_default<T: Default>(span: SpanRange) -> Spanned<T> {
-    Spanned {
-        value: T::default(),
-        span,
-        written: false,
-    }
-}
-
 /// A layer's arguments matched to the op's parameters.
 struct Args<'a> {
     cx: &'a Ctxt,
@@ -350,7 +384,10 @@ impl<'a> Args<'a> {
             let key: &'static str = match &arg.key {
                 None => {
                     if seen_keyword {
-                        cx.error(arg.span, "a positional argument cannot follow a keyword argument");
+                        cx.error(
+                            arg.span,
+                            "a positional argument cannot follow a keyword argument",
+                        );
                         continue;
                     }
                     let Some(k) = positional.get(next_positional) else {
@@ -402,7 +439,12 @@ impl<'a> Args<'a> {
             }
             values.insert(key, &arg.value);
         }
-        Self { cx, op, whole, values }
+        Self {
+            cx,
+            op,
+            whole,
+            values,
+        }
     }
 
     fn get(&self, key: &str) -> Option<&'a Value> {
@@ -424,11 +466,13 @@ impl<'a> Args<'a> {
     fn uint_value(&self, key: &str, min: u64, v: &Value) -> Option<u64> {
         match v {
             Value::Int(n, s) if *n < 0 => {
-                self.cx.error(*s, format!("`{key}` cannot be negative, found {n}"));
+                self.cx
+                    .error(*s, format!("`{key}` cannot be negative, found {n}"));
                 None
             }
             Value::Int(n, s) if (*n as u64) < min => {
-                self.cx.error(*s, format!("`{key}` must be at least {min}, found {n}"));
+                self.cx
+                    .error(*s, format!("`{key}` must be at least {min}, found {n}"));
                 None
             }
             Value::Int(n, _) => Some(*n as u64),
@@ -455,6 +499,24 @@ impl<'a> Args<'a> {
                 })
             }),
         }
+    }
+
+    fn uint_or(&self, key: &str, min: u64, default: u64) -> Option<Spanned<u64>> {
+        let v = self.uint(key, min, Some(default))?;
+        Some(v.unwrap_or(Spanned {
+            value: default,
+            span: self.whole,
+            written: false,
+        }))
+    }
+
+    fn pair_or(&self, key: &str, min: u64, default: (u64, u64)) -> Option<Spanned<(u64, u64)>> {
+        let v = self.pair(key, min, Some(default))?;
+        Some(v.unwrap_or(Spanned {
+            value: default,
+            span: self.whole,
+            written: false,
+        }))
     }
 
     /// An integer or an `(h, w)` pair of integers >= `min`.
@@ -504,7 +566,10 @@ impl<'a> Args<'a> {
                 None => {
                     self.cx.error(
                         self.whole,
-                        format!("`{}` needs `{key}`\nhelp: write `{}({key} = 1)`", self.op, self.op),
+                        format!(
+                            "`{}` needs `{key}`\nhelp: write `{}({key} = 1)`",
+                            self.op, self.op
+                        ),
                     );
                     None
                 }
@@ -544,7 +609,10 @@ impl<'a> Args<'a> {
             None => {
                 self.cx.error(
                     self.whole,
-                    format!("`{}` needs its output size as the first argument, e.g. `{}(16)`", self.op, self.op),
+                    format!(
+                        "`{}` needs its output size as the first argument, e.g. `{}(16)`",
+                        self.op, self.op
+                    ),
                 );
                 None
             }
@@ -566,26 +634,41 @@ impl<'a> Args<'a> {
         let key = "padding";
         let Some(v) = self.get(key) else {
             return Some(Spanned {
-                value: Padding::Explicit { h: (0, 0), w: (0, 0) },
+                value: Padding::Explicit {
+                    h: (0, 0),
+                    w: (0, 0),
+                },
                 span: self.whole,
                 written: false,
             });
         };
         let value = match v {
             Value::Ident(i) if i == "same" => Padding::Same,
-            Value::Ident(i) if i == "valid" => Padding::Explicit { h: (0, 0), w: (0, 0) },
+            Value::Ident(i) if i == "valid" => Padding::Explicit {
+                h: (0, 0),
+                w: (0, 0),
+            },
             Value::Int(..) => {
                 let n = self.uint_value(key, 0, v)?;
-                Padding::Explicit { h: (n, n), w: (n, n) }
+                Padding::Explicit {
+                    h: (n, n),
+                    w: (n, n),
+                }
             }
             Value::Tuple(items, _) if items.len() == 2 || items.len() == 4 => {
                 let ns: Vec<Option<u64>> =
                     items.iter().map(|i| self.uint_value(key, 0, i)).collect();
                 let ns: Vec<u64> = ns.into_iter().collect::<Option<_>>()?;
                 if ns.len() == 2 {
-                    Padding::Explicit { h: (ns[0], ns[0]), w: (ns[1], ns[1]) }
+                    Padding::Explicit {
+                        h: (ns[0], ns[0]),
+                        w: (ns[1], ns[1]),
+                    }
                 } else {
-                    Padding::Explicit { h: (ns[2], ns[3]), w: (ns[0], ns[1]) }
+                    Padding::Explicit {
+                        h: (ns[2], ns[3]),
+                        w: (ns[0], ns[1]),
+                    }
                 }
             }
             other => {

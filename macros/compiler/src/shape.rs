@@ -207,7 +207,10 @@ mod tests {
 
     #[test]
     fn products_and_dims() {
-        assert_eq!(product(&[Dim::Known(16), Dim::Known(5), Dim::Known(5)]), Dim::Known(400));
+        assert_eq!(
+            product(&[Dim::Known(16), Dim::Known(5), Dim::Known(5)]),
+            Dim::Known(400)
+        );
         assert_eq!(
             product(&[Dim::Known(16), Dim::Sym("H".into()), Dim::Sym("W".into())]),
             Dim::Sym("16*H*W".into())
@@ -237,7 +240,9 @@ mod tests {
             let fails = [(0, u(&r["h"]), u(&r["kh"])), (1, u(&r["w"]), u(&r["kw"]))]
                 .iter()
                 .any(|&(axis, input, k)| {
-                    w(input, k, u(&r["stride"]), u(&pad[axis]), u(&r["dilation"])).out().is_err()
+                    w(input, k, u(&r["stride"]), u(&pad[axis]), u(&r["dilation"]))
+                        .out()
+                        .is_err()
                 });
             assert!(fails, "PyTorch rejects {r}, so must we");
             checked += 1;
@@ -258,6 +263,9 @@ mod tests {
                 checked += 1;
             }
         }
-        assert!(checked > 2000, "the table is smaller than expected: {checked}");
+        assert!(
+            checked > 2000,
+            "the table is smaller than expected: {checked}"
+        );
     }
 }

@@ -1,0 +1,7 @@
+use netdsl::network;
+
+network! {
+    pub Net(x: [B, 784]) {}
+}
+
+fn main() {}

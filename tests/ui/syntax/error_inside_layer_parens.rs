@@ -1,0 +1,10 @@
+use netdsl::network;
+
+network! {
+    pub Net(x: [B, 3, 32, 32]) {
+        x -> conv1: Conv2d(16, kernel = 3 stride = 2) -> relu
+          -> conv2: Conv2d(32, kernel = 3)
+    }
+}
+
+fn main() {}
