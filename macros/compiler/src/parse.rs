@@ -2,7 +2,7 @@
 //! their own delimited groups, so a typo inside one layer's parentheses is one
 //! error and parsing goes on with the next layer.
 
-use proc_macro2::{Delimiter, Group, TokenStream, TokenTree};
+use proc_macro2::TokenStream;
 use syn::parse::{ParseStream, Parser};
 use syn::{Attribute, Ident, LitFloat, LitInt, Token, Visibility};
 
@@ -10,6 +10,9 @@ use crate::ast::*;
 use crate::diag::{Ctxt, SpanRange};
 
 pub fn parse(cx: &Ctxt, tokens: TokenStream) -> Spec {
+    // syn places "unexpected end of input" at the macro call when the input
+    // ends early; point it at the last token instead.
+    let last = tokens.clone().into_iter().last().map(|t| t.span());
     let mut networks = Vec::new();
     let result = (|input: ParseStream| {
         while !input.is_empty() {
@@ -19,7 +22,14 @@ pub fn parse(cx: &Ctxt, tokens: TokenStream) -> Spec {
     })
     .parse2(tokens);
     if let Err(e) = result {
-        cx.syn_error(e);
+        for e in e {
+            match last {
+                Some(span) if e.to_string().starts_with("unexpected end of input") => {
+                    cx.error(SpanRange::single(span), e.to_string())
+                }
+                _ => cx.syn_error(e),
+            }
+        }
     }
     Spec { networks }
 }
@@ -29,10 +39,9 @@ fn parse_network(cx: &Ctxt, input: ParseStream) -> syn::Result<Network> {
     let vis: Visibility = input.parse()?;
     let lookahead = input.lookahead1();
     if !lookahead.peek(Ident) {
-        return Err(syn::Error::new(
-            input.span(),
-            "expected a network: `pub Name(x: [B, 1, 28, 28]) -> [B, 10] { x -> .. }`",
-        ));
+        return Err(
+            input.error("expected a network: `pub Name(x: [B, 1, 28, 28]) -> [B, 10] { x -> .. }`")
+        );
     }
     let name: Ident = input.parse()?;
     let content;
@@ -49,22 +58,12 @@ fn parse_network(cx: &Ctxt, input: ParseStream) -> syn::Result<Network> {
     } else {
         None
     };
-    let body_group: Group = match input.parse::<TokenTree>()? {
-        TokenTree::Group(g) if g.delimiter() == Delimiter::Brace => g,
-        other => {
-            return Err(syn::Error::new(
-                other.span(),
-                "expected the network's body in braces: `{ x -> layer -> .. }`",
-            ))
-        }
-    };
-    let body = match (|s: ParseStream| parse_chain(cx, s)).parse2(body_group.stream()) {
-        Ok(chain) => Some(chain),
-        Err(e) => {
-            cx.syn_error(e);
-            None
-        }
-    };
+    if !input.peek(syn::token::Brace) {
+        return Err(input.error("expected the network's body in braces: `{ x -> layer -> .. }`"));
+    }
+    let content;
+    syn::braced!(content in input);
+    let body = recover(cx, &content, |s| parse_chain(cx, s));
     Ok(Network {
         attrs,
         vis,
@@ -77,45 +76,55 @@ fn parse_network(cx: &Ctxt, input: ParseStream) -> syn::Result<Network> {
 }
 
 fn parse_shape(input: ParseStream) -> syn::Result<ShapeLit> {
-    let group: Group = match input.parse::<TokenTree>()? {
-        TokenTree::Group(g) if g.delimiter() == Delimiter::Bracket => g,
-        other => {
-            return Err(syn::Error::new(
-                other.span(),
-                "expected a shape in brackets, e.g. `[B, 1, 28, 28]`",
-            ))
-        }
-    };
+    if !input.peek(syn::token::Bracket) {
+        return Err(input.error("expected a shape in brackets, e.g. `[B, 1, 28, 28]`"));
+    }
+    let content;
+    let bracket = syn::bracketed!(content in input);
     let span = SpanRange {
-        start: group.span_open(),
-        end: group.span_close(),
+        start: bracket.span.open(),
+        end: bracket.span.close(),
     };
-    let dims = (|s: ParseStream| {
-        let mut dims = Vec::new();
-        while !s.is_empty() {
-            let lookahead = s.lookahead1();
-            if lookahead.peek(LitInt) {
-                let lit: LitInt = s.parse()?;
-                let n: u64 = lit.base10_parse().map_err(|_| {
-                    syn::Error::new(lit.span(), "a dim must be a non-negative integer")
-                })?;
-                dims.push(DimLit::Lit(n, lit.span()));
-            } else if lookahead.peek(Token![_]) {
-                let t: Token![_] = s.parse()?;
-                dims.push(DimLit::Wild(t.span));
-            } else if lookahead.peek(Ident) {
-                dims.push(DimLit::Sym(s.parse()?));
-            } else {
-                return Err(lookahead.error());
-            }
-            if !s.is_empty() {
-                s.parse::<Token![,]>()?;
-            }
+    let mut dims = Vec::new();
+    while !content.is_empty() {
+        let lookahead = content.lookahead1();
+        if lookahead.peek(LitInt) {
+            let lit: LitInt = content.parse()?;
+            let n: u64 = lit
+                .base10_parse()
+                .map_err(|_| syn::Error::new(lit.span(), "a dim must be a non-negative integer"))?;
+            dims.push(DimLit::Lit(n, lit.span()));
+        } else if lookahead.peek(Token![_]) {
+            let t: Token![_] = content.parse()?;
+            dims.push(DimLit::Wild(t.span));
+        } else if lookahead.peek(Ident) {
+            dims.push(DimLit::Sym(content.parse()?));
+        } else {
+            return Err(lookahead.error());
         }
-        Ok(dims)
-    })
-    .parse2(group.stream())?;
+        if !content.is_empty() {
+            content.parse::<Token![,]>()?;
+        }
+    }
     Ok(ShapeLit { dims, span })
+}
+
+/// Parses a delimited group's contents with `f`; on error, reports it, skips
+/// the rest of the group and returns `None`, so parsing goes on after it.
+fn recover<T>(
+    cx: &Ctxt,
+    content: ParseStream,
+    f: impl FnOnce(ParseStream) -> syn::Result<T>,
+) -> Option<T> {
+    match f(content) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            cx.syn_error(e);
+            // Drain what is left, or syn reports it again as unexpected.
+            let _ = content.parse::<TokenStream>();
+            None
+        }
+    }
 }
 
 fn parse_chain(cx: &Ctxt, input: ParseStream) -> syn::Result<Chain> {
@@ -158,20 +167,11 @@ fn parse_layer(cx: &Ctxt, input: ParseStream) -> syn::Result<Layer> {
     };
     let start = name.as_ref().unwrap_or(&op).span();
     let mut end = op.span();
-    let args = if let Some(TokenTree::Group(g)) = input.fork().parse::<Option<TokenTree>>()? {
-        if g.delimiter() == Delimiter::Parenthesis {
-            input.parse::<TokenTree>()?;
-            end = g.span_close();
-            match (|s: ParseStream| parse_args(s)).parse2(g.stream()) {
-                Ok(args) => Some(Ok(args)),
-                Err(e) => {
-                    cx.syn_error(e);
-                    Some(Err(()))
-                }
-            }
-        } else {
-            None
-        }
+    let args = if input.peek(syn::token::Paren) {
+        let content;
+        let paren = syn::parenthesized!(content in input);
+        end = paren.span.close();
+        Some(recover(cx, &content, parse_args).ok_or(()))
     } else {
         None
     };
