@@ -1,1 +1,42 @@
-fn main() {}
+//! How long `network!` takes to expand a VGG-16-sized network (38 layers,
+//! 138M parameters): parse, resolve, infer, check, lower and emit, and the
+//! same again with an error (which also runs the search for a fix).
+//!
+//! `cargo bench --bench expand`
+
+use std::str::FromStr;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use proc_macro2::TokenStream;
+
+fn spec(path: &str) -> TokenStream {
+    let source = std::fs::read_to_string(path).unwrap();
+    let file: syn::File = syn::parse_str(&source).unwrap();
+    let syn::Item::Macro(m) = &file.items[0] else {
+        panic!("{path} holds no network! invocation")
+    };
+    TokenStream::from_str(&m.mac.tokens.to_string()).unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let vgg = spec("tests/networks/vgg16.rs");
+    assert!(netdsl_compiler::expand(vgg.clone()).is_ok());
+    c.bench_function("expand VGG-16", |b| {
+        b.iter(|| netdsl_compiler::expand(vgg.clone()).unwrap())
+    });
+    c.bench_function("expand + pretty-print VGG-16", |b| {
+        b.iter(|| netdsl_compiler::expand_pretty(vgg.clone()).unwrap())
+    });
+    let broken = TokenStream::from_str(
+        &vgg.to_string()
+            .replacen("padding = 1", "padding = 0", 1),
+    )
+    .unwrap();
+    assert!(netdsl_compiler::expand(broken.clone()).is_err());
+    c.bench_function("expand VGG-16 with an error (fix search)", |b| {
+        b.iter(|| netdsl_compiler::expand(broken.clone()).unwrap_err())
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
