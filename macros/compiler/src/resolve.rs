@@ -68,7 +68,7 @@ pub enum Activation {
 
 #[derive(Clone, Debug)]
 pub enum Op {
-    Conv2d(Conv2d),
+    Conv2d(Box<Conv2d>),
     Pool2d(Pool2d),
     Flatten {
         start: Spanned<i64>,
@@ -90,7 +90,7 @@ impl Op {
 
 /// A chain item after resolution.
 pub enum Item {
-    Layer(ResolvedLayer),
+    Layer(Box<ResolvedLayer>),
     Assert(ShapeLit),
 }
 
@@ -140,7 +140,10 @@ pub fn resolve(cx: &Ctxt, net: &Network) -> Vec<Item> {
             ChainItem::Layer(layer) => {
                 if let Some(name) = &layer.name {
                     let key = name.to_string();
-                    if seen.contains_key(&key) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = seen.entry(key.clone())
+                    {
+                        slot.insert(SpanRange::single(name.span()));
+                    } else {
                         cx.error(
                             SpanRange::single(name.span()),
                             format!(
@@ -149,11 +152,9 @@ pub fn resolve(cx: &Ctxt, net: &Network) -> Vec<Item> {
                                  help: rename this layer, e.g. `{key}_2`"
                             ),
                         );
-                    } else {
-                        seen.insert(key, SpanRange::single(name.span()));
                     }
                 }
-                Item::Layer(resolve_layer(cx, layer))
+                Item::Layer(Box::new(resolve_layer(cx, layer)))
             }
         })
         .collect()
@@ -252,7 +253,7 @@ fn resolve_op(cx: &Ctxt, op: &str, layer: &Layer, args: &[Arg]) -> Option<Op> {
                 );
                 return None;
             }
-            Some(Op::Conv2d(Conv2d {
+            Some(Op::Conv2d(Box::new(Conv2d {
                 in_ch,
                 out_ch,
                 kernel,
@@ -261,7 +262,7 @@ fn resolve_op(cx: &Ctxt, op: &str, layer: &Layer, args: &[Arg]) -> Option<Op> {
                 dilation,
                 groups,
                 bias,
-            }))
+            })))
         }
         "MaxPool2d" | "AvgPool2d" => {
             let a = Args::new(cx, op, whole, args, &["kernel", "stride"], POOL_KEYS);
