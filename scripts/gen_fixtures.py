@@ -31,6 +31,14 @@ What it writes (all under tests/fixtures/, relative to the repo root):
       The conv2d grid is thinned to h == w or (h,w) in {(7,28),(28,7)} to keep
       the file small.
 
+  ops.safetensors
+      Per-op parity cases (see gen_ops): for each case NAME, the keys
+        NAME.input, NAME.output           float32, input drawn after
+                                          torch.manual_seed(crc32(NAME))
+        NAME.<layer>.weight/.bias         the case module's state_dict
+      Each case is one small torch module (a layer or a short chain)
+      mirrored by one network in tests/ops_parity.rs.
+
 How to run (from the repository root):
 
     python3 scripts/gen_fixtures.py
@@ -194,6 +202,137 @@ def gen_sizes():
     return p, {k: len(v) for k, v in table.items()}
 
 
+class _Chain(nn.Module):
+    """A small case module: named layers (state_dict names) applied in
+    order, with an optional F.pad before (F.pad order: left, right, top,
+    bottom) and plain functions interleaved."""
+
+    def __init__(self, steps):
+        super().__init__()
+        self.steps = []
+        for step in steps:
+            if isinstance(step, tuple):
+                name, mod = step
+                self.add_module(name, mod)
+                self.steps.append(mod)
+            else:
+                self.steps.append(step)
+
+    def forward(self, x):
+        for f in self.steps:
+            x = f(x)
+        return x
+
+
+def _ops_cases():
+    """(name, input shape, input scale, module steps). Mirrored one to one
+    by the networks in tests/ops_parity.rs."""
+    conv = nn.Conv2d
+    x4 = (2, 3, 9, 11)
+    return [
+        # Conv2d options
+        ("conv_asym_pad", x4, 1.0, [
+            lambda x: F.pad(x, (1, 2, 0, 3)),
+            ("conv", conv(3, 4, 3, padding=0))]),
+        ("conv_axis_pad", x4, 1.0, [("conv", conv(3, 4, 3, padding=(1, 2)))]),
+        ("conv_stride_2_1", x4, 1.0, [("conv", conv(3, 4, 3, stride=(2, 1), padding=1))]),
+        ("conv_stride_1_3", x4, 1.0, [("conv", conv(3, 4, 3, stride=(1, 3)))]),
+        ("conv_dilation", x4, 1.0, [("conv", conv(3, 4, 3, dilation=2, padding=1))]),
+        ("conv_groups", (2, 4, 9, 11), 1.0, [("conv", conv(4, 6, 3, groups=2, padding=1))]),
+        ("conv_depthwise", (2, 4, 9, 11), 1.0, [("conv", conv(4, 4, 3, groups=4))]),
+        ("conv_depthwise_mult", (2, 4, 9, 11), 1.0, [("conv", conv(4, 8, 3, groups=4, padding=1))]),
+        ("conv_same_odd", x4, 1.0, [("conv", conv(3, 4, 3, padding="same"))]),
+        ("conv_same_even", x4, 1.0, [("conv", conv(3, 4, 4, padding="same"))]),
+        ("conv_same_even_rect", x4, 1.0, [("conv", conv(3, 4, (2, 4), padding="same"))]),
+        ("conv_same_dilated", x4, 1.0, [("conv", conv(3, 4, 4, dilation=2, padding="same"))]),
+        ("conv_kernel_3_5", x4, 1.0, [("conv", conv(3, 4, (3, 5)))]),
+        ("conv_no_bias", x4, 1.0, [("conv", conv(3, 4, 3, bias=False))]),
+        ("conv_stride_2_odd", x4, 1.0, [("conv", conv(3, 4, 3, stride=2))]),
+        ("conv_mixed", (2, 4, 9, 11), 1.0, [
+            lambda x: F.pad(x, (2, 0, 1, 1)),
+            ("conv", conv(4, 6, (3, 2), stride=(2, 3), dilation=2, groups=2))]),
+        ("conv_chain", x4, 1.0, [
+            ("c1", conv(3, 4, 3, padding=1)), nn.ReLU(),
+            ("c2", conv(4, 5, (2, 3), stride=(1, 2), groups=1, bias=False)), nn.Tanh()]),
+        # pooling (floor mode, no padding)
+        ("max_pool_3_2", x4, 1.0, [nn.MaxPool2d(3, stride=2)]),
+        ("avg_pool_3_2", x4, 1.0, [nn.AvgPool2d(3, stride=2)]),
+        ("max_pool_2x3", x4, 1.0, [nn.MaxPool2d((2, 3))]),
+        ("avg_pool_2x3", x4, 1.0, [nn.AvgPool2d((2, 3))]),
+        ("max_pool_2x3_s12", x4, 1.0, [nn.MaxPool2d((2, 3), stride=(1, 2))]),
+        ("avg_pool_2x3_s12", x4, 1.0, [nn.AvgPool2d((2, 3), stride=(1, 2))]),
+        # linear and flatten
+        ("linear_rank3", (2, 5, 7), 1.0, [("fc", nn.Linear(7, 6))]),
+        ("linear_rank3_no_bias", (2, 5, 7), 1.0, [("fc", nn.Linear(7, 6, bias=False))]),
+        ("flatten_2", (2, 3, 4, 5), 1.0, [nn.Flatten(start_dim=2)]),
+        ("flatten_2_linear", (2, 3, 4, 5), 1.0, [
+            nn.Flatten(start_dim=2), ("fc", nn.Linear(20, 6))]),
+        # activations on a 4-D tensor (scaled so sigmoid and tanh saturate)
+        ("sigmoid", x4, 4.0, [nn.Sigmoid()]),
+        ("tanh", x4, 4.0, [nn.Tanh()]),
+        ("relu", x4, 1.0, [nn.ReLU()]),
+        ("softmax_1", x4, 3.0, [nn.Softmax(dim=1)]),
+        ("log_softmax_last", x4, 3.0, [nn.LogSoftmax(dim=-1)]),
+    ]
+
+
+def gen_ops():
+    """tests/fixtures/ops.safetensors: one key group per case, see the
+    module docstring. Each case seeds torch with crc32(name), so cases do not
+    depend on each other's order."""
+    import warnings
+    import zlib
+
+    tensors = {}
+    for name, shape, scale, steps in _ops_cases():
+        torch.manual_seed(zlib.crc32(name.encode()))
+        model = _Chain(steps).float().eval()
+        x = torch.randn(*shape, dtype=torch.float32) * scale
+        with torch.no_grad(), warnings.catch_warnings():
+            # padding="same" with an even kernel: torch warns that it pads a copy.
+            warnings.simplefilter("ignore", UserWarning)
+            y = model(x)
+        tensors[f"{name}.input"] = x.contiguous().clone()
+        tensors[f"{name}.output"] = y.contiguous().clone()
+        for k, v in model.state_dict().items():
+            tensors[f"{name}.{k}"] = v.detach().to(torch.float32).contiguous().clone()
+    meta = {"generator": "scripts/gen_fixtures.py", "torch": torch.__version__}
+    p = os.path.join(FIXTURES, "ops.safetensors")
+    save_file(tensors, p, metadata=meta)
+    back = load_file(p)
+    assert set(back) == set(tensors)
+    for k, t in back.items():
+        assert t.dtype == torch.float32 and t.is_contiguous(), k
+    return p, len(_ops_cases())
+
+
+def canonicalize_metadata(path):
+    """Rewrites a safetensors file's `__metadata__` with its keys sorted.
+
+    safetensors serialises the metadata from a Rust HashMap, so its key order
+    (and with it the file's bytes) changes from run to run although nothing
+    else does. Sorting makes reruns byte-identical; the sorted order is the
+    one the committed fixtures have. Only the order of the header's keys
+    changes, never its length or the tensor data."""
+    with open(path, "rb") as f:
+        data = f.read()
+    n = int.from_bytes(data[:8], "little")
+    text = data[8:8 + n].decode("utf-8")
+    body = text.rstrip(" ")  # the header is space-padded to 8 bytes
+    dump = lambda h: json.dumps(h, separators=(",", ":"), ensure_ascii=False)
+    header = json.loads(body)
+    if dump(header) != body:
+        raise RuntimeError(f"{path}: unexpected safetensors header layout")
+    meta = header.get("__metadata__")
+    if not meta:
+        return
+    header["__metadata__"] = dict(sorted(meta.items()))
+    new = dump(header)
+    assert len(new) == len(body), path
+    with open(path, "wb") as f:
+        f.write(data[:8] + (new + text[len(body):]).encode("utf-8") + data[8 + n:])
+
+
 def check(path, expected):
     t = load_file(path)
     assert set(t) == set(expected), (path, sorted(t))
@@ -212,13 +351,17 @@ def main():
     check(p_model, EXPECTED_LENET)
     check(p_io, EXPECTED_IO)
     p_json, counts = gen_sizes()
+    p_ops, n_ops = gen_ops()
+    for p in (p_model, p_io, p_ops):
+        canonicalize_metadata(p)
 
     rel = lambda p: os.path.relpath(p, REPO_ROOT)
     print(f"torch {torch.__version__}, python {sys.version.split()[0]}")
-    for p in (p_model, p_io, p_json):
+    for p in (p_model, p_io, p_json, p_ops):
         print(f"wrote {rel(p)} ({os.path.getsize(p)} bytes)")
     print(f"lenet output max |x| = {out.abs().max().item():.6f}")
     print("records: " + ", ".join(f"{k}={n}" for k, n in counts.items()))
+    print(f"ops parity cases: {n_ops}")
 
 
 if __name__ == "__main__":

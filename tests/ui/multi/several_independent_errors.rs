@@ -2,10 +2,10 @@ use netdsl::network;
 
 network! {
     pub Net(x: [B, 3, 32, 32]) -> [B, 10] {
-        x -> conv1: Conv2d(16, kernel = 3, stride = 0) -> rleu
+        x -> conv1: Conv2d(16, kernel = 3, stride = 0) -> Relu
           -> conv2: Conv2d(32, kernel = 3, paddin = 1) -> max_pool(2)
           -> flatten
-          -> fc1: Linear(10) -> Softmax(dim = 5)
+          -> fc1: Linear(10)
     }
 
     pub Other(x: [B, 1, 28, 28]) {

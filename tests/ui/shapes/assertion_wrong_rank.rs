@@ -1,0 +1,9 @@
+use netdsl::network;
+
+network! {
+    pub Net(x: [B, 1, 28, 28]) {
+        x -> flatten : [B, _, _]
+    }
+}
+
+fn main() {}
