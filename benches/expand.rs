@@ -27,11 +27,8 @@ fn bench(c: &mut Criterion) {
     c.bench_function("expand + pretty-print VGG-16", |b| {
         b.iter(|| netdsl_compiler::expand_pretty(vgg.clone()).unwrap())
     });
-    let broken = TokenStream::from_str(
-        &vgg.to_string()
-            .replacen("padding = 1", "padding = 0", 1),
-    )
-    .unwrap();
+    let broken =
+        TokenStream::from_str(&vgg.to_string().replacen("padding = 1", "padding = 0", 1)).unwrap();
     assert!(netdsl_compiler::expand(broken.clone()).is_err());
     c.bench_function("expand VGG-16 with an error (fix search)", |b| {
         b.iter(|| netdsl_compiler::expand(broken.clone()).unwrap_err())

@@ -69,10 +69,14 @@ fn device(arg: DeviceArg) -> netdsl::Result<Device> {
 
 /// A deterministic batch in [0, 1): the same on every device for a seed.
 fn batch(n: usize, seed: u64, device: &Device) -> netdsl::Result<Tensor> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let values: Vec<f32> = (0..n * 28 * 28)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (state >> 40) as f32 / (1u64 << 24) as f32
         })
         .collect();
@@ -90,7 +94,10 @@ fn main() -> netdsl::Result<()> {
             LeNet::load(path, &device)?
         }
         None => {
-            println!("weights: PyTorch default initialisation, seed {}", args.seed);
+            println!(
+                "weights: PyTorch default initialisation, seed {}",
+                args.seed
+            );
             LeNet::new_seeded(args.seed, &device)?
         }
     };
@@ -116,11 +123,18 @@ fn main() -> netdsl::Result<()> {
     let checksum: f32 = y.sum_all()?.to_scalar()?;
     println!("device: {:?}", args.device);
     println!("input {:?} -> output {:?}", x.dims(), y.dims());
-    println!("forward: {median:.3} ms per batch of {} (median of {})", args.batch, times.len());
+    println!(
+        "forward: {median:.3} ms per batch of {} (median of {})",
+        args.batch,
+        times.len()
+    );
     println!("parameters: {}", LeNet::PARAMETERS);
     println!("output[0]: {first:.5?}");
     println!("output checksum (sum): {checksum:.6}");
     let predicted: Vec<u32> = y.argmax(1)?.to_vec1()?;
-    println!("predicted classes of the first 8: {:?}", &predicted[..predicted.len().min(8)]);
+    println!(
+        "predicted classes of the first 8: {:?}",
+        &predicted[..predicted.len().min(8)]
+    );
     Ok(())
 }
