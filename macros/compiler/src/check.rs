@@ -24,6 +24,8 @@ pub struct Failure {
     pub span: SpanRange,
     pub message: String,
     pub kind: FailKind,
+    /// Lines shown after the chain of sizes (this step's own arithmetic).
+    pub tail: Vec<String>,
     pub help: Vec<String>,
 }
 
@@ -71,6 +73,7 @@ pub fn assertion(item: usize, inferred: &Shape, lit: &ShapeLit, prev: &str) -> O
             fmt_shape(&shape_of(lit))
         ),
         kind: FailKind::Mismatch,
+        tail: Vec::new(),
         help: vec![format!("assert `: {}`", fmt_shape(inferred))],
     })
 }
@@ -91,6 +94,7 @@ pub fn declared_output(
             fmt_shape(inferred)
         ),
         kind: FailKind::Mismatch,
+        tail: Vec::new(),
         help: vec![format!("declare `-> {}`", fmt_shape(inferred))],
     })
 }
@@ -115,6 +119,10 @@ pub fn check_network(cx: &Ctxt, net: &Network, items: &[Item]) -> Inferred {
                 message.push_str(&line);
             }
             help.extend(fixes(&input, items, net, f));
+        }
+        for line in &f.tail {
+            message.push_str("\n  ");
+            message.push_str(line);
         }
         help.extend(f.help.iter().cloned());
         for (i, h) in help.iter().enumerate() {

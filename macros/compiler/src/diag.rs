@@ -110,20 +110,31 @@ impl Ctxt {
     }
 }
 
-/// Levenshtein distance, for "did you mean" suggestions.
+/// Edit distance counting insertions, deletions, substitutions and swaps of
+/// two neighbouring letters (optimal string alignment), case-insensitive.
 pub fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(!ca.eq_ignore_ascii_case(cb));
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
+    let a: Vec<char> = a.chars().map(|c| c.to_ascii_lowercase()).collect();
+    let b: Vec<char> = b.chars().map(|c| c.to_ascii_lowercase()).collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// The closest candidate to `name`, if it is close enough to be a typo.
@@ -135,6 +146,29 @@ pub fn did_you_mean<'a>(
         .into_iter()
         .map(|c| (edit_distance(name, c), c))
         .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(1))
-        .min_by_key(|(d, _)| *d)
+        // Ties go to the candidate written in the same case (`relu`, not `ReLU`).
+        .min_by_key(|(d, c)| {
+            (
+                *d,
+                c.chars().zip(name.chars()).filter(|(a, b)| a != b).count(),
+            )
+        })
         .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_catch_common_typos() {
+        assert_eq!(edit_distance("rleu", "relu"), 1);
+        assert_eq!(edit_distance("Conv2dd", "Conv2d"), 1);
+        assert_eq!(did_you_mean("rleu", ["ReLU", "relu", "tanh"]), Some("relu"));
+        assert_eq!(
+            did_you_mean("maxpool", ["max_pool", "avg_pool"]),
+            Some("max_pool")
+        );
+        assert_eq!(did_you_mean("lstm", ["relu", "tanh"]), None);
+    }
 }

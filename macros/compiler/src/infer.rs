@@ -127,6 +127,7 @@ impl Step<'_> {
             span,
             message,
             kind,
+            tail: Vec::new(),
             help: Vec::new(),
         }
     }
@@ -177,21 +178,34 @@ fn step(cx: &Step, op: &Op) -> StepResult {
         Op::Pool2d(p) => pool2d(cx, p),
         Op::Flatten { start, end } => {
             let rank = cx.input.len();
-            let (Some(s), Some(e)) = (
+            let valid = format!(
+                "valid dims for a rank-{rank} tensor {} are {}..={}",
+                fmt_shape(cx.input),
+                -(rank as i64),
+                rank as i64 - 1
+            );
+            let (s, e) = (
                 normalize_dim(start.value, rank),
                 normalize_dim(end.value, rank),
-            ) else {
-                return Err(cx.fail(
-                    FailKind::Other,
-                    start.span.to(end.span),
-                    format!(
-                        "`{}` flattens dims {}..={} of a rank-{rank} tensor {}",
-                        cx.name(),
-                        start.value,
-                        end.value,
-                        fmt_shape(cx.input)
-                    ),
-                ));
+            );
+            for (key, dim, ok) in [
+                ("start_dim", start, s.is_some()),
+                ("end_dim", end, e.is_some()),
+            ] {
+                if !ok {
+                    return Err(cx.fail(
+                        FailKind::Other,
+                        dim.span,
+                        format!(
+                            "`{}`: {key} = {} is out of range: {valid}",
+                            cx.name(),
+                            dim.value
+                        ),
+                    ));
+                }
+            }
+            let (Some(s), Some(e)) = (s, e) else {
+                return Err(cx.fail(FailKind::Other, start.span, valid));
             };
             if s > e {
                 return Err(cx.fail(
@@ -396,25 +410,42 @@ fn spatial(
                         lines.push((axis_name, w.arithmetic()));
                     }
                     Err(e) => {
-                        let need = (e.effective_kernel - input).div_ceil(2);
+                        let is_pool = matches!(cx.layer.op, Some(Op::Pool2d(_)));
+                        let spans = if dilation == 1 {
+                            format!("its kernel spans {kernel}")
+                        } else {
+                            format!(
+                                "its kernel spans {} (dilation*(kernel-1) + 1 = {dilation}*({kernel}-1) + 1)",
+                                e.effective_kernel
+                            )
+                        };
+                        let padded = if lo + hi == 0 {
+                            format!("the input is only {input}")
+                        } else {
+                            format!(
+                                "the padded input is only {} ({input} + {lo} + {hi})",
+                                e.padded
+                            )
+                        };
                         let mut f = cx.fail(
-                            FailKind::Other,
+                            FailKind::Mismatch,
                             kernel_span,
                             format!(
-                                "`{}` gives no output along {axis_name}: the kernel spans {} \
-                                 (dilation*(kernel-1) + 1 = {dilation}*({kernel}-1) + 1) but the padded \
-                                 input is only {} ({axis_name} = {input} + {lo} + {hi})\n\
-                                 {axis_name} = {}",
+                                "`{}` gives no output along {axis_name}: {spans} but {padded}",
                                 cx.name(),
-                                e.effective_kernel,
-                                e.padded,
-                                w.arithmetic()
                             ),
                         );
-                        f.help.push(format!(
-                            "pad the input by at least {need} on each side, or use a kernel of at most {}",
-                            (e.padded - 1) / dilation + 1
-                        ));
+                        f.tail
+                            .push(format!("{}: {axis_name} = {}", cx.name(), w.arithmetic()));
+                        let smaller = (e.padded - 1) / dilation + 1;
+                        f.help.push(if is_pool {
+                            format!("use a kernel of at most {smaller}")
+                        } else {
+                            let need = (e.effective_kernel - input).div_ceil(2);
+                            format!(
+                                "pad the input by at least {need} on each side, or use a kernel of at most {smaller}"
+                            )
+                        });
                         return Err(f);
                     }
                 }

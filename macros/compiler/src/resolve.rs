@@ -179,7 +179,11 @@ fn resolve_layer(cx: &Ctxt, layer: &Layer) -> ResolvedLayer {
                 None => format!(
                     "\nhelp: the ops are {}",
                     OPS.iter()
-                        .map(|(c, _)| format!("`{c}`"))
+                        .map(|(_, names)| names
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join("/"))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -237,8 +241,7 @@ fn resolve_op(cx: &Ctxt, op: &str, layer: &Layer, args: &[Arg]) -> Option<Op> {
             let groups = a.uint_or("groups", 1, 1);
             let bias = a.boolean("bias", true);
             let Some(kernel) = kernel? else {
-                cx.error(
-                    whole,
+                a.missing(
                     "`Conv2d` needs a kernel size\nhelp: write `kernel = 3` or `kernel = (3, 5)`",
                 );
                 return None;
@@ -365,6 +368,9 @@ struct Args<'a> {
     op: &'a str,
     whole: SpanRange,
     values: HashMap<&'static str, &'a Value>,
+    /// An unknown keyword was reported: a "missing argument" error would
+    /// most likely be the same typo twice.
+    had_unknown: bool,
 }
 
 impl<'a> Args<'a> {
@@ -381,6 +387,7 @@ impl<'a> Args<'a> {
         let mut values: HashMap<&'static str, &'a Value> = HashMap::new();
         let mut next_positional = 0;
         let mut seen_keyword = false;
+        let mut had_unknown = false;
         for arg in args {
             let key: &'static str = match &arg.key {
                 None => {
@@ -426,6 +433,7 @@ impl<'a> Args<'a> {
                                 format!("unknown argument `{written}` for `{op}`{hint}")
                             };
                             cx.error(SpanRange::single(k.span()), msg);
+                            had_unknown = true;
                             continue;
                         }
                     }
@@ -445,6 +453,15 @@ impl<'a> Args<'a> {
             op,
             whole,
             values,
+            had_unknown,
+        }
+    }
+
+    /// Reports a missing required argument, unless a misspelt one was
+    /// reported already.
+    fn missing(&self, message: impl Into<String>) {
+        if !self.had_unknown {
+            self.cx.error(self.whole, message);
         }
     }
 
@@ -454,6 +471,10 @@ impl<'a> Args<'a> {
 
     fn wrong_kind(&self, key: &str, want: &str, v: &Value) {
         let msg = match v {
+            Value::Ident(i) if i == "same" || i == "valid" => format!(
+                "`{i}` is only valid for `padding`; `{key}` of `{}` takes {want}",
+                self.op
+            ),
             Value::Ident(i) => format!(
                 "`{i}` is a symbol, but `{key}` of `{}` needs {want} known at compile time",
                 self.op
@@ -565,13 +586,10 @@ impl<'a> Args<'a> {
                     written: false,
                 }),
                 None => {
-                    self.cx.error(
-                        self.whole,
-                        format!(
-                            "`{}` needs `{key}`\nhelp: write `{}({key} = 1)`",
-                            self.op, self.op
-                        ),
-                    );
+                    self.missing(format!(
+                        "`{}` needs `{key}`\nhelp: write `{}({key} = 1)`",
+                        self.op, self.op
+                    ));
                     None
                 }
             },
@@ -608,13 +626,10 @@ impl<'a> Args<'a> {
         };
         match self.get(key) {
             None => {
-                self.cx.error(
-                    self.whole,
-                    format!(
-                        "`{}` needs its output size as the first argument, e.g. `{}(16)`",
-                        self.op, self.op
-                    ),
-                );
+                self.missing(format!(
+                    "`{}` needs its output size as the first argument, e.g. `{}(16)`",
+                    self.op, self.op
+                ));
                 None
             }
             Some(Value::Arrow(i, o, _)) => {

@@ -108,15 +108,9 @@ impl Window {
     /// The formula with this window's numbers, e.g.
     /// `floor((28 + 2 + 2 - 1*(5-1) - 1) / 1) + 1 = 28`.
     pub fn arithmetic(&self) -> String {
-        let result = match self.out() {
-            Ok(n) => n.to_string(),
-            Err(_) => format!(
-                "{} (the kernel spans {}, the padded input is {})",
-                "no output",
-                self.effective_kernel(),
-                self.padded()
-            ),
-        };
+        // Signed, floor division: what the formula gives when it fails.
+        let span = self.padded() as i64 - self.effective_kernel() as i64;
+        let result = span.div_euclid(self.stride as i64) + 1;
         let (i, k, s, d) = (self.input, self.kernel, self.stride, self.dilation);
         let (lo, hi) = (self.pad_lo, self.pad_hi);
         if lo == 0 && hi == 0 && d == 1 {
@@ -196,6 +190,12 @@ mod tests {
             w(28, 5, 1, 2, 1).arithmetic(),
             "floor((28 + 2 + 2 - 1*(5-1) - 1) / 1) + 1 = 28"
         );
+    }
+
+    #[test]
+    fn failing_arithmetic_shows_the_negative_size() {
+        assert_eq!(w(3, 5, 1, 0, 1).arithmetic(), "floor((3 - 5) / 1) + 1 = -1");
+        assert_eq!(w(2, 5, 2, 0, 1).arithmetic(), "floor((2 - 5) / 2) + 1 = -1");
     }
 
     #[test]
