@@ -22,3 +22,33 @@ pub struct LinearParams<B = Tensor> {
     pub weight: Tensor,
     pub bias: B,
 }
+
+/// Batch normalisation's parameters and buffers, PyTorch's names:
+/// `weight` and `bias` are `[C]` (or [`NoBias`] with `affine = false`),
+/// `running_mean`, `running_var` are `[C]`, `num_batches_tracked` is an i64
+/// scalar.
+#[derive(Debug, Clone)]
+pub struct BatchNormParams<A = Tensor> {
+    pub weight: A,
+    pub bias: A,
+    pub running_mean: Tensor,
+    pub running_var: Tensor,
+    pub num_batches_tracked: Tensor,
+}
+
+/// A tensor that may be absent: [`Tensor`] or [`NoBias`].
+pub trait MaybeTensor {
+    fn tensor(&self) -> Option<&Tensor>;
+}
+
+impl MaybeTensor for Tensor {
+    fn tensor(&self) -> Option<&Tensor> {
+        Some(self)
+    }
+}
+
+impl MaybeTensor for NoBias {
+    fn tensor(&self) -> Option<&Tensor> {
+        None
+    }
+}

@@ -79,6 +79,51 @@ impl ParamSpec {
         }
     }
 
+    /// A trainable f32 tensor of ones (batch norm's `weight`).
+    pub const fn ones(name: &'static str, shape: &'static [usize]) -> Self {
+        Self {
+            name,
+            shape,
+            dtype: DType::F32,
+            init: Init::Ones,
+            trainable: true,
+        }
+    }
+
+    /// A trainable f32 tensor of zeros (batch norm's `bias`).
+    pub const fn zeros(name: &'static str, shape: &'static [usize]) -> Self {
+        Self {
+            name,
+            shape,
+            dtype: DType::F32,
+            init: Init::Zeros,
+            trainable: true,
+        }
+    }
+
+    /// A buffer (not trained, but saved and loaded): `running_mean` (zeros)
+    /// or `running_var` (ones).
+    pub const fn buffer(name: &'static str, shape: &'static [usize], init: Init) -> Self {
+        Self {
+            name,
+            shape,
+            dtype: DType::F32,
+            init,
+            trainable: false,
+        }
+    }
+
+    /// An i64 scalar counter buffer (`num_batches_tracked`), starting at 0.
+    pub const fn counter(name: &'static str) -> Self {
+        Self {
+            name,
+            shape: &[],
+            dtype: DType::I64,
+            init: Init::Zeros,
+            trainable: false,
+        }
+    }
+
     /// The number of elements.
     pub fn numel(&self) -> usize {
         self.shape.iter().product()

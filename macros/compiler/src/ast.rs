@@ -48,8 +48,19 @@ pub struct Chain {
 
 pub enum ChainItem {
     Layer(Layer),
+    /// `features: seq { Conv2d(..) -> relu -> .. }`: children numbered like
+    /// `nn.Sequential`, every op counting (`features.0.weight`).
+    Seq(Seq),
     /// `: [B, 16, 5, 5]`, checked against the shape inferred so far.
     Assert(ShapeLit),
+}
+
+pub struct Seq {
+    pub name: Option<Ident>,
+    /// The `seq` / `Sequential` keyword.
+    pub keyword: Ident,
+    pub items: Vec<ChainItem>,
+    pub span: SpanRange,
 }
 
 /// `name: Op(args)` or `op` or `op(args)`.

@@ -10,7 +10,7 @@ use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 use syn::{Attribute, Visibility};
 
-use crate::lower::{FieldIr, FieldKind, InitIr, NetIr, StepIr, StepOp};
+use crate::lower::{FieldIr, FieldKind, Fold, InitIr, NetIr, StepIr, StepOp};
 use crate::resolve::{Activation, PoolKind};
 use crate::shape::{fmt_shape, Dim};
 
@@ -48,7 +48,10 @@ fn skeleton(s: Skeleton) -> TokenStream {
     quote! {
         #(#attrs)*
         #[derive(Debug, Clone)]
-        #vis struct #name { #fields }
+        #vis struct #name {
+            #fields
+            fusion: #p::Fusion,
+        }
 
         #[allow(dead_code)]
         impl #name {
@@ -91,6 +94,13 @@ fn skeleton(s: Skeleton) -> TokenStream {
                 #named_tensors
             }
 
+            /// Turns the batch-norm folds listed in [`Self::FUSIONS`] on (the default) or off;
+            /// off runs each batch norm as written. (Reordered activations give identical
+            /// results and stay.)
+            pub fn set_fusion(&mut self, enabled: bool) {
+                self.fusion.set_enabled(enabled);
+            }
+
             /// Runs the network. The input's shape is checked first.
             #[allow(unused_doc_comments)]
             pub fn forward(&self, #input: &#p::Tensor) -> #p::Result<#p::Tensor> {
@@ -105,6 +115,7 @@ fn consts(
     input: &str,
     output: &str,
     summary: &str,
+    fusions: &str,
     parameters: u64,
     manifest: TokenStream,
 ) -> TokenStream {
@@ -120,6 +131,8 @@ fn consts(
         pub const OUTPUT_SHAPE: &'static str = #output;
         /// Layers, output shapes, parameters, multiply-adds and FLOPs, computed at compile time.
         pub const SUMMARY: &'static str = #summary;
+        /// The inference fusions the compiler applied, one per line.
+        pub const FUSIONS: &'static str = #fusions;
         /// The number of trainable parameters (buffers excluded).
         pub const PARAMETERS: usize = #parameters;
         /// Every tensor of the state_dict: PyTorch name, shape, dtype, initialisation.
@@ -131,24 +144,19 @@ pub fn emit(ir: &NetIr) -> TokenStream {
     let p = quote!(::netdsl::__private);
     let mut attrs = ir.attrs.clone();
     let has_docs = attrs.iter().any(|a| a.path().is_ident("doc"));
-    let doc = format!(
+    let mut doc = format!(
         "{}# Summary\n\n```text\n{}```",
         if has_docs { "\n" } else { "" },
         ir.summary
     );
+    if !ir.fusions.is_empty() {
+        doc += &format!("\n\n# Inference fusions\n\n{}", bullet_list(&ir.fusions));
+    }
     attrs.push(syn::parse_quote!(#[doc = #doc]));
 
     let fields = ir.fields.iter().map(|f| {
-        let name = &f.name;
-        let ty = match f.kind {
-            FieldKind::Conv2d => quote!(#p::layers::Conv2dParams),
-            FieldKind::Linear => quote!(#p::layers::LinearParams),
-        };
-        let ty = if f.has_bias() {
-            ty
-        } else {
-            quote!(#ty<#p::layers::NoBias>)
-        };
+        let name = &f.ident;
+        let ty = field_type(f);
         let doc = f
             .params
             .iter()
@@ -160,33 +168,48 @@ pub fn emit(ir: &NetIr) -> TokenStream {
     let manifest = ir.fields.iter().flat_map(|f| &f.params).map(|param| {
         let name = &param.name;
         let shape = param.shape.iter().map(|&d| lit(d));
-        let (ctor, fan_in) = match param.init {
-            InitIr::KaimingUniform { fan_in } => (quote!(weight), fan_in),
-            InitIr::BiasUniform { fan_in } => (quote!(bias), fan_in),
-        };
-        let fan_in = lit(fan_in);
-        quote!(#p::ParamSpec::#ctor(#name, &[#(#shape),*], #fan_in),)
+        let shape = quote!(&[#(#shape),*]);
+        match param.init {
+            InitIr::Weight { fan_in } => {
+                let f = lit(fan_in);
+                quote!(#p::ParamSpec::weight(#name, #shape, #f),)
+            }
+            InitIr::Bias { fan_in } => {
+                let f = lit(fan_in);
+                quote!(#p::ParamSpec::bias(#name, #shape, #f),)
+            }
+            InitIr::Ones => quote!(#p::ParamSpec::ones(#name, #shape),),
+            InitIr::Zeros => quote!(#p::ParamSpec::zeros(#name, #shape),),
+            InitIr::BufferZeros => quote!(#p::ParamSpec::buffer(#name, #shape, #p::Init::Zeros),),
+            InitIr::BufferOnes => quote!(#p::ParamSpec::buffer(#name, #shape, #p::Init::Ones),),
+            InitIr::Counter => quote!(#p::ParamSpec::counter(#name),),
+        }
     });
     let consts = consts(
         &ir.name,
         &fmt_shape(&ir.input_shape),
         &fmt_shape(&ir.output_shape),
         &ir.summary,
+        &ir.fusions.join("\n"),
         ir.parameters,
         quote!(#(#manifest)*),
     );
 
     let mut index = 0usize;
     let inits = ir.fields.iter().map(|f| gen_field_init(f, &mut index));
+    let folds = lit(ir.folds as u64);
     let from_source = quote! {
         let manifest = Self::MANIFEST;
-        ::core::result::Result::Ok(Self { #(#inits)* })
+        ::core::result::Result::Ok(Self {
+            #(#inits)*
+            fusion: #p::Fusion::new(#folds),
+        })
     };
     let named = ir.fields.iter().flat_map(|f| {
-        let field = &f.name;
-        f.params.iter().enumerate().map(move |(i, param)| {
+        let field = &f.ident;
+        f.params.iter().map(move |param| {
             let name = &param.name;
-            let member = if i == 0 { quote!(weight) } else { quote!(bias) };
+            let member = Ident::new(param.member, Span::call_site());
             quote!((#name, &self.#field.#member))
         })
     });
@@ -203,23 +226,44 @@ pub fn emit(ir: &NetIr) -> TokenStream {
     })
 }
 
+fn bullet_list(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("- {l}\n")).collect()
+}
+
+fn field_type(f: &FieldIr) -> TokenStream {
+    let p = quote!(::netdsl::__private);
+    let base = match f.kind {
+        FieldKind::Conv2d => quote!(#p::layers::Conv2dParams),
+        FieldKind::Linear => quote!(#p::layers::LinearParams),
+        FieldKind::BatchNorm => quote!(#p::layers::BatchNormParams),
+    };
+    if f.absent.is_empty() {
+        base
+    } else {
+        quote!(#base<#p::layers::NoBias>)
+    }
+}
+
 fn gen_field_init(f: &FieldIr, index: &mut usize) -> TokenStream {
     let p = quote!(::netdsl::__private);
-    let name = &f.name;
+    let name = &f.ident;
     let ty = match f.kind {
         FieldKind::Conv2d => quote!(#p::layers::Conv2dParams),
         FieldKind::Linear => quote!(#p::layers::LinearParams),
+        FieldKind::BatchNorm => quote!(#p::layers::BatchNormParams),
     };
-    let w = Literal::usize_unsuffixed(*index);
-    *index += 1;
-    let bias = if f.has_bias() {
-        let b = Literal::usize_unsuffixed(*index);
+    let present = f.params.iter().map(|param| {
+        let member = Ident::new(param.member, Span::call_site());
+        let i = Literal::usize_unsuffixed(*index);
         *index += 1;
-        quote!(source.take(&manifest[#b])?)
-    } else {
-        quote!(#p::layers::NoBias)
-    };
-    quote!(#name: #ty { weight: source.take(&manifest[#w])?, bias: #bias },)
+        quote!(#member: source.take(&manifest[#i])?,)
+    });
+    let present: Vec<TokenStream> = present.collect();
+    let absent = f.absent.iter().map(|m| {
+        let member = Ident::new(m, Span::call_site());
+        quote!(#member: #p::layers::NoBias,)
+    });
+    quote!(#name: #ty { #(#present)* #(#absent)* },)
 }
 
 fn gen_forward(ir: &NetIr) -> TokenStream {
@@ -238,21 +282,91 @@ fn gen_forward(ir: &NetIr) -> TokenStream {
     let mut body = quote! {
         #p::check_input(#name, #expected, #input, &[#(#dims),*])?;
     };
-    if ir.steps.is_empty() {
+    let mut first = true;
+    for step in &ir.steps {
+        let src = if first { quote!(#input) } else { quote!(#x) };
+        if let Some(code) = gen_step(step, &src, &x) {
+            body.extend(code);
+            first = false;
+        }
+    }
+    if first {
         body.extend(quote!(::core::result::Result::Ok(#input.clone())));
-        return body;
+    } else {
+        body.extend(quote!(::core::result::Result::Ok(#x)));
     }
-    for (i, step) in ir.steps.iter().enumerate() {
-        let src = if i == 0 { quote!(#input) } else { quote!(#x) };
-        body.extend(gen_step(step, &src, &x));
-    }
-    body.extend(quote!(::core::result::Result::Ok(#x)));
     body
 }
 
-fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> TokenStream {
+/// The conv call on `src` with weight expression `w` (dilation per axis
+/// handled by dilating the kernel, stride per axis by subsampling).
+#[allow(clippy::too_many_arguments)]
+fn conv_call(
+    src: &TokenStream,
+    x: &Ident,
+    w: TokenStream,
+    pad: ((u64, u64), (u64, u64)),
+    stride: (u64, u64),
+    dilation: (u64, u64),
+    groups: u64,
+) -> TokenStream {
     let p = quote!(::netdsl::__private);
-    let comment = format!(" {}", step.comment);
+    let ((top, bottom), (left, right)) = pad;
+    let mut code = TokenStream::new();
+    let mut src = src.clone();
+    let padding = if top == bottom && left == right && top == left {
+        lit(top)
+    } else {
+        let (t, b, l, r) = (
+            usize_lit(top),
+            usize_lit(bottom),
+            usize_lit(left),
+            usize_lit(right),
+        );
+        code.extend(quote! {
+            let #x = #src.pad_with_zeros(2, #t, #b)?.pad_with_zeros(3, #l, #r)?;
+        });
+        src = quote!(#x);
+        lit(0)
+    };
+    let (w, d) = if dilation.0 == dilation.1 {
+        (quote!(&#w), lit(dilation.0))
+    } else {
+        let (dh, dw) = (usize_lit(dilation.0), usize_lit(dilation.1));
+        (quote!(&#p::dilate_kernel(&#w, #dh, #dw)?), lit(1))
+    };
+    let g = lit(groups);
+    if stride.0 == stride.1 {
+        let s = lit(stride.0);
+        code.extend(quote!(let #x = #src.conv2d(#w, #padding, #s, #d, #g)?;));
+    } else {
+        let (sh, sw) = (usize_lit(stride.0), usize_lit(stride.1));
+        code.extend(quote! {
+            let #x = #src.conv2d(#w, #padding, 1, #d, #g)?;
+            let #x = #p::subsample(&#x, #sh, #sw)?;
+        });
+    }
+    code
+}
+
+/// `fold` weights of `field` with batch norm `fold.bn`, from the cache.
+fn folded_weights(field: &Ident, fold: &Fold) -> TokenStream {
+    let p = quote!(::netdsl::__private);
+    let bn = &fold.bn;
+    let slot = usize_lit(fold.slot as u64);
+    let eps = Literal::f64_unsuffixed(fold.eps);
+    quote! {
+        let (weight, bias) = self.fusion.get(
+            #slot,
+            &[&self.#field.weight, &self.#bn.running_mean, &self.#bn.running_var],
+            || #p::bn_fold(&self.#field.weight, &self.#field.bias, &self.#bn, #eps),
+        )?;
+    }
+}
+
+fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> Option<TokenStream> {
+    let p = quote!(::netdsl::__private);
+    let comment = format!(" {}", step.comment());
     let code = match &step.op {
         StepOp::Conv2d {
             field,
@@ -262,57 +376,86 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> TokenStream {
             groups,
             out_ch,
             bias,
+            fold,
         } => {
-            let ((top, bottom), (left, right)) = *pad;
-            let symmetric = top == bottom && left == right && top == left;
-            let mut code = TokenStream::new();
-            let mut src = src.clone();
-            let padding = if symmetric {
-                lit(top)
-            } else {
-                let (t, b, l, r) = (
-                    usize_lit(top),
-                    usize_lit(bottom),
-                    usize_lit(left),
-                    usize_lit(right),
+            let c = usize_lit(*out_ch);
+            let plain = {
+                let mut code = conv_call(
+                    src,
+                    x,
+                    quote!(self.#field.weight),
+                    *pad,
+                    *stride,
+                    *dilation,
+                    *groups,
                 );
-                code.extend(quote! {
-                    let #x = #src.pad_with_zeros(2, #t, #b)?.pad_with_zeros(3, #l, #r)?;
-                });
-                src = quote!(#x);
-                lit(0)
+                if *bias {
+                    code.extend(quote! {
+                        let #x = #x.broadcast_add(&self.#field.bias.reshape((1, #c, 1, 1))?)?;
+                    });
+                }
+                code
             };
-            let (d, g) = (lit(*dilation), lit(*groups));
-            if stride.0 == stride.1 {
-                let s = lit(stride.0);
-                code.extend(quote! {
-                    let #x = #src.conv2d(&self.#field.weight, #padding, #s, #d, #g)?;
-                });
-            } else {
-                let (sh, sw) = (usize_lit(stride.0), usize_lit(stride.1));
-                code.extend(quote! {
-                    let #x = #src.conv2d(&self.#field.weight, #padding, 1, #d, #g)?;
-                    let #x = #p::subsample(&#x, #sh, #sw)?;
-                });
+            match fold {
+                None => plain,
+                Some(fold) => {
+                    let bn = &fold.bn;
+                    let eps = Literal::f64_unsuffixed(fold.eps);
+                    let weights = folded_weights(field, fold);
+                    let conv = conv_call(src, x, quote!(weight), *pad, *stride, *dilation, *groups);
+                    quote! {
+                        let #x = if self.fusion.enabled() {
+                            #weights
+                            #conv
+                            #x.broadcast_add(&bias.reshape((1, #c, 1, 1))?)?
+                        } else {
+                            #plain
+                            #p::batch_norm_eval(&#x, &self.#bn, #eps)?
+                        };
+                    }
+                }
             }
-            if *bias {
-                let c = usize_lit(*out_ch);
-                code.extend(quote! {
-                    let #x = #x.broadcast_add(&self.#field.bias.reshape((1, #c, 1, 1))?)?;
-                });
-            }
-            code
         }
         StepOp::Pool2d {
             kind,
             kernel,
             stride,
+            padding,
+            dilation,
+            ceil_mode,
+            count_include_pad,
         } => {
+            let simple = *padding == (0, 0) && *dilation == (1, 1) && !ceil_mode;
             let k = pair_tokens(*kernel);
             let s = pair_tokens(*stride);
+            if simple {
+                match kind {
+                    PoolKind::Max => quote!(let #x = #src.max_pool2d_with_stride(#k, #s)?;),
+                    PoolKind::Avg => quote!(let #x = #src.avg_pool2d_with_stride(#k, #s)?;),
+                }
+            } else {
+                let (pd, dl) = (pair_tokens(*padding), pair_tokens(*dilation));
+                let f = match kind {
+                    PoolKind::Max => quote!(max_pool2d),
+                    PoolKind::Avg => quote!(avg_pool2d),
+                };
+                quote! {
+                    let #x = #p::#f(&#src, &#p::Pool2d {
+                        kernel: #k,
+                        stride: #s,
+                        padding: #pd,
+                        dilation: #dl,
+                        ceil_mode: #ceil_mode,
+                        count_include_pad: #count_include_pad,
+                    })?;
+                }
+            }
+        }
+        StepOp::AdaptivePool2d { kind, out } => {
+            let o = pair_tokens(*out);
             match kind {
-                PoolKind::Max => quote!(let #x = #src.max_pool2d_with_stride(#k, #s)?;),
-                PoolKind::Avg => quote!(let #x = #src.avg_pool2d_with_stride(#k, #s)?;),
+                PoolKind::Max => quote!(let #x = #p::adaptive_max_pool2d(&#src, #o)?;),
+                PoolKind::Avg => quote!(let #x = #p::adaptive_avg_pool2d(&#src, #o)?;),
             }
         }
         StepOp::Flatten { start, end, rank } => {
@@ -324,20 +467,66 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> TokenStream {
                 quote!(let #x = #src.flatten(#s, #e)?;)
             }
         }
-        StepOp::Linear { field, bias, rank } => {
-            let mut code = if *rank == 2 {
-                quote!(let #x = #src.matmul(&self.#field.weight.t()?)?;)
-            } else {
-                quote!(let #x = #src.broadcast_matmul(&self.#field.weight.t()?)?;)
+        StepOp::Linear {
+            field,
+            bias,
+            rank,
+            fold,
+        } => {
+            let matmul = |w: TokenStream| {
+                if *rank == 2 {
+                    quote!(let #x = #src.matmul(&#w.t()?)?;)
+                } else {
+                    quote!(let #x = #src.broadcast_matmul(&#w.t()?)?;)
+                }
             };
+            let mut plain = matmul(quote!(self.#field.weight));
             if *bias {
-                code.extend(quote!(let #x = #x.broadcast_add(&self.#field.bias)?;));
+                plain.extend(quote!(let #x = #x.broadcast_add(&self.#field.bias)?;));
             }
-            code
+            match fold {
+                None => plain,
+                Some(fold) => {
+                    let bn = &fold.bn;
+                    let eps = Literal::f64_unsuffixed(fold.eps);
+                    let weights = folded_weights(field, fold);
+                    let mm = matmul(quote!(weight));
+                    quote! {
+                        let #x = if self.fusion.enabled() {
+                            #weights
+                            #mm
+                            #x.broadcast_add(&bias)?
+                        } else {
+                            #plain
+                            #p::batch_norm_eval(&#x, &self.#bn, #eps)?
+                        };
+                    }
+                }
+            }
         }
-        StepOp::Act(Activation::Relu) => quote!(let #x = #src.relu()?;),
-        StepOp::Act(Activation::Tanh) => quote!(let #x = #src.tanh()?;),
-        StepOp::Act(Activation::Sigmoid) => quote!(let #x = #p::candle_nn::ops::sigmoid(&#src)?;),
+        StepOp::BatchNorm { folded: true, .. } | StepOp::Dropout { .. } => return None,
+        StepOp::BatchNorm {
+            field,
+            eps,
+            folded: false,
+        } => {
+            let eps = Literal::f64_unsuffixed(*eps);
+            quote!(let #x = #p::batch_norm_eval(&#src, &self.#field, #eps)?;)
+        }
+        StepOp::Act(a) => match a {
+            Activation::Relu => quote!(let #x = #src.relu()?;),
+            Activation::Tanh => quote!(let #x = #src.tanh()?;),
+            Activation::Sigmoid => quote!(let #x = #p::candle_nn::ops::sigmoid(&#src)?;),
+            Activation::LeakyRelu(slope) => {
+                let s = Literal::f64_unsuffixed(*slope);
+                quote!(let #x = #p::candle_nn::ops::leaky_relu(&#src, #s)?;)
+            }
+            Activation::Gelu { tanh: false } => quote!(let #x = #src.gelu_erf()?;),
+            Activation::Gelu { tanh: true } => quote!(let #x = #src.gelu()?;),
+            Activation::Silu => quote!(let #x = #src.silu()?;),
+            Activation::Relu6 => quote!(let #x = #p::relu6(&#src)?;),
+            Activation::Hardswish => quote!(let #x = #p::hardswish(&#src)?;),
+        },
         StepOp::Softmax { dim, log } => {
             let d = usize_lit(*dim as u64);
             if *log {
@@ -347,10 +536,10 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> TokenStream {
             }
         }
     };
-    quote! {
+    Some(quote! {
         #[doc = #comment]
         #code
-    }
+    })
 }
 
 fn pair_tokens((a, b): (u64, u64)) -> TokenStream {
@@ -368,7 +557,7 @@ pub fn stub(attrs: &[Attribute], vis: &Visibility, name: &Ident, input: &Ident) 
         vis,
         name,
         fields: TokenStream::new(),
-        consts: consts(name, "", "", "", 0, TokenStream::new()),
+        consts: consts(name, "", "", "", "", 0, TokenStream::new()),
         bodies: [
             unreachable.clone(),
             unreachable.clone(),

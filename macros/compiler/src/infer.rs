@@ -8,7 +8,7 @@ use crate::ast::{DimLit, ShapeLit};
 use crate::check::{self, FailKind, Failure};
 use crate::diag::SpanRange;
 use crate::resolve::{
-    Activation, Conv2d, Item, Linear, Op, Padding, Pool2d, PoolKind, ResolvedLayer,
+    BatchNorm, Conv2d, Item, Linear, Op, Padding, Pool2d, PoolKind, ResolvedLayer,
 };
 use crate::shape::{fmt_shape, normalize_dim, product, Dim, Shape, Window};
 
@@ -175,6 +175,26 @@ type StepResult = Result<(Shape, Option<String>), Failure>;
 fn step(cx: &Step, op: &Op) -> StepResult {
     match op {
         Op::Conv2d(c) => conv2d(cx, c),
+        Op::Dropout { .. } => Ok((cx.input.clone(), None)),
+        Op::BatchNorm(bn) => batch_norm(cx, bn),
+        Op::AdaptivePool2d { kind, out } => {
+            let name = if *kind == PoolKind::Max {
+                "AdaptiveMaxPool2d"
+            } else {
+                "AdaptiveAvgPool2d"
+            };
+            cx.need_rank(name, 4, "[B, C, H, W]")?;
+            let (oh, ow) = out.value;
+            let mut shape = cx.input[..2].to_vec();
+            shape.extend([Dim::Known(oh), Dim::Known(ow)]);
+            let trace = format!(
+                "{}: {} -> {} (adaptive: windows from floor(i*in/out) to ceil((i+1)*in/out))",
+                cx.name(),
+                fmt_shape(cx.input),
+                fmt_shape(&shape)
+            );
+            Ok((shape, Some(trace)))
+        }
         Op::Pool2d(p) => pool2d(cx, p),
         Op::Flatten { start, end } => {
             let rank = cx.input.len();
@@ -226,9 +246,7 @@ fn step(cx: &Step, op: &Op) -> StepResult {
             Ok((out, Some(trace)))
         }
         Op::Linear(l) => linear(cx, l),
-        Op::Act(Activation::Relu | Activation::Sigmoid | Activation::Tanh) => {
-            Ok((cx.input.clone(), None))
-        }
+        Op::Act(_) => Ok((cx.input.clone(), None)),
         Op::Softmax { dim, .. } => {
             if normalize_dim(dim.value, cx.input.len()).is_none() {
                 return Err(cx.fail(
@@ -332,6 +350,7 @@ fn conv2d(cx: &Step, c: &Conv2d) -> StepResult {
             c.stride.value.0,
             ph,
             c.dilation.value.0,
+            false,
         ),
         (
             "W",
@@ -340,12 +359,63 @@ fn conv2d(cx: &Step, c: &Conv2d) -> StepResult {
             c.stride.value.1,
             pw,
             c.dilation.value.1,
+            false,
         ),
     ];
     let (spatial, trace) = spatial(cx, &axes, c.kernel.span)?;
     let mut out = vec![cx.input[0].clone(), Dim::Known(cout)];
     out.extend(spatial);
     Ok((out, trace))
+}
+
+fn batch_norm(cx: &Step, bn: &BatchNorm) -> StepResult {
+    let op = if bn.dims == 2 {
+        "BatchNorm2d"
+    } else {
+        "BatchNorm1d"
+    };
+    let ranks_ok = if bn.dims == 2 {
+        cx.input.len() == 4
+    } else {
+        matches!(cx.input.len(), 2 | 3)
+    };
+    if !ranks_ok {
+        let want = if bn.dims == 2 {
+            "a 4-D input [B, C, H, W]"
+        } else {
+            "a 2-D [B, C] or 3-D [B, C, L] input"
+        };
+        return Err(cx.fail(
+            FailKind::Other,
+            cx.layer.span,
+            format!(
+                "`{}` ({op}) needs {want}, but {} gives {}",
+                cx.name(),
+                cx.prev,
+                fmt_shape(cx.input)
+            ),
+        ));
+    }
+    let c = cx.known(1, "number of channels")?;
+    if let Some(written) = bn.num_features {
+        if written.value != c {
+            let mut f = cx.fail(
+                FailKind::Mismatch,
+                written.span,
+                format!(
+                    "`{}` normalises {} channels, but {} gives {c} ({})",
+                    cx.name(),
+                    written.value,
+                    cx.prev,
+                    fmt_shape(cx.input)
+                ),
+            );
+            f.help
+                .push(format!("write `{op}({c})`, or `{op}` to infer it"));
+            return Err(f);
+        }
+    }
+    Ok((cx.input.clone(), None))
 }
 
 fn pool2d(cx: &Step, p: &Pool2d) -> StepResult {
@@ -355,9 +425,15 @@ fn pool2d(cx: &Step, p: &Pool2d) -> StepResult {
         "AvgPool2d"
     };
     cx.need_rank(name, 4, "[B, C, H, W]")?;
+    let (k, st, pad, d) = (
+        p.kernel.value,
+        p.stride.value,
+        p.padding.value,
+        p.dilation.value,
+    );
     let axes = [
-        ("H", 2, p.kernel.value.0, p.stride.value.0, (0, 0), 1),
-        ("W", 3, p.kernel.value.1, p.stride.value.1, (0, 0), 1),
+        ("H", 2, k.0, st.0, (pad.0, pad.0), d.0, p.ceil_mode),
+        ("W", 3, k.1, st.1, (pad.1, pad.1), d.1, p.ceil_mode),
     ];
     let (spatial, trace) = spatial(cx, &axes, p.kernel.span)?;
     let mut out = cx.input[..2].to_vec();
@@ -365,7 +441,8 @@ fn pool2d(cx: &Step, p: &Pool2d) -> StepResult {
     Ok((out, trace))
 }
 
-type Axis = (&'static str, usize, u64, u64, (u64, u64), u64);
+/// Name, dim, kernel, stride, (pad_lo, pad_hi), dilation, ceil_mode.
+type Axis = (&'static str, usize, u64, u64, (u64, u64), u64, bool);
 
 /// The spatial output of a window op over H and W, with its arithmetic.
 fn spatial(
@@ -375,7 +452,7 @@ fn spatial(
 ) -> Result<(Vec<Dim>, Option<String>), Failure> {
     let mut out = Vec::new();
     let mut lines = Vec::new();
-    for &(axis_name, axis, kernel, stride, (lo, hi), dilation) in axes {
+    for &(axis_name, axis, kernel, stride, (lo, hi), dilation, ceil) in axes {
         match &cx.input[axis] {
             Dim::Sym(s) => {
                 // A window that keeps any size keeps the symbol.
@@ -403,6 +480,7 @@ fn spatial(
                     pad_lo: lo,
                     pad_hi: hi,
                     dilation,
+                    ceil,
                 };
                 match w.out() {
                     Ok(n) => {

@@ -15,6 +15,7 @@ pub mod ast;
 pub mod check;
 pub mod diag;
 pub mod emit;
+pub mod fuse;
 pub mod infer;
 pub mod lower;
 pub mod parse;

@@ -1,13 +1,14 @@
 //! Checked chain to IR: the parameterised layers (struct fields and their
 //! PyTorch state_dict entries), the forward steps with every number resolved,
-//! and the summary table. Runs only on a network without errors.
+//! and the summary table. Runs only on a network without errors; the fusion
+//! passes in [`fuse`](crate::fuse) then rewrite the steps.
 
-use proc_macro2::Ident;
+use proc_macro2::{Ident, Span};
 use syn::{Attribute, Visibility};
 
 use crate::ast::Network;
 use crate::infer::{conv_padding, pair_text, Inferred, Overrides};
-use crate::resolve::{Activation, Item, Op, Padding, PoolKind};
+use crate::resolve::{Activation, Item, Op, Padding, PoolKind, ResolvedLayer};
 use crate::shape::{fmt_shape, normalize_dim, Dim, Shape};
 
 pub struct NetIr {
@@ -21,46 +22,91 @@ pub struct NetIr {
     pub steps: Vec<StepIr>,
     pub summary: String,
     pub parameters: u64,
+    /// What the fusion passes did, one line each.
+    pub fusions: Vec<String>,
+    /// How many folded weight pairs the network caches.
+    pub folds: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum FieldKind {
     Conv2d,
     Linear,
+    BatchNorm,
 }
 
 /// A parameterised layer: a field of the generated struct.
 pub struct FieldIr {
-    pub name: Ident,
+    pub ident: Ident,
     pub kind: FieldKind,
     pub params: Vec<ParamIr>,
-}
-
-impl FieldIr {
-    pub fn has_bias(&self) -> bool {
-        self.params.len() > 1
-    }
+    /// Members that exist in the type but not in the state_dict
+    /// (`bias` with `bias = false`), set to `NoBias`.
+    pub absent: Vec<&'static str>,
 }
 
 /// One state_dict entry.
 pub struct ParamIr {
+    /// The struct member (`weight`, `running_mean`).
+    pub member: &'static str,
     pub name: String,
     pub shape: Vec<u64>,
     pub init: InitIr,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum InitIr {
     /// PyTorch's default weight init: kaiming_uniform(a = sqrt(5)).
-    KaimingUniform { fan_in: u64 },
+    Weight {
+        fan_in: u64,
+    },
     /// PyTorch's default bias init: U(±1/sqrt(fan_in)).
-    BiasUniform { fan_in: u64 },
+    Bias {
+        fan_in: u64,
+    },
+    Ones,
+    Zeros,
+    BufferZeros,
+    BufferOnes,
+    /// `num_batches_tracked`: an i64 scalar buffer.
+    Counter,
+}
+
+impl InitIr {
+    pub fn trainable(self) -> bool {
+        matches!(
+            self,
+            InitIr::Weight { .. } | InitIr::Bias { .. } | InitIr::Ones | InitIr::Zeros
+        )
+    }
 }
 
 pub struct StepIr {
-    /// `conv1: Conv2d(1 -> 6, kernel 5, padding 2)  [B, 1, 28, 28] -> [B, 6, 28, 28]`
-    pub comment: String,
+    /// `conv1: Conv2d(1 -> 6, kernel 5, padding 2)`
+    pub label: String,
+    pub input: Shape,
+    pub output: Shape,
     pub op: StepOp,
+}
+
+impl StepIr {
+    pub fn comment(&self) -> String {
+        format!(
+            "{}  {} -> {}",
+            self.label,
+            fmt_shape(&self.input),
+            fmt_shape(&self.output)
+        )
+    }
+}
+
+/// A batch norm folded into the layer before it.
+#[derive(Clone)]
+pub struct Fold {
+    pub bn: Ident,
+    pub eps: f64,
+    /// Which cached pair of the network's `Fusion` holds the folded weights.
+    pub slot: usize,
 }
 
 pub enum StepOp {
@@ -69,15 +115,24 @@ pub enum StepOp {
         /// `(top, bottom)`, `(left, right)`.
         pad: ((u64, u64), (u64, u64)),
         stride: (u64, u64),
-        dilation: u64,
+        dilation: (u64, u64),
         groups: u64,
         out_ch: u64,
         bias: bool,
+        fold: Option<Fold>,
     },
     Pool2d {
         kind: PoolKind,
         kernel: (u64, u64),
         stride: (u64, u64),
+        padding: (u64, u64),
+        dilation: (u64, u64),
+        ceil_mode: bool,
+        count_include_pad: bool,
+    },
+    AdaptivePool2d {
+        kind: PoolKind,
+        out: (u64, u64),
     },
     Flatten {
         start: usize,
@@ -88,11 +143,22 @@ pub enum StepOp {
         field: Ident,
         bias: bool,
         rank: usize,
+        fold: Option<Fold>,
     },
     Act(Activation),
     Softmax {
         dim: usize,
         log: bool,
+    },
+    BatchNorm {
+        field: Ident,
+        eps: f64,
+        /// Folded into the layer before: runs there, only when fusion is off.
+        folded: bool,
+    },
+    /// Identity in inference.
+    Dropout {
+        p: f64,
     },
 }
 
@@ -113,10 +179,11 @@ pub fn lower(net: &Network, items: &[Item], inferred: &Inferred) -> NetIr {
         let (Some(op), Some(input), Some(output)) = (&layer.op, &node.input, &node.output) else {
             continue;
         };
-        let (desc, step, field, macs) = lower_op(layer.name.as_ref(), i, op, input, output);
+        let (desc, step, field, macs) = lower_op(layer, i, op, input, output);
         let params = field.as_ref().map_or(0, |f: &FieldIr| {
             f.params
                 .iter()
+                .filter(|p| p.init.trainable())
                 .map(|p| p.shape.iter().product::<u64>())
                 .sum()
         });
@@ -127,12 +194,15 @@ pub fn lower(net: &Network, items: &[Item], inferred: &Inferred) -> NetIr {
             params,
             macs,
         });
-        let label = match &layer.name {
-            Some(n) => format!("{n}: {desc}"),
-            None => desc,
+        let label = if layer.path.is_empty() {
+            desc
+        } else {
+            format!("{}: {desc}", layer.label)
         };
         steps.push(StepIr {
-            comment: format!("{label}  {} -> {}", fmt_shape(input), fmt_shape(output)),
+            label,
+            input: input.clone(),
+            output: output.clone(),
             op: step,
         });
         fields.extend(field);
@@ -141,7 +211,7 @@ pub fn lower(net: &Network, items: &[Item], inferred: &Inferred) -> NetIr {
     let output_shape = inferred.output.clone().unwrap_or_default();
     let parameters = rows.iter().map(|r| r.params).sum();
     let summary = summary_table(&net.name.to_string(), &input_shape, &rows);
-    NetIr {
+    let mut ir = NetIr {
         name: net.name.clone(),
         vis: net.vis.clone(),
         attrs: net.attrs.clone(),
@@ -152,26 +222,44 @@ pub fn lower(net: &Network, items: &[Item], inferred: &Inferred) -> NetIr {
         steps,
         summary,
         parameters,
-    }
+        fusions: Vec::new(),
+        folds: 0,
+    };
+    crate::fuse::run(&mut ir);
+    ir
 }
 
-/// Multiply-adds per sample: the product of the dims after the batch dim.
+/// Per sample: the product of the dims after the batch dim.
 fn per_sample(shape: &[Dim]) -> Option<u64> {
     shape[1..].iter().map(Dim::known).product()
 }
 
 fn lower_op(
-    name: Option<&Ident>,
+    layer: &ResolvedLayer,
     index: usize,
     op: &Op,
     input: &Shape,
     output: &Shape,
 ) -> (String, StepOp, Option<FieldIr>, Option<u64>) {
-    let field_name = |suffix: &str| {
-        format!(
-            "{}.{suffix}",
-            name.map(|n| n.to_string()).unwrap_or_default()
-        )
+    let prefix = layer.path.join(".");
+    let param = |member: &'static str, shape: Vec<u64>, init: InitIr| ParamIr {
+        member,
+        name: format!("{prefix}.{member}"),
+        shape,
+        init,
+    };
+    let span = layer.name.as_ref().map_or(Span::call_site(), Ident::span);
+    // Only layers with parameters become fields, and those always have a
+    // path (resolve reports one without a name).
+    let ident = match layer.path.as_slice() {
+        [] => Ident::new("unnamed", span),
+        path => Ident::new(&path.join("_"), span),
+    };
+    let field = |kind, params, absent| FieldIr {
+        ident: ident.clone(),
+        kind,
+        params,
+        absent,
     };
     match op {
         Op::Conv2d(c) => {
@@ -180,18 +268,15 @@ fn lower_op(
             let g = c.groups.value;
             let cout = c.out_ch.value;
             let fan_in = cin / g * kh * kw;
-            let mut params = vec![ParamIr {
-                name: field_name("weight"),
-                shape: vec![cout, cin / g, kh, kw],
-                init: InitIr::KaimingUniform { fan_in },
-            }];
+            let mut params = vec![param(
+                "weight",
+                vec![cout, cin / g, kh, kw],
+                InitIr::Weight { fan_in },
+            )];
             if c.bias {
-                params.push(ParamIr {
-                    name: field_name("bias"),
-                    shape: vec![cout],
-                    init: InitIr::BiasUniform { fan_in },
-                });
+                params.push(param("bias", vec![cout], InitIr::Bias { fan_in }));
             }
+            let absent = if c.bias { vec![] } else { vec!["bias"] };
             let pad = conv_padding(c, index, Overrides::default());
             let mut desc = format!(
                 "Conv2d({cin} -> {cout}, kernel {}",
@@ -224,23 +309,22 @@ fn lower_op(
             }
             desc += ")";
             let macs = per_sample(output).map(|n| n * fan_in);
-            let field = name.map(|n| FieldIr {
-                name: n.clone(),
-                kind: FieldKind::Conv2d,
-                params,
-            });
             let step = StepOp::Conv2d {
-                field: name
-                    .cloned()
-                    .unwrap_or_else(|| Ident::new("missing", proc_macro2::Span::call_site())),
+                field: ident.clone(),
                 pad,
                 stride: c.stride.value,
-                dilation: c.dilation.value.0,
+                dilation: c.dilation.value,
                 groups: g,
                 out_ch: cout,
                 bias: c.bias,
+                fold: None,
             };
-            (desc, step, field, macs)
+            (
+                desc,
+                step,
+                Some(field(FieldKind::Conv2d, params, absent)),
+                macs,
+            )
         }
         Op::Pool2d(p) => {
             let kind = if p.kind == PoolKind::Max {
@@ -252,13 +336,46 @@ fn lower_op(
             if p.stride.value != p.kernel.value {
                 desc += &format!(", stride {}", pair_text(p.stride.value));
             }
+            if p.padding.value != (0, 0) {
+                desc += &format!(", padding {}", pair_text(p.padding.value));
+            }
+            if p.dilation.value != (1, 1) {
+                desc += &format!(", dilation {}", pair_text(p.dilation.value));
+            }
+            if p.ceil_mode {
+                desc += ", ceil_mode";
+            }
+            if p.kind == PoolKind::Avg && !p.count_include_pad && p.padding.value != (0, 0) {
+                desc += ", count_include_pad false";
+            }
             desc += ")";
             let step = StepOp::Pool2d {
                 kind: p.kind,
                 kernel: p.kernel.value,
                 stride: p.stride.value,
+                padding: p.padding.value,
+                dilation: p.dilation.value,
+                ceil_mode: p.ceil_mode,
+                count_include_pad: p.count_include_pad,
             };
             (desc, step, None, Some(0))
+        }
+        Op::AdaptivePool2d { kind, out } => {
+            let name = if *kind == PoolKind::Max {
+                "AdaptiveMaxPool2d"
+            } else {
+                "AdaptiveAvgPool2d"
+            };
+            let desc = format!("{name}({})", pair_text(out.value));
+            (
+                desc,
+                StepOp::AdaptivePool2d {
+                    kind: *kind,
+                    out: out.value,
+                },
+                None,
+                Some(0),
+            )
         }
         Op::Flatten { start, end } => {
             let rank = input.len();
@@ -283,44 +400,87 @@ fn lower_op(
         Op::Linear(l) => {
             let fin = input.last().and_then(Dim::known).unwrap_or(0);
             let fout = l.out_f.value;
-            let mut params = vec![ParamIr {
-                name: field_name("weight"),
-                shape: vec![fout, fin],
-                init: InitIr::KaimingUniform { fan_in: fin },
-            }];
+            let mut params = vec![param(
+                "weight",
+                vec![fout, fin],
+                InitIr::Weight { fan_in: fin },
+            )];
             if l.bias {
-                params.push(ParamIr {
-                    name: field_name("bias"),
-                    shape: vec![fout],
-                    init: InitIr::BiasUniform { fan_in: fin },
-                });
+                params.push(param("bias", vec![fout], InitIr::Bias { fan_in: fin }));
             }
+            let absent = if l.bias { vec![] } else { vec!["bias"] };
             let desc = format!(
                 "Linear({fin} -> {fout}{})",
                 if l.bias { "" } else { ", no bias" }
             );
             let macs = per_sample(output).map(|n| n * fin);
-            let field = name.map(|n| FieldIr {
-                name: n.clone(),
-                kind: FieldKind::Linear,
-                params,
-            });
             let step = StepOp::Linear {
-                field: name
-                    .cloned()
-                    .unwrap_or_else(|| Ident::new("missing", proc_macro2::Span::call_site())),
+                field: ident.clone(),
                 bias: l.bias,
                 rank: input.len(),
+                fold: None,
             };
-            (desc, step, field, macs)
+            (
+                desc,
+                step,
+                Some(field(FieldKind::Linear, params, absent)),
+                macs,
+            )
         }
+        Op::BatchNorm(bn) => {
+            let c = input[1].known().unwrap_or(0);
+            let mut params = Vec::new();
+            if bn.affine {
+                params.push(param("weight", vec![c], InitIr::Ones));
+                params.push(param("bias", vec![c], InitIr::Zeros));
+            }
+            params.push(param("running_mean", vec![c], InitIr::BufferZeros));
+            params.push(param("running_var", vec![c], InitIr::BufferOnes));
+            params.push(param("num_batches_tracked", vec![], InitIr::Counter));
+            let absent = if bn.affine {
+                vec![]
+            } else {
+                vec!["weight", "bias"]
+            };
+            let mut desc = format!("BatchNorm{}d({c}", bn.dims);
+            if bn.eps != 1e-5 {
+                desc += &format!(", eps {}", bn.eps);
+            }
+            if !bn.affine {
+                desc += ", no affine";
+            }
+            desc += ")";
+            let step = StepOp::BatchNorm {
+                field: ident.clone(),
+                eps: bn.eps,
+                folded: false,
+            };
+            (
+                desc,
+                step,
+                Some(field(FieldKind::BatchNorm, params, absent)),
+                per_sample(output),
+            )
+        }
+        Op::Dropout { p } => (
+            format!("Dropout({p})"),
+            StepOp::Dropout { p: *p },
+            None,
+            Some(0),
+        ),
         Op::Act(a) => {
             let desc = match a {
-                Activation::Relu => "ReLU",
-                Activation::Sigmoid => "Sigmoid",
-                Activation::Tanh => "Tanh",
+                Activation::Relu => "ReLU".to_string(),
+                Activation::Sigmoid => "Sigmoid".to_string(),
+                Activation::Tanh => "Tanh".to_string(),
+                Activation::LeakyRelu(s) => format!("LeakyReLU({s})"),
+                Activation::Gelu { tanh: false } => "GELU".to_string(),
+                Activation::Gelu { tanh: true } => "GELU(tanh)".to_string(),
+                Activation::Silu => "SiLU".to_string(),
+                Activation::Relu6 => "ReLU6".to_string(),
+                Activation::Hardswish => "Hardswish".to_string(),
             };
-            (desc.to_string(), StepOp::Act(*a), None, Some(0))
+            (desc, StepOp::Act(*a), None, Some(0))
         }
         Op::Softmax { dim, log } => {
             let d = normalize_dim(dim.value, input.len()).unwrap_or(0);

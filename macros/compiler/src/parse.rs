@@ -62,8 +62,17 @@ fn parse_network(cx: &Ctxt, input: ParseStream) -> syn::Result<Network> {
         return Err(input.error("expected the network's body in braces: `{ x -> layer -> .. }`"));
     }
     let content;
-    syn::braced!(content in input);
-    let body = recover(cx, &content, |s| parse_chain(cx, s));
+    let brace = syn::braced!(content in input);
+    let body = if content.is_empty() {
+        cx.error(
+            SpanRange::single(brace.span.join()),
+            "the network's body is empty\nhelp: write the chain of layers, e.g. \
+             `{ x -> conv1: Conv2d(6, kernel = 5) -> relu }`",
+        );
+        None
+    } else {
+        recover(cx, &content, |s| parse_chain(cx, s))
+    };
     Ok(Network {
         attrs,
         vis,
@@ -128,19 +137,28 @@ fn recover<T>(
 }
 
 fn parse_chain(cx: &Ctxt, input: ParseStream) -> syn::Result<Chain> {
-    if input.is_empty() {
-        return Err(input.error("the network's body is empty: write `x -> layer -> ..`"));
-    }
     let source: Ident = input.parse()?;
-    let mut items = Vec::new();
-    loop {
-        if input.is_empty() {
-            break;
-        }
+    let items = parse_items(cx, input, Vec::new())?;
+    Ok(Chain { source, items })
+}
+
+/// `-> layer`, `: [shape]`, repeated to the end of the group.
+fn parse_items(
+    cx: &Ctxt,
+    input: ParseStream,
+    mut items: Vec<ChainItem>,
+) -> syn::Result<Vec<ChainItem>> {
+    while !input.is_empty() {
         let lookahead = input.lookahead1();
         if lookahead.peek(Token![->]) {
-            input.parse::<Token![->]>()?;
-            items.push(ChainItem::Layer(parse_layer(cx, input)?));
+            let arrow = input.parse::<Token![->]>()?;
+            if input.is_empty() {
+                return Err(syn::Error::new_spanned(
+                    arrow,
+                    "expected a layer after `->`, e.g. `relu` or `conv1: Conv2d(6, kernel = 5)`",
+                ));
+            }
+            items.push(parse_layer(cx, input)?);
         } else if lookahead.peek(Token![:]) {
             input.parse::<Token![:]>()?;
             items.push(ChainItem::Assert(parse_shape(input)?));
@@ -148,10 +166,10 @@ fn parse_chain(cx: &Ctxt, input: ParseStream) -> syn::Result<Chain> {
             return Err(lookahead.error());
         }
     }
-    Ok(Chain { source, items })
+    Ok(items)
 }
 
-fn parse_layer(cx: &Ctxt, input: ParseStream) -> syn::Result<Layer> {
+fn parse_layer(cx: &Ctxt, input: ParseStream) -> syn::Result<ChainItem> {
     let first: Ident = input.parse().map_err(|e| {
         syn::Error::new(
             e.span(),
@@ -166,6 +184,27 @@ fn parse_layer(cx: &Ctxt, input: ParseStream) -> syn::Result<Layer> {
         (None, first)
     };
     let start = name.as_ref().unwrap_or(&op).span();
+    if (op == "seq" || op == "Sequential") && input.peek(syn::token::Brace) {
+        let content;
+        let brace = syn::braced!(content in input);
+        let span = SpanRange {
+            start,
+            end: brace.span.close(),
+        };
+        let items = recover(cx, &content, |s| {
+            if s.is_empty() {
+                return Err(s.error("an empty `seq`: write its layers, e.g. `seq { Conv2d(6, kernel = 3) -> relu }`"));
+            }
+            let first = parse_layer(cx, s)?;
+            parse_items(cx, s, vec![first])
+        });
+        return Ok(ChainItem::Seq(Seq {
+            name,
+            keyword: op,
+            items: items.unwrap_or_default(),
+            span,
+        }));
+    }
     let mut end = op.span();
     let args = if input.peek(syn::token::Paren) {
         let content;
@@ -175,12 +214,12 @@ fn parse_layer(cx: &Ctxt, input: ParseStream) -> syn::Result<Layer> {
     } else {
         None
     };
-    Ok(Layer {
+    Ok(ChainItem::Layer(Layer {
         name,
         op,
         args,
         span: SpanRange { start, end },
-    })
+    }))
 }
 
 fn parse_args(input: ParseStream) -> syn::Result<Vec<Arg>> {

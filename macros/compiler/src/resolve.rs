@@ -50,6 +50,23 @@ pub struct Pool2d {
     pub kind: PoolKind,
     pub kernel: Spanned<(u64, u64)>,
     pub stride: Spanned<(u64, u64)>,
+    /// Symmetric per axis: `(h, w)`.
+    pub padding: Spanned<(u64, u64)>,
+    /// Max pooling only.
+    pub dilation: Spanned<(u64, u64)>,
+    pub ceil_mode: bool,
+    /// Avg pooling only: divide by the padded window (PyTorch's default).
+    pub count_include_pad: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct BatchNorm {
+    /// 1 (`BatchNorm1d`) or 2 (`BatchNorm2d`).
+    pub dims: u8,
+    pub num_features: Option<Spanned<u64>>,
+    pub eps: f64,
+    pub momentum: f64,
+    pub affine: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -59,11 +76,30 @@ pub struct Linear {
     pub bias: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Activation {
     Relu,
     Sigmoid,
     Tanh,
+    LeakyRelu(f64),
+    /// Exact (erf) form, or PyTorch's `approximate = 'tanh'`.
+    Gelu {
+        tanh: bool,
+    },
+    Silu,
+    Relu6,
+    Hardswish,
+}
+
+impl Activation {
+    /// Monotone non-decreasing: commutes with max pooling.
+    pub fn is_monotone(self) -> bool {
+        match self {
+            Activation::Relu | Activation::Sigmoid | Activation::Tanh | Activation::Relu6 => true,
+            Activation::LeakyRelu(slope) => slope >= 0.0,
+            Activation::Gelu { .. } | Activation::Silu | Activation::Hardswish => false,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -80,11 +116,20 @@ pub enum Op {
         dim: Spanned<i64>,
         log: bool,
     },
+    AdaptivePool2d {
+        kind: PoolKind,
+        out: Spanned<(u64, u64)>,
+    },
+    BatchNorm(BatchNorm),
+    /// Identity in inference; the mask is drawn in training.
+    Dropout {
+        p: f64,
+    },
 }
 
 impl Op {
     pub fn has_params(&self) -> bool {
-        matches!(self, Op::Conv2d(_) | Op::Linear(_))
+        matches!(self, Op::Conv2d(_) | Op::Linear(_) | Op::BatchNorm(_))
     }
 }
 
@@ -96,6 +141,9 @@ pub enum Item {
 
 pub struct ResolvedLayer {
     pub name: Option<Ident>,
+    /// The module path that prefixes its parameter names: `["conv1"]`,
+    /// `["features", "0"]`; empty for an unnamed layer outside a `seq`.
+    pub path: Vec<String>,
     /// How the layer is called in messages and the summary: its name, or
     /// the op as written (`max_pool(2)`).
     pub label: String,
@@ -116,6 +164,30 @@ const OPS: &[(&str, &[&str])] = &[
     ("Tanh", &["Tanh", "tanh"]),
     ("Softmax", &["Softmax", "softmax"]),
     ("LogSoftmax", &["LogSoftmax", "log_softmax"]),
+    ("BatchNorm2d", &["BatchNorm2d", "batch_norm2d"]),
+    ("BatchNorm1d", &["BatchNorm1d", "batch_norm1d"]),
+    ("Dropout", &["Dropout", "dropout"]),
+    ("LeakyReLU", &["LeakyReLU", "leaky_relu"]),
+    ("GELU", &["GELU", "gelu"]),
+    ("SiLU", &["SiLU", "silu"]),
+    ("ReLU6", &["ReLU6", "relu6"]),
+    ("Hardswish", &["Hardswish", "hardswish"]),
+    (
+        "AdaptiveAvgPool2d",
+        &[
+            "AdaptiveAvgPool2d",
+            "adaptive_avg_pool2d",
+            "adaptive_avg_pool",
+        ],
+    ),
+    (
+        "AdaptiveMaxPool2d",
+        &[
+            "AdaptiveMaxPool2d",
+            "adaptive_max_pool2d",
+            "adaptive_max_pool",
+        ],
+    ),
 ];
 
 pub fn resolve(cx: &Ctxt, net: &Network) -> Vec<Item> {
@@ -131,40 +203,118 @@ pub fn resolve(cx: &Ctxt, net: &Network) -> Vec<Item> {
             ),
         );
     }
-    let mut seen: HashMap<String, SpanRange> = HashMap::new();
-    chain
-        .items
-        .iter()
-        .map(|item| match item {
-            ChainItem::Assert(s) => Item::Assert(s.clone()),
-            ChainItem::Layer(layer) => {
-                if let Some(name) = &layer.name {
-                    let key = name.to_string();
-                    if let std::collections::hash_map::Entry::Vacant(slot) = seen.entry(key.clone())
-                    {
-                        slot.insert(SpanRange::single(name.span()));
-                    } else {
-                        cx.error(
-                            SpanRange::single(name.span()),
-                            format!(
-                                "duplicate layer name `{key}`: parameter names must be unique \
-                                 (`{key}.weight` would be ambiguous)\n\
-                                 help: rename this layer, e.g. `{key}_2`"
-                            ),
-                        );
-                    }
-                }
-                Item::Layer(Box::new(resolve_layer(cx, layer)))
-            }
-        })
-        .collect()
+    let mut out = Vec::new();
+    let mut seen = HashMap::new();
+    flatten(cx, &chain.items, &[], false, &mut out, &mut seen);
+    out
 }
 
-fn resolve_layer(cx: &Ctxt, layer: &Layer) -> ResolvedLayer {
-    let label = match (&layer.name, &layer.args) {
-        (Some(n), _) => n.to_string(),
-        (None, Some(Ok(args))) => format!("{}({})", layer.op, fmt_args(args)),
-        (None, _) => layer.op.to_string(),
+/// Resolves a chain's items in order, giving each layer its module path:
+/// its name, or inside a `seq` its index there (every op counts, as in
+/// `nn.Sequential`).
+fn flatten(
+    cx: &Ctxt,
+    items: &[ChainItem],
+    prefix: &[String],
+    in_seq: bool,
+    out: &mut Vec<Item>,
+    seen: &mut HashMap<String, SpanRange>,
+) {
+    let mut index = 0usize;
+    for item in items {
+        match item {
+            ChainItem::Assert(s) => out.push(Item::Assert(s.clone())),
+            ChainItem::Layer(layer) => {
+                let name_span = layer
+                    .name
+                    .as_ref()
+                    .map_or(layer.span, |n| SpanRange::single(n.span()));
+                let path = own_path(
+                    cx,
+                    layer.name.as_ref(),
+                    name_span,
+                    prefix,
+                    in_seq,
+                    &mut index,
+                    seen,
+                )
+                .unwrap_or_default();
+                out.push(Item::Layer(Box::new(resolve_layer(cx, layer, path))));
+            }
+            ChainItem::Seq(seq) => {
+                let name_span = seq
+                    .name
+                    .as_ref()
+                    .map_or(seq.span, |n| SpanRange::single(n.span()));
+                match own_path(
+                    cx,
+                    seq.name.as_ref(),
+                    name_span,
+                    prefix,
+                    in_seq,
+                    &mut index,
+                    seen,
+                ) {
+                    Some(path) => flatten(cx, &seq.items, &path, true, out, seen),
+                    None => {
+                        cx.error(
+                            SpanRange::single(seq.keyword.span()),
+                            format!(
+                                "a `{}` needs a name, which prefixes its children's parameter names \
+                                 (`features.0.weight`)\nhelp: write `features: {} {{ .. }}`",
+                                seq.keyword, seq.keyword
+                            ),
+                        );
+                        flatten(cx, &seq.items, &["seq".to_string()], true, out, seen);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The module path of the next item of a chain, registered as taken.
+fn own_path(
+    cx: &Ctxt,
+    name: Option<&Ident>,
+    span: SpanRange,
+    prefix: &[String],
+    in_seq: bool,
+    index: &mut usize,
+    seen: &mut HashMap<String, SpanRange>,
+) -> Option<Vec<String>> {
+    let own = match name {
+        Some(n) => n.to_string(),
+        None if in_seq => index.to_string(),
+        None => {
+            *index += 1;
+            return None;
+        }
+    };
+    *index += 1;
+    let mut path = prefix.to_vec();
+    path.push(own);
+    let key = path.join(".");
+    if let std::collections::hash_map::Entry::Vacant(slot) = seen.entry(key.clone()) {
+        slot.insert(span);
+    } else {
+        cx.error(
+            span,
+            format!(
+                "duplicate layer name `{key}`: parameter names must be unique \
+                 (`{key}.weight` would be ambiguous)\n\
+                 help: rename this layer, e.g. `{key}_2`"
+            ),
+        );
+    }
+    Some(path)
+}
+
+fn resolve_layer(cx: &Ctxt, layer: &Layer, path: Vec<String>) -> ResolvedLayer {
+    let label = match (&path, &layer.args) {
+        (p, _) if !p.is_empty() => p.join("."),
+        (_, Some(Ok(args))) => format!("{}({})", layer.op, fmt_args(args)),
+        (_, _) => layer.op.to_string(),
     };
     let written = layer.op.to_string();
     let canonical = OPS
@@ -177,13 +327,9 @@ fn resolve_layer(cx: &Ctxt, layer: &Layer) -> ResolvedLayer {
             let hint = match did_you_mean(&written, all) {
                 Some(s) => format!("\nhelp: did you mean `{s}`?"),
                 None => format!(
-                    "\nhelp: the ops are {}",
+                    "\nhelp: the ops are {} (each also in snake_case: `max_pool`, `relu`, ..)",
                     OPS.iter()
-                        .map(|(_, names)| names
-                            .iter()
-                            .map(|n| format!("`{n}`"))
-                            .collect::<Vec<_>>()
-                            .join("/"))
+                        .map(|(c, _)| format!("`{c}`"))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -207,8 +353,8 @@ fn resolve_layer(cx: &Ctxt, layer: &Layer) -> ResolvedLayer {
             }
         },
     };
-    if let (Some(op), None) = (&op, &layer.name) {
-        if op.has_params() {
+    if let Some(op) = &op {
+        if op.has_params() && path.is_empty() {
             cx.error(
                 SpanRange::single(layer.op.span()),
                 format!(
@@ -220,6 +366,7 @@ fn resolve_layer(cx: &Ctxt, layer: &Layer) -> ResolvedLayer {
     }
     ResolvedLayer {
         name: layer.name.clone(),
+        path,
         label,
         op,
         span: layer.span,
@@ -268,13 +415,19 @@ fn resolve_op(cx: &Ctxt, op: &str, layer: &Layer, args: &[Arg]) -> Option<Op> {
             })))
         }
         "MaxPool2d" | "AvgPool2d" => {
-            let a = Args::new(cx, op, whole, args, &["kernel", "stride"], POOL_KEYS);
+            let max = op == "MaxPool2d";
+            let keys = if max { MAX_POOL_KEYS } else { AVG_POOL_KEYS };
+            let a = Args::new(cx, op, whole, args, &["kernel", "stride"], keys);
             let (kernel, stride) = (a.pair("kernel", 1, None), a.pair("stride", 1, None));
+            let padding = a.pair_or("padding", 0, (0, 0));
+            let dilation = a.pair_or("dilation", 1, (1, 1));
+            let ceil_mode = a.boolean("ceil_mode", false);
+            let count_include_pad = a.boolean("count_include_pad", true);
             let Some(kernel) = kernel? else {
-                cx.error(
-                    whole,
-                    format!("`{op}` needs a kernel size\nhelp: write `{}(2)`", layer.op),
-                );
+                a.missing(format!(
+                    "`{op}` needs a kernel size\nhelp: write `{}(2)`",
+                    layer.op
+                ));
                 return None;
             };
             let stride = match stride? {
@@ -284,16 +437,75 @@ fn resolve_op(cx: &Ctxt, op: &str, layer: &Layer, args: &[Arg]) -> Option<Op> {
                     ..kernel
                 },
             };
-            let kind = if op == "MaxPool2d" {
-                PoolKind::Max
-            } else {
-                PoolKind::Avg
-            };
+            let padding = padding?;
+            let (k, p) = (kernel.value, padding.value);
+            if p.0 > k.0 / 2 || p.1 > k.1 / 2 {
+                cx.error(
+                    padding.span,
+                    format!(
+                        "`{op}` padding must be at most half the kernel (as in PyTorch): padding {} \
+                         with kernel {} allows at most {}",
+                        crate::infer::pair_text(p),
+                        crate::infer::pair_text(k),
+                        crate::infer::pair_text((k.0 / 2, k.1 / 2))
+                    ),
+                );
+                return None;
+            }
+            let kind = if max { PoolKind::Max } else { PoolKind::Avg };
             Some(Op::Pool2d(Pool2d {
                 kind,
                 kernel,
                 stride,
+                padding,
+                dilation: dilation?,
+                ceil_mode: ceil_mode?,
+                count_include_pad: count_include_pad?,
             }))
+        }
+        "AdaptiveAvgPool2d" | "AdaptiveMaxPool2d" => {
+            let a = Args::new(cx, op, whole, args, &["output_size"], &["output_size"]);
+            let Some(out) = a.pair("output_size", 1, None)? else {
+                a.missing(format!(
+                    "`{op}` needs its output size\nhelp: write `{}((6, 6))` or `{}(1)`",
+                    layer.op, layer.op
+                ));
+                return None;
+            };
+            let kind = if op == "AdaptiveMaxPool2d" {
+                PoolKind::Max
+            } else {
+                PoolKind::Avg
+            };
+            Some(Op::AdaptivePool2d { kind, out })
+        }
+        "BatchNorm2d" | "BatchNorm1d" => {
+            let a = Args::new(cx, op, whole, args, &["num_features"], BN_KEYS);
+            let num_features = a.uint("num_features", 1, None);
+            let eps = a.float("eps", 1e-5, 0.0, f64::INFINITY, false);
+            let momentum = a.float("momentum", 0.1, 0.0, 1.0, true);
+            let affine = a.boolean("affine", true);
+            let track = a.boolean("track_running_stats", true);
+            if track == Some(false) {
+                cx.error(
+                    a.get("track_running_stats").map_or(whole, Value::span),
+                    format!("`{op}` without running statistics is not supported yet: inference needs them"),
+                );
+                return None;
+            }
+            Some(Op::BatchNorm(BatchNorm {
+                dims: if op == "BatchNorm2d" { 2 } else { 1 },
+                num_features: num_features?,
+                eps: eps?.value,
+                momentum: momentum?.value,
+                affine: affine?,
+            }))
+        }
+        "Dropout" => {
+            let a = Args::new(cx, op, whole, args, &["p"], &["p", "inplace"]);
+            let p = a.float("p", 0.5, 0.0, 1.0, true);
+            a.boolean("inplace", false)?;
+            Some(Op::Dropout { p: p?.value })
         }
         "Flatten" => {
             let a = Args::new(
@@ -331,11 +543,52 @@ fn resolve_op(cx: &Ctxt, op: &str, layer: &Layer, args: &[Arg]) -> Option<Op> {
                 log: op == "LogSoftmax",
             })
         }
+        "LeakyReLU" => {
+            let a = Args::new(
+                cx,
+                op,
+                whole,
+                args,
+                &["negative_slope"],
+                &["negative_slope", "inplace"],
+            );
+            let slope = a.float(
+                "negative_slope",
+                0.01,
+                f64::NEG_INFINITY,
+                f64::INFINITY,
+                true,
+            );
+            a.boolean("inplace", false)?;
+            Some(Op::Act(Activation::LeakyRelu(slope?.value)))
+        }
+        "GELU" => {
+            let a = Args::new(cx, op, whole, args, &["approximate"], &["approximate"]);
+            let tanh = match a.get("approximate") {
+                None => false,
+                Some(Value::Ident(i)) if i == "none" => false,
+                Some(Value::Ident(i)) if i == "tanh" => true,
+                Some(other) => {
+                    cx.error(
+                        other.span(),
+                        format!("`approximate` of `GELU` is `none` (exact, erf) or `tanh`, found `{other}`"),
+                    );
+                    return None;
+                }
+            };
+            Some(Op::Act(Activation::Gelu { tanh }))
+        }
         act => {
-            Args::new(cx, op, whole, args, &[], &[]);
+            // Parameter-free activations; `inplace` is accepted for PyTorch
+            // familiarity and has no effect (candle has no in-place ops).
+            let a = Args::new(cx, op, whole, args, &[], &["inplace"]);
+            a.boolean("inplace", false)?;
             Some(Op::Act(match act {
                 "ReLU" => Activation::Relu,
                 "Sigmoid" => Activation::Sigmoid,
+                "SiLU" => Activation::Silu,
+                "ReLU6" => Activation::Relu6,
+                "Hardswish" => Activation::Hardswish,
                 _ => Activation::Tanh,
             }))
         }
@@ -351,7 +604,21 @@ const CONV_KEYS: &[&str] = &[
     "groups",
     "bias",
 ];
-const POOL_KEYS: &[&str] = &["kernel", "stride"];
+const MAX_POOL_KEYS: &[&str] = &["kernel", "stride", "padding", "dilation", "ceil_mode"];
+const AVG_POOL_KEYS: &[&str] = &[
+    "kernel",
+    "stride",
+    "padding",
+    "ceil_mode",
+    "count_include_pad",
+];
+const BN_KEYS: &[&str] = &[
+    "num_features",
+    "eps",
+    "momentum",
+    "affine",
+    "track_running_stats",
+];
 
 /// Accepted spellings of keyword arguments, PyTorch's included.
 fn canonical_key(key: &str) -> &str {
@@ -399,8 +666,16 @@ impl<'a> Args<'a> {
                         continue;
                     }
                     let Some(k) = positional.get(next_positional) else {
-                        let msg = if positional.is_empty() {
+                        let msg = if keys.is_empty() {
                             format!("`{op}` takes no arguments")
+                        } else if positional.is_empty() {
+                            format!(
+                                "`{op}` takes no positional arguments (only {})",
+                                keys.iter()
+                                    .map(|k| format!("`{k} = ..`"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
                         } else {
                             format!(
                                 "`{op}` takes at most {} positional argument{} ({}); name the others",
@@ -603,6 +878,52 @@ impl<'a> Args<'a> {
                 None
             }
         }
+    }
+
+    /// A number in `[lo, hi]` (`lo` excluded unless `lo_inclusive`);
+    /// integers are accepted.
+    fn float(
+        &self,
+        key: &str,
+        default: f64,
+        lo: f64,
+        hi: f64,
+        lo_inclusive: bool,
+    ) -> Option<Spanned<f64>> {
+        let Some(v) = self.get(key) else {
+            return Some(Spanned {
+                value: default,
+                span: self.whole,
+                written: false,
+            });
+        };
+        let x = match v {
+            Value::Float(x, _) => *x,
+            Value::Int(n, _) => *n as f64,
+            other => {
+                self.wrong_kind(key, "a number", other);
+                return None;
+            }
+        };
+        let above = if lo_inclusive { x >= lo } else { x > lo };
+        if !(above && x <= hi) {
+            let range = match (lo_inclusive, hi.is_finite()) {
+                (true, true) => format!("in [{lo}, {hi}]"),
+                (false, true) => format!("in ({lo}, {hi}]"),
+                (true, false) => format!("at least {lo}"),
+                (false, false) => format!("greater than {lo}"),
+            };
+            self.cx.error(
+                v.span(),
+                format!("`{key}` of `{}` must be {range}, found {x}", self.op),
+            );
+            return None;
+        }
+        Some(Spanned {
+            value: x,
+            span: v.span(),
+            written: true,
+        })
     }
 
     fn boolean(&self, key: &str, default: bool) -> Option<bool> {

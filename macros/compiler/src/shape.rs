@@ -66,7 +66,9 @@ pub fn product(dims: &[Dim]) -> Dim {
 }
 
 /// One spatial axis of a convolution or pooling window, PyTorch's formula:
-/// `out = floor((in + pad_lo + pad_hi - dilation*(kernel-1) - 1) / stride) + 1`.
+/// `out = floor((in + pad_lo + pad_hi - dilation*(kernel-1) - 1) / stride) + 1`,
+/// with `ceil` instead of `floor` in pooling's `ceil_mode`, where a last
+/// window that would start in the right padding is dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
     pub input: u64,
@@ -75,6 +77,7 @@ pub struct Window {
     pub pad_lo: u64,
     pub pad_hi: u64,
     pub dilation: u64,
+    pub ceil: bool,
 }
 
 /// Why a window does not fit its input.
@@ -96,13 +99,31 @@ impl Window {
 
     pub fn out(&self) -> Result<u64, WindowTooLarge> {
         let (padded, eff) = (self.padded(), self.effective_kernel());
-        if eff > padded {
-            return Err(WindowTooLarge {
-                padded,
-                effective_kernel: eff,
-            });
+        let too_large = WindowTooLarge {
+            padded,
+            effective_kernel: eff,
+        };
+        let span = padded as i64 - eff as i64;
+        let stride = self.stride as i64;
+        if !self.ceil {
+            return if span < 0 {
+                Err(too_large)
+            } else {
+                Ok((span / stride) as u64 + 1)
+            };
         }
-        Ok((padded - eff) / self.stride + 1)
+        // Ceil mode, as PyTorch computes it: signed, rounded down after
+        // adding stride - 1, so a window may hang over the end...
+        let mut n = (span + stride - 1).div_euclid(stride) + 1;
+        // ...but the last window must start inside the input or the left padding.
+        if (n - 1) * stride >= (self.input + self.pad_lo) as i64 {
+            n -= 1;
+        }
+        if n < 1 {
+            Err(too_large)
+        } else {
+            Ok(n as u64)
+        }
     }
 
     /// The formula with this window's numbers, e.g.
@@ -110,13 +131,24 @@ impl Window {
     pub fn arithmetic(&self) -> String {
         // Signed, floor division: what the formula gives when it fails.
         let span = self.padded() as i64 - self.effective_kernel() as i64;
-        let result = span.div_euclid(self.stride as i64) + 1;
+        let result = match self.out() {
+            Ok(n) => n as i64,
+            Err(_) => span.div_euclid(self.stride as i64) + 1,
+        };
         let (i, k, s, d) = (self.input, self.kernel, self.stride, self.dilation);
         let (lo, hi) = (self.pad_lo, self.pad_hi);
-        if lo == 0 && hi == 0 && d == 1 {
-            format!("floor(({i} - {k}) / {s}) + 1 = {result}")
+        let round = if self.ceil { "ceil" } else { "floor" };
+        let ceil_count =
+            span.max(0).div_euclid(s as i64) + i64::from(span.rem_euclid(s as i64) != 0) + 1;
+        let dropped = if self.ceil && self.out().is_ok() && result < ceil_count {
+            " (the last window would start in the padding)"
         } else {
-            format!("floor(({i} + {lo} + {hi} - {d}*({k}-1) - 1) / {s}) + 1 = {result}")
+            ""
+        };
+        if lo == 0 && hi == 0 && d == 1 {
+            format!("{round}(({i} - {k}) / {s}) + 1 = {result}{dropped}")
+        } else {
+            format!("{round}(({i} + {lo} + {hi} - {d}*({k}-1) - 1) / {s}) + 1 = {result}{dropped}")
         }
     }
 }
@@ -147,6 +179,7 @@ mod tests {
             pad_lo: pad,
             pad_hi: pad,
             dilation,
+            ceil: false,
         }
     }
 
@@ -178,6 +211,24 @@ mod tests {
         assert_eq!(w(5, 2, 2, 0, 1).out(), Ok(2));
         // AlexNet pool 3/2 on 55: floor((55 - 3) / 2) + 1 = 27
         assert_eq!(w(55, 3, 2, 0, 1).out(), Ok(27));
+    }
+
+    #[test]
+    fn ceil_mode_by_hand() {
+        let c = |input, kernel, stride, pad| Window {
+            ceil: true,
+            ..w(input, kernel, stride, pad, 1)
+        };
+        // ceil((5 - 2) / 2) + 1 = 3; floor would give 2
+        assert_eq!(c(5, 2, 2, 0).out(), Ok(3));
+        // AlexNet-style 3/2 on 55: ceil(52 / 2) + 1 = 27, same as floor
+        assert_eq!(c(55, 3, 2, 0).out(), Ok(27));
+        // H = 5, k = 2, s = 2, p = 1: ceil((7 - 2) / 2) + 1 = 4, but window 3
+        // would start at 6 >= 5 + 1 (in the right padding): 3
+        assert_eq!(c(5, 2, 2, 1).out(), Ok(3));
+        assert!(c(5, 2, 2, 1)
+            .arithmetic()
+            .ends_with("= 3 (the last window would start in the padding)"));
     }
 
     #[test]

@@ -2,7 +2,7 @@ use netdsl::network;
 
 network! {
     pub Net(x: [B, 784]) {
-        x -> fc1: Linear(10) -> relu(inplace = true)
+        x -> fc1: Linear(10) -> relu(true)
     }
 }
 

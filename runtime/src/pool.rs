@@ -1,0 +1,423 @@
+//! 2-D pooling with PyTorch's exact semantics: padding, stride, dilation,
+//! `ceil_mode`, `count_include_pad`, and adaptive pooling to any output size
+//! (larger than the input included).
+//!
+//! candle 0.11's own pooling has none of these options, and its max-pool
+//! backward is wrong. Everything here is therefore built from plain candle
+//! tensor ops (`cat`, `narrow`, `index_select`, `maximum`, `add`,
+//! `broadcast_div`), which run on every device and are differentiable.
+//!
+//! The pooling is done one axis at a time (first W, then H): a maximum or a
+//! sum over a rectangular window is a maximum or a sum over its columns of
+//! the maximum or sum over its rows. Along one axis every output position has
+//! a list of source positions (its window); window positions that fall in
+//! the padding, or past the end of a shorter adaptive window, point at one
+//! extra element appended to the axis that holds the padding value (`-inf`
+//! for max, `0` for sums). For each offset `t` inside the windows, one
+//! `index_select` (or a `narrow` when the picked positions are consecutive)
+//! gathers the `t`-th element of every window, and the results are folded
+//! with `maximum` or `add`. Averages are then divided by a precomputed
+//! divisor tensor `[1, 1, oh, ow]`, exactly as PyTorch counts it.
+//!
+//! Fast path: when the input records no autograd graph (`!x.track_op()`),
+//! and candle's own `max_pool2d_with_stride` / `avg_pool2d_with_stride`
+//! compute exactly the same thing (no padding, no dilation, floor-sized
+//! output; adaptive pooling whose output divides the input), those are used.
+//! Inputs that track gradients always take the composed path, so gradients
+//! never go through candle's pooling backward.
+
+use candle_core::Tensor;
+
+use crate::Result;
+
+/// The options of a PyTorch `MaxPool2d` / `AvgPool2d`, per axis as
+/// `(h, w)`.
+///
+/// Output size per axis (PyTorch's rule, see [`Pool2d::out_size`]):
+/// `out = floor_or_ceil((in + 2 * padding - dilation * (kernel - 1) - 1) / stride) + 1`,
+/// and with `ceil_mode` the last window is dropped if it would start at or
+/// past `in + padding` (i.e. entirely in the right padding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2d {
+    /// Window size `(kh, kw)`; each at least 1.
+    pub kernel: (usize, usize),
+    /// Step between windows `(sh, sw)`; each at least 1.
+    pub stride: (usize, usize),
+    /// Implicit padding on both sides of each axis, `(pad_h, pad_w)`, as in
+    /// PyTorch. Must be at most half the kernel on each axis (`p <= k / 2`).
+    /// Max pooling pads with `-inf`, average pooling with zeros.
+    pub padding: (usize, usize),
+    /// Spacing between window elements `(dh, dw)`. Max pooling only; average
+    /// pooling requires `(1, 1)`.
+    pub dilation: (usize, usize),
+    /// Round the output size up instead of down (PyTorch's `ceil_mode`).
+    pub ceil_mode: bool,
+    /// Average pooling only: count padded positions in the divisor
+    /// (PyTorch's default, `true`).
+    pub count_include_pad: bool,
+}
+
+impl Pool2d {
+    /// The output spatial size `(oh, ow)` for an input of `h x w`, or `None`
+    /// when the configuration yields no output (output size 0 on an axis, or
+    /// a zero kernel, stride or dilation).
+    ///
+    /// Per axis, with `eff = dilation * (kernel - 1) + 1` (the dilated
+    /// window's extent) and floor division on a possibly negative numerator:
+    ///
+    /// ```text
+    /// out = (in + 2 * pad - eff + (ceil_mode ? stride - 1 : 0)) / stride + 1
+    /// if ceil_mode && (out - 1) * stride >= in + pad { out -= 1 }
+    /// ```
+    ///
+    /// The correction makes every window start inside the input or the left
+    /// padding, as PyTorch does. This does not check that the padding is
+    /// valid (`pad <= kernel / 2`); the pooling functions do.
+    pub fn out_size(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        let oh = axis_out_size(
+            h,
+            self.kernel.0,
+            self.stride.0,
+            self.padding.0,
+            self.dilation.0,
+            self.ceil_mode,
+        )?;
+        let ow = axis_out_size(
+            w,
+            self.kernel.1,
+            self.stride.1,
+            self.padding.1,
+            self.dilation.1,
+            self.ceil_mode,
+        )?;
+        Some((oh, ow))
+    }
+
+    /// Checks the configuration as PyTorch does and returns the output size.
+    fn check(&self, op: &str, h: usize, w: usize) -> Result<(usize, usize)> {
+        let (k, s, p, d) = (self.kernel, self.stride, self.padding, self.dilation);
+        if k.0 == 0 || k.1 == 0 {
+            return Err(msg(format!("{op}: kernel must be positive, got {k:?}")));
+        }
+        if s.0 == 0 || s.1 == 0 {
+            return Err(msg(format!("{op}: stride must be positive, got {s:?}")));
+        }
+        if d.0 == 0 || d.1 == 0 {
+            return Err(msg(format!("{op}: dilation must be positive, got {d:?}")));
+        }
+        if p.0 > k.0 / 2 || p.1 > k.1 / 2 {
+            return Err(msg(format!(
+                "{op}: padding {p:?} must be at most half the kernel {k:?} on each axis"
+            )));
+        }
+        self.out_size(h, w).ok_or_else(|| {
+            msg(format!(
+                "{op}: input {h}x{w} gives no output with kernel {k:?}, stride {s:?}, \
+                 padding {p:?}, dilation {d:?}, ceil_mode {}",
+                self.ceil_mode
+            ))
+        })
+    }
+
+    /// Along `axis` (0 = H, 1 = W), the input positions of every window's
+    /// elements; negative or `>= in` positions are padding.
+    fn axis_windows(&self, axis: usize, out: usize) -> Vec<Vec<i64>> {
+        let (k, s, p, d) = if axis == 0 {
+            (
+                self.kernel.0,
+                self.stride.0,
+                self.padding.0,
+                self.dilation.0,
+            )
+        } else {
+            (
+                self.kernel.1,
+                self.stride.1,
+                self.padding.1,
+                self.dilation.1,
+            )
+        };
+        (0..out)
+            .map(|o| {
+                let start = (o * s) as i64 - p as i64;
+                (0..k).map(|t| start + (t * d) as i64).collect()
+            })
+            .collect()
+    }
+}
+
+/// PyTorch's `pooling_output_shape` for one axis; `None` for no output.
+fn axis_out_size(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+    ceil_mode: bool,
+) -> Option<usize> {
+    if kernel == 0 || stride == 0 || dilation == 0 {
+        return None;
+    }
+    let (input, kernel, stride, pad, dilation) = (
+        input as i64,
+        kernel as i64,
+        stride as i64,
+        pad as i64,
+        dilation as i64,
+    );
+    let eff = dilation * (kernel - 1) + 1;
+    let num = input + 2 * pad - eff + if ceil_mode { stride - 1 } else { 0 };
+    let mut out = num.div_euclid(stride) + 1;
+    if ceil_mode && out >= 1 && (out - 1) * stride >= input + pad {
+        out -= 1;
+    }
+    usize::try_from(out).ok().filter(|&o| o > 0)
+}
+
+fn msg(s: String) -> crate::Error {
+    candle_core::Error::Msg(s).into()
+}
+
+/// How the windows' elements are folded.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fold {
+    Max,
+    Sum,
+}
+
+impl Fold {
+    /// The value of positions outside the input.
+    fn pad_value(self) -> f64 {
+        match self {
+            Fold::Max => f64::NEG_INFINITY,
+            Fold::Sum => 0.0,
+        }
+    }
+}
+
+/// Folds `x` along `axis` over `windows`: output position `o` along the axis
+/// is the max / sum of `x` at the positions `windows[o]`; positions outside
+/// `0..n` count as the fold's padding value. The result is contiguous.
+fn fold_axis(x: &Tensor, axis: usize, windows: &[Vec<i64>], fold: Fold) -> Result<Tensor> {
+    let x = x.contiguous()?;
+    let n = x.dim(axis)?;
+    let kmax = windows.iter().map(Vec::len).max().unwrap_or(0);
+    let inside = |p: i64| (0..n as i64).contains(&p);
+    let needs_pad = windows
+        .iter()
+        .any(|w| w.len() < kmax || w.iter().any(|&p| !inside(p)));
+    let src = if needs_pad {
+        let mut shape = x.dims().to_vec();
+        shape[axis] = 1;
+        let pad = Tensor::full(fold.pad_value(), shape, x.device())?.to_dtype(x.dtype())?;
+        Tensor::cat(&[&x, &pad], axis)?
+    } else {
+        x
+    };
+    let mut acc: Option<Tensor> = None;
+    for t in 0..kmax {
+        let idx: Vec<u32> = windows
+            .iter()
+            .map(|w| match w.get(t) {
+                Some(&p) if inside(p) => p as u32,
+                _ => n as u32,
+            })
+            .collect();
+        let consecutive = idx.windows(2).all(|w| w[1] == w[0] + 1);
+        let part = if consecutive {
+            src.narrow(axis, idx[0] as usize, idx.len())?
+        } else {
+            let len = idx.len();
+            src.index_select(&Tensor::from_vec(idx, len, src.device())?, axis)?
+        };
+        acc = Some(match (acc, fold) {
+            (None, _) => part,
+            (Some(a), Fold::Max) => a.maximum(&part)?,
+            (Some(a), Fold::Sum) => (a + part)?,
+        });
+    }
+    let acc = acc.ok_or_else(|| msg("pooling with an empty window".to_string()))?;
+    Ok(acc.contiguous()?)
+}
+
+/// The `[1, 1, oh, ow]` tensor `dh[i] * dw[j]`, in `x`'s dtype and device.
+fn divisor(x: &Tensor, dh: &[usize], dw: &[usize]) -> Result<Tensor> {
+    let vals: Vec<f32> = dh
+        .iter()
+        .flat_map(|&a| dw.iter().map(move |&b| (a * b).max(1) as f32))
+        .collect();
+    let t = Tensor::from_vec(vals, (1, 1, dh.len(), dw.len()), x.device())?;
+    Ok(t.to_dtype(x.dtype())?)
+}
+
+fn spatial(x: &Tensor) -> Result<(usize, usize)> {
+    let (_, _, h, w) = x.dims4()?;
+    Ok((h, w))
+}
+
+/// Whether candle's own pooling with `kernel`/`stride` gives exactly
+/// `(oh, ow)` and `x` records no gradient graph.
+fn candle_fast_path(
+    x: &Tensor,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    out: (usize, usize),
+) -> Result<bool> {
+    let (h, w) = spatial(x)?;
+    Ok(!x.track_op()
+        && kernel.0 <= h
+        && kernel.1 <= w
+        && (h - kernel.0) / stride.0 + 1 == out.0
+        && (w - kernel.1) / stride.1 + 1 == out.1)
+}
+
+/// PyTorch's `F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)`.
+///
+/// Shape: `[N, C, H, W] -> [N, C, oh, ow]` with `(oh, ow) = p.out_size(H, W)`
+/// (see [`Pool2d::out_size`]). Padded positions count as `-inf`, so an input
+/// of negative values only is pooled correctly. `count_include_pad` is
+/// ignored.
+///
+/// Errors (never panics): input not rank 4, a zero kernel, stride or
+/// dilation, padding above half the kernel, or no output.
+pub fn max_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
+    let (h, w) = spatial(x)?;
+    let (oh, ow) = p.check("max_pool2d", h, w)?;
+    if p.padding == (0, 0)
+        && p.dilation == (1, 1)
+        && candle_fast_path(x, p.kernel, p.stride, (oh, ow))?
+    {
+        return Ok(x.max_pool2d_with_stride(p.kernel, p.stride)?);
+    }
+    let y = fold_axis(x, 3, &p.axis_windows(1, ow), Fold::Max)?;
+    fold_axis(&y, 2, &p.axis_windows(0, oh), Fold::Max)
+}
+
+/// PyTorch's per-axis divisor factors for average pooling: for the window
+/// starting at `start = o * s - pad`, `end = min(start + k, in + pad)`;
+/// with `count_include_pad` the factor is `end - start`, otherwise the
+/// number of real input positions `min(end, in) - max(start, 0)`.
+fn avg_axis_divisors(
+    input: usize,
+    k: usize,
+    s: usize,
+    pad: usize,
+    out: usize,
+    include_pad: bool,
+) -> Vec<usize> {
+    let (input, k, s, pad) = (input as i64, k as i64, s as i64, pad as i64);
+    (0..out as i64)
+        .map(|o| {
+            let start = o * s - pad;
+            let end = (start + k).min(input + pad);
+            let n = if include_pad {
+                end - start
+            } else {
+                end.min(input) - start.max(0)
+            };
+            n.max(0) as usize
+        })
+        .collect()
+}
+
+/// PyTorch's `F.avg_pool2d(x, kernel, stride, padding, ceil_mode,
+/// count_include_pad)` (no `divisor_override`).
+///
+/// Shape: `[N, C, H, W] -> [N, C, oh, ow]` with `(oh, ow) = p.out_size(H, W)`
+/// (see [`Pool2d::out_size`]). Each output is the sum of the real input
+/// elements in its window divided by, as PyTorch: with `count_include_pad`,
+/// the window's size clipped to the padded extent `[-pad, in + pad)` (a
+/// `ceil_mode` window overhanging the right padding counts less); without
+/// it, the number of real input elements in the window.
+///
+/// Errors (never panics): input not rank 4, `dilation != (1, 1)`, a zero
+/// kernel or stride, padding above half the kernel, or no output.
+pub fn avg_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
+    let (h, w) = spatial(x)?;
+    if p.dilation != (1, 1) {
+        return Err(msg(format!(
+            "avg_pool2d: dilation must be (1, 1), got {:?}",
+            p.dilation
+        )));
+    }
+    let (oh, ow) = p.check("avg_pool2d", h, w)?;
+    if p.padding == (0, 0) && candle_fast_path(x, p.kernel, p.stride, (oh, ow))? {
+        return Ok(x.avg_pool2d_with_stride(p.kernel, p.stride)?);
+    }
+    let y = fold_axis(x, 3, &p.axis_windows(1, ow), Fold::Sum)?;
+    let y = fold_axis(&y, 2, &p.axis_windows(0, oh), Fold::Sum)?;
+    let incl = p.count_include_pad;
+    let dh = avg_axis_divisors(h, p.kernel.0, p.stride.0, p.padding.0, oh, incl);
+    let dw = avg_axis_divisors(w, p.kernel.1, p.stride.1, p.padding.1, ow, incl);
+    Ok(y.broadcast_div(&divisor(x, &dh, &dw)?)?)
+}
+
+/// Adaptive windows along one axis: output `i` covers input positions
+/// `floor(i * n / out) .. ceil((i + 1) * n / out)`.
+fn adaptive_windows(n: usize, out: usize) -> Vec<Vec<i64>> {
+    (0..out)
+        .map(|i| {
+            let start = i * n / out;
+            let end = ((i + 1) * n).div_ceil(out);
+            (start as i64..end as i64).collect()
+        })
+        .collect()
+}
+
+fn adaptive(x: &Tensor, out: (usize, usize), fold: Fold, op: &str) -> Result<Tensor> {
+    let (h, w) = spatial(x)?;
+    let (oh, ow) = out;
+    if oh == 0 || ow == 0 {
+        return Err(msg(format!(
+            "{op}: output size must be positive, got {out:?}"
+        )));
+    }
+    if h == 0 || w == 0 {
+        return Err(msg(format!("{op}: input spatial size {h}x{w} is empty")));
+    }
+    if h % oh == 0 && w % ow == 0 {
+        let k = (h / oh, w / ow);
+        if candle_fast_path(x, k, k, out)? {
+            return Ok(match fold {
+                Fold::Max => x.max_pool2d_with_stride(k, k)?,
+                Fold::Sum => x.avg_pool2d_with_stride(k, k)?,
+            });
+        }
+    }
+    let wh = adaptive_windows(h, oh);
+    let ww = adaptive_windows(w, ow);
+    let y = fold_axis(x, 3, &ww, fold)?;
+    let y = fold_axis(&y, 2, &wh, fold)?;
+    match fold {
+        Fold::Max => Ok(y),
+        Fold::Sum => {
+            let dh: Vec<usize> = wh.iter().map(Vec::len).collect();
+            let dw: Vec<usize> = ww.iter().map(Vec::len).collect();
+            Ok(y.broadcast_div(&divisor(x, &dh, &dw)?)?)
+        }
+    }
+}
+
+/// PyTorch's `F.adaptive_avg_pool2d(x, out)`.
+///
+/// Shape: `[N, C, H, W] -> [N, C, out.0, out.1]`, for any positive `out`,
+/// smaller, equal or larger than the input (AlexNet's `5x5 -> 6x6`). Output
+/// row `i` averages input rows `floor(i * H / oh) .. ceil((i + 1) * H / oh)`,
+/// columns likewise.
+///
+/// Errors (never panics): input not rank 4, an empty input or a zero output
+/// size.
+pub fn adaptive_avg_pool2d(x: &Tensor, out: (usize, usize)) -> Result<Tensor> {
+    adaptive(x, out, Fold::Sum, "adaptive_avg_pool2d")
+}
+
+/// PyTorch's `F.adaptive_max_pool2d(x, out)` (values only, no indices).
+///
+/// Shape: `[N, C, H, W] -> [N, C, out.0, out.1]`, windows as in
+/// [`adaptive_avg_pool2d`], each reduced by its maximum.
+///
+/// Errors (never panics): input not rank 4, an empty input or a zero output
+/// size.
+pub fn adaptive_max_pool2d(x: &Tensor, out: (usize, usize)) -> Result<Tensor> {
+    adaptive(x, out, Fold::Max, "adaptive_max_pool2d")
+}
