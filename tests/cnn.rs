@@ -1,0 +1,359 @@
+//! The classic CNNs: torchvision's AlexNet and VGG-16 layouts (manifests equal
+//! torchvision's state_dict exactly), width-reduced variants equal to
+//! PyTorch's output at 224x224 and 193x193, and a batch-norm CNN whose
+//! folded and unfolded forwards agree with each other and with PyTorch.
+//! Fixtures: `scripts/gen_cnn_fixtures.py`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use netdsl::candle::{DType, Device, Tensor};
+use netdsl::{network, ParamSpec};
+
+include!("networks/alexnet.rs");
+include!("networks/vgg16.rs");
+
+network! {
+    /// AlexNet's layout with channels / 16 and a 128-wide classifier.
+    AlexNetSmall(x: [B, 3, 224, 224]) -> [B, 10] {
+        x -> features: seq {
+                Conv2d(4, kernel = 11, stride = 4, padding = 2) -> ReLU -> MaxPool2d(3, stride = 2)
+                -> Conv2d(12, kernel = 5, padding = 2) -> ReLU -> MaxPool2d(3, stride = 2)
+                -> Conv2d(24, kernel = 3, padding = 1) -> ReLU
+                -> Conv2d(16, kernel = 3, padding = 1) -> ReLU
+                -> Conv2d(16, kernel = 3, padding = 1) -> ReLU -> MaxPool2d(3, stride = 2)
+             }
+          -> avgpool: AdaptiveAvgPool2d((6, 6)) -> flatten
+          -> classifier: seq {
+                Dropout(0.5) -> Linear(128) -> ReLU -> Dropout(0.5) -> Linear(128) -> ReLU -> Linear(10)
+             }
+    }
+    /// The same at 193x193: the features end at 5x5 and the adaptive pool upsamples to 6x6.
+    AlexNetSmall193(x: [B, 3, 193, 193]) -> [B, 10] {
+        x -> features: seq {
+                Conv2d(4, kernel = 11, stride = 4, padding = 2) -> ReLU -> MaxPool2d(3, stride = 2)
+                -> Conv2d(12, kernel = 5, padding = 2) -> ReLU -> MaxPool2d(3, stride = 2)
+                -> Conv2d(24, kernel = 3, padding = 1) -> ReLU
+                -> Conv2d(16, kernel = 3, padding = 1) -> ReLU
+                -> Conv2d(16, kernel = 3, padding = 1) -> ReLU -> MaxPool2d(3, stride = 2)
+             }                                                              : [B, 16, 5, 5]
+          -> avgpool: AdaptiveAvgPool2d((6, 6)) -> flatten
+          -> classifier: seq {
+                Dropout(0.5) -> Linear(128) -> ReLU -> Dropout(0.5) -> Linear(128) -> ReLU -> Linear(10)
+             }
+    }
+    /// VGG-16's layout with channels / 16 and a 128-wide classifier.
+    Vgg16Small(x: [B, 3, 224, 224]) -> [B, 10] {
+        x -> features: seq {
+                Conv2d(4, kernel = 3, padding = 1) -> ReLU -> Conv2d(4, kernel = 3, padding = 1) -> ReLU -> MaxPool2d(2)
+                -> Conv2d(8, kernel = 3, padding = 1) -> ReLU -> Conv2d(8, kernel = 3, padding = 1) -> ReLU -> MaxPool2d(2)
+                -> Conv2d(16, kernel = 3, padding = 1) -> ReLU -> Conv2d(16, kernel = 3, padding = 1) -> ReLU
+                -> Conv2d(16, kernel = 3, padding = 1) -> ReLU -> MaxPool2d(2)
+                -> Conv2d(32, kernel = 3, padding = 1) -> ReLU -> Conv2d(32, kernel = 3, padding = 1) -> ReLU
+                -> Conv2d(32, kernel = 3, padding = 1) -> ReLU -> MaxPool2d(2)
+                -> Conv2d(32, kernel = 3, padding = 1) -> ReLU -> Conv2d(32, kernel = 3, padding = 1) -> ReLU
+                -> Conv2d(32, kernel = 3, padding = 1) -> ReLU -> MaxPool2d(2)
+             }
+          -> avgpool: AdaptiveAvgPool2d((7, 7)) -> flatten
+          -> classifier: seq {
+                Linear(128) -> ReLU -> Dropout(0.5) -> Linear(128) -> ReLU -> Dropout(0.5) -> Linear(10)
+             }
+    }
+    Vgg16Small193(x: [B, 3, 193, 193]) -> [B, 10] {
+        x -> features: seq {
+                Conv2d(4, kernel = 3, padding = 1) -> ReLU -> Conv2d(4, kernel = 3, padding = 1) -> ReLU -> MaxPool2d(2)
+                -> Conv2d(8, kernel = 3, padding = 1) -> ReLU -> Conv2d(8, kernel = 3, padding = 1) -> ReLU -> MaxPool2d(2)
+                -> Conv2d(16, kernel = 3, padding = 1) -> ReLU -> Conv2d(16, kernel = 3, padding = 1) -> ReLU
+                -> Conv2d(16, kernel = 3, padding = 1) -> ReLU -> MaxPool2d(2)
+                -> Conv2d(32, kernel = 3, padding = 1) -> ReLU -> Conv2d(32, kernel = 3, padding = 1) -> ReLU
+                -> Conv2d(32, kernel = 3, padding = 1) -> ReLU -> MaxPool2d(2)
+                -> Conv2d(32, kernel = 3, padding = 1) -> ReLU -> Conv2d(32, kernel = 3, padding = 1) -> ReLU
+                -> Conv2d(32, kernel = 3, padding = 1) -> ReLU -> MaxPool2d(2)                     : [B, 32, 6, 6]
+             }
+          -> avgpool: AdaptiveAvgPool2d((7, 7)) -> flatten
+          -> classifier: seq {
+                Linear(128) -> ReLU -> Dropout(0.5) -> Linear(128) -> ReLU -> Dropout(0.5) -> Linear(10)
+             }
+    }
+    /// Batch norm after a convolution, after a convolution with bias and
+    /// eps 1e-3, and after a linear layer (BatchNorm1d): all three fold.
+    BnCnn(x: [B, 3, 16, 16]) -> [B, 10] {
+        x -> conv1: Conv2d(8, kernel = 3, padding = 1, bias = false) -> bn1: BatchNorm2d -> relu -> max_pool(2)
+          -> conv2: Conv2d(16, kernel = 3, padding = 1) -> bn2: BatchNorm2d(16, eps = 1e-3) -> relu
+          -> AdaptiveAvgPool2d(1) -> flatten
+          -> fc: Linear(10) -> bn3: BatchNorm1d(10)
+    }
+    /// The activations of the CNN issue, each on the same input.
+    LeakyTenth(x: [B, 3, 5, 7]) -> [B, 3, 5, 7] { x -> LeakyReLU(0.1) }
+    LeakyDefault(x: [B, 3, 5, 7]) -> [B, 3, 5, 7] { x -> leaky_relu }
+    GeluExact(x: [B, 3, 5, 7]) -> [B, 3, 5, 7] { x -> GELU }
+    GeluTanh(x: [B, 3, 5, 7]) -> [B, 3, 5, 7] { x -> GELU(approximate = tanh) }
+    Silu(x: [B, 3, 5, 7]) -> [B, 3, 5, 7] { x -> SiLU }
+    Relu6(x: [B, 3, 5, 7]) -> [B, 3, 5, 7] { x -> ReLU6 }
+    HardSwish(x: [B, 3, 5, 7]) -> [B, 3, 5, 7] { x -> Hardswish }
+    DropoutEval(x: [B, 3, 5, 7]) -> [B, 3, 5, 7] { x -> Dropout(p = 0.3) }
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn tensors(name: &str) -> HashMap<String, Tensor> {
+    netdsl::candle::safetensors::load(fixture(name), &Device::Cpu).unwrap()
+}
+
+/// The fixtures' input: element `i` (row-major) is `sin(0.37 * i + 0.1)`,
+/// computed in f64 and rounded to f32.
+fn formula_input(shape: (usize, usize, usize, usize)) -> Tensor {
+    let n = shape.0 * shape.1 * shape.2 * shape.3;
+    let v: Vec<f32> = (0..n)
+        .map(|i| ((0.37_f64 * i as f64 + 0.1).sin()) as f32)
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+/// max |a - b| / max(1, max |b|)
+fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    let diff: f32 = a
+        .sub(b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    let scale: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+    diff / scale.max(1.0)
+}
+
+fn manifest(specs: &[ParamSpec]) -> Vec<(String, Vec<usize>, String)> {
+    specs
+        .iter()
+        .map(|s| {
+            (
+                s.name.to_string(),
+                s.shape.to_vec(),
+                format!("{:?}", s.dtype).to_uppercase(),
+            )
+        })
+        .collect()
+}
+
+fn torchvision(model: &str) -> Vec<(String, Vec<usize>, String)> {
+    let text = std::fs::read_to_string(fixture("torchvision_manifests.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json[model]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let shape = e["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
+            (
+                e["name"].as_str().unwrap().to_string(),
+                shape,
+                e["dtype"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn manifests_equal_torchvision() {
+    assert_eq!(manifest(AlexNet::MANIFEST), torchvision("alexnet"));
+    assert_eq!(manifest(Vgg16::MANIFEST), torchvision("vgg16"));
+    assert_eq!(AlexNet::PARAMETERS, 61_100_840);
+    assert_eq!(Vgg16::PARAMETERS, 138_357_544);
+}
+
+fn check_small<N>(
+    load: impl Fn(&PathBuf) -> netdsl::Result<N>,
+    forward: impl Fn(&N, &Tensor) -> netdsl::Result<Tensor>,
+    file: &str,
+    size: usize,
+) {
+    let net = load(&fixture(file)).unwrap();
+    let expected = &tensors(file)[&format!("output_{size}")];
+    let out = forward(&net, &formula_input((1, 3, size, size))).unwrap();
+    let err = rel_err(&out, expected);
+    assert!(err < 1e-4, "{file} at {size}: relative error {err}");
+}
+
+#[test]
+fn alexnet_matches_pytorch_at_224_and_193() {
+    // The fixture holds the outputs too: load only the manifest's tensors.
+    let weights = |path: &PathBuf| strip_outputs(path, "alexnet");
+    check_small(
+        |p| AlexNetSmall::load(weights(p), &Device::Cpu),
+        AlexNetSmall::forward,
+        "alexnet_small.safetensors",
+        224,
+    );
+    check_small(
+        |p| AlexNetSmall193::load(weights(p), &Device::Cpu),
+        AlexNetSmall193::forward,
+        "alexnet_small.safetensors",
+        193,
+    );
+}
+
+#[test]
+fn vgg16_matches_pytorch_at_224_and_193() {
+    let weights = |path: &PathBuf| strip_outputs(path, "vgg");
+    check_small(
+        |p| Vgg16Small::load(weights(p), &Device::Cpu),
+        Vgg16Small::forward,
+        "vgg16_small.safetensors",
+        224,
+    );
+    check_small(
+        |p| Vgg16Small193::load(weights(p), &Device::Cpu),
+        Vgg16Small193::forward,
+        "vgg16_small.safetensors",
+        193,
+    );
+}
+
+/// Copies a fixture without its `output_*`/`features_*`/`input` entries, so
+/// the strict loader sees exactly the state_dict.
+fn strip_outputs(path: &PathBuf, tag: &str) -> PathBuf {
+    let keep: HashMap<String, Tensor> = netdsl::candle::safetensors::load(path, &Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| !(k.starts_with("output") || k.starts_with("features_") || k == "input"))
+        .collect();
+    let out = std::env::temp_dir().join(format!(
+        "netdsl-cnn-{tag}-{}.safetensors",
+        std::process::id()
+    ));
+    netdsl::candle::safetensors::save(&keep, &out).unwrap();
+    out
+}
+
+#[test]
+fn batch_norm_folded_and_unfolded_match_pytorch() {
+    let io = tensors("bn_cnn.safetensors");
+    let mut net = BnCnn::load(
+        strip_outputs(&fixture("bn_cnn.safetensors"), "bn"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(
+        BnCnn::FUSIONS
+            .lines()
+            .filter(|l| l.contains("folded into"))
+            .count(),
+        3,
+        "{}",
+        BnCnn::FUSIONS
+    );
+    let folded = net.forward(&io["input"]).unwrap();
+    net.set_fusion(false);
+    let plain = net.forward(&io["input"]).unwrap();
+    assert!(
+        rel_err(&folded, &plain) < 1e-5,
+        "folded vs unfolded: {}",
+        rel_err(&folded, &plain)
+    );
+    assert!(
+        rel_err(&plain, &io["output"]) < 1e-4,
+        "unfolded vs torch: {}",
+        rel_err(&plain, &io["output"])
+    );
+    assert!(
+        rel_err(&folded, &io["output"]) < 1e-4,
+        "folded vs torch: {}",
+        rel_err(&folded, &io["output"])
+    );
+    // Buffers are saved unfolded, with PyTorch's names, and count as no parameters.
+    assert_eq!(
+        BnCnn::PARAMETERS,
+        8 * 27 + 2 * 8 + (16 * 72 + 16) + 2 * 16 + (10 * 16 + 10) + 2 * 10
+    );
+    let names: Vec<&str> = net.named_tensors().iter().map(|(n, _)| *n).collect();
+    assert!(names.contains(&"bn1.num_batches_tracked") && names.contains(&"bn3.running_var"));
+}
+
+#[test]
+fn folds_follow_replaced_parameters() {
+    let io = tensors("bn_cnn.safetensors");
+    let mut net = BnCnn::load(
+        strip_outputs(&fixture("bn_cnn.safetensors"), "bn2"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let before = net.forward(&io["input"]).unwrap();
+    // Replace a batch norm's running variance: the cached fold must be recomputed.
+    net.bn2.running_var = (&net.bn2.running_var * 4.0).unwrap();
+    let folded = net.forward(&io["input"]).unwrap();
+    net.set_fusion(false);
+    let plain = net.forward(&io["input"]).unwrap();
+    assert!(rel_err(&folded, &plain) < 1e-5);
+    assert!(rel_err(&folded, &before) > 1e-3, "the change must show");
+}
+
+#[test]
+fn activations_match_pytorch() {
+    let t = tensors("activations.safetensors");
+    let x = &t["input"];
+    let dev = Device::Cpu;
+    let cases: Vec<(&str, Tensor)> = vec![
+        (
+            "leaky_relu_0.1",
+            LeakyTenth::new_seeded(0, &dev).unwrap().forward(x).unwrap(),
+        ),
+        (
+            "leaky_relu_default",
+            LeakyDefault::new_seeded(0, &dev)
+                .unwrap()
+                .forward(x)
+                .unwrap(),
+        ),
+        (
+            "gelu",
+            GeluExact::new_seeded(0, &dev).unwrap().forward(x).unwrap(),
+        ),
+        (
+            "gelu_tanh",
+            GeluTanh::new_seeded(0, &dev).unwrap().forward(x).unwrap(),
+        ),
+        (
+            "silu",
+            Silu::new_seeded(0, &dev).unwrap().forward(x).unwrap(),
+        ),
+        (
+            "relu6",
+            Relu6::new_seeded(0, &dev).unwrap().forward(x).unwrap(),
+        ),
+        (
+            "hardswish",
+            HardSwish::new_seeded(0, &dev).unwrap().forward(x).unwrap(),
+        ),
+        (
+            "dropout_eval",
+            DropoutEval::new_seeded(0, &dev)
+                .unwrap()
+                .forward(x)
+                .unwrap(),
+        ),
+    ];
+    for (name, out) in cases {
+        let err = rel_err(&out, &t[name]);
+        assert!(err < 1e-5, "{name}: {err}");
+    }
+}
+
+#[test]
+fn full_size_alexnet_runs() {
+    let net = AlexNet::new_seeded(0, &Device::Cpu).unwrap();
+    let x = Tensor::zeros((1, 3, 224, 224), DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(net.forward(&x).unwrap().dims(), &[1, 1000]);
+}
