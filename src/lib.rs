@@ -53,7 +53,7 @@ pub mod __private {
     pub use netdsl_runtime::{
         adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, batch_norm_eval, bn_fold, candle_nn,
         check_input, check_weights, dilate_kernel, hardswish, layers, load_weights, max_pool2d,
-        relu6, save_weights, subsample, Fusion, Init, Initializer, InputDim, ParamSource,
+        relu6, save_weights, subsample, take, Fusion, Init, Initializer, InputDim, ParamSource,
         ParamSpec, Pool2d, Result,
     };
 }

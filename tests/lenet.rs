@@ -329,3 +329,34 @@ fn truncated_and_garbage_files_are_clear_errors() {
         Err(Error::Io { .. })
     ));
 }
+
+/// A parameter source that hands out tensors of the wrong shape or dtype.
+struct Bad(DType, usize);
+
+impl netdsl::ParamSource for Bad {
+    fn take(&mut self, spec: &netdsl::ParamSpec) -> netdsl::Result<Tensor> {
+        let mut shape = spec.shape.to_vec();
+        shape[0] += self.1;
+        Ok(Tensor::zeros(shape, self.0, &Device::Cpu)?)
+    }
+}
+
+#[test]
+fn custom_sources_are_checked_and_inputs_need_f32() {
+    let e = LeNet::from_source(&mut Bad(DType::F32, 1)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`LeNet`: the parameter source gave a bad tensor: tensor `conv1.weight` has shape [7, 1, 5, 5], expected [6, 1, 5, 5]"
+    );
+    let e = LeNet::from_source(&mut Bad(DType::F64, 0)).unwrap_err();
+    assert!(e.to_string().contains("has dtype F64, expected F32"), "{e}");
+    let net = LeNet::new_seeded(0, &Device::Cpu).unwrap();
+    let x = Tensor::zeros((1, 1, 28, 28), DType::F64, &Device::Cpu).unwrap();
+    assert!(matches!(
+        net.forward(&x),
+        Err(Error::InputDType {
+            network: "LeNet",
+            ..
+        })
+    ));
+}

@@ -19,6 +19,19 @@ pub enum Error {
         /// Which dim (or the rank) disagrees, in words.
         reason: String,
     },
+    /// `forward` was given a tensor of a dtype the network does not run in.
+    #[error("`{network}` runs in {expected:?}, but was given a {got:?} tensor; convert it with `.to_dtype(DType::{expected:?})`")]
+    InputDType {
+        network: &'static str,
+        expected: candle_core::DType,
+        got: candle_core::DType,
+    },
+    /// A parameter source handed `from_source` a tensor that does not fit.
+    #[error("`{network}`: the parameter source gave a bad tensor: {problem}")]
+    Source {
+        network: &'static str,
+        problem: WeightProblem,
+    },
     /// A weight file does not fit the network; every problem is listed.
     #[error(transparent)]
     Weights(#[from] WeightsError),

@@ -20,7 +20,7 @@ mod shape;
 pub use error::{Error, Result, WeightProblem, WeightsError};
 pub use fusion::{batch_norm_eval, bn_fold, dilate_kernel, hardswish, relu6, Fusion};
 pub use params::{
-    check_weights, load_weights, save_weights, Init, Initializer, LoadedWeights, ParamSource,
+    check_weights, load_weights, save_weights, take, Init, Initializer, LoadedWeights, ParamSource,
     ParamSpec,
 };
 pub use pool::{adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d, Pool2d};

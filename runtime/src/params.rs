@@ -136,6 +136,36 @@ pub trait ParamSource {
     fn take(&mut self, spec: &ParamSpec) -> Result<Tensor>;
 }
 
+/// Takes `spec`'s tensor from `source` and checks that it has the shape and
+/// dtype the manifest says, so a custom source cannot hand `forward` a
+/// tensor that fails later.
+pub fn take(
+    source: &mut impl ParamSource,
+    network: &'static str,
+    spec: &ParamSpec,
+) -> Result<Tensor> {
+    let t = source.take(spec)?;
+    let problem = if t.dims() != spec.shape {
+        Some(WeightProblem::Shape {
+            name: spec.name.to_string(),
+            expected: spec.shape.to_vec(),
+            found: t.dims().to_vec(),
+        })
+    } else if t.dtype() != spec.dtype {
+        Some(WeightProblem::DType {
+            name: spec.name.to_string(),
+            expected: dtype_name(spec.dtype).to_string(),
+            found: dtype_name(t.dtype()).to_string(),
+        })
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(Error::Source { network, problem }),
+        None => Ok(t),
+    }
+}
+
 /// Initialises parameters as PyTorch does, from the runtime's seeded [`Rng`].
 #[derive(Debug, Clone)]
 pub struct Initializer {

@@ -20,6 +20,13 @@ pub fn check_input(
     x: &Tensor,
     dims: &[InputDim],
 ) -> Result<()> {
+    if x.dtype() != candle_core::DType::F32 {
+        return Err(Error::InputDType {
+            network,
+            expected: candle_core::DType::F32,
+            got: x.dtype(),
+        });
+    }
     let got = x.dims();
     let fail = |reason: String| Error::InputShape {
         network,
@@ -98,6 +105,11 @@ mod tests {
             e.contains("`Net` expects an input of shape [B, 1, N, N]"),
             "{e}"
         );
+        let f64s = Tensor::zeros((3, 1, 8, 8), DType::F64, &Device::Cpu).unwrap();
+        let e = check_input("Net", "[B, 1, N, N]", &f64s, &DIMS)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("runs in F32, but was given a F64 tensor"), "{e}");
         let e = check(&[3, 1, 8, 9]).unwrap_err().to_string();
         assert!(
             e.contains("dims 2 and 3 are both `N` but are 8 and 9"),

@@ -256,7 +256,7 @@ fn gen_field_init(f: &FieldIr, index: &mut usize) -> TokenStream {
         let member = Ident::new(param.member, Span::call_site());
         let i = Literal::usize_unsuffixed(*index);
         *index += 1;
-        quote!(#member: source.take(&manifest[#i])?,)
+        quote!(#member: #p::take(source, Self::NAME, &manifest[#i])?,)
     });
     let present: Vec<TokenStream> = present.collect();
     let absent = f.absent.iter().map(|m| {

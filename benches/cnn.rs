@@ -1,0 +1,292 @@
+//! Generated networks against the same networks written by hand in candle,
+//! in one process, alternating in rounds (the machine is noisy: the paired
+//! ratio is the number to trust). Both sides use the same weights and are
+//! checked to give the same output first.
+//!
+//! `cargo bench --bench cnn` (set `RAYON_NUM_THREADS` to fix the thread count)
+
+use std::time::Instant;
+
+use netdsl::candle::{Device, Module, Tensor};
+use netdsl::network;
+
+include!("../tests/networks/alexnet.rs");
+include!("../tests/networks/vgg16.rs");
+include!("../tests/networks/lenet.rs");
+
+network! {
+    /// One VGG-BN style block: 3x3 conv, batch norm, ReLU.
+    ConvBnRelu(x: [B, 64, 56, 56]) -> [B, 64, 56, 56] {
+        x -> conv: Conv2d(64, kernel = 3, padding = 1, bias = false) -> bn: BatchNorm2d -> relu
+    }
+}
+
+type R<T> = netdsl::Result<T>;
+
+/// A convolution layer as written against candle: conv, bias, optional ReLU.
+fn conv(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, stride: usize) -> R<Tensor> {
+    let c = b.dim(0)?;
+    Ok(x.conv2d(w, pad, stride, 1, 1)?
+        .broadcast_add(&b.reshape((1, c, 1, 1))?)?)
+}
+
+fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> R<Tensor> {
+    Ok(candle_nn_linear(w, b).forward(x)?)
+}
+
+fn candle_nn_linear(w: &Tensor, b: &Tensor) -> netdsl::candle_nn::Linear {
+    netdsl::candle_nn::Linear::new(w.clone(), Some(b.clone()))
+}
+
+struct HandAlexNet {
+    t: Vec<(String, Tensor)>,
+}
+
+impl HandAlexNet {
+    fn w(&self, n: &str) -> &Tensor {
+        &self.t.iter().find(|(k, _)| k == n).unwrap().1
+    }
+    fn forward(&self, x: &Tensor) -> R<Tensor> {
+        let x = conv(
+            x,
+            self.w("features.0.weight"),
+            self.w("features.0.bias"),
+            2,
+            4,
+        )?
+        .relu()?;
+        let x = x.max_pool2d_with_stride(3, 2)?;
+        let x = conv(
+            &x,
+            self.w("features.3.weight"),
+            self.w("features.3.bias"),
+            2,
+            1,
+        )?
+        .relu()?;
+        let x = x.max_pool2d_with_stride(3, 2)?;
+        let x = conv(
+            &x,
+            self.w("features.6.weight"),
+            self.w("features.6.bias"),
+            1,
+            1,
+        )?
+        .relu()?;
+        let x = conv(
+            &x,
+            self.w("features.8.weight"),
+            self.w("features.8.bias"),
+            1,
+            1,
+        )?
+        .relu()?;
+        let x = conv(
+            &x,
+            self.w("features.10.weight"),
+            self.w("features.10.bias"),
+            1,
+            1,
+        )?
+        .relu()?;
+        let x = x.max_pool2d_with_stride(3, 2)?; // 6x6: the adaptive pool to 6x6 is the identity
+        let x = x.flatten_from(1)?;
+        let x = linear(
+            &x,
+            self.w("classifier.1.weight"),
+            self.w("classifier.1.bias"),
+        )?
+        .relu()?;
+        let x = linear(
+            &x,
+            self.w("classifier.4.weight"),
+            self.w("classifier.4.bias"),
+        )?
+        .relu()?;
+        linear(
+            &x,
+            self.w("classifier.6.weight"),
+            self.w("classifier.6.bias"),
+        )
+    }
+}
+
+struct HandVgg16 {
+    t: Vec<(String, Tensor)>,
+}
+
+impl HandVgg16 {
+    fn forward(&self, x: &Tensor) -> R<Tensor> {
+        let w = |n: &str| &self.t.iter().find(|(k, _)| k == n).unwrap().1;
+        let mut x = x.clone();
+        for (i, pool_after) in [
+            (0, false),
+            (2, true),
+            (5, false),
+            (7, true),
+            (10, false),
+            (12, false),
+            (14, true),
+            (17, false),
+            (19, false),
+            (21, true),
+            (24, false),
+            (26, false),
+            (28, true),
+        ] {
+            x = conv(
+                &x,
+                w(&format!("features.{i}.weight")),
+                w(&format!("features.{i}.bias")),
+                1,
+                1,
+            )?
+            .relu()?;
+            if pool_after {
+                x = x.max_pool2d(2)?;
+            }
+        }
+        let x = x.flatten_from(1)?;
+        let x = linear(&x, w("classifier.0.weight"), w("classifier.0.bias"))?.relu()?;
+        let x = linear(&x, w("classifier.3.weight"), w("classifier.3.bias"))?.relu()?;
+        linear(&x, w("classifier.6.weight"), w("classifier.6.bias"))
+    }
+}
+
+struct HandLeNet {
+    t: Vec<(String, Tensor)>,
+}
+
+impl HandLeNet {
+    fn forward(&self, x: &Tensor) -> R<Tensor> {
+        let w = |n: &str| &self.t.iter().find(|(k, _)| k == n).unwrap().1;
+        let x = conv(x, w("conv1.weight"), w("conv1.bias"), 2, 1)?
+            .relu()?
+            .max_pool2d(2)?;
+        let x = conv(&x, w("conv2.weight"), w("conv2.bias"), 0, 1)?
+            .relu()?
+            .max_pool2d(2)?;
+        let x = x.flatten_from(1)?;
+        let x = linear(&x, w("fc1.weight"), w("fc1.bias"))?.relu()?;
+        let x = linear(&x, w("fc2.weight"), w("fc2.bias"))?.relu()?;
+        linear(&x, w("fc3.weight"), w("fc3.bias"))
+    }
+}
+
+fn owned(named: Vec<(&'static str, &Tensor)>) -> Vec<(String, Tensor)> {
+    named
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t.clone()))
+        .collect()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    a.sub(b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Times `a` and `b` alternately, `rounds` times each after one warm-up.
+fn pair(name: &str, rounds: usize, a: &dyn Fn() -> R<Tensor>, b: &dyn Fn() -> R<Tensor>) {
+    let (ya, yb) = (a().unwrap(), b().unwrap());
+    let scale: f32 = yb.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+    let diff = max_diff(&ya, &yb);
+    assert!(
+        diff <= 1e-4 * scale.max(1.0),
+        "{name}: outputs differ by {diff}"
+    );
+    let (mut ta, mut tb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let s = Instant::now();
+        drop(a().unwrap());
+        let x = s.elapsed().as_secs_f64() * 1e3;
+        let s = Instant::now();
+        drop(b().unwrap());
+        let y = s.elapsed().as_secs_f64() * 1e3;
+        ta.push(x);
+        tb.push(y);
+        ratios.push(x / y);
+    }
+    println!(
+        "| {name} | {:.2} | {:.2} | {:.2} |",
+        median(ta),
+        median(tb),
+        median(ratios)
+    );
+}
+
+fn main() {
+    let dev = Device::Cpu;
+    let quick = std::env::args().any(|a| a == "--quick");
+    let rounds = |n: usize| if quick { 2 } else { n };
+    println!(
+        "threads: {} (RAYON_NUM_THREADS or physical cores)\n",
+        netdsl::candle::utils::get_num_threads()
+    );
+    println!("| workload | netdsl ms | hand-written candle ms | netdsl / hand (paired median) |");
+    println!("| --- | --- | --- | --- |");
+
+    let lenet = LeNet::new_seeded(0, &dev).unwrap();
+    let hand = HandLeNet {
+        t: owned(lenet.named_tensors()),
+    };
+    for b in [1usize, 256] {
+        let x = Tensor::rand(0f32, 1.0, (b, 1, 28, 28), &dev).unwrap();
+        pair(
+            &format!("LeNet-5, batch {b}"),
+            rounds(30),
+            &|| lenet.forward(&x),
+            &|| hand.forward(&x),
+        );
+    }
+
+    let alex = AlexNet::new_seeded(0, &dev).unwrap();
+    let hand = HandAlexNet {
+        t: owned(alex.named_tensors()),
+    };
+    for b in [1usize, 8] {
+        let x = Tensor::rand(0f32, 1.0, (b, 3, 224, 224), &dev).unwrap();
+        pair(
+            &format!("AlexNet, batch {b}"),
+            rounds(if b == 1 { 20 } else { 8 }),
+            &|| alex.forward(&x),
+            &|| hand.forward(&x),
+        );
+    }
+    drop((alex, hand));
+
+    let vgg = Vgg16::new_seeded(0, &dev).unwrap();
+    let hand = HandVgg16 {
+        t: owned(vgg.named_tensors()),
+    };
+    let x = Tensor::rand(0f32, 1.0, (1, 3, 224, 224), &dev).unwrap();
+    pair("VGG-16, batch 1", rounds(5), &|| vgg.forward(&x), &|| {
+        hand.forward(&x)
+    });
+    drop((vgg, hand));
+
+    // Batch norm folded into the convolution against conv, then batch norm.
+    let mut folded = ConvBnRelu::new_seeded(0, &dev).unwrap();
+    folded.bn.running_mean = Tensor::rand(-0.5f32, 0.5, 64, &dev).unwrap();
+    folded.bn.running_var = Tensor::rand(0.5f32, 1.5, 64, &dev).unwrap();
+    let mut unfolded = folded.clone();
+    unfolded.set_fusion(false);
+    folded.set_fusion(true);
+    let x = Tensor::rand(0f32, 1.0, (8, 64, 56, 56), &dev).unwrap();
+    pair(
+        "conv 3x3 64->64 + BN + ReLU at 56x56, batch 8: folded vs unfolded (both netdsl)",
+        rounds(10),
+        &|| folded.forward(&x),
+        &|| unfolded.forward(&x),
+    );
+}
