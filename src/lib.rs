@@ -49,11 +49,12 @@ pub use netdsl_runtime::{
 /// in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use netdsl_runtime::candle::Var;
     pub use netdsl_runtime::candle::{DType, Device, Tensor};
     pub use netdsl_runtime::{
-        adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, batch_norm_eval, bn_fold, candle_nn,
-        check_input, check_weights, dilate_kernel, hardswish, layers, load_weights, max_pool2d,
-        relu6, save_weights, subsample, take, Fusion, Init, Initializer, InputDim, ParamSource,
-        ParamSpec, Pool2d, Result,
+        adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, batch_norm, batch_norm_eval, bn_fold,
+        candle_nn, check_input, check_weights, dilate_kernel, dropout, hardswish, layers,
+        load_weights, make_var, max_pool2d, param, relu6, save_weights, subsample, take, var_of,
+        Fusion, Generator, Init, Initializer, InputDim, ParamSource, ParamSpec, Pool2d, Result,
     };
 }

@@ -24,14 +24,17 @@ pub fn batch_norm_eval<A: MaybeTensor>(
 
 /// `scale = weight / sqrt(running_var + eps)`, `shift = bias - running_mean * scale`.
 fn bn_scale_shift<A: MaybeTensor>(bn: &BatchNormParams<A>, eps: f64) -> Result<(Tensor, Tensor)> {
-    let inv_std = (bn.running_var.affine(1.0, eps)?).sqrt()?.recip()?;
+    // Inference only: detached, so no graph is kept.
+    let inv_std = (bn.running_var.detach().affine(1.0, eps)?)
+        .sqrt()?
+        .recip()?;
     let scale = match bn.weight.tensor() {
-        Some(w) => w.mul(&inv_std)?,
+        Some(w) => w.detach().mul(&inv_std)?,
         None => inv_std,
     };
-    let shift = bn.running_mean.mul(&scale)?.neg()?;
+    let shift = bn.running_mean.detach().mul(&scale)?.neg()?;
     let shift = match bn.bias.tensor() {
-        Some(b) => shift.add(b)?,
+        Some(b) => shift.add(&b.detach())?,
         None => shift,
     };
     Ok((scale, shift))
@@ -48,9 +51,11 @@ pub fn bn_fold<B: MaybeTensor, A: MaybeTensor>(
     let (scale, shift) = bn_scale_shift(bn, eps)?;
     let mut shape = vec![1usize; weight.rank()];
     shape[0] = scale.dim(0)?;
-    let w = weight.broadcast_mul(&scale.reshape(shape.as_slice())?)?;
+    let w = weight
+        .detach()
+        .broadcast_mul(&scale.reshape(shape.as_slice())?)?;
     let b = match bias.tensor() {
-        Some(b) => b.mul(&scale)?.add(&shift)?,
+        Some(b) => b.detach().mul(&scale)?.add(&shift)?,
         None => shift,
     };
     Ok((w, b))

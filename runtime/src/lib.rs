@@ -12,6 +12,7 @@
 mod error;
 mod fusion;
 pub mod layers;
+mod modes;
 mod params;
 mod pool;
 mod rng;
@@ -19,6 +20,7 @@ mod shape;
 
 pub use error::{Error, Result, WeightProblem, WeightsError};
 pub use fusion::{batch_norm_eval, bn_fold, dilate_kernel, hardswish, relu6, Fusion};
+pub use modes::{batch_norm, dropout, make_var, param, var_of, Generator};
 pub use params::{
     check_weights, load_weights, save_weights, take, Init, Initializer, LoadedWeights, ParamSource,
     ParamSpec,

@@ -29,8 +29,8 @@ struct Skeleton<'a> {
     name: &'a Ident,
     fields: TokenStream,
     consts: TokenStream,
-    /// Bodies of `from_source`, `named_tensors`, `forward`.
-    bodies: [TokenStream; 3],
+    /// Bodies of `from_source`, `named_tensors`, `forward`, `named_vars`.
+    bodies: [TokenStream; 4],
     input: Ident,
 }
 
@@ -41,7 +41,7 @@ fn skeleton(s: Skeleton) -> TokenStream {
         name,
         fields,
         consts,
-        bodies: [from_source, named_tensors, forward],
+        bodies: [from_source, named_tensors, forward, named_vars],
         input,
     } = s;
     let p = quote!(::netdsl::__private);
@@ -51,6 +51,8 @@ fn skeleton(s: Skeleton) -> TokenStream {
         #vis struct #name {
             #fields
             fusion: #p::Fusion,
+            training: bool,
+            rng: #p::Generator,
         }
 
         #[allow(dead_code)]
@@ -64,7 +66,9 @@ fn skeleton(s: Skeleton) -> TokenStream {
 
             /// A network with PyTorch's default initialisation; the same seed gives the same weights.
             pub fn new_seeded(seed: u64, device: &#p::Device) -> #p::Result<Self> {
-                Self::from_source(&mut #p::Initializer::seeded(seed, device))
+                let net = Self::from_source(&mut #p::Initializer::seeded(seed, device))?;
+                net.rng.reseed(seed);
+                ::core::result::Result::Ok(net)
             }
 
             /// Loads PyTorch state_dict tensors from a safetensors file; every missing,
@@ -92,6 +96,52 @@ fn skeleton(s: Skeleton) -> TokenStream {
             /// Every tensor with its state_dict name, in manifest order.
             pub fn named_tensors(&self) -> ::std::vec::Vec<(&'static str, &#p::Tensor)> {
                 #named_tensors
+            }
+
+            /// Training mode, as PyTorch's `train()`: dropout is live, batch norm uses the
+            /// batch's statistics and updates its running ones, gradients reach the parameters,
+            /// and no inference fusion runs.
+            pub fn train(&mut self) {
+                self.training = true;
+                self.fusion.clear();
+            }
+
+            /// Inference mode, as PyTorch's `eval()` (the default): parameters are used detached,
+            /// dropout is off, batch norm uses its running statistics, fusions are recomputed.
+            pub fn eval(&mut self) {
+                self.training = false;
+                self.fusion.clear();
+            }
+
+            /// Whether the network is in training mode.
+            pub fn is_training(&self) -> bool {
+                self.training
+            }
+
+            /// The trainable parameters as candle variables that share the network's
+            /// storage, in manifest order, for an optimiser.
+            pub fn vars(&mut self) -> #p::Result<::std::vec::Vec<#p::Var>> {
+                ::core::result::Result::Ok(self.named_vars()?.into_iter().map(|(_, v)| v).collect())
+            }
+
+            /// [`Self::vars`] with their state_dict names.
+            pub fn named_vars(&mut self) -> #p::Result<::std::vec::Vec<(&'static str, #p::Var)>> {
+                #named_vars
+            }
+
+            /// Reseeds the generator behind dropout masks.
+            pub fn set_seed(&self, seed: u64) {
+                self.rng.reseed(seed);
+            }
+
+            /// The dropout generator's state (for checkpoints).
+            pub fn rng_state(&self) -> [u8; 56] {
+                self.rng.state()
+            }
+
+            /// Restores a state from [`Self::rng_state`]: the run continues identically.
+            pub fn set_rng_state(&self, state: &[u8; 56]) {
+                self.rng.set_state(state);
             }
 
             /// Turns the batch-norm folds listed in [`Self::FUSIONS`] on (the default) or off;
@@ -203,6 +253,8 @@ pub fn emit(ir: &NetIr) -> TokenStream {
         ::core::result::Result::Ok(Self {
             #(#inits)*
             fusion: #p::Fusion::new(#folds),
+            training: false,
+            rng: #p::Generator::from_entropy(),
         })
     };
     let named = ir.fields.iter().flat_map(|f| {
@@ -214,6 +266,19 @@ pub fn emit(ir: &NetIr) -> TokenStream {
         })
     });
     let named_tensors = quote!(::std::vec![#(#named),*]);
+    let vars = ir.fields.iter().flat_map(|f| {
+        let field = &f.ident;
+        let p = p.clone();
+        f.params
+            .iter()
+            .filter(|param| param.init.trainable())
+            .map(move |param| {
+                let name = &param.name;
+                let member = Ident::new(param.member, Span::call_site());
+                quote!((#name, #p::var_of(&mut self.#field.#member)?))
+            })
+    });
+    let named_vars = quote!(::core::result::Result::Ok(::std::vec![#(#vars),*]));
 
     skeleton(Skeleton {
         attrs: &attrs,
@@ -221,7 +286,7 @@ pub fn emit(ir: &NetIr) -> TokenStream {
         name: &ir.name,
         fields: quote!(#(#fields)*),
         consts,
-        bodies: [from_source, named_tensors, gen_forward(ir)],
+        bodies: [from_source, named_tensors, gen_forward(ir), named_vars],
         input: ir.input.clone(),
     })
 }
@@ -256,7 +321,7 @@ fn gen_field_init(f: &FieldIr, index: &mut usize) -> TokenStream {
         let member = Ident::new(param.member, Span::call_site());
         let i = Literal::usize_unsuffixed(*index);
         *index += 1;
-        quote!(#member: #p::take(source, Self::NAME, &manifest[#i])?,)
+        quote!(#member: #p::make_var(#p::take(source, Self::NAME, &manifest[#i])?)?,)
     });
     let present: Vec<TokenStream> = present.collect();
     let absent = f.absent.iter().map(|m| {
@@ -391,7 +456,7 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> Option<TokenStream> 
                 );
                 if *bias {
                     code.extend(quote! {
-                        let #x = #x.broadcast_add(&self.#field.bias.reshape((1, #c, 1, 1))?)?;
+                        let #x = #x.broadcast_add(&#p::param(&self.#field.bias, self.training).reshape((1, #c, 1, 1))?)?;
                     });
                 }
                 code
@@ -401,16 +466,17 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> Option<TokenStream> 
                 Some(fold) => {
                     let bn = &fold.bn;
                     let eps = Literal::f64_unsuffixed(fold.eps);
+                    let momentum = Literal::f64_unsuffixed(fold.momentum);
                     let weights = folded_weights(field, fold);
                     let conv = conv_call(src, x, quote!(weight), *pad, *stride, *dilation, *groups);
                     quote! {
-                        let #x = if self.fusion.enabled() {
+                        let #x = if self.fusion.enabled() && !self.training {
                             #weights
                             #conv
                             #x.broadcast_add(&bias.reshape((1, #c, 1, 1))?)?
                         } else {
                             #plain
-                            #p::batch_norm_eval(&#x, &self.#bn, #eps)?
+                            #p::batch_norm(&#x, &self.#bn, #eps, #momentum, self.training)?
                         };
                     }
                 }
@@ -480,38 +546,51 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> Option<TokenStream> 
                     quote!(let #x = #src.broadcast_matmul(&#w.t()?)?;)
                 }
             };
-            let mut plain = matmul(quote!(self.#field.weight));
+            let mut plain = matmul(quote!(#p::param(&self.#field.weight, self.training)));
             if *bias {
-                plain.extend(quote!(let #x = #x.broadcast_add(&self.#field.bias)?;));
+                plain.extend(quote!(let #x = #x.broadcast_add(&#p::param(&self.#field.bias, self.training))?;));
             }
             match fold {
                 None => plain,
                 Some(fold) => {
                     let bn = &fold.bn;
                     let eps = Literal::f64_unsuffixed(fold.eps);
+                    let momentum = Literal::f64_unsuffixed(fold.momentum);
                     let weights = folded_weights(field, fold);
                     let mm = matmul(quote!(weight));
                     quote! {
-                        let #x = if self.fusion.enabled() {
+                        let #x = if self.fusion.enabled() && !self.training {
                             #weights
                             #mm
                             #x.broadcast_add(&bias)?
                         } else {
                             #plain
-                            #p::batch_norm_eval(&#x, &self.#bn, #eps)?
+                            #p::batch_norm(&#x, &self.#bn, #eps, #momentum, self.training)?
                         };
                     }
                 }
             }
         }
-        StepOp::BatchNorm { folded: true, .. } | StepOp::Dropout { .. } => return None,
+        StepOp::BatchNorm { folded: true, .. } => return None,
+        StepOp::Dropout { p: rate } => {
+            let rate = Literal::f64_unsuffixed(*rate);
+            quote! {
+                let #x = if self.training {
+                    #p::dropout(&#src, #rate, &self.rng)?
+                } else {
+                    #src.clone()
+                };
+            }
+        }
         StepOp::BatchNorm {
             field,
             eps,
+            momentum,
             folded: false,
         } => {
             let eps = Literal::f64_unsuffixed(*eps);
-            quote!(let #x = #p::batch_norm_eval(&#src, &self.#field, #eps)?;)
+            let momentum = Literal::f64_unsuffixed(*momentum);
+            quote!(let #x = #p::batch_norm(&#src, &self.#field, #eps, #momentum, self.training)?;)
         }
         StepOp::Act(a) => match a {
             Activation::Relu => quote!(let #x = #src.relu()?;),
@@ -562,6 +641,7 @@ pub fn stub(attrs: &[Attribute], vis: &Visibility, name: &Ident, input: &Ident) 
             unreachable.clone(),
             unreachable.clone(),
             quote!(let _ = #input; #unreachable),
+            unreachable.clone(),
         ],
         input: input.clone(),
     })

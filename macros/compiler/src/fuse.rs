@@ -22,6 +22,7 @@ fn fold_batch_norm(ir: &mut NetIr) {
         let StepOp::BatchNorm {
             field: bn,
             eps,
+            momentum,
             folded,
         } = &mut rest[0].op
         else {
@@ -34,6 +35,7 @@ fn fold_batch_norm(ir: &mut NetIr) {
         *fold = Some(Fold {
             bn: bn.clone(),
             eps: *eps,
+            momentum: *momentum,
             slot: ir.folds,
         });
         *folded = true;

@@ -105,6 +105,8 @@ impl StepIr {
 pub struct Fold {
     pub bn: Ident,
     pub eps: f64,
+    /// For the unfolded path, which also runs in training.
+    pub momentum: f64,
     /// Which cached pair of the network's `Fusion` holds the folded weights.
     pub slot: usize,
 }
@@ -153,6 +155,7 @@ pub enum StepOp {
     BatchNorm {
         field: Ident,
         eps: f64,
+        momentum: f64,
         /// Folded into the layer before: runs there, only when fusion is off.
         folded: bool,
     },
@@ -453,6 +456,7 @@ fn lower_op(
             let step = StepOp::BatchNorm {
                 field: ident.clone(),
                 eps: bn.eps,
+                momentum: bn.momentum,
                 folded: false,
             };
             (
