@@ -38,6 +38,8 @@
 
 extern crate self as netdsl;
 
+pub mod data;
+
 pub use netdsl_macros::network;
 pub use netdsl_runtime::layers;
 pub use netdsl_runtime::{candle, candle_nn};
