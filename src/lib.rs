@@ -46,6 +46,7 @@ pub use netdsl_runtime::{candle, candle_nn};
 pub use netdsl_runtime::{
     check_input, Error, Init, InputDim, ParamSource, ParamSpec, Result, WeightProblem, WeightsError,
 };
+pub use netdsl_runtime::{load_checkpoint, save_checkpoint, train, Checkpoint, Rng};
 
 /// What generated code refers to. Not a public API: paths here may change
 /// in any release.
@@ -57,6 +58,7 @@ pub mod __private {
         adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, batch_norm, batch_norm_eval, bn_fold,
         candle_nn, check_input, check_weights, dilate_kernel, dropout, hardswish, layers,
         load_weights, make_var, max_pool2d, param, relu6, save_weights, subsample, take, var_of,
-        Fusion, Generator, Init, Initializer, InputDim, ParamSource, ParamSpec, Pool2d, Result,
+        Fusion, Generator, Init, Initializer, InputDim, LoadedWeights, ParamSource, ParamSpec,
+        Pool2d, Result,
     };
 }

@@ -9,6 +9,8 @@
 //!
 //! Users normally reach it through the `netdsl` facade crate.
 
+mod checkpoint;
+pub mod conv;
 mod error;
 mod fusion;
 pub mod layers;
@@ -17,7 +19,10 @@ mod params;
 mod pool;
 mod rng;
 mod shape;
+pub mod train;
 
+pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
+pub use conv::{conv2d, Conv2dSpec, Epilogue};
 pub use error::{Error, Result, WeightProblem, WeightsError};
 pub use fusion::{batch_norm_eval, bn_fold, dilate_kernel, hardswish, relu6, Fusion};
 pub use modes::{batch_norm, dropout, make_var, param, var_of, Generator};

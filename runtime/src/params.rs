@@ -315,33 +315,48 @@ pub fn check_weights(
 ) -> Result<()> {
     let path = path.as_ref();
     let header = read_header(path)?;
+    let entries = header
+        .iter()
+        .map(|(name, e)| (name.as_str(), e.dtype.as_str(), e.shape.as_slice()));
+    check_entries(network, path, entries, manifest)
+}
+
+/// The manifest check shared by files and in-memory maps: every entry
+/// `(name, dtype, shape)` against `manifest`, all problems at once.
+fn check_entries<'a>(
+    network: &'static str,
+    path: &Path,
+    entries: impl Iterator<Item = (&'a str, &'a str, &'a [usize])>,
+    manifest: &[ParamSpec],
+) -> Result<()> {
+    let entries: BTreeMap<&str, (&str, &[usize])> = entries.map(|(n, d, s)| (n, (d, s))).collect();
     let mut problems = Vec::new();
     for spec in manifest {
-        match header.get(spec.name) {
+        match entries.get(spec.name) {
             None => problems.push(WeightProblem::Missing {
                 name: spec.name.to_string(),
                 expected: spec.shape.to_vec(),
             }),
-            Some(e) if e.shape != spec.shape => problems.push(WeightProblem::Shape {
+            Some((_, shape)) if *shape != spec.shape => problems.push(WeightProblem::Shape {
                 name: spec.name.to_string(),
                 expected: spec.shape.to_vec(),
-                found: e.shape.clone(),
+                found: shape.to_vec(),
             }),
-            Some(e) if !dtype_compatible(&e.dtype, spec.dtype) => {
+            Some((dtype, _)) if !dtype_compatible(dtype, spec.dtype) => {
                 problems.push(WeightProblem::DType {
                     name: spec.name.to_string(),
                     expected: dtype_name(spec.dtype).to_string(),
-                    found: e.dtype.clone(),
+                    found: dtype.to_string(),
                 })
             }
             Some(_) => {}
         }
     }
-    for (name, e) in &header {
-        if !manifest.iter().any(|s| s.name == name) {
+    for (name, (_, shape)) in &entries {
+        if !manifest.iter().any(|s| s.name == *name) {
             problems.push(WeightProblem::Unexpected {
-                name: name.clone(),
-                found: e.shape.clone(),
+                name: name.to_string(),
+                found: shape.to_vec(),
             });
         }
     }
@@ -354,6 +369,37 @@ pub fn check_weights(
             problems,
         }
         .into())
+    }
+}
+
+impl LoadedWeights {
+    /// Tensors already in memory (a checkpoint's model part), checked
+    /// against `manifest` as a file would be and moved to `device`.
+    pub fn from_map(
+        network: &'static str,
+        tensors: HashMap<String, Tensor>,
+        manifest: &[ParamSpec],
+        device: &Device,
+    ) -> Result<Self> {
+        let dtypes: Vec<(String, &'static str)> = tensors
+            .iter()
+            .map(|(n, t)| (n.clone(), dtype_name(t.dtype())))
+            .collect();
+        let entries = tensors
+            .iter()
+            .zip(&dtypes)
+            .map(|((n, t), (_, d))| (n.as_str(), *d, t.dims()));
+        check_entries(network, Path::new("<in memory>"), entries, manifest)?;
+        let mut out = HashMap::with_capacity(tensors.len());
+        for spec in manifest {
+            if let Some(t) = tensors.get(spec.name) {
+                out.insert(
+                    spec.name.to_string(),
+                    t.to_dtype(spec.dtype)?.to_device(device)?,
+                );
+            }
+        }
+        Ok(Self { tensors: out })
     }
 }
 

@@ -78,6 +78,16 @@ fn skeleton(s: Skeleton) -> TokenStream {
                 Self::from_source(&mut weights)
             }
 
+            /// Builds the network from tensors in memory (a checkpoint's model part), checked
+            /// against [`Self::MANIFEST`] as a file would be.
+            pub fn from_tensors(
+                tensors: ::std::collections::HashMap<::std::string::String, #p::Tensor>,
+                device: &#p::Device,
+            ) -> #p::Result<Self> {
+                let mut weights = #p::LoadedWeights::from_map(Self::NAME, tensors, Self::MANIFEST, device)?;
+                Self::from_source(&mut weights)
+            }
+
             /// Checks a safetensors file's header against [`Self::MANIFEST`] without reading tensor data.
             pub fn check_weights(path: impl ::core::convert::AsRef<::std::path::Path>) -> #p::Result<()> {
                 #p::check_weights(Self::NAME, path, Self::MANIFEST)
@@ -491,30 +501,28 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> Option<TokenStream> 
             ceil_mode,
             count_include_pad,
         } => {
-            let simple = *padding == (0, 0) && *dilation == (1, 1) && !ceil_mode;
-            let k = pair_tokens(*kernel);
-            let s = pair_tokens(*stride);
-            if simple {
-                match kind {
-                    PoolKind::Max => quote!(let #x = #src.max_pool2d_with_stride(#k, #s)?;),
-                    PoolKind::Avg => quote!(let #x = #src.avg_pool2d_with_stride(#k, #s)?;),
-                }
-            } else {
-                let (pd, dl) = (pair_tokens(*padding), pair_tokens(*dilation));
-                let f = match kind {
-                    PoolKind::Max => quote!(max_pool2d),
-                    PoolKind::Avg => quote!(avg_pool2d),
-                };
-                quote! {
-                    let #x = #p::#f(&#src, &#p::Pool2d {
-                        kernel: #k,
-                        stride: #s,
-                        padding: #pd,
-                        dilation: #dl,
-                        ceil_mode: #ceil_mode,
-                        count_include_pad: #count_include_pad,
-                    })?;
-                }
+            // The runtime's pooling takes candle's kernel when that is exact and no
+            // gradient is needed, and differentiable composed ops otherwise
+            // (candle's max-pool backward is wrong).
+            let (k, st, pd, dl) = (
+                pair_tokens(*kernel),
+                pair_tokens(*stride),
+                pair_tokens(*padding),
+                pair_tokens(*dilation),
+            );
+            let f = match kind {
+                PoolKind::Max => quote!(max_pool2d),
+                PoolKind::Avg => quote!(avg_pool2d),
+            };
+            quote! {
+                let #x = #p::#f(&#src, &#p::Pool2d {
+                    kernel: #k,
+                    stride: #st,
+                    padding: #pd,
+                    dilation: #dl,
+                    ceil_mode: #ceil_mode,
+                    count_include_pad: #count_include_pad,
+                })?;
             }
         }
         StepOp::AdaptivePool2d { kind, out } => {

@@ -1,0 +1,312 @@
+//! The f32 forward pass on the CPU.
+//!
+//! Three lowerings, chosen from the shapes ([`forward`]):
+//!
+//! - **general**: the output of each image is cut into tiles of `pt`
+//!   consecutive output pixels. For one tile, the patches are gathered into a
+//!   panel `col [K, pt]` (`K = cin_g * kh * kw`, row `(ci, ky, kx)`), sized
+//!   so it stays in L2, and `y[:, tile] = W [cout_g, K] x col` is one `gemm`
+//!   call per group, written straight into the NCHW output. The epilogue runs
+//!   on the `cout_g x pt` result right after, while it is in cache.
+//! - **pointwise** (1x1, stride 1, no padding): the same tiles, with the
+//!   input itself as the right-hand matrix: no copy at all.
+//! - **depthwise** (one input channel per group): a direct loop per output
+//!   plane, one vectorised `out_row += w * in_row` per kernel tap.
+//!
+//! Work is split over (image, tile) or (image, channel) jobs on the pool of
+//! [`super::threads`]; each job calls `gemm` single-threaded and writes a
+//! disjoint part of the output.
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use super::geom::Geom;
+use super::math::{epilogue, simd};
+use super::Epilogue;
+
+/// Floats of patch panel per tile: 96K floats = 384 KiB, well inside the
+/// L2 of one core (1 MiB on the development machine, 512 KiB on older
+/// server parts) next to the weight panel `gemm` packs.
+const PANEL_FLOATS: usize = 96 * 1024;
+
+/// A raw pointer that jobs may share because each writes a disjoint part.
+#[derive(Clone, Copy)]
+pub(super) struct SyncPtr(pub *mut f32);
+// SAFETY: used only for writes to disjoint regions, see each use.
+unsafe impl Send for SyncPtr {}
+unsafe impl Sync for SyncPtr {}
+
+impl SyncPtr {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
+    pub fn ptr(&self) -> *mut f32 {
+        self.0
+    }
+
+    /// # Safety
+    /// `off..off + len` must be inside the allocation and not touched by any
+    /// other job meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice(&self, off: usize, len: usize) -> &mut [f32] {
+        std::slice::from_raw_parts_mut(self.0.add(off), len)
+    }
+}
+
+/// `dst (m x n, row stride dst_rs) = lhs (m x k) * rhs (k x n)`, all with
+/// unit column stride except where given; `acc` adds to `dst`.
+///
+/// # Safety
+/// The pointers must cover the described matrices.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    acc: bool,
+    lhs: *const f32,
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: *const f32,
+    rhs_rs: usize,
+    rhs_cs: usize,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        acc,
+        lhs,
+        lhs_cs as isize,
+        lhs_rs as isize,
+        rhs,
+        rhs_cs as isize,
+        rhs_rs as isize,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    )
+}
+
+/// Output-pixel tile length for the matmul lowerings: the panel fits
+/// [`PANEL_FLOATS`], and there are enough jobs to keep every thread busy
+/// (at least four per thread when the image allows it).
+fn tile_len(g: &Geom, k: usize, threads: usize) -> usize {
+    let p = g.p();
+    let mut tiles = (p * k).div_ceil(PANEL_FLOATS).max(1);
+    let want = (4 * threads).div_ceil(g.b);
+    if tiles < want {
+        tiles = want.min(p.div_ceil(16)).max(tiles);
+    }
+    p.div_ceil(tiles)
+}
+
+/// Gathers the patches of output pixels `p0..p0 + n` of one group of one
+/// image into `col [K, n]` (zeros where the window hits padding).
+///
+/// `x` is the group's `cin_g` input planes.
+pub(super) fn im2col(g: &Geom, x: &[f32], p0: usize, n: usize, col: &mut [f32]) {
+    let (hw, taps) = (g.hw(), g.kh * g.kw);
+    for ci in 0..g.cin_g {
+        im2col_channel(
+            g,
+            &x[ci * hw..(ci + 1) * hw],
+            p0,
+            n,
+            &mut col[ci * taps * n..(ci + 1) * taps * n],
+        );
+    }
+}
+
+/// The `kh * kw` rows of `col` that come from one input plane.
+pub(super) fn im2col_channel(g: &Geom, plane: &[f32], p0: usize, n: usize, col: &mut [f32]) {
+    let ow = g.ow;
+    for ky in 0..g.kh {
+        let (ylo, yhi) = g.rows(ky);
+        for kx in 0..g.kw {
+            let (xlo, xhi) = g.cols(kx);
+            let row = (ky * g.kw + kx) * n;
+            let dst = &mut col[row..row + n];
+            // walk the tile one output row at a time
+            let mut p = p0;
+            while p < p0 + n {
+                let oy = p / ow;
+                let ox0 = p % ow;
+                let ox1 = ow.min(ox0 + (p0 + n - p));
+                let seg = &mut dst[p - p0..p - p0 + (ox1 - ox0)];
+                if oy < ylo || oy >= yhi {
+                    seg.fill(0.0);
+                } else {
+                    let iy = oy * g.sh + ky * g.dh - g.pt;
+                    let src = &plane[iy * g.w..(iy + 1) * g.w];
+                    gather_row(g, src, kx, ox0, ox1, xlo, xhi, seg);
+                }
+                p += ox1 - ox0;
+            }
+        }
+    }
+}
+
+/// `seg[ox - ox0] = src[ox * sw + kx * dw - pl]` for `ox` in `ox0..ox1`,
+/// zero outside the valid columns `xlo..xhi`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn gather_row(
+    g: &Geom,
+    src: &[f32],
+    kx: usize,
+    ox0: usize,
+    ox1: usize,
+    xlo: usize,
+    xhi: usize,
+    seg: &mut [f32],
+) {
+    let a = xlo.clamp(ox0, ox1);
+    let b = xhi.clamp(a, ox1);
+    seg[..a - ox0].fill(0.0);
+    seg[b - ox0..].fill(0.0);
+    if a < b {
+        let ix0 = a * g.sw + kx * g.dw - g.pl;
+        let out = &mut seg[a - ox0..b - ox0];
+        if g.sw == 1 {
+            out.copy_from_slice(&src[ix0..ix0 + (b - a)]);
+        } else {
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = src[ix0 + j * g.sw];
+            }
+        }
+    }
+}
+
+/// `y = act(conv(x, w) + bias)` for f32 NCHW data; returns `y` NCHW.
+pub(super) fn forward(
+    g: &Geom,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    act: Epilogue,
+    threads: usize,
+) -> Vec<f32> {
+    let mut y = vec![0f32; g.b * g.cout * g.p()];
+    if g.is_depthwise() {
+        depthwise(g, x, w, bias, act, &mut y);
+    } else {
+        matmul_lowering(g, x, w, bias, act, threads, &mut y);
+    }
+    y
+}
+
+fn matmul_lowering(
+    g: &Geom,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    act: Epilogue,
+    threads: usize,
+    y: &mut [f32],
+) {
+    let (p, k, hw) = (g.p(), g.k(), g.hw());
+    let pointwise = g.is_pointwise();
+    let pt = tile_len(g, k, threads);
+    let tiles = p.div_ceil(pt);
+    let yp = SyncPtr(y.as_mut_ptr());
+    let panel = if pointwise { 0 } else { k * pt };
+    (0..g.b * tiles).into_par_iter().for_each_init(
+        || vec![0f32; panel],
+        |col, job| {
+            let (b, t) = (job / tiles, job % tiles);
+            let p0 = t * pt;
+            let n = pt.min(p - p0);
+            for grp in 0..g.groups {
+                let xg = &x[(b * g.cin + grp * g.cin_g) * hw..][..g.cin_g * hw];
+                let wg = &w[grp * g.cout_g * k..][..g.cout_g * k];
+                let (rhs, rhs_rs) = if pointwise {
+                    (xg[p0..].as_ptr(), hw)
+                } else {
+                    im2col(g, xg, p0, n, col);
+                    (col.as_ptr(), n)
+                };
+                let c0 = b * g.cout + grp * g.cout_g;
+                // SAFETY: job (b, t) alone writes columns p0..p0 + n of
+                // image b's output rows; gemm reads the slices above.
+                unsafe {
+                    matmul(
+                        g.cout_g,
+                        n,
+                        k,
+                        yp.ptr().add(c0 * p + p0),
+                        p,
+                        false,
+                        wg.as_ptr(),
+                        k,
+                        1,
+                        rhs,
+                        rhs_rs,
+                        1,
+                    );
+                }
+                for co in 0..g.cout_g {
+                    let bv = bias.map_or(0.0, |bs| bs[grp * g.cout_g + co]);
+                    // SAFETY: as above, this job's own part of row c0 + co.
+                    let row = unsafe { yp.slice((c0 + co) * p + p0, n) };
+                    epilogue(act, bv, row);
+                }
+            }
+        },
+    );
+}
+
+fn depthwise(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>, act: Epilogue, y: &mut [f32]) {
+    let (p, hw, taps) = (g.p(), g.hw(), g.kh * g.kw);
+    let mult = g.cout / g.cin;
+    y.par_chunks_mut(p).enumerate().for_each(|(plane, out)| {
+        let (b, co) = (plane / g.cout, plane % g.cout);
+        let ci = co / mult;
+        let xin = &x[(b * g.cin + ci) * hw..][..hw];
+        let wk = &w[co * taps..][..taps];
+        depthwise_plane(g, xin, wk, out);
+        epilogue(act, bias.map_or(0.0, |bs| bs[co]), out);
+    });
+}
+
+simd! {
+    /// One output plane of a depthwise convolution: for every output row and
+    /// kernel tap, `out_row[ox] += w * in_row[ox * sw + kx * dw - pl]`.
+    fn depthwise_plane(g: &Geom, x: &[f32], wk: &[f32], out: &mut [f32]) {
+        for oy in 0..g.oh {
+            let orow = &mut out[oy * g.ow..(oy + 1) * g.ow];
+            for ky in 0..g.kh {
+                let (ylo, yhi) = g.rows(ky);
+                if oy < ylo || oy >= yhi {
+                    continue;
+                }
+                let iy = oy * g.sh + ky * g.dh - g.pt;
+                let irow = &x[iy * g.w..(iy + 1) * g.w];
+                for kx in 0..g.kw {
+                    let wv = wk[ky * g.kw + kx];
+                    let (a, b) = g.cols(kx);
+                    if a >= b {
+                        continue;
+                    }
+                    let ix0 = a * g.sw + kx * g.dw - g.pl;
+                    let o = &mut orow[a..b];
+                    if g.sw == 1 {
+                        for (o, &i) in o.iter_mut().zip(&irow[ix0..ix0 + (b - a)]) {
+                            *o += wv * i;
+                        }
+                    } else {
+                        for (j, o) in o.iter_mut().enumerate() {
+                            *o += wv * irow[ix0 + j * g.sw];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! Parity of `netdsl_runtime::conv2d` with PyTorch (forward and the input,
+//! weight and bias gradients) and with candle's own `conv2d` (forward).
+//!
+//! The fixture `tests/fixtures/conv_grad.safetensors` (repo root) comes from
+//! `scripts/gen_conv_fixtures.py`: for each case `<case>.spec` (the options),
+//! `.x .w .b .y .gy .dx .dw .db`, computed by PyTorch in float64.
+//! `CASES` lists the names the script writes.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use netdsl_runtime::candle::{DType, Device, Tensor, Var};
+use netdsl_runtime::conv::threads;
+use netdsl_runtime::{conv2d, Conv2dSpec, Epilogue, Result};
+
+const CASES: &[&str] = &[
+    "odd_3x3",
+    "stride2_parity",
+    "stride3",
+    "stride_per_axis",
+    "dilation2",
+    "dilation_per_axis",
+    "groups2",
+    "depthwise",
+    "depthwise_mult2_s2",
+    "depthwise_dil_asym",
+    "pointwise",
+    "pointwise_groups",
+    "pointwise_stride2",
+    "k7_s2",
+    "k11_s4",
+    "asym_pad",
+    "rect_kernel",
+    "bias_relu",
+    "bias_leaky",
+    "bias_leaky_neg",
+    "bias_gelu",
+    "bias_silu",
+    "bias_sigmoid",
+    "depthwise_gelu",
+    "pointwise_silu",
+    "groups2_relu_s2",
+];
+
+fn fixture() -> &'static HashMap<String, Tensor> {
+    static F: OnceLock<HashMap<String, Tensor>> = OnceLock::new();
+    F.get_or_init(|| {
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/conv_grad.safetensors");
+        netdsl_runtime::candle::safetensors::load(&p, &Device::Cpu).expect("fixture")
+    })
+}
+
+fn get(case: &str, what: &str) -> Tensor {
+    fixture()
+        .get(&format!("{case}.{what}"))
+        .unwrap_or_else(|| panic!("fixture lacks {case}.{what}"))
+        .clone()
+}
+
+/// `|got - want| <= 1e-4 * max(1, max |want|)` everywhere.
+fn assert_close(got: &Tensor, want: &Tensor, what: &str) {
+    assert_eq!(got.dims(), want.dims(), "{what}: shape");
+    let g = got.to_dtype(DType::F32).unwrap().flatten_all().unwrap();
+    let w = want.to_dtype(DType::F32).unwrap().flatten_all().unwrap();
+    let (g, w) = (g.to_vec1::<f32>().unwrap(), w.to_vec1::<f32>().unwrap());
+    let scale = w.iter().fold(1f32, |m, v| m.max(v.abs()));
+    let err = g
+        .iter()
+        .zip(&w)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        err <= 1e-4 * scale,
+        "{what}: max error {err} > 1e-4 x {scale}"
+    );
+}
+
+fn spec_of(case: &str) -> (Conv2dSpec, Epilogue) {
+    let s = get(case, "spec").to_vec1::<f32>().unwrap();
+    let u = |i: usize| s[i] as usize;
+    let spec = Conv2dSpec {
+        stride: (u(0), u(1)),
+        padding: ((u(2), u(3)), (u(4), u(5))),
+        dilation: (u(6), u(7)),
+        groups: u(8),
+    };
+    let act = match u(9) {
+        0 => Epilogue::None,
+        1 => Epilogue::Relu,
+        2 => Epilogue::LeakyRelu(s[10]),
+        3 => Epilogue::Gelu,
+        4 => Epilogue::Silu,
+        5 => Epilogue::Sigmoid,
+        a => panic!("unknown activation {a}"),
+    };
+    (spec, act)
+}
+
+/// Forward and gradients of one fixture case in `dtype`, with or without
+/// the bias.
+fn check_case(case: &str, dtype: DType, with_bias: bool) -> Result<()> {
+    let (spec, act) = spec_of(case);
+    let x = Var::from_tensor(&get(case, "x").to_dtype(dtype)?)?;
+    let w = Var::from_tensor(&get(case, "w").to_dtype(dtype)?)?;
+    let b = Var::from_tensor(&get(case, "b").to_dtype(dtype)?)?;
+    let tag = format!("{case} ({dtype:?}, bias {with_bias})");
+    let y = if with_bias {
+        conv2d(&x, &w, Some(&b), &spec, act)?
+    } else {
+        // only meaningful without an activation: y_ref - b
+        conv2d(&x, &w, None, &spec, act)?.broadcast_add(&b.reshape((1, (), 1, 1))?)?
+    };
+    assert_eq!(y.dtype(), dtype);
+    assert_close(&y, &get(case, "y"), &format!("{tag}: y"));
+    let gy = get(case, "gy").to_dtype(dtype)?;
+    let grads = (y * gy)?.sum_all()?.backward()?;
+    for (v, name) in [(&x, "dx"), (&w, "dw"), (&b, "db")] {
+        let g = grads.get(v.as_tensor()).expect("a gradient");
+        assert_eq!(g.dtype(), dtype);
+        assert_close(g, &get(case, name), &format!("{tag}: {name}"));
+    }
+    Ok(())
+}
+
+#[test]
+fn fixture_has_every_case() {
+    let mut names: Vec<&str> = fixture()
+        .keys()
+        .filter_map(|k| k.strip_suffix(".spec"))
+        .collect();
+    names.sort();
+    let mut want = CASES.to_vec();
+    want.sort();
+    assert_eq!(names, want);
+}
+
+#[test]
+fn pytorch_parity_f32() -> Result<()> {
+    for case in CASES {
+        check_case(case, DType::F32, true)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn pytorch_parity_without_bias() -> Result<()> {
+    for case in CASES {
+        if spec_of(case).1 == Epilogue::None {
+            check_case(case, DType::F32, false)?;
+        }
+    }
+    Ok(())
+}
+
+/// f64 takes candle's conv for the forward pass (the path CUDA takes too).
+#[test]
+fn pytorch_parity_f64_fallback() -> Result<()> {
+    for case in CASES {
+        check_case(case, DType::F64, true)?;
+    }
+    Ok(())
+}
+
+/// Deterministic pseudo-random values in [-1, 1).
+fn rand(shape: &[usize], seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn sym(s: usize, p: usize, d: usize, groups: usize) -> Conv2dSpec {
+    Conv2dSpec {
+        stride: (s, s),
+        padding: ((p, p), (p, p)),
+        dilation: (d, d),
+        groups,
+    }
+}
+
+/// Shapes large enough for several tiles and jobs, against candle's conv.
+#[test]
+fn candle_parity_forward() -> Result<()> {
+    // x, w, stride, padding, dilation, groups
+    type Case<'a> = (&'a [usize], &'a [usize], usize, usize, usize, usize);
+    let cases: &[Case] = &[
+        (&[3, 64, 20, 19], &[64, 64, 3, 3], 1, 1, 1, 1),
+        (&[1, 32, 33, 31], &[48, 32, 3, 3], 2, 1, 1, 1),
+        (&[2, 48, 30, 30], &[32, 48, 1, 1], 1, 0, 1, 1),
+        (&[2, 16, 23, 21], &[16, 1, 3, 3], 2, 1, 1, 16),
+        (&[1, 8, 30, 29], &[16, 1, 5, 5], 1, 2, 1, 8),
+        (&[1, 3, 37, 40], &[8, 3, 7, 7], 2, 3, 1, 1),
+        (&[2, 8, 17, 18], &[12, 4, 3, 3], 1, 2, 2, 2),
+        (&[1, 4, 41, 43], &[6, 4, 11, 11], 4, 2, 1, 1),
+    ];
+    for (i, &(xs, ws, s, p, d, g)) in cases.iter().enumerate() {
+        let x = rand(xs, 2 * i as u64);
+        let w = rand(ws, 2 * i as u64 + 1);
+        let b = rand(&[ws[0]], 99);
+        let spec = sym(s, p, d, g);
+        let want = x.conv2d(&w, p, s, d, g)?;
+        assert_close(
+            &conv2d(&x, &w, None, &spec, Epilogue::None)?,
+            &want,
+            &format!("case {i}"),
+        );
+        let want = want.broadcast_add(&b.reshape((1, (), 1, 1))?)?.relu()?;
+        let got = conv2d(&x, &w, Some(&b), &spec, Epilogue::Relu)?;
+        assert_close(&got, &want, &format!("case {i} + bias + relu"));
+        // a strided (transposed) view of the input gives the same result
+        let xt = x.transpose(2, 3)?.contiguous()?.transpose(2, 3)?;
+        assert!(!xt.is_contiguous());
+        assert_close(
+            &conv2d(&xt, &w, Some(&b), &spec, Epilogue::Relu)?,
+            &got,
+            "strided x",
+        );
+    }
+    Ok(())
+}
+
+/// Each epilogue against candle's ops on a multi-tile shape.
+#[test]
+fn epilogues_match_candle_ops() -> Result<()> {
+    let x = rand(&[2, 16, 21, 22], 7).affine(3.0, 0.0)?;
+    let w = rand(&[24, 16, 3, 3], 8);
+    let b = rand(&[24], 9);
+    let spec = sym(1, 1, 1, 1);
+    let z = x
+        .conv2d(&w, 1, 1, 1, 1)?
+        .broadcast_add(&b.reshape((1, (), 1, 1))?)?;
+    let sig = netdsl_runtime::candle_nn::ops::sigmoid(&z)?;
+    let cases = [
+        (Epilogue::Relu, z.relu()?),
+        (
+            Epilogue::LeakyRelu(0.2),
+            netdsl_runtime::candle_nn::ops::leaky_relu(&z, 0.2)?,
+        ),
+        (Epilogue::Gelu, z.gelu_erf()?),
+        (Epilogue::Silu, (&z * &sig)?),
+        (Epilogue::Sigmoid, sig.clone()),
+    ];
+    for (act, want) in cases {
+        assert_close(
+            &conv2d(&x, &w, Some(&b), &spec, act)?,
+            &want,
+            &format!("{act:?}"),
+        );
+    }
+    Ok(())
+}
+
+fn grads_in_pool(n: usize, spec: &Conv2dSpec, xs: &[usize], ws: &[usize]) -> Vec<Vec<f32>> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let x = Var::from_tensor(&rand(xs, 1)).unwrap();
+        let w = Var::from_tensor(&rand(ws, 2)).unwrap();
+        let b = Var::from_tensor(&rand(&[ws[0]], 3)).unwrap();
+        let y = conv2d(&x, &w, Some(&b), spec, Epilogue::Silu).unwrap();
+        let gy = rand(y.dims(), 4);
+        let grads = (y * gy).unwrap().sum_all().unwrap().backward().unwrap();
+        [x.as_tensor(), w.as_tensor(), b.as_tensor()]
+            .iter()
+            .map(|v| {
+                grads
+                    .get(v)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            })
+            .collect()
+    })
+}
+
+/// Gradients are bit-identical whatever the number of threads.
+#[test]
+fn gradients_do_not_depend_on_threads() {
+    let cases: &[(Conv2dSpec, &[usize], &[usize])] = &[
+        (sym(1, 1, 1, 1), &[3, 40, 30, 33], &[40, 40, 3, 3]),
+        (sym(2, 1, 1, 2), &[2, 16, 29, 30], &[16, 8, 3, 3]),
+        (sym(1, 0, 1, 1), &[2, 64, 40, 40], &[48, 64, 1, 1]),
+        (sym(1, 1, 1, 24), &[3, 24, 40, 41], &[24, 1, 3, 3]),
+    ];
+    for (spec, xs, ws) in cases {
+        let one = grads_in_pool(1, spec, xs, ws);
+        let three = grads_in_pool(3, spec, xs, ws);
+        assert!(
+            one == three,
+            "{spec:?}: gradients differ between 1 and 3 threads"
+        );
+    }
+}
+
+/// Outside any rayon pool the kernels use `candle::utils::get_num_threads()`,
+/// which follows `RAYON_NUM_THREADS`: checked in a child process.
+#[test]
+fn threads_follow_rayon_num_threads() {
+    if let Ok(want) = std::env::var("NETDSL_CONV_EXPECT_THREADS") {
+        assert_eq!(threads().to_string(), want);
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["threads_follow_rayon_num_threads", "--exact", "--nocapture"])
+        .env("RAYON_NUM_THREADS", "3")
+        .env("NETDSL_CONV_EXPECT_THREADS", "3")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    let x = rand(&[1, 4, 8, 8], 1);
+    let spec = Conv2dSpec::default();
+    // Cin / groups mismatch
+    assert!(conv2d(&x, &rand(&[2, 3, 3, 3], 2), None, &spec, Epilogue::None).is_err());
+    // groups do not divide Cin
+    let g3 = Conv2dSpec { groups: 3, ..spec };
+    assert!(conv2d(&x, &rand(&[3, 1, 3, 3], 2), None, &g3, Epilogue::None).is_err());
+    // kernel larger than the input
+    assert!(conv2d(&x, &rand(&[2, 4, 9, 9], 2), None, &spec, Epilogue::None).is_err());
+    // bias of the wrong length
+    let b = rand(&[3], 3);
+    assert!(conv2d(&x, &rand(&[2, 4, 3, 3], 2), Some(&b), &spec, Epilogue::None).is_err());
+    assert_eq!(spec.out_size(8, 8, 3, 3), Some((6, 6)));
+    let s = Conv2dSpec {
+        stride: (2, 3),
+        padding: ((1, 0), (2, 1)),
+        dilation: (1, 2),
+        groups: 1,
+    };
+    assert_eq!(s.out_size(7, 8, 3, 3), Some((3, 3)));
+}
