@@ -61,4 +61,5 @@ pub mod __private {
         Fusion, Generator, Init, Initializer, InputDim, LoadedWeights, ParamSource, ParamSpec,
         Pool2d, Result,
     };
+    pub use netdsl_runtime::{conv2d, Conv2dSpec, Epilogue};
 }

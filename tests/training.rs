@@ -167,3 +167,37 @@ fn modes_and_learning() {
     let acc = hits / held_out.len() as f32;
     assert!(acc > 0.85, "held-out accuracy {acc}");
 }
+
+network! {
+    /// Per-layer initialisation schemes.
+    Inits(x: [B, 100]) -> [B, 300] {
+        x -> a: Linear(200, init = kaiming_normal) -> b: Linear(300, init = xavier_uniform, bias = false)
+    }
+}
+
+#[test]
+fn per_layer_init_schemes() {
+    let net = Inits::new_seeded(0, &Device::Cpu).unwrap();
+    let std = |t: &netdsl::candle::Tensor| {
+        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        (v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32).sqrt()
+    };
+    // kaiming_normal, fan_in 100: std sqrt(2/100); xavier_uniform 200 + 300: bound sqrt(6/500)
+    assert!(
+        (std(&net.a.weight) - 0.1414).abs() < 0.005,
+        "{}",
+        std(&net.a.weight)
+    );
+    let bound = (6.0f32 / 500.0).sqrt();
+    let max: f32 = net
+        .b
+        .weight
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(max <= bound && max > bound * 0.98, "{max} vs {bound}");
+    assert!((std(&net.b.weight) - bound / 3f32.sqrt()).abs() < 0.003);
+}

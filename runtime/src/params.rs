@@ -19,6 +19,12 @@ pub enum Init {
     KaimingUniform { a: f64, fan_in: usize },
     /// U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default bias init.
     BiasUniform { fan_in: usize },
+    /// `kaiming_normal_(w)` (ReLU gain): N(0, std²) with `std = sqrt(2 / fan_in)`.
+    KaimingNormal { fan_in: usize },
+    /// `xavier_uniform_(w)`: U(-b, b) with `b = sqrt(6 / (fan_in + fan_out))`.
+    XavierUniform { fan_in: usize, fan_out: usize },
+    /// `xavier_normal_(w)`: N(0, std²) with `std = sqrt(2 / (fan_in + fan_out))`.
+    XavierNormal { fan_in: usize, fan_out: usize },
     /// All zeros.
     Zeros,
     /// All ones.
@@ -32,7 +38,20 @@ impl Init {
                 Some((6.0 / ((1.0 + a * a) * fan_in.max(1) as f64)).sqrt())
             }
             Init::BiasUniform { fan_in } => Some(1.0 / (fan_in.max(1) as f64).sqrt()),
-            Init::Zeros | Init::Ones => None,
+            Init::XavierUniform { fan_in, fan_out } => {
+                Some((6.0 / (fan_in + fan_out).max(1) as f64).sqrt())
+            }
+            _ => None,
+        }
+    }
+
+    fn normal_std(self) -> Option<f64> {
+        match self {
+            Init::KaimingNormal { fan_in } => Some((2.0 / fan_in.max(1) as f64).sqrt()),
+            Init::XavierNormal { fan_in, fan_out } => {
+                Some((2.0 / (fan_in + fan_out).max(1) as f64).sqrt())
+            }
+            _ => None,
         }
     }
 }
@@ -64,6 +83,17 @@ impl ParamSpec {
                 a: 2.236_067_977_499_79,
                 fan_in,
             },
+            trainable: true,
+        }
+    }
+
+    /// A trainable f32 weight with the given initialisation.
+    pub const fn weight_with(name: &'static str, shape: &'static [usize], init: Init) -> Self {
+        Self {
+            name,
+            shape,
+            dtype: DType::F32,
+            init,
             trainable: true,
         }
     }
@@ -195,8 +225,14 @@ impl ParamSource for Initializer {
             Init::Zeros => Tensor::zeros(shape, spec.dtype, &self.device)?,
             Init::Ones => Tensor::ones(shape, spec.dtype, &self.device)?,
             init => {
-                let b = init.uniform_bound().unwrap_or(0.0) as f32;
-                let values = Rng::stream(self.seed, spec.name).uniform_vec(spec.numel(), -b, b);
+                let mut rng = Rng::stream(self.seed, spec.name);
+                let values = match init.normal_std() {
+                    Some(std) => rng.normal_vec(spec.numel(), std as f32),
+                    None => {
+                        let b = init.uniform_bound().unwrap_or(0.0) as f32;
+                        rng.uniform_vec(spec.numel(), -b, b)
+                    }
+                };
                 Tensor::from_vec(values, shape, &Device::Cpu)?
                     .to_dtype(spec.dtype)?
                     .to_device(&self.device)?
@@ -470,6 +506,31 @@ mod tests {
         assert!((k.uniform_bound().unwrap() - 0.2).abs() < 1e-12);
         let b = Init::BiasUniform { fan_in: 400 };
         assert!((b.uniform_bound().unwrap() - 0.05).abs() < 1e-12);
+    }
+
+    #[test]
+    fn selectable_inits_have_pytorch_scale() {
+        let std_of = |init: Init| {
+            let spec = ParamSpec::weight_with("w", &[200, 100], init);
+            let t = Initializer::seeded(3, &Device::Cpu).take(&spec).unwrap();
+            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            let mean = v.iter().sum::<f32>() / v.len() as f32;
+            (v.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / v.len() as f32).sqrt()
+        };
+        // kaiming_normal over fan_in 100: std sqrt(2/100) = 0.1414
+        assert!((std_of(Init::KaimingNormal { fan_in: 100 }) - 0.1414).abs() < 0.005);
+        // xavier_normal over 100 + 200: std sqrt(2/300) = 0.0816
+        let xn = std_of(Init::XavierNormal {
+            fan_in: 100,
+            fan_out: 200,
+        });
+        assert!((xn - 0.0816).abs() < 0.003, "{xn}");
+        // xavier_uniform: bound sqrt(6/300) = 0.1414, std = bound / sqrt(3) = 0.0816
+        let xu = std_of(Init::XavierUniform {
+            fan_in: 100,
+            fan_out: 200,
+        });
+        assert!((xu - 0.0816).abs() < 0.003, "{xu}");
     }
 
     #[test]

@@ -70,6 +70,22 @@ impl Rng {
         Self { inner }
     }
 
+    /// `n` values from N(0, std²) (Box-Muller).
+    pub fn normal_vec(&mut self, n: usize, std: f32) -> Vec<f32> {
+        let mut out = Vec::with_capacity(n + 1);
+        while out.len() < n {
+            // u1 in (0, 1] so the log is finite.
+            let u1 = 1.0 - self.next_unit_f32() as f64;
+            let u2 = self.next_unit_f32() as f64;
+            let r = (-2.0 * u1.ln()).sqrt();
+            let t = std::f64::consts::TAU * u2;
+            out.push((r * t.cos()) as f32 * std);
+            out.push((r * t.sin()) as f32 * std);
+        }
+        out.truncate(n);
+        out
+    }
+
     /// The next raw 64 bits.
     pub fn next_u64(&mut self) -> u64 {
         self.inner.next_u64()

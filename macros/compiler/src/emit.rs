@@ -11,7 +11,7 @@ use quote::{format_ident, quote};
 use syn::{Attribute, Visibility};
 
 use crate::lower::{FieldIr, FieldKind, Fold, InitIr, NetIr, StepIr, StepOp};
-use crate::resolve::{Activation, PoolKind};
+use crate::resolve::{Activation, PoolKind, WeightInit};
 use crate::shape::{fmt_shape, Dim};
 
 fn lit(n: u64) -> Literal {
@@ -230,9 +230,30 @@ pub fn emit(ir: &NetIr) -> TokenStream {
         let shape = param.shape.iter().map(|&d| lit(d));
         let shape = quote!(&[#(#shape),*]);
         match param.init {
-            InitIr::Weight { fan_in } => {
-                let f = lit(fan_in);
-                quote!(#p::ParamSpec::weight(#name, #shape, #f),)
+            InitIr::Weight {
+                fan_in,
+                fan_out,
+                scheme,
+            } => {
+                let (fi, fo) = (usize_lit(fan_in), usize_lit(fan_out));
+                match scheme {
+                    WeightInit::Default => {
+                        let f = lit(fan_in);
+                        quote!(#p::ParamSpec::weight(#name, #shape, #f),)
+                    }
+                    WeightInit::KaimingUniform => quote! {
+                        #p::ParamSpec::weight_with(#name, #shape, #p::Init::KaimingUniform { a: 0.0, fan_in: #fi }),
+                    },
+                    WeightInit::KaimingNormal => quote! {
+                        #p::ParamSpec::weight_with(#name, #shape, #p::Init::KaimingNormal { fan_in: #fi }),
+                    },
+                    WeightInit::XavierUniform => quote! {
+                        #p::ParamSpec::weight_with(#name, #shape, #p::Init::XavierUniform { fan_in: #fi, fan_out: #fo }),
+                    },
+                    WeightInit::XavierNormal => quote! {
+                        #p::ParamSpec::weight_with(#name, #shape, #p::Init::XavierNormal { fan_in: #fi, fan_out: #fo }),
+                    },
+                }
             }
             InitIr::Bias { fan_in } => {
                 let f = lit(fan_in);
@@ -373,55 +394,57 @@ fn gen_forward(ir: &NetIr) -> TokenStream {
     body
 }
 
-/// The conv call on `src` with weight expression `w` (dilation per axis
-/// handled by dilating the kernel, stride per axis by subsampling).
+/// The runtime's convolution on `src`: any stride, padding, dilation and
+/// groups natively, bias and an activation applied in its epilogue.
 #[allow(clippy::too_many_arguments)]
 fn conv_call(
     src: &TokenStream,
     x: &Ident,
     w: TokenStream,
+    bias: Option<TokenStream>,
     pad: ((u64, u64), (u64, u64)),
     stride: (u64, u64),
     dilation: (u64, u64),
     groups: u64,
+    act: Option<Activation>,
 ) -> TokenStream {
     let p = quote!(::netdsl::__private);
     let ((top, bottom), (left, right)) = pad;
-    let mut code = TokenStream::new();
-    let mut src = src.clone();
-    let padding = if top == bottom && left == right && top == left {
-        lit(top)
-    } else {
-        let (t, b, l, r) = (
-            usize_lit(top),
-            usize_lit(bottom),
-            usize_lit(left),
-            usize_lit(right),
-        );
-        code.extend(quote! {
-            let #x = #src.pad_with_zeros(2, #t, #b)?.pad_with_zeros(3, #l, #r)?;
-        });
-        src = quote!(#x);
-        lit(0)
+    let (t, b, l, r) = (
+        usize_lit(top),
+        usize_lit(bottom),
+        usize_lit(left),
+        usize_lit(right),
+    );
+    let (st, dl, g) = (
+        pair_tokens(stride),
+        pair_tokens(dilation),
+        usize_lit(groups),
+    );
+    let bias = match bias {
+        Some(b) => quote!(::core::option::Option::Some(&#b)),
+        None => quote!(::core::option::Option::None),
     };
-    let (w, d) = if dilation.0 == dilation.1 {
-        (quote!(&#w), lit(dilation.0))
-    } else {
-        let (dh, dw) = (usize_lit(dilation.0), usize_lit(dilation.1));
-        (quote!(&#p::dilate_kernel(&#w, #dh, #dw)?), lit(1))
+    let epilogue = match act {
+        None => quote!(None),
+        Some(Activation::Relu) => quote!(Relu),
+        Some(Activation::LeakyRelu(s)) => {
+            let s = Literal::f32_unsuffixed(s as f32);
+            quote!(LeakyRelu(#s))
+        }
+        Some(Activation::Gelu { .. }) => quote!(Gelu),
+        Some(Activation::Silu) => quote!(Silu),
+        Some(_) => quote!(Sigmoid),
     };
-    let g = lit(groups);
-    if stride.0 == stride.1 {
-        let s = lit(stride.0);
-        code.extend(quote!(let #x = #src.conv2d(#w, #padding, #s, #d, #g)?;));
-    } else {
-        let (sh, sw) = (usize_lit(stride.0), usize_lit(stride.1));
-        code.extend(quote! {
-            let #x = #src.conv2d(#w, #padding, 1, #d, #g)?;
-            let #x = #p::subsample(&#x, #sh, #sw)?;
-        });
+    quote! {
+        let #x = #p::conv2d(
+            &#src,
+            &#w,
+            #bias,
+            &#p::Conv2dSpec { stride: #st, padding: ((#t, #b), (#l, #r)), dilation: #dl, groups: #g },
+            #p::Epilogue::#epilogue,
+        )?;
     }
-    code
 }
 
 /// `fold` weights of `field` with batch norm `fold.bn`, from the cache.
@@ -449,44 +472,49 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> Option<TokenStream> 
             stride,
             dilation,
             groups,
-            out_ch,
             bias,
             fold,
+            epilogue,
+            ..
         } => {
-            let c = usize_lit(*out_ch);
-            let plain = {
-                let mut code = conv_call(
-                    src,
-                    x,
-                    quote!(self.#field.weight),
-                    *pad,
-                    *stride,
-                    *dilation,
-                    *groups,
-                );
-                if *bias {
-                    code.extend(quote! {
-                        let #x = #x.broadcast_add(&#p::param(&self.#field.bias, self.training).reshape((1, #c, 1, 1))?)?;
-                    });
-                }
-                code
-            };
+            let weight = quote!(#p::param(&self.#field.weight, self.training));
+            let plain_bias = bias.then(|| quote!(#p::param(&self.#field.bias, self.training)));
             match fold {
-                None => plain,
+                None => conv_call(
+                    src, x, weight, plain_bias, *pad, *stride, *dilation, *groups, *epilogue,
+                ),
                 Some(fold) => {
                     let bn = &fold.bn;
                     let eps = Literal::f64_unsuffixed(fold.eps);
                     let momentum = Literal::f64_unsuffixed(fold.momentum);
                     let weights = folded_weights(field, fold);
-                    let conv = conv_call(src, x, quote!(weight), *pad, *stride, *dilation, *groups);
+                    let folded = conv_call(
+                        src,
+                        x,
+                        quote!(weight),
+                        Some(quote!(bias)),
+                        *pad,
+                        *stride,
+                        *dilation,
+                        *groups,
+                        *epilogue,
+                    );
+                    let plain = conv_call(
+                        src, x, weight, plain_bias, *pad, *stride, *dilation, *groups, None,
+                    );
+                    let act = epilogue
+                        .map(|a| act_code(a, &quote!(#x), x))
+                        .unwrap_or_default();
                     quote! {
                         let #x = if self.fusion.enabled() && !self.training {
                             #weights
-                            #conv
-                            #x.broadcast_add(&bias.reshape((1, #c, 1, 1))?)?
+                            #folded
+                            #x
                         } else {
                             #plain
-                            #p::batch_norm(&#x, &self.#bn, #eps, #momentum, self.training)?
+                            let #x = #p::batch_norm(&#x, &self.#bn, #eps, #momentum, self.training)?;
+                            #act
+                            #x
                         };
                     }
                 }
@@ -600,20 +628,7 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> Option<TokenStream> 
             let momentum = Literal::f64_unsuffixed(*momentum);
             quote!(let #x = #p::batch_norm(&#src, &self.#field, #eps, #momentum, self.training)?;)
         }
-        StepOp::Act(a) => match a {
-            Activation::Relu => quote!(let #x = #src.relu()?;),
-            Activation::Tanh => quote!(let #x = #src.tanh()?;),
-            Activation::Sigmoid => quote!(let #x = #p::candle_nn::ops::sigmoid(&#src)?;),
-            Activation::LeakyRelu(slope) => {
-                let s = Literal::f64_unsuffixed(*slope);
-                quote!(let #x = #p::candle_nn::ops::leaky_relu(&#src, #s)?;)
-            }
-            Activation::Gelu { tanh: false } => quote!(let #x = #src.gelu_erf()?;),
-            Activation::Gelu { tanh: true } => quote!(let #x = #src.gelu()?;),
-            Activation::Silu => quote!(let #x = #src.silu()?;),
-            Activation::Relu6 => quote!(let #x = #p::relu6(&#src)?;),
-            Activation::Hardswish => quote!(let #x = #p::hardswish(&#src)?;),
-        },
+        StepOp::Act(a) => act_code(*a, src, x),
         StepOp::Softmax { dim, log } => {
             let d = usize_lit(*dim as u64);
             if *log {
@@ -627,6 +642,25 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> Option<TokenStream> 
         #[doc = #comment]
         #code
     })
+}
+
+/// `let x = act(src);`
+fn act_code(a: Activation, src: &TokenStream, x: &Ident) -> TokenStream {
+    let p = quote!(::netdsl::__private);
+    match a {
+        Activation::Relu => quote!(let #x = #src.relu()?;),
+        Activation::Tanh => quote!(let #x = #src.tanh()?;),
+        Activation::Sigmoid => quote!(let #x = #p::candle_nn::ops::sigmoid(&#src)?;),
+        Activation::LeakyRelu(slope) => {
+            let s = Literal::f64_unsuffixed(slope);
+            quote!(let #x = #p::candle_nn::ops::leaky_relu(&#src, #s)?;)
+        }
+        Activation::Gelu { tanh: false } => quote!(let #x = #src.gelu_erf()?;),
+        Activation::Gelu { tanh: true } => quote!(let #x = #src.gelu()?;),
+        Activation::Silu => quote!(let #x = #src.silu()?;),
+        Activation::Relu6 => quote!(let #x = #p::relu6(&#src)?;),
+        Activation::Hardswish => quote!(let #x = #p::hardswish(&#src)?;),
+    }
 }
 
 fn pair_tokens((a, b): (u64, u64)) -> TokenStream {

@@ -8,7 +8,7 @@ use syn::{Attribute, Visibility};
 
 use crate::ast::Network;
 use crate::infer::{conv_padding, pair_text, Inferred, Overrides};
-use crate::resolve::{Activation, Item, Op, Padding, PoolKind, ResolvedLayer};
+use crate::resolve::{Activation, Item, Op, Padding, PoolKind, ResolvedLayer, WeightInit};
 use crate::shape::{fmt_shape, normalize_dim, Dim, Shape};
 
 pub struct NetIr {
@@ -56,9 +56,12 @@ pub struct ParamIr {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum InitIr {
-    /// PyTorch's default weight init: kaiming_uniform(a = sqrt(5)).
+    /// A weight: PyTorch's default kaiming_uniform(a = sqrt(5)), or the
+    /// layer's `init = ..`.
     Weight {
         fan_in: u64,
+        fan_out: u64,
+        scheme: WeightInit,
     },
     /// PyTorch's default bias init: U(±1/sqrt(fan_in)).
     Bias {
@@ -122,6 +125,9 @@ pub enum StepOp {
         out_ch: u64,
         bias: bool,
         fold: Option<Fold>,
+        /// An activation applied to each output tile in the convolution's
+        /// epilogue, while it is in cache.
+        epilogue: Option<Activation>,
     },
     Pool2d {
         kind: PoolKind,
@@ -274,7 +280,11 @@ fn lower_op(
             let mut params = vec![param(
                 "weight",
                 vec![cout, cin / g, kh, kw],
-                InitIr::Weight { fan_in },
+                InitIr::Weight {
+                    fan_in,
+                    fan_out: cout * kh * kw,
+                    scheme: c.init,
+                },
             )];
             if c.bias {
                 params.push(param("bias", vec![cout], InitIr::Bias { fan_in }));
@@ -321,6 +331,7 @@ fn lower_op(
                 out_ch: cout,
                 bias: c.bias,
                 fold: None,
+                epilogue: None,
             };
             (
                 desc,
@@ -406,7 +417,11 @@ fn lower_op(
             let mut params = vec![param(
                 "weight",
                 vec![fout, fin],
-                InitIr::Weight { fan_in: fin },
+                InitIr::Weight {
+                    fan_in: fin,
+                    fan_out: fout,
+                    scheme: l.init,
+                },
             )];
             if l.bias {
                 params.push(param("bias", vec![fout], InitIr::Bias { fan_in: fin }));

@@ -27,6 +27,18 @@ pub enum Padding {
     Same,
 }
 
+/// The weight initialisation a layer asks for (`init = ..`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WeightInit {
+    /// PyTorch's default: kaiming_uniform with a = sqrt(5).
+    #[default]
+    Default,
+    KaimingUniform,
+    KaimingNormal,
+    XavierUniform,
+    XavierNormal,
+}
+
 #[derive(Clone, Debug)]
 pub struct Conv2d {
     pub in_ch: Option<Spanned<u64>>,
@@ -37,6 +49,7 @@ pub struct Conv2d {
     pub dilation: Spanned<(u64, u64)>,
     pub groups: Spanned<u64>,
     pub bias: bool,
+    pub init: WeightInit,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +87,7 @@ pub struct Linear {
     pub in_f: Option<Spanned<u64>>,
     pub out_f: Spanned<u64>,
     pub bias: bool,
+    pub init: WeightInit,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -387,6 +401,7 @@ fn resolve_op(cx: &Ctxt, op: &str, layer: &Layer, args: &[Arg]) -> Option<Op> {
             let padding = a.padding();
             let groups = a.uint_or("groups", 1, 1);
             let bias = a.boolean("bias", true);
+            let init = a.weight_init();
             let Some(kernel) = kernel? else {
                 a.missing(
                     "`Conv2d` needs a kernel size\nhelp: write `kernel = 3` or `kernel = (3, 5)`",
@@ -394,7 +409,7 @@ fn resolve_op(cx: &Ctxt, op: &str, layer: &Layer, args: &[Arg]) -> Option<Op> {
                 return None;
             };
             let ((in_ch, out_ch), stride, dilation) = (channels?, stride?, dilation?);
-            let (padding, groups, bias) = (padding?, groups?, bias?);
+            let (padding, groups, bias, init) = (padding?, groups?, bias?, init?);
             if dilation.value.0 != dilation.value.1 {
                 cx.error(
                     dilation.span,
@@ -412,6 +427,7 @@ fn resolve_op(cx: &Ctxt, op: &str, layer: &Layer, args: &[Arg]) -> Option<Op> {
                 dilation,
                 groups,
                 bias,
+                init,
             })))
         }
         "MaxPool2d" | "AvgPool2d" => {
@@ -529,11 +545,17 @@ fn resolve_op(cx: &Ctxt, op: &str, layer: &Layer, args: &[Arg]) -> Option<Op> {
                 whole,
                 args,
                 &["out_features"],
-                &["out_features", "bias"],
+                &["out_features", "bias", "init"],
             );
+            let init = a.weight_init();
             let (channels, bias) = (a.channels("out_features"), a.boolean("bias", true));
             let ((in_f, out_f), bias) = (channels?, bias?);
-            Some(Op::Linear(Linear { in_f, out_f, bias }))
+            Some(Op::Linear(Linear {
+                in_f,
+                out_f,
+                bias,
+                init: init?,
+            }))
         }
         "Softmax" | "LogSoftmax" => {
             let a = Args::new(cx, op, whole, args, &["dim"], &["dim"]);
@@ -596,6 +618,7 @@ fn resolve_op(cx: &Ctxt, op: &str, layer: &Layer, args: &[Arg]) -> Option<Op> {
 }
 
 const CONV_KEYS: &[&str] = &[
+    "init",
     "out_channels",
     "kernel",
     "stride",
@@ -935,6 +958,41 @@ impl<'a> Args<'a> {
                 None
             }
         }
+    }
+
+    /// `init = default | kaiming_uniform | kaiming_normal | xavier_uniform | xavier_normal`.
+    fn weight_init(&self) -> Option<WeightInit> {
+        let Some(v) = self.get("init") else {
+            return Some(WeightInit::Default);
+        };
+        let schemes = [
+            ("default", WeightInit::Default),
+            ("kaiming_uniform", WeightInit::KaimingUniform),
+            ("kaiming_normal", WeightInit::KaimingNormal),
+            ("xavier_uniform", WeightInit::XavierUniform),
+            ("xavier_normal", WeightInit::XavierNormal),
+        ];
+        if let Value::Ident(i) = v {
+            if let Some((_, w)) = schemes.iter().find(|(n, _)| i == n) {
+                return Some(*w);
+            }
+        }
+        let names: Vec<&str> = schemes.iter().map(|(n, _)| *n).collect();
+        let hint = match v {
+            Value::Ident(i) => did_you_mean(&i.to_string(), names.iter().copied())
+                .map(|s| format!("\nhelp: did you mean `{s}`?"))
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        self.cx.error(
+            v.span(),
+            format!(
+                "`init` of `{}` is one of {}, found `{v}`{hint}",
+                self.op,
+                names.join(", ")
+            ),
+        );
+        None
     }
 
     /// `out` or `in -> out` (in and out both >= 1).
