@@ -298,6 +298,13 @@ fn folds_follow_replaced_parameters() {
     let plain = net.forward(&io["input"]).unwrap();
     assert!(rel_err(&folded, &plain) < 1e-5);
     assert!(rel_err(&folded, &before) > 1e-3, "the change must show");
+    // The same for an affine weight of the batch norm folded into `fc`.
+    net.set_fusion(true);
+    net.bn3.weight = (&net.bn3.weight * 2.0).unwrap();
+    let folded = net.forward(&io["input"]).unwrap();
+    net.set_fusion(false);
+    let plain = net.forward(&io["input"]).unwrap();
+    assert!(rel_err(&folded, &plain) < 1e-5, "bn3.weight replaced: {}", rel_err(&folded, &plain));
 }
 
 #[test]

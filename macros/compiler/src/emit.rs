@@ -453,10 +453,21 @@ fn folded_weights(field: &Ident, fold: &Fold) -> TokenStream {
     let bn = &fold.bn;
     let slot = usize_lit(fold.slot as u64);
     let eps = Literal::f64_unsuffixed(fold.eps);
+    let mut sources = vec![quote!(&self.#field.weight)];
+    if fold.layer_bias {
+        sources.push(quote!(&self.#field.bias));
+    }
+    if fold.affine {
+        sources.extend([quote!(&self.#bn.weight), quote!(&self.#bn.bias)]);
+    }
+    sources.extend([
+        quote!(&self.#bn.running_mean),
+        quote!(&self.#bn.running_var),
+    ]);
     quote! {
         let (weight, bias) = self.fusion.get(
             #slot,
-            &[&self.#field.weight, &self.#bn.running_mean, &self.#bn.running_var],
+            &[#(#sources),*],
             || #p::bn_fold(&self.#field.weight, &self.#field.bias, &self.#bn, #eps),
         )?;
     }
@@ -623,6 +634,7 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> Option<TokenStream> 
             eps,
             momentum,
             folded: false,
+            ..
         } => {
             let eps = Literal::f64_unsuffixed(*eps);
             let momentum = Literal::f64_unsuffixed(*momentum);

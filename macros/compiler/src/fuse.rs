@@ -83,19 +83,26 @@ fn fold_batch_norm(ir: &mut NetIr) {
             field: bn,
             eps,
             momentum,
+            affine,
             folded,
         } = &mut rest[0].op
         else {
             continue;
         };
-        let fold = match &mut prev.op {
-            StepOp::Conv2d { fold, .. } | StepOp::Linear { fold, .. } if fold.is_none() => fold,
+        let (fold, layer_bias) = match &mut prev.op {
+            StepOp::Conv2d { fold, bias, .. } | StepOp::Linear { fold, bias, .. }
+                if fold.is_none() =>
+            {
+                (fold, *bias)
+            }
             _ => continue,
         };
         *fold = Some(Fold {
             bn: bn.clone(),
             eps: *eps,
             momentum: *momentum,
+            layer_bias,
+            affine: *affine,
             slot: ir.folds,
         });
         *folded = true;

@@ -110,6 +110,10 @@ pub struct Fold {
     pub eps: f64,
     /// For the unfolded path, which also runs in training.
     pub momentum: f64,
+    /// Which tensors the fold reads (its cache key): the layer's bias and
+    /// the batch norm's weight and bias exist.
+    pub layer_bias: bool,
+    pub affine: bool,
     /// Which cached pair of the network's `Fusion` holds the folded weights.
     pub slot: usize,
 }
@@ -162,6 +166,7 @@ pub enum StepOp {
         field: Ident,
         eps: f64,
         momentum: f64,
+        affine: bool,
         /// Folded into the layer before: runs there, only when fusion is off.
         folded: bool,
     },
@@ -472,6 +477,7 @@ fn lower_op(
                 field: ident.clone(),
                 eps: bn.eps,
                 momentum: bn.momentum,
+                affine: bn.affine,
                 folded: false,
             };
             (
