@@ -20,6 +20,7 @@ mod pool;
 mod rng;
 mod shape;
 pub mod train;
+mod upsample;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
 pub use conv::{conv2d, Conv2dSpec, Epilogue};
@@ -33,6 +34,10 @@ pub use params::{
 pub use pool::{adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d, Pool2d};
 pub use rng::Rng;
 pub use shape::{check_input, subsample, InputDim};
+pub use upsample::{
+    center_crop, center_crop_offset, conv_transpose2d, pixel_shuffle, pixel_unshuffle,
+    upsample_bilinear2d, upsample_nearest2d, ConvTranspose2dSpec,
+};
 
 pub use candle_core as candle;
 pub use candle_nn;
