@@ -61,5 +61,8 @@ pub mod __private {
         Fusion, Generator, Init, Initializer, InputDim, LoadedWeights, ParamSource, ParamSpec,
         Pool2d, Result,
     };
-    pub use netdsl_runtime::{conv2d, Conv2dSpec, Epilogue};
+    pub use netdsl_runtime::{
+        conv2d, conv_transpose2d, pixel_shuffle, upsample_bilinear2d, upsample_nearest2d,
+        Conv2dSpec, ConvTranspose2dSpec, Epilogue,
+    };
 }

@@ -28,7 +28,7 @@ fn run(
     net: &mut Tiny,
     opt: &mut AdamW,
     data: &Digits,
-    order: &mut Vec<usize>,
+    order: &mut [usize],
     rng: &mut netdsl::Rng,
     steps: std::ops::Range<usize>,
 ) -> f32 {

@@ -329,7 +329,7 @@ fn bullet_list(lines: &[String]) -> String {
 fn field_type(f: &FieldIr) -> TokenStream {
     let p = quote!(::netdsl::__private);
     let base = match f.kind {
-        FieldKind::Conv2d => quote!(#p::layers::Conv2dParams),
+        FieldKind::Conv2d | FieldKind::ConvTranspose2d => quote!(#p::layers::Conv2dParams),
         FieldKind::Linear => quote!(#p::layers::LinearParams),
         FieldKind::BatchNorm => quote!(#p::layers::BatchNormParams),
     };
@@ -344,7 +344,7 @@ fn gen_field_init(f: &FieldIr, index: &mut usize) -> TokenStream {
     let p = quote!(::netdsl::__private);
     let name = &f.ident;
     let ty = match f.kind {
-        FieldKind::Conv2d => quote!(#p::layers::Conv2dParams),
+        FieldKind::Conv2d | FieldKind::ConvTranspose2d => quote!(#p::layers::Conv2dParams),
         FieldKind::Linear => quote!(#p::layers::LinearParams),
         FieldKind::BatchNorm => quote!(#p::layers::BatchNormParams),
     };
@@ -563,6 +563,52 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> Option<TokenStream> 
                     count_include_pad: #count_include_pad,
                 })?;
             }
+        }
+        StepOp::ConvTranspose2d {
+            field,
+            stride,
+            padding,
+            output_padding,
+            dilation,
+            groups,
+            bias,
+        } => {
+            let (st, pd, op, dl) = (
+                pair_tokens(*stride),
+                pair_tokens(*padding),
+                pair_tokens(*output_padding),
+                pair_tokens(*dilation),
+            );
+            let g = usize_lit(*groups);
+            let bias = if *bias {
+                quote!(::core::option::Option::Some(&#p::param(&self.#field.bias, self.training)))
+            } else {
+                quote!(::core::option::Option::None)
+            };
+            quote! {
+                let #x = #p::conv_transpose2d(
+                    &#src,
+                    &#p::param(&self.#field.weight, self.training),
+                    #bias,
+                    &#p::ConvTranspose2dSpec { stride: #st, padding: #pd, output_padding: #op, dilation: #dl, groups: #g },
+                )?;
+            }
+        }
+        StepOp::Upsample {
+            out,
+            bilinear,
+            align_corners,
+        } => {
+            let o = pair_tokens(*out);
+            if *bilinear {
+                quote!(let #x = #p::upsample_bilinear2d(&#src, #o, #align_corners)?;)
+            } else {
+                quote!(let #x = #p::upsample_nearest2d(&#src, #o)?;)
+            }
+        }
+        StepOp::PixelShuffle { r } => {
+            let r = usize_lit(*r);
+            quote!(let #x = #p::pixel_shuffle(&#src, #r)?;)
         }
         StepOp::AdaptivePool2d { kind, out } => {
             let o = pair_tokens(*out);

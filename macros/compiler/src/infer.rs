@@ -8,7 +8,8 @@ use crate::ast::{DimLit, ShapeLit};
 use crate::check::{self, FailKind, Failure};
 use crate::diag::SpanRange;
 use crate::resolve::{
-    BatchNorm, Conv2d, Item, Linear, Op, Padding, Pool2d, PoolKind, ResolvedLayer,
+    BatchNorm, Conv2d, ConvTranspose2d, Item, Linear, Op, Padding, Pool2d, PoolKind, ResolvedLayer,
+    UpsampleSize,
 };
 use crate::shape::{fmt_shape, normalize_dim, product, Dim, Shape, Window};
 
@@ -175,6 +176,82 @@ type StepResult = Result<(Shape, Option<String>), Failure>;
 fn step(cx: &Step, op: &Op) -> StepResult {
     match op {
         Op::Conv2d(c) => conv2d(cx, c),
+        Op::ConvTranspose2d(c) => conv_transpose2d(cx, c),
+        Op::Upsample(u) => {
+            cx.need_rank("Upsample", 4, "[B, C, H, W]")?;
+            let mut out = cx.input[..2].to_vec();
+            let mut lines = Vec::new();
+            for (axis, name) in [(2usize, "H"), (3, "W")] {
+                let input = cx.known(axis, name)?;
+                let n = match u.size.value {
+                    UpsampleSize::Size(h, w) => {
+                        if axis == 2 {
+                            h
+                        } else {
+                            w
+                        }
+                    }
+                    UpsampleSize::Scale(sh, sw) => {
+                        let s = if axis == 2 { sh } else { sw };
+                        let n = (input as f64 * s).floor() as u64;
+                        lines.push(format!("{name} = floor({input} * {s}) = {n}"));
+                        n
+                    }
+                };
+                if n == 0 {
+                    return Err(cx.fail(
+                        FailKind::Other,
+                        u.size.span,
+                        format!(
+                            "`{}` gives no output along {name}: {}",
+                            cx.name(),
+                            lines.join("; ")
+                        ),
+                    ));
+                }
+                out.push(Dim::Known(n));
+            }
+            let trace = format!(
+                "{}: {} -> {}",
+                cx.name(),
+                fmt_shape(cx.input),
+                fmt_shape(&out)
+            );
+            Ok((out, Some(trace)))
+        }
+        Op::PixelShuffle { r } => {
+            cx.need_rank("PixelShuffle", 4, "[B, C, H, W]")?;
+            let c = cx.known(1, "number of channels")?;
+            let rr = r.value * r.value;
+            if c % rr != 0 {
+                return Err(cx.fail(
+                    FailKind::Other,
+                    r.span,
+                    format!(
+                        "`{}` needs channels divisible by r² = {rr}, but {} gives {c} ({c} % {rr} = {})\n\
+                         help: give the layer before it {} channels",
+                        cx.name(),
+                        cx.prev,
+                        c % rr,
+                        (c / rr).max(1) * rr
+                    ),
+                ));
+            }
+            let (h, w) = (cx.known(2, "H")?, cx.known(3, "W")?);
+            let out = vec![
+                cx.input[0].clone(),
+                Dim::Known(c / rr),
+                Dim::Known(h * r.value),
+                Dim::Known(w * r.value),
+            ];
+            let trace = format!(
+                "{}: {} -> {}",
+                cx.name(),
+                fmt_shape(cx.input),
+                fmt_shape(&out)
+            );
+            Ok((out, Some(trace)))
+        }
         Op::Dropout { .. } => Ok((cx.input.clone(), None)),
         Op::BatchNorm(bn) => batch_norm(cx, bn),
         Op::AdaptivePool2d { kind, out } => {
@@ -416,6 +493,76 @@ fn batch_norm(cx: &Step, bn: &BatchNorm) -> StepResult {
         }
     }
     Ok((cx.input.clone(), None))
+}
+
+/// `H_out = (H - 1)*stride - 2*padding + dilation*(kernel - 1) + output_padding + 1`.
+fn conv_transpose2d(cx: &Step, c: &ConvTranspose2d) -> StepResult {
+    cx.need_rank("ConvTranspose2d", 4, "[B, C, H, W]")?;
+    let cin = cx.known(1, "number of input channels")?;
+    if let Some(written) = c.in_ch {
+        if written.value != cin {
+            let mut f = cx.fail(
+                FailKind::Mismatch,
+                written.span,
+                format!(
+                    "`{}` expects {} input channels, but {} gives {cin} ({})",
+                    cx.name(),
+                    written.value,
+                    cx.prev,
+                    fmt_shape(cx.input)
+                ),
+            );
+            f.help.push(format!("write `{cin} -> {}`", c.out_ch.value));
+            return Err(f);
+        }
+    }
+    let (g, cout) = (c.groups.value, c.out_ch.value);
+    if cin % g != 0 || cout % g != 0 {
+        return Err(cx.fail(
+            FailKind::Other,
+            c.groups.span,
+            format!(
+                "`{}`: groups = {g} must divide both the input channels and the output channels, \
+                 but {cin} % {g} = {} and {cout} % {g} = {}",
+                cx.name(),
+                cin % g,
+                cout % g
+            ),
+        ));
+    }
+    let mut out = vec![cx.input[0].clone(), Dim::Known(cout)];
+    let mut lines = Vec::new();
+    for (axis, name) in [(2usize, "H"), (3, "W")] {
+        let pick = |p: (u64, u64)| if axis == 2 { p.0 } else { p.1 };
+        let input = cx.known(axis, name)?;
+        let (s, p, op, d, k) = (
+            pick(c.stride.value),
+            pick(c.padding.value),
+            pick(c.output_padding.value),
+            pick(c.dilation.value),
+            pick(c.kernel.value),
+        );
+        let n = (input as i64 - 1) * s as i64 - 2 * p as i64 + (d * (k - 1)) as i64 + op as i64 + 1;
+        let text = format!("({input} - 1)*{s} - 2*{p} + {d}*({k}-1) + {op} + 1 = {n}");
+        if n <= 0 {
+            return Err(cx.fail(
+                FailKind::Other,
+                c.padding.span,
+                format!(
+                    "`{}` gives no output along {name}: {name} = {text}\nhelp: use less padding",
+                    cx.name()
+                ),
+            ));
+        }
+        lines.push((name, text));
+        out.push(Dim::Known(n as u64));
+    }
+    let trace = if lines[0].1 == lines[1].1 {
+        format!("{}: H = W = {}", cx.name(), lines[0].1)
+    } else {
+        format!("{}: H = {}; W = {}", cx.name(), lines[0].1, lines[1].1)
+    };
+    Ok((out, Some(trace)))
 }
 
 fn pool2d(cx: &Step, p: &Pool2d) -> StepResult {

@@ -31,6 +31,7 @@ pub struct NetIr {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum FieldKind {
     Conv2d,
+    ConvTranspose2d,
     Linear,
     BatchNorm,
 }
@@ -145,6 +146,23 @@ pub enum StepOp {
     AdaptivePool2d {
         kind: PoolKind,
         out: (u64, u64),
+    },
+    ConvTranspose2d {
+        field: Ident,
+        stride: (u64, u64),
+        padding: (u64, u64),
+        output_padding: (u64, u64),
+        dilation: (u64, u64),
+        groups: u64,
+        bias: bool,
+    },
+    Upsample {
+        out: (u64, u64),
+        bilinear: bool,
+        align_corners: bool,
+    },
+    PixelShuffle {
+        r: u64,
     },
     Flatten {
         start: usize,
@@ -379,6 +397,89 @@ fn lower_op(
             };
             (desc, step, None, Some(0))
         }
+        Op::ConvTranspose2d(c) => {
+            let cin = input[1].known().unwrap_or(0);
+            let (kh, kw) = c.kernel.value;
+            let (g, cout) = (c.groups.value, c.out_ch.value);
+            // PyTorch's fan_in for a transposed conv's weight [Cin, Cout/g, kh, kw]: dim 1 x kernel.
+            let fan_in = cout / g * kh * kw;
+            let mut params = vec![param(
+                "weight",
+                vec![cin, cout / g, kh, kw],
+                InitIr::Weight {
+                    fan_in,
+                    fan_out: cin * kh * kw,
+                    scheme: WeightInit::Default,
+                },
+            )];
+            if c.bias {
+                params.push(param("bias", vec![cout], InitIr::Bias { fan_in }));
+            }
+            let absent = if c.bias { vec![] } else { vec!["bias"] };
+            let mut desc = format!(
+                "ConvTranspose2d({cin} -> {cout}, kernel {}",
+                pair_text(c.kernel.value)
+            );
+            for (name, v, default) in [
+                ("stride", c.stride.value, (1, 1)),
+                ("padding", c.padding.value, (0, 0)),
+                ("output_padding", c.output_padding.value, (0, 0)),
+                ("dilation", c.dilation.value, (1, 1)),
+            ] {
+                if v != default {
+                    desc += &format!(", {name} {}", pair_text(v));
+                }
+            }
+            if g != 1 {
+                desc += &format!(", groups {g}");
+            }
+            desc += ")";
+            // Each input pixel meets every kernel tap once: in * (Cout/g * kh * kw) MACs.
+            let macs = per_sample(input).map(|n| n * (cout / g) * kh * kw);
+            let step = StepOp::ConvTranspose2d {
+                field: ident.clone(),
+                stride: c.stride.value,
+                padding: c.padding.value,
+                output_padding: c.output_padding.value,
+                dilation: c.dilation.value,
+                groups: g,
+                bias: c.bias,
+            };
+            (
+                desc,
+                step,
+                Some(field(FieldKind::ConvTranspose2d, params, absent)),
+                macs,
+            )
+        }
+        Op::Upsample(u) => {
+            let out = (
+                output[2].known().unwrap_or(0),
+                output[3].known().unwrap_or(0),
+            );
+            let mode = if u.bilinear {
+                if u.align_corners {
+                    "bilinear, align_corners"
+                } else {
+                    "bilinear"
+                }
+            } else {
+                "nearest"
+            };
+            let desc = format!("Upsample({} x {}, {mode})", out.0, out.1);
+            let step = StepOp::Upsample {
+                out,
+                bilinear: u.bilinear,
+                align_corners: u.align_corners,
+            };
+            (desc, step, None, Some(0))
+        }
+        Op::PixelShuffle { r } => (
+            format!("PixelShuffle({})", r.value),
+            StepOp::PixelShuffle { r: r.value },
+            None,
+            Some(0),
+        ),
         Op::AdaptivePool2d { kind, out } => {
             let name = if *kind == PoolKind::Max {
                 "AdaptiveMaxPool2d"

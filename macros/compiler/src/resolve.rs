@@ -73,6 +73,35 @@ pub struct Pool2d {
 }
 
 #[derive(Clone, Debug)]
+pub struct ConvTranspose2d {
+    pub in_ch: Option<Spanned<u64>>,
+    pub out_ch: Spanned<u64>,
+    pub kernel: Spanned<(u64, u64)>,
+    pub stride: Spanned<(u64, u64)>,
+    pub padding: Spanned<(u64, u64)>,
+    pub output_padding: Spanned<(u64, u64)>,
+    pub dilation: Spanned<(u64, u64)>,
+    pub groups: Spanned<u64>,
+    pub bias: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UpsampleSize {
+    /// `scale_factor`: `out = floor(in * scale)` per axis.
+    Scale(f64, f64),
+    /// `size = (h, w)`.
+    Size(u64, u64),
+}
+
+#[derive(Clone, Debug)]
+pub struct Upsample {
+    pub size: Spanned<UpsampleSize>,
+    /// `nearest` (false) or `bilinear` (true).
+    pub bilinear: bool,
+    pub align_corners: bool,
+}
+
+#[derive(Clone, Debug)]
 pub struct BatchNorm {
     /// 1 (`BatchNorm1d`) or 2 (`BatchNorm2d`).
     pub dims: u8,
@@ -134,6 +163,11 @@ pub enum Op {
         kind: PoolKind,
         out: Spanned<(u64, u64)>,
     },
+    ConvTranspose2d(Box<ConvTranspose2d>),
+    Upsample(Upsample),
+    PixelShuffle {
+        r: Spanned<u64>,
+    },
     BatchNorm(BatchNorm),
     /// Identity in inference; the mask is drawn in training.
     Dropout {
@@ -143,7 +177,10 @@ pub enum Op {
 
 impl Op {
     pub fn has_params(&self) -> bool {
-        matches!(self, Op::Conv2d(_) | Op::Linear(_) | Op::BatchNorm(_))
+        matches!(
+            self,
+            Op::Conv2d(_) | Op::Linear(_) | Op::BatchNorm(_) | Op::ConvTranspose2d(_)
+        )
     }
 }
 
@@ -202,6 +239,12 @@ const OPS: &[(&str, &[&str])] = &[
             "adaptive_max_pool",
         ],
     ),
+    (
+        "ConvTranspose2d",
+        &["ConvTranspose2d", "conv_transpose2d", "up_conv"],
+    ),
+    ("Upsample", &["Upsample", "upsample"]),
+    ("PixelShuffle", &["PixelShuffle", "pixel_shuffle"]),
 ];
 
 pub fn resolve(cx: &Ctxt, net: &Network) -> Vec<Item> {
@@ -478,6 +521,160 @@ fn resolve_op(cx: &Ctxt, op: &str, layer: &Layer, args: &[Arg]) -> Option<Op> {
                 ceil_mode: ceil_mode?,
                 count_include_pad: count_include_pad?,
             }))
+        }
+        "ConvTranspose2d" => {
+            let keys = &[
+                "out_channels",
+                "kernel",
+                "stride",
+                "padding",
+                "output_padding",
+                "dilation",
+                "groups",
+                "bias",
+            ];
+            let a = Args::new(cx, op, whole, args, &["out_channels", "kernel"], keys);
+            let channels = a.channels("out_channels");
+            let kernel = a.pair("kernel", 1, None);
+            let stride = a.pair_or("stride", 1, (1, 1));
+            let padding = a.pair_or("padding", 0, (0, 0));
+            let output_padding = a.pair_or("output_padding", 0, (0, 0));
+            let dilation = a.pair_or("dilation", 1, (1, 1));
+            let groups = a.uint_or("groups", 1, 1);
+            let bias = a.boolean("bias", true);
+            let Some(kernel) = kernel? else {
+                a.missing("`ConvTranspose2d` needs a kernel size\nhelp: write `kernel = 2`");
+                return None;
+            };
+            let ((in_ch, out_ch), stride, dilation) = (channels?, stride?, dilation?);
+            let output_padding = output_padding?;
+            let (op_, s_, d_) = (output_padding.value, stride.value, dilation.value);
+            if (op_.0 >= s_.0 && op_.0 >= d_.0) || (op_.1 >= s_.1 && op_.1 >= d_.1) {
+                cx.error(
+                    output_padding.span,
+                    format!(
+                        "`output_padding` must be smaller than the stride or the dilation (as in PyTorch): \
+                         output_padding {} with stride {} and dilation {}",
+                        crate::infer::pair_text(op_),
+                        crate::infer::pair_text(s_),
+                        crate::infer::pair_text(d_)
+                    ),
+                );
+                return None;
+            }
+            Some(Op::ConvTranspose2d(Box::new(ConvTranspose2d {
+                in_ch,
+                out_ch,
+                kernel,
+                stride,
+                padding: padding?,
+                output_padding,
+                dilation,
+                groups: groups?,
+                bias: bias?,
+            })))
+        }
+        "Upsample" => {
+            let a = Args::new(
+                cx,
+                op,
+                whole,
+                args,
+                &[],
+                &["scale_factor", "size", "mode", "align_corners"],
+            );
+            let mode = match a.get("mode") {
+                None => Some(false),
+                Some(Value::Ident(i)) if i == "nearest" => Some(false),
+                Some(Value::Ident(i)) if i == "bilinear" => Some(true),
+                Some(other) => {
+                    cx.error(
+                        other.span(),
+                        format!("`mode` of `Upsample` is `nearest` or `bilinear`, found `{other}`"),
+                    );
+                    None
+                }
+            };
+            let align_corners = a
+                .get("align_corners")
+                .map(|_| a.boolean("align_corners", false));
+            let size = match (a.get("scale_factor"), a.get("size")) {
+                (Some(_), Some(v)) => {
+                    cx.error(
+                        v.span(),
+                        "give `Upsample` either `scale_factor` or `size`, not both",
+                    );
+                    None
+                }
+                (None, Some(v)) => a.pair("size", 1, None).flatten().map(|s| Spanned {
+                    value: UpsampleSize::Size(s.value.0, s.value.1),
+                    span: v.span(),
+                    written: true,
+                }),
+                (Some(v), None) => {
+                    let scale = |x: &Value| match x {
+                        Value::Int(n, _) if *n > 0 => Some(*n as f64),
+                        Value::Float(f, _) if *f > 0.0 => Some(*f),
+                        _ => None,
+                    };
+                    let value = match v {
+                        Value::Tuple(items, _) if items.len() == 2 => {
+                            scale(&items[0]).zip(scale(&items[1]))
+                        }
+                        other => scale(other).map(|s| (s, s)),
+                    };
+                    match value {
+                        Some((h, w)) => Some(Spanned {
+                            value: UpsampleSize::Scale(h, w),
+                            span: v.span(),
+                            written: true,
+                        }),
+                        None => {
+                            cx.error(v.span(), "`scale_factor` of `Upsample` is a positive number or an `(h, w)` pair of them");
+                            None
+                        }
+                    }
+                }
+                (None, None) => {
+                    a.missing("`Upsample` needs `scale_factor = 2` or `size = (h, w)`");
+                    None
+                }
+            };
+            let bilinear = mode?;
+            let align_corners = match align_corners {
+                None => false,
+                Some(b) => {
+                    let b = b?;
+                    if !bilinear {
+                        cx.error(
+                            a.get("align_corners").map_or(whole, Value::span),
+                            "`align_corners` only applies to `mode = bilinear`",
+                        );
+                        return None;
+                    }
+                    b
+                }
+            };
+            Some(Op::Upsample(Upsample {
+                size: size?,
+                bilinear,
+                align_corners,
+            }))
+        }
+        "PixelShuffle" => {
+            let a = Args::new(
+                cx,
+                op,
+                whole,
+                args,
+                &["upscale_factor"],
+                &["upscale_factor"],
+            );
+            let Some(r) = a.uint("upscale_factor", 1, None)? else {
+                a.missing("`PixelShuffle` needs its factor, e.g. `PixelShuffle(2)`");
+                return None;
+            };
+            Some(Op::PixelShuffle { r })
         }
         "AdaptiveAvgPool2d" | "AdaptiveMaxPool2d" => {
             let a = Args::new(cx, op, whole, args, &["output_size"], &["output_size"]);
