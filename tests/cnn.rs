@@ -304,7 +304,11 @@ fn folds_follow_replaced_parameters() {
     let folded = net.forward(&io["input"]).unwrap();
     net.set_fusion(false);
     let plain = net.forward(&io["input"]).unwrap();
-    assert!(rel_err(&folded, &plain) < 1e-5, "bn3.weight replaced: {}", rel_err(&folded, &plain));
+    assert!(
+        rel_err(&folded, &plain) < 1e-5,
+        "bn3.weight replaced: {}",
+        rel_err(&folded, &plain)
+    );
 }
 
 #[test]
