@@ -61,6 +61,7 @@ fn activation_into_conv(ir: &mut NetIr) {
             "{} fused into `{layer}`'s epilogue: applied to each output tile while it is in cache",
             removed.label
         ));
+        ir.steps[i].label += &format!(" + {} (epilogue)", removed.label);
         // The folded batch norm's step (if any) keeps its place: its output
         // is now the activation's, which it reports.
         if next == i + 2 {
