@@ -368,3 +368,22 @@ fn full_size_alexnet_runs() {
     let x = Tensor::zeros((1, 3, 224, 224), DType::F32, &Device::Cpu).unwrap();
     assert_eq!(net.forward(&x).unwrap().dims(), &[1, 1000]);
 }
+
+network! {
+    /// BatchNorm1d after a linear layer on a rank-3 input normalises dim 1
+    /// (T here), not the features: it must not be folded.
+    SeqNorm(x: [B, 4, 6]) -> [B, 4, 3] {
+        x -> fc: Linear(3) -> bn: BatchNorm1d(4)
+    }
+}
+
+#[test]
+fn batch_norm_after_rank3_linear_is_not_folded() {
+    assert!(!SeqNorm::FUSIONS.contains("folded"), "{}", SeqNorm::FUSIONS);
+    let mut net = SeqNorm::new_seeded(0, &Device::Cpu).unwrap();
+    net.bn.running_mean = Tensor::new(&[0.1f32, -0.2, 0.3, 0.0], &Device::Cpu).unwrap();
+    let x = Tensor::rand(0f32, 1.0, (2, 4, 6), &Device::Cpu).unwrap();
+    let a = net.forward(&x).unwrap();
+    net.set_fusion(false);
+    assert!(rel_err(&a, &net.forward(&x).unwrap()) < 1e-6);
+}

@@ -91,11 +91,15 @@ fn fold_batch_norm(ir: &mut NetIr) {
             continue;
         };
         let (fold, layer_bias) = match &mut prev.op {
-            StepOp::Conv2d { fold, bias, .. } | StepOp::Linear { fold, bias, .. }
-                if fold.is_none() =>
-            {
-                (fold, *bias)
-            }
+            StepOp::Conv2d { fold, bias, .. } if fold.is_none() => (fold, *bias),
+            // BatchNorm1d normalises dim 1; that is a linear layer's output
+            // features only when its output has rank 2.
+            StepOp::Linear {
+                fold,
+                bias,
+                rank: 2,
+                ..
+            } if fold.is_none() => (fold, *bias),
             _ => continue,
         };
         *fold = Some(Fold {

@@ -462,11 +462,16 @@ fn batch_norm(cx: &Step, bn: &BatchNorm) -> StepResult {
         } else {
             "a 2-D [B, C] or 3-D [B, C, L] input"
         };
+        let hint = match (bn.dims, cx.input.len()) {
+            (2, 2 | 3) => "\nhelp: use `BatchNorm1d` on a [B, C] or [B, C, L] input",
+            (1, 4) => "\nhelp: use `BatchNorm2d` on a [B, C, H, W] input",
+            _ => "",
+        };
         return Err(cx.fail(
             FailKind::Other,
             cx.layer.span,
             format!(
-                "`{}` ({op}) needs {want}, but {} gives {}",
+                "`{}` ({op}) needs {want}, but {} gives {}{hint}",
                 cx.name(),
                 cx.prev,
                 fmt_shape(cx.input)

@@ -350,19 +350,43 @@ fn own_path(
     };
     *index += 1;
     let mut path = prefix.to_vec();
-    path.push(own);
+    path.push(own.clone());
     let key = path.join(".");
-    if let std::collections::hash_map::Entry::Vacant(slot) = seen.entry(key.clone()) {
-        slot.insert(span);
-    } else {
+    // Each layer with parameters becomes a struct field named by its path
+    // (`features.0` -> `features_0`): those must be unique too, and must not
+    // be the fields every network has.
+    let field = format!("#field:{}", path.join("_"));
+    let reserved = ["fusion", "training", "rng"];
+    if prefix.is_empty() && reserved.contains(&own.as_str()) {
+        cx.error(
+            span,
+            format!(
+                "`{own}` is a name every generated network uses for its own state\n\
+                 help: name this layer differently, e.g. `{own}_layer`"
+            ),
+        );
+    } else if seen.contains_key(&key) {
         cx.error(
             span,
             format!(
                 "duplicate layer name `{key}`: parameter names must be unique \
                  (`{key}.weight` would be ambiguous)\n\
-                 help: rename this layer, e.g. `{key}_2`"
+                 help: rename this layer, e.g. `{own}_2`"
             ),
         );
+    } else if let Some(other) = seen.get(&field).map(|s| s.start) {
+        let _ = other;
+        cx.error(
+            span,
+            format!(
+                "`{key}` would be the struct field `{}`, which another layer already is\n\
+                 help: rename one of them",
+                path.join("_")
+            ),
+        );
+    } else {
+        seen.insert(key, span);
+        seen.insert(field, span);
     }
     Some(path)
 }
@@ -453,14 +477,6 @@ fn resolve_op(cx: &Ctxt, op: &str, layer: &Layer, args: &[Arg]) -> Option<Op> {
             };
             let ((in_ch, out_ch), stride, dilation) = (channels?, stride?, dilation?);
             let (padding, groups, bias, init) = (padding?, groups?, bias?, init?);
-            if dilation.value.0 != dilation.value.1 {
-                cx.error(
-                    dilation.span,
-                    "per-axis dilation with different values is not supported yet\n\
-                     help: use the same dilation on both axes",
-                );
-                return None;
-            }
             Some(Op::Conv2d(Box::new(Conv2d {
                 in_ch,
                 out_ch,
@@ -624,6 +640,15 @@ fn resolve_op(cx: &Ctxt, op: &str, layer: &Layer, args: &[Arg]) -> Option<Op> {
                         other => scale(other).map(|s| (s, s)),
                     };
                     match value {
+                        Some((h, w)) if h.fract() != 0.0 || w.fract() != 0.0 => {
+                            cx.error(
+                                v.span(),
+                                "a fractional `scale_factor` maps coordinates differently in PyTorch \
+                                 (by 1/scale, not by input/output size)\n\
+                                 help: give the output size instead: `size = (h, w)`",
+                            );
+                            None
+                        }
                         Some((h, w)) => Some(Spanned {
                             value: UpsampleSize::Scale(h, w),
                             span: v.span(),
