@@ -62,7 +62,7 @@ pub mod __private {
         Pool2d, Result,
     };
     pub use netdsl_runtime::{
-        conv2d, conv_transpose2d, pixel_shuffle, upsample_bilinear2d, upsample_nearest2d,
-        Conv2dSpec, ConvTranspose2dSpec, Epilogue,
+        center_crop, conv2d, conv_transpose2d, pixel_shuffle, upsample_bilinear2d,
+        upsample_nearest2d, Conv2dSpec, ConvTranspose2dSpec, Epilogue,
     };
 }

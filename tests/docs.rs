@@ -36,5 +36,9 @@ fn error_catalogue_matches_the_ui_tests() {
             }
         }
     }
-    assert!(missing.is_empty(), "docs/errors.md is out of date:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "docs/errors.md is out of date:\n{}",
+        missing.join("\n")
+    );
 }

@@ -20,7 +20,7 @@ pub struct Network {
     pub input_shape: ShapeLit,
     pub output_shape: Option<ShapeLit>,
     /// `None` when the body failed to parse (its error is already reported).
-    pub body: Option<Chain>,
+    pub body: Option<Body>,
 }
 
 /// `[B, 16, 5, 5]`
@@ -40,10 +40,67 @@ pub enum DimLit {
     Wild(Span),
 }
 
-/// `x -> layer -> layer : [..] -> layer`
-pub struct Chain {
-    pub source: Ident,
+/// `let a = expr; .. expr`: named intermediate tensors, then the output.
+pub struct Body {
+    pub lets: Vec<Let>,
+    pub output: Expr,
+}
+
+/// `let name = expr;`
+pub struct Let {
+    pub name: Ident,
+    pub expr: Expr,
+}
+
+/// A tensor expression: a head, then a chain of layers and assertions
+/// (`d4 -> max_pool(2) -> conv: Conv2d(..)`, `cat(a, b, dim = 1) -> relu`).
+pub struct Expr {
+    pub head: Head,
     pub items: Vec<ChainItem>,
+    pub span: SpanRange,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+}
+
+impl BinOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+        }
+    }
+}
+
+pub enum Head {
+    /// The input or a `let` name.
+    Var(Ident),
+    /// `cat(a, b, .., dim = 1)`
+    Cat {
+        args: Vec<Expr>,
+        dim: Option<(i64, SpanRange)>,
+        span: SpanRange,
+    },
+    /// `crop(a, like = b)`: `a` centre-cropped to `b`'s height and width.
+    Crop {
+        src: Box<Expr>,
+        like: Box<Expr>,
+        span: SpanRange,
+    },
+    /// `a + b`, `a - b`, `a * b` (PyTorch broadcasting).
+    Binary {
+        op: BinOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+        span: SpanRange,
+    },
+    /// `(expr)`
+    Paren(Box<Expr>),
 }
 
 pub enum ChainItem {

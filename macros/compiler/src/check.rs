@@ -6,7 +6,7 @@
 use crate::ast::{DimLit, Network, ShapeLit};
 use crate::diag::{Ctxt, SpanRange};
 use crate::infer::{conv_padding, infer, shape_of, Inferred, Overrides};
-use crate::resolve::{Item, Op};
+use crate::resolve::{Item, MergeKind, Node, NodeKind, Op, Program};
 use crate::shape::{fmt_shape, Dim, Shape};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,15 +101,112 @@ pub fn declared_output(
 
 /// Infers the network's shapes and reports every failure, each with the
 /// chain of sizes that led to it and a fix where one is found.
-pub fn check_network(cx: &Ctxt, net: &Network, items: &[Item]) -> Inferred {
+/// What inference learned about a whole network: every value's shape
+/// (`None` where an error made it unknown) and each chain node's details.
+pub struct ProgramShapes {
+    pub values: Vec<Option<Shape>>,
+    /// Per node: the chain's inference (`None` for merges and chains whose
+    /// input is unknown).
+    pub chains: Vec<Option<Inferred>>,
+}
+
+/// Infers every value of the network's graph and reports every failure,
+/// each with the chain of sizes that led to it and a fix where one is found.
+pub fn check_network(cx: &Ctxt, net: &Network, program: &Program) -> ProgramShapes {
     check_input_shape(cx, &net.input_shape);
     let input = shape_of(&net.input_shape);
-    let result = infer(
-        &input,
-        items,
-        net.output_shape.as_ref(),
-        Overrides::default(),
-    );
+    let mut values: Vec<Option<Shape>> = vec![Some(input)];
+    let mut chains = Vec::with_capacity(program.nodes.len());
+    for (i, node) in program.nodes.iter().enumerate() {
+        let is_output = program.output == Some(i + 1);
+        let (value, chain) = match &node.kind {
+            NodeKind::Chain { input, items } => {
+                match input.and_then(|v| values.get(v).cloned().flatten()) {
+                    Some(shape) => {
+                        let decl = if is_output {
+                            net.output_shape.as_ref()
+                        } else {
+                            None
+                        };
+                        let result = check_chain(cx, &shape, items, decl);
+                        (result.output.clone(), Some(result))
+                    }
+                    None => (None, None),
+                }
+            }
+            NodeKind::Merge { kind, inputs, span } => {
+                let shapes: Option<Vec<(Shape, SpanRange, String)>> = inputs
+                    .iter()
+                    .map(|(v, s)| {
+                        let v = (*v)?;
+                        let shape = values.get(v).cloned().flatten()?;
+                        Some((shape, *s, value_name(net, program, v)))
+                    })
+                    .collect();
+                let out =
+                    shapes.and_then(|shapes| match crate::infer::merge(*kind, &shapes, *span) {
+                        Ok(shape) => Some(shape),
+                        Err((span, message)) => {
+                            cx.error(span, message);
+                            None
+                        }
+                    });
+                if let (true, Some(decl), Some(shape)) =
+                    (is_output, net.output_shape.as_ref(), &out)
+                {
+                    if let Some(f) = declared_output(0, shape, decl, "the network") {
+                        cx.error(
+                            f.span,
+                            format!("{}\nhelp: {}", f.message, f.help.join("\n      or ")),
+                        );
+                    }
+                }
+                (out, None)
+            }
+        };
+        values.push(value);
+        chains.push(chain);
+    }
+    if let (Some(0), Some(decl)) = (program.output, net.output_shape.as_ref()) {
+        if let Some(f) =
+            declared_output(0, &values[0].clone().unwrap_or_default(), decl, "the input")
+        {
+            cx.error(f.span, f.message);
+        }
+    }
+    ProgramShapes { values, chains }
+}
+
+/// How a value is called in messages: its `let` name, or what made it.
+pub fn value_name(net: &Network, program: &Program, value: usize) -> String {
+    match program.node_of(value) {
+        None => format!("`{}`", net.input),
+        Some(Node { name: Some(n), .. }) => format!("`{n}`"),
+        Some(Node {
+            kind: NodeKind::Merge { kind, .. },
+            ..
+        }) => match kind {
+            MergeKind::Cat { .. } => "the `cat`".to_string(),
+            MergeKind::Crop => "the `crop`".to_string(),
+            MergeKind::Binary(op) => format!("the `{}`", op.symbol()),
+        },
+        Some(Node {
+            kind: NodeKind::Chain { items, .. },
+            ..
+        }) => items
+            .iter()
+            .rev()
+            .find_map(|i| match i {
+                Item::Layer(l) => Some(format!("`{}`", l.label)),
+                Item::Assert(_) => None,
+            })
+            .unwrap_or_else(|| "a chain".to_string()),
+    }
+}
+
+/// One chain: infer it from `input`, report its failures.
+fn check_chain(cx: &Ctxt, input: &Shape, items: &[Item], decl: Option<&ShapeLit>) -> Inferred {
+    let result = infer(input, items, decl, Overrides::default());
     for f in &result.failures {
         let mut message = f.message.clone();
         let mut help = Vec::new();
@@ -118,7 +215,7 @@ pub fn check_network(cx: &Ctxt, net: &Network, items: &[Item]) -> Inferred {
                 message.push_str("\n  ");
                 message.push_str(&line);
             }
-            help.extend(fixes(&input, items, net, f));
+            help.extend(fixes(input, items, decl, f));
         }
         for line in &f.tail {
             message.push_str("\n  ");
@@ -161,7 +258,7 @@ fn trace_before(result: &Inferred, item: usize) -> Vec<String> {
 /// Searches earlier convolutions for a padding that makes failure `f` go
 /// away without breaking anything before it. Written paddings come first
 /// (the likely cause), then the smallest change.
-fn fixes(input: &Shape, items: &[Item], net: &Network, f: &Failure) -> Vec<String> {
+fn fixes(input: &Shape, items: &[Item], decl: Option<&ShapeLit>, f: &Failure) -> Vec<String> {
     let mut found = Vec::new();
     for (j, item) in items.iter().enumerate().take(f.item) {
         let Item::Layer(layer) = item else { continue };
@@ -178,7 +275,7 @@ fn fixes(input: &Shape, items: &[Item], net: &Network, f: &Failure) -> Vec<Strin
             let ov = Overrides {
                 padding: Some((j, p)),
             };
-            let trial = infer(input, items, net.output_shape.as_ref(), ov);
+            let trial = infer(input, items, decl, ov);
             if trial.failures.iter().any(|g| g.item <= f.item) {
                 continue;
             }

@@ -10,7 +10,8 @@ use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 use syn::{Attribute, Visibility};
 
-use crate::lower::{FieldIr, FieldKind, Fold, InitIr, NetIr, StepIr, StepOp};
+use crate::ast::BinOp;
+use crate::lower::{FieldIr, FieldKind, Fold, InitIr, MergeIr, NetIr, Segment, StepIr, StepOp};
 use crate::resolve::{Activation, PoolKind, WeightInit};
 use crate::shape::{fmt_shape, Dim};
 
@@ -378,19 +379,76 @@ fn gen_forward(ir: &NetIr) -> TokenStream {
     let mut body = quote! {
         #p::check_input(#name, #expected, #input, &[#(#dims),*])?;
     };
-    let mut first = true;
-    for step in &ir.steps {
-        let src = if first { quote!(#input) } else { quote!(#x) };
-        if let Some(code) = gen_step(step, &src, &x) {
-            body.extend(code);
-            first = false;
+    let value = |v: usize| {
+        let id = &ir.values[v];
+        quote!(#id)
+    };
+    for segment in &ir.segments {
+        match segment {
+            Segment::Chain { src, dst, steps } => {
+                let mut code = TokenStream::new();
+                let mut first = true;
+                for step in steps {
+                    let from = if first { value(*src) } else { quote!(#x) };
+                    if let Some(c) = gen_step(step, &from, &x) {
+                        code.extend(c);
+                        first = false;
+                    }
+                }
+                let (src, dst) = (value(*src), &ir.values[*dst]);
+                if ir.segments.len() == 1 && ir.output == ir.values.len() - 1 {
+                    // A plain chain: the steps straight in `forward`.
+                    body.extend(code);
+                    let out = if first {
+                        quote!(#src.clone())
+                    } else {
+                        quote!(#x)
+                    };
+                    body.extend(quote!(::core::result::Result::Ok(#out)));
+                    return body;
+                } else if first {
+                    body.extend(quote!(let #dst = #src.clone();));
+                } else {
+                    body.extend(quote!(let #dst = { #code #x };));
+                }
+            }
+            Segment::Merge {
+                kind,
+                inputs,
+                dst,
+                comment,
+            } => {
+                let dst = &ir.values[*dst];
+                let args: Vec<TokenStream> = inputs.iter().map(|&v| value(v)).collect();
+                let comment = format!(" {comment}");
+                let code = match kind {
+                    MergeIr::Cat { dim } => {
+                        let d = usize_lit(*dim as u64);
+                        quote!(let #dst = #p::Tensor::cat(&[#(&#args),*], #d)?;)
+                    }
+                    MergeIr::Crop { h, w } => {
+                        let (a, h, w) = (&args[0], usize_lit(*h), usize_lit(*w));
+                        quote!(let #dst = #p::center_crop(&#a, #h, #w)?;)
+                    }
+                    MergeIr::Binary(op) => {
+                        let (a, b) = (&args[0], &args[1]);
+                        let f = match op {
+                            BinOp::Add => quote!(broadcast_add),
+                            BinOp::Sub => quote!(broadcast_sub),
+                            BinOp::Mul => quote!(broadcast_mul),
+                        };
+                        quote!(let #dst = #a.#f(&#b)?;)
+                    }
+                };
+                body.extend(quote! {
+                    #[doc = #comment]
+                    #code
+                });
+            }
         }
     }
-    if first {
-        body.extend(quote!(::core::result::Result::Ok(#input.clone())));
-    } else {
-        body.extend(quote!(::core::result::Result::Ok(#x)));
-    }
+    let out = value(ir.output);
+    body.extend(quote!(::core::result::Result::Ok(#out)));
     body
 }
 

@@ -2,13 +2,30 @@
 //! records what it did in `NetIr::fusions`, which the generated `FUSIONS`
 //! constant lists and the snapshots show.
 
-use crate::lower::{Fold, NetIr, StepOp};
+use crate::lower::{Fold, NetIr, Segment, StepIr, StepOp};
 use crate::resolve::{Activation, PoolKind};
 
 pub fn run(ir: &mut NetIr) {
-    fold_batch_norm(ir);
-    activation_into_conv(ir);
-    pool_before_activation(ir);
+    for segment in &mut ir.segments {
+        if let Segment::Chain { steps, .. } = segment {
+            let mut pass = Pass {
+                steps,
+                fusions: &mut ir.fusions,
+                folds: &mut ir.folds,
+            };
+            fold_batch_norm(&mut pass);
+            activation_into_conv(&mut pass);
+            pool_before_activation(&mut pass);
+        }
+    }
+}
+
+/// What a pass rewrites: one chain's steps, and the network's record of
+/// fusions and count of cached folds.
+struct Pass<'a> {
+    steps: &'a mut Vec<StepIr>,
+    fusions: &'a mut Vec<String>,
+    folds: &'a mut usize,
 }
 
 /// The activations the runtime's convolution applies in its epilogue.
@@ -26,7 +43,7 @@ pub fn epilogue_supported(a: Activation) -> bool {
 /// An activation right after a convolution (or after the batch norm folded
 /// into it) runs in the convolution's epilogue: on each output tile while it
 /// is still in cache, instead of as a pass over the whole tensor.
-fn activation_into_conv(ir: &mut NetIr) {
+fn activation_into_conv(ir: &mut Pass) {
     let mut i = 0;
     while i < ir.steps.len() {
         let StepOp::Conv2d {
@@ -76,7 +93,7 @@ fn activation_into_conv(ir: &mut NetIr) {
 /// `b' = (b - mean) * gamma / sqrt(var + eps) + beta`, computed once and
 /// cached (until a source tensor is replaced). `set_fusion(false)` runs the
 /// two layers as written.
-fn fold_batch_norm(ir: &mut NetIr) {
+fn fold_batch_norm(ir: &mut Pass) {
     for i in 1..ir.steps.len() {
         let (before, rest) = ir.steps.split_at_mut(i);
         let prev = &mut before[i - 1];
@@ -108,10 +125,10 @@ fn fold_batch_norm(ir: &mut NetIr) {
             momentum: *momentum,
             layer_bias,
             affine: *affine,
-            slot: ir.folds,
+            slot: *ir.folds,
         });
         *folded = true;
-        ir.folds += 1;
+        *ir.folds += 1;
         let layer = prev.label.split(':').next().unwrap_or_default().to_string();
         ir.fusions.push(format!(
             "`{bn}` folded into `{layer}`: its weight and bias are rescaled once, then one layer runs",
@@ -123,7 +140,7 @@ fn fold_batch_norm(ir: &mut NetIr) {
 /// A monotone activation right before a max pooling is moved after it:
 /// `max(f(a), f(b)) = f(max(a, b))` for non-decreasing `f`, so the result is
 /// identical and the activation runs on the pooled (smaller) tensor.
-fn pool_before_activation(ir: &mut NetIr) {
+fn pool_before_activation(ir: &mut Pass) {
     for i in 0..ir.steps.len().saturating_sub(1) {
         let monotone = matches!(ir.steps[i].op, StepOp::Act(a) if a.is_monotone());
         let max_pool = matches!(

@@ -753,3 +753,175 @@ pub fn pair_text((a, b): (u64, u64)) -> String {
         format!("({a}, {b})")
     }
 }
+
+/// The shape a merge gives, or the error at the input that does not fit.
+///
+/// - `a + b` (and `-`, `*`): PyTorch broadcasting: shapes aligned on the
+///   right, each pair of dims equal or one of them 1.
+/// - `cat(.., dim = d)`: same rank, every dim equal but `d`, which adds up.
+/// - `crop(a, like = b)`: `a`'s batch and channels, `b`'s height and width,
+///   which must fit inside `a`'s.
+pub fn merge(
+    kind: crate::resolve::MergeKind,
+    inputs: &[(Shape, SpanRange, String)],
+    span: SpanRange,
+) -> Result<Shape, (SpanRange, String)> {
+    use crate::resolve::MergeKind;
+    let crop_hint = |big: &(Shape, SpanRange, String), small: &(Shape, SpanRange, String)| match (
+        big.0.get(2..4),
+        small.0.get(2..4),
+    ) {
+        (Some([Dim::Known(h), Dim::Known(w)]), Some([Dim::Known(sh), Dim::Known(sw)]))
+            if h >= sh && w >= sw && (h, w) != (sh, sw) =>
+        {
+            let name = big.2.trim_matches('`');
+            let like = small.2.trim_matches('`');
+            format!(
+                "\nhelp: crop {} from {h}x{w} to {sh}x{sw}: `crop({name}, like = {like})`",
+                big.2
+            )
+        }
+        _ => String::new(),
+    };
+    match kind {
+        MergeKind::Binary(op) => {
+            let (a, b) = (&inputs[0], &inputs[1]);
+            let rank = a.0.len().max(b.0.len());
+            let mut out = Vec::with_capacity(rank);
+            for i in 0..rank {
+                let da = (i + a.0.len()).checked_sub(rank).map(|j| &a.0[j]);
+                let db = (i + b.0.len()).checked_sub(rank).map(|j| &b.0[j]);
+                out.push(match (da, db) {
+                    (Some(x), None) | (None, Some(x)) => x.clone(),
+                    (Some(x), Some(y)) if x == y => x.clone(),
+                    (Some(Dim::Known(1)), Some(y)) => y.clone(),
+                    (Some(x), Some(Dim::Known(1))) => x.clone(),
+                    (Some(x), Some(y)) => {
+                        let (big, small) = if x.known() >= y.known() {
+                            (a, b)
+                        } else {
+                            (b, a)
+                        };
+                        return Err((
+                            span,
+                            format!(
+                                "`{}` needs shapes that broadcast, but dim {i} is {x} in {} and {y} in {} \
+                                 (neither is 1)\n  {}: {}\n  {}: {}{}",
+                                op.symbol(),
+                                a.2,
+                                b.2,
+                                a.2,
+                                fmt_shape(&a.0),
+                                b.2,
+                                fmt_shape(&b.0),
+                                crop_hint(big, small)
+                            ),
+                        ));
+                    }
+                    (None, None) => Dim::Known(1),
+                });
+            }
+            Ok(out)
+        }
+        MergeKind::Cat { dim, dim_span } => {
+            let first = &inputs[0];
+            let rank = first.0.len();
+            let Some(d) = normalize_dim(dim, rank) else {
+                return Err((
+                    dim_span,
+                    format!(
+                        "`cat`: dim {dim} is out of range for rank-{rank} tensors ({})",
+                        fmt_shape(&first.0)
+                    ),
+                ));
+            };
+            let mut out = first.0.clone();
+            for other in &inputs[1..] {
+                if other.0.len() != rank {
+                    return Err((
+                        other.1,
+                        format!(
+                            "`cat` joins tensors of one rank, but {} is {} and {} is {}",
+                            first.2,
+                            fmt_shape(&first.0),
+                            other.2,
+                            fmt_shape(&other.0)
+                        ),
+                    ));
+                }
+                for (i, (x, y)) in first.0.iter().zip(&other.0).enumerate() {
+                    if i != d && x != y {
+                        let (big, small) = if x.known() >= y.known() {
+                            (first, other)
+                        } else {
+                            (other, first)
+                        };
+                        return Err((
+                            other.1,
+                            format!(
+                                "`cat` along dim {d} needs every other dim equal, but dim {i} is {x} in {} and {y} in {}\n  {}: {}\n  {}: {}{}",
+                                first.2,
+                                other.2,
+                                first.2,
+                                fmt_shape(&first.0),
+                                other.2,
+                                fmt_shape(&other.0),
+                                crop_hint(big, small)
+                            ),
+                        ));
+                    }
+                }
+                out[d] = match (&out[d], &other.0[d]) {
+                    (Dim::Known(x), Dim::Known(y)) => Dim::Known(x + y),
+                    (x, y) => Dim::Sym(format!("{x}+{y}")),
+                };
+            }
+            Ok(out)
+        }
+        MergeKind::Crop => {
+            let (src, like) = (&inputs[0], &inputs[1]);
+            if src.0.len() != 4 || like.0.len() != 4 {
+                return Err((
+                    span,
+                    format!(
+                        "`crop` works on [B, C, H, W] tensors, but {} is {} and {} is {}",
+                        src.2,
+                        fmt_shape(&src.0),
+                        like.2,
+                        fmt_shape(&like.0)
+                    ),
+                ));
+            }
+            for (axis, name) in [(2, "H"), (3, "W")] {
+                match (&src.0[axis], &like.0[axis]) {
+                    (Dim::Known(s), Dim::Known(l)) if l > s => {
+                        return Err((
+                            like.1,
+                            format!(
+                                "`crop` cannot make {} larger: its {name} is {s}, {} asks for {l}",
+                                src.2, like.2
+                            ),
+                        ))
+                    }
+                    (Dim::Known(_), Dim::Known(_)) => {}
+                    (s, l) if s == l => {}
+                    (s, l) => {
+                        return Err((
+                            span,
+                            format!(
+                                "`crop` needs known sizes: {name} is {s} in {} and {l} in {}",
+                                src.2, like.2
+                            ),
+                        ))
+                    }
+                }
+            }
+            Ok(vec![
+                src.0[0].clone(),
+                src.0[1].clone(),
+                like.0[2].clone(),
+                like.0[3].clone(),
+            ])
+        }
+    }
+}

@@ -68,10 +68,10 @@ pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
     let mut fallback = TokenStream::new();
     for net in &spec.networks {
         let before = cx.error_count();
-        let items = resolve::resolve(&cx, net);
-        let inferred = check::check_network(&cx, net, &items);
+        let program = resolve::resolve(&cx, net);
+        let shapes = check::check_network(&cx, net, &program);
         if net.body.is_some() && cx.error_count() == before {
-            let ir = lower::lower(net, &items, &inferred);
+            let ir = lower::lower(net, &program, &shapes);
             let tokens = emit::emit(&ir);
             out.extend(tokens.clone());
             fallback.extend(tokens);

@@ -7,8 +7,12 @@ use proc_macro2::{Ident, Span};
 use syn::{Attribute, Visibility};
 
 use crate::ast::Network;
+use crate::check::ProgramShapes;
 use crate::infer::{conv_padding, pair_text, Inferred, Overrides};
-use crate::resolve::{Activation, Item, Op, Padding, PoolKind, ResolvedLayer, WeightInit};
+use crate::resolve::{
+    Activation, Item, MergeKind, NodeKind, Op, Padding, PoolKind, Program, ResolvedLayer,
+    WeightInit,
+};
 use crate::shape::{fmt_shape, normalize_dim, Dim, Shape};
 
 pub struct NetIr {
@@ -19,7 +23,12 @@ pub struct NetIr {
     pub input_shape: Shape,
     pub output_shape: Shape,
     pub fields: Vec<FieldIr>,
-    pub steps: Vec<StepIr>,
+    /// The graph in order: chains of steps and merges, each making a value.
+    pub segments: Vec<Segment>,
+    /// The variable of each value (0 is the input).
+    pub values: Vec<Ident>,
+    /// The network's output value.
+    pub output: usize,
     pub summary: String,
     pub parameters: u64,
     /// What the fusion passes did, one line each.
@@ -83,6 +92,34 @@ impl InitIr {
             InitIr::Weight { .. } | InitIr::Bias { .. } | InitIr::Ones | InitIr::Zeros
         )
     }
+}
+
+pub enum Segment {
+    /// `let dst = { steps applied to src };`
+    Chain {
+        src: usize,
+        dst: usize,
+        steps: Vec<StepIr>,
+    },
+    Merge {
+        kind: MergeIr,
+        inputs: Vec<usize>,
+        dst: usize,
+        comment: String,
+    },
+}
+
+#[derive(Clone, Copy)]
+pub enum MergeIr {
+    Cat {
+        dim: usize,
+    },
+    /// Centre crop to `h x w`.
+    Crop {
+        h: u64,
+        w: u64,
+    },
+    Binary(crate::ast::BinOp),
 }
 
 pub struct StepIr {
@@ -202,10 +239,117 @@ struct Row {
     macs: Option<u64>,
 }
 
-pub fn lower(net: &Network, items: &[Item], inferred: &Inferred) -> NetIr {
+pub fn lower(net: &Network, program: &Program, shapes: &ProgramShapes) -> NetIr {
     let mut fields = Vec::new();
-    let mut steps = Vec::new();
     let mut rows = Vec::new();
+    let mut segments = Vec::new();
+    let mut values = vec![net.input.clone()];
+    for (i, node) in program.nodes.iter().enumerate() {
+        let dst = i + 1;
+        values.push(match &node.name {
+            Some(n) => Ident::new(&n.to_string(), Span::mixed_site()),
+            None => Ident::new(&format!("t{dst}"), Span::mixed_site()),
+        });
+        match &node.kind {
+            NodeKind::Chain { input, items } => {
+                let (Some(src), Some(Some(inferred))) = (*input, shapes.chains.get(i)) else {
+                    continue;
+                };
+                let steps = lower_chain(items, inferred, &mut fields, &mut rows);
+                segments.push(Segment::Chain { src, dst, steps });
+            }
+            NodeKind::Merge { kind, inputs, .. } => {
+                let out = shapes.values[dst].clone().unwrap_or_default();
+                let inputs: Vec<usize> = inputs.iter().filter_map(|(v, _)| *v).collect();
+                let (label, op, kind) = match kind {
+                    MergeKind::Cat { dim, .. } => {
+                        let d = normalize_dim(*dim, out.len()).unwrap_or(0);
+                        (
+                            "cat".to_string(),
+                            format!("Cat(dim {d})"),
+                            MergeIr::Cat { dim: d },
+                        )
+                    }
+                    MergeKind::Crop => {
+                        let (h, w) = (out[2].known().unwrap_or(0), out[3].known().unwrap_or(0));
+                        (
+                            "crop".to_string(),
+                            format!("CenterCrop({h} x {w})"),
+                            MergeIr::Crop { h, w },
+                        )
+                    }
+                    MergeKind::Binary(op) => {
+                        let name = match op {
+                            crate::ast::BinOp::Add => "Add",
+                            crate::ast::BinOp::Sub => "Sub",
+                            crate::ast::BinOp::Mul => "Mul",
+                        };
+                        (
+                            op.symbol().to_string(),
+                            name.to_string(),
+                            MergeIr::Binary(*op),
+                        )
+                    }
+                };
+                let label = match &node.name {
+                    Some(n) => format!("{n} = {label}"),
+                    None => label,
+                };
+                let args: Vec<String> = inputs.iter().map(|&v| values[v].to_string()).collect();
+                rows.push(Row {
+                    layer: label.clone(),
+                    op: op.clone(),
+                    output: fmt_shape(&out),
+                    params: 0,
+                    macs: Some(0),
+                });
+                segments.push(Segment::Merge {
+                    kind,
+                    inputs,
+                    dst,
+                    comment: format!("{op}({})  -> {}", args.join(", "), fmt_shape(&out)),
+                });
+            }
+        }
+    }
+    let input_shape = crate::infer::shape_of(&net.input_shape);
+    let output = program.output.unwrap_or(0);
+    let output_shape = shapes
+        .values
+        .get(output)
+        .cloned()
+        .flatten()
+        .unwrap_or_default();
+    let parameters = rows.iter().map(|r| r.params).sum();
+    let summary = summary_table(&net.name.to_string(), &input_shape, &rows);
+    let mut ir = NetIr {
+        name: net.name.clone(),
+        vis: net.vis.clone(),
+        attrs: net.attrs.clone(),
+        input: net.input.clone(),
+        input_shape,
+        output_shape,
+        fields,
+        segments,
+        values,
+        output,
+        summary,
+        parameters,
+        fusions: Vec::new(),
+        folds: 0,
+    };
+    crate::fuse::run(&mut ir);
+    ir
+}
+
+/// One chain's layers: their steps, fields and summary rows.
+fn lower_chain(
+    items: &[Item],
+    inferred: &Inferred,
+    fields: &mut Vec<FieldIr>,
+    rows: &mut Vec<Row>,
+) -> Vec<StepIr> {
+    let mut steps = Vec::new();
     for (i, (item, node)) in items.iter().zip(&inferred.nodes).enumerate() {
         let Item::Layer(layer) = item else { continue };
         let (Some(op), Some(input), Some(output)) = (&layer.op, &node.input, &node.output) else {
@@ -239,26 +383,7 @@ pub fn lower(net: &Network, items: &[Item], inferred: &Inferred) -> NetIr {
         });
         fields.extend(field);
     }
-    let input_shape = crate::infer::shape_of(&net.input_shape);
-    let output_shape = inferred.output.clone().unwrap_or_default();
-    let parameters = rows.iter().map(|r| r.params).sum();
-    let summary = summary_table(&net.name.to_string(), &input_shape, &rows);
-    let mut ir = NetIr {
-        name: net.name.clone(),
-        vis: net.vis.clone(),
-        attrs: net.attrs.clone(),
-        input: net.input.clone(),
-        input_shape,
-        output_shape,
-        fields,
-        steps,
-        summary,
-        parameters,
-        fusions: Vec::new(),
-        folds: 0,
-    };
-    crate::fuse::run(&mut ir);
-    ir
+    steps
 }
 
 /// Per sample: the product of the dims after the batch dim.

@@ -71,7 +71,7 @@ fn parse_network(cx: &Ctxt, input: ParseStream) -> syn::Result<Network> {
         );
         None
     } else {
-        recover(cx, &content, |s| parse_chain(cx, s))
+        recover(cx, &content, |s| parse_body(cx, s))
     };
     Ok(Network {
         attrs,
@@ -136,19 +136,150 @@ fn recover<T>(
     }
 }
 
-fn parse_chain(cx: &Ctxt, input: ParseStream) -> syn::Result<Chain> {
-    let source: Ident = input.parse()?;
-    let items = parse_items(cx, input, Vec::new())?;
-    Ok(Chain { source, items })
+mod kw {
+    syn::custom_keyword!(cat);
+    syn::custom_keyword!(crop);
+    syn::custom_keyword!(like);
+    syn::custom_keyword!(dim);
 }
 
-/// `-> layer`, `: [shape]`, repeated to the end of the group.
+/// `let a = expr; .. expr`
+fn parse_body(cx: &Ctxt, input: ParseStream) -> syn::Result<Body> {
+    let mut lets = Vec::new();
+    while input.peek(Token![let]) {
+        input.parse::<Token![let]>()?;
+        let name: Ident = input.parse()?;
+        input.parse::<Token![=]>()?;
+        let expr = parse_expr(cx, input)?;
+        input.parse::<Token![;]>()?;
+        lets.push(Let { name, expr });
+    }
+    if input.is_empty() {
+        return Err(input.error("expected the network's output after its `let`s, e.g. `y -> relu`"));
+    }
+    let output = parse_expr(cx, input)?;
+    if !input.is_empty() {
+        return Err(input.error("expected `->`, `:` or the end of the network's body"));
+    }
+    Ok(Body { lets, output })
+}
+
+/// `term (-> layer | : [shape])*`
+fn parse_expr(cx: &Ctxt, input: ParseStream) -> syn::Result<Expr> {
+    let head_span = input.span();
+    let head = parse_sum(cx, input)?;
+    let items = parse_items(cx, input, Vec::new())?;
+    let span = SpanRange::single(head_span);
+    Ok(Expr { head, items, span })
+}
+
+/// `atom ((+ | - | *) atom)*`, left to right.
+fn parse_sum(cx: &Ctxt, input: ParseStream) -> syn::Result<Head> {
+    let mut head = parse_atom_head(cx, input)?;
+    loop {
+        let op = if input.peek(Token![+]) {
+            BinOp::Add
+        } else if input.peek(Token![-]) && !input.peek(Token![->]) {
+            BinOp::Sub
+        } else if input.peek(Token![*]) {
+            BinOp::Mul
+        } else {
+            return Ok(head);
+        };
+        let tok: proc_macro2::TokenTree = input.parse()?;
+        let rhs_span = input.span();
+        let rhs = parse_atom_head(cx, input)?;
+        let span = SpanRange::single(tok.span());
+        let wrap = |h: Head, s| {
+            Box::new(Expr {
+                head: h,
+                items: Vec::new(),
+                span: SpanRange::single(s),
+            })
+        };
+        let lhs_span = tok.span();
+        head = Head::Binary {
+            op,
+            lhs: wrap(head, lhs_span),
+            rhs: wrap(rhs, rhs_span),
+            span,
+        };
+    }
+}
+
+/// A name, `cat(..)`, `crop(..)` or `(expr)`.
+fn parse_atom_head(cx: &Ctxt, input: ParseStream) -> syn::Result<Head> {
+    let lookahead = input.lookahead1();
+    if input.peek(kw::cat) && input.peek2(syn::token::Paren) {
+        let kw: kw::cat = input.parse()?;
+        let content;
+        let paren = syn::parenthesized!(content in input);
+        let mut args = Vec::new();
+        let mut dim = None;
+        while !content.is_empty() {
+            if content.peek(kw::dim) && content.peek2(Token![=]) {
+                content.parse::<kw::dim>()?;
+                content.parse::<Token![=]>()?;
+                let neg = content.parse::<Option<Token![-]>>()?.is_some();
+                let lit: LitInt = content.parse()?;
+                let n: i64 = lit.base10_parse()?;
+                dim = Some((if neg { -n } else { n }, SpanRange::single(lit.span())));
+            } else {
+                args.push(parse_expr(cx, &content)?);
+            }
+            if !content.is_empty() {
+                content.parse::<Token![,]>()?;
+            }
+        }
+        let span = SpanRange {
+            start: kw.span,
+            end: paren.span.close(),
+        };
+        return Ok(Head::Cat { args, dim, span });
+    }
+    if input.peek(kw::crop) && input.peek2(syn::token::Paren) {
+        let kw: kw::crop = input.parse()?;
+        let content;
+        let paren = syn::parenthesized!(content in input);
+        let src = parse_expr(cx, &content)?;
+        content.parse::<Token![,]>()?;
+        content.parse::<kw::like>()?;
+        content.parse::<Token![=]>()?;
+        let like = parse_expr(cx, &content)?;
+        content.parse::<Option<Token![,]>>()?;
+        let span = SpanRange {
+            start: kw.span,
+            end: paren.span.close(),
+        };
+        return Ok(Head::Crop {
+            src: Box::new(src),
+            like: Box::new(like),
+            span,
+        });
+    }
+    if lookahead.peek(syn::token::Paren) {
+        let content;
+        syn::parenthesized!(content in input);
+        let inner = parse_expr(cx, &content)?;
+        if !content.is_empty() {
+            return Err(content.error("expected `)`"));
+        }
+        return Ok(Head::Paren(Box::new(inner)));
+    }
+    if lookahead.peek(Ident) {
+        return Ok(Head::Var(input.parse()?));
+    }
+    Err(lookahead.error())
+}
+
+/// `-> layer`, `: [shape]`, repeated while they come; the caller decides
+/// what may follow (`;`, `,`, the end of a group).
 fn parse_items(
     cx: &Ctxt,
     input: ParseStream,
     mut items: Vec<ChainItem>,
 ) -> syn::Result<Vec<ChainItem>> {
-    while !input.is_empty() {
+    while input.peek(Token![->]) || input.peek(Token![:]) {
         let lookahead = input.lookahead1();
         if lookahead.peek(Token![->]) {
             let arrow = input.parse::<Token![->]>()?;
@@ -193,10 +324,14 @@ fn parse_layer(cx: &Ctxt, input: ParseStream) -> syn::Result<ChainItem> {
         };
         let items = recover(cx, &content, |s| {
             if s.is_empty() {
-                return Err(s.error("an empty `seq`: write its layers, e.g. `seq { Conv2d(6, kernel = 3) -> relu }`"));
+                return Err(s.error("an empty `seq`: write its layers, e.g. `features: seq { Conv2d(6, kernel = 3) -> relu }`"));
             }
             let first = parse_layer(cx, s)?;
-            parse_items(cx, s, vec![first])
+            let items = parse_items(cx, s, vec![first])?;
+            if !s.is_empty() {
+                return Err(s.error("expected `->`, `:` or the end of the `seq`"));
+            }
+            Ok(items)
         });
         return Ok(ChainItem::Seq(Seq {
             name,

@@ -247,23 +247,207 @@ const OPS: &[(&str, &[&str])] = &[
     ("PixelShuffle", &["PixelShuffle", "pixel_shuffle"]),
 ];
 
-pub fn resolve(cx: &Ctxt, net: &Network) -> Vec<Item> {
-    let Some(chain) = &net.body else {
-        return Vec::new();
-    };
-    if chain.source != net.input {
-        cx.error(
-            SpanRange::single(chain.source.span()),
-            format!(
-                "unknown tensor `{}`: the chain must start from the network's input `{}`",
-                chain.source, net.input
-            ),
-        );
+/// A network's dataflow graph: value 0 is the input, node `i` makes value
+/// `i + 1`; nodes come in an order where every input is made before use.
+pub struct Program {
+    pub nodes: Vec<Node>,
+    /// The network's output value (`None` after an error).
+    pub output: Option<usize>,
+}
+
+pub struct Node {
+    pub kind: NodeKind,
+    /// The `let` name bound to this node's value, if any.
+    pub name: Option<Ident>,
+}
+
+pub enum NodeKind {
+    /// Layers applied in order to `input` (`None`: an unknown tensor,
+    /// already reported).
+    Chain {
+        input: Option<usize>,
+        items: Vec<Item>,
+    },
+    /// Several tensors into one.
+    Merge {
+        kind: MergeKind,
+        /// Each input value and the tokens it was written as.
+        inputs: Vec<(Option<usize>, SpanRange)>,
+        span: SpanRange,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum MergeKind {
+    Cat {
+        dim: i64,
+        dim_span: SpanRange,
+    },
+    /// Centre crop of input 0 to input 1's height and width.
+    Crop,
+    Binary(crate::ast::BinOp),
+}
+
+impl Program {
+    /// The node that makes `value`, if it is not the input.
+    pub fn node_of(&self, value: usize) -> Option<&Node> {
+        value.checked_sub(1).and_then(|i| self.nodes.get(i))
     }
-    let mut out = Vec::new();
-    let mut seen = HashMap::new();
-    flatten(cx, &chain.items, &[], false, &mut out, &mut seen);
-    out
+}
+
+struct Resolver<'a> {
+    cx: &'a Ctxt,
+    input: &'a Ident,
+    nodes: Vec<Node>,
+    /// `let` names: value, the name, whether it is used.
+    names: Vec<(String, Option<usize>, Ident, bool)>,
+    seen: HashMap<String, SpanRange>,
+}
+
+pub fn resolve(cx: &Ctxt, net: &Network) -> Program {
+    let Some(body) = &net.body else {
+        return Program {
+            nodes: Vec::new(),
+            output: None,
+        };
+    };
+    let mut r = Resolver {
+        cx,
+        input: &net.input,
+        nodes: Vec::new(),
+        names: Vec::new(),
+        seen: HashMap::new(),
+    };
+    for l in &body.lets {
+        let value = r.expr(&l.expr);
+        let name = l.name.to_string();
+        if net.input == name || r.names.iter().any(|(n, ..)| *n == name) {
+            cx.error(
+                SpanRange::single(l.name.span()),
+                format!("`{name}` is already bound\nhelp: give this tensor another name"),
+            );
+        }
+        if let Some(node) = value
+            .and_then(|v| v.checked_sub(1))
+            .and_then(|i| r.nodes.get_mut(i))
+        {
+            if node.name.is_none() {
+                node.name = Some(l.name.clone());
+            }
+        }
+        r.names.push((name, value, l.name.clone(), false));
+    }
+    let output = r.expr(&body.output);
+    // After an unknown name, an unused `let` is most likely the same typo.
+    let unknown_before = cx.error_count() > 0;
+    for (name, _, ident, used) in &r.names {
+        if !used && !unknown_before {
+            cx.error(
+                SpanRange::single(ident.span()),
+                format!("`{name}` is bound but never used\nhelp: use it, or remove the `let`"),
+            );
+        }
+    }
+    Program {
+        nodes: r.nodes,
+        output,
+    }
+}
+
+impl Resolver<'_> {
+    fn push(&mut self, kind: NodeKind) -> Option<usize> {
+        self.nodes.push(Node { kind, name: None });
+        Some(self.nodes.len())
+    }
+
+    /// The value an expression makes.
+    fn expr(&mut self, e: &crate::ast::Expr) -> Option<usize> {
+        use crate::ast::Head;
+        let head = match &e.head {
+            Head::Var(id) => self.var(id),
+            Head::Paren(inner) => self.expr(inner),
+            Head::Cat { args, dim, span } => {
+                let inputs: Vec<(Option<usize>, SpanRange)> =
+                    args.iter().map(|a| (self.expr(a), a.span)).collect();
+                if inputs.len() < 2 {
+                    self.cx.error(
+                        *span,
+                        "`cat` joins two or more tensors: `cat(a, b, dim = 1)`",
+                    );
+                }
+                let (dim, dim_span) = match dim {
+                    Some((d, s)) => (*d, *s),
+                    None => {
+                        self.cx.error(
+                            *span,
+                            "`cat` needs `dim`\nhelp: write `cat(a, b, dim = 1)` to join channels",
+                        );
+                        (1, *span)
+                    }
+                };
+                self.push(NodeKind::Merge {
+                    kind: MergeKind::Cat { dim, dim_span },
+                    inputs,
+                    span: *span,
+                })
+            }
+            Head::Crop { src, like, span } => {
+                let inputs = vec![(self.expr(src), src.span), (self.expr(like), like.span)];
+                self.push(NodeKind::Merge {
+                    kind: MergeKind::Crop,
+                    inputs,
+                    span: *span,
+                })
+            }
+            Head::Binary { op, lhs, rhs, span } => {
+                let inputs = vec![(self.expr(lhs), lhs.span), (self.expr(rhs), rhs.span)];
+                self.push(NodeKind::Merge {
+                    kind: MergeKind::Binary(*op),
+                    inputs,
+                    span: *span,
+                })
+            }
+        };
+        if e.items.is_empty() {
+            return head;
+        }
+        let mut out = Vec::new();
+        flatten(self.cx, &e.items, &[], false, &mut out, &mut self.seen);
+        self.push(NodeKind::Chain {
+            input: head,
+            items: out,
+        })
+    }
+
+    fn var(&mut self, id: &Ident) -> Option<usize> {
+        if id == self.input {
+            return Some(0);
+        }
+        let name = id.to_string();
+        if let Some(entry) = self.names.iter_mut().find(|(n, ..)| *n == name) {
+            entry.3 = true;
+            return entry.1;
+        }
+        let known: Vec<String> = std::iter::once(self.input.to_string())
+            .chain(self.names.iter().map(|(n, ..)| n.clone()))
+            .collect();
+        let hint = match did_you_mean(&name, known.iter().map(String::as_str)) {
+            Some(s) => format!("\nhelp: did you mean `{s}`?"),
+            None => format!(
+                "\nhelp: the tensors bound here are {}",
+                known
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        self.cx.error(
+            SpanRange::single(id.span()),
+            format!("unknown tensor `{name}`: not the network's input nor bound by an earlier `let`{hint}"),
+        );
+        None
+    }
 }
 
 /// Resolves a chain's items in order, giving each layer its module path:

@@ -25,6 +25,12 @@ const CORPUS: &[&str] = &[
           -> Flatten(start_dim = 1, end_dim = -1) -> head: Linear(5) -> Softmax(1)
     }
     pub(crate) Other(y: [B, C, H, W]) -> [B, C, H, W] { y -> relu }",
+    "Graph(x: [B, 3, 32, 32]) -> [B, 16, 28, 28] {
+        let a = x -> c1: Conv2d(8, kernel = 3) -> relu;
+        let b = a -> max_pool(2) -> up: ConvTranspose2d(8, kernel = 2, stride = 2);
+        let s = (crop(a, like = b) + b) -> bn: BatchNorm2d;
+        cat(s, b, dim = 1) -> c2: Conv2d(16, kernel = 3) : [B, 16, 28, 28]
+    }",
 ];
 
 /// The tokens of `s`, flattened: delimiters become separate pieces.

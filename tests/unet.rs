@@ -1,0 +1,130 @@
+//! U-Net with copy-and-crop skips: the original's shapes (572 -> 388) are
+//! checked at compile time, and a width-reduced U-Net equals PyTorch
+//! (fixture: `scripts/gen_unet_fixtures.py`).
+
+use std::path::PathBuf;
+
+use netdsl::candle::{Device, Tensor};
+use netdsl::network;
+
+include!("networks/unet.rs");
+
+network! {
+    /// The same graph with channels / 16, on a 188x188 input (-> 4x4).
+    UNetSmall(x: [B, 1, 188, 188]) -> [B, 2, 4, 4] {
+        let d1 = x -> down1: seq { Conv2d(4, kernel = 3) -> ReLU -> Conv2d(4, kernel = 3) -> ReLU };
+        let d2 = d1 -> max_pool(2) -> down2: seq { Conv2d(8, kernel = 3) -> ReLU -> Conv2d(8, kernel = 3) -> ReLU };
+        let d3 = d2 -> max_pool(2) -> down3: seq { Conv2d(16, kernel = 3) -> ReLU -> Conv2d(16, kernel = 3) -> ReLU };
+        let d4 = d3 -> max_pool(2) -> down4: seq { Conv2d(32, kernel = 3) -> ReLU -> Conv2d(32, kernel = 3) -> ReLU };
+        let b = d4 -> max_pool(2) -> bottom: seq { Conv2d(64, kernel = 3) -> ReLU -> Conv2d(64, kernel = 3) -> ReLU };
+        let u4 = b -> up4: ConvTranspose2d(32, kernel = 2, stride = 2);
+        let y4 = cat(crop(d4, like = u4), u4, dim = 1) -> dec4: seq { Conv2d(32, kernel = 3) -> ReLU -> Conv2d(32, kernel = 3) -> ReLU };
+        let u3 = y4 -> up3: ConvTranspose2d(16, kernel = 2, stride = 2);
+        let y3 = cat(crop(d3, like = u3), u3, dim = 1) -> dec3: seq { Conv2d(16, kernel = 3) -> ReLU -> Conv2d(16, kernel = 3) -> ReLU };
+        let u2 = y3 -> up2: ConvTranspose2d(8, kernel = 2, stride = 2);
+        let y2 = cat(crop(d2, like = u2), u2, dim = 1) -> dec2: seq { Conv2d(8, kernel = 3) -> ReLU -> Conv2d(8, kernel = 3) -> ReLU };
+        let u1 = y2 -> up1: ConvTranspose2d(4, kernel = 2, stride = 2);
+        cat(crop(d1, like = u1), u1, dim = 1)
+            -> dec1: seq { Conv2d(4, kernel = 3) -> ReLU -> Conv2d(4, kernel = 3) -> ReLU }
+            -> out: Conv2d(2, kernel = 1)
+    }
+
+    /// A residual block: the input added to two same-padded convolutions.
+    Residual(x: [B, 8, 12, 12]) -> [B, 8, 12, 12] {
+        let y = x -> conv1: Conv2d(8, kernel = 3, padding = 1) -> relu -> conv2: Conv2d(8, kernel = 3, padding = 1);
+        (x + y) -> relu
+    }
+}
+
+fn formula_input(shape: (usize, usize, usize, usize)) -> Tensor {
+    let n = shape.0 * shape.1 * shape.2 * shape.3;
+    let v: Vec<f32> = (0..n)
+        .map(|i| ((0.37_f64 * i as f64 + 0.1).sin()) as f32)
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn original_unet_shapes_and_summary() {
+    assert_eq!(UNet::OUTPUT_SHAPE, "[B, 2, 388, 388]");
+    // Every level's size is in the summary.
+    for needle in [
+        "[B, 64, 568, 568]",
+        "[B, 1024, 28, 28]",
+        "[B, 1024, 56, 56]",
+        "CenterCrop(56 x 56)",
+        "[B, 128, 392, 392]",
+    ] {
+        assert!(
+            UNet::SUMMARY.contains(needle),
+            "{needle} missing:\n{}",
+            UNet::SUMMARY
+        );
+    }
+}
+
+#[test]
+fn small_unet_matches_pytorch() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unet_small.safetensors");
+    let mut tensors = netdsl::candle::safetensors::load(path, &Device::Cpu).unwrap();
+    let expected = tensors.remove("output").unwrap();
+    let net = UNetSmall::from_tensors(tensors, &Device::Cpu).unwrap();
+    let out = net.forward(&formula_input((1, 1, 188, 188))).unwrap();
+    // The default-initialised U-Net's output varies little around its mean:
+    // compare tightly.
+    let err: f32 = out
+        .sub(&expected)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(err < 2e-5, "max |netdsl - torch| = {err}");
+    let zeros = Tensor::zeros((1, 1, 188, 188), netdsl::candle::DType::F32, &Device::Cpu).unwrap();
+    let moved: f32 = net
+        .forward(&zeros)
+        .unwrap()
+        .sub(&out)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(
+        moved > 10.0 * err,
+        "the input must matter: {moved} vs {err}"
+    );
+}
+
+#[test]
+fn residual_add() {
+    let net = Residual::new_seeded(3, &Device::Cpu).unwrap();
+    let x = Tensor::rand(-1f32, 1.0, (2, 8, 12, 12), &Device::Cpu).unwrap();
+    let y = net.forward(&x).unwrap();
+    // By hand: relu(x + conv2(relu(conv1(x)))).
+    let c = |t: &Tensor, p: &netdsl::layers::Conv2dParams| {
+        t.conv2d(&p.weight, 1, 1, 1, 1)
+            .unwrap()
+            .broadcast_add(&p.bias.reshape((1, 8, 1, 1)).unwrap())
+            .unwrap()
+    };
+    let expected = (&x + c(&c(&x, &net.conv1).relu().unwrap(), &net.conv2))
+        .unwrap()
+        .relu()
+        .unwrap();
+    let err: f32 = y
+        .sub(&expected)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(err < 1e-5, "{err}");
+}
