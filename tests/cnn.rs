@@ -387,3 +387,22 @@ fn batch_norm_after_rank3_linear_is_not_folded() {
     net.set_fusion(false);
     assert!(rel_err(&a, &net.forward(&x).unwrap()) < 1e-6);
 }
+
+include!("networks/resnet18.rs");
+
+#[test]
+fn resnet18_manifest_equals_torchvision() {
+    assert_eq!(manifest(ResNet18::MANIFEST), torchvision("resnet18"));
+    assert_eq!(ResNet18::PARAMETERS, 11_689_512);
+    let net = ResNet18::new_seeded(0, &Device::Cpu).unwrap();
+    let x = Tensor::rand(0f32, 1.0, (1, 3, 224, 224), &Device::Cpu).unwrap();
+    assert_eq!(net.forward(&x).unwrap().dims(), &[1, 1000]);
+    // Every batch norm follows a convolution: all 20 fold.
+    assert_eq!(
+        ResNet18::FUSIONS
+            .lines()
+            .filter(|l| l.contains("folded into"))
+            .count(),
+        20
+    );
+}

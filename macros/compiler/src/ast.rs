@@ -114,6 +114,8 @@ pub enum ChainItem {
 
 pub struct Seq {
     pub name: Option<Ident>,
+    /// The rest of a dotted name (`layer2.0.downsample`): `["0", "downsample"]`.
+    pub name_rest: Vec<String>,
     /// The `seq` / `Sequential` keyword.
     pub keyword: Ident,
     pub items: Vec<ChainItem>,
@@ -123,6 +125,8 @@ pub struct Seq {
 /// `name: Op(args)` or `op` or `op(args)`.
 pub struct Layer {
     pub name: Option<Ident>,
+    /// The rest of a dotted name (`layer1.0.conv1`): `["0", "conv1"]`.
+    pub name_rest: Vec<String>,
     pub op: Ident,
     /// `None` when written without parentheses; `Err` when the arguments did
     /// not parse (reported already).

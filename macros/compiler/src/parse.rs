@@ -307,10 +307,27 @@ fn parse_layer(cx: &Ctxt, input: ParseStream) -> syn::Result<ChainItem> {
             "expected a layer after `->`, e.g. `relu` or `conv1: Conv2d(6, kernel = 5)`",
         )
     })?;
+    // A dotted name (`layer1.0.conv1: Conv2d(..)`) spells a PyTorch module path.
+    let mut name_rest = Vec::new();
+    while input.peek(Token![.]) {
+        let dot: Token![.] = input.parse()?;
+        if input.peek(Ident) {
+            name_rest.push(input.parse::<Ident>()?.to_string());
+        } else if input.peek(LitInt) {
+            name_rest.push(input.parse::<LitInt>()?.base10_digits().to_string());
+        } else {
+            return Err(syn::Error::new(
+                dot.span,
+                "expected a name or an index after `.`, e.g. `layer1.0.conv1`",
+            ));
+        }
+    }
     // `name: Op` (a named layer) versus `op : [..]` (an assertion after it).
     let (name, op) = if input.peek(Token![:]) && input.peek2(Ident) {
         input.parse::<Token![:]>()?;
         (Some(first), input.parse::<Ident>()?)
+    } else if !name_rest.is_empty() {
+        return Err(input.error("a dotted name names a layer: write `layer1.0.conv1: Conv2d(..)`"));
     } else {
         (None, first)
     };
@@ -335,6 +352,7 @@ fn parse_layer(cx: &Ctxt, input: ParseStream) -> syn::Result<ChainItem> {
         });
         return Ok(ChainItem::Seq(Seq {
             name,
+            name_rest,
             keyword: op,
             items: items.unwrap_or_default(),
             span,
@@ -351,6 +369,7 @@ fn parse_layer(cx: &Ctxt, input: ParseStream) -> syn::Result<ChainItem> {
     };
     Ok(ChainItem::Layer(Layer {
         name,
+        name_rest,
         op,
         args,
         span: SpanRange { start, end },

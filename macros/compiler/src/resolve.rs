@@ -473,6 +473,7 @@ fn flatten(
                 let path = own_path(
                     cx,
                     layer.name.as_ref(),
+                    &layer.name_rest,
                     name_span,
                     prefix,
                     in_seq,
@@ -490,6 +491,7 @@ fn flatten(
                 match own_path(
                     cx,
                     seq.name.as_ref(),
+                    &seq.name_rest,
                     name_span,
                     prefix,
                     in_seq,
@@ -515,9 +517,11 @@ fn flatten(
 }
 
 /// The module path of the next item of a chain, registered as taken.
+#[allow(clippy::too_many_arguments)]
 fn own_path(
     cx: &Ctxt,
     name: Option<&Ident>,
+    name_rest: &[String],
     span: SpanRange,
     prefix: &[String],
     in_seq: bool,
@@ -535,6 +539,8 @@ fn own_path(
     *index += 1;
     let mut path = prefix.to_vec();
     path.push(own.clone());
+    path.extend(name_rest.iter().cloned());
+    let own = path.last().cloned().unwrap_or(own);
     let key = path.join(".");
     // Each layer with parameters becomes a struct field named by its path
     // (`features.0` -> `features_0`): those must be unique too, and must not
