@@ -13,6 +13,7 @@ use netdsl::network;
 include!("../tests/networks/alexnet.rs");
 include!("../tests/networks/vgg16.rs");
 include!("../tests/networks/lenet.rs");
+include!("vgg16_bn.rs");
 
 network! {
     /// One VGG-BN style block: 3x3 conv, batch norm, ReLU.
@@ -153,6 +154,63 @@ impl HandVgg16 {
     }
 }
 
+/// VGG-16-BN as written by hand with candle-nn: conv, bias, `BatchNorm`
+/// (eval), ReLU.
+struct HandVgg16Bn {
+    t: Vec<(String, Tensor)>,
+    bns: Vec<netdsl::candle_nn::BatchNorm>,
+}
+
+impl HandVgg16Bn {
+    fn new(t: Vec<(String, Tensor)>) -> Self {
+        let w = |n: &str| t.iter().find(|(k, _)| k == n).unwrap().1.clone();
+        let bns = (0..13)
+            .map(|i| {
+                let j = BN_INDICES[i];
+                netdsl::candle_nn::BatchNorm::new(
+                    w(&format!("features.{j}.weight")).dim(0).unwrap(),
+                    w(&format!("features.{j}.running_mean")),
+                    w(&format!("features.{j}.running_var")),
+                    w(&format!("features.{j}.weight")),
+                    w(&format!("features.{j}.bias")),
+                    1e-5,
+                )
+                .unwrap()
+            })
+            .collect();
+        Self { t, bns }
+    }
+
+    fn forward(&self, x: &Tensor) -> R<Tensor> {
+        use netdsl::candle::ModuleT;
+        let w = |n: &str| &self.t.iter().find(|(k, _)| k == n).unwrap().1;
+        let mut x = x.clone();
+        for (i, &at) in CONV_INDICES.iter().enumerate() {
+            x = conv(
+                &x,
+                w(&format!("features.{at}.weight")),
+                w(&format!("features.{at}.bias")),
+                1,
+                1,
+            )?;
+            x = self.bns[i].forward_t(&x, false)?.relu()?;
+            if POOL_AFTER.contains(&at) {
+                x = x.max_pool2d(2)?;
+            }
+        }
+        let x = x.flatten_from(1)?;
+        let x = linear(&x, w("classifier.0.weight"), w("classifier.0.bias"))?.relu()?;
+        let x = linear(&x, w("classifier.3.weight"), w("classifier.3.bias"))?.relu()?;
+        linear(&x, w("classifier.6.weight"), w("classifier.6.bias"))
+    }
+}
+
+/// torchvision's vgg16_bn `features` indices: conv, its batch norm, and the
+/// convolutions followed by pooling.
+const CONV_INDICES: [usize; 13] = [0, 3, 7, 10, 14, 17, 20, 24, 27, 30, 34, 37, 40];
+const BN_INDICES: [usize; 13] = [1, 4, 8, 11, 15, 18, 21, 25, 28, 31, 35, 38, 41];
+const POOL_AFTER: [usize; 5] = [3, 10, 20, 30, 40];
+
 struct HandLeNet {
     t: Vec<(String, Tensor)>,
 }
@@ -217,8 +275,11 @@ fn pair(name: &str, rounds: usize, a: &dyn Fn() -> R<Tensor>, b: &dyn Fn() -> R<
         tb.push(y);
         ratios.push(x / y);
     }
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    let (lo, hi) = (sorted[sorted.len() / 4], sorted[(sorted.len() * 3) / 4]);
     println!(
-        "| {name} | {:.2} | {:.2} | {:.2} |",
+        "| {name} | {:.2} | {:.2} | {:.2} | {lo:.2}-{hi:.2} |",
         median(ta),
         median(tb),
         median(ratios)
@@ -233,8 +294,8 @@ fn main() {
         "threads: {} (RAYON_NUM_THREADS or physical cores)\n",
         netdsl::candle::utils::get_num_threads()
     );
-    println!("| workload | netdsl ms | hand-written candle ms | netdsl / hand (paired median) |");
-    println!("| --- | --- | --- | --- |");
+    println!("| workload | netdsl ms | hand-written candle ms | netdsl / hand (paired median) | quartiles |");
+    println!("| --- | --- | --- | --- | --- |");
 
     let lenet = LeNet::new_seeded(0, &dev).unwrap();
     let hand = HandLeNet {
@@ -274,6 +335,40 @@ fn main() {
         hand.forward(&x)
     });
     drop((vgg, hand));
+
+    // VGG-16-BN: the generated network folds its 13 batch norms.
+    let mut vggbn = Vgg16Bn::new_seeded(0, &dev).unwrap();
+    // Non-trivial running statistics.
+    let stats: Vec<(String, Tensor)> = vggbn
+        .named_tensors()
+        .into_iter()
+        .filter(|(n, _)| n.ends_with("running_mean") || n.ends_with("running_var"))
+        .map(|(n, t)| {
+            let shape = t.dims().to_vec();
+            let v = if n.ends_with("mean") {
+                Tensor::rand(-0.1f32, 0.1, shape, &dev).unwrap()
+            } else {
+                Tensor::rand(0.5f32, 1.5, shape, &dev).unwrap()
+            };
+            (n.to_string(), v)
+        })
+        .collect();
+    let mut all: std::collections::HashMap<String, Tensor> = vggbn
+        .named_tensors()
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t.clone()))
+        .collect();
+    all.extend(stats);
+    vggbn = Vgg16Bn::from_tensors(all, &dev).unwrap();
+    let hand = HandVgg16Bn::new(owned(vggbn.named_tensors()));
+    let x = Tensor::rand(0f32, 1.0, (1, 3, 224, 224), &dev).unwrap();
+    pair(
+        "VGG-16-BN, batch 1 (batch norm folded)",
+        rounds(5),
+        &|| vggbn.forward(&x),
+        &|| hand.forward(&x),
+    );
+    drop((vggbn, hand));
 
     // Batch norm folded into the convolution against conv, then batch norm.
     let mut folded = ConvBnRelu::new_seeded(0, &dev).unwrap();
