@@ -13,7 +13,7 @@ use netdsl::network;
 include!("../tests/networks/alexnet.rs");
 include!("../tests/networks/vgg16.rs");
 include!("../tests/networks/lenet.rs");
-include!("vgg16_bn.rs");
+include!("networks/vgg16_bn.rs");
 
 network! {
     /// One VGG-BN style block: 3x3 conv, batch norm, ReLU.
