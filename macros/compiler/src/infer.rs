@@ -9,7 +9,7 @@ use crate::check::{self, FailKind, Failure};
 use crate::diag::SpanRange;
 use crate::resolve::{
     BatchNorm, Conv2d, ConvTranspose2d, Item, Linear, Op, Padding, Pool2d, PoolKind, ResolvedLayer,
-    UpsampleSize,
+    Spanned, UpsampleSize,
 };
 use crate::shape::{fmt_shape, normalize_dim, product, Dim, Shape, Window};
 
@@ -362,10 +362,19 @@ pub fn conv_padding(c: &Conv2d, index: usize, ov: Overrides) -> ((u64, u64), (u6
     }
 }
 
-fn conv2d(cx: &Step, c: &Conv2d) -> StepResult {
-    cx.need_rank("Conv2d", 4, "[B, C, H, W]")?;
+/// The input channels a convolution (plain or transposed) takes: the
+/// incoming dim 1, checked against an explicit `in -> out`, with `groups`
+/// dividing both sides.
+fn conv_channels(
+    cx: &Step,
+    op: &str,
+    in_ch: Option<Spanned<u64>>,
+    out_ch: u64,
+    groups: Spanned<u64>,
+) -> Result<u64, Failure> {
+    cx.need_rank(op, 4, "[B, C, H, W]")?;
     let cin = cx.known(1, "number of input channels")?;
-    if let Some(written) = c.in_ch {
+    if let Some(written) = in_ch {
         if written.value != cin {
             let mut f = cx.fail(
                 FailKind::Mismatch,
@@ -379,32 +388,36 @@ fn conv2d(cx: &Step, c: &Conv2d) -> StepResult {
                 ),
             );
             f.help.push(format!(
-                "write `{cin} -> {}`, or just `{}` to infer the input channels",
-                c.out_ch.value, c.out_ch.value
+                "write `{cin} -> {out_ch}`, or just `{out_ch}` to infer the input channels"
             ));
             return Err(f);
         }
     }
-    let g = c.groups.value;
-    let cout = c.out_ch.value;
-    if cin % g != 0 || cout % g != 0 {
-        let divisors: Vec<String> = (1..=gcd(cin, cout))
-            .filter(|d| cin % d == 0 && cout % d == 0)
+    let g = groups.value;
+    if cin % g != 0 || out_ch % g != 0 {
+        let divisors: Vec<String> = (1..=gcd(cin, out_ch))
+            .filter(|d| cin % d == 0 && out_ch % d == 0)
             .map(|d| d.to_string())
             .collect();
         return Err(cx.fail(
             FailKind::Other,
-            c.groups.span,
+            groups.span,
             format!(
                 "`{}`: groups = {g} must divide both the input channels and the output channels, \
-                 but {cin} % {g} = {} and {cout} % {g} = {}\nhelp: groups that divide both: {}",
+                 but {cin} % {g} = {} and {out_ch} % {g} = {}\nhelp: groups that divide both: {}",
                 cx.name(),
                 cin % g,
-                cout % g,
+                out_ch % g,
                 divisors.join(", ")
             ),
         ));
     }
+    Ok(cin)
+}
+
+fn conv2d(cx: &Step, c: &Conv2d) -> StepResult {
+    conv_channels(cx, "Conv2d", c.in_ch, c.out_ch.value, c.groups)?;
+    let cout = c.out_ch.value;
     if c.padding.value == Padding::Same && c.stride.value != (1, 1) {
         return Err(cx.fail(
             FailKind::Other,
@@ -502,39 +515,8 @@ fn batch_norm(cx: &Step, bn: &BatchNorm) -> StepResult {
 
 /// `H_out = (H - 1)*stride - 2*padding + dilation*(kernel - 1) + output_padding + 1`.
 fn conv_transpose2d(cx: &Step, c: &ConvTranspose2d) -> StepResult {
-    cx.need_rank("ConvTranspose2d", 4, "[B, C, H, W]")?;
-    let cin = cx.known(1, "number of input channels")?;
-    if let Some(written) = c.in_ch {
-        if written.value != cin {
-            let mut f = cx.fail(
-                FailKind::Mismatch,
-                written.span,
-                format!(
-                    "`{}` expects {} input channels, but {} gives {cin} ({})",
-                    cx.name(),
-                    written.value,
-                    cx.prev,
-                    fmt_shape(cx.input)
-                ),
-            );
-            f.help.push(format!("write `{cin} -> {}`", c.out_ch.value));
-            return Err(f);
-        }
-    }
-    let (g, cout) = (c.groups.value, c.out_ch.value);
-    if cin % g != 0 || cout % g != 0 {
-        return Err(cx.fail(
-            FailKind::Other,
-            c.groups.span,
-            format!(
-                "`{}`: groups = {g} must divide both the input channels and the output channels, \
-                 but {cin} % {g} = {} and {cout} % {g} = {}",
-                cx.name(),
-                cin % g,
-                cout % g
-            ),
-        ));
-    }
+    conv_channels(cx, "ConvTranspose2d", c.in_ch, c.out_ch.value, c.groups)?;
+    let cout = c.out_ch.value;
     let mut out = vec![cx.input[0].clone(), Dim::Known(cout)];
     let mut lines = Vec::new();
     for (axis, name) in [(2usize, "H"), (3, "W")] {
