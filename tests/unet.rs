@@ -128,3 +128,20 @@ fn residual_add() {
         .unwrap();
     assert!(err < 1e-5, "{err}");
 }
+
+#[test]
+fn graph_pictures() {
+    let m = UNet::GRAPH_MERMAID;
+    assert!(m.starts_with("graph TD\n"), "{m}");
+    // The input, a skip edge into a merge, and the output with their shapes.
+    assert!(m.contains("v0[\"x [B, 1, 572, 572]\"]"), "{m}");
+    assert!(m.contains("d4 [B, 512, 64, 64]"), "{m}");
+    assert!(m.contains("-->|\"CenterCrop\"|"), "{m}");
+    assert!(m.contains("output [B, 2, 388, 388]"), "{m}");
+    assert!(UNet::GRAPH_DOT.starts_with("digraph UNet {"));
+    assert_eq!(
+        UNet::GRAPH_DOT.matches(" -> ").count(),
+        m.matches("-->").count(),
+        "the two pictures have the same edges"
+    );
+}

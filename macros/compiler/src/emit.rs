@@ -177,9 +177,11 @@ fn consts(
     output: &str,
     summary: &str,
     fusions: &str,
+    graph: (&str, &str),
     parameters: u64,
     manifest: TokenStream,
 ) -> TokenStream {
+    let (mermaid, dot) = graph;
     let p = quote!(::netdsl::__private);
     let name = name.to_string();
     let parameters = Literal::usize_unsuffixed(parameters as usize);
@@ -192,6 +194,10 @@ fn consts(
         pub const OUTPUT_SHAPE: &'static str = #output;
         /// Layers, output shapes, parameters, multiply-adds and FLOPs, computed at compile time.
         pub const SUMMARY: &'static str = #summary;
+        /// The dataflow as a Mermaid diagram: one node per tensor with its shape.
+        pub const GRAPH_MERMAID: &'static str = #mermaid;
+        /// The dataflow as Graphviz DOT (`dot -Tsvg`).
+        pub const GRAPH_DOT: &'static str = #dot;
         /// The inference fusions the compiler applied, one per line.
         pub const FUSIONS: &'static str = #fusions;
         /// The number of trainable parameters (buffers excluded).
@@ -273,6 +279,7 @@ pub fn emit(ir: &NetIr) -> TokenStream {
         &fmt_shape(&ir.output_shape),
         &ir.summary,
         &ir.fusions.join("\n"),
+        (&ir.mermaid, &ir.dot),
         ir.parameters,
         quote!(#(#manifest)*),
     );
@@ -794,7 +801,7 @@ pub fn stub(attrs: &[Attribute], vis: &Visibility, name: &Ident, input: &Ident) 
         vis,
         name,
         fields: TokenStream::new(),
-        consts: consts(name, "", "", "", "", 0, TokenStream::new()),
+        consts: consts(name, "", "", "", "", ("", ""), 0, TokenStream::new()),
         bodies: [
             unreachable.clone(),
             unreachable.clone(),

@@ -16,6 +16,7 @@ pub mod check;
 pub mod diag;
 pub mod emit;
 pub mod fuse;
+pub mod graph;
 pub mod infer;
 pub mod lower;
 pub mod parse;

@@ -35,6 +35,9 @@ pub struct NetIr {
     pub fusions: Vec<String>,
     /// How many folded weight pairs the network caches.
     pub folds: usize,
+    /// The dataflow as Mermaid and DOT text.
+    pub mermaid: String,
+    pub dot: String,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -337,8 +340,13 @@ pub fn lower(net: &Network, program: &Program, shapes: &ProgramShapes) -> NetIr 
         parameters,
         fusions: Vec::new(),
         folds: 0,
+        mermaid: String::new(),
+        dot: String::new(),
     };
     crate::fuse::run(&mut ir);
+    let (mermaid, dot) = crate::graph::render(&ir, &shapes.values);
+    ir.mermaid = mermaid;
+    ir.dot = dot;
     ir
 }
 
