@@ -171,6 +171,8 @@ fn skeleton(s: Skeleton) -> TokenStream {
     }
 }
 
+/// The constants every network has; the texts come straight from lower.
+#[allow(clippy::too_many_arguments)]
 fn consts(
     name: &Ident,
     input: &str,
