@@ -336,13 +336,19 @@ fn bullet_list(lines: &[String]) -> String {
     lines.iter().map(|l| format!("- {l}\n")).collect()
 }
 
-fn field_type(f: &FieldIr) -> TokenStream {
+/// The runtime's parameter holder for a kind of layer.
+fn field_base_type(kind: FieldKind) -> TokenStream {
     let p = quote!(::netdsl::__private);
-    let base = match f.kind {
+    match kind {
         FieldKind::Conv2d | FieldKind::ConvTranspose2d => quote!(#p::layers::Conv2dParams),
         FieldKind::Linear => quote!(#p::layers::LinearParams),
         FieldKind::BatchNorm => quote!(#p::layers::BatchNormParams),
-    };
+    }
+}
+
+fn field_type(f: &FieldIr) -> TokenStream {
+    let p = quote!(::netdsl::__private);
+    let base = field_base_type(f.kind);
     if f.absent.is_empty() {
         base
     } else {
@@ -353,11 +359,7 @@ fn field_type(f: &FieldIr) -> TokenStream {
 fn gen_field_init(f: &FieldIr, index: &mut usize) -> TokenStream {
     let p = quote!(::netdsl::__private);
     let name = &f.ident;
-    let ty = match f.kind {
-        FieldKind::Conv2d | FieldKind::ConvTranspose2d => quote!(#p::layers::Conv2dParams),
-        FieldKind::Linear => quote!(#p::layers::LinearParams),
-        FieldKind::BatchNorm => quote!(#p::layers::BatchNormParams),
-    };
+    let ty = field_base_type(f.kind);
     let present = f.params.iter().map(|param| {
         let member = Ident::new(param.member, Span::call_site());
         let i = Literal::usize_unsuffixed(*index);

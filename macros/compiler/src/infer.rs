@@ -137,6 +137,16 @@ impl Step<'_> {
         &self.layer.label
     }
 
+    /// `name: [in] -> [out]`, the trace of a step that reshapes.
+    fn reshape_trace(&self, out: &[Dim]) -> String {
+        format!(
+            "{}: {} -> {}",
+            self.name(),
+            fmt_shape(self.input),
+            fmt_shape(out)
+        )
+    }
+
     fn need_rank(&self, op: &str, rank: usize, layout: &str) -> Result<(), Failure> {
         if self.input.len() != rank {
             return Err(self.fail(
@@ -211,12 +221,7 @@ fn step(cx: &Step, op: &Op) -> StepResult {
                 }
                 out.push(Dim::Known(n));
             }
-            let trace = format!(
-                "{}: {} -> {}",
-                cx.name(),
-                fmt_shape(cx.input),
-                fmt_shape(&out)
-            );
+            let trace = cx.reshape_trace(&out);
             Ok((out, Some(trace)))
         }
         Op::PixelShuffle { r } => {
@@ -244,12 +249,7 @@ fn step(cx: &Step, op: &Op) -> StepResult {
                 Dim::Known(h * r.value),
                 Dim::Known(w * r.value),
             ];
-            let trace = format!(
-                "{}: {} -> {}",
-                cx.name(),
-                fmt_shape(cx.input),
-                fmt_shape(&out)
-            );
+            let trace = cx.reshape_trace(&out);
             Ok((out, Some(trace)))
         }
         Op::Dropout { .. } => Ok((cx.input.clone(), None)),
@@ -265,10 +265,8 @@ fn step(cx: &Step, op: &Op) -> StepResult {
             let mut shape = cx.input[..2].to_vec();
             shape.extend([Dim::Known(oh), Dim::Known(ow)]);
             let trace = format!(
-                "{}: {} -> {} (adaptive: windows from floor(i*in/out) to ceil((i+1)*in/out))",
-                cx.name(),
-                fmt_shape(cx.input),
-                fmt_shape(&shape)
+                "{} (adaptive: windows from floor(i*in/out) to ceil((i+1)*in/out))",
+                cx.reshape_trace(&shape)
             );
             Ok((shape, Some(trace)))
         }
@@ -314,12 +312,7 @@ fn step(cx: &Step, op: &Op) -> StepResult {
             let mut out: Shape = cx.input[..s].to_vec();
             out.push(product(&cx.input[s..=e]));
             out.extend_from_slice(&cx.input[e + 1..]);
-            let trace = format!(
-                "{}: {} -> {}",
-                cx.name(),
-                fmt_shape(cx.input),
-                fmt_shape(&out)
-            );
+            let trace = cx.reshape_trace(&out);
             Ok((out, Some(trace)))
         }
         Op::Linear(l) => linear(cx, l),
@@ -711,12 +704,7 @@ fn linear(cx: &Step, l: &Linear) -> StepResult {
     }
     let mut out = cx.input.clone();
     out[last] = Dim::Known(l.out_f.value);
-    let trace = format!(
-        "{}: {} -> {}",
-        cx.name(),
-        fmt_shape(cx.input),
-        fmt_shape(&out)
-    );
+    let trace = cx.reshape_trace(&out);
     Ok((out, Some(trace)))
 }
 
