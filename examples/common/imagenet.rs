@@ -3,8 +3,10 @@
 //! 224, normalise with ImageNet's mean and standard deviation), or a random
 //! one, and printing the top five classes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
+use clap::Parser;
 use netdsl::candle::{Device, Tensor};
 
 pub type Error = Box<dyn std::error::Error>;
@@ -50,4 +52,63 @@ pub fn top5(logits: &Tensor) -> Result<Vec<(usize, f32)>, Error> {
     let mut idx: Vec<usize> = (0..probs.len()).collect();
     idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
     Ok(idx.into_iter().take(5).map(|i| (i, probs[i])).collect())
+}
+
+#[derive(Parser, Debug)]
+pub struct Args {
+    /// torchvision's state_dict as safetensors (default: PyTorch-style random init).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// An image (PNG or JPEG); default: a seeded random image.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Timed forward passes after one warm-up.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+}
+
+/// The whole example for one network: summary, weights (loaded or seeded),
+/// an image, top-5 and the median forward time.
+pub fn run<N>(
+    summary: &str,
+    load: impl Fn(&Path, &Device) -> netdsl::Result<N>,
+    new_seeded: impl Fn(u64, &Device) -> netdsl::Result<N>,
+    forward: impl Fn(&N, &Tensor) -> netdsl::Result<Tensor>,
+) -> Result<(), Error> {
+    let args = Args::parse();
+    let device = Device::Cpu;
+    println!("{summary}");
+    let net = match &args.weights {
+        Some(path) => load(path, &device)?,
+        None => {
+            println!(
+                "no --weights: random PyTorch-style initialisation (the classes mean nothing)"
+            );
+            new_seeded(args.seed, &device)?
+        }
+    };
+    let x = match &args.image {
+        Some(path) => load_image(path, &device)?,
+        None => random_image(args.seed, &device)?,
+    };
+    let logits = forward(&net, &x)?;
+    let mut times = Vec::new();
+    for _ in 0..args.runs.max(1) {
+        let start = Instant::now();
+        drop(forward(&net, &x)?);
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    println!("top-5 ImageNet classes (index: probability):");
+    for (class, p) in top5(&logits)? {
+        println!("  {class:>4}: {p:.4}");
+    }
+    println!(
+        "forward: {:.1} ms (median of {})",
+        times[times.len() / 2],
+        times.len()
+    );
+    Ok(())
 }
