@@ -57,6 +57,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from fixture_common import canonicalize_metadata
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO_ROOT, "tests", "fixtures")
 
@@ -304,33 +306,6 @@ def gen_ops():
     for k, t in back.items():
         assert t.dtype == torch.float32 and t.is_contiguous(), k
     return p, len(_ops_cases())
-
-
-def canonicalize_metadata(path):
-    """Rewrites a safetensors file's `__metadata__` with its keys sorted.
-
-    safetensors serialises the metadata from a Rust HashMap, so its key order
-    (and with it the file's bytes) changes from run to run although nothing
-    else does. Sorting makes reruns byte-identical; the sorted order is the
-    one the committed fixtures have. Only the order of the header's keys
-    changes, never its length or the tensor data."""
-    with open(path, "rb") as f:
-        data = f.read()
-    n = int.from_bytes(data[:8], "little")
-    text = data[8:8 + n].decode("utf-8")
-    body = text.rstrip(" ")  # the header is space-padded to 8 bytes
-    dump = lambda h: json.dumps(h, separators=(",", ":"), ensure_ascii=False)
-    header = json.loads(body)
-    if dump(header) != body:
-        raise RuntimeError(f"{path}: unexpected safetensors header layout")
-    meta = header.get("__metadata__")
-    if not meta:
-        return
-    header["__metadata__"] = dict(sorted(meta.items()))
-    new = dump(header)
-    assert len(new) == len(body), path
-    with open(path, "wb") as f:
-        f.write(data[:8] + (new + text[len(body):]).encode("utf-8") + data[8 + n:])
 
 
 def check(path, expected):

@@ -67,6 +67,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from fixture_common import canonicalize_metadata
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO_ROOT, "tests", "fixtures")
 OUT = os.path.join(FIXTURES, "grads.safetensors")
@@ -441,28 +443,6 @@ def gen_bn_cnn(tensors):
         tensors[f"bn_cnn.grad.{k}"] = v
     for k, v in after.items():
         tensors[f"bn_cnn.after.{k}"] = v
-
-
-def canonicalize_metadata(path):
-    """Sorts the safetensors header's `__metadata__` keys (as
-    scripts/gen_fixtures.py does) so reruns are byte-identical."""
-    with open(path, "rb") as f:
-        data = f.read()
-    n = int.from_bytes(data[:8], "little")
-    text = data[8:8 + n].decode("utf-8")
-    body = text.rstrip(" ")
-    dump = lambda h: json.dumps(h, separators=(",", ":"), ensure_ascii=False)
-    header = json.loads(body)
-    if dump(header) != body:
-        raise RuntimeError(f"{path}: unexpected safetensors header layout")
-    meta = header.get("__metadata__")
-    if not meta:
-        return
-    header["__metadata__"] = dict(sorted(meta.items()))
-    new = dump(header)
-    assert len(new) == len(body), path
-    with open(path, "wb") as f:
-        f.write(data[:8] + (new + text[len(body):]).encode("utf-8") + data[8 + n:])
 
 
 def print_rust():

@@ -79,6 +79,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from fixture_common import canonicalize_metadata, formula_input
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO_ROOT, "tests", "fixtures")
 GENERATOR = "scripts/gen_unet_fixtures.py"
@@ -86,43 +88,10 @@ FORMULA = ("x[i] = float32(sin(0.37*i + 0.1)) computed in float64, "
            "i = flat row-major index")
 
 
-def formula_input(shape):
-    """The deterministic input; see the module docstring."""
-    n = math.prod(shape)
-    vals = [math.sin(0.37 * float(i) + 0.1) for i in range(n)]
-    x = torch.tensor(vals, dtype=torch.float64).to(torch.float32)
-    return x.reshape(shape).contiguous()
-
-
 def meta(**extra):
     m = {"generator": GENERATOR, "torch": torch.__version__}
     m.update(extra)
     return m
-
-
-def canonicalize_metadata(path):
-    """Rewrites a safetensors file's `__metadata__` with its keys sorted
-    (same as scripts/gen_cnn_fixtures.py): safetensors serialises the
-    metadata from a Rust HashMap, so its key order changes from run to run.
-    Only the order of the header's keys changes, never its length or the
-    data."""
-    with open(path, "rb") as f:
-        data = f.read()
-    n = int.from_bytes(data[:8], "little")
-    text = data[8:8 + n].decode("utf-8")
-    body = text.rstrip(" ")  # the header is space-padded to 8 bytes
-    dump = lambda h: json.dumps(h, separators=(",", ":"), ensure_ascii=False)
-    header = json.loads(body)
-    if dump(header) != body:
-        raise RuntimeError(f"{path}: unexpected safetensors header layout")
-    m = header.get("__metadata__")
-    if not m:
-        return
-    header["__metadata__"] = dict(sorted(m.items()))
-    new = dump(header)
-    assert len(new) == len(body), path
-    with open(path, "wb") as f:
-        f.write(data[:8] + (new + text[len(body):]).encode("utf-8") + data[8 + n:])
 
 
 def save(tensors, name, **extra):

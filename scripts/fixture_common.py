@@ -1,0 +1,42 @@
+"""Helpers shared by the fixture scripts in this folder (import them from a
+script run as `python3 scripts/<name>.py`)."""
+import json
+import math
+
+import torch
+
+
+def formula_input(shape):
+    """The deterministic input the Rust tests rebuild: element i (row-major)
+    is float32(sin(0.37 * i + 0.1)), computed in float64."""
+    n = math.prod(shape)
+    vals = [math.sin(0.37 * float(i) + 0.1) for i in range(n)]
+    x = torch.tensor(vals, dtype=torch.float64).to(torch.float32)
+    return x.reshape(shape).contiguous()
+
+
+def canonicalize_metadata(path):
+    """Rewrites a safetensors file's `__metadata__` with its keys sorted.
+
+    safetensors serialises the metadata from a Rust HashMap, so its key order
+    (and with it the file's bytes) changes from run to run although nothing
+    else does. Sorting makes reruns byte-identical; the sorted order is the
+    one the committed fixtures have. Only the order of the header's keys
+    changes, never its length or the tensor data."""
+    with open(path, "rb") as f:
+        data = f.read()
+    n = int.from_bytes(data[:8], "little")
+    text = data[8:8 + n].decode("utf-8")
+    body = text.rstrip(" ")  # the header is space-padded to 8 bytes
+    dump = lambda h: json.dumps(h, separators=(",", ":"), ensure_ascii=False)
+    header = json.loads(body)
+    if dump(header) != body:
+        raise RuntimeError(f"{path}: unexpected safetensors header layout")
+    meta = header.get("__metadata__")
+    if not meta:
+        return
+    header["__metadata__"] = dict(sorted(meta.items()))
+    new = dump(header)
+    assert len(new) == len(body), path
+    with open(path, "wb") as f:
+        f.write(data[:8] + (new + text[len(body):]).encode("utf-8") + data[8 + n:])
