@@ -10,6 +10,9 @@ use std::path::PathBuf;
 use netdsl::candle::{DType, Device, Tensor};
 use netdsl::{network, ParamSpec};
 
+mod common;
+use common::{fixture, formula_input, rel_err, tensors};
+
 include!("networks/alexnet.rs");
 include!("networks/vgg16.rs");
 
@@ -92,42 +95,6 @@ network! {
     Relu6(x: [B, 3, 5, 7]) -> [B, 3, 5, 7] { x -> ReLU6 }
     HardSwish(x: [B, 3, 5, 7]) -> [B, 3, 5, 7] { x -> Hardswish }
     DropoutEval(x: [B, 3, 5, 7]) -> [B, 3, 5, 7] { x -> Dropout(p = 0.3) }
-}
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn tensors(name: &str) -> HashMap<String, Tensor> {
-    netdsl::candle::safetensors::load(fixture(name), &Device::Cpu).unwrap()
-}
-
-/// The fixtures' input: element `i` (row-major) is `sin(0.37 * i + 0.1)`,
-/// computed in f64 and rounded to f32.
-fn formula_input(shape: (usize, usize, usize, usize)) -> Tensor {
-    let n = shape.0 * shape.1 * shape.2 * shape.3;
-    let v: Vec<f32> = (0..n)
-        .map(|i| ((0.37_f64 * i as f64 + 0.1).sin()) as f32)
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
-/// max |a - b| / max(1, max |b|)
-fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    let diff: f32 = a
-        .sub(b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
-    let scale: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-    diff / scale.max(1.0)
 }
 
 fn manifest(specs: &[ParamSpec]) -> Vec<(String, Vec<usize>, String)> {

@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use netdsl::candle::{Device, Tensor};
 use netdsl::network;
 
+mod common;
+use common::formula_input;
+
 include!("networks/unet.rs");
 
 network! {
@@ -34,14 +37,6 @@ network! {
         let y = x -> conv1: Conv2d(8, kernel = 3, padding = 1) -> relu -> conv2: Conv2d(8, kernel = 3, padding = 1);
         (x + y) -> relu
     }
-}
-
-fn formula_input(shape: (usize, usize, usize, usize)) -> Tensor {
-    let n = shape.0 * shape.1 * shape.2 * shape.3;
-    let v: Vec<f32> = (0..n)
-        .map(|i| ((0.37_f64 * i as f64 + 0.1).sin()) as f32)
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
 }
 
 #[test]

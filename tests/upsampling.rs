@@ -3,10 +3,16 @@
 //! gradients).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use netdsl::candle::{Device, Tensor};
 use netdsl::network;
+
+mod common;
+use common::rel_err;
+
+fn fixture() -> HashMap<String, Tensor> {
+    common::tensors("upsample.safetensors")
+}
 
 network! {
     /// torch: ConvTranspose2d(4, 6, (2, 3), stride 2, padding 1, output_padding 1, dilation 2, groups 2)
@@ -19,27 +25,6 @@ network! {
     }
     BilinearTwice(x: [B, 2, 4, 4]) -> [B, 2, 8, 8] { x -> Upsample(scale_factor = 2, mode = bilinear) }
     Shuffle(x: [B, 18, 2, 3]) -> [B, 2, 6, 9] { x -> PixelShuffle(3) }
-}
-
-fn fixture() -> HashMap<String, Tensor> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upsample.safetensors");
-    netdsl::candle::safetensors::load(path, &Device::Cpu).unwrap()
-}
-
-fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    let d: f32 = a
-        .sub(b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
-    let s: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-    d / s.max(1.0)
 }
 
 #[test]

@@ -1,0 +1,46 @@
+//! Helpers shared by the integration tests that compare with PyTorch
+//! fixtures. Each test crate uses some of them.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use netdsl::candle::{Device, Tensor};
+
+/// A file under `tests/fixtures/`.
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Every tensor of a fixture file, on the CPU.
+pub fn tensors(name: &str) -> HashMap<String, Tensor> {
+    netdsl::candle::safetensors::load(fixture(name), &Device::Cpu).unwrap()
+}
+
+/// The fixtures' input (`scripts/fixture_common.py`): element `i`
+/// (row-major) is `sin(0.37 * i + 0.1)`, computed in f64, rounded to f32.
+pub fn formula_input(shape: (usize, usize, usize, usize)) -> Tensor {
+    let n = shape.0 * shape.1 * shape.2 * shape.3;
+    let v: Vec<f32> = (0..n)
+        .map(|i| ((0.37_f64 * i as f64 + 0.1).sin()) as f32)
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+/// `max |a - b| / max(1, max |b|)`: the parity tolerance's measure.
+pub fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    let diff: f32 = a
+        .sub(b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    let scale: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+    diff / scale.max(1.0)
+}
