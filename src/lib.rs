@@ -55,11 +55,10 @@ pub mod __private {
     pub use netdsl_runtime::candle::Var;
     pub use netdsl_runtime::candle::{DType, Device, Tensor};
     pub use netdsl_runtime::{
-        adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, batch_norm, batch_norm_eval, bn_fold,
-        candle_nn, check_input, check_weights, dilate_kernel, dropout, hardswish, layers,
-        load_weights, make_var, max_pool2d, param, relu6, save_weights, subsample, take, var_of,
-        Fusion, Generator, Init, Initializer, InputDim, LoadedWeights, ParamSource, ParamSpec,
-        Pool2d, Result,
+        adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, batch_norm, bn_fold, candle_nn,
+        check_input, check_weights, dropout, hardswish, layers, load_weights, make_var, max_pool2d,
+        param, relu6, save_weights, take, var_of, Fusion, Generator, Init, Initializer, InputDim,
+        LoadedWeights, ParamSource, ParamSpec, Pool2d, Result,
     };
     pub use netdsl_runtime::{
         center_crop, conv2d, conv_transpose2d, pixel_shuffle, upsample_bilinear2d,

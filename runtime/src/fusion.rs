@@ -154,54 +154,10 @@ pub fn hardswish(x: &Tensor) -> Result<Tensor> {
     Ok(x.mul(&(x.affine(1.0, 3.0)?.clamp(0f32, 6f32)? / 6.0)?)?)
 }
 
-/// Inserts `dh - 1` zero rows and `dw - 1` zero columns between the taps of
-/// a `[O, I, kh, kw]` kernel: a convolution with per-axis dilation is a
-/// dilation-1 convolution with this kernel.
-pub fn dilate_kernel(w: &Tensor, dh: usize, dw: usize) -> Result<Tensor> {
-    let (o, i, kh, kw) = w.dims4()?;
-    let mut w = w.clone();
-    if dw > 1 {
-        // [o, i, kh, kw, 1] -> pad the last dim to dw -> [o, i, kh, kw*dw] -> drop the tail
-        w = w
-            .unsqueeze(4)?
-            .pad_with_zeros(4, 0, dw - 1)?
-            .reshape((o, i, kh, kw * dw))?
-            .narrow(3, 0, (kw - 1) * dw + 1)?;
-    }
-    if dh > 1 {
-        let kw2 = w.dim(3)?;
-        w = w
-            .unsqueeze(3)?
-            .pad_with_zeros(3, 0, dh - 1)?
-            .reshape((o, i, kh * dh, kw2))?
-            .narrow(2, 0, (kh - 1) * dh + 1)?;
-    }
-    Ok(w)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::{DType, Device};
-
-    #[test]
-    fn dilated_kernel_places_taps() {
-        let w = Tensor::arange(1f32, 5.0, &Device::Cpu)
-            .unwrap()
-            .reshape((1, 1, 2, 2))
-            .unwrap();
-        let d = dilate_kernel(&w, 2, 3).unwrap();
-        // taps at rows 0, 2 and columns 0, 3
-        assert_eq!(
-            d.squeeze(0)
-                .unwrap()
-                .squeeze(0)
-                .unwrap()
-                .to_vec2::<f32>()
-                .unwrap(),
-            [[1., 0., 0., 2.], [0., 0., 0., 0.], [3., 0., 0., 4.]]
-        );
-    }
 
     #[test]
     fn fold_equals_conv_then_bn() {

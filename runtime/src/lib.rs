@@ -25,7 +25,7 @@ mod upsample;
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
 pub use conv::{conv2d, Conv2dSpec, Epilogue};
 pub use error::{Error, Result, WeightProblem, WeightsError};
-pub use fusion::{batch_norm_eval, bn_fold, dilate_kernel, hardswish, relu6, Fusion};
+pub use fusion::{batch_norm_eval, bn_fold, hardswish, relu6, Fusion};
 pub use modes::{batch_norm, dropout, make_var, param, var_of, Generator};
 pub use params::{
     check_weights, load_weights, save_weights, take, Init, Initializer, LoadedWeights, ParamSource,
@@ -33,7 +33,7 @@ pub use params::{
 };
 pub use pool::{adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d, Pool2d};
 pub use rng::Rng;
-pub use shape::{check_input, subsample, InputDim};
+pub use shape::{check_input, InputDim};
 pub use upsample::{
     center_crop, center_crop_offset, conv_transpose2d, pixel_shuffle, pixel_unshuffle,
     upsample_bilinear2d, upsample_nearest2d, ConvTranspose2dSpec,

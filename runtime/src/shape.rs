@@ -61,22 +61,6 @@ pub fn check_input(
     Ok(())
 }
 
-/// Keeps every `sh`-th row and `sw`-th column of an NCHW tensor: a
-/// convolution with per-axis stride is a stride-1 convolution subsampled.
-pub fn subsample(x: &Tensor, sh: usize, sw: usize) -> Result<Tensor> {
-    let pick = |x: &Tensor, dim: usize, step: usize| -> Result<Tensor> {
-        if step == 1 {
-            return Ok(x.clone());
-        }
-        let n = x.dim(dim)?;
-        let idx: Vec<u32> = (0..n as u32).step_by(step).collect();
-        let len = idx.len();
-        let idx = Tensor::from_vec(idx, len, x.device())?;
-        Ok(x.index_select(&idx, dim)?)
-    };
-    pick(&pick(x, 2, sh)?, 3, sw)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
