@@ -53,6 +53,12 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// A block struct was built or used inconsistently with its network.
+    #[error("block `{block}`: {message}")]
+    Block {
+        block: &'static str,
+        message: String,
+    },
     /// An error from candle itself (device, dtype, an operation).
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

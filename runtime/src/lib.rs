@@ -9,6 +9,7 @@
 //!
 //! Users normally reach it through the `netdsl` facade crate.
 
+mod block;
 mod checkpoint;
 pub mod conv;
 mod error;
@@ -22,6 +23,7 @@ mod shape;
 pub mod train;
 mod upsample;
 
+pub use block::{missing_child, next_param, scaled_size, BlockCx};
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
 pub use conv::{conv2d, Conv2dSpec, Epilogue};
 pub use error::{Error, Result, WeightProblem, WeightsError};

@@ -9,6 +9,25 @@ pub enum InputDim {
     Fixed(usize),
     /// A symbol (`B`): any size, but every axis with the same symbol must agree.
     Sym(&'static str),
+    /// A symbol the network's shapes need to be a multiple of something
+    /// (`H` through four 2x2 poolings: 16) and at least some size, each
+    /// with the layer that needs it.
+    Rule {
+        sym: &'static str,
+        multiple: usize,
+        min: usize,
+        multiple_why: &'static str,
+        min_why: &'static str,
+    },
+}
+
+impl InputDim {
+    fn sym(&self) -> Option<&'static str> {
+        match *self {
+            InputDim::Sym(s) | InputDim::Rule { sym: s, .. } => Some(s),
+            InputDim::Fixed(_) => None,
+        }
+    }
 }
 
 /// Checks `x` against a network's declared input shape before `forward`
@@ -42,20 +61,46 @@ pub fn check_input(
         )));
     }
     for (axis, (&g, want)) in got.iter().zip(dims).enumerate() {
-        match *want {
-            InputDim::Fixed(w) if g != w => {
+        if let InputDim::Fixed(w) = *want {
+            if g != w {
                 return Err(fail(format!("dim {axis} is {g}, expected {w}")));
             }
-            InputDim::Sym(s) => {
-                let first = dims.iter().position(|d| *d == InputDim::Sym(s));
-                if let Some(first) = first.filter(|&f| f < axis && got[f] != g) {
-                    return Err(fail(format!(
-                        "dims {first} and {axis} are both `{s}` but are {} and {g}",
-                        got[first]
-                    )));
-                }
+            continue;
+        }
+        let Some(s) = want.sym() else { continue };
+        let first = dims.iter().position(|d| d.sym() == Some(s));
+        if let Some(first) = first.filter(|&f| f < axis && got[f] != g) {
+            return Err(fail(format!(
+                "dims {first} and {axis} are both `{s}` but are {} and {g}",
+                got[first]
+            )));
+        }
+        if let InputDim::Rule {
+            multiple,
+            min,
+            multiple_why,
+            min_why,
+            ..
+        } = *want
+        {
+            if g < min {
+                return Err(fail(format!(
+                    "dim {axis} (`{s}`) is {g}, but must be at least {min}: {min_why} needs it"
+                )));
             }
-            InputDim::Fixed(_) => {}
+            if multiple > 1 && g % multiple != 0 {
+                let lo = g / multiple * multiple;
+                let near = if lo >= min.max(1) {
+                    format!("{lo} or {}", lo + multiple)
+                } else {
+                    (lo + multiple).to_string()
+                };
+                return Err(fail(format!(
+                    "dim {axis} (`{s}`) is {g}, but must be a multiple of {multiple} \
+                     ({g} % {multiple} = {}): {multiple_why} divides it evenly only then; try {near}",
+                    g % multiple
+                )));
+            }
         }
     }
     Ok(())
@@ -65,6 +110,36 @@ pub fn check_input(
 mod tests {
     use super::*;
     use candle_core::{DType, Device};
+
+    #[test]
+    fn rules_name_the_layer_and_a_size_that_works() {
+        let dims = [
+            InputDim::Sym("B"),
+            InputDim::Fixed(1),
+            InputDim::Rule {
+                sym: "H",
+                multiple: 16,
+                min: 16,
+                multiple_why: "`down4`",
+                min_why: "`down4`",
+            },
+        ];
+        let check = |shape: &[usize]| {
+            let x = Tensor::zeros(shape, DType::F32, &Device::Cpu).unwrap();
+            check_input("UNet", "[B, 1, H]", &x, &dims)
+        };
+        assert!(check(&[2, 1, 64]).is_ok());
+        let e = check(&[2, 1, 70]).unwrap_err().to_string();
+        assert!(
+            e.contains("dim 2 (`H`) is 70, but must be a multiple of 16 (70 % 16 = 6): `down4` divides it evenly only then; try 64 or 80"),
+            "{e}"
+        );
+        let e = check(&[2, 1, 8]).unwrap_err().to_string();
+        assert!(
+            e.contains("dim 2 (`H`) is 8, but must be at least 16: `down4` needs it"),
+            "{e}"
+        );
+    }
 
     const DIMS: [InputDim; 4] = [
         InputDim::Sym("B"),

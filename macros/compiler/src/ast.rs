@@ -9,6 +9,46 @@ use crate::diag::SpanRange;
 /// Everything inside one `network! { .. }`.
 pub struct Spec {
     pub networks: Vec<Network>,
+    /// Reusable blocks, instantiated where a network (or another block) uses them.
+    pub blocks: Vec<BlockDef>,
+}
+
+/// `/// docs  pub block Name(x: [B, C, H, W], out: usize, stride: usize = 1) -> [B, out, H, W] { body }`
+pub struct BlockDef {
+    pub attrs: Vec<Attribute>,
+    pub vis: Visibility,
+    pub keyword: Span,
+    pub name: Ident,
+    pub input: Ident,
+    pub input_shape: ShapeLit,
+    pub params: Vec<BlockParam>,
+    pub output_shape: Option<ShapeLit>,
+    pub body: Option<Body>,
+}
+
+/// `out: usize`, `stride: usize = 1`, `p: f64 = 0.1`, `affine: bool = true`.
+pub struct BlockParam {
+    pub name: Ident,
+    pub kind: ParamKind,
+    pub kind_span: Span,
+    pub default: Option<Value>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamKind {
+    Usize,
+    F64,
+    Bool,
+}
+
+impl ParamKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ParamKind::Usize => "usize",
+            ParamKind::F64 => "f64",
+            ParamKind::Bool => "bool",
+        }
+    }
 }
 
 /// `/// docs  pub Name(x: [B, 1, 28, 28]) -> [B, 10] { body }`
@@ -38,6 +78,35 @@ pub enum DimLit {
     Sym(Ident),
     /// `_`: any size (assertions only).
     Wild(Span),
+    /// `H / 2`, `2 * C`, `H - 4`: arithmetic over numbers and symbols.
+    Expr(Box<DimExpr>, SpanRange),
+}
+
+/// A dim written as arithmetic (`(H - 4) / 2`); `/` divides exactly.
+#[derive(Clone)]
+pub enum DimExpr {
+    Num(u64, Span),
+    Sym(Ident),
+    Bin(ArithOp, Box<DimExpr>, Box<DimExpr>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArithOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl ArithOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            ArithOp::Add => "+",
+            ArithOp::Sub => "-",
+            ArithOp::Mul => "*",
+            ArithOp::Div => "/",
+        }
+    }
 }
 
 /// `let a = expr; .. expr`: named intermediate tensors, then the output.
@@ -46,15 +115,19 @@ pub struct Body {
     pub output: Expr,
 }
 
-/// `let name = expr;`
+/// `let name = expr;` or `let (a, b) = chunk(..);`
 pub struct Let {
-    pub name: Ident,
+    /// One name, or several for `chunk`/`split`.
+    pub names: Vec<Ident>,
     pub expr: Expr,
 }
 
 /// A tensor expression: a head, then a chain of layers and assertions
 /// (`d4 -> max_pool(2) -> conv: Conv2d(..)`, `cat(a, b, dim = 1) -> relu`).
 pub struct Expr {
+    /// Unique in the invocation: names the expression's values in emitted code,
+    /// so they do not depend on which branches a block instance takes.
+    pub id: usize,
     pub head: Head,
     pub items: Vec<ChainItem>,
     pub span: SpanRange,
@@ -86,10 +159,29 @@ pub enum Head {
         dim: Option<(i64, SpanRange)>,
         span: SpanRange,
     },
-    /// `crop(a, like = b)`: `a` centre-cropped to `b`'s height and width.
+    /// `crop(a, like = b)`: `a` centre-cropped to `b`'s height and width;
+    /// `crop(a, size = (h, w))` centre-cropped to a size; with `top`/`left`,
+    /// cropped at that offset.
     Crop {
         src: Box<Expr>,
-        like: Box<Expr>,
+        to: CropTo,
+        span: SpanRange,
+    },
+    /// `chunk(x, 2, dim = 1)`, `split(x, [16, 48], dim = 1)`: several tensors,
+    /// bound by `let (a, b) = ..`.
+    Split {
+        src: Box<Expr>,
+        how: SplitHow,
+        dim: Option<(i64, SpanRange)>,
+        span: SpanRange,
+    },
+    /// `if cond { a } else { b }`: decided at compile time (in a block, per
+    /// use); only the branch taken exists in that network or block instance.
+    If {
+        id: usize,
+        cond: Cond,
+        then: Box<Expr>,
+        els: Box<Expr>,
         span: SpanRange,
     },
     /// `a + b`, `a - b`, `a * b` (PyTorch broadcasting).
@@ -103,13 +195,67 @@ pub enum Head {
     Paren(Box<Expr>),
 }
 
+pub enum CropTo {
+    Like(Box<Expr>),
+    Size {
+        size: Box<(Value, Value)>,
+        offset: Option<Box<(Value, Value)>>,
+    },
+}
+
+pub enum SplitHow {
+    /// `chunk(x, n)`: `n` pieces as `torch.chunk` (the last may be smaller).
+    Chunk(Value),
+    /// `split(x, size)`: pieces of `size`; `split(x, [a, b, ..])`: those sizes.
+    Sizes(Vec<Value>, bool),
+}
+
+/// A compile-time condition: comparisons of numbers, `&&`, `||`, `!`.
+#[derive(Clone)]
+pub enum Cond {
+    Cmp(CmpOp, Value, Value),
+    And(Box<Cond>, Box<Cond>),
+    Or(Box<Cond>, Box<Cond>),
+    Not(Box<Cond>),
+    Bool(bool, SpanRange),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
 pub enum ChainItem {
     Layer(Layer),
+    /// `layers: repeat 3 { Conv2d(64, kernel = 3) -> relu }`: the chain
+    /// repeated, each copy numbered (`layers.0.0.weight`, `layers.1.0.weight`);
+    /// `repeat 2 BasicBlock(64)`: the layer or block repeated
+    /// (`layer1.0`, `layer1.1`).
+    Repeat(Repeat),
     /// `features: seq { Conv2d(..) -> relu -> .. }`: children numbered like
     /// `nn.Sequential`, every op counting (`features.0.weight`).
     Seq(Seq),
     /// `: [B, 16, 5, 5]`, checked against the shape inferred so far.
     Assert(ShapeLit),
+}
+
+pub struct Repeat {
+    pub name: Option<Ident>,
+    pub name_rest: Vec<String>,
+    pub keyword: Ident,
+    pub count: Value,
+    pub body: RepeatBody,
+    pub span: SpanRange,
+}
+
+pub enum RepeatBody {
+    Items(Vec<ChainItem>),
+    Layer(Box<Layer>),
 }
 
 pub struct Seq {
@@ -136,6 +282,7 @@ pub struct Layer {
 }
 
 /// `value` or `key = value`.
+#[derive(Clone)]
 pub struct Arg {
     pub key: Option<Ident>,
     pub value: Value,
@@ -151,6 +298,8 @@ pub enum Value {
     Tuple(Vec<Value>, SpanRange),
     /// `in -> out`
     Arrow(Box<Value>, Box<Value>, SpanRange),
+    /// `2 * out`, `C / 4`: arithmetic over block parameters and numbers.
+    Arith(ArithOp, Box<Value>, Box<Value>, SpanRange),
 }
 
 impl Value {
@@ -158,7 +307,7 @@ impl Value {
         match self {
             Value::Int(_, s) | Value::Float(_, s) | Value::Bool(_, s) => *s,
             Value::Ident(i) => SpanRange::single(i.span()),
-            Value::Tuple(_, s) | Value::Arrow(_, _, s) => *s,
+            Value::Tuple(_, s) | Value::Arrow(_, _, s) | Value::Arith(_, _, _, s) => *s,
         }
     }
 
@@ -171,6 +320,49 @@ impl Value {
             Value::Ident(..) => "a name",
             Value::Tuple(..) => "a tuple",
             Value::Arrow(..) => "an `in -> out` pair",
+            Value::Arith(..) => "an arithmetic expression",
         }
     }
+}
+
+/// Calls `f` on every layer written in `e`: its chain, `seq`s, `repeat`s,
+/// and the expressions inside its head.
+pub fn visit_layers(e: &Expr, f: &mut impl FnMut(&Layer)) {
+    fn items(items: &[ChainItem], f: &mut impl FnMut(&Layer)) {
+        for item in items {
+            match item {
+                ChainItem::Layer(l) => f(l),
+                ChainItem::Seq(s) => items_of(&s.items, f),
+                ChainItem::Repeat(r) => match &r.body {
+                    RepeatBody::Items(i) => items_of(i, f),
+                    RepeatBody::Layer(l) => f(l),
+                },
+                ChainItem::Assert(_) => {}
+            }
+        }
+    }
+    fn items_of(i: &[ChainItem], f: &mut impl FnMut(&Layer)) {
+        items(i, f)
+    }
+    match &e.head {
+        Head::Var(_) => {}
+        Head::Paren(inner) => visit_layers(inner, f),
+        Head::Cat { args, .. } => args.iter().for_each(|a| visit_layers(a, f)),
+        Head::Crop { src, to, .. } => {
+            visit_layers(src, f);
+            if let CropTo::Like(l) = to {
+                visit_layers(l, f);
+            }
+        }
+        Head::Split { src, .. } => visit_layers(src, f),
+        Head::If { then, els, .. } => {
+            visit_layers(then, f);
+            visit_layers(els, f);
+        }
+        Head::Binary { lhs, rhs, .. } => {
+            visit_layers(lhs, f);
+            visit_layers(rhs, f);
+        }
+    }
+    items(&e.items, f);
 }

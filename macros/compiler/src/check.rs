@@ -3,11 +3,14 @@
 //! disagrees. Every failure becomes one error at its own tokens, with the
 //! arithmetic that led there.
 
-use crate::ast::{DimLit, Network, ShapeLit};
+use proc_macro2::Ident;
+
+use crate::ast::{ArithOp, DimExpr, DimLit, ShapeLit};
+use crate::block::Blocks;
 use crate::diag::{Ctxt, SpanRange};
-use crate::infer::{conv_padding, infer, shape_of, Inferred, Overrides};
-use crate::resolve::{Item, MergeKind, Node, NodeKind, Op, Program};
-use crate::shape::{fmt_shape, Dim, Shape};
+use crate::infer::{conv_padding, infer, Inferred, Overrides};
+use crate::resolve::{Env, EnvVal, Item, MergeKind, Node, NodeKind, Op, Program};
+use crate::shape::{fmt_shape, Constraints, Dim, Shape};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailKind {
@@ -27,6 +30,8 @@ pub struct Failure {
     /// Lines shown after the chain of sizes (this step's own arithmetic).
     pub tail: Vec<String>,
     pub help: Vec<String>,
+    /// Already reported where it happened (inside a block's use).
+    pub reported: bool,
 }
 
 /// Rule: a network's input shape has dims >= 1 and no `_`.
@@ -43,18 +48,136 @@ pub fn check_input_shape(cx: &Ctxt, lit: &ShapeLit) {
                 "`_` is only allowed in shape assertions; the input needs a number or a symbol \
                  (`B`) for every dim",
             ),
+            DimLit::Expr(_, s) => cx.error(
+                *s,
+                "a network's input dims are numbers or symbols; arithmetic (`H / 2`) belongs in \
+                 assertions and block shapes",
+            ),
             _ => {}
         }
     }
 }
 
-fn agrees(inferred: &Shape, lit: &ShapeLit) -> bool {
+/// A shape as written, `[B, 2*C, H/2, _]`.
+pub fn shape_text(lit: &ShapeLit) -> String {
+    let dims: Vec<String> = lit.dims.iter().map(dim_text).collect();
+    format!("[{}]", dims.join(", "))
+}
+
+fn dim_text(d: &DimLit) -> String {
+    fn expr(e: &DimExpr, top: bool) -> String {
+        match e {
+            DimExpr::Num(n, _) => n.to_string(),
+            DimExpr::Sym(s) => s.to_string(),
+            DimExpr::Bin(op, a, b) => {
+                let t = format!("{}{}{}", expr(a, false), op.symbol(), expr(b, false));
+                if top {
+                    t
+                } else {
+                    format!("({t})")
+                }
+            }
+        }
+    }
+    match d {
+        DimLit::Lit(n, _) => n.to_string(),
+        DimLit::Sym(s) => s.to_string(),
+        DimLit::Wild(_) => "_".to_string(),
+        DimLit::Expr(e, _) => expr(e, true),
+    }
+}
+
+/// The dim a written dim stands for, with `env`'s names put in; `None` for
+/// `_`, or after an error (reported).
+pub fn eval_dim(cx: &Ctxt, d: &DimLit, env: &Env) -> Option<Dim> {
+    fn sym(cx: &Ctxt, s: &Ident, env: &Env) -> Option<Dim> {
+        match env.get(&s.to_string()) {
+            None => Some(Dim::sym(s.to_string())),
+            Some(EnvVal::Dim(d)) => Some(d.clone()),
+            Some(EnvVal::Int(n)) if *n >= 0 => Some(Dim::Known(*n as u64)),
+            Some(_) => {
+                cx.error(
+                    SpanRange::single(s.span()),
+                    format!(
+                        "`{s}` is not a size: a dim is a number, a symbol or arithmetic over them"
+                    ),
+                );
+                None
+            }
+        }
+    }
+    fn expr(cx: &Ctxt, e: &DimExpr, env: &Env, span: SpanRange) -> Option<Dim> {
+        match e {
+            DimExpr::Num(n, _) => Some(Dim::Known(*n)),
+            DimExpr::Sym(s) => sym(cx, s, env),
+            DimExpr::Bin(op, a, b) => {
+                let (a, b) = (expr(cx, a, env, span)?, expr(cx, b, env, span)?);
+                let fail = |why: String| {
+                    cx.error(span, why);
+                    None
+                };
+                match (op, &a, &b) {
+                    (ArithOp::Add, Dim::Known(x), Dim::Known(y)) => Some(Dim::Known(x + y)),
+                    (ArithOp::Sub, Dim::Known(x), Dim::Known(y)) if x >= y => {
+                        Some(Dim::Known(x - y))
+                    }
+                    (ArithOp::Mul, Dim::Known(x), Dim::Known(y)) => Some(Dim::Known(x * y)),
+                    (ArithOp::Div, Dim::Known(x), Dim::Known(y)) if *y > 0 && x % y == 0 => {
+                        Some(Dim::Known(x / y))
+                    }
+                    (ArithOp::Div, Dim::Known(x), Dim::Known(y)) => fail(format!(
+                        "{x} / {y} is not a whole number: `/` in a shape divides exactly"
+                    )),
+                    (ArithOp::Sub, Dim::Known(x), Dim::Known(y)) => {
+                        fail(format!("{x} - {y} is negative"))
+                    }
+                    (ArithOp::Add, Dim::Lin(l), Dim::Known(k))
+                    | (ArithOp::Add, Dim::Known(k), Dim::Lin(l)) => {
+                        Some(Dim::Lin(l.shift(*k as i64)))
+                    }
+                    (ArithOp::Sub, Dim::Lin(l), Dim::Known(k)) => {
+                        Some(Dim::Lin(l.shift(-(*k as i64))))
+                    }
+                    (ArithOp::Mul, Dim::Lin(l), Dim::Known(k))
+                    | (ArithOp::Mul, Dim::Known(k), Dim::Lin(l))
+                        if *k > 0 =>
+                    {
+                        Some(Dim::Lin(l.scale(*k)))
+                    }
+                    (ArithOp::Div, Dim::Lin(l), Dim::Known(k)) if *k > 0 => match l.div_exact(*k) {
+                        Some(l) => Some(Dim::Lin(l)),
+                        None => fail(format!("({l}) / {k} leaves a fraction")),
+                    },
+                    (ArithOp::Add, Dim::Lin(x), Dim::Lin(y)) if x.sym == y.sym => {
+                        Some(Dim::Lin(x.add(y)))
+                    }
+                    _ => Some(Dim::Sym(format!("{a}{}{b}", op.symbol()))),
+                }
+            }
+        }
+    }
+    match d {
+        DimLit::Lit(n, _) => Some(Dim::Known(*n)),
+        DimLit::Sym(s) => sym(cx, s, env),
+        DimLit::Wild(_) => None,
+        DimLit::Expr(e, span) => expr(cx, e, env, *span),
+    }
+}
+
+/// A written shape evaluated in `env`; `_` and failed dims become `_`.
+pub fn eval_shape(cx: &Ctxt, lit: &ShapeLit, env: &Env) -> Shape {
+    lit.dims
+        .iter()
+        .map(|d| eval_dim(cx, d, env).unwrap_or_else(|| Dim::Sym("_".into())))
+        .collect()
+}
+
+fn agrees(inferred: &Shape, lit: &ShapeLit, env: &Env) -> bool {
+    let scratch = Ctxt::new();
     inferred.len() == lit.dims.len()
-        && inferred.iter().zip(&lit.dims).all(|(d, l)| match (d, l) {
-            (_, DimLit::Wild(_)) => true,
-            (Dim::Known(a), DimLit::Lit(b, _)) => a == b,
-            (Dim::Sym(a), DimLit::Sym(b)) => b == a.as_str(),
-            _ => false,
+        && inferred.iter().zip(&lit.dims).all(|(d, l)| match l {
+            DimLit::Wild(_) => true,
+            l => eval_dim(&scratch, l, env).as_ref() == Some(d),
         })
 }
 
@@ -63,18 +186,25 @@ fn agrees(inferred: &Shape, lit: &ShapeLit) -> bool {
 /// ```text
 /// x -> conv1: Conv2d(6, kernel = 5) -> max_pool(2) : [B, 6, 14, 14]   // 28 -> 24 -> 12
 /// ```
-pub fn assertion(item: usize, inferred: &Shape, lit: &ShapeLit, prev: &str) -> Option<Failure> {
-    (!agrees(inferred, lit)).then(|| Failure {
+pub fn assertion(
+    item: usize,
+    inferred: &Shape,
+    lit: &ShapeLit,
+    prev: &str,
+    env: &Env,
+) -> Option<Failure> {
+    (!agrees(inferred, lit, env)).then(|| Failure {
         item,
         span: lit.span,
         message: format!(
             "shape assertion failed: {prev} gives {}, but the assertion says {}",
             fmt_shape(inferred),
-            fmt_shape(&shape_of(lit))
+            shape_text(lit)
         ),
         kind: FailKind::Mismatch,
         tail: Vec::new(),
         help: vec![format!("assert `: {}`", fmt_shape(inferred))],
+        reported: false,
     })
 }
 
@@ -84,55 +214,82 @@ pub fn declared_output(
     inferred: &Shape,
     lit: &ShapeLit,
     prev: &str,
+    env: &Env,
+    owner: &str,
 ) -> Option<Failure> {
-    (!agrees(inferred, lit)).then(|| Failure {
+    (!agrees(inferred, lit, env)).then(|| Failure {
         item,
         span: lit.span,
         message: format!(
-            "the network is declared to give {}, but {prev} gives {}",
-            fmt_shape(&shape_of(lit)),
+            "the {owner} is declared to give {}, but {prev} gives {}",
+            shape_text(lit),
             fmt_shape(inferred)
         ),
         kind: FailKind::Mismatch,
         tail: Vec::new(),
         help: vec![format!("declare `-> {}`", fmt_shape(inferred))],
+        reported: false,
     })
 }
 
-/// Infers the network's shapes and reports every failure, each with the
-/// chain of sizes that led to it and a fix where one is found.
-/// What inference learned about a whole network: every value's shape
+/// What inference learned about a whole graph: every value's shape
 /// (`None` where an error made it unknown) and each chain node's details.
 pub struct ProgramShapes {
     pub values: Vec<Option<Shape>>,
     /// Per node: the chain's inference (`None` for merges and chains whose
     /// input is unknown).
     pub chains: Vec<Option<Inferred>>,
+    /// What the input's symbols must satisfy (checked at `forward`'s entry).
+    pub constraints: Constraints,
 }
 
-/// Infers every value of the network's graph and reports every failure,
-/// each with the chain of sizes that led to it and a fix where one is found.
-pub fn check_network(cx: &Ctxt, net: &Network, program: &Program) -> ProgramShapes {
-    check_input_shape(cx, &net.input_shape);
-    let input = shape_of(&net.input_shape);
+/// Infers every value of a graph (a network's, or a block instance's) and
+/// reports every failure, each with the chain of sizes that led to it and
+/// a fix where one is found.
+#[allow(clippy::too_many_arguments)]
+pub fn check_program(
+    cx: &Ctxt,
+    blocks: &Blocks,
+    input_name: &Ident,
+    input: Shape,
+    program: &Program,
+    out_decl: Option<&ShapeLit>,
+    env: &Env,
+    report: bool,
+    owner: &'static str,
+) -> ProgramShapes {
     let mut values: Vec<Option<Shape>> = vec![Some(input)];
     let mut chains = Vec::with_capacity(program.nodes.len());
+    let mut constraints = Constraints::default();
+    let name_of = |v: usize| value_name(input_name, program, v);
     for (i, node) in program.nodes.iter().enumerate() {
         let is_output = program.output == Some(i + 1);
+        let decl = if is_output { out_decl } else { None };
         let (value, chain) = match &node.kind {
             NodeKind::Chain { input, items } => {
                 match input.and_then(|v| values.get(v).cloned().flatten()) {
                     Some(shape) => {
-                        let decl = if is_output {
-                            net.output_shape.as_ref()
-                        } else {
-                            None
+                        let ctx = crate::infer::InferCx {
+                            blocks,
+                            env,
+                            report,
+                            owner,
                         };
-                        let result = check_chain(cx, &shape, items, decl);
+                        let result = check_chain(cx, &shape, items, decl, &ctx);
+                        constraints.merge(&result.constraints);
                         (result.output.clone(), Some(result))
                     }
                     None => (None, None),
                 }
+            }
+            NodeKind::Select { value, .. } => {
+                let out = value.and_then(|v| values.get(v).cloned().flatten());
+                if let (Some(decl), Some(shape)) = (decl, &out) {
+                    if let Some(f) = declared_output(0, shape, decl, "the branch", env, owner) {
+                        cx.error(f.span, f.message);
+                    }
+                }
+                (out, None)
             }
             NodeKind::Merge { kind, inputs, span } => {
                 let shapes: Option<Vec<(Shape, SpanRange, String)>> = inputs
@@ -140,21 +297,21 @@ pub fn check_network(cx: &Ctxt, net: &Network, program: &Program) -> ProgramShap
                     .map(|(v, s)| {
                         let v = (*v)?;
                         let shape = values.get(v).cloned().flatten()?;
-                        Some((shape, *s, value_name(net, program, v)))
+                        Some((shape, *s, name_of(v)))
                     })
                     .collect();
-                let out =
-                    shapes.and_then(|shapes| match crate::infer::merge(*kind, &shapes, *span) {
+                let out = shapes.and_then(|shapes| {
+                    match crate::infer::merge(kind, &shapes, *span, &mut constraints) {
                         Ok(shape) => Some(shape),
                         Err((span, message)) => {
                             cx.error(span, message);
                             None
                         }
-                    });
-                if let (true, Some(decl), Some(shape)) =
-                    (is_output, net.output_shape.as_ref(), &out)
-                {
-                    if let Some(f) = declared_output(0, shape, decl, "the network") {
+                    }
+                });
+                if let (Some(decl), Some(shape)) = (decl, &out) {
+                    let what = format!("the `{}`", merge_symbol(kind));
+                    if let Some(f) = declared_output(0, shape, decl, &what, env, owner) {
                         cx.error(
                             f.span,
                             format!("{}\nhelp: {}", f.message, f.help.join("\n      or ")),
@@ -167,29 +324,47 @@ pub fn check_network(cx: &Ctxt, net: &Network, program: &Program) -> ProgramShap
         values.push(value);
         chains.push(chain);
     }
-    if let (Some(0), Some(decl)) = (program.output, net.output_shape.as_ref()) {
-        if let Some(f) =
-            declared_output(0, &values[0].clone().unwrap_or_default(), decl, "the input")
-        {
+    if let (Some(0), Some(decl)) = (program.output, out_decl) {
+        if let Some(f) = declared_output(
+            0,
+            &values[0].clone().unwrap_or_default(),
+            decl,
+            "the input",
+            env,
+            owner,
+        ) {
             cx.error(f.span, f.message);
         }
     }
-    ProgramShapes { values, chains }
+    ProgramShapes {
+        values,
+        chains,
+        constraints,
+    }
+}
+
+fn merge_symbol(kind: &MergeKind) -> &'static str {
+    match kind {
+        MergeKind::Cat { .. } => "cat",
+        MergeKind::Crop | MergeKind::CropSize { .. } => "crop",
+        MergeKind::Piece { .. } => "chunk",
+        MergeKind::Binary(op) => op.symbol(),
+    }
 }
 
 /// How a value is called in messages: its `let` name, or what made it.
-pub fn value_name(net: &Network, program: &Program, value: usize) -> String {
+pub fn value_name(input: &Ident, program: &Program, value: usize) -> String {
     match program.node_of(value) {
-        None => format!("`{}`", net.input),
+        None => format!("`{input}`"),
         Some(Node { name: Some(n), .. }) => format!("`{n}`"),
         Some(Node {
             kind: NodeKind::Merge { kind, .. },
             ..
-        }) => match kind {
-            MergeKind::Cat { .. } => "the `cat`".to_string(),
-            MergeKind::Crop => "the `crop`".to_string(),
-            MergeKind::Binary(op) => format!("the `{}`", op.symbol()),
-        },
+        }) => format!("the `{}`", merge_symbol(kind)),
+        Some(Node {
+            kind: NodeKind::Select { .. },
+            ..
+        }) => "the `if`".to_string(),
         Some(Node {
             kind: NodeKind::Chain { items, .. },
             ..
@@ -205,8 +380,14 @@ pub fn value_name(net: &Network, program: &Program, value: usize) -> String {
 }
 
 /// One chain: infer it from `input`, report its failures.
-fn check_chain(cx: &Ctxt, input: &Shape, items: &[Item], decl: Option<&ShapeLit>) -> Inferred {
-    let result = infer(input, items, decl, Overrides::default());
+fn check_chain(
+    cx: &Ctxt,
+    input: &Shape,
+    items: &[Item],
+    decl: Option<&ShapeLit>,
+    ctx: &crate::infer::InferCx,
+) -> Inferred {
+    let result = infer(input, items, decl, Overrides::default(), ctx);
     for f in &result.failures {
         let mut message = f.message.clone();
         let mut help = Vec::new();
@@ -215,7 +396,7 @@ fn check_chain(cx: &Ctxt, input: &Shape, items: &[Item], decl: Option<&ShapeLit>
                 message.push_str("\n  ");
                 message.push_str(&line);
             }
-            help.extend(fixes(input, items, decl, f));
+            help.extend(fixes(input, items, decl, f, ctx));
         }
         for line in &f.tail {
             message.push_str("\n  ");
@@ -226,7 +407,9 @@ fn check_chain(cx: &Ctxt, input: &Shape, items: &[Item], decl: Option<&ShapeLit>
             message.push_str(if i == 0 { "\nhelp: " } else { "\n      or " });
             message.push_str(h);
         }
-        cx.error(f.span, message);
+        if !f.reported {
+            cx.error(f.span, message);
+        }
     }
     result
 }
@@ -258,7 +441,17 @@ fn trace_before(result: &Inferred, item: usize) -> Vec<String> {
 /// Searches earlier convolutions for a padding that makes failure `f` go
 /// away without breaking anything before it. Written paddings come first
 /// (the likely cause), then the smallest change.
-fn fixes(input: &Shape, items: &[Item], decl: Option<&ShapeLit>, f: &Failure) -> Vec<String> {
+fn fixes(
+    input: &Shape,
+    items: &[Item],
+    decl: Option<&ShapeLit>,
+    f: &Failure,
+    ctx: &crate::infer::InferCx,
+) -> Vec<String> {
+    let ctx = crate::infer::InferCx {
+        report: false,
+        ..*ctx
+    };
     let mut found = Vec::new();
     for (j, item) in items.iter().enumerate().take(f.item) {
         let Item::Layer(layer) = item else { continue };
@@ -275,7 +468,7 @@ fn fixes(input: &Shape, items: &[Item], decl: Option<&ShapeLit>, f: &Failure) ->
             let ov = Overrides {
                 padding: Some((j, p)),
             };
-            let trial = infer(input, items, decl, ov);
+            let trial = infer(input, items, decl, ov, &ctx);
             if trial.failures.iter().any(|g| g.item <= f.item) {
                 continue;
             }

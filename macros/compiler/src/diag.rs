@@ -1,7 +1,7 @@
 //! Diagnostics: every error of one invocation is collected in a [`Ctxt`] and
 //! reported together, each at the span of the tokens at fault.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::ToTokens;
@@ -81,6 +81,7 @@ impl From<syn::Error> for Diagnostic {
 #[derive(Default)]
 pub struct Ctxt {
     errors: RefCell<Vec<Diagnostic>>,
+    next_id: Cell<usize>,
 }
 
 impl Ctxt {
@@ -88,8 +89,10 @@ impl Ctxt {
         Self::default()
     }
 
+    /// Records an error (once: the same message at the same tokens, as the
+    /// copies of a `repeat` or the uses of a block give, is one error).
     pub fn error(&self, span: SpanRange, message: impl Into<String>) {
-        self.errors.borrow_mut().push(Diagnostic {
+        self.error_once(Diagnostic {
             span,
             message: message.into(),
         });
@@ -98,6 +101,27 @@ impl Ctxt {
     pub fn syn_error(&self, e: syn::Error) {
         for e in e {
             self.errors.borrow_mut().push(e.into());
+        }
+    }
+
+    /// A number unique within this invocation (expression ids).
+    pub fn next_id(&self) -> usize {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
+    }
+
+    /// Records an error unless the same message is already recorded at the
+    /// same place (a block used several times with the same mistake).
+    pub fn error_once(&self, d: Diagnostic) {
+        let mut errors = self.errors.borrow_mut();
+        let same = |e: &Diagnostic| {
+            e.message == d.message
+                && format!("{:?}", e.span.start) == format!("{:?}", d.span.start)
+                && format!("{:?}", e.span.end) == format!("{:?}", d.span.end)
+        };
+        if !errors.iter().any(same) {
+            errors.push(d);
         }
     }
 

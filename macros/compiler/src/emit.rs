@@ -11,7 +11,10 @@ use quote::{format_ident, quote};
 use syn::{Attribute, Visibility};
 
 use crate::ast::BinOp;
-use crate::lower::{FieldIr, FieldKind, Fold, InitIr, MergeIr, NetIr, Segment, StepIr, StepOp};
+use crate::lower::{
+    FieldIr, FieldKind, Fold, InitIr, MergeIr, NetIr, Registry, Segment, StepIr, StepOp,
+    UpsampleOut,
+};
 use crate::resolve::{Activation, PoolKind, WeightInit};
 use crate::shape::{fmt_shape, Dim};
 
@@ -33,6 +36,8 @@ struct Skeleton<'a> {
     /// Bodies of `from_source`, `named_tensors`, `forward`, `named_vars`.
     bodies: [TokenStream; 4],
     input: Ident,
+    /// Clears the fold caches of the network's blocks.
+    clear: TokenStream,
 }
 
 fn skeleton(s: Skeleton) -> TokenStream {
@@ -44,6 +49,7 @@ fn skeleton(s: Skeleton) -> TokenStream {
         consts,
         bodies: [from_source, named_tensors, forward, named_vars],
         input,
+        clear,
     } = s;
     let p = quote!(::netdsl::__private);
     quote! {
@@ -115,6 +121,7 @@ fn skeleton(s: Skeleton) -> TokenStream {
             pub fn train(&mut self) {
                 self.training = true;
                 self.fusion.clear();
+                #clear
             }
 
             /// Inference mode, as PyTorch's `eval()` (the default): parameters are used detached,
@@ -122,6 +129,7 @@ fn skeleton(s: Skeleton) -> TokenStream {
             pub fn eval(&mut self) {
                 self.training = false;
                 self.fusion.clear();
+                #clear
             }
 
             /// Whether the network is in training mode.
@@ -209,7 +217,12 @@ fn consts(
     }
 }
 
-pub fn emit(ir: &NetIr) -> TokenStream {
+pub fn emit(
+    ir: &NetIr,
+    code: &BlockCode,
+    reg: &Registry,
+    defs: &[crate::ast::BlockDef],
+) -> TokenStream {
     let p = quote!(::netdsl::__private);
     let mut attrs = ir.attrs.clone();
     let has_docs = attrs.iter().any(|a| a.path().is_ident("doc"));
@@ -225,6 +238,12 @@ pub fn emit(ir: &NetIr) -> TokenStream {
 
     let fields = ir.fields.iter().map(|f| {
         let name = &f.ident;
+        if let FieldKind::Block { def, instance } = f.kind {
+            let ty = code.ident(def, instance);
+            let vis = defs.get(def).map(|d| &d.vis);
+            let doc = format!("{} tensors", f.params.len());
+            return quote!(#[doc = #doc] #vis #name: #ty,);
+        }
         let ty = field_type(f);
         let doc = f
             .params
@@ -287,7 +306,26 @@ pub fn emit(ir: &NetIr) -> TokenStream {
     );
 
     let mut index = 0usize;
-    let inits = ir.fields.iter().map(|f| gen_field_init(f, &mut index));
+    let inits: Vec<TokenStream> = ir
+        .fields
+        .iter()
+        .map(|f| match f.kind {
+            FieldKind::Block { def, instance } => {
+                let name = &f.ident;
+                let ty = code.ident(def, instance);
+                let start = usize_lit(index as u64);
+                index += f.params.len();
+                let data = code.data(reg, def, instance).into_iter().map(Literal::u64_suffixed);
+                quote! {
+                    #name: {
+                        let mut next = #start;
+                        #ty::__build(source, Self::NAME, manifest, &mut next, &mut [#(#data),*].iter())?
+                    },
+                }
+            }
+            _ => gen_field_init(f, &mut index),
+        })
+        .collect();
     let folds = lit(ir.folds as u64);
     let from_source = quote! {
         let manifest = Self::MANIFEST;
@@ -298,28 +336,84 @@ pub fn emit(ir: &NetIr) -> TokenStream {
             rng: #p::Generator::from_entropy(),
         })
     };
-    let named = ir.fields.iter().flat_map(|f| {
-        let field = &f.ident;
-        f.params.iter().map(move |param| {
-            let name = &param.name;
-            let member = Ident::new(param.member, Span::call_site());
-            quote!((#name, &self.#field.#member))
-        })
-    });
-    let named_tensors = quote!(::std::vec![#(#named),*]);
-    let vars = ir.fields.iter().flat_map(|f| {
-        let field = &f.ident;
-        let p = p.clone();
-        f.params
-            .iter()
-            .filter(|param| param.init.trainable())
-            .map(move |param| {
+    let (named_tensors, named_vars) = if has_blocks(ir) {
+        // Blocks hand over their tensors in manifest order; the names come
+        // from the manifest.
+        let pushes = ir.fields.iter().map(|f| {
+            let field = &f.ident;
+            if let FieldKind::Block { .. } = f.kind {
+                return quote!(self.#field.__tensors(&mut ts););
+            }
+            let ms = f.params.iter().map(|param| {
+                let member = Ident::new(param.member, Span::call_site());
+                quote!(ts.push(&self.#field.#member);)
+            });
+            quote!(#(#ms)*)
+        });
+        let vars = ir.fields.iter().map(|f| {
+            let field = &f.ident;
+            if let FieldKind::Block { .. } = f.kind {
+                return quote!(self.#field.__vars(&mut vs)?;);
+            }
+            let ms = f
+                .params
+                .iter()
+                .filter(|param| param.init.trainable())
+                .map(|param| {
+                    let member = Ident::new(param.member, Span::call_site());
+                    quote!(vs.push(#p::var_of(&mut self.#field.#member)?);)
+                });
+            quote!(#(#ms)*)
+        });
+        (
+            quote! {
+                let mut ts = ::std::vec::Vec::with_capacity(Self::MANIFEST.len());
+                #(#pushes)*
+                Self::MANIFEST.iter().map(|s| s.name).zip(ts).collect()
+            },
+            quote! {
+                let mut vs = ::std::vec::Vec::new();
+                #(#vars)*
+                ::core::result::Result::Ok(
+                    Self::MANIFEST.iter().filter(|s| s.trainable).map(|s| s.name).zip(vs).collect(),
+                )
+            },
+        )
+    } else {
+        let named = ir.fields.iter().flat_map(|f| {
+            let field = &f.ident;
+            f.params.iter().map(move |param| {
                 let name = &param.name;
                 let member = Ident::new(param.member, Span::call_site());
-                quote!((#name, #p::var_of(&mut self.#field.#member)?))
+                quote!((#name, &self.#field.#member))
             })
-    });
-    let named_vars = quote!(::core::result::Result::Ok(::std::vec![#(#vars),*]));
+        });
+        let vars = ir.fields.iter().flat_map(|f| {
+            let field = &f.ident;
+            let p = p.clone();
+            f.params
+                .iter()
+                .filter(|param| param.init.trainable())
+                .map(move |param| {
+                    let name = &param.name;
+                    let member = Ident::new(param.member, Span::call_site());
+                    quote!((#name, #p::var_of(&mut self.#field.#member)?))
+                })
+        });
+        (
+            quote!(::std::vec![#(#named),*]),
+            quote!(::core::result::Result::Ok(::std::vec![#(#vars),*])),
+        )
+    };
+    let clears = ir
+        .fields
+        .iter()
+        .filter(|f| matches!(f.kind, FieldKind::Block { .. }))
+        .map(|f| {
+            let field = &f.ident;
+            quote!(self.#field.__clear();)
+        });
+    let clear = quote!(#(#clears)*);
 
     skeleton(Skeleton {
         attrs: &attrs,
@@ -329,6 +423,7 @@ pub fn emit(ir: &NetIr) -> TokenStream {
         consts,
         bodies: [from_source, named_tensors, gen_forward(ir), named_vars],
         input: ir.input.clone(),
+        clear,
     })
 }
 
@@ -342,7 +437,7 @@ fn field_base_type(kind: FieldKind) -> TokenStream {
     match kind {
         FieldKind::Conv2d | FieldKind::ConvTranspose2d => quote!(#p::layers::Conv2dParams),
         FieldKind::Linear => quote!(#p::layers::LinearParams),
-        FieldKind::BatchNorm => quote!(#p::layers::BatchNormParams),
+        FieldKind::BatchNorm | FieldKind::Block { .. } => quote!(#p::layers::BatchNormParams),
     }
 }
 
@@ -384,83 +479,168 @@ fn gen_forward(ir: &NetIr) -> TokenStream {
             let n = usize_lit(*n);
             quote!(#p::InputDim::Fixed(#n))
         }
-        Dim::Sym(s) => quote!(#p::InputDim::Sym(#s)),
+        d => {
+            let s = d.to_string();
+            match ir.constraints.rules.get(&s) {
+                Some(r) if r.multiple > 1 || r.min > 1 => {
+                    let (m, min) = (usize_lit(r.multiple), usize_lit(r.min));
+                    let (mw, nw) = (&r.multiple_why, &r.min_why);
+                    quote!(#p::InputDim::Rule { sym: #s, multiple: #m, min: #min, multiple_why: #mw, min_why: #nw })
+                }
+                _ => quote!(#p::InputDim::Sym(#s)),
+            }
+        }
     });
     let x = format_ident!("xs", span = Span::mixed_site());
     let mut body = quote! {
         #p::check_input(#name, #expected, #input, &[#(#dims),*])?;
     };
+    if has_blocks(ir) {
+        let cx = cx_ident();
+        body.extend(quote! {
+            let #cx = #p::BlockCx { training: self.training, fusion: self.fusion.enabled(), rng: &self.rng };
+        });
+    }
+    let env = CodeEnv::network();
+    // A plain chain: the steps straight in `forward`.
+    if let [Segment::Chain {
+        src, dst, steps, ..
+    }] = ir.segments.as_slice()
+    {
+        if *dst == ir.output && *dst == ir.values.len() - 1 {
+            let (code, first) = chain_code(ir, *src, steps, &x, &env);
+            body.extend(code);
+            let src = &ir.values[*src];
+            let out = if first {
+                quote!(#src.clone())
+            } else {
+                quote!(#x)
+            };
+            body.extend(quote!(::core::result::Result::Ok(#out)));
+            return body;
+        }
+    }
+    for segment in &ir.segments {
+        body.extend(gen_segment(ir, segment, &x, &env));
+    }
+    let out = &ir.values[ir.output];
+    body.extend(quote!(::core::result::Result::Ok(#out)));
+    body
+}
+
+fn has_blocks(ir: &NetIr) -> bool {
+    ir.fields
+        .iter()
+        .any(|f| matches!(f.kind, FieldKind::Block { .. }))
+}
+
+/// A chain's steps on `src`; `true` when none emitted code (the chain is
+/// the identity).
+fn chain_code(
+    ir: &NetIr,
+    src: usize,
+    steps: &[StepIr],
+    x: &Ident,
+    env: &CodeEnv,
+) -> (TokenStream, bool) {
+    let mut code = TokenStream::new();
+    let mut first = true;
+    for step in steps {
+        let from = if first {
+            let v = &ir.values[src];
+            quote!(#v)
+        } else {
+            quote!(#x)
+        };
+        if let Some(c) = gen_step(step, &from, x, env) {
+            code.extend(c);
+            first = false;
+        }
+    }
+    (code, first)
+}
+
+/// One segment: `let dst = ..;`.
+fn gen_segment(ir: &NetIr, segment: &Segment, x: &Ident, env: &CodeEnv) -> TokenStream {
+    let p = quote!(::netdsl::__private);
     let value = |v: usize| {
         let id = &ir.values[v];
         quote!(#id)
     };
-    for segment in &ir.segments {
-        match segment {
-            Segment::Chain { src, dst, steps } => {
-                let mut code = TokenStream::new();
-                let mut first = true;
-                for step in steps {
-                    let from = if first { value(*src) } else { quote!(#x) };
-                    if let Some(c) = gen_step(step, &from, &x) {
-                        code.extend(c);
-                        first = false;
-                    }
-                }
-                let (src, dst) = (value(*src), &ir.values[*dst]);
-                if ir.segments.len() == 1 && ir.output == ir.values.len() - 1 {
-                    // A plain chain: the steps straight in `forward`.
-                    body.extend(code);
-                    let out = if first {
-                        quote!(#src.clone())
-                    } else {
-                        quote!(#x)
-                    };
-                    body.extend(quote!(::core::result::Result::Ok(#out)));
-                    return body;
-                } else if first {
-                    body.extend(quote!(let #dst = #src.clone();));
-                } else {
-                    body.extend(quote!(let #dst = { #code #x };));
-                }
+    match segment {
+        Segment::Chain {
+            src, dst, steps, ..
+        } => {
+            let (code, first) = chain_code(ir, *src, steps, x, env);
+            let (src, dst) = (value(*src), &ir.values[*dst]);
+            if first {
+                quote!(let #dst = #src.clone();)
+            } else {
+                quote!(let #dst = { #code #x };)
             }
-            Segment::Merge {
-                kind,
-                inputs,
-                dst,
-                comment,
-            } => {
-                let dst = &ir.values[*dst];
-                let args: Vec<TokenStream> = inputs.iter().map(|&v| value(v)).collect();
+        }
+        Segment::Select { src, dst, .. } => {
+            let (src, dst) = (value(*src), &ir.values[*dst]);
+            quote!(let #dst = #src.clone();)
+        }
+        Segment::Merge {
+            kind,
+            inputs,
+            dst,
+            comment,
+            ..
+        } => {
+            let dst = &ir.values[*dst];
+            let args: Vec<TokenStream> = inputs.iter().map(|&v| value(v)).collect();
+            let code = match kind {
+                MergeIr::Cat { dim } => {
+                    let d = usize_lit(*dim as u64);
+                    quote!(let #dst = #p::Tensor::cat(&[#(&#args),*], #d)?;)
+                }
+                MergeIr::Crop { size: Some((h, w)) } => {
+                    let (a, h, w) = (&args[0], usize_lit(*h), usize_lit(*w));
+                    quote!(let #dst = #p::center_crop(&#a, #h, #w)?;)
+                }
+                MergeIr::Crop { size: None } => {
+                    let (a, b) = (&args[0], &args[1]);
+                    quote!(let #dst = #p::center_crop(&#a, #b.dim(2)?, #b.dim(3)?)?;)
+                }
+                MergeIr::CropAt { top, left, h, w } => {
+                    let a = &args[0];
+                    let (t, l, h, w) = (
+                        usize_lit(*top),
+                        usize_lit(*left),
+                        usize_lit(*h),
+                        usize_lit(*w),
+                    );
+                    quote!(let #dst = #a.narrow(2, #t, #h)?.narrow(3, #l, #w)?;)
+                }
+                MergeIr::Piece { dim, start, len } => {
+                    let a = &args[0];
+                    let (d, st, l) = (usize_lit(*dim as u64), usize_lit(*start), usize_lit(*len));
+                    quote!(let #dst = #a.narrow(#d, #st, #l)?;)
+                }
+                MergeIr::Binary(op) => {
+                    let (a, b) = (&args[0], &args[1]);
+                    let f = match op {
+                        BinOp::Add => quote!(broadcast_add),
+                        BinOp::Sub => quote!(broadcast_sub),
+                        BinOp::Mul => quote!(broadcast_mul),
+                    };
+                    quote!(let #dst = #a.#f(&#b)?;)
+                }
+            };
+            if env.block {
+                code
+            } else {
                 let comment = format!(" {comment}");
-                let code = match kind {
-                    MergeIr::Cat { dim } => {
-                        let d = usize_lit(*dim as u64);
-                        quote!(let #dst = #p::Tensor::cat(&[#(&#args),*], #d)?;)
-                    }
-                    MergeIr::Crop { h, w } => {
-                        let (a, h, w) = (&args[0], usize_lit(*h), usize_lit(*w));
-                        quote!(let #dst = #p::center_crop(&#a, #h, #w)?;)
-                    }
-                    MergeIr::Binary(op) => {
-                        let (a, b) = (&args[0], &args[1]);
-                        let f = match op {
-                            BinOp::Add => quote!(broadcast_add),
-                            BinOp::Sub => quote!(broadcast_sub),
-                            BinOp::Mul => quote!(broadcast_mul),
-                        };
-                        quote!(let #dst = #a.#f(&#b)?;)
-                    }
-                };
-                body.extend(quote! {
+                quote! {
                     #[doc = #comment]
                     #code
-                });
+                }
             }
         }
     }
-    let out = value(ir.output);
-    body.extend(quote!(::core::result::Result::Ok(#out)));
-    body
 }
 
 /// The runtime's convolution on `src`: any stride, padding, dilation and
@@ -517,34 +697,91 @@ fn conv_call(
 }
 
 /// `fold` weights of `field` with batch norm `fold.bn`, from the cache.
-fn folded_weights(field: &Ident, fold: &Fold) -> TokenStream {
+fn folded_weights(field: &Ident, fold: &Fold, env: &CodeEnv) -> TokenStream {
     let p = quote!(::netdsl::__private);
-    let bn = &fold.bn;
+    let bn = env.field(&fold.bn);
+    let field = env.field(field);
     let slot = usize_lit(fold.slot as u64);
     let eps = Literal::f64_unsuffixed(fold.eps);
-    let mut sources = vec![quote!(&self.#field.weight)];
+    let mut sources = vec![quote!(&#field.weight)];
     if fold.layer_bias {
-        sources.push(quote!(&self.#field.bias));
+        sources.push(quote!(&#field.bias));
     }
     if fold.affine {
-        sources.extend([quote!(&self.#bn.weight), quote!(&self.#bn.bias)]);
+        sources.extend([quote!(&#bn.weight), quote!(&#bn.bias)]);
     }
-    sources.extend([
-        quote!(&self.#bn.running_mean),
-        quote!(&self.#bn.running_var),
-    ]);
+    sources.extend([quote!(&#bn.running_mean), quote!(&#bn.running_var)]);
     quote! {
         let (weight, bias) = self.fusion.get(
             #slot,
             &[#(#sources),*],
-            || #p::bn_fold(&self.#field.weight, &self.#field.bias, &self.#bn, #eps),
+            || #p::bn_fold(&#field.weight, &#field.bias, &#bn, #eps),
         )?;
     }
 }
 
-fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> Option<TokenStream> {
+/// How emitted code reaches a network's state: a network's own fields, or
+/// inside a block, the context its network passes down.
+pub struct CodeEnv {
+    pub block: bool,
+    /// Fields only some instances of a block have: `Option`s, bound to a
+    /// local of the same name inside the branch that uses them.
+    pub optional: std::collections::HashSet<String>,
+}
+
+impl CodeEnv {
+    fn network() -> Self {
+        Self {
+            block: false,
+            optional: Default::default(),
+        }
+    }
+
+    fn field(&self, f: &Ident) -> TokenStream {
+        if self.optional.contains(&f.to_string()) {
+            quote!((*#f))
+        } else {
+            quote!(self.#f)
+        }
+    }
+
+    fn training(&self) -> TokenStream {
+        let cx = cx_ident();
+        if self.block {
+            quote!(#cx.training)
+        } else {
+            quote!(self.training)
+        }
+    }
+
+    fn fusion_on(&self) -> TokenStream {
+        let cx = cx_ident();
+        if self.block {
+            quote!(#cx.fusion)
+        } else {
+            quote!(self.fusion.enabled())
+        }
+    }
+
+    fn rng(&self) -> TokenStream {
+        let cx = cx_ident();
+        if self.block {
+            quote!(#cx.rng)
+        } else {
+            quote!(&self.rng)
+        }
+    }
+}
+
+/// The block context's variable in emitted code.
+fn cx_ident() -> Ident {
+    Ident::new("cx", Span::mixed_site())
+}
+
+fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident, env: &CodeEnv) -> Option<TokenStream> {
     let p = quote!(::netdsl::__private);
     let comment = format!(" {}", step.comment());
+    let (training, fusion_on, rng) = (env.training(), env.fusion_on(), env.rng());
     let code = match &step.op {
         StepOp::Conv2d {
             field,
@@ -557,17 +794,18 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> Option<TokenStream> 
             epilogue,
             ..
         } => {
-            let weight = quote!(#p::param(&self.#field.weight, self.training));
-            let plain_bias = bias.then(|| quote!(#p::param(&self.#field.bias, self.training)));
+            let f = env.field(field);
+            let weight = quote!(#p::param(&#f.weight, #training));
+            let plain_bias = bias.then(|| quote!(#p::param(&#f.bias, #training)));
             match fold {
                 None => conv_call(
                     src, x, weight, plain_bias, *pad, *stride, *dilation, *groups, *epilogue,
                 ),
                 Some(fold) => {
-                    let bn = &fold.bn;
+                    let bn = env.field(&fold.bn);
                     let eps = Literal::f64_unsuffixed(fold.eps);
                     let momentum = Literal::f64_unsuffixed(fold.momentum);
-                    let weights = folded_weights(field, fold);
+                    let weights = folded_weights(field, fold, env);
                     let folded = conv_call(
                         src,
                         x,
@@ -586,13 +824,13 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> Option<TokenStream> 
                         .map(|a| act_code(a, &quote!(#x), x))
                         .unwrap_or_default();
                     quote! {
-                        let #x = if self.fusion.enabled() && !self.training {
+                        let #x = if #fusion_on && !#training {
                             #weights
                             #folded
                             #x
                         } else {
                             #plain
-                            let #x = #p::batch_norm(&#x, &self.#bn, #eps, #momentum, self.training)?;
+                            let #x = #p::batch_norm(&#x, &#bn, #eps, #momentum, #training)?;
                             #act
                             #x
                         };
@@ -649,15 +887,16 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> Option<TokenStream> 
                 pair_tokens(*dilation),
             );
             let g = usize_lit(*groups);
+            let f = env.field(field);
             let bias = if *bias {
-                quote!(::core::option::Option::Some(&#p::param(&self.#field.bias, self.training)))
+                quote!(::core::option::Option::Some(&#p::param(&#f.bias, #training)))
             } else {
                 quote!(::core::option::Option::None)
             };
             quote! {
                 let #x = #p::conv_transpose2d(
                     &#src,
-                    &#p::param(&self.#field.weight, self.training),
+                    &#p::param(&#f.weight, #training),
                     #bias,
                     &#p::ConvTranspose2dSpec { stride: #st, padding: #pd, output_padding: #op, dilation: #dl, groups: #g },
                 )?;
@@ -668,7 +907,13 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> Option<TokenStream> 
             bilinear,
             align_corners,
         } => {
-            let o = pair_tokens(*out);
+            let o = match out {
+                UpsampleOut::Size(h, w) => pair_tokens((*h, *w)),
+                UpsampleOut::Scale(sh, sw) => {
+                    let s = pair_tokens((*sh, *sw));
+                    quote!(#p::scaled_size(&#src, #s)?)
+                }
+            };
             if *bilinear {
                 quote!(let #x = #p::upsample_bilinear2d(&#src, #o, #align_corners)?;)
             } else {
@@ -708,26 +953,27 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> Option<TokenStream> 
                     quote!(let #x = #src.broadcast_matmul(&#w.t()?)?;)
                 }
             };
-            let mut plain = matmul(quote!(#p::param(&self.#field.weight, self.training)));
+            let f = env.field(field);
+            let mut plain = matmul(quote!(#p::param(&#f.weight, #training)));
             if *bias {
-                plain.extend(quote!(let #x = #x.broadcast_add(&#p::param(&self.#field.bias, self.training))?;));
+                plain.extend(quote!(let #x = #x.broadcast_add(&#p::param(&#f.bias, #training))?;));
             }
             match fold {
                 None => plain,
                 Some(fold) => {
-                    let bn = &fold.bn;
+                    let bn = env.field(&fold.bn);
                     let eps = Literal::f64_unsuffixed(fold.eps);
                     let momentum = Literal::f64_unsuffixed(fold.momentum);
-                    let weights = folded_weights(field, fold);
+                    let weights = folded_weights(field, fold, env);
                     let mm = matmul(quote!(weight));
                     quote! {
-                        let #x = if self.fusion.enabled() && !self.training {
+                        let #x = if #fusion_on && !#training {
                             #weights
                             #mm
                             #x.broadcast_add(&bias)?
                         } else {
                             #plain
-                            #p::batch_norm(&#x, &self.#bn, #eps, #momentum, self.training)?
+                            #p::batch_norm(&#x, &#bn, #eps, #momentum, #training)?
                         };
                     }
                 }
@@ -737,8 +983,8 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> Option<TokenStream> 
         StepOp::Dropout { p: rate } => {
             let rate = Literal::f64_unsuffixed(*rate);
             quote! {
-                let #x = if self.training {
-                    #p::dropout(&#src, #rate, &self.rng)?
+                let #x = if #training {
+                    #p::dropout(&#src, #rate, #rng)?
                 } else {
                     #src.clone()
                 };
@@ -753,9 +999,15 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> Option<TokenStream> 
         } => {
             let eps = Literal::f64_unsuffixed(*eps);
             let momentum = Literal::f64_unsuffixed(*momentum);
-            quote!(let #x = #p::batch_norm(&#src, &self.#field, #eps, #momentum, self.training)?;)
+            let f = env.field(field);
+            quote!(let #x = #p::batch_norm(&#src, &#f, #eps, #momentum, #training)?;)
         }
         StepOp::Act(a) => act_code(*a, src, x),
+        StepOp::Block { field } => {
+            let f = env.field(field);
+            let cx = cx_ident();
+            quote!(let #x = #f.forward(&#src, &#cx)?;)
+        }
         StepOp::Softmax { dim, log } => {
             let d = usize_lit(*dim as u64);
             if *log {
@@ -765,6 +1017,9 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident) -> Option<TokenStream> 
             }
         }
     };
+    if env.block {
+        return Some(code);
+    }
     Some(quote! {
         #[doc = #comment]
         #code
@@ -813,5 +1068,694 @@ pub fn stub(attrs: &[Attribute], vis: &Visibility, name: &Ident, input: &Ident) 
             unreachable.clone(),
         ],
         input: input.clone(),
+        clear: TokenStream::new(),
     })
+}
+
+// ---------------------------------------------------------------------------
+// Blocks: one struct per block, shared by every use.
+// ---------------------------------------------------------------------------
+
+/// A block's code for one instance, before instances are merged: plain
+/// code, or an `if` whose branch this instance took.
+enum Piece {
+    Code(TokenStream),
+    Branch {
+        id: usize,
+        taken: bool,
+        body: Vec<Piece>,
+        src: Ident,
+        dst: Ident,
+    },
+}
+
+fn build_pieces(ir: &NetIr, segs: &[Segment], depth: usize, env: &CodeEnv) -> Vec<Piece> {
+    let x = format_ident!("xs", span = Span::mixed_site());
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < segs.len() {
+        if segs[i].branch().len() > depth {
+            let (id, taken) = segs[i].branch()[depth];
+            let mut j = i;
+            while j < segs.len() && segs[j].branch().len() > depth {
+                j += 1;
+            }
+            let body = build_pieces(ir, &segs[i..j], depth + 1, env);
+            if let Some(Segment::Select { src, dst, .. }) = segs.get(j) {
+                out.push(Piece::Branch {
+                    id,
+                    taken,
+                    body,
+                    src: ir.values[*src].clone(),
+                    dst: ir.values[*dst].clone(),
+                });
+            }
+            i = j + 1;
+            continue;
+        }
+        match &segs[i] {
+            Segment::Select {
+                id,
+                taken,
+                src,
+                dst,
+                ..
+            } => out.push(Piece::Branch {
+                id: *id,
+                taken: *taken,
+                body: Vec::new(),
+                src: ir.values[*src].clone(),
+                dst: ir.values[*dst].clone(),
+            }),
+            seg => out.push(Piece::Code(gen_segment(ir, seg, &x, env))),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Merges the code of a block's instances into one: where only a number
+/// differs, it becomes an entry of the struct's `cfg` (integers) or `cff`
+/// (floats); where an instance took the other branch of an `if`, both
+/// branches are emitted behind a flag. `None` when the code differs in
+/// more than numbers.
+struct Merger<'a> {
+    members: usize,
+    ints: Vec<Vec<u64>>,
+    floats: Vec<Vec<f64>>,
+    flags: Vec<Vec<bool>>,
+    /// Optional fields bound at the start of each branch.
+    binds: &'a std::collections::HashMap<(usize, bool), Vec<Ident>>,
+    block: String,
+}
+
+impl Merger<'_> {
+    fn pieces(&mut self, group: &[(usize, &[Piece])]) -> Option<TokenStream> {
+        let p = quote!(::netdsl::__private);
+        let len = group[0].1.len();
+        if group.iter().any(|(_, ps)| ps.len() != len) {
+            return None;
+        }
+        let mut out = TokenStream::new();
+        for pos in 0..len {
+            match &group[0].1[pos] {
+                Piece::Code(_) => {
+                    let codes: Option<Vec<(usize, TokenStream)>> = group
+                        .iter()
+                        .map(|(m, ps)| match &ps[pos] {
+                            Piece::Code(c) => Some((*m, c.clone())),
+                            Piece::Branch { .. } => None,
+                        })
+                        .collect();
+                    out.extend(self.tokens(&codes?)?);
+                }
+                Piece::Branch { id, dst, .. } => {
+                    let mut sides: [Vec<(usize, &[Piece], &Ident)>; 2] = [Vec::new(), Vec::new()];
+                    for (m, ps) in group {
+                        let Piece::Branch {
+                            id: i,
+                            taken,
+                            body,
+                            src,
+                            dst: d,
+                        } = &ps[pos]
+                        else {
+                            return None;
+                        };
+                        if i != id || d != dst {
+                            return None;
+                        }
+                        sides[usize::from(!*taken)].push((*m, body.as_slice(), src));
+                    }
+                    let mut code = Vec::new();
+                    for (side, taken) in sides.iter().zip([true, false]) {
+                        if side.is_empty() {
+                            code.push(None);
+                            continue;
+                        }
+                        let src = side[0].2;
+                        if side.iter().any(|(_, _, s)| *s != src) {
+                            return None;
+                        }
+                        let bodies: Vec<(usize, &[Piece])> =
+                            side.iter().map(|(m, b, _)| (*m, *b)).collect();
+                        let body = if bodies[0].1.is_empty() {
+                            TokenStream::new()
+                        } else {
+                            self.pieces(&bodies)?
+                        };
+                        let binds = self.binds.get(&(*id, taken)).cloned().unwrap_or_default();
+                        let block = &self.block;
+                        let binds = binds.iter().map(|f| {
+                            let name = f.to_string();
+                            quote! {
+                                let ::core::option::Option::Some(#f) = &self.#f else {
+                                    return ::core::result::Result::Err(#p::missing_child(#block, #name));
+                                };
+                            }
+                        });
+                        code.push(Some(quote!({ #(#binds)* #body #src.clone() })));
+                    }
+                    match (code[0].take(), code[1].take()) {
+                        (Some(then), Some(els)) => {
+                            let k = Literal::usize_unsuffixed(self.flags.len());
+                            let mut taken = vec![false; self.members];
+                            for (m, _, _) in &sides[0] {
+                                taken[*m] = true;
+                            }
+                            self.flags.push(taken);
+                            out.extend(quote!(let #dst = if self.branches[#k] #then else #els;));
+                        }
+                        (Some(only), None) | (None, Some(only)) => {
+                            out.extend(quote!(let #dst = #only;));
+                        }
+                        (None, None) => return None,
+                    }
+                }
+            }
+        }
+        Some(out)
+    }
+
+    fn tokens(&mut self, group: &[(usize, TokenStream)]) -> Option<TokenStream> {
+        use proc_macro2::{Group, TokenTree};
+        let trees: Vec<(usize, Vec<TokenTree>)> = group
+            .iter()
+            .map(|(m, ts)| (*m, ts.clone().into_iter().collect()))
+            .collect();
+        let len = trees[0].1.len();
+        if trees.iter().any(|(_, t)| t.len() != len) {
+            return None;
+        }
+        let mut out = TokenStream::new();
+        for pos in 0..len {
+            match &trees[0].1[pos] {
+                TokenTree::Group(g) => {
+                    let inner: Option<Vec<(usize, TokenStream)>> = trees
+                        .iter()
+                        .map(|(m, t)| match &t[pos] {
+                            TokenTree::Group(h) if h.delimiter() == g.delimiter() => {
+                                Some((*m, h.stream()))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    let merged = self.tokens(&inner?)?;
+                    let mut ng = Group::new(g.delimiter(), merged);
+                    ng.set_span(g.span());
+                    out.extend([TokenTree::Group(ng)]);
+                }
+                TokenTree::Literal(l) => {
+                    let texts: Vec<String> =
+                        trees.iter().map(|(_, t)| t[pos].to_string()).collect();
+                    if trees
+                        .iter()
+                        .any(|(_, t)| !matches!(t[pos], TokenTree::Literal(_)))
+                    {
+                        return None;
+                    }
+                    if texts.iter().all(|t| *t == texts[0]) {
+                        out.extend([TokenTree::Literal(l.clone())]);
+                        continue;
+                    }
+                    let ints: Option<Vec<u64>> = texts
+                        .iter()
+                        .map(|t| t.trim_end_matches("usize").parse().ok())
+                        .collect();
+                    if let Some(ints) = ints {
+                        let mut vals = vec![0; self.members];
+                        for ((m, _), v) in trees.iter().zip(ints) {
+                            vals[*m] = v;
+                        }
+                        // The same numbers twice (a stride in the folded and
+                        // the plain path) are one entry.
+                        let k = match self.ints.iter().position(|v| *v == vals) {
+                            Some(k) => k,
+                            None => {
+                                self.ints.push(vals);
+                                self.ints.len() - 1
+                            }
+                        };
+                        let k = Literal::usize_unsuffixed(k);
+                        if texts[0].ends_with("usize") {
+                            out.extend(quote!(self.cfg[#k]));
+                        } else {
+                            out.extend(quote!((self.cfg[#k] as _)));
+                        }
+                        continue;
+                    }
+                    let floats: Option<Vec<f64>> = texts.iter().map(|t| t.parse().ok()).collect();
+                    let floats = floats?;
+                    let mut vals = vec![0.0; self.members];
+                    for ((m, _), v) in trees.iter().zip(floats) {
+                        vals[*m] = v;
+                    }
+                    let k = match self.floats.iter().position(|v| *v == vals) {
+                        Some(k) => k,
+                        None => {
+                            self.floats.push(vals);
+                            self.floats.len() - 1
+                        }
+                    };
+                    let k = Literal::usize_unsuffixed(k);
+                    out.extend(quote!((self.cff[#k] as _)));
+                }
+                other => {
+                    let text = other.to_string();
+                    if trees.iter().any(|(_, t)| t[pos].to_string() != text) {
+                        return None;
+                    }
+                    out.extend([other.clone()]);
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
+/// A field of a block struct: in every instance, or (`optional`) in some.
+struct UnionField {
+    ident: Ident,
+    kind: FieldKind,
+    ty: TokenStream,
+    optional: bool,
+    /// The state_dict members it holds, and whether each is trainable.
+    members: Vec<(&'static str, bool)>,
+}
+
+/// One struct of a block, shared by `members` (instance indices).
+struct Class {
+    ident: Ident,
+    members: Vec<usize>,
+    forward: TokenStream,
+    fields: Vec<UnionField>,
+    ints: Vec<Vec<u64>>,
+    floats: Vec<Vec<f64>>,
+    flags: Vec<Vec<bool>>,
+    folds: usize,
+}
+
+/// Every block's structs, and which struct each instance became.
+pub struct BlockCode {
+    classes: Vec<Vec<Class>>,
+    /// `(block, instance)` -> `(class, member position)`.
+    class_of: std::collections::HashMap<(usize, usize), (usize, usize)>,
+}
+
+impl BlockCode {
+    fn ident(&self, def: usize, instance: usize) -> Option<&Ident> {
+        let (c, _) = self.class_of.get(&(def, instance))?;
+        Some(&self.classes[def][*c].ident)
+    }
+
+    /// The numbers an instance is built with: its `cfg`, `cff` and branch
+    /// flags, then per optional field whether it exists, and the nested
+    /// blocks' numbers, in field order.
+    fn data(&self, reg: &Registry, def: usize, instance: usize) -> Vec<u64> {
+        let Some(&(c, pos)) = self.class_of.get(&(def, instance)) else {
+            return Vec::new();
+        };
+        let class = &self.classes[def][c];
+        let mut out: Vec<u64> = class.ints.iter().map(|v| v[pos]).collect();
+        out.extend(class.floats.iter().map(|v| v[pos].to_bits()));
+        out.extend(class.flags.iter().map(|v| u64::from(v[pos])));
+        let ir = &reg.instances[def][instance];
+        for uf in &class.fields {
+            let present = ir.fields.iter().find(|f| f.ident == uf.ident);
+            if uf.optional {
+                out.push(u64::from(present.is_some()));
+            }
+            if let Some(FieldIr {
+                kind: FieldKind::Block { def, instance },
+                ..
+            }) = present
+            {
+                out.extend(self.data(reg, *def, *instance));
+            }
+        }
+        out
+    }
+}
+
+/// Groups every block's instances into as few structs as their code
+/// allows (one, unless instances differ in more than numbers and `if`s),
+/// and emits them.
+pub fn emit_blocks(defs: &[crate::ast::BlockDef], reg: &Registry) -> (TokenStream, BlockCode) {
+    let mut code = BlockCode {
+        classes: (0..defs.len()).map(|_| Vec::new()).collect(),
+        class_of: Default::default(),
+    };
+    let mut done = vec![false; defs.len()];
+    for d in 0..defs.len() {
+        group_block(defs, reg, d, &mut code, &mut done);
+    }
+    let mut tokens = TokenStream::new();
+    for (d, classes) in code.classes.iter().enumerate() {
+        for class in classes {
+            tokens.extend(block_struct(&defs[d], class, reg.instances[d].len()));
+        }
+    }
+    (tokens, code)
+}
+
+fn group_block(
+    defs: &[crate::ast::BlockDef],
+    reg: &Registry,
+    d: usize,
+    code: &mut BlockCode,
+    done: &mut [bool],
+) {
+    if done[d] {
+        return;
+    }
+    done[d] = true;
+    let Some(instances) = reg.instances.get(d) else {
+        return;
+    };
+    // Nested blocks first: a field's type is its instance's struct.
+    for ir in instances {
+        for f in &ir.fields {
+            if let FieldKind::Block { def, .. } = f.kind {
+                group_block(defs, reg, def, code, done);
+            }
+        }
+    }
+    let mut classes: Vec<Class> = Vec::new();
+    for i in 0..instances.len() {
+        let mut placed = false;
+        for class in classes.iter_mut() {
+            let mut members = class.members.clone();
+            members.push(i);
+            if let Some(merged) = merge_class(defs, reg, d, &members, code, class.ident.clone()) {
+                *class = merged;
+                placed = true;
+                break;
+            }
+        }
+        if !placed {
+            let ident = if classes.is_empty() {
+                defs[d].name.clone()
+            } else {
+                format_ident!("{}{}", defs[d].name, classes.len() + 1)
+            };
+            if let Some(class) = merge_class(defs, reg, d, &[i], code, ident) {
+                classes.push(class);
+            }
+        }
+    }
+    for (c, class) in classes.iter().enumerate() {
+        for (pos, &m) in class.members.iter().enumerate() {
+            code.class_of.insert((d, m), (c, pos));
+        }
+    }
+    code.classes[d] = classes;
+}
+
+fn merge_class(
+    defs: &[crate::ast::BlockDef],
+    reg: &Registry,
+    d: usize,
+    members: &[usize],
+    code: &BlockCode,
+    ident: Ident,
+) -> Option<Class> {
+    let irs: Vec<&NetIr> = members.iter().map(|&m| &reg.instances[d][m]).collect();
+    // The union of the instances' fields, in order.
+    let mut order: Vec<(Ident, &FieldIr)> = Vec::new();
+    for ir in &irs {
+        let mut last: Option<usize> = None;
+        for f in &ir.fields {
+            match order.iter().position(|(i, _)| *i == f.ident) {
+                Some(pos) => last = Some(pos),
+                None => {
+                    let at = last.map_or(0, |l| l + 1);
+                    order.insert(at, (f.ident.clone(), f));
+                    last = Some(at);
+                }
+            }
+        }
+    }
+    let mut fields = Vec::new();
+    let mut binds: std::collections::HashMap<(usize, bool), Vec<Ident>> = Default::default();
+    for (ident, f) in &order {
+        let ty = |f: &FieldIr| -> Option<TokenStream> {
+            match f.kind {
+                FieldKind::Block { def, instance } => {
+                    let t = code.ident(def, instance)?;
+                    Some(quote!(#t))
+                }
+                _ => Some(field_type(f)),
+            }
+        };
+        let t = ty(f)?;
+        let mut present = 0;
+        for ir in &irs {
+            if let Some(g) = ir.fields.iter().find(|g| g.ident == *ident) {
+                present += 1;
+                if ty(g)?.to_string() != t.to_string() || g.params.len() != f.params.len() {
+                    return None;
+                }
+            }
+        }
+        let optional = present < irs.len();
+        if optional {
+            let (id, taken) = *f.branch.last()?;
+            binds.entry((id, taken)).or_default().push(ident.clone());
+        }
+        let members = match f.kind {
+            FieldKind::Block { .. } => Vec::new(),
+            _ => f
+                .params
+                .iter()
+                .map(|p| (p.member, p.init.trainable()))
+                .collect(),
+        };
+        fields.push(UnionField {
+            ident: ident.clone(),
+            kind: f.kind,
+            ty: t,
+            optional,
+            members,
+        });
+    }
+    let env = CodeEnv {
+        block: true,
+        optional: fields
+            .iter()
+            .filter(|f| f.optional)
+            .map(|f| f.ident.to_string())
+            .collect(),
+    };
+    let pieces: Vec<Vec<Piece>> = irs
+        .iter()
+        .map(|ir| {
+            let mut p = build_pieces(ir, &ir.segments, 0, &env);
+            let out = &ir.values[ir.output];
+            p.push(Piece::Code(quote!(::core::result::Result::Ok(#out))));
+            p
+        })
+        .collect();
+    let group: Vec<(usize, &[Piece])> = pieces
+        .iter()
+        .enumerate()
+        .map(|(m, p)| (m, p.as_slice()))
+        .collect();
+    let mut merger = Merger {
+        members: members.len(),
+        ints: Vec::new(),
+        floats: Vec::new(),
+        flags: Vec::new(),
+        binds: &binds,
+        block: defs[d].name.to_string(),
+    };
+    let forward = merger.pieces(&group)?;
+    Some(Class {
+        ident,
+        members: members.to_vec(),
+        forward,
+        fields,
+        ints: merger.ints,
+        floats: merger.floats,
+        flags: merger.flags,
+        folds: irs.iter().map(|ir| ir.folds).max().unwrap_or(0),
+    })
+}
+
+fn block_struct(def: &crate::ast::BlockDef, class: &Class, uses: usize) -> TokenStream {
+    let p = quote!(::netdsl::__private);
+    let name = &class.ident;
+    let vis = &def.vis;
+    let attrs = &def.attrs;
+    let input = &def.input;
+    let cx = cx_ident();
+    let doc = format!(
+        " Block `{}` (one struct for {} of its {uses} use{}): each use holds its own weights; \
+         the sizes that differ between uses are in `cfg`.",
+        def.name,
+        class.members.len(),
+        if uses == 1 { "" } else { "s" }
+    );
+    let (n_int, n_float, n_flag) = (
+        Literal::usize_unsuffixed(class.ints.len()),
+        Literal::usize_unsuffixed(class.floats.len()),
+        Literal::usize_unsuffixed(class.flags.len()),
+    );
+    let folds = Literal::usize_unsuffixed(class.folds);
+    let decls = class.fields.iter().map(|f| {
+        let (id, ty) = (&f.ident, &f.ty);
+        if f.optional {
+            quote!(pub #id: ::core::option::Option<#ty>,)
+        } else {
+            quote!(pub #id: #ty,)
+        }
+    });
+    let builds = class.fields.iter().map(|f| {
+        let (id, ty) = (&f.ident, &f.ty);
+        let init = match f.kind {
+            FieldKind::Block { .. } => quote!(#ty::__build(source, network, manifest, next, data)?),
+            _ => {
+                let present = f.members.iter().map(|(m, _)| {
+                    let m = Ident::new(m, Span::call_site());
+                    quote!(#m: #p::next_param(source, network, manifest, next)?,)
+                });
+                let absent = ["bias"]
+                    .iter()
+                    .filter(|m| {
+                        f.ty.to_string().contains("NoBias")
+                            && !f.members.iter().any(|(x, _)| x == *m)
+                    })
+                    .map(|m| {
+                        let m = Ident::new(m, Span::call_site());
+                        quote!(#m: #p::layers::NoBias,)
+                    });
+                let base = match f.kind {
+                    FieldKind::Conv2d | FieldKind::ConvTranspose2d => {
+                        quote!(#p::layers::Conv2dParams)
+                    }
+                    FieldKind::Linear => quote!(#p::layers::LinearParams),
+                    _ => quote!(#p::layers::BatchNormParams),
+                };
+                quote!(#base { #(#present)* #(#absent)* })
+            }
+        };
+        if f.optional {
+            quote! {
+                let #id = if data.next().copied().unwrap_or(0) != 0 {
+                    ::core::option::Option::Some(#init)
+                } else {
+                    ::core::option::Option::None
+                };
+            }
+        } else {
+            quote!(let #id = #init;)
+        }
+    });
+    let idents = class.fields.iter().map(|f| &f.ident);
+    let tensors = class.fields.iter().map(|f| {
+        let id = &f.ident;
+        let pushes = |base: TokenStream| -> TokenStream {
+            match f.kind {
+                FieldKind::Block { .. } => quote!(#base.__tensors(out);),
+                _ => {
+                    let ms = f.members.iter().map(|(m, _)| {
+                        let m = Ident::new(m, Span::call_site());
+                        quote!(out.push(&#base.#m);)
+                    });
+                    quote!(#(#ms)*)
+                }
+            }
+        };
+        if f.optional {
+            let body = pushes(quote!(f));
+            quote!(if let ::core::option::Option::Some(f) = &self.#id { #body })
+        } else {
+            pushes(quote!(self.#id))
+        }
+    });
+    let vars = class.fields.iter().map(|f| {
+        let id = &f.ident;
+        let pushes = |base: TokenStream| -> TokenStream {
+            match f.kind {
+                FieldKind::Block { .. } => quote!(#base.__vars(out)?;),
+                _ => {
+                    let ms = f.members.iter().filter(|(_, t)| *t).map(|(m, _)| {
+                        let m = Ident::new(m, Span::call_site());
+                        quote!(out.push(#p::var_of(&mut #base.#m)?);)
+                    });
+                    quote!(#(#ms)*)
+                }
+            }
+        };
+        if f.optional {
+            let body = pushes(quote!(f));
+            quote!(if let ::core::option::Option::Some(f) = &mut self.#id { #body })
+        } else {
+            pushes(quote!(self.#id))
+        }
+    });
+    let clears = class
+        .fields
+        .iter()
+        .filter(|f| matches!(f.kind, FieldKind::Block { .. }))
+        .map(|f| {
+            let id = &f.ident;
+            if f.optional {
+                quote!(if let ::core::option::Option::Some(f) = &self.#id { f.__clear(); })
+            } else {
+                quote!(self.#id.__clear();)
+            }
+        });
+    let forward = &class.forward;
+    quote! {
+        #(#attrs)*
+        #[doc = #doc]
+        #[derive(Debug, Clone)]
+        #vis struct #name {
+            #(#decls)*
+            cfg: [usize; #n_int],
+            cff: [f64; #n_float],
+            branches: [bool; #n_flag],
+            fusion: #p::Fusion,
+        }
+
+        #[allow(dead_code, unused_variables, clippy::all)]
+        impl #name {
+            /// Runs the block; `cx` carries the network's mode.
+            pub fn forward(&self, #input: &#p::Tensor, #cx: &#p::BlockCx<'_>) -> #p::Result<#p::Tensor> {
+                #forward
+            }
+
+            #[doc(hidden)]
+            pub fn __build(
+                source: &mut impl #p::ParamSource,
+                network: &'static str,
+                manifest: &[#p::ParamSpec],
+                next: &mut usize,
+                data: &mut ::core::slice::Iter<'_, u64>,
+            ) -> #p::Result<Self> {
+                let cfg: [usize; #n_int] = ::core::array::from_fn(|_| data.next().copied().unwrap_or(0) as usize);
+                let cff: [f64; #n_float] = ::core::array::from_fn(|_| f64::from_bits(data.next().copied().unwrap_or(0)));
+                let branches: [bool; #n_flag] = ::core::array::from_fn(|_| data.next().copied().unwrap_or(0) != 0);
+                #(#builds)*
+                ::core::result::Result::Ok(Self { #(#idents,)* cfg, cff, branches, fusion: #p::Fusion::new(#folds) })
+            }
+
+            #[doc(hidden)]
+            pub fn __tensors<'a>(&'a self, out: &mut ::std::vec::Vec<&'a #p::Tensor>) {
+                #(#tensors)*
+            }
+
+            #[doc(hidden)]
+            pub fn __vars(&mut self, out: &mut ::std::vec::Vec<#p::Var>) -> #p::Result<()> {
+                #(#vars)*
+                ::core::result::Result::Ok(())
+            }
+
+            #[doc(hidden)]
+            pub fn __clear(&self) {
+                self.fusion.clear();
+                #(#clears)*
+            }
+        }
+    }
 }

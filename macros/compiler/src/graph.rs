@@ -18,7 +18,7 @@ pub fn render(ir: &NetIr, shapes: &[Option<Shape>]) -> (String, String) {
             .unwrap_or_default();
         if v == ir.output && v != 0 {
             format!("output {shape}")
-        } else if name.starts_with('t') && name[1..].chars().all(|c| c.is_ascii_digit()) {
+        } else if name.starts_with("__") {
             shape
         } else {
             format!("{name} {shape}")
@@ -28,7 +28,9 @@ pub fn render(ir: &NetIr, shapes: &[Option<Shape>]) -> (String, String) {
     let mut edges: Vec<(usize, usize, String)> = Vec::new();
     for segment in &ir.segments {
         match segment {
-            Segment::Chain { src, dst, steps } => {
+            Segment::Chain {
+                src, dst, steps, ..
+            } => {
                 nodes.push(*dst);
                 edges.push((*src, *dst, chain_label(steps)));
             }
@@ -43,6 +45,10 @@ pub fn render(ir: &NetIr, shapes: &[Option<Shape>]) -> (String, String) {
                 for &i in inputs {
                     edges.push((i, *dst, op.clone()));
                 }
+            }
+            Segment::Select { src, dst, id, .. } => {
+                nodes.push(*dst);
+                edges.push((*src, *dst, format!("if #{id}")));
             }
         }
     }

@@ -4,14 +4,29 @@
 //! shape becomes unknown (or, after an assertion, the asserted one), so one
 //! mistake is one error.
 
+use std::cell::RefCell;
+
 use crate::ast::{DimLit, ShapeLit};
+use crate::block::Blocks;
 use crate::check::{self, FailKind, Failure};
 use crate::diag::SpanRange;
 use crate::resolve::{
-    BatchNorm, Conv2d, ConvTranspose2d, Item, Linear, Op, Padding, Pool2d, PoolKind, ResolvedLayer,
-    Spanned, UpsampleSize,
+    BatchNorm, Conv2d, ConvTranspose2d, Env, Item, Linear, Op, Padding, Pool2d, PoolKind,
+    ResolvedLayer, Spanned, UpsampleSize,
 };
-use crate::shape::{fmt_shape, normalize_dim, product, Dim, Shape, Window};
+use crate::shape::{fmt_shape, gcd, normalize_dim, product, Constraints, Dim, Shape, Window};
+
+/// What inference runs against: the blocks (for block uses), the names in
+/// scope (for assertions), and whether errors inside block uses are
+/// reported (not while trying fixes).
+#[derive(Clone, Copy)]
+pub struct InferCx<'a> {
+    pub blocks: &'a Blocks<'a>,
+    pub env: &'a Env,
+    pub report: bool,
+    /// "network" or "block", for messages.
+    pub owner: &'static str,
+}
 
 /// What inference learned about one chain item.
 #[derive(Clone, Debug)]
@@ -34,21 +49,29 @@ pub struct Inferred {
     pub nodes: Vec<Node>,
     pub output: Option<Shape>,
     pub failures: Vec<Failure>,
+    pub constraints: Constraints,
 }
 
-/// The shape a literal declares: numbers, symbols; `_` only in assertions.
+/// The shape a network's input literal declares: numbers and symbols.
 pub fn shape_of(lit: &ShapeLit) -> Shape {
     lit.dims
         .iter()
         .map(|d| match d {
             DimLit::Lit(n, _) => Dim::Known(*n),
-            DimLit::Sym(s) => Dim::Sym(s.to_string()),
-            DimLit::Wild(_) => Dim::Sym("_".into()),
+            DimLit::Sym(s) => Dim::sym(s.to_string()),
+            _ => Dim::Sym("_".into()),
         })
         .collect()
 }
 
-pub fn infer(input: &Shape, items: &[Item], output: Option<&ShapeLit>, ov: Overrides) -> Inferred {
+pub fn infer(
+    input: &Shape,
+    items: &[Item],
+    output: Option<&ShapeLit>,
+    ov: Overrides,
+    ctx: &InferCx,
+) -> Inferred {
+    let cons = RefCell::new(Constraints::default());
     let mut cur: Option<Shape> = Some(input.clone());
     let mut nodes = Vec::with_capacity(items.len());
     let mut failures = Vec::new();
@@ -59,12 +82,12 @@ pub fn infer(input: &Shape, items: &[Item], output: Option<&ShapeLit>, ov: Overr
         match item {
             Item::Assert(lit) => {
                 if let Some(shape) = &cur {
-                    if let Some(f) = check::assertion(i, shape, lit, &prev_label) {
+                    if let Some(f) = check::assertion(i, shape, lit, &prev_label, ctx.env) {
                         failures.push(f);
                     }
                 }
                 // Carry on with what the user says the shape is.
-                let asserted = shape_of(lit);
+                let asserted = check::eval_shape(&crate::diag::Ctxt::new(), lit, ctx.env);
                 if !lit.dims.iter().any(|d| matches!(d, DimLit::Wild(_))) {
                     cur = Some(asserted);
                 }
@@ -78,6 +101,8 @@ pub fn infer(input: &Shape, items: &[Item], output: Option<&ShapeLit>, ov: Overr
                             input: shape,
                             prev: &prev_label,
                             ov,
+                            ctx,
+                            cons: &cons,
                         };
                         match step(&cx, op) {
                             Ok((out, t)) => {
@@ -102,7 +127,9 @@ pub fn infer(input: &Shape, items: &[Item], output: Option<&ShapeLit>, ov: Overr
         });
     }
     if let (Some(decl), Some(shape)) = (output, &cur) {
-        if let Some(f) = check::declared_output(items.len(), shape, decl, &prev_label) {
+        if let Some(f) =
+            check::declared_output(items.len(), shape, decl, &prev_label, ctx.env, ctx.owner)
+        {
             failures.push(f);
         }
     }
@@ -110,6 +137,7 @@ pub fn infer(input: &Shape, items: &[Item], output: Option<&ShapeLit>, ov: Overr
         nodes,
         output: cur,
         failures,
+        constraints: cons.into_inner(),
     }
 }
 
@@ -119,6 +147,8 @@ struct Step<'a> {
     input: &'a Shape,
     prev: &'a str,
     ov: Overrides,
+    ctx: &'a InferCx<'a>,
+    cons: &'a RefCell<Constraints>,
 }
 
 impl Step<'_> {
@@ -130,6 +160,22 @@ impl Step<'_> {
             kind,
             tail: Vec::new(),
             help: Vec::new(),
+            reported: false,
+        }
+    }
+
+    /// Why a constraint on the input exists: this layer.
+    fn why(&self) -> String {
+        format!("`{}`", self.layer.label)
+    }
+
+    /// A symbolic dim scaled by a whole factor (up-sampling); a fraction
+    /// needs a known size.
+    fn lin_scaled(&self, axis: usize, what: &str, factor: f64) -> Result<Dim, Failure> {
+        match &self.input[axis] {
+            Dim::Known(n) => Ok(Dim::Known((*n as f64 * factor).floor() as u64)),
+            d if factor.fract() == 0.0 && factor >= 1.0 => Ok(d.scale(factor as u64)),
+            _ => self.known(axis, what).map(Dim::Known),
         }
     }
 
@@ -167,11 +213,11 @@ impl Step<'_> {
     fn known(&self, axis: usize, what: &str) -> Result<u64, Failure> {
         match &self.input[axis] {
             Dim::Known(n) => Ok(*n),
-            Dim::Sym(s) => Err(self.fail(
+            s => Err(self.fail(
                 FailKind::Other,
                 self.layer.span,
                 format!(
-                    "`{}` needs a known {what}, but dim {axis} of {} is the symbol `{s}`\n\
+                    "`{}` needs a known {what}, but dim {axis} of {} is `{s}`, which only the input decides\n\
                      help: give the input a number there, e.g. `[B, 3, 32, 32]`",
                     self.name(),
                     fmt_shape(self.input)
@@ -185,6 +231,28 @@ type StepResult = Result<(Shape, Option<String>), Failure>;
 
 fn step(cx: &Step, op: &Op) -> StepResult {
     match op {
+        Op::Block(u) => {
+            let Some(inst) = cx.ctx.blocks.instantiate(u, cx.input, cx.ctx.report) else {
+                let mut f = cx.fail(
+                    FailKind::Other,
+                    u.span,
+                    format!(
+                        "`{}` does not fit here (reported inside the block)",
+                        u.label
+                    ),
+                );
+                f.reported = true;
+                return Err(f);
+            };
+            cx.cons.borrow_mut().merge(&inst.shapes.constraints);
+            let trace = format!(
+                "{}: {} -> {}",
+                u.label,
+                fmt_shape(cx.input),
+                fmt_shape(&inst.output)
+            );
+            Ok((inst.output, Some(trace)))
+        }
         Op::Conv2d(c) => conv2d(cx, c),
         Op::ConvTranspose2d(c) => conv_transpose2d(cx, c),
         Op::Upsample(u) => {
@@ -192,23 +260,16 @@ fn step(cx: &Step, op: &Op) -> StepResult {
             let mut out = cx.input[..2].to_vec();
             let mut lines = Vec::new();
             for (axis, name) in [(2usize, "H"), (3, "W")] {
-                let input = cx.known(axis, name)?;
                 let n = match u.size.value {
-                    UpsampleSize::Size(h, w) => {
-                        if axis == 2 {
-                            h
-                        } else {
-                            w
-                        }
-                    }
+                    UpsampleSize::Size(h, w) => Dim::Known(if axis == 2 { h } else { w }),
                     UpsampleSize::Scale(sh, sw) => {
                         let s = if axis == 2 { sh } else { sw };
-                        let n = (input as f64 * s).floor() as u64;
-                        lines.push(format!("{name} = floor({input} * {s}) = {n}"));
+                        let n = cx.lin_scaled(axis, name, s)?;
+                        lines.push(format!("{name} = floor({} * {s}) = {n}", cx.input[axis]));
                         n
                     }
                 };
-                if n == 0 {
+                if n == Dim::Known(0) {
                     return Err(cx.fail(
                         FailKind::Other,
                         u.size.span,
@@ -219,7 +280,7 @@ fn step(cx: &Step, op: &Op) -> StepResult {
                         ),
                     ));
                 }
-                out.push(Dim::Known(n));
+                out.push(n);
             }
             let trace = cx.reshape_trace(&out);
             Ok((out, Some(trace)))
@@ -242,12 +303,11 @@ fn step(cx: &Step, op: &Op) -> StepResult {
                     ),
                 ));
             }
-            let (h, w) = (cx.known(2, "H")?, cx.known(3, "W")?);
             let out = vec![
                 cx.input[0].clone(),
                 Dim::Known(c / rr),
-                Dim::Known(h * r.value),
-                Dim::Known(w * r.value),
+                cx.input[2].scale(r.value),
+                cx.input[3].scale(r.value),
             ];
             let trace = cx.reshape_trace(&out);
             Ok((out, Some(trace)))
@@ -514,7 +574,6 @@ fn conv_transpose2d(cx: &Step, c: &ConvTranspose2d) -> StepResult {
     let mut lines = Vec::new();
     for (axis, name) in [(2usize, "H"), (3, "W")] {
         let pick = |p: (u64, u64)| if axis == 2 { p.0 } else { p.1 };
-        let input = cx.known(axis, name)?;
         let (s, p, op, d, k) = (
             pick(c.stride.value),
             pick(c.padding.value),
@@ -522,6 +581,18 @@ fn conv_transpose2d(cx: &Step, c: &ConvTranspose2d) -> StepResult {
             pick(c.dilation.value),
             pick(c.kernel.value),
         );
+        let add = -(s as i64) - 2 * p as i64 + (d * (k - 1)) as i64 + op as i64 + 1;
+        if let Dim::Lin(l) = &cx.input[axis] {
+            let n = l.scale(s).shift(add);
+            cx.cons.borrow_mut().need_at_least(&n, 1, &cx.why());
+            lines.push((
+                name,
+                format!("({l} - 1)*{s} - 2*{p} + {d}*({k}-1) + {op} + 1 = {n}"),
+            ));
+            out.push(Dim::Lin(n));
+            continue;
+        }
+        let input = cx.known(axis, name)?;
         let n = (input as i64 - 1) * s as i64 - 2 * p as i64 + (d * (k - 1)) as i64 + op as i64 + 1;
         let text = format!("({input} - 1)*{s} - 2*{p} + {d}*({k}-1) + {op} + 1 = {n}");
         if n <= 0 {
@@ -581,23 +652,46 @@ fn spatial(
     let mut lines = Vec::new();
     for &(axis_name, axis, kernel, stride, (lo, hi), dilation, ceil) in axes {
         match &cx.input[axis] {
-            Dim::Sym(s) => {
+            Dim::Lin(l) if !ceil => {
+                // floor((l + lo + hi - eff) / stride) + 1, exact once the
+                // symbol is a multiple that leaves no fraction.
+                let eff = dilation * (kernel - 1) + 1;
+                let span = l.shift(lo as i64 + hi as i64 - eff as i64);
+                let why = cx.why();
+                let mut cons = cx.cons.borrow_mut();
+                cons.need_multiple(&l.sym, span.multiple_for(stride), &why);
+                cons.need_at_least(&span, 0, &why);
+                let n = span.floor_div(stride).shift(1);
+                lines.push((
+                    axis_name,
+                    if lo + hi == 0 && dilation == 1 {
+                        format!("floor(({l} - {kernel}) / {stride}) + 1 = {n}")
+                    } else {
+                        format!(
+                            "floor(({l} + {lo} + {hi} - {dilation}*({kernel}-1) - 1) / {stride}) + 1 = {n}"
+                        )
+                    },
+                ));
+                out.push(Dim::Lin(n));
+            }
+            s @ (Dim::Lin(_) | Dim::Sym(_)) => {
                 // A window that keeps any size keeps the symbol.
                 let keeps = stride == 1 && lo + hi == dilation * (kernel - 1);
                 if !keeps {
+                    let why = if ceil { " (with `ceil_mode`)" } else { "" };
                     return Err(cx.fail(
                         FailKind::Other,
                         cx.layer.span,
                         format!(
-                            "`{}` needs a known {axis_name} to compute its output size, but {axis_name} \
-                             is the symbol `{s}` in {}\nhelp: give the input a number there, or keep \
-                             the size with stride 1 and `padding = same`",
+                            "`{}` needs a known {axis_name}{why} to compute its output size, but {axis_name} \
+                             is `{s}` in {}, which only the input decides\nhelp: give the input a number there, \
+                             or keep the size with stride 1 and `padding = same`",
                             cx.name(),
                             fmt_shape(cx.input)
                         ),
                     ));
                 }
-                out.push(Dim::Sym(s.clone()));
+                out.push(s.clone());
             }
             Dim::Known(input) => {
                 let w = Window {
@@ -708,14 +802,6 @@ fn linear(cx: &Step, l: &Linear) -> StepResult {
     Ok((out, Some(trace)))
 }
 
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
 pub fn pair_text((a, b): (u64, u64)) -> String {
     if a == b {
         a.to_string()
@@ -732,11 +818,13 @@ pub fn pair_text((a, b): (u64, u64)) -> String {
 /// - `crop(a, like = b)`: `a`'s batch and channels, `b`'s height and width,
 ///   which must fit inside `a`'s.
 pub fn merge(
-    kind: crate::resolve::MergeKind,
+    kind: &crate::resolve::MergeKind,
     inputs: &[(Shape, SpanRange, String)],
     span: SpanRange,
+    cons: &mut Constraints,
 ) -> Result<Shape, (SpanRange, String)> {
     use crate::resolve::MergeKind;
+    let kind = kind.clone();
     let crop_hint = |big: &(Shape, SpanRange, String), small: &(Shape, SpanRange, String)| match (
         big.0.get(2..4),
         small.0.get(2..4),
@@ -843,6 +931,7 @@ pub fn merge(
                 }
                 out[d] = match (&out[d], &other.0[d]) {
                     (Dim::Known(x), Dim::Known(y)) => Dim::Known(x + y),
+                    (Dim::Lin(x), Dim::Lin(y)) if x.sym == y.sym => Dim::Lin(x.add(y)),
                     (x, y) => Dim::Sym(format!("{x}+{y}")),
                 };
             }
@@ -863,25 +952,36 @@ pub fn merge(
                 ));
             }
             for (axis, name) in [(2, "H"), (3, "W")] {
+                let larger = |s: &dyn std::fmt::Display, l: &dyn std::fmt::Display| {
+                    Err((
+                        like.1,
+                        format!(
+                            "`crop` cannot make {} larger: its {name} is {s}, {} asks for {l}",
+                            src.2, like.2
+                        ),
+                    ))
+                };
                 match (&src.0[axis], &like.0[axis]) {
-                    (Dim::Known(s), Dim::Known(l)) if l > s => {
-                        return Err((
-                            like.1,
-                            format!(
-                                "`crop` cannot make {} larger: its {name} is {s}, {} asks for {l}",
-                                src.2, like.2
-                            ),
-                        ))
-                    }
+                    (Dim::Known(s), Dim::Known(l)) if l > s => return larger(s, l),
                     (Dim::Known(_), Dim::Known(_)) => {}
                     (s, l) if s == l => {}
+                    (Dim::Lin(s), Dim::Lin(l))
+                        if s.sym == l.sym && (s.num, s.den) == (l.num, l.den) =>
+                    {
+                        if l.off > s.off {
+                            return larger(s, l);
+                        }
+                    }
+                    (Dim::Lin(s), Dim::Known(l)) => {
+                        cons.need_at_least(s, *l as i64, &format!("the `crop` to {}", like.2));
+                    }
                     (s, l) => {
                         return Err((
                             span,
                             format!(
-                                "`crop` needs known sizes: {name} is {s} in {} and {l} in {}",
-                                src.2, like.2
-                            ),
+                            "`crop` needs sizes it can compare: {name} is {s} in {} and {l} in {}",
+                            src.2, like.2
+                        ),
                         ))
                     }
                 }
@@ -892,6 +992,153 @@ pub fn merge(
                 like.0[2].clone(),
                 like.0[3].clone(),
             ])
+        }
+        MergeKind::CropSize { size, offset } => {
+            let src = &inputs[0];
+            if src.0.len() != 4 {
+                return Err((
+                    span,
+                    format!(
+                        "`crop` works on [B, C, H, W] tensors, but {} is {}",
+                        src.2,
+                        fmt_shape(&src.0)
+                    ),
+                ));
+            }
+            let (h, w) = size.value;
+            let (top, left) = offset.map_or((0, 0), |o| o.value);
+            for (axis, name, want, start) in [(2, "H", h, top), (3, "W", w, left)] {
+                let need = want + start;
+                let from = if offset.is_some() {
+                    format!("{start} + {want} = {need}")
+                } else {
+                    need.to_string()
+                };
+                match &src.0[axis] {
+                    Dim::Known(n) if *n < need => {
+                        return Err((
+                            size.span,
+                            format!(
+                                "`crop` is larger than its source: {name} needs {from}, but {} has {name} = {n}\n  {}: {}",
+                                src.2,
+                                src.2,
+                                fmt_shape(&src.0)
+                            ),
+                        ))
+                    }
+                    Dim::Known(_) => {}
+                    Dim::Lin(l) => cons.need_at_least(l, need as i64, "a `crop`"),
+                    other => {
+                        return Err((
+                            span,
+                            format!("`crop` needs a size it can compare: {name} is {other} in {}", src.2),
+                        ))
+                    }
+                }
+            }
+            Ok(vec![
+                src.0[0].clone(),
+                src.0[1].clone(),
+                Dim::Known(h),
+                Dim::Known(w),
+            ])
+        }
+        MergeKind::Piece {
+            how,
+            dim,
+            dim_span,
+            index,
+            count,
+        } => {
+            let src = &inputs[0];
+            let rank = src.0.len();
+            let Some(d) = normalize_dim(dim, rank) else {
+                return Err((
+                    dim_span,
+                    format!(
+                        "dim {dim} is out of range for {} {}",
+                        src.2,
+                        fmt_shape(&src.0)
+                    ),
+                ));
+            };
+            let Dim::Known(total) = src.0[d] else {
+                return Err((
+                    span,
+                    format!(
+                        "splitting needs a known size, but dim {d} of {} is `{}`",
+                        src.2, src.0[d]
+                    ),
+                ));
+            };
+            let ranges = piece_ranges(&how, total).map_err(|m| {
+                (
+                    span,
+                    format!("{m}: dim {d} of {} is {}", src.2, fmt_shape(&src.0)),
+                )
+            })?;
+            if ranges.len() != count {
+                return Err((
+                    span,
+                    format!(
+                        "this gives {} tensors from dim {d} = {total} of {}, but `let` binds {count}",
+                        ranges.len(),
+                        src.2
+                    ),
+                ));
+            }
+            let mut out = src.0.clone();
+            out[d] = Dim::Known(ranges[index].1);
+            Ok(out)
+        }
+    }
+}
+
+/// `(start, length)` of each piece of a dim of size `total`, as
+/// `torch.chunk` and `torch.split` cut it.
+pub fn piece_ranges(
+    how: &crate::resolve::SplitSpec,
+    total: u64,
+) -> Result<Vec<(u64, u64)>, String> {
+    use crate::resolve::SplitSpec;
+    let by_size = |size: u64| -> Vec<(u64, u64)> {
+        (0..total.div_ceil(size))
+            .map(|i| (i * size, size.min(total - i * size)))
+            .collect()
+    };
+    match how {
+        SplitSpec::Chunk(n) => {
+            if n.value > total {
+                return Err(format!(
+                    "`chunk` into {} pieces is more than the size",
+                    n.value
+                ));
+            }
+            // torch.chunk: pieces of ceil(total / n), the last smaller.
+            Ok(by_size(total.div_ceil(n.value)))
+        }
+        SplitSpec::Size(s) => Ok(by_size(s.value)),
+        SplitSpec::Sizes(sizes) => {
+            let sum: u64 = sizes.iter().map(|s| s.value).sum();
+            if sum != total {
+                return Err(format!(
+                    "`split` sizes add up to {sum} ({})",
+                    sizes
+                        .iter()
+                        .map(|s| s.value.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" + ")
+                ));
+            }
+            let mut start = 0;
+            Ok(sizes
+                .iter()
+                .map(|s| {
+                    let r = (start, s.value);
+                    start += s.value;
+                    r
+                })
+                .collect())
         }
     }
 }

@@ -12,6 +12,7 @@
 //! networks expand to.
 
 pub mod ast;
+pub mod block;
 pub mod check;
 pub mod diag;
 pub mod emit;
@@ -65,21 +66,61 @@ impl std::fmt::Display for Diagnostics {
 pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
     let cx = diag::Ctxt::new();
     let spec = parse::parse(&cx, input);
-    let mut out = TokenStream::new();
-    let mut fallback = TokenStream::new();
-    for net in &spec.networks {
-        let before = cx.error_count();
-        let program = resolve::resolve(&cx, net);
-        let shapes = check::check_network(&cx, net, &program);
-        if net.body.is_some() && cx.error_count() == before {
-            let ir = lower::lower(net, &program, &shapes);
-            let tokens = emit::emit(&ir);
-            out.extend(tokens.clone());
-            fallback.extend(tokens);
-        } else {
-            fallback.extend(emit::stub(&net.attrs, &net.vis, &net.name, &net.input));
+    let blocks = block::Blocks::new(&cx, &spec.blocks);
+    blocks.check_definitions();
+    for def in &spec.blocks {
+        if let Some(net) = spec.networks.iter().find(|n| n.name == def.name) {
+            let _ = net;
+            cx.error(
+                diag::SpanRange::single(def.name.span()),
+                format!(
+                    "`{}` names both a network and a block\nhelp: rename one of them",
+                    def.name
+                ),
+            );
         }
     }
+    let mut reg = lower::Registry::default();
+    let mut irs = Vec::new();
+    for net in &spec.networks {
+        let before = cx.error_count();
+        let env = resolve::input_env(&net.input_shape);
+        let program = resolve::resolve(&cx, net, &spec.blocks, &env);
+        check::check_input_shape(&cx, &net.input_shape);
+        let shapes = check::check_program(
+            &cx,
+            &blocks,
+            &net.input,
+            infer::shape_of(&net.input_shape),
+            &program,
+            net.output_shape.as_ref(),
+            &env,
+            true,
+            "network",
+        );
+        if net.body.is_some() && cx.error_count() == before {
+            irs.push(Ok(lower::lower(net, &program, &shapes, &blocks, &mut reg)));
+        } else {
+            irs.push(Err(net));
+        }
+    }
+    let (block_tokens, code) = emit::emit_blocks(&spec.blocks, &reg);
+    let mut out = TokenStream::new();
+    let mut fallback = TokenStream::new();
+    for ir in &irs {
+        match ir {
+            Ok(ir) => {
+                let tokens = emit::emit(ir, &code, &reg, &spec.blocks);
+                out.extend(tokens.clone());
+                fallback.extend(tokens);
+            }
+            Err(net) => {
+                fallback.extend(emit::stub(&net.attrs, &net.vis, &net.name, &net.input));
+            }
+        }
+    }
+    out.extend(block_tokens.clone());
+    fallback.extend(block_tokens);
     let errors = cx.into_errors();
     if errors.is_empty() {
         Ok(out)

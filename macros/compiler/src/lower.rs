@@ -7,13 +7,33 @@ use proc_macro2::{Ident, Span};
 use syn::{Attribute, Visibility};
 
 use crate::ast::Network;
+use crate::block::Blocks;
 use crate::check::ProgramShapes;
-use crate::infer::{conv_padding, pair_text, Inferred, Overrides};
+use crate::infer::{conv_padding, pair_text, piece_ranges, Inferred, Overrides};
 use crate::resolve::{
     Activation, Item, MergeKind, NodeKind, Op, Padding, PoolKind, Program, ResolvedLayer,
     WeightInit,
 };
-use crate::shape::{fmt_shape, normalize_dim, Dim, Shape};
+use crate::shape::{fmt_shape, normalize_dim, Constraints, Dim, Shape};
+
+/// Every block instance lowered so far, per block definition.
+#[derive(Default)]
+pub struct Registry {
+    pub instances: Vec<Vec<NetIr>>,
+}
+
+impl Registry {
+    fn add(&mut self, def: usize, ir: NetIr) -> usize {
+        if self.instances.len() <= def {
+            self.instances.resize_with(def + 1, Vec::new);
+        }
+        self.instances[def].push(ir);
+        self.instances[def].len() - 1
+    }
+}
+
+/// The `if` branches a node is inside: `(if id, branch taken)`.
+pub type Branch = Vec<(usize, bool)>;
 
 pub struct NetIr {
     pub name: Ident,
@@ -38,14 +58,25 @@ pub struct NetIr {
     /// The dataflow as Mermaid and DOT text.
     pub mermaid: String,
     pub dot: String,
+    /// What the input's symbols must satisfy, checked at `forward`'s entry.
+    pub constraints: Constraints,
+    /// Multiply-adds per sample, when known.
+    pub macs: Option<u64>,
+    /// For a block instance: its block's index.
+    pub block: Option<usize>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum FieldKind {
     Conv2d,
     ConvTranspose2d,
     Linear,
     BatchNorm,
+    /// A block use: an instance of block `def`.
+    Block {
+        def: usize,
+        instance: usize,
+    },
 }
 
 /// A parameterised layer: a field of the generated struct.
@@ -56,9 +87,12 @@ pub struct FieldIr {
     /// Members that exist in the type but not in the state_dict
     /// (`bias` with `bias = false`), set to `NoBias`.
     pub absent: Vec<&'static str>,
+    /// The `if` branches the layer is inside.
+    pub branch: Branch,
 }
 
 /// One state_dict entry.
+#[derive(Clone)]
 pub struct ParamIr {
     /// The struct member (`weight`, `running_mean`).
     pub member: &'static str,
@@ -103,13 +137,33 @@ pub enum Segment {
         src: usize,
         dst: usize,
         steps: Vec<StepIr>,
+        branch: Branch,
     },
     Merge {
         kind: MergeIr,
         inputs: Vec<usize>,
         dst: usize,
         comment: String,
+        branch: Branch,
     },
+    /// `let dst = src;` closing the branch of `if` `id` that was taken.
+    Select {
+        id: usize,
+        taken: bool,
+        src: usize,
+        dst: usize,
+        branch: Branch,
+    },
+}
+
+impl Segment {
+    pub fn branch(&self) -> &Branch {
+        match self {
+            Segment::Chain { branch, .. }
+            | Segment::Merge { branch, .. }
+            | Segment::Select { branch, .. } => branch,
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -117,10 +171,23 @@ pub enum MergeIr {
     Cat {
         dim: usize,
     },
-    /// Centre crop to `h x w`.
+    /// Centre crop to `h x w`; `None`: the second input's size, read when
+    /// the network runs (a symbolic size).
     Crop {
+        size: Option<(u64, u64)>,
+    },
+    /// Crop at an offset.
+    CropAt {
+        top: u64,
+        left: u64,
         h: u64,
         w: u64,
+    },
+    /// `narrow(dim, start, len)`: a piece of a `chunk`/`split`.
+    Piece {
+        dim: usize,
+        start: u64,
+        len: u64,
     },
     Binary(crate::ast::BinOp),
 }
@@ -157,6 +224,13 @@ pub struct Fold {
     pub affine: bool,
     /// Which cached pair of the network's `Fusion` holds the folded weights.
     pub slot: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum UpsampleOut {
+    Size(u64, u64),
+    /// Whole scale factors over a size only the input decides.
+    Scale(u64, u64),
 }
 
 pub enum StepOp {
@@ -197,9 +271,13 @@ pub enum StepOp {
         bias: bool,
     },
     Upsample {
-        out: (u64, u64),
+        out: UpsampleOut,
         bilinear: bool,
         align_corners: bool,
+    },
+    /// A block use: the field's `forward`.
+    Block {
+        field: Ident,
     },
     PixelShuffle {
         r: u64,
@@ -242,28 +320,97 @@ struct Row {
     macs: Option<u64>,
 }
 
-pub fn lower(net: &Network, program: &Program, shapes: &ProgramShapes) -> NetIr {
+/// A network, with its block instances lowered into `reg`.
+pub fn lower(
+    net: &Network,
+    program: &Program,
+    shapes: &ProgramShapes,
+    blocks: &Blocks,
+    reg: &mut Registry,
+) -> NetIr {
+    let input_shape = crate::infer::shape_of(&net.input_shape);
+    let mut ir = lower_graph(
+        &net.name,
+        &net.input,
+        input_shape,
+        program,
+        shapes,
+        "",
+        blocks,
+        reg,
+    );
+    ir.vis = net.vis.clone();
+    ir.attrs = net.attrs.clone();
+    ir
+}
+
+/// A graph (a network's or a block instance's) to IR; parameter names get
+/// `prefix` (`layer1.0.`).
+#[allow(clippy::too_many_arguments)]
+pub fn lower_graph(
+    name: &Ident,
+    input: &Ident,
+    input_shape: Shape,
+    program: &Program,
+    shapes: &ProgramShapes,
+    prefix: &str,
+    blocks: &Blocks,
+    reg: &mut Registry,
+) -> NetIr {
     let mut fields = Vec::new();
     let mut rows = Vec::new();
     let mut segments = Vec::new();
-    let mut values = vec![net.input.clone()];
+    let mut fusions = Vec::new();
+    let mut values = vec![input.clone()];
     for (i, node) in program.nodes.iter().enumerate() {
         let dst = i + 1;
         values.push(match &node.name {
             Some(n) => Ident::new(&n.to_string(), Span::mixed_site()),
-            None => Ident::new(&format!("t{dst}"), Span::mixed_site()),
+            None => Ident::new(&node.ident, Span::mixed_site()),
         });
+        let branch = node.branch.clone();
         match &node.kind {
             NodeKind::Chain { input, items } => {
                 let (Some(src), Some(Some(inferred))) = (*input, shapes.chains.get(i)) else {
                     continue;
                 };
-                let steps = lower_chain(items, inferred, &mut fields, &mut rows);
-                segments.push(Segment::Chain { src, dst, steps });
+                let mut cx = ChainCx {
+                    fields: &mut fields,
+                    rows: &mut rows,
+                    fusions: &mut fusions,
+                    prefix,
+                    blocks,
+                    reg,
+                    branch: &branch,
+                };
+                let steps = lower_chain(items, inferred, &mut cx);
+                segments.push(Segment::Chain {
+                    src,
+                    dst,
+                    steps,
+                    branch,
+                });
+            }
+            NodeKind::Select { id, taken, value } => {
+                if let Some(src) = value {
+                    segments.push(Segment::Select {
+                        id: *id,
+                        taken: *taken,
+                        src: *src,
+                        dst,
+                        branch,
+                    });
+                }
             }
             NodeKind::Merge { kind, inputs, .. } => {
                 let out = shapes.values[dst].clone().unwrap_or_default();
                 let inputs: Vec<usize> = inputs.iter().filter_map(|(v, _)| *v).collect();
+                let in_shape = |k: usize| {
+                    inputs
+                        .get(k)
+                        .and_then(|&v| shapes.values.get(v).cloned().flatten())
+                        .unwrap_or_default()
+                };
                 let (label, op, kind) = match kind {
                     MergeKind::Cat { dim, .. } => {
                         let d = normalize_dim(*dim, out.len()).unwrap_or(0);
@@ -274,11 +421,50 @@ pub fn lower(net: &Network, program: &Program, shapes: &ProgramShapes) -> NetIr 
                         )
                     }
                     MergeKind::Crop => {
-                        let (h, w) = (out[2].known().unwrap_or(0), out[3].known().unwrap_or(0));
+                        let size = match (out[2].known(), out[3].known()) {
+                            (Some(h), Some(w)) => Some((h, w)),
+                            _ => None,
+                        };
                         (
                             "crop".to_string(),
-                            format!("CenterCrop({h} x {w})"),
-                            MergeIr::Crop { h, w },
+                            format!("CenterCrop({} x {})", out[2], out[3]),
+                            MergeIr::Crop { size },
+                        )
+                    }
+                    MergeKind::CropSize { size, offset } => {
+                        let (h, w) = size.value;
+                        match offset {
+                            None => (
+                                "crop".to_string(),
+                                format!("CenterCrop({h} x {w})"),
+                                MergeIr::Crop { size: Some((h, w)) },
+                            ),
+                            Some(o) => (
+                                "crop".to_string(),
+                                format!("Crop({h} x {w} at {}, {})", o.value.0, o.value.1),
+                                MergeIr::CropAt {
+                                    top: o.value.0,
+                                    left: o.value.1,
+                                    h,
+                                    w,
+                                },
+                            ),
+                        }
+                    }
+                    MergeKind::Piece {
+                        how, dim, index, ..
+                    } => {
+                        let src = in_shape(0);
+                        let d = normalize_dim(*dim, src.len()).unwrap_or(0);
+                        let total = src.get(d).and_then(Dim::known).unwrap_or(0);
+                        let (start, len) = piece_ranges(how, total)
+                            .ok()
+                            .and_then(|r| r.get(*index).copied())
+                            .unwrap_or((0, 0));
+                        (
+                            "piece".to_string(),
+                            format!("Narrow(dim {d}, {start}..{})", start + len),
+                            MergeIr::Piece { dim: d, start, len },
                         )
                     }
                     MergeKind::Binary(op) => {
@@ -311,11 +497,11 @@ pub fn lower(net: &Network, program: &Program, shapes: &ProgramShapes) -> NetIr 
                     inputs,
                     dst,
                     comment: format!("{op}({})  -> {}", args.join(", "), fmt_shape(&out)),
+                    branch,
                 });
             }
         }
     }
-    let input_shape = crate::infer::shape_of(&net.input_shape);
     let output = program.output.unwrap_or(0);
     let output_shape = shapes
         .values
@@ -324,12 +510,13 @@ pub fn lower(net: &Network, program: &Program, shapes: &ProgramShapes) -> NetIr 
         .flatten()
         .unwrap_or_default();
     let parameters = rows.iter().map(|r| r.params).sum();
-    let summary = summary_table(&net.name.to_string(), &input_shape, &rows);
+    let macs = rows.iter().map(|r| r.macs).sum();
+    let summary = summary_table(&name.to_string(), &input_shape, &rows);
     let mut ir = NetIr {
-        name: net.name.clone(),
-        vis: net.vis.clone(),
-        attrs: net.attrs.clone(),
-        input: net.input.clone(),
+        name: name.clone(),
+        vis: Visibility::Inherited,
+        attrs: Vec::new(),
+        input: input.clone(),
         input_shape,
         output_shape,
         fields,
@@ -338,10 +525,13 @@ pub fn lower(net: &Network, program: &Program, shapes: &ProgramShapes) -> NetIr 
         output,
         summary,
         parameters,
-        fusions: Vec::new(),
+        fusions,
         folds: 0,
         mermaid: String::new(),
         dot: String::new(),
+        constraints: shapes.constraints.clone(),
+        macs,
+        block: None,
     };
     crate::fuse::run(&mut ir);
     let (mermaid, dot) = crate::graph::render(&ir, &shapes.values);
@@ -350,20 +540,38 @@ pub fn lower(net: &Network, program: &Program, shapes: &ProgramShapes) -> NetIr 
     ir
 }
 
+/// Where a chain's lowering puts what it makes.
+struct ChainCx<'a, 'b> {
+    fields: &'a mut Vec<FieldIr>,
+    rows: &'a mut Vec<Row>,
+    fusions: &'a mut Vec<String>,
+    prefix: &'a str,
+    blocks: &'a Blocks<'b>,
+    reg: &'a mut Registry,
+    branch: &'a Branch,
+}
+
 /// One chain's layers: their steps, fields and summary rows.
-fn lower_chain(
-    items: &[Item],
-    inferred: &Inferred,
-    fields: &mut Vec<FieldIr>,
-    rows: &mut Vec<Row>,
-) -> Vec<StepIr> {
+fn lower_chain(items: &[Item], inferred: &Inferred, cx: &mut ChainCx) -> Vec<StepIr> {
     let mut steps = Vec::new();
     for (i, (item, node)) in items.iter().zip(&inferred.nodes).enumerate() {
         let Item::Layer(layer) = item else { continue };
         let (Some(op), Some(input), Some(output)) = (&layer.op, &node.input, &node.output) else {
             continue;
         };
-        let (desc, step, field, macs) = lower_op(layer, i, op, input, output);
+        let (desc, step, field, macs) = if let Op::Block(u) = op {
+            let Some(lowered) = lower_block_use(layer, u, input, cx) else {
+                continue;
+            };
+            lowered
+        } else {
+            let (desc, step, field, macs) = lower_op(layer, i, op, input, output, cx.prefix);
+            let field = field.map(|f| FieldIr {
+                branch: cx.branch.clone(),
+                ..f
+            });
+            (desc, step, field, macs)
+        };
         let params = field.as_ref().map_or(0, |f: &FieldIr| {
             f.params
                 .iter()
@@ -371,7 +579,7 @@ fn lower_chain(
                 .map(|p| p.shape.iter().product::<u64>())
                 .sum()
         });
-        rows.push(Row {
+        cx.rows.push(Row {
             layer: layer.label.clone(),
             op: desc.clone(),
             output: fmt_shape(output),
@@ -389,9 +597,61 @@ fn lower_chain(
             output: output.clone(),
             op: step,
         });
-        fields.extend(field);
+        cx.fields.extend(field);
     }
     steps
+}
+
+/// A block use: its instance lowered (and registered), a field of the
+/// block's type holding every parameter of the instance.
+fn lower_block_use(
+    layer: &ResolvedLayer,
+    u: &crate::resolve::BlockUse,
+    input: &Shape,
+    cx: &mut ChainCx,
+) -> Option<(String, StepOp, Option<FieldIr>, Option<u64>)> {
+    let inst = cx.blocks.instantiate(u, input, false)?;
+    let def = cx.blocks.defs.get(u.def)?;
+    let prefix = format!("{}{}.", cx.prefix, layer.path.join("."));
+    let mut sub = lower_graph(
+        &def.name,
+        &def.input,
+        input.clone(),
+        &inst.program,
+        &inst.shapes,
+        &prefix,
+        cx.blocks,
+        cx.reg,
+    );
+    sub.block = Some(u.def);
+    for f in &sub.fusions {
+        let line = format!("{}: {f}", def.name);
+        if !cx.fusions.contains(&line) {
+            cx.fusions.push(line);
+        }
+    }
+    let params: Vec<ParamIr> = sub.fields.iter().flat_map(|f| f.params.clone()).collect();
+    let macs = sub.macs;
+    let instance = cx.reg.add(u.def, sub);
+    let ident = Ident::new(
+        &layer.path.join("_"),
+        layer.name.as_ref().map_or(Span::call_site(), Ident::span),
+    );
+    let desc = u
+        .label
+        .split_once(": ")
+        .map_or(u.label.clone(), |(_, d)| d.to_string());
+    let field = FieldIr {
+        ident: ident.clone(),
+        kind: FieldKind::Block {
+            def: u.def,
+            instance,
+        },
+        params,
+        absent: Vec::new(),
+        branch: cx.branch.clone(),
+    };
+    Some((desc, StepOp::Block { field: ident }, Some(field), macs))
 }
 
 /// Per sample: the product of the dims after the batch dim.
@@ -405,11 +665,12 @@ fn lower_op(
     op: &Op,
     input: &Shape,
     output: &Shape,
+    outer: &str,
 ) -> (String, StepOp, Option<FieldIr>, Option<u64>) {
     let prefix = layer.path.join(".");
     let param = |member: &'static str, shape: Vec<u64>, init: InitIr| ParamIr {
         member,
-        name: format!("{prefix}.{member}"),
+        name: format!("{outer}{prefix}.{member}"),
         shape,
         init,
     };
@@ -425,8 +686,18 @@ fn lower_op(
         kind,
         params,
         absent,
+        branch: Vec::new(),
     };
     match op {
+        // Lowered with its instance by `lower_block_use`.
+        Op::Block(u) => (
+            u.label.clone(),
+            StepOp::Block {
+                field: ident.clone(),
+            },
+            None,
+            None,
+        ),
         Op::Conv2d(c) => {
             let cin = input[1].known().unwrap_or(0);
             let (kh, kw) = c.kernel.value;
@@ -586,10 +857,13 @@ fn lower_op(
             )
         }
         Op::Upsample(u) => {
-            let out = (
-                output[2].known().unwrap_or(0),
-                output[3].known().unwrap_or(0),
-            );
+            let out = match (output[2].known(), output[3].known(), u.size.value) {
+                (Some(h), Some(w), _) => UpsampleOut::Size(h, w),
+                (_, _, crate::resolve::UpsampleSize::Scale(sh, sw)) => {
+                    UpsampleOut::Scale(sh as u64, sw as u64)
+                }
+                (_, _, crate::resolve::UpsampleSize::Size(h, w)) => UpsampleOut::Size(h, w),
+            };
             let mode = if u.bilinear {
                 if u.align_corners {
                     "bilinear, align_corners"
@@ -599,7 +873,7 @@ fn lower_op(
             } else {
                 "nearest"
             };
-            let desc = format!("Upsample({} x {}, {mode})", out.0, out.1);
+            let desc = format!("Upsample({} x {}, {mode})", output[2], output[3]);
             let step = StepOp::Upsample {
                 out,
                 bilinear: u.bilinear,

@@ -3,6 +3,7 @@
 //! error and parsing goes on with the next layer.
 
 use proc_macro2::TokenStream;
+use syn::parse::Parse;
 use syn::parse::{ParseStream, Parser};
 use syn::{Attribute, Ident, LitFloat, LitInt, Token, Visibility};
 
@@ -14,9 +15,16 @@ pub fn parse(cx: &Ctxt, tokens: TokenStream) -> Spec {
     // ends early; point it at the last token instead.
     let last = tokens.clone().into_iter().last().map(|t| t.span());
     let mut networks = Vec::new();
+    let mut blocks = Vec::new();
     let result = (|input: ParseStream| {
         while !input.is_empty() {
-            networks.push(parse_network(cx, input)?);
+            let attrs = input.call(Attribute::parse_outer)?;
+            let vis: Visibility = input.parse()?;
+            if input.peek(kw::block) && input.peek2(Ident) {
+                blocks.push(parse_block(cx, input, attrs, vis)?);
+            } else {
+                networks.push(parse_network(cx, input, attrs, vis)?);
+            }
         }
         Ok(())
     })
@@ -31,12 +39,108 @@ pub fn parse(cx: &Ctxt, tokens: TokenStream) -> Spec {
             }
         }
     }
-    Spec { networks }
+    Spec { networks, blocks }
 }
 
-fn parse_network(cx: &Ctxt, input: ParseStream) -> syn::Result<Network> {
-    let attrs = input.call(Attribute::parse_outer)?;
-    let vis: Visibility = input.parse()?;
+/// `block Name(x: [B, C, H, W], out: usize, stride: usize = 1) -> [..] { body }`
+fn parse_block(
+    cx: &Ctxt,
+    input: ParseStream,
+    attrs: Vec<Attribute>,
+    vis: Visibility,
+) -> syn::Result<BlockDef> {
+    let keyword: kw::block = input.parse()?;
+    let name: Ident = input.parse()?;
+    if !input.peek(syn::token::Paren) {
+        return Err(input.error(
+            "expected the block's input and parameters: `block Name(x: [B, C, H, W], out: usize) { .. }`",
+        ));
+    }
+    let content;
+    syn::parenthesized!(content in input);
+    let input_name: Ident = content.parse()?;
+    content.parse::<Token![:]>()?;
+    let input_shape = parse_shape(&content)?;
+    let mut params = Vec::new();
+    while !content.is_empty() {
+        content.parse::<Token![,]>()?;
+        if content.is_empty() {
+            break;
+        }
+        let pname: Ident = content.parse()?;
+        content.parse::<Token![:]>()?;
+        let kind_ident: Ident = content.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected a parameter kind: `usize`, `f64` or `bool`",
+            )
+        })?;
+        let kind = match kind_ident.to_string().as_str() {
+            "usize" => ParamKind::Usize,
+            "f64" => ParamKind::F64,
+            "bool" => ParamKind::Bool,
+            other => {
+                return Err(syn::Error::new(
+                    kind_ident.span(),
+                    format!(
+                        "a block parameter is a `usize`, `f64` or `bool`, not `{other}`\n\
+                         help: a block takes one tensor (its first parameter); the others are numbers or flags"
+                    ),
+                ))
+            }
+        };
+        let default = if content.peek(Token![=]) {
+            content.parse::<Token![=]>()?;
+            Some(parse_value(&content)?)
+        } else {
+            None
+        };
+        params.push(BlockParam {
+            name: pname,
+            kind,
+            kind_span: kind_ident.span(),
+            default,
+        });
+    }
+    let output_shape = if input.peek(Token![->]) {
+        input.parse::<Token![->]>()?;
+        Some(parse_shape(input)?)
+    } else {
+        None
+    };
+    if !input.peek(syn::token::Brace) {
+        return Err(input.error("expected the block's body in braces: `{ x -> layer -> .. }`"));
+    }
+    let content;
+    let brace = syn::braced!(content in input);
+    let body = if content.is_empty() {
+        cx.error(
+            SpanRange::single(brace.span.join()),
+            "the block's body is empty\nhelp: write its layers, e.g. `{ x -> conv: Conv2d(out, kernel = 3) -> relu }`",
+        );
+        None
+    } else {
+        recover(cx, &content, |s| parse_body(cx, s))
+    };
+    Ok(BlockDef {
+        attrs,
+        vis,
+        keyword: keyword.span,
+        name,
+        input: input_name,
+        input_shape,
+        params,
+        output_shape,
+        body,
+    })
+}
+
+fn parse_network(
+    cx: &Ctxt,
+    input: ParseStream,
+    attrs: Vec<Attribute>,
+    vis: Visibility,
+) -> syn::Result<Network> {
     let lookahead = input.lookahead1();
     if !lookahead.peek(Ident) {
         return Err(
@@ -96,26 +200,91 @@ fn parse_shape(input: ParseStream) -> syn::Result<ShapeLit> {
     };
     let mut dims = Vec::new();
     while !content.is_empty() {
-        let lookahead = content.lookahead1();
-        if lookahead.peek(LitInt) {
-            let lit: LitInt = content.parse()?;
-            let n: u64 = lit
-                .base10_parse()
-                .map_err(|_| syn::Error::new(lit.span(), "a dim must be a non-negative integer"))?;
-            dims.push(DimLit::Lit(n, lit.span()));
-        } else if lookahead.peek(Token![_]) {
+        if content.peek(Token![_]) {
             let t: Token![_] = content.parse()?;
             dims.push(DimLit::Wild(t.span));
-        } else if lookahead.peek(Ident) {
-            dims.push(DimLit::Sym(content.parse()?));
         } else {
-            return Err(lookahead.error());
+            let start = content.span();
+            let e = parse_dim_sum(&content)?;
+            dims.push(match e {
+                DimExpr::Num(n, s) => DimLit::Lit(n, s),
+                DimExpr::Sym(i) => DimLit::Sym(i),
+                e => {
+                    let end = last_span(&e);
+                    DimLit::Expr(Box::new(e), SpanRange { start, end })
+                }
+            });
         }
         if !content.is_empty() {
             content.parse::<Token![,]>()?;
         }
     }
     Ok(ShapeLit { dims, span })
+}
+
+fn last_span(e: &DimExpr) -> proc_macro2::Span {
+    match e {
+        DimExpr::Num(_, s) => *s,
+        DimExpr::Sym(i) => i.span(),
+        DimExpr::Bin(_, _, r) => last_span(r),
+    }
+}
+
+/// `term ((+ | -) term)*`
+fn parse_dim_sum(input: ParseStream) -> syn::Result<DimExpr> {
+    let mut e = parse_dim_term(input)?;
+    loop {
+        let op = if input.peek(Token![+]) {
+            ArithOp::Add
+        } else if input.peek(Token![-]) && !input.peek(Token![->]) {
+            ArithOp::Sub
+        } else {
+            return Ok(e);
+        };
+        let _: proc_macro2::TokenTree = input.parse()?;
+        e = DimExpr::Bin(op, Box::new(e), Box::new(parse_dim_term(input)?));
+    }
+}
+
+/// `atom ((* | /) atom)*`
+fn parse_dim_term(input: ParseStream) -> syn::Result<DimExpr> {
+    let mut e = parse_dim_atom(input)?;
+    loop {
+        let op = if input.peek(Token![*]) {
+            ArithOp::Mul
+        } else if input.peek(Token![/]) {
+            ArithOp::Div
+        } else {
+            return Ok(e);
+        };
+        let _: proc_macro2::TokenTree = input.parse()?;
+        e = DimExpr::Bin(op, Box::new(e), Box::new(parse_dim_atom(input)?));
+    }
+}
+
+fn parse_dim_atom(input: ParseStream) -> syn::Result<DimExpr> {
+    let lookahead = input.lookahead1();
+    if lookahead.peek(LitInt) {
+        let lit: LitInt = input.parse()?;
+        let n: u64 = lit
+            .base10_parse()
+            .map_err(|_| syn::Error::new(lit.span(), "a dim must be a non-negative integer"))?;
+        Ok(DimExpr::Num(n, lit.span()))
+    } else if lookahead.peek(Ident) {
+        Ok(DimExpr::Sym(input.parse()?))
+    } else if lookahead.peek(syn::token::Paren) {
+        let content;
+        syn::parenthesized!(content in input);
+        let e = parse_dim_sum(&content)?;
+        if !content.is_empty() {
+            return Err(content.error("expected `)`"));
+        }
+        Ok(e)
+    } else if lookahead.peek(Token![_]) {
+        Err(input.error("`_` stands for a whole dim; it cannot be part of arithmetic"))
+    } else {
+        Err(lookahead.error())
+    }
 }
 
 /// Parses a delimited group's contents with `f`; on error, reports it, skips
@@ -137,10 +306,17 @@ fn recover<T>(
 }
 
 mod kw {
+    syn::custom_keyword!(block);
     syn::custom_keyword!(cat);
     syn::custom_keyword!(crop);
+    syn::custom_keyword!(chunk);
+    syn::custom_keyword!(split);
     syn::custom_keyword!(like);
+    syn::custom_keyword!(size);
+    syn::custom_keyword!(top);
+    syn::custom_keyword!(left);
     syn::custom_keyword!(dim);
+    syn::custom_keyword!(repeat);
 }
 
 /// `let a = expr; .. expr`
@@ -148,11 +324,21 @@ fn parse_body(cx: &Ctxt, input: ParseStream) -> syn::Result<Body> {
     let mut lets = Vec::new();
     while input.peek(Token![let]) {
         input.parse::<Token![let]>()?;
-        let name: Ident = input.parse()?;
+        let names = if input.peek(syn::token::Paren) {
+            let content;
+            syn::parenthesized!(content in input);
+            let names = content.parse_terminated(Ident::parse, Token![,])?;
+            if names.is_empty() {
+                return Err(content.error("expected names: `let (a, b) = chunk(x, 2, dim = 1);`"));
+            }
+            names.into_iter().collect()
+        } else {
+            vec![input.parse::<Ident>()?]
+        };
         input.parse::<Token![=]>()?;
         let expr = parse_expr(cx, input)?;
         input.parse::<Token![;]>()?;
-        lets.push(Let { name, expr });
+        lets.push(Let { names, expr });
     }
     if input.is_empty() {
         return Err(input.error("expected the network's output after its `let`s, e.g. `y -> relu`"));
@@ -170,7 +356,12 @@ fn parse_expr(cx: &Ctxt, input: ParseStream) -> syn::Result<Expr> {
     let head = parse_sum(cx, input)?;
     let items = parse_items(cx, input, Vec::new())?;
     let span = SpanRange::single(head_span);
-    Ok(Expr { head, items, span })
+    Ok(Expr {
+        id: cx.next_id(),
+        head,
+        items,
+        span,
+    })
 }
 
 /// `atom ((+ | - | *) atom)*`, left to right.
@@ -192,6 +383,7 @@ fn parse_sum(cx: &Ctxt, input: ParseStream) -> syn::Result<Head> {
         let span = SpanRange::single(tok.span());
         let wrap = |h: Head, s| {
             Box::new(Expr {
+                id: cx.next_id(),
                 head: h,
                 items: Vec::new(),
                 span: SpanRange::single(s),
@@ -243,9 +435,59 @@ fn parse_atom_head(cx: &Ctxt, input: ParseStream) -> syn::Result<Head> {
         let paren = syn::parenthesized!(content in input);
         let src = parse_expr(cx, &content)?;
         content.parse::<Token![,]>()?;
-        content.parse::<kw::like>()?;
-        content.parse::<Token![=]>()?;
-        let like = parse_expr(cx, &content)?;
+        let to = if content.peek(kw::like) {
+            content.parse::<kw::like>()?;
+            content.parse::<Token![=]>()?;
+            CropTo::Like(Box::new(parse_expr(cx, &content)?))
+        } else {
+            let (mut size, mut top, mut left) = (None, None, None);
+            while !content.is_empty() {
+                let key: Ident = content.parse()?;
+                content.parse::<Token![=]>()?;
+                let v = parse_value(&content)?;
+                match key.to_string().as_str() {
+                    "size" => size = Some(v),
+                    "top" => top = Some(v),
+                    "left" => left = Some(v),
+                    _ => {
+                        return Err(syn::Error::new(
+                            key.span(),
+                            "`crop` takes `like = tensor`, or `size = (h, w)` with optional `top` and `left`",
+                        ))
+                    }
+                }
+                if !content.is_empty() {
+                    content.parse::<Token![,]>()?;
+                }
+            }
+            let pair = |v: Value| match v {
+                Value::Tuple(items, _) if items.len() == 2 => {
+                    let mut it = items.into_iter();
+                    Some((it.next()?, it.next()?))
+                }
+                other => Some((other.clone(), other)),
+            };
+            let Some(size) = size.and_then(pair) else {
+                return Err(syn::Error::new(
+                    kw.span,
+                    "`crop` needs `like = tensor` or `size = (h, w)`\nhelp: write `crop(skip, like = x)` or `crop(x, size = (56, 56))`",
+                ));
+            };
+            let offset = match (top, left) {
+                (None, None) => None,
+                (Some(t), Some(l)) => Some(Box::new((t, l))),
+                _ => {
+                    return Err(syn::Error::new(
+                        kw.span,
+                        "a crop at an offset needs both `top` and `left`",
+                    ))
+                }
+            };
+            CropTo::Size {
+                size: Box::new(size),
+                offset,
+            }
+        };
         content.parse::<Option<Token![,]>>()?;
         let span = SpanRange {
             start: kw.span,
@@ -253,8 +495,96 @@ fn parse_atom_head(cx: &Ctxt, input: ParseStream) -> syn::Result<Head> {
         };
         return Ok(Head::Crop {
             src: Box::new(src),
-            like: Box::new(like),
+            to,
             span,
+        });
+    }
+    if (input.peek(kw::chunk) || input.peek(kw::split)) && input.peek2(syn::token::Paren) {
+        let kw: Ident = input.parse()?;
+        let content;
+        let paren = syn::parenthesized!(content in input);
+        let src = parse_expr(cx, &content)?;
+        content.parse::<Token![,]>()?;
+        let how = if kw == "chunk" {
+            SplitHow::Chunk(parse_value(&content)?)
+        } else if content.peek(syn::token::Bracket) {
+            let list;
+            syn::bracketed!(list in content);
+            let mut sizes = Vec::new();
+            while !list.is_empty() {
+                sizes.push(parse_value(&list)?);
+                if !list.is_empty() {
+                    list.parse::<Token![,]>()?;
+                }
+            }
+            SplitHow::Sizes(sizes, true)
+        } else {
+            SplitHow::Sizes(vec![parse_value(&content)?], false)
+        };
+        let mut dim = None;
+        if content.peek(Token![,]) {
+            content.parse::<Token![,]>()?;
+        }
+        if content.peek(kw::dim) {
+            content.parse::<kw::dim>()?;
+            content.parse::<Token![=]>()?;
+            let neg = content.parse::<Option<Token![-]>>()?.is_some();
+            let lit: LitInt = content.parse()?;
+            let n: i64 = lit.base10_parse()?;
+            dim = Some((if neg { -n } else { n }, SpanRange::single(lit.span())));
+            content.parse::<Option<Token![,]>>()?;
+        }
+        if !content.is_empty() {
+            return Err(content.error(format!(
+                "expected `)`: `{kw}` takes a tensor, {} and `dim = d`",
+                if kw == "chunk" {
+                    "a count"
+                } else {
+                    "a size or `[sizes]`"
+                }
+            )));
+        }
+        let span = SpanRange {
+            start: kw.span(),
+            end: paren.span.close(),
+        };
+        return Ok(Head::Split {
+            src: Box::new(src),
+            how,
+            dim,
+            span,
+        });
+    }
+    if input.peek(Token![if]) {
+        let kw: Token![if] = input.parse()?;
+        let cond = parse_cond(input)?;
+        let content;
+        syn::braced!(content in input);
+        let then = parse_expr(cx, &content)?;
+        if !content.is_empty() {
+            return Err(content.error("expected `}`: a branch is one tensor expression"));
+        }
+        input.parse::<Token![else]>().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "an `if` needs an `else`: both branches give the tensor, e.g. `if C != out { x -> proj: Conv2d(out, kernel = 1) } else { x }`",
+            )
+        })?;
+        let content;
+        let brace = syn::braced!(content in input);
+        let els = parse_expr(cx, &content)?;
+        if !content.is_empty() {
+            return Err(content.error("expected `}`: a branch is one tensor expression"));
+        }
+        return Ok(Head::If {
+            id: cx.next_id(),
+            cond,
+            then: Box::new(then),
+            els: Box::new(els),
+            span: SpanRange {
+                start: kw.span,
+                end: brace.span.close(),
+            },
         });
     }
     if lookahead.peek(syn::token::Paren) {
@@ -332,6 +662,53 @@ fn parse_layer(cx: &Ctxt, input: ParseStream) -> syn::Result<ChainItem> {
         (None, first)
     };
     let start = name.as_ref().unwrap_or(&op).span();
+    if op == "repeat" && !input.peek(syn::token::Paren) {
+        let count = parse_atom(input)?;
+        let (body, end) = if input.peek(syn::token::Brace) {
+            let content;
+            let brace = syn::braced!(content in input);
+            let items = recover(cx, &content, |s| {
+                if s.is_empty() {
+                    return Err(s.error("an empty `repeat`: write the layers to repeat, e.g. `repeat 3 { Conv2d(64, kernel = 3, padding = 1) -> relu }`"));
+                }
+                let first = parse_layer(cx, s)?;
+                let items = parse_items(cx, s, vec![first])?;
+                if !s.is_empty() {
+                    return Err(s.error("expected `->`, `:` or the end of the `repeat`"));
+                }
+                Ok(items)
+            });
+            (
+                RepeatBody::Items(items.unwrap_or_default()),
+                brace.span.close(),
+            )
+        } else {
+            let layer = match parse_layer(cx, input)? {
+                ChainItem::Layer(l) => l,
+                _ => {
+                    return Err(input.error(
+                        "`repeat N` takes a layer or block (`repeat 2 BasicBlock(64)`) or a chain in braces",
+                    ))
+                }
+            };
+            if layer.name.is_some() {
+                return Err(syn::Error::new(
+                    layer.span.start,
+                    "the copies of a `repeat` are numbered; name the `repeat` instead: `layer1: repeat 2 BasicBlock(64)`",
+                ));
+            }
+            let end = layer.span.end;
+            (RepeatBody::Layer(Box::new(layer)), end)
+        };
+        return Ok(ChainItem::Repeat(Repeat {
+            name,
+            name_rest,
+            keyword: op,
+            count,
+            body,
+            span: SpanRange { start, end },
+        }));
+    }
     if (op == "seq" || op == "Sequential") && input.peek(syn::token::Brace) {
         let content;
         let brace = syn::braced!(content in input);
@@ -400,14 +777,49 @@ fn parse_args(input: ParseStream) -> syn::Result<Vec<Arg>> {
 }
 
 fn parse_value(input: ParseStream) -> syn::Result<Value> {
-    let lhs = parse_atom(input)?;
+    let lhs = parse_arith(input)?;
     if input.peek(Token![->]) {
         input.parse::<Token![->]>()?;
-        let rhs = parse_atom(input)?;
+        let rhs = parse_arith(input)?;
         let span = lhs.span().to(rhs.span());
         return Ok(Value::Arrow(Box::new(lhs), Box::new(rhs), span));
     }
     Ok(lhs)
+}
+
+/// `term ((+ | -) term)*` over values: `2 * out`, `C / 4 + 1`.
+fn parse_arith(input: ParseStream) -> syn::Result<Value> {
+    let mut v = parse_arith_term(input)?;
+    loop {
+        let op = if input.peek(Token![+]) {
+            ArithOp::Add
+        } else if input.peek(Token![-]) && !input.peek(Token![->]) {
+            ArithOp::Sub
+        } else {
+            return Ok(v);
+        };
+        let _: proc_macro2::TokenTree = input.parse()?;
+        let rhs = parse_arith_term(input)?;
+        let span = v.span().to(rhs.span());
+        v = Value::Arith(op, Box::new(v), Box::new(rhs), span);
+    }
+}
+
+fn parse_arith_term(input: ParseStream) -> syn::Result<Value> {
+    let mut v = parse_atom(input)?;
+    loop {
+        let op = if input.peek(Token![*]) {
+            ArithOp::Mul
+        } else if input.peek(Token![/]) {
+            ArithOp::Div
+        } else {
+            return Ok(v);
+        };
+        let _: proc_macro2::TokenTree = input.parse()?;
+        let rhs = parse_atom(input)?;
+        let span = v.span().to(rhs.span());
+        v = Value::Arith(op, Box::new(v), Box::new(rhs), span);
+    }
 }
 
 fn parse_atom(input: ParseStream) -> syn::Result<Value> {
@@ -449,11 +861,17 @@ fn parse_atom(input: ParseStream) -> syn::Result<Value> {
         let content;
         let paren = syn::parenthesized!(content in input);
         let mut items = Vec::new();
+        let mut comma = false;
         while !content.is_empty() {
             items.push(parse_value(&content)?);
             if !content.is_empty() {
                 content.parse::<Token![,]>()?;
+                comma = true;
             }
+        }
+        if items.len() == 1 && !comma {
+            // `(C - 4) / 2`: parentheses for grouping.
+            return Ok(items.remove(0));
         }
         let span = SpanRange {
             start: paren.span.open(),
@@ -462,4 +880,76 @@ fn parse_atom(input: ParseStream) -> syn::Result<Value> {
         return Ok(Value::Tuple(items, span));
     }
     Err(lookahead.error())
+}
+
+/// `a || b`, `a && b`, `!a`, `x != y`, `(..)`: a compile-time condition.
+fn parse_cond(input: ParseStream) -> syn::Result<Cond> {
+    let mut c = parse_cond_and(input)?;
+    while input.peek(Token![||]) {
+        input.parse::<Token![||]>()?;
+        c = Cond::Or(Box::new(c), Box::new(parse_cond_and(input)?));
+    }
+    Ok(c)
+}
+
+fn parse_cond_and(input: ParseStream) -> syn::Result<Cond> {
+    let mut c = parse_cond_atom(input)?;
+    while input.peek(Token![&&]) {
+        input.parse::<Token![&&]>()?;
+        c = Cond::And(Box::new(c), Box::new(parse_cond_atom(input)?));
+    }
+    Ok(c)
+}
+
+fn parse_cond_atom(input: ParseStream) -> syn::Result<Cond> {
+    if input.peek(Token![!]) && !input.peek(Token![!=]) {
+        input.parse::<Token![!]>()?;
+        return Ok(Cond::Not(Box::new(parse_cond_atom(input)?)));
+    }
+    if input.peek(syn::token::Paren) {
+        let fork = input.fork();
+        let content;
+        syn::parenthesized!(content in fork);
+        if parse_cond(&content).is_ok() && content.is_empty() {
+            let content;
+            syn::parenthesized!(content in input);
+            return parse_cond(&content);
+        }
+    }
+    if input.peek(syn::LitBool) {
+        let b: syn::LitBool = input.parse()?;
+        return Ok(Cond::Bool(b.value, SpanRange::single(b.span)));
+    }
+    let lhs = parse_arith(input)?;
+    let op = if input.peek(Token![==]) {
+        input.parse::<Token![==]>()?;
+        CmpOp::Eq
+    } else if input.peek(Token![!=]) {
+        input.parse::<Token![!=]>()?;
+        CmpOp::Ne
+    } else if input.peek(Token![<=]) {
+        input.parse::<Token![<=]>()?;
+        CmpOp::Le
+    } else if input.peek(Token![>=]) {
+        input.parse::<Token![>=]>()?;
+        CmpOp::Ge
+    } else if input.peek(Token![<]) {
+        input.parse::<Token![<]>()?;
+        CmpOp::Lt
+    } else if input.peek(Token![>]) {
+        input.parse::<Token![>]>()?;
+        CmpOp::Gt
+    } else {
+        if let Value::Ident(i) = &lhs {
+            // A `bool` block parameter on its own.
+            return Ok(Cond::Cmp(
+                CmpOp::Eq,
+                lhs.clone(),
+                Value::Bool(true, SpanRange::single(i.span())),
+            ));
+        }
+        return Err(input.error("expected a comparison: `==`, `!=`, `<`, `<=`, `>`, `>=`"));
+    };
+    let rhs = parse_arith(input)?;
+    Ok(Cond::Cmp(op, lhs, rhs))
 }

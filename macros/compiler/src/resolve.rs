@@ -7,8 +7,12 @@ use std::fmt;
 
 use proc_macro2::Ident;
 
-use crate::ast::{Arg, ChainItem, Layer, Network, ShapeLit, Value};
+use crate::ast::{
+    Arg, ArithOp, BlockDef, Body, ChainItem, CmpOp, Cond, CropTo, DimLit, Layer, Network,
+    RepeatBody, ShapeLit, SplitHow, Value,
+};
 use crate::diag::{did_you_mean, Ctxt, SpanRange};
+use crate::shape::Dim;
 
 /// A value with the tokens it was written as (or the layer's, if defaulted).
 #[derive(Clone, Copy, Debug)]
@@ -145,8 +149,29 @@ impl Activation {
     }
 }
 
+/// A use of a reusable block: `down1: DoubleConv(64)`. Checked by
+/// instantiating the block's body with these arguments and the input's shape.
+#[derive(Clone)]
+pub struct BlockUse {
+    /// Index into the invocation's blocks.
+    pub def: usize,
+    pub block: String,
+    /// Substituted (no free block parameters left).
+    pub args: Vec<Arg>,
+    /// `layer1.0: BasicBlock(64)`, for messages.
+    pub label: String,
+    pub span: SpanRange,
+}
+
+impl fmt::Debug for BlockUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum Op {
+    Block(Box<BlockUse>),
     Conv2d(Box<Conv2d>),
     Pool2d(Pool2d),
     Flatten {
@@ -179,7 +204,11 @@ impl Op {
     pub fn has_params(&self) -> bool {
         matches!(
             self,
-            Op::Conv2d(_) | Op::Linear(_) | Op::BatchNorm(_) | Op::ConvTranspose2d(_)
+            Op::Conv2d(_)
+                | Op::Linear(_)
+                | Op::BatchNorm(_)
+                | Op::ConvTranspose2d(_)
+                | Op::Block(_)
         )
     }
 }
@@ -247,11 +276,12 @@ const OPS: &[(&str, &[&str])] = &[
     ("PixelShuffle", &["PixelShuffle", "pixel_shuffle"]),
 ];
 
-/// A network's dataflow graph: value 0 is the input, node `i` makes value
-/// `i + 1`; nodes come in an order where every input is made before use.
+/// A network's (or block instance's) dataflow graph: value 0 is the input,
+/// node `i` makes value `i + 1`; nodes come in an order where every input
+/// is made before use.
 pub struct Program {
     pub nodes: Vec<Node>,
-    /// The network's output value (`None` after an error).
+    /// The output value (`None` after an error).
     pub output: Option<usize>,
 }
 
@@ -259,6 +289,11 @@ pub struct Node {
     pub kind: NodeKind,
     /// The `let` name bound to this node's value, if any.
     pub name: Option<Ident>,
+    /// The variable emitted code holds the value in: stable across the
+    /// instances of a block (made from the expression's id, not the node's index).
+    pub ident: String,
+    /// The `if` branches this node is inside: `(if id, branch taken)`.
+    pub branch: Vec<(usize, bool)>,
 }
 
 pub enum NodeKind {
@@ -275,9 +310,15 @@ pub enum NodeKind {
         inputs: Vec<(Option<usize>, SpanRange)>,
         span: SpanRange,
     },
+    /// The value of `if cond { a } else { b }`: the branch taken.
+    Select {
+        id: usize,
+        taken: bool,
+        value: Option<usize>,
+    },
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum MergeKind {
     Cat {
         dim: i64,
@@ -285,7 +326,27 @@ pub enum MergeKind {
     },
     /// Centre crop of input 0 to input 1's height and width.
     Crop,
+    /// Crop of input 0 to `size`, centred or at `offset` (top, left).
+    CropSize {
+        size: Spanned<(u64, u64)>,
+        offset: Option<Spanned<(u64, u64)>>,
+    },
+    /// Piece `index` of `count` of a `chunk`/`split` of input 0.
+    Piece {
+        how: SplitSpec,
+        dim: i64,
+        dim_span: SpanRange,
+        index: usize,
+        count: usize,
+    },
     Binary(crate::ast::BinOp),
+}
+
+#[derive(Clone, Debug)]
+pub enum SplitSpec {
+    Chunk(Spanned<u64>),
+    Size(Spanned<u64>),
+    Sizes(Vec<Spanned<u64>>),
 }
 
 impl Program {
@@ -295,17 +356,62 @@ impl Program {
     }
 }
 
+/// A compile-time value a name stands for: a block parameter, or a dim of
+/// the input (`C`, `H`) once the use's input shape is known.
+#[derive(Clone, Debug)]
+pub enum EnvVal {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Dim(Dim),
+}
+
+pub type Env = HashMap<String, EnvVal>;
+
+/// What a body is resolved against: the names in scope and the blocks.
+#[derive(Clone, Copy)]
+pub struct Scope<'a> {
+    pub env: &'a Env,
+    pub blocks: &'a [BlockDef],
+    /// "network" or "block": whose body this is, for messages.
+    pub owner: &'static str,
+}
+
 struct Resolver<'a> {
     cx: &'a Ctxt,
+    scope: Scope<'a>,
     input: &'a Ident,
     nodes: Vec<Node>,
     /// `let` names: value, the name, whether it is used.
     names: Vec<(String, Option<usize>, Ident, bool)>,
     seen: HashMap<String, SpanRange>,
+    branch: Vec<(usize, bool)>,
 }
 
-pub fn resolve(cx: &Ctxt, net: &Network) -> Program {
-    let Some(body) = &net.body else {
+/// The symbols of an input shape, each standing for itself.
+pub fn input_env(shape: &ShapeLit) -> Env {
+    shape
+        .dims
+        .iter()
+        .filter_map(|d| match d {
+            DimLit::Sym(s) => Some((s.to_string(), EnvVal::Dim(Dim::sym(s.to_string())))),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn resolve(cx: &Ctxt, net: &Network, blocks: &[BlockDef], env: &Env) -> Program {
+    let scope = Scope {
+        env,
+        blocks,
+        owner: "network",
+    };
+    resolve_body(cx, scope, &net.input, net.body.as_ref())
+}
+
+/// A body's dataflow graph, every layer resolved against `scope`.
+pub fn resolve_body(cx: &Ctxt, scope: Scope, input: &Ident, body: Option<&Body>) -> Program {
+    let Some(body) = body else {
         return Program {
             nodes: Vec::new(),
             output: None,
@@ -313,29 +419,57 @@ pub fn resolve(cx: &Ctxt, net: &Network) -> Program {
     };
     let mut r = Resolver {
         cx,
-        input: &net.input,
+        scope,
+        input,
         nodes: Vec::new(),
         names: Vec::new(),
         seen: HashMap::new(),
+        branch: Vec::new(),
     };
     for l in &body.lets {
-        let value = r.expr(&l.expr);
-        let name = l.name.to_string();
-        if net.input == name || r.names.iter().any(|(n, ..)| *n == name) {
-            cx.error(
-                SpanRange::single(l.name.span()),
-                format!("`{name}` is already bound\nhelp: give this tensor another name"),
-            );
-        }
-        if let Some(node) = value
-            .and_then(|v| v.checked_sub(1))
-            .and_then(|i| r.nodes.get_mut(i))
-        {
-            if node.name.is_none() {
-                node.name = Some(l.name.clone());
+        let values = match (&l.expr.head, l.names.len()) {
+            (crate::ast::Head::Split { .. }, _) if l.expr.items.is_empty() => {
+                r.split(&l.expr, &l.names)
             }
+            (crate::ast::Head::Split { span, .. }, _) => {
+                cx.error(
+                    *span,
+                    "a `chunk`/`split` gives several tensors: bind them first, \
+                     `let (a, b) = chunk(x, 2, dim = 1);`, then chain each",
+                );
+                vec![None; l.names.len()]
+            }
+            (_, 1) => vec![r.expr(&l.expr)],
+            (_, n) => {
+                cx.error(
+                    l.names[0].span().into_range(l.names[n - 1].span()),
+                    format!(
+                        "`let ({})` binds {n} tensors, but this expression gives one\n\
+                         help: several names come from `chunk(x, {n}, dim = 1)` or `split(x, [..], dim = 1)`",
+                        l.names.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+                    ),
+                );
+                vec![None; n]
+            }
+        };
+        for (ident, value) in l.names.iter().zip(values) {
+            let name = ident.to_string();
+            if *input == name || r.names.iter().any(|(n, ..)| *n == name) {
+                cx.error(
+                    SpanRange::single(ident.span()),
+                    format!("`{name}` is already bound\nhelp: give this tensor another name"),
+                );
+            }
+            if let Some(node) = value
+                .and_then(|v| v.checked_sub(1))
+                .and_then(|i| r.nodes.get_mut(i))
+            {
+                if node.name.is_none() {
+                    node.name = Some(ident.clone());
+                }
+            }
+            r.names.push((name, value, ident.clone(), false));
         }
-        r.names.push((name, value, l.name.clone(), false));
     }
     let output = r.expr(&body.output);
     // After an unknown name, an unused `let` is most likely the same typo.
@@ -354,15 +488,128 @@ pub fn resolve(cx: &Ctxt, net: &Network) -> Program {
     }
 }
 
+trait IntoRange {
+    fn into_range(self, end: proc_macro2::Span) -> SpanRange;
+}
+
+impl IntoRange for proc_macro2::Span {
+    fn into_range(self, end: proc_macro2::Span) -> SpanRange {
+        SpanRange { start: self, end }
+    }
+}
+
 impl Resolver<'_> {
-    fn push(&mut self, kind: NodeKind) -> Option<usize> {
-        self.nodes.push(Node { kind, name: None });
+    fn push(&mut self, kind: NodeKind, ident: String) -> Option<usize> {
+        self.nodes.push(Node {
+            kind,
+            name: None,
+            ident,
+            branch: self.branch.clone(),
+        });
         Some(self.nodes.len())
+    }
+
+    /// The pieces of `chunk`/`split`, one node each.
+    fn split(&mut self, e: &crate::ast::Expr, names: &[Ident]) -> Vec<Option<usize>> {
+        let crate::ast::Head::Split {
+            src,
+            how,
+            dim,
+            span,
+        } = &e.head
+        else {
+            return vec![None; names.len()];
+        };
+        let input = self.expr(src);
+        let env = self.scope.env;
+        let count = names.len();
+        let uint = |v: &Value, what: &str| -> Option<Spanned<u64>> {
+            match subst(self.cx, env, v) {
+                Some(Value::Int(n, s)) if n >= 1 => Some(Spanned {
+                    value: n as u64,
+                    span: s,
+                    written: true,
+                }),
+                Some(other) => {
+                    self.cx.error(
+                        other.span(),
+                        format!("`{what}` needs a positive integer, found {other}"),
+                    );
+                    None
+                }
+                None => None,
+            }
+        };
+        let spec = match how {
+            SplitHow::Chunk(n) => uint(n, "chunk").map(|n| {
+                if n.value as usize != count {
+                    self.cx.error(
+                        n.span,
+                        format!(
+                            "`chunk(.., {})` gives {} tensors, but `let` binds {count}\n\
+                             help: write `chunk(.., {count}, ..)` or bind {} names",
+                            n.value, n.value, n.value
+                        ),
+                    );
+                }
+                SplitSpec::Chunk(n)
+            }),
+            SplitHow::Sizes(sizes, false) => uint(&sizes[0], "split").map(SplitSpec::Size),
+            SplitHow::Sizes(sizes, true) => {
+                let sizes: Option<Vec<Spanned<u64>>> =
+                    sizes.iter().map(|v| uint(v, "split")).collect();
+                sizes.map(|sizes| {
+                    if sizes.len() != count {
+                        self.cx.error(
+                            *span,
+                            format!(
+                                "`split` into {} sizes gives {} tensors, but `let` binds {count}",
+                                sizes.len(),
+                                sizes.len()
+                            ),
+                        );
+                    }
+                    SplitSpec::Sizes(sizes)
+                })
+            }
+        };
+        let (dim, dim_span) = match dim {
+            Some((d, s)) => (*d, *s),
+            None => {
+                self.cx.error(
+                    *span,
+                    "`chunk`/`split` needs `dim`\nhelp: write `chunk(x, 2, dim = 1)` to split channels",
+                );
+                (1, *span)
+            }
+        };
+        let Some(how) = spec else {
+            return vec![None; count];
+        };
+        (0..count)
+            .map(|index| {
+                self.push(
+                    NodeKind::Merge {
+                        kind: MergeKind::Piece {
+                            how: how.clone(),
+                            dim,
+                            dim_span,
+                            index,
+                            count,
+                        },
+                        inputs: vec![(input, src.span)],
+                        span: *span,
+                    },
+                    format!("__p{}_{index}", e.id),
+                )
+            })
+            .collect()
     }
 
     /// The value an expression makes.
     fn expr(&mut self, e: &crate::ast::Expr) -> Option<usize> {
         use crate::ast::Head;
+        let merge = format!("__m{}", e.id);
         let head = match &e.head {
             Head::Var(id) => self.var(id),
             Head::Paren(inner) => self.expr(inner),
@@ -385,38 +632,136 @@ impl Resolver<'_> {
                         (1, *span)
                     }
                 };
-                self.push(NodeKind::Merge {
-                    kind: MergeKind::Cat { dim, dim_span },
-                    inputs,
-                    span: *span,
-                })
+                self.push(
+                    NodeKind::Merge {
+                        kind: MergeKind::Cat { dim, dim_span },
+                        inputs,
+                        span: *span,
+                    },
+                    merge,
+                )
             }
-            Head::Crop { src, like, span } => {
-                let inputs = vec![(self.expr(src), src.span), (self.expr(like), like.span)];
-                self.push(NodeKind::Merge {
-                    kind: MergeKind::Crop,
-                    inputs,
-                    span: *span,
-                })
+            Head::Crop { src, to, span } => match to {
+                CropTo::Like(like) => {
+                    let inputs = vec![(self.expr(src), src.span), (self.expr(like), like.span)];
+                    self.push(
+                        NodeKind::Merge {
+                            kind: MergeKind::Crop,
+                            inputs,
+                            span: *span,
+                        },
+                        merge,
+                    )
+                }
+                CropTo::Size { size, offset } => {
+                    let input = self.expr(src);
+                    let pair =
+                        |(a, b): &(Value, Value), what: &str| -> Option<Spanned<(u64, u64)>> {
+                            let mut out = [0u64; 2];
+                            for (slot, v) in out.iter_mut().zip([a, b]) {
+                                match subst(self.cx, self.scope.env, v)? {
+                                    Value::Int(n, _) if n >= 0 => *slot = n as u64,
+                                    other => {
+                                        self.cx.error(
+                                            other.span(),
+                                            format!("`crop` {what} needs integers, found {other}"),
+                                        );
+                                        return None;
+                                    }
+                                }
+                            }
+                            Some(Spanned {
+                                value: (out[0], out[1]),
+                                span: a.span().to(b.span()),
+                                written: true,
+                            })
+                        };
+                    let size = pair(size, "size");
+                    let offset = offset.as_ref().map(|o| pair(o, "top/left"));
+                    match (size, offset) {
+                        (Some(size), None) => self.push(
+                            NodeKind::Merge {
+                                kind: MergeKind::CropSize { size, offset: None },
+                                inputs: vec![(input, src.span)],
+                                span: *span,
+                            },
+                            merge,
+                        ),
+                        (Some(size), Some(Some(o))) => self.push(
+                            NodeKind::Merge {
+                                kind: MergeKind::CropSize {
+                                    size,
+                                    offset: Some(o),
+                                },
+                                inputs: vec![(input, src.span)],
+                                span: *span,
+                            },
+                            merge,
+                        ),
+                        _ => None,
+                    }
+                }
+            },
+            Head::Split { span, .. } => {
+                self.cx.error(
+                    *span,
+                    "a `chunk`/`split` gives several tensors: bind them with \
+                     `let (a, b) = chunk(x, 2, dim = 1);`",
+                );
+                None
+            }
+            Head::If {
+                id,
+                cond,
+                then,
+                els,
+                ..
+            } => {
+                let taken = eval_cond(self.cx, self.scope.env, cond)?;
+                self.branch.push((*id, taken));
+                let value = self.expr(if taken { then } else { els });
+                self.branch.pop();
+                self.push(
+                    NodeKind::Select {
+                        id: *id,
+                        taken,
+                        value,
+                    },
+                    format!("__s{id}"),
+                )
             }
             Head::Binary { op, lhs, rhs, span } => {
                 let inputs = vec![(self.expr(lhs), lhs.span), (self.expr(rhs), rhs.span)];
-                self.push(NodeKind::Merge {
-                    kind: MergeKind::Binary(*op),
-                    inputs,
-                    span: *span,
-                })
+                self.push(
+                    NodeKind::Merge {
+                        kind: MergeKind::Binary(*op),
+                        inputs,
+                        span: *span,
+                    },
+                    merge,
+                )
             }
         };
         if e.items.is_empty() {
             return head;
         }
         let mut out = Vec::new();
-        flatten(self.cx, &e.items, &[], false, &mut out, &mut self.seen);
-        self.push(NodeKind::Chain {
-            input: head,
-            items: out,
-        })
+        flatten(
+            self.cx,
+            self.scope,
+            &e.items,
+            &[],
+            false,
+            &mut out,
+            &mut self.seen,
+        );
+        self.push(
+            NodeKind::Chain {
+                input: head,
+                items: out,
+            },
+            format!("__t{}", e.id),
+        )
     }
 
     fn var(&mut self, id: &Ident) -> Option<usize> {
@@ -442,19 +787,176 @@ impl Resolver<'_> {
                     .join(", ")
             ),
         };
-        self.cx.error(
-            SpanRange::single(id.span()),
-            format!("unknown tensor `{name}`: not the network's input nor bound by an earlier `let`{hint}"),
-        );
+        let what = if self.scope.env.contains_key(&name) {
+            format!("`{name}` is a number here, not a tensor")
+        } else {
+            format!(
+                "unknown tensor `{name}`: not the {}'s input nor bound by an earlier `let`",
+                self.scope.owner
+            )
+        };
+        self.cx
+            .error(SpanRange::single(id.span()), format!("{what}{hint}"));
         None
+    }
+}
+
+/// `value` with block parameters and known dims put in, and arithmetic done.
+/// `None` after an error (reported).
+pub fn subst(cx: &Ctxt, env: &Env, v: &Value) -> Option<Value> {
+    match v {
+        Value::Ident(i) => match env.get(&i.to_string()) {
+            None => Some(v.clone()),
+            Some(val) => {
+                let s = SpanRange::single(i.span());
+                match val {
+                    EnvVal::Int(n) => Some(Value::Int(*n, s)),
+                    EnvVal::Float(x) => Some(Value::Float(*x, s)),
+                    EnvVal::Bool(b) => Some(Value::Bool(*b, s)),
+                    EnvVal::Dim(Dim::Known(n)) => Some(Value::Int(*n as i64, s)),
+                    EnvVal::Dim(d) => {
+                        cx.error(
+                            s,
+                            format!(
+                                "`{i}` is `{d}` here, a size only the input decides; this needs a number known at compile time"
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
+        },
+        Value::Tuple(items, s) => {
+            let items: Option<Vec<Value>> = items.iter().map(|x| subst(cx, env, x)).collect();
+            Some(Value::Tuple(items?, *s))
+        }
+        Value::Arrow(a, b, s) => {
+            let (a, b) = (subst(cx, env, a), subst(cx, env, b));
+            Some(Value::Arrow(Box::new(a?), Box::new(b?), *s))
+        }
+        Value::Arith(op, a, b, s) => {
+            let (a, b) = (subst(cx, env, a), subst(cx, env, b));
+            let (a, b) = (a?, b?);
+            let text = format!("{v}");
+            match (&a, &b) {
+                (Value::Int(x, _), Value::Int(y, _)) => {
+                    let (x, y) = (*x, *y);
+                    let r = match op {
+                        ArithOp::Add => Some(x + y),
+                        ArithOp::Sub => Some(x - y),
+                        ArithOp::Mul => Some(x * y),
+                        ArithOp::Div if y != 0 && x % y == 0 => Some(x / y),
+                        ArithOp::Div => None,
+                    };
+                    match r {
+                        Some(r) => Some(Value::Int(r, *s)),
+                        None => {
+                            cx.error(
+                                *s,
+                                format!(
+                                    "`{text}` = {x} / {y} is not a whole number\n\
+                                     help: `/` divides exactly here; choose values that divide"
+                                ),
+                            );
+                            None
+                        }
+                    }
+                }
+                (Value::Int(_, _) | Value::Float(..), Value::Int(_, _) | Value::Float(..)) => {
+                    let f = |v: &Value| match v {
+                        Value::Int(n, _) => *n as f64,
+                        Value::Float(x, _) => *x,
+                        _ => 0.0,
+                    };
+                    let (x, y) = (f(&a), f(&b));
+                    Some(Value::Float(
+                        match op {
+                            ArithOp::Add => x + y,
+                            ArithOp::Sub => x - y,
+                            ArithOp::Mul => x * y,
+                            ArithOp::Div => x / y,
+                        },
+                        *s,
+                    ))
+                }
+                _ => {
+                    let bad = if matches!(a, Value::Int(..) | Value::Float(..)) {
+                        &b
+                    } else {
+                        &a
+                    };
+                    cx.error(
+                        bad.span(),
+                        format!("arithmetic needs numbers, but `{bad}` is {}", bad.kind()),
+                    );
+                    None
+                }
+            }
+        }
+        other => Some(other.clone()),
+    }
+}
+
+/// Decides an `if` at compile time; `None` after an error (reported).
+pub fn eval_cond(cx: &Ctxt, env: &Env, c: &Cond) -> Option<bool> {
+    match c {
+        Cond::Bool(b, _) => Some(*b),
+        Cond::Not(c) => eval_cond(cx, env, c).map(|b| !b),
+        Cond::And(a, b) => {
+            let (a, b) = (eval_cond(cx, env, a), eval_cond(cx, env, b));
+            Some(a? && b?)
+        }
+        Cond::Or(a, b) => {
+            let (a, b) = (eval_cond(cx, env, a), eval_cond(cx, env, b));
+            Some(a? || b?)
+        }
+        Cond::Cmp(op, a, b) => {
+            let (a, b) = (subst(cx, env, a), subst(cx, env, b));
+            let (a, b) = (a?, b?);
+            let ord = match (&a, &b) {
+                (Value::Int(x, _), Value::Int(y, _)) => x.partial_cmp(y),
+                (Value::Float(x, _), Value::Float(y, _)) => x.partial_cmp(y),
+                (Value::Int(x, _), Value::Float(y, _)) => (*x as f64).partial_cmp(y),
+                (Value::Float(x, _), Value::Int(y, _)) => x.partial_cmp(&(*y as f64)),
+                (Value::Bool(x, _), Value::Bool(y, _)) => x.partial_cmp(y),
+                _ => {
+                    let bad = if matches!(a, Value::Ident(_)) { &a } else { &b };
+                    let msg = match bad {
+                        Value::Ident(i) => format!(
+                            "unknown name `{i}` in a condition: a condition compares block parameters, \
+                             dims of the input and numbers"
+                        ),
+                        other => format!(
+                            "cannot compare {} with {}",
+                            a.kind(),
+                            if std::ptr::eq(other, &a) { b.kind() } else { a.kind() }
+                        ),
+                    };
+                    cx.error(bad.span(), msg);
+                    return None;
+                }
+            };
+            let ord = ord?;
+            use std::cmp::Ordering::*;
+            Some(match op {
+                CmpOp::Eq => ord == Equal,
+                CmpOp::Ne => ord != Equal,
+                CmpOp::Lt => ord == Less,
+                CmpOp::Le => ord != Greater,
+                CmpOp::Gt => ord == Greater,
+                CmpOp::Ge => ord != Less,
+            })
+        }
     }
 }
 
 /// Resolves a chain's items in order, giving each layer its module path:
 /// its name, or inside a `seq` its index there (every op counts, as in
 /// `nn.Sequential`).
+#[allow(clippy::too_many_arguments)]
 fn flatten(
     cx: &Ctxt,
+    scope: Scope,
     items: &[ChainItem],
     prefix: &[String],
     in_seq: bool,
@@ -481,7 +983,63 @@ fn flatten(
                     seen,
                 )
                 .unwrap_or_default();
-                out.push(Item::Layer(Box::new(resolve_layer(cx, layer, path))));
+                out.push(Item::Layer(Box::new(resolve_layer(cx, scope, layer, path))));
+            }
+            ChainItem::Repeat(rep) => {
+                let count = match subst(cx, scope.env, &rep.count) {
+                    Some(Value::Int(n, _)) if n >= 1 => n as usize,
+                    Some(other) => {
+                        cx.error(
+                            other.span(),
+                            format!("`repeat` needs a count of at least 1, found {other}"),
+                        );
+                        0
+                    }
+                    None => 0,
+                };
+                let name_span = rep
+                    .name
+                    .as_ref()
+                    .map_or(rep.span, |n| SpanRange::single(n.span()));
+                // Named: the copies are `name.0`, `name.1`, ..; unnamed inside
+                // a `seq`: they take the `seq`'s next indices.
+                let base = if rep.name.is_some() {
+                    own_path(
+                        cx,
+                        rep.name.as_ref(),
+                        &rep.name_rest,
+                        name_span,
+                        prefix,
+                        in_seq,
+                        &mut index,
+                        seen,
+                    )
+                } else if in_seq {
+                    None
+                } else {
+                    cx.error(
+                        SpanRange::single(rep.keyword.span()),
+                        "a `repeat` needs a name, which prefixes its copies' parameter names \
+                         (`layers.0.weight`)\nhelp: write `layers: repeat 3 { .. }`",
+                    );
+                    Some(vec!["repeat".to_string()])
+                };
+                let mut inner = 0usize;
+                for _ in 0..count {
+                    let path = match &base {
+                        Some(b) => own_path(cx, None, &[], rep.span, b, true, &mut inner, seen),
+                        None => own_path(cx, None, &[], rep.span, prefix, true, &mut index, seen),
+                    }
+                    .unwrap_or_default();
+                    match &rep.body {
+                        RepeatBody::Layer(layer) => {
+                            out.push(Item::Layer(Box::new(resolve_layer(cx, scope, layer, path))))
+                        }
+                        RepeatBody::Items(items) => {
+                            flatten(cx, scope, items, &path, true, out, seen)
+                        }
+                    }
+                }
             }
             ChainItem::Seq(seq) => {
                 let name_span = seq
@@ -498,7 +1056,7 @@ fn flatten(
                     &mut index,
                     seen,
                 ) {
-                    Some(path) => flatten(cx, &seq.items, &path, true, out, seen),
+                    Some(path) => flatten(cx, scope, &seq.items, &path, true, out, seen),
                     None => {
                         cx.error(
                             SpanRange::single(seq.keyword.span()),
@@ -508,7 +1066,7 @@ fn flatten(
                                 seq.keyword, seq.keyword
                             ),
                         );
-                        flatten(cx, &seq.items, &["seq".to_string()], true, out, seen);
+                        flatten(cx, scope, &seq.items, &["seq".to_string()], true, out, seen);
                     }
                 }
             }
@@ -581,8 +1139,23 @@ fn own_path(
     Some(path)
 }
 
-fn resolve_layer(cx: &Ctxt, layer: &Layer, path: Vec<String>) -> ResolvedLayer {
-    let label = match (&path, &layer.args) {
+fn resolve_layer(cx: &Ctxt, scope: Scope, layer: &Layer, path: Vec<String>) -> ResolvedLayer {
+    // Block parameters and known dims put into the arguments.
+    let args: Option<Result<Vec<Arg>, ()>> = layer.args.as_ref().map(|a| match a {
+        Err(()) => Err(()),
+        Ok(args) => args
+            .iter()
+            .map(|arg| {
+                subst(cx, scope.env, &arg.value).map(|value| Arg {
+                    key: arg.key.clone(),
+                    value,
+                    span: arg.span,
+                })
+            })
+            .collect::<Option<Vec<Arg>>>()
+            .ok_or(()),
+    });
+    let label = match (&path, &args) {
         (p, _) if !p.is_empty() => p.join("."),
         (_, Some(Ok(args))) => format!("{}({})", layer.op, fmt_args(args)),
         (_, _) => layer.op.to_string(),
@@ -592,26 +1165,65 @@ fn resolve_layer(cx: &Ctxt, layer: &Layer, path: Vec<String>) -> ResolvedLayer {
         .iter()
         .find(|(_, names)| names.contains(&written.as_str()))
         .map(|(c, _)| *c);
-    let op = match canonical {
-        None => {
-            let all = OPS.iter().flat_map(|(_, n)| n.iter().copied());
+    let block = scope.blocks.iter().position(|b| b.name == written);
+    let op = match (canonical, block) {
+        (None, Some(def)) => match &args {
+            Some(Err(())) => None,
+            args => {
+                let args = match args {
+                    Some(Ok(a)) => a.clone(),
+                    _ => Vec::new(),
+                };
+                Some(Op::Block(Box::new(BlockUse {
+                    def,
+                    block: written.clone(),
+                    label: format!("{label}: {written}({})", fmt_args(&args)),
+                    args,
+                    span: layer.span,
+                })))
+            }
+        },
+        (None, None) => {
+            let block_names: Vec<String> =
+                scope.blocks.iter().map(|b| b.name.to_string()).collect();
+            let all = OPS
+                .iter()
+                .flat_map(|(_, n)| n.iter().copied())
+                .chain(block_names.iter().map(String::as_str));
             let hint = match did_you_mean(&written, all) {
                 Some(s) => format!("\nhelp: did you mean `{s}`?"),
                 None => format!(
-                    "\nhelp: the ops are {} (each also in snake_case: `max_pool`, `relu`, ..)",
+                    "\nhelp: the ops are {} (each also in snake_case: `max_pool`, `relu`, ..){}",
                     OPS.iter()
                         .map(|(c, _)| format!("`{c}`"))
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .join(", "),
+                    if scope.blocks.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; the blocks are {}",
+                            scope
+                                .blocks
+                                .iter()
+                                .map(|b| format!("`{}`", b.name))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    }
                 ),
             };
             cx.error(
                 SpanRange::single(layer.op.span()),
-                format!("unknown op `{written}`{hint}"),
+                if scope.blocks.is_empty() {
+                    format!("unknown op `{written}`{hint}")
+                } else {
+                    format!("unknown op or block `{written}`{hint}")
+                },
             );
             None
         }
-        Some(canonical) => match &layer.args {
+        (Some(canonical), _) => match &args {
             Some(Err(())) => None,
             args => {
                 let args: &[Arg] = match args {
@@ -1517,6 +2129,7 @@ impl fmt::Display for Value {
                 write!(f, "({})", parts.join(", "))
             }
             Value::Arrow(a, b, _) => write!(f, "{a} -> {b}"),
+            Value::Arith(op, a, b, _) => write!(f, "{a} {} {b}", op.symbol()),
         }
     }
 }

@@ -8,16 +8,161 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Dim {
     Known(u64),
-    /// A symbol from the input shape (`B`), or a product of symbols and
-    /// numbers that only the input can decide (`16*H*W`).
+    /// A symbol of the input shape, scaled and shifted: `H`, `H/2`, `2*H`,
+    /// `H/2 - 2`. Exact: a window op over it records the divisibility that
+    /// keeps it exact as a [`Constraints`] entry, checked at `forward`'s entry.
+    Lin(Lin),
+    /// Anything else only the input can decide (`16*H*W`): equal only to itself.
     Sym(String),
+}
+
+/// `num/den * sym + off`, with `num/den` in lowest terms and `num > 0`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Lin {
+    pub sym: String,
+    pub num: u64,
+    pub den: u64,
+    pub off: i64,
+}
+
+pub fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+impl Lin {
+    pub fn sym(name: impl Into<String>) -> Self {
+        Lin {
+            sym: name.into(),
+            num: 1,
+            den: 1,
+            off: 0,
+        }
+    }
+
+    fn reduced(sym: String, num: u64, den: u64, off: i64) -> Self {
+        let g = gcd(num, den).max(1);
+        Lin {
+            sym,
+            num: num / g,
+            den: den / g,
+            off,
+        }
+    }
+
+    pub fn scale(&self, k: u64) -> Self {
+        Self::reduced(
+            self.sym.clone(),
+            self.num * k,
+            self.den,
+            self.off * k as i64,
+        )
+    }
+
+    pub fn shift(&self, c: i64) -> Self {
+        Lin {
+            off: self.off + c,
+            ..self.clone()
+        }
+    }
+
+    /// `self + other`, same symbol.
+    pub fn add(&self, other: &Lin) -> Self {
+        Self::reduced(
+            self.sym.clone(),
+            self.num * other.den + other.num * self.den,
+            self.den * other.den,
+            self.off + other.off,
+        )
+    }
+
+    /// `self / k` when that is exact for every allowed value of the symbol
+    /// (the offset must divide; the symbol's multiple is the caller's).
+    pub fn div_exact(&self, k: u64) -> Option<Self> {
+        (self.off % k as i64 == 0).then(|| {
+            Self::reduced(
+                self.sym.clone(),
+                self.num,
+                self.den * k,
+                self.off / k as i64,
+            )
+        })
+    }
+
+    /// The multiple the symbol must be for `self / k` to leave no fraction of
+    /// the symbol: `num*S / (den*k)` an integer.
+    pub fn multiple_for(&self, k: u64) -> u64 {
+        let d = self.den * k;
+        d / gcd(self.num, d)
+    }
+
+    /// `floor(self / k)`, exact in the symbol once it is a multiple of
+    /// [`Lin::multiple_for`]`(k)`.
+    pub fn floor_div(&self, k: u64) -> Self {
+        Self::reduced(
+            self.sym.clone(),
+            self.num,
+            self.den * k,
+            self.off.div_euclid(k as i64),
+        )
+    }
+
+    /// The smallest symbol value (a multiple of `multiple`) for which
+    /// `self >= at_least`.
+    pub fn min_sym(&self, at_least: i64, multiple: u64) -> u64 {
+        // num/den * S + off >= at_least  <=>  S >= (at_least - off) * den / num
+        let need = (at_least - self.off) * self.den as i64;
+        let s = if need <= 0 {
+            1
+        } else {
+            (need as u64).div_ceil(self.num)
+        };
+        s.div_ceil(multiple.max(1)).max(1) * multiple.max(1)
+    }
+
+    /// The value for a given symbol value (assumed allowed).
+    pub fn at(&self, s: u64) -> i64 {
+        (self.num * s / self.den) as i64 + self.off
+    }
+}
+
+impl fmt::Display for Lin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.num, self.den) {
+            (1, 1) => write!(f, "{}", self.sym)?,
+            (n, 1) => write!(f, "{n}*{}", self.sym)?,
+            (1, d) => write!(f, "{}/{d}", self.sym)?,
+            (n, d) => write!(f, "{n}*{}/{d}", self.sym)?,
+        }
+        match self.off {
+            0 => Ok(()),
+            o if o > 0 => write!(f, " + {o}"),
+            o => write!(f, " - {}", -o),
+        }
+    }
 }
 
 impl Dim {
     pub fn known(&self) -> Option<u64> {
         match self {
             Dim::Known(n) => Some(*n),
-            Dim::Sym(_) => None,
+            _ => None,
+        }
+    }
+
+    pub fn sym(name: impl Into<String>) -> Dim {
+        Dim::Lin(Lin::sym(name))
+    }
+
+    /// `self * k` for a known `k`.
+    pub fn scale(&self, k: u64) -> Dim {
+        match self {
+            Dim::Known(n) => Dim::Known(n * k),
+            Dim::Lin(l) => Dim::Lin(l.scale(k)),
+            Dim::Sym(s) => Dim::Sym(format!("{k}*({s})")),
         }
     }
 }
@@ -26,7 +171,78 @@ impl fmt::Display for Dim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Dim::Known(n) => write!(f, "{n}"),
+            Dim::Lin(l) => write!(f, "{l}"),
             Dim::Sym(s) => f.write_str(s),
+        }
+    }
+}
+
+/// What the input's symbols must satisfy for the shapes inferred over them
+/// to be exact: each symbol a multiple of some number, and at least some
+/// size. Checked at `forward`'s entry, with the layer that needs it named.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Constraints {
+    pub rules: std::collections::BTreeMap<String, SymRule>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SymRule {
+    pub multiple: u64,
+    /// The layer that needs the multiple.
+    pub multiple_why: String,
+    pub min: u64,
+    pub min_why: String,
+}
+
+impl Constraints {
+    fn rule(&mut self, sym: &str) -> &mut SymRule {
+        self.rules.entry(sym.to_string()).or_insert(SymRule {
+            multiple: 1,
+            multiple_why: String::new(),
+            min: 1,
+            min_why: String::new(),
+        })
+    }
+
+    pub fn multiple(&self, sym: &str) -> u64 {
+        self.rules.get(sym).map_or(1, |r| r.multiple)
+    }
+
+    pub fn need_multiple(&mut self, sym: &str, m: u64, why: &str) {
+        let r = self.rule(sym);
+        let l = r.multiple / gcd(r.multiple, m) * m;
+        if l != r.multiple {
+            r.multiple = l;
+            r.multiple_why = why.to_string();
+        }
+        // A raised multiple raises the minimum to a multiple too.
+        if r.min % r.multiple != 0 {
+            r.min = r.min.div_ceil(r.multiple) * r.multiple;
+        }
+    }
+
+    /// Records that `lin >= at_least` must hold.
+    pub fn need_at_least(&mut self, lin: &Lin, at_least: i64, why: &str) {
+        let m = self.multiple(&lin.sym);
+        let s = lin.min_sym(at_least, m);
+        let r = self.rule(&lin.sym);
+        if s > r.min {
+            r.min = s;
+            r.min_why = why.to_string();
+        }
+    }
+
+    pub fn merge(&mut self, other: &Constraints) {
+        for (sym, o) in &other.rules {
+            self.need_multiple(sym, o.multiple, &o.multiple_why);
+            let r = self.rule(sym);
+            if o.min > r.min {
+                r.min = o.min;
+                r.min_why = o.min_why.clone();
+            }
+            if r.min % r.multiple != 0 {
+                r.min = r.min.div_ceil(r.multiple) * r.multiple;
+            }
         }
     }
 }
@@ -41,22 +257,27 @@ pub fn fmt_shape(shape: &[Dim]) -> String {
 /// The product of dims, symbolic when any is (`16*H*W`).
 pub fn product(dims: &[Dim]) -> Dim {
     let known: u64 = dims.iter().filter_map(Dim::known).product();
-    let syms: Vec<&str> = dims
+    let syms: Vec<String> = dims
         .iter()
         .filter_map(|d| match d {
-            Dim::Sym(s) => Some(s.as_str()),
             Dim::Known(_) => None,
+            other => Some(other.to_string()),
         })
         .collect();
     if syms.is_empty() {
         return Dim::Known(known);
+    }
+    if known == 1 && syms.len() == 1 {
+        if let Some(d) = dims.iter().find(|d| d.known().is_none()) {
+            return d.clone();
+        }
     }
     let mut parts = Vec::new();
     if known != 1 {
         parts.push(known.to_string());
     }
     parts.extend(syms.iter().map(|s| {
-        if s.contains(['+', '-']) {
+        if s.contains(['+', '-', '/']) {
             format!("({s})")
         } else {
             s.to_string()
@@ -257,13 +478,40 @@ mod tests {
     }
 
     #[test]
+    fn symbolic_dims_stay_exact() {
+        let h = Lin::sym("H");
+        // max_pool(2): floor(H / 2) is exact when H is a multiple of 2.
+        assert_eq!(h.multiple_for(2), 2);
+        let h2 = h.floor_div(2);
+        assert_eq!(h2.to_string(), "H/2");
+        // Again: H/2 / 2 needs H a multiple of 4.
+        assert_eq!(h2.multiple_for(2), 4);
+        assert_eq!(h2.floor_div(2).to_string(), "H/4");
+        // A valid 3x3 convolution: H - 2; stride 2 with padding 1 on H:
+        // floor((H + 2 - 3) / 2) + 1 = H/2.
+        assert_eq!(h.shift(-2).to_string(), "H - 2");
+        assert_eq!(h.shift(-1).floor_div(2).shift(1).to_string(), "H/2");
+        assert_eq!(h2.scale(2), h);
+        assert_eq!(h.scale(3).floor_div(2).to_string(), "3*H/2");
+        assert_eq!(h2.min_sym(1, 2), 2);
+        assert_eq!(h.shift(-4).min_sym(1, 1), 5);
+        assert_eq!(h.shift(-4).at(10), 6);
+        let mut c = Constraints::default();
+        c.need_multiple("H", 2, "pool1");
+        c.need_multiple("H", 8, "pool3");
+        c.need_at_least(&h.floor_div(8), 1, "pool3");
+        assert_eq!(c.rules["H"].multiple, 8);
+        assert_eq!(c.rules["H"].min, 8);
+    }
+
+    #[test]
     fn products_and_dims() {
         assert_eq!(
             product(&[Dim::Known(16), Dim::Known(5), Dim::Known(5)]),
             Dim::Known(400)
         );
         assert_eq!(
-            product(&[Dim::Known(16), Dim::Sym("H".into()), Dim::Sym("W".into())]),
+            product(&[Dim::Known(16), Dim::sym("H"), Dim::sym("W")]),
             Dim::Sym("16*H*W".into())
         );
         assert_eq!(normalize_dim(-1, 2), Some(1));

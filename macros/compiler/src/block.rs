@@ -1,0 +1,394 @@
+//! Reusable blocks: a block is a template, checked where it is used. Each
+//! use binds the block's parameters to its arguments and the symbols of the
+//! block's input shape to the incoming tensor's dims, then resolves and
+//! checks the body with those values, as if it were written out there.
+//!
+//! An error inside the body is reported at the layer inside the block, and
+//! the message names the use (`note: in `layer2.0: BasicBlock(128, stride = 2)``),
+//! so a block that is right at one width and wrong at another says where.
+
+use std::cell::Cell;
+
+use proc_macro2::Ident;
+
+use crate::ast::{BlockDef, DimLit, ParamKind, Value};
+use crate::check::{check_program, eval_dim, ProgramShapes};
+use crate::diag::{did_you_mean, Ctxt, SpanRange};
+use crate::resolve::{resolve_body, subst, BlockUse, Env, EnvVal, Program, Scope};
+use crate::shape::{fmt_shape, Dim, Shape};
+
+/// The blocks of one invocation, and where errors inside their uses go.
+pub struct Blocks<'a> {
+    pub defs: &'a [BlockDef],
+    pub cx: &'a Ctxt,
+    depth: Cell<usize>,
+}
+
+/// One use of a block, checked: its own dataflow graph with every shape.
+pub struct Instance {
+    pub env: Env,
+    pub program: Program,
+    pub shapes: ProgramShapes,
+    pub output: Shape,
+}
+
+/// How deep blocks may nest before it must be recursion.
+const MAX_DEPTH: usize = 24;
+
+impl<'a> Blocks<'a> {
+    pub fn new(cx: &'a Ctxt, defs: &'a [BlockDef]) -> Self {
+        Self {
+            defs,
+            cx,
+            depth: Cell::new(0),
+        }
+    }
+
+    /// Checks block definitions that do not depend on any use: parameter
+    /// names, and recursion between blocks (reported once, at the use that
+    /// closes the cycle).
+    pub fn check_definitions(&self) {
+        for (i, def) in self.defs.iter().enumerate() {
+            if let Some(other) = self.defs[..i].iter().find(|d| d.name == def.name) {
+                let _ = other;
+                self.cx.error(
+                    SpanRange::single(def.name.span()),
+                    format!(
+                        "a block named `{}` is already defined\nhelp: rename one of them",
+                        def.name
+                    ),
+                );
+            }
+            for (j, p) in def.params.iter().enumerate() {
+                if def.params[..j].iter().any(|q| q.name == p.name) || p.name == def.input {
+                    self.cx.error(
+                        SpanRange::single(p.name.span()),
+                        format!("parameter `{}` is declared twice", p.name),
+                    );
+                }
+            }
+            if let Some(path) = self.cycle_from(i) {
+                let names: Vec<String> = path
+                    .iter()
+                    .map(|&(b, _)| self.defs[b].name.to_string())
+                    .collect();
+                let span = path
+                    .last()
+                    .map(|&(_, s)| s)
+                    .unwrap_or(SpanRange::single(def.name.span()));
+                if path.first().map(|p| p.0) == Some(i) {
+                    self.cx.error(
+                        span,
+                        format!(
+                            "recursion between blocks: {} -> {}\nhelp: a block cannot use itself, directly or through other blocks; \
+                             write the repetition with `repeat N`",
+                            names.join(" -> "),
+                            def.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// A cycle of block uses starting at block `start`: each block on it and
+    /// the span of its use of the next.
+    fn cycle_from(&self, start: usize) -> Option<Vec<(usize, SpanRange)>> {
+        fn uses(def: &BlockDef, defs: &[BlockDef]) -> Vec<(usize, SpanRange)> {
+            let mut out = Vec::new();
+            let Some(body) = &def.body else { return out };
+            let mut visit = |layer: &crate::ast::Layer| {
+                if let Some(b) = defs.iter().position(|d| d.name == layer.op) {
+                    out.push((b, layer.span));
+                }
+            };
+            for e in body.lets.iter().map(|l| &l.expr).chain([&body.output]) {
+                crate::ast::visit_layers(e, &mut visit);
+            }
+            out
+        }
+        // Depth-first search for a path back to `start`.
+        let mut stack: Vec<(usize, Vec<(usize, SpanRange)>)> = vec![(start, Vec::new())];
+        let mut seen = vec![false; self.defs.len()];
+        while let Some((b, path)) = stack.pop() {
+            for (next, span) in uses(&self.defs[b], self.defs) {
+                let mut p = path.clone();
+                p.push((b, span));
+                if next == start {
+                    return Some(p);
+                }
+                if !seen[next] {
+                    seen[next] = true;
+                    stack.push((next, p));
+                }
+            }
+        }
+        None
+    }
+
+    /// Instantiates `u` on an input of shape `input`. With `report`, errors
+    /// are recorded (each inside the block naming this use); without, it
+    /// only answers whether the use works (a trial while searching fixes).
+    pub fn instantiate(&self, u: &BlockUse, input: &Shape, report: bool) -> Option<Instance> {
+        let def = self.defs.get(u.def)?;
+        let scratch = Ctxt::new();
+        let out_cx = if report { self.cx } else { &scratch };
+        if self.depth.get() >= MAX_DEPTH {
+            out_cx.error(
+                u.span,
+                format!(
+                    "blocks nest more than {MAX_DEPTH} deep here: `{}` uses itself through other blocks",
+                    u.block
+                ),
+            );
+            return None;
+        }
+        let mut env = bind_args(out_cx, def, u)?;
+        bind_input(out_cx, def, u, input, &mut env)?;
+        def.body.as_ref()?;
+        self.depth.set(self.depth.get() + 1);
+        let inner = Ctxt::new();
+        let scope = Scope {
+            env: &env,
+            blocks: self.defs,
+            owner: "block",
+        };
+        let program = resolve_body(&inner, scope, &def.input, def.body.as_ref());
+        let shapes = check_program(
+            &inner,
+            self,
+            &def.input,
+            input.clone(),
+            &program,
+            def.output_shape.as_ref(),
+            &env,
+            report,
+            "block",
+        );
+        self.depth.set(self.depth.get() - 1);
+        let errors = inner.into_errors();
+        if !errors.is_empty() {
+            if report {
+                for e in errors {
+                    let note = format!(
+                        "\n  note: in `{}`, whose input is {}",
+                        u.label,
+                        fmt_shape(input)
+                    );
+                    self.cx.error(e.span, format!("{}{note}", e.message));
+                }
+            }
+            return None;
+        }
+        let output = program
+            .output
+            .and_then(|v| shapes.values.get(v).cloned().flatten())?;
+        Some(Instance {
+            env,
+            program,
+            shapes,
+            output,
+        })
+    }
+}
+
+/// The block's parameters bound to the use's arguments (positional, then by
+/// name), each checked for kind; defaults for the rest.
+fn bind_args(cx: &Ctxt, def: &BlockDef, u: &BlockUse) -> Option<Env> {
+    let signature = || {
+        def.params
+            .iter()
+            .map(|p| match &p.default {
+                Some(d) => format!("{}: {} = {d}", p.name, p.kind.name()),
+                None => format!("{}: {}", p.name, p.kind.name()),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut values: Vec<Option<&Value>> = vec![None; def.params.len()];
+    let mut ok = true;
+    let mut positional = 0;
+    for arg in &u.args {
+        let slot = match &arg.key {
+            None => {
+                if positional >= def.params.len() {
+                    cx.error(
+                        arg.span,
+                        format!(
+                            "block `{}` takes {} argument{} ({}), but {} were given",
+                            def.name,
+                            def.params.len(),
+                            if def.params.len() == 1 { "" } else { "s" },
+                            signature(),
+                            u.args.len()
+                        ),
+                    );
+                    ok = false;
+                    continue;
+                }
+                positional += 1;
+                positional - 1
+            }
+            Some(k) => match def.params.iter().position(|p| p.name == *k) {
+                Some(i) => i,
+                None => {
+                    let names: Vec<String> =
+                        def.params.iter().map(|p| p.name.to_string()).collect();
+                    let hint = match did_you_mean(&k.to_string(), names.iter().map(String::as_str))
+                    {
+                        Some(s) => format!("\nhelp: did you mean `{s}`?"),
+                        None => format!("\nhelp: `{}` takes ({})", def.name, signature()),
+                    };
+                    cx.error(
+                        SpanRange::single(k.span()),
+                        format!("block `{}` has no parameter `{k}`{hint}", def.name),
+                    );
+                    ok = false;
+                    continue;
+                }
+            },
+        };
+        if values[slot].is_some() {
+            cx.error(
+                arg.span,
+                format!("`{}` is given twice", def.params[slot].name),
+            );
+            ok = false;
+            continue;
+        }
+        values[slot] = Some(&arg.value);
+    }
+    let mut env = Env::new();
+    for (p, v) in def.params.iter().zip(values) {
+        let v = match (v, &p.default) {
+            (Some(v), _) => v.clone(),
+            (None, Some(d)) => match subst(cx, &env, d) {
+                Some(v) => v,
+                None => {
+                    ok = false;
+                    continue;
+                }
+            },
+            (None, None) => {
+                cx.error(
+                    u.span,
+                    format!(
+                        "block `{}` needs `{}: {}`\nhelp: `{}` takes ({})",
+                        def.name,
+                        p.name,
+                        p.kind.name(),
+                        def.name,
+                        signature()
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+        };
+        let bound = match (p.kind, &v) {
+            (ParamKind::Usize, Value::Int(n, _)) if *n >= 0 => Some(EnvVal::Int(*n)),
+            (ParamKind::F64, Value::Int(n, _)) => Some(EnvVal::Float(*n as f64)),
+            (ParamKind::F64, Value::Float(x, _)) => Some(EnvVal::Float(*x)),
+            (ParamKind::Bool, Value::Bool(b, _)) => Some(EnvVal::Bool(*b)),
+            _ => None,
+        };
+        match bound {
+            Some(b) => {
+                env.insert(p.name.to_string(), b);
+            }
+            None => {
+                let found = match &v {
+                    Value::Int(n, _) if *n < 0 => format!("the negative number {n}"),
+                    other => format!("{} `{other}`", other.kind()),
+                };
+                cx.error(
+                    v.span(),
+                    format!(
+                        "`{}` of block `{}` is a `{}`, but got {found}",
+                        p.name,
+                        def.name,
+                        p.kind.name()
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(env)
+}
+
+/// The block's input shape matched against the incoming one: its symbols
+/// bound to the incoming dims, its numbers and expressions checked.
+fn bind_input(cx: &Ctxt, def: &BlockDef, u: &BlockUse, input: &Shape, env: &mut Env) -> Option<()> {
+    let pattern = &def.input_shape;
+    let written = crate::check::shape_text(pattern);
+    if pattern.dims.len() != input.len() {
+        cx.error(
+            u.span,
+            format!(
+                "`{}` takes a {}-D input {written}, but is given {}",
+                u.label,
+                pattern.dims.len(),
+                fmt_shape(input)
+            ),
+        );
+        return None;
+    }
+    // Symbols bind first, so expressions may use any of them.
+    let mut ok = true;
+    for (d, got) in pattern.dims.iter().zip(input) {
+        if let DimLit::Sym(s) = d {
+            match env.get(&s.to_string()) {
+                None => {
+                    env.insert(s.to_string(), EnvVal::Dim(got.clone()));
+                }
+                Some(EnvVal::Dim(prev)) if prev == got => {}
+                Some(EnvVal::Int(n)) if Dim::Known(*n as u64) == *got => {}
+                Some(prev) => {
+                    let prev = match prev {
+                        EnvVal::Dim(d) => d.to_string(),
+                        EnvVal::Int(n) => n.to_string(),
+                        EnvVal::Float(x) => x.to_string(),
+                        EnvVal::Bool(b) => b.to_string(),
+                    };
+                    cx.error(
+                        u.span,
+                        format!(
+                            "`{}` takes {written}, where `{s}` is {prev}, but is given {} (`{s}` would be {got} there)",
+                            u.label,
+                            fmt_shape(input)
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
+    for (axis, (d, got)) in pattern.dims.iter().zip(input).enumerate() {
+        let want = match d {
+            DimLit::Lit(..) | DimLit::Expr(..) => eval_dim(cx, d, env),
+            _ => continue,
+        };
+        let Some(want) = want else {
+            ok = false;
+            continue;
+        };
+        if want != *got {
+            cx.error(
+                u.span,
+                format!(
+                    "`{}` takes {written}, so dim {axis} must be {want}, but is given {}",
+                    u.label,
+                    fmt_shape(input)
+                ),
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(())
+}
+
+/// The ident a block's struct has in emitted code.
+pub fn struct_ident(def: &BlockDef) -> Ident {
+    def.name.clone()
+}
