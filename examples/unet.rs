@@ -3,23 +3,40 @@
 //! convolutions, copy-and-crop skips), the dataflow as Mermaid (and writes it
 //! and the DOT text next to the output), and runs one forward pass.
 //!
+//! Then it runs the restoration variant (same padding, residual output; it
+//! trains in `examples/restore.rs`) on eight noisy held-out digits, with the
+//! weights `restore` saves in `target/restore/restore_unet.safetensors`, or
+//! untrained (seed 0) when that file is missing.
+//!
+//! Files written under `target/unet/`:
+//! - `unet.mmd` and `unet.dot`: the original U-Net's graph;
+//! - `restoration_input.png`: the noisy digits (upscaled x4);
+//! - `restoration_output.png`: the restoration U-Net's output for them.
+//!
 //! ```text
 //! cargo run --release --example unet
 //! ```
-//! The restoration variant (same padding, residual output) trains in
-//! `examples/restore.rs`.
 
+use std::path::Path;
 use std::time::Instant;
 
 use netdsl::candle::{Device, Tensor};
+use netdsl::data::Digits;
 use netdsl::network;
+
+#[path = "common/png.rs"]
+mod png;
+#[path = "common/restore_unet.rs"]
+mod restore_unet;
+
+use restore_unet::{held_out, psnr, Restorer, SHOWN};
 
 include!("../tests/networks/unet.rs");
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), restore_unet::Error> {
     println!("{}", UNet::SUMMARY);
     println!("{}", UNet::GRAPH_MERMAID);
-    let out = std::path::Path::new("target/unet");
+    let out = Path::new("target/unet");
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("unet.mmd"), UNet::GRAPH_MERMAID)?;
     std::fs::write(out.join("unet.dot"), UNet::GRAPH_DOT)?;
@@ -39,5 +56,49 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         start.elapsed().as_secs_f64() * 1e3,
         UNet::PARAMETERS
     );
+
+    // The restoration variant on the digits `restore` holds out (seed 0),
+    // with the same noise: the input here is restore's `noisy.png`.
+    println!();
+    println!("{}", Restorer::SUMMARY);
+    let weights = Path::new(restore_unet::WEIGHTS);
+    let (restorer, trained) = if weights.exists() {
+        (Restorer::load(weights, &device)?, true)
+    } else {
+        (Restorer::new_seeded(0, &device)?, false)
+    };
+    if trained {
+        println!("restoration U-Net: weights from {}", weights.display());
+    } else {
+        println!(
+            "restoration U-Net: {} not found, so the output is UNTRAINED (seed 0); \
+             run `cargo run --release --example restore` first",
+            weights.display()
+        );
+    }
+    let data = Digits::load(restore_unet::DIGITS)?;
+    let (_, clean, noisy, _) = held_out(&data, 0, restore_unet::SIGMA, &device)?;
+    let shown = SHOWN.min(clean.dim(0)?);
+    let (clean, noisy) = (clean.narrow(0, 0, shown)?, noisy.narrow(0, 0, shown)?);
+    let start = Instant::now();
+    let restored = restorer.forward(&noisy)?;
+    println!(
+        "forward: {:?} -> {:?} in {:.0} ms; PSNR of these {shown} digits: noisy {:.2} dB, output {:.2} dB (sigma {})",
+        noisy.dims(),
+        restored.dims(),
+        start.elapsed().as_secs_f64() * 1e3,
+        psnr(&noisy, &clean)?,
+        psnr(&restored, &clean)?,
+        restore_unet::SIGMA
+    );
+    for (name, images) in [
+        ("restoration_input.png", &noisy),
+        ("restoration_output.png", &restored),
+    ] {
+        let path = out.join(name);
+        restore_unet::create_parent(&path)?;
+        png::write_grid(&path, &[images], 4)?;
+        println!("wrote {}", path.display());
+    }
     Ok(())
 }
