@@ -20,7 +20,7 @@ stored in the files, the Rust side recomputes it):
 What it writes (all under tests/fixtures/, relative to the repo root):
 
   torchvision_manifests.json
-      {"alexnet": [...], "vgg16": [...], "resnet18": [...]}: for each
+      {"alexnet": [...], "vgg16": [...], "resnet18": [...], "resnet34": [...]}: for each
       torchvision.models.<name>(weights=None), its state_dict in order as
       {"name": key, "shape": [...], "dtype": "F32" | "I64"}. resnet18 has
       BatchNorm buffers, incl. num_batches_tracked (I64, shape []).
@@ -135,7 +135,7 @@ def manifest(model):
 
 def gen_manifests():
     out = {}
-    for name in ("alexnet", "vgg16", "resnet18"):
+    for name in ("alexnet", "vgg16", "resnet18", "resnet34"):
         model = getattr(torchvision.models, name)(weights=None)
         out[name] = manifest(model)
     path = os.path.join(FIXTURES, "torchvision_manifests.json")

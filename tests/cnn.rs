@@ -379,3 +379,37 @@ fn resnet18_manifest_equals_torchvision() {
         3
     );
 }
+
+/// In its own module: it defines its own `BasicBlock` struct.
+mod resnet34 {
+    use netdsl::network;
+    include!("networks/resnet34.rs");
+}
+
+#[test]
+fn resnet34_sixteen_uses_of_one_block_equal_torchvision() {
+    use resnet34::ResNet34;
+    assert_eq!(manifest(ResNet34::MANIFEST), torchvision("resnet34"));
+    assert_eq!(ResNet34::PARAMETERS, 21_797_672);
+    // One struct for all 16 uses: its code appears once in the expansion.
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/networks/resnet34.rs"
+    ))
+    .unwrap();
+    let body = text
+        .trim()
+        .strip_prefix("network! {")
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap();
+    let code = netdsl_compiler::expand_pretty(body.parse().unwrap()).unwrap();
+    assert_eq!(code.matches("pub struct BasicBlock").count(), 1);
+    assert_eq!(code.matches("impl BasicBlock").count(), 1);
+    assert_eq!(code.matches("BasicBlock::__build(").count(), 16);
+    // The block's two convolutions and its projection, each with a folded and
+    // a plain path, and the stem's: 8 calls, not 16 x 6.
+    assert_eq!(code.matches("::conv2d(").count(), 8);
+    let net = ResNet34::new_seeded(0, &Device::Cpu).unwrap();
+    let x = Tensor::rand(0f32, 1.0, (1, 3, 224, 224), &Device::Cpu).unwrap();
+    assert_eq!(net.forward(&x).unwrap().dims(), &[1, 1000]);
+}

@@ -10,26 +10,36 @@ use netdsl::network;
 mod common;
 use common::formula_input;
 
-include!("networks/unet.rs");
+/// The original U-Net, in its own module: its `DoubleConv` block is a
+/// struct of that name, as is the small network's below.
+mod original {
+    use netdsl::network;
+    include!("networks/unet.rs");
+}
+use original::UNet;
 
 network! {
-    /// The same graph with channels / 16, on a 188x188 input (-> 4x4).
+    /// `DoubleConv` as in the original U-Net.
+    block DoubleConv(x: [B, C, H, W], out: usize) -> [B, out, H - 4, W - 4] {
+        x -> seq { Conv2d(out, kernel = 3) -> ReLU -> Conv2d(out, kernel = 3) -> ReLU }
+    }
+
+    /// The same graph with channels / 16, on a 188x188 input (-> 4x4),
+    /// from the same `DoubleConv` block.
     UNetSmall(x: [B, 1, 188, 188]) -> [B, 2, 4, 4] {
-        let d1 = x -> down1: seq { Conv2d(4, kernel = 3) -> ReLU -> Conv2d(4, kernel = 3) -> ReLU };
-        let d2 = d1 -> max_pool(2) -> down2: seq { Conv2d(8, kernel = 3) -> ReLU -> Conv2d(8, kernel = 3) -> ReLU };
-        let d3 = d2 -> max_pool(2) -> down3: seq { Conv2d(16, kernel = 3) -> ReLU -> Conv2d(16, kernel = 3) -> ReLU };
-        let d4 = d3 -> max_pool(2) -> down4: seq { Conv2d(32, kernel = 3) -> ReLU -> Conv2d(32, kernel = 3) -> ReLU };
-        let b = d4 -> max_pool(2) -> bottom: seq { Conv2d(64, kernel = 3) -> ReLU -> Conv2d(64, kernel = 3) -> ReLU };
+        let d1 = x -> down1: DoubleConv(4);
+        let d2 = d1 -> max_pool(2) -> down2: DoubleConv(8);
+        let d3 = d2 -> max_pool(2) -> down3: DoubleConv(16);
+        let d4 = d3 -> max_pool(2) -> down4: DoubleConv(32);
+        let b = d4 -> max_pool(2) -> bottom: DoubleConv(64);
         let u4 = b -> up4: ConvTranspose2d(32, kernel = 2, stride = 2);
-        let y4 = cat(crop(d4, like = u4), u4, dim = 1) -> dec4: seq { Conv2d(32, kernel = 3) -> ReLU -> Conv2d(32, kernel = 3) -> ReLU };
+        let y4 = cat(crop(d4, like = u4), u4, dim = 1) -> dec4: DoubleConv(32);
         let u3 = y4 -> up3: ConvTranspose2d(16, kernel = 2, stride = 2);
-        let y3 = cat(crop(d3, like = u3), u3, dim = 1) -> dec3: seq { Conv2d(16, kernel = 3) -> ReLU -> Conv2d(16, kernel = 3) -> ReLU };
+        let y3 = cat(crop(d3, like = u3), u3, dim = 1) -> dec3: DoubleConv(16);
         let u2 = y3 -> up2: ConvTranspose2d(8, kernel = 2, stride = 2);
-        let y2 = cat(crop(d2, like = u2), u2, dim = 1) -> dec2: seq { Conv2d(8, kernel = 3) -> ReLU -> Conv2d(8, kernel = 3) -> ReLU };
+        let y2 = cat(crop(d2, like = u2), u2, dim = 1) -> dec2: DoubleConv(8);
         let u1 = y2 -> up1: ConvTranspose2d(4, kernel = 2, stride = 2);
-        cat(crop(d1, like = u1), u1, dim = 1)
-            -> dec1: seq { Conv2d(4, kernel = 3) -> ReLU -> Conv2d(4, kernel = 3) -> ReLU }
-            -> out: Conv2d(2, kernel = 1)
+        cat(crop(d1, like = u1), u1, dim = 1) -> dec1: DoubleConv(4) -> out: Conv2d(2, kernel = 1)
     }
 
     /// A residual block: the input added to two same-padded convolutions.

@@ -634,7 +634,7 @@ fn lower_block_use(
     let macs = sub.macs;
     let instance = cx.reg.add(u.def, sub);
     let ident = Ident::new(
-        &layer.path.join("_"),
+        &field_name(&layer.path),
         layer.name.as_ref().map_or(Span::call_site(), Ident::span),
     );
     let desc = u
@@ -652,6 +652,17 @@ fn lower_block_use(
         branch: cx.branch.clone(),
     };
     Some((desc, StepOp::Block { field: ident }, Some(field), macs))
+}
+
+/// The struct field a module path becomes: `features.0` -> `features_0`;
+/// a path that starts with a number (a block that is a `seq`) -> `_0`.
+pub fn field_name(path: &[String]) -> String {
+    let name = path.join("_");
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("_{name}")
+    } else {
+        name
+    }
 }
 
 /// Per sample: the product of the dims after the batch dim.
@@ -679,7 +690,7 @@ fn lower_op(
     // path (resolve reports one without a name).
     let ident = match layer.path.as_slice() {
         [] => Ident::new("unnamed", span),
-        path => Ident::new(&path.join("_"), span),
+        path => Ident::new(&field_name(path), span),
     };
     let field = |kind, params, absent| FieldIr {
         ident: ident.clone(),

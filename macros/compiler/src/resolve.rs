@@ -1057,6 +1057,11 @@ fn flatten(
                     seen,
                 ) {
                     Some(path) => flatten(cx, scope, &seq.items, &path, true, out, seen),
+                    // A block whose body is an unnamed `seq` is an
+                    // `nn.Sequential`: its children are `0`, `1`, ..
+                    None if scope.owner == "block" && prefix.is_empty() && !in_seq => {
+                        flatten(cx, scope, &seq.items, &[], true, out, seen)
+                    }
                     None => {
                         cx.error(
                             SpanRange::single(seq.keyword.span()),
@@ -1104,7 +1109,7 @@ fn own_path(
     // (`features.0` -> `features_0`): those must be unique too, and must not
     // be the fields every network has.
     let field = format!("#field:{}", path.join("_"));
-    let reserved = ["fusion", "training", "rng"];
+    let reserved = ["fusion", "training", "rng", "cfg", "cff", "branches"];
     if prefix.is_empty() && reserved.contains(&own.as_str()) {
         cx.error(
             span,

@@ -1,0 +1,26 @@
+network! {
+    /// ResNet's basic block, as in `resnet18.rs`.
+    pub block BasicBlock(x: [B, C, H, W], out: usize, stride: usize = 1) -> [B, out, H / stride, W / stride] {
+        let y = x -> conv1: Conv2d(out, kernel = 3, stride = stride, padding = 1, bias = false)
+                  -> bn1: BatchNorm2d -> relu
+                  -> conv2: Conv2d(out, kernel = 3, padding = 1, bias = false) -> bn2: BatchNorm2d;
+        let shortcut = if stride != 1 || C != out {
+            x -> downsample: seq { Conv2d(out, kernel = 1, stride = stride, bias = false) -> BatchNorm2d }
+        } else {
+            x
+        };
+        (y + shortcut) -> relu
+    }
+
+    /// ResNet-34: 16 uses of one basic block (3, 4, 6 and 3 per stage). The
+    /// expansion has one `BasicBlock` struct; each use is a field and a call.
+    pub ResNet34(x: [B, 3, 224, 224]) -> [B, 1000] {
+        x -> conv1: Conv2d(64, kernel = 7, stride = 2, padding = 3, bias = false) -> bn1: BatchNorm2d -> relu
+          -> maxpool: MaxPool2d(3, stride = 2, padding = 1)
+          -> layer1: repeat 3 BasicBlock(64)
+          -> layer2: seq { BasicBlock(128, stride = 2) -> repeat 3 BasicBlock(128) }
+          -> layer3: seq { BasicBlock(256, stride = 2) -> repeat 5 BasicBlock(256) }
+          -> layer4: seq { BasicBlock(512, stride = 2) -> repeat 2 BasicBlock(512) } : [B, 512, 7, 7]
+          -> avgpool: AdaptiveAvgPool2d(1) -> flatten -> fc: Linear(1000)
+    }
+}
