@@ -116,12 +116,19 @@ pub fn eval_dim(cx: &Ctxt, d: &DimLit, env: &Env) -> Option<Dim> {
                     cx.error(span, why);
                     None
                 };
+                let big = |v: Option<u64>| match v {
+                    Some(v) if v < 1 << 48 => Some(Dim::Known(v)),
+                    _ => {
+                        cx.error(span, "this dim is too large");
+                        None
+                    }
+                };
                 match (op, &a, &b) {
-                    (ArithOp::Add, Dim::Known(x), Dim::Known(y)) => Some(Dim::Known(x + y)),
+                    (ArithOp::Add, Dim::Known(x), Dim::Known(y)) => big(x.checked_add(*y)),
                     (ArithOp::Sub, Dim::Known(x), Dim::Known(y)) if x >= y => {
                         Some(Dim::Known(x - y))
                     }
-                    (ArithOp::Mul, Dim::Known(x), Dim::Known(y)) => Some(Dim::Known(x * y)),
+                    (ArithOp::Mul, Dim::Known(x), Dim::Known(y)) => big(x.checked_mul(*y)),
                     (ArithOp::Div, Dim::Known(x), Dim::Known(y)) if *y > 0 && x % y == 0 => {
                         Some(Dim::Known(x / y))
                     }

@@ -541,7 +541,7 @@ impl Resolver<'_> {
             }
         };
         let spec = match how {
-            SplitHow::Chunk(n) => uint(n, "chunk").map(|n| {
+            SplitHow::Chunk(n) => uint(n, "chunk").and_then(|n| {
                 if n.value as usize != count {
                     self.cx.error(
                         n.span,
@@ -551,14 +551,15 @@ impl Resolver<'_> {
                             n.value, n.value, n.value
                         ),
                     );
+                    return None;
                 }
-                SplitSpec::Chunk(n)
+                Some(SplitSpec::Chunk(n))
             }),
             SplitHow::Sizes(sizes, false) => uint(&sizes[0], "split").map(SplitSpec::Size),
             SplitHow::Sizes(sizes, true) => {
                 let sizes: Option<Vec<Spanned<u64>>> =
                     sizes.iter().map(|v| uint(v, "split")).collect();
-                sizes.map(|sizes| {
+                sizes.and_then(|sizes| {
                     if sizes.len() != count {
                         self.cx.error(
                             *span,
@@ -568,8 +569,9 @@ impl Resolver<'_> {
                                 sizes.len()
                             ),
                         );
+                        return None;
                     }
-                    SplitSpec::Sizes(sizes)
+                    Some(SplitSpec::Sizes(sizes))
                 })
             }
         };
@@ -842,12 +844,16 @@ pub fn subst(cx: &Ctxt, env: &Env, v: &Value) -> Option<Value> {
                 (Value::Int(x, _), Value::Int(y, _)) => {
                     let (x, y) = (*x, *y);
                     let r = match op {
-                        ArithOp::Add => Some(x + y),
-                        ArithOp::Sub => Some(x - y),
-                        ArithOp::Mul => Some(x * y),
+                        ArithOp::Add => x.checked_add(y),
+                        ArithOp::Sub => x.checked_sub(y),
+                        ArithOp::Mul => x.checked_mul(y),
                         ArithOp::Div if y != 0 && x % y == 0 => Some(x / y),
                         ArithOp::Div => None,
                     };
+                    if r.is_none() && *op != ArithOp::Div {
+                        cx.error(*s, format!("`{text}` is too large"));
+                        return None;
+                    }
                     match r {
                         Some(r) => Some(Value::Int(r, *s)),
                         None => {

@@ -56,15 +56,15 @@ impl Lin {
     pub fn scale(&self, k: u64) -> Self {
         Self::reduced(
             self.sym.clone(),
-            self.num * k,
+            self.num.saturating_mul(k),
             self.den,
-            self.off * k as i64,
+            self.off.saturating_mul(k as i64),
         )
     }
 
     pub fn shift(&self, c: i64) -> Self {
         Lin {
-            off: self.off + c,
+            off: self.off.saturating_add(c),
             ..self.clone()
         }
     }
@@ -73,9 +73,11 @@ impl Lin {
     pub fn add(&self, other: &Lin) -> Self {
         Self::reduced(
             self.sym.clone(),
-            self.num * other.den + other.num * self.den,
-            self.den * other.den,
-            self.off + other.off,
+            self.num
+                .saturating_mul(other.den)
+                .saturating_add(other.num.saturating_mul(self.den)),
+            self.den.saturating_mul(other.den),
+            self.off.saturating_add(other.off),
         )
     }
 
@@ -95,8 +97,8 @@ impl Lin {
     /// The multiple the symbol must be for `self / k` to leave no fraction of
     /// the symbol: `num*S / (den*k)` an integer.
     pub fn multiple_for(&self, k: u64) -> u64 {
-        let d = self.den * k;
-        d / gcd(self.num, d)
+        let d = self.den.saturating_mul(k);
+        d / gcd(self.num, d).max(1)
     }
 
     /// `floor(self / k)`, exact in the symbol once it is a multiple of
@@ -105,8 +107,8 @@ impl Lin {
         Self::reduced(
             self.sym.clone(),
             self.num,
-            self.den * k,
-            self.off.div_euclid(k as i64),
+            self.den.saturating_mul(k),
+            self.off.div_euclid(k.max(1) as i64),
         )
     }
 
@@ -160,7 +162,7 @@ impl Dim {
     /// `self * k` for a known `k`.
     pub fn scale(&self, k: u64) -> Dim {
         match self {
-            Dim::Known(n) => Dim::Known(n * k),
+            Dim::Known(n) => Dim::Known(n.saturating_mul(k)),
             Dim::Lin(l) => Dim::Lin(l.scale(k)),
             Dim::Sym(s) => Dim::Sym(format!("{k}*({s})")),
         }

@@ -31,6 +31,20 @@ const CORPUS: &[&str] = &[
         let s = (crop(a, like = b) + b) -> bn: BatchNorm2d;
         cat(s, b, dim = 1) -> c2: Conv2d(16, kernel = 3) : [B, 16, 28, 28]
     }",
+    "block Res(x: [B, C, H, W], out: usize, stride: usize = 1, p: f64 = 0.5) -> [B, out, H / stride, W / stride] {
+        let y = x -> c1: Conv2d(2 * out / 2, kernel = 3, stride = stride, padding = 1) -> relu -> d: Dropout(p);
+        let s = if stride != 1 || C != out { x -> proj: seq { Conv2d(out, kernel = 1, stride = stride) -> BatchNorm2d } } else { x };
+        (y + s) -> relu
+    }
+    block Twice(x: [B, C, H, W], out: usize) { x -> seq { Res(out) -> Res(out) } }
+    pub Net(x: [B, 3, H, W]) -> [B, 10] {
+        let a = x -> stem: Conv2d(8, kernel = 3, padding = 1) -> layers: repeat 2 Res(8) -> t: Twice(16)
+                  -> down: Res(32, stride = 2) : [B, 32, H/2, W/2];
+        let (p, q) = chunk(a, 2, dim = 1);
+        let (r1, r2) = split(p + q, [4, 12], dim = 1);
+        let c = crop(cat(r2, r1, dim = 1), size = (2, 2), top = 0, left = 0);
+        c -> more: repeat 2 { Conv2d(32, kernel = 1) -> relu } -> flatten -> fc: Linear(10)
+    }",
 ];
 
 /// The tokens of `s`, flattened: delimiters become separate pieces.
@@ -93,6 +107,22 @@ const POOL: &[&str] = &[
     "groups",
     "dim",
     ";",
+    "block",
+    "repeat",
+    "if",
+    "else",
+    "usize",
+    "*",
+    "/",
+    "chunk",
+    "split",
+    "crop",
+    "out",
+    "C",
+    "H",
+    "!=",
+    "||",
+    "Res",
 ];
 
 fn check(source: &str) {
