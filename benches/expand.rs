@@ -1,6 +1,8 @@
 //! How long `network!` takes to expand a VGG-16-sized network (38 layers,
 //! 138M parameters): parse, resolve, infer, check, lower and emit, and the
-//! same again with an error (which also runs the search for a fix).
+//! same again with an error (which also runs the search for a fix); and
+//! networks built from blocks: ResNet-34 (16 uses of one block, each checked
+//! at its use, merged into one struct) and the original U-Net (nine uses).
 //!
 //! `cargo bench --bench expand`
 
@@ -33,6 +35,16 @@ fn bench(c: &mut Criterion) {
     c.bench_function("expand VGG-16 with an error (fix search)", |b| {
         b.iter(|| netdsl_compiler::expand(broken.clone()).unwrap_err())
     });
+    for (name, path) in [
+        ("ResNet-34", "tests/networks/resnet34.rs"),
+        ("U-Net", "tests/networks/unet.rs"),
+    ] {
+        let tokens = spec(path);
+        assert!(netdsl_compiler::expand(tokens.clone()).is_ok());
+        c.bench_function(&format!("expand {name}"), |b| {
+            b.iter(|| netdsl_compiler::expand(tokens.clone()).unwrap())
+        });
+    }
 }
 
 criterion_group!(benches, bench);

@@ -1441,7 +1441,15 @@ fn group_block(
         }
     }
     let mut classes: Vec<Class> = Vec::new();
+    // Usually every use fits one struct: try that first, then group greedily.
+    let all: Vec<usize> = (0..instances.len()).collect();
+    if let Some(class) = merge_class(defs, reg, d, &all, code, defs[d].name.clone()) {
+        classes.push(class);
+    }
     for i in 0..instances.len() {
+        if classes.iter().any(|c| c.members.contains(&i)) {
+            continue;
+        }
         let mut placed = false;
         for class in classes.iter_mut() {
             let mut members = class.members.clone();

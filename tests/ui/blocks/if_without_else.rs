@@ -1,0 +1,16 @@
+use netdsl::network;
+
+network! {
+    block Down(x: [B, C, H, W], out: usize, stride: usize = 1) {
+        let y = x -> conv: Conv2d(out, kernel = 3, stride = stride, padding = 1);
+        let shortcut = if stride != 1 {
+            x -> proj: Conv2d(out, kernel = 1, stride = stride)
+        };
+        y + shortcut
+    }
+    pub Net(x: [B, 3, 32, 32]) {
+        x -> down: Down(16)
+    }
+}
+
+fn main() {}

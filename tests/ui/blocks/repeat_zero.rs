@@ -1,0 +1,12 @@
+use netdsl::network;
+
+network! {
+    block ConvBn(x: [B, C, H, W], out: usize) {
+        x -> conv: Conv2d(out, kernel = 3, padding = 1) -> bn: BatchNorm2d -> relu
+    }
+    pub Net(x: [B, 3, 32, 32]) {
+        x -> layer1: repeat 0 ConvBn(16)
+    }
+}
+
+fn main() {}
