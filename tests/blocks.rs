@@ -348,7 +348,7 @@ fn restore_unet_rejects_sizes_its_pools_cannot_take() {
 }
 
 #[test]
-#[ignore = "compiler bug: the `at least` rule names no layer when the minimum comes from a raised multiple (min_why left empty)"]
+
 fn restore_unet_too_small_names_the_layer() {
     let e = unet_error((1, 1, 2, 2));
     assert!(!e.contains(":  needs it"), "no layer named: {e}");

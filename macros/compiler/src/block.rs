@@ -7,7 +7,8 @@
 //! the message names the use (`note: in `layer2.0: BasicBlock(128, stride = 2)``),
 //! so a block that is right at one width and wrong at another says where.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 
 use proc_macro2::Ident;
 
@@ -22,6 +23,11 @@ pub struct Blocks<'a> {
     pub defs: &'a [BlockDef],
     pub cx: &'a Ctxt,
     depth: Cell<usize>,
+    /// Blocks on a cycle of uses (reported once; never instantiated).
+    recursive: RefCell<Vec<bool>>,
+    /// Errors inside blocks already reported for one use: the same mistake
+    /// in another use is not reported again.
+    seen: RefCell<HashSet<String>>,
 }
 
 /// One use of a block, checked: its own dataflow graph with every shape.
@@ -41,6 +47,8 @@ impl<'a> Blocks<'a> {
             defs,
             cx,
             depth: Cell::new(0),
+            recursive: RefCell::new(vec![false; defs.len()]),
+            seen: RefCell::new(HashSet::new()),
         }
     }
 
@@ -76,7 +84,9 @@ impl<'a> Blocks<'a> {
                     .last()
                     .map(|&(_, s)| s)
                     .unwrap_or(SpanRange::single(def.name.span()));
-                if path.first().map(|p| p.0) == Some(i) {
+                self.recursive.borrow_mut()[i] = true;
+                // Once per cycle: from the first block on it.
+                if path.iter().all(|&(b, _)| b >= i) {
                     self.cx.error(
                         span,
                         format!(
@@ -87,6 +97,36 @@ impl<'a> Blocks<'a> {
                         ),
                     );
                 }
+            }
+        }
+    }
+
+    /// Reports blocks that no network and no other block names: they would
+    /// never be checked.
+    pub fn check_unused(&self, networks: &[crate::ast::Network]) {
+        let mut named = HashSet::new();
+        let mut visit = |layer: &crate::ast::Layer| {
+            named.insert(layer.op.to_string());
+        };
+        let bodies = networks
+            .iter()
+            .filter_map(|n| n.body.as_ref())
+            .chain(self.defs.iter().filter_map(|d| d.body.as_ref()));
+        for body in bodies {
+            for e in body.lets.iter().map(|l| &l.expr).chain([&body.output]) {
+                crate::ast::visit_layers(e, &mut visit);
+            }
+        }
+        for def in self.defs {
+            if !named.contains(&def.name.to_string()) && def.body.is_some() {
+                self.cx.error(
+                    SpanRange::single(def.name.span()),
+                    format!(
+                        "block `{}` is never used, so it was never checked\n\
+                         help: use it in a network (`name: {}(..)`), or remove it",
+                        def.name, def.name
+                    ),
+                );
             }
         }
     }
@@ -131,6 +171,9 @@ impl<'a> Blocks<'a> {
     /// only answers whether the use works (a trial while searching fixes).
     pub fn instantiate(&self, u: &BlockUse, input: &Shape, report: bool) -> Option<Instance> {
         let def = self.defs.get(u.def)?;
+        if self.recursive.borrow()[u.def] {
+            return None;
+        }
         let scratch = Ctxt::new();
         let out_cx = if report { self.cx } else { &scratch };
         if self.depth.get() >= MAX_DEPTH {
@@ -170,8 +213,14 @@ impl<'a> Blocks<'a> {
         if !errors.is_empty() {
             if report {
                 for e in errors {
+                    // The same mistake at the same place in another use is
+                    // one error, named by the first use.
+                    let key = format!("{:?}{:?}{}", e.span.start, e.span.end, e.message);
+                    if !self.seen.borrow_mut().insert(key) {
+                        continue;
+                    }
                     let note = format!(
-                        "\n  note: in `{}`, whose input is {}",
+                        "\nnote: in `{}`, whose input is {}",
                         u.label,
                         fmt_shape(input)
                     );
@@ -194,7 +243,7 @@ impl<'a> Blocks<'a> {
 
 /// The block's parameters bound to the use's arguments (positional, then by
 /// name), each checked for kind; defaults for the rest.
-fn bind_args(cx: &Ctxt, def: &BlockDef, u: &BlockUse) -> Option<Env> {
+pub fn bind_args(cx: &Ctxt, def: &BlockDef, u: &BlockUse) -> Option<Env> {
     let signature = || {
         def.params
             .iter()
@@ -262,13 +311,19 @@ fn bind_args(cx: &Ctxt, def: &BlockDef, u: &BlockUse) -> Option<Env> {
     for (p, v) in def.params.iter().zip(values) {
         let v = match (v, &p.default) {
             (Some(v), _) => v.clone(),
-            (None, Some(d)) => match subst(cx, &env, d) {
-                Some(v) => v,
-                None => {
-                    ok = false;
-                    continue;
+            (None, Some(d)) => {
+                let inner = Ctxt::new();
+                match subst(&inner, &env, d) {
+                    Some(v) => v,
+                    None => {
+                        for e in inner.into_errors() {
+                            cx.error(e.span, format!("{}\nnote: in `{}`", e.message, u.label));
+                        }
+                        ok = false;
+                        continue;
+                    }
                 }
-            },
+            }
             (None, None) => {
                 cx.error(
                     u.span,

@@ -199,20 +199,50 @@ pub fn assertion(
     lit: &ShapeLit,
     prev: &str,
     env: &Env,
+    owner: &str,
 ) -> Option<Failure> {
     (!agrees(inferred, lit, env)).then(|| Failure {
         item,
         span: lit.span,
         message: format!(
-            "shape assertion failed: {prev} gives {}, but the assertion says {}",
+            "shape assertion failed: {prev} gives {}, but the assertion says {}{}",
             fmt_shape(inferred),
-            shape_text(lit)
+            shape_text(lit),
+            evaluated(lit, env)
         ),
         kind: FailKind::Mismatch,
         tail: Vec::new(),
-        help: vec![format!("assert `: {}`", fmt_shape(inferred))],
+        help: numeric_help(owner, format!("assert `: {}`", fmt_shape(inferred))),
         reported: false,
     })
+}
+
+/// ` (= [B, 16, 16, 16] here)` when a written shape has names or arithmetic
+/// that evaluate to something else, and why a dim did not evaluate.
+fn evaluated(lit: &ShapeLit, env: &Env) -> String {
+    let scratch = Ctxt::new();
+    let shape = eval_shape(&scratch, lit, env);
+    let errors = scratch.into_errors();
+    let text = fmt_shape(&shape);
+    let mut out = if text != shape_text(lit) && errors.is_empty() {
+        format!(" (= {text} here)")
+    } else {
+        String::new()
+    };
+    for e in errors {
+        out.push_str(&format!("\n  {}", e.message));
+    }
+    out
+}
+
+/// A fix in numbers suits a network; in a block it would break the other
+/// uses, so none is offered there.
+fn numeric_help(owner: &str, help: String) -> Vec<String> {
+    if owner == "block" {
+        Vec::new()
+    } else {
+        vec![help]
+    }
 }
 
 /// Rule: the declared output `-> [..]` equals the last layer's shape.
@@ -228,13 +258,14 @@ pub fn declared_output(
         item,
         span: lit.span,
         message: format!(
-            "the {owner} is declared to give {}, but {prev} gives {}",
+            "the {owner} is declared to give {}{}, but {prev} gives {}",
             shape_text(lit),
+            evaluated(lit, env),
             fmt_shape(inferred)
         ),
         kind: FailKind::Mismatch,
         tail: Vec::new(),
-        help: vec![format!("declare `-> {}`", fmt_shape(inferred))],
+        help: numeric_help(owner, format!("declare `-> {}`", fmt_shape(inferred))),
         reported: false,
     })
 }
@@ -319,10 +350,12 @@ pub fn check_program(
                 if let (Some(decl), Some(shape)) = (decl, &out) {
                     let what = format!("the `{}`", merge_symbol(kind));
                     if let Some(f) = declared_output(0, shape, decl, &what, env, owner) {
-                        cx.error(
-                            f.span,
-                            format!("{}\nhelp: {}", f.message, f.help.join("\n      or ")),
-                        );
+                        let help = if f.help.is_empty() {
+                            String::new()
+                        } else {
+                            format!("\nhelp: {}", f.help.join("\n      or "))
+                        };
+                        cx.error(f.span, format!("{}{help}", f.message));
                     }
                 }
                 (out, None)

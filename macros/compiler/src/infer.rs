@@ -82,7 +82,9 @@ pub fn infer(
         match item {
             Item::Assert(lit) => {
                 if let Some(shape) = &cur {
-                    if let Some(f) = check::assertion(i, shape, lit, &prev_label, ctx.env) {
+                    if let Some(f) =
+                        check::assertion(i, shape, lit, &prev_label, ctx.env, ctx.owner)
+                    {
                         failures.push(f);
                     }
                 }
@@ -965,11 +967,26 @@ pub fn merge(
                     (Dim::Known(s), Dim::Known(l)) if l > s => return larger(s, l),
                     (Dim::Known(_), Dim::Known(_)) => {}
                     (s, l) if s == l => {}
-                    (Dim::Lin(s), Dim::Lin(l))
-                        if s.sym == l.sym && (s.num, s.den) == (l.num, l.den) =>
-                    {
-                        if l.off > s.off {
+                    (Dim::Lin(s), Dim::Lin(l)) if s.sym == l.sym => {
+                        // s - l = (qs - ql)*S + (os - ol) must not be negative.
+                        let (a, b) = (
+                            (s.num as u128) * (l.den as u128),
+                            (l.num as u128) * (s.den as u128),
+                        );
+                        if a == b {
+                            if l.off > s.off {
+                                return larger(s, l);
+                            }
+                        } else if a < b {
                             return larger(s, l);
+                        } else {
+                            let diff = crate::shape::Lin {
+                                sym: s.sym.clone(),
+                                num: (a - b).min(u64::MAX as u128) as u64,
+                                den: s.den.saturating_mul(l.den),
+                                off: s.off - l.off,
+                            };
+                            cons.need_at_least(&diff, 0, &format!("the `crop` to {}", like.2));
                         }
                     }
                     (Dim::Lin(s), Dim::Known(l)) => {
@@ -1007,22 +1024,31 @@ pub fn merge(
             }
             let (h, w) = size.value;
             let (top, left) = offset.map_or((0, 0), |o| o.value);
-            for (axis, name, want, start) in [(2, "H", h, top), (3, "W", w, left)] {
+            for (axis, name, want, start, key) in
+                [(2, "H", h, top, "top"), (3, "W", w, left, "left")]
+            {
                 let need = want + start;
-                let from = if offset.is_some() {
-                    format!("{start} + {want} = {need}")
-                } else {
-                    need.to_string()
-                };
                 match &src.0[axis] {
-                    Dim::Known(n) if *n < need => {
+                    Dim::Known(n) if *n < want => {
                         return Err((
                             size.span,
                             format!(
-                                "`crop` is larger than its source: {name} needs {from}, but {} has {name} = {n}\n  {}: {}",
+                                "`crop` is larger than its source: {name} = {want}, but {} has {name} = {n}\n  {}: {}",
                                 src.2,
                                 src.2,
                                 fmt_shape(&src.0)
+                            ),
+                        ))
+                    }
+                    Dim::Known(n) if *n < need => {
+                        let o = offset.map_or(size.span, |o| o.span);
+                        return Err((
+                            o,
+                            format!(
+                                "the crop runs past the edge of {}: `{key} = {start}` with {name} = {want} ends at {need}, \
+                                 but {name} is {n}\nhelp: `{key}` at most {}",
+                                src.2,
+                                n - want
                             ),
                         ))
                     }
@@ -1071,19 +1097,64 @@ pub fn merge(
                     ),
                 ));
             };
+            let how_span = match &how {
+                crate::resolve::SplitSpec::Chunk(n) | crate::resolve::SplitSpec::Size(n) => n.span,
+                crate::resolve::SplitSpec::Sizes(v) => match (v.first(), v.last()) {
+                    (Some(a), Some(b)) => a.span.to(b.span),
+                    _ => span,
+                },
+            };
             let ranges = piece_ranges(&how, total).map_err(|m| {
                 (
-                    span,
-                    format!("{m}: dim {d} of {} is {}", src.2, fmt_shape(&src.0)),
+                    how_span,
+                    format!(
+                        "{m}, but dim {d} of {} is {total} ({})\nhelp: write sizes that add up to {total}",
+                        src.2,
+                        fmt_shape(&src.0)
+                    ),
                 )
             })?;
             if ranges.len() != count {
+                let parts: Vec<String> = ranges.iter().map(|r| r.1.to_string()).collect();
+                let (call, why, help) = match &how {
+                    crate::resolve::SplitSpec::Chunk(n) => (
+                        format!("chunk(.., {})", n.value),
+                        format!(
+                            "; torch.chunk cuts pieces of ceil({total} / {}) = {}",
+                            n.value,
+                            total.div_ceil(n.value)
+                        ),
+                        format!(
+                            "bind {} names, or give the sizes: `split(.., [..], dim = {dim})`",
+                            ranges.len()
+                        ),
+                    ),
+                    crate::resolve::SplitSpec::Size(n) => (
+                        format!("split(.., {})", n.value),
+                        String::new(),
+                        if total % count as u64 == 0 {
+                            format!(
+                                "bind {} names, or split into {count}: `split(.., {}, dim = {dim})`",
+                                ranges.len(),
+                                total / count as u64
+                            )
+                        } else {
+                            format!("bind {} names", ranges.len())
+                        },
+                    ),
+                    crate::resolve::SplitSpec::Sizes(_) => (
+                        "split".to_string(),
+                        String::new(),
+                        format!("bind {} names", ranges.len()),
+                    ),
+                };
                 return Err((
-                    span,
+                    how_span,
                     format!(
-                        "this gives {} tensors from dim {d} = {total} of {}, but `let` binds {count}",
+                        "`{call}` of dim {d} = {total} of {} gives {} tensors ({}{why}), but `let` binds {count}\nhelp: {help}",
+                        src.2,
                         ranges.len(),
-                        src.2
+                        parts.join(" + ")
                     ),
                 ));
             }

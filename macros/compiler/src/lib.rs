@@ -104,6 +104,10 @@ pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
             irs.push(Err(net));
         }
     }
+    // After other errors, an unused block is most likely a misspelt use.
+    if cx.error_count() == 0 {
+        blocks.check_unused(&spec.networks);
+    }
     let (block_tokens, code) = emit::emit_blocks(&spec.blocks, &reg);
     let mut out = TokenStream::new();
     let mut fallback = TokenStream::new();

@@ -327,7 +327,18 @@ fn parse_body(cx: &Ctxt, input: ParseStream) -> syn::Result<Body> {
         let names = if input.peek(syn::token::Paren) {
             let content;
             syn::parenthesized!(content in input);
-            let names = content.parse_terminated(Ident::parse, Token![,])?;
+            // `_` drops a piece.
+            let names = content.parse_terminated(
+                |s: ParseStream| {
+                    if s.peek(Token![_]) {
+                        let u: Token![_] = s.parse()?;
+                        Ok(Ident::new("_", u.span))
+                    } else {
+                        Ident::parse(s)
+                    }
+                },
+                Token![,],
+            )?;
             if names.is_empty() {
                 return Err(content.error("expected names: `let (a, b) = chunk(x, 2, dim = 1);`"));
             }
@@ -564,9 +575,9 @@ fn parse_atom_head(cx: &Ctxt, input: ParseStream) -> syn::Result<Head> {
         if !content.is_empty() {
             return Err(content.error("expected `}`: a branch is one tensor expression"));
         }
-        input.parse::<Token![else]>().map_err(|e| {
+        input.parse::<Token![else]>().map_err(|_| {
             syn::Error::new(
-                e.span(),
+                kw.span,
                 "an `if` needs an `else`: both branches give the tensor, e.g. `if C != out { x -> proj: Conv2d(out, kernel = 1) } else { x }`",
             )
         })?;

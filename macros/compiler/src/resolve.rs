@@ -454,6 +454,9 @@ pub fn resolve_body(cx: &Ctxt, scope: Scope, input: &Ident, body: Option<&Body>)
         };
         for (ident, value) in l.names.iter().zip(values) {
             let name = ident.to_string();
+            if name == "_" {
+                continue;
+            }
             if *input == name || r.names.iter().any(|(n, ..)| *n == name) {
                 cx.error(
                     SpanRange::single(ident.span()),
@@ -819,9 +822,17 @@ pub fn subst(cx: &Ctxt, env: &Env, v: &Value) -> Option<Value> {
                     EnvVal::Dim(d) => {
                         cx.error(
                             s,
-                            format!(
-                                "`{i}` is `{d}` here, a size only the input decides; this needs a number known at compile time"
-                            ),
+                            if *i == d.to_string() {
+                                format!(
+                                    "`{i}` is a size of the input, known only when the network runs; \
+                                     this needs a number known at compile time"
+                                )
+                            } else {
+                                format!(
+                                    "`{i}` is `{d}` here, a size of the input known only when the network \
+                                     runs; this needs a number known at compile time"
+                                )
+                            },
                         );
                         None
                     }
@@ -925,18 +936,33 @@ pub fn eval_cond(cx: &Ctxt, env: &Env, c: &Cond) -> Option<bool> {
                 (Value::Int(x, _), Value::Float(y, _)) => (*x as f64).partial_cmp(y),
                 (Value::Float(x, _), Value::Int(y, _)) => x.partial_cmp(&(*y as f64)),
                 (Value::Bool(x, _), Value::Bool(y, _)) => x.partial_cmp(y),
+                (Value::Int(..) | Value::Float(..), Value::Bool(true, s2))
+                    if format!("{:?}", s2.start) == format!("{:?}", a.span().start) =>
+                {
+                    // `if stride { .. }`: a bare number parameter.
+                    cx.error(
+                        a.span(),
+                        format!(
+                            "`{a}` is a number, not a condition\nhelp: compare it, e.g. `{a} != 1`"
+                        ),
+                    );
+                    return None;
+                }
                 _ => {
                     let bad = if matches!(a, Value::Ident(_)) { &a } else { &b };
                     let msg = match bad {
-                        Value::Ident(i) => format!(
-                            "unknown name `{i}` in a condition: a condition compares block parameters, \
-                             dims of the input and numbers"
-                        ),
-                        other => format!(
-                            "cannot compare {} with {}",
-                            a.kind(),
-                            if std::ptr::eq(other, &a) { b.kind() } else { a.kind() }
-                        ),
+                        Value::Ident(i) => {
+                            let known: Vec<&str> = env.keys().map(String::as_str).collect();
+                            let hint = match did_you_mean(&i.to_string(), known.iter().copied()) {
+                                Some(s) => format!("\nhelp: did you mean `{s}`?"),
+                                None => String::new(),
+                            };
+                            format!(
+                                "unknown name `{i}` in a condition: a condition compares block parameters, \
+                                 dims of the input and numbers{hint}"
+                            )
+                        }
+                        _ => format!("cannot compare {} with {}", a.kind(), b.kind()),
                     };
                     cx.error(bad.span(), msg);
                     return None;
@@ -1023,10 +1049,17 @@ fn flatten(
                 } else if in_seq {
                     None
                 } else {
+                    let body = match &rep.body {
+                        RepeatBody::Layer(l) => format!("{}(..)", l.op),
+                        RepeatBody::Items(_) => "{ .. }".to_string(),
+                    };
                     cx.error(
                         SpanRange::single(rep.keyword.span()),
-                        "a `repeat` needs a name, which prefixes its copies' parameter names \
-                         (`layers.0.weight`)\nhelp: write `layers: repeat 3 { .. }`",
+                        format!(
+                            "a `repeat` needs a name, which prefixes its copies' parameter names \
+                             (`layers.0.weight`)\nhelp: write `layers: repeat {} {body}`",
+                            rep.count
+                        ),
                     );
                     Some(vec!["repeat".to_string()])
                 };
@@ -1185,13 +1218,21 @@ fn resolve_layer(cx: &Ctxt, scope: Scope, layer: &Layer, path: Vec<String>) -> R
                     Some(Ok(a)) => a.clone(),
                     _ => Vec::new(),
                 };
-                Some(Op::Block(Box::new(BlockUse {
+                let call = match &layer.args {
+                    None => written.clone(),
+                    Some(_) => format!("{written}({})", fmt_args(&args)),
+                };
+                let u = BlockUse {
                     def,
                     block: written.clone(),
-                    label: format!("{label}: {written}({})", fmt_args(&args)),
+                    label: format!("{label}: {call}"),
                     args,
                     span: layer.span,
-                })))
+                };
+                // Arguments are checked here too, so a mistake in them is
+                // reported even where the use's input is unknown.
+                let ok = crate::block::bind_args(cx, &scope.blocks[def], &u).is_some();
+                ok.then(|| Op::Block(Box::new(u)))
             }
         },
         (None, None) => {

@@ -217,9 +217,11 @@ impl Constraints {
             r.multiple = l;
             r.multiple_why = why.to_string();
         }
-        // A raised multiple raises the minimum to a multiple too.
+        // A raised multiple raises the minimum to a multiple too (a size
+        // must be at least one multiple: the same layer needs it).
         if r.min % r.multiple != 0 {
             r.min = r.min.div_ceil(r.multiple) * r.multiple;
+            r.min_why = r.multiple_why.clone();
         }
     }
 
@@ -244,6 +246,7 @@ impl Constraints {
             }
             if r.min % r.multiple != 0 {
                 r.min = r.min.div_ceil(r.multiple) * r.multiple;
+                r.min_why = r.multiple_why.clone();
             }
         }
     }
