@@ -297,7 +297,7 @@ pub fn check_program(
     owner: &'static str,
 ) -> ProgramShapes {
     let mut values: Vec<Option<Shape>> = vec![Some(input)];
-    let mut chains = Vec::with_capacity(program.nodes.len());
+    let mut chains: Vec<Option<Inferred>> = Vec::with_capacity(program.nodes.len());
     let mut constraints = Constraints::default();
     let name_of = |v: usize| value_name(input_name, program, v);
     for (i, node) in program.nodes.iter().enumerate() {
@@ -342,6 +342,42 @@ pub fn check_program(
                     match crate::infer::merge(kind, &shapes, *span, &mut constraints) {
                         Ok(shape) => Some(shape),
                         Err((span, message)) => {
+                            // How each input got its shape: the arithmetic of
+                            // the chain that made it.
+                            let mut message = message;
+                            let mut derivations = Vec::new();
+                            for (v, _) in inputs {
+                                let Some(v) = *v else { continue };
+                                let Some(Some(inferred)) =
+                                    v.checked_sub(1).and_then(|i| chains.get(i))
+                                else {
+                                    continue;
+                                };
+                                let traces: Vec<&String> = inferred
+                                    .nodes
+                                    .iter()
+                                    .filter_map(|n| n.trace.as_ref())
+                                    .collect();
+                                if traces.is_empty() {
+                                    continue;
+                                }
+                                let skip = traces.len().saturating_sub(3);
+                                let mut line = format!("{} came from", name_of(v));
+                                if skip > 0 {
+                                    line.push_str(&format!(" ({skip} earlier steps) .."));
+                                }
+                                derivations.push(line);
+                                for t in &traces[skip..] {
+                                    derivations.push(format!("  {t}"));
+                                }
+                            }
+                            if !derivations.is_empty() {
+                                // Before the help line, if there is one.
+                                let at = message.find("\nhelp:").unwrap_or(message.len());
+                                let lines: String =
+                                    derivations.iter().map(|l| format!("\n  {l}")).collect();
+                                message.insert_str(at, &lines);
+                            }
                             cx.error(span, message);
                             None
                         }
