@@ -14,6 +14,8 @@ include!("../tests/networks/alexnet.rs");
 include!("../tests/networks/vgg16.rs");
 include!("../tests/networks/lenet.rs");
 include!("networks/vgg16_bn.rs");
+include!("networks/resnet18_longhand.rs");
+include!("../tests/networks/resnet18.rs");
 
 network! {
     /// One VGG-BN style block: 3x3 conv, batch norm, ReLU.
@@ -369,6 +371,24 @@ fn main() {
         &|| hand.forward(&x),
     );
     drop((vggbn, hand));
+
+    // ResNet-18 from eight uses of one block against the same network written
+    // out layer by layer: what a block costs at run time.
+    let blocks = ResNet18::new_seeded(0, &dev).unwrap();
+    let tensors: std::collections::HashMap<String, Tensor> = blocks
+        .named_tensors()
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t.clone()))
+        .collect();
+    let longhand = ResNet18Longhand::from_tensors(tensors, &dev).unwrap();
+    let x = Tensor::rand(0f32, 1.0, (1, 3, 224, 224), &dev).unwrap();
+    pair(
+        "ResNet-18, batch 1: BasicBlock block vs written out (both netdsl)",
+        rounds(10),
+        &|| blocks.forward(&x),
+        &|| longhand.forward(&x),
+    );
+    drop((blocks, longhand));
 
     // Batch norm folded into the convolution against conv, then batch norm.
     let mut folded = ConvBnRelu::new_seeded(0, &dev).unwrap();

@@ -1,6 +1,7 @@
 //! The expansion compiles without warnings under `#![deny(warnings)]`, with
 //! the user's own `Result`, `Tensor`, `Device` and `Error` in scope, and for a
-//! private network whose methods are never called.
+//! private network whose methods are never called, and for private blocks
+//! (one with an optional child and a float parameter, one used once).
 #![deny(warnings)]
 
 #[allow(dead_code)]
@@ -22,6 +23,19 @@ netdsl::network! {
     pub(crate) Used(image: [N, 2, 9, 7]) -> [N, 4, 3, 4] {
         image -> c: Conv2d(2 -> 4, kernel = (3, 1), stride = (3, 2), padding = (0, 0, 1, 1), groups = 2)
     }
+
+    block Res(x: [B, C, H, W], out: usize, p: f64 = 0.1) {
+        let y = x -> conv: Conv2d(out, kernel = 3, padding = 1) -> drop: Dropout(p);
+        let s = if C != out { x -> proj: Conv2d(out, kernel = 1) } else { x };
+        y + s
+    }
+    block Once(x: [B, C, H, W]) {
+        x -> seq { BatchNorm2d -> relu }
+    }
+    WithBlocks(x: [B, 3, H, W]) {
+        let (a, _) = chunk(x -> r1: Res(4) -> r2: Res(4, p = 0.2) -> once: Once, 2, dim = 1);
+        a -> max_pool(2)
+    }
 }
 
 #[test]
@@ -30,4 +44,7 @@ fn private_networks_and_user_names_compile() {
     let net = Used::new_seeded(1, &dev).unwrap();
     let x = netdsl::candle::Tensor::ones((2, 2, 9, 7), netdsl::candle::DType::F32, &dev).unwrap();
     assert_eq!(net.forward(&x).unwrap().dims(), &[2, 4, 3, 4]);
+    let blocks = WithBlocks::new_seeded(1, &dev).unwrap();
+    let x = netdsl::candle::Tensor::ones((1, 3, 6, 4), netdsl::candle::DType::F32, &dev).unwrap();
+    assert_eq!(blocks.forward(&x).unwrap().dims(), &[1, 2, 3, 2]);
 }
