@@ -1,7 +1,7 @@
-//! ResNet-18 in `network!` with torchvision's module names (basic blocks
-//! with identity or 1x1-projection shortcuts, written with `let` and `+`):
-//! prints the summary and the fusions (all 20 batch norms fold into their
-//! convolutions), runs a forward pass and prints the top-5 classes.
+//! ResNet-18 in `network!` with torchvision's module names, from eight uses
+//! of one `BasicBlock` block (identity or 1x1-projection shortcut, chosen per
+//! use by an `if`): prints the summary and the fusions (every batch norm folds
+//! into its convolution), runs a forward pass and prints the top-5 classes.
 //!
 //! ```text
 //! cargo run --release --example resnet

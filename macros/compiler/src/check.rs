@@ -158,6 +158,22 @@ pub fn eval_dim(cx: &Ctxt, d: &DimLit, env: &Env) -> Option<Dim> {
                     (ArithOp::Add, Dim::Lin(x), Dim::Lin(y)) if x.sym == y.sym => {
                         Some(Dim::Lin(x.add(y)))
                     }
+                    (ArithOp::Sub, Dim::Lin(x), Dim::Lin(y)) if x.sym == y.sym => {
+                        // x - y = (qx - qy)*S + (ox - oy)
+                        let (a, b) = (x.num * y.den, y.num * x.den);
+                        let den = x.den * y.den;
+                        let off = x.off - y.off;
+                        match a.cmp(&b) {
+                            std::cmp::Ordering::Equal if off >= 0 => Some(Dim::Known(off as u64)),
+                            std::cmp::Ordering::Greater => Some(Dim::Lin(
+                                crate::shape::Lin::sym(x.sym.clone())
+                                    .scale(a - b)
+                                    .floor_div(den)
+                                    .shift(off),
+                            )),
+                            _ => fail(format!("{a} - {b} can be negative", a = x, b = y)),
+                        }
+                    }
                     _ => Some(Dim::Sym(format!("{a}{}{b}", op.symbol()))),
                 }
             }

@@ -1464,7 +1464,15 @@ fn group_block(
             let ident = if classes.is_empty() {
                 defs[d].name.clone()
             } else {
-                format_ident!("{}{}", defs[d].name, classes.len() + 1)
+                // `Name2`, `Name3`, ..: the first not taken by another block.
+                let mut k = classes.len() + 1;
+                while defs
+                    .iter()
+                    .any(|b| b.name == format!("{}{k}", defs[d].name))
+                {
+                    k += 1;
+                }
+                format_ident!("{}{}", defs[d].name, k)
             };
             if let Some(class) = merge_class(defs, reg, d, &[i], code, ident) {
                 classes.push(class);
@@ -1612,7 +1620,9 @@ fn block_struct(def: &crate::ast::BlockDef, class: &Class, uses: usize) -> Token
     let decls = class.fields.iter().map(|f| {
         let (id, ty) = (&f.ident, &f.ty);
         if f.optional {
-            quote!(pub #id: ::core::option::Option<#ty>,)
+            // Not `pub`: the weights' names follow the manifest, so a child
+            // must not be removed or added after construction.
+            quote!(#id: ::core::option::Option<#ty>,)
         } else {
             quote!(pub #id: #ty,)
         }

@@ -246,7 +246,17 @@ fn step(cx: &Step, op: &Op) -> StepResult {
                 f.reported = true;
                 return Err(f);
             };
-            cx.cons.borrow_mut().merge(&inst.shapes.constraints);
+            // A rule from inside the block names the use too.
+            let mut rules = inst.shapes.constraints.clone();
+            let at = u.label.split(": ").next().unwrap_or(&u.label);
+            for r in rules.rules.values_mut() {
+                for why in [&mut r.multiple_why, &mut r.min_why] {
+                    if !why.is_empty() {
+                        *why = format!("{why} in `{at}`");
+                    }
+                }
+            }
+            cx.cons.borrow_mut().merge(&rules);
             let trace = format!(
                 "{}: {} -> {}",
                 u.label,

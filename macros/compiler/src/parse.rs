@@ -375,22 +375,35 @@ fn parse_expr(cx: &Ctxt, input: ParseStream) -> syn::Result<Expr> {
     })
 }
 
-/// `atom ((+ | - | *) atom)*`, left to right.
+/// `product ((+ | -) product)*`, left to right; `*` binds tighter, as in Rust.
 fn parse_sum(cx: &Ctxt, input: ParseStream) -> syn::Result<Head> {
-    let mut head = parse_atom_head(cx, input)?;
+    parse_binary(cx, input, true)
+}
+
+/// One precedence level of tensor arithmetic: sums of products (`sum`), or
+/// products of atoms.
+fn parse_binary(cx: &Ctxt, input: ParseStream, sum: bool) -> syn::Result<Head> {
+    let operand = |input: ParseStream| {
+        if sum {
+            parse_binary(cx, input, false)
+        } else {
+            parse_atom_head(cx, input)
+        }
+    };
+    let mut head = operand(input)?;
     loop {
-        let op = if input.peek(Token![+]) {
+        let op = if sum && input.peek(Token![+]) {
             BinOp::Add
-        } else if input.peek(Token![-]) && !input.peek(Token![->]) {
+        } else if sum && input.peek(Token![-]) && !input.peek(Token![->]) {
             BinOp::Sub
-        } else if input.peek(Token![*]) {
+        } else if !sum && input.peek(Token![*]) {
             BinOp::Mul
         } else {
             return Ok(head);
         };
         let tok: proc_macro2::TokenTree = input.parse()?;
         let rhs_span = input.span();
-        let rhs = parse_atom_head(cx, input)?;
+        let rhs = operand(input)?;
         let span = SpanRange::single(tok.span());
         let wrap = |h: Head, s| {
             Box::new(Expr {
@@ -673,7 +686,14 @@ fn parse_layer(cx: &Ctxt, input: ParseStream) -> syn::Result<ChainItem> {
         (None, first)
     };
     let start = name.as_ref().unwrap_or(&op).span();
-    if op == "repeat" && !input.peek(syn::token::Paren) {
+    // `repeat 3 X`, `repeat n { .. }`, `repeat (n - 1) X`: a count, then what
+    // to repeat (no op is called `repeat`).
+    let counted = || {
+        let fork = input.fork();
+        let group: syn::Result<proc_macro2::Group> = fork.parse();
+        group.is_ok() && (fork.peek(Ident) || fork.peek(syn::token::Brace))
+    };
+    if op == "repeat" && (!input.peek(syn::token::Paren) || counted()) {
         let count = parse_atom(input)?;
         let (body, end) = if input.peek(syn::token::Brace) {
             let content;

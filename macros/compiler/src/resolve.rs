@@ -928,6 +928,7 @@ pub fn eval_cond(cx: &Ctxt, env: &Env, c: &Cond) -> Option<bool> {
             Some(a? || b?)
         }
         Cond::Cmp(op, a, b) => {
+            let written = a.to_string();
             let (a, b) = (subst(cx, env, a), subst(cx, env, b));
             let (a, b) = (a?, b?);
             let ord = match (&a, &b) {
@@ -943,7 +944,7 @@ pub fn eval_cond(cx: &Ctxt, env: &Env, c: &Cond) -> Option<bool> {
                     cx.error(
                         a.span(),
                         format!(
-                            "`{a}` is a number, not a condition\nhelp: compare it, e.g. `{a} != 1`"
+                            "`{written}` is a number, not a condition\nhelp: compare it, e.g. `{written} != 1`"
                         ),
                     );
                     return None;
@@ -995,7 +996,34 @@ fn flatten(
     out: &mut Vec<Item>,
     seen: &mut HashMap<String, SpanRange>,
 ) {
-    let mut index = 0usize;
+    walk_items(cx, scope, items, prefix, in_seq, 0, out, seen)
+}
+
+/// A `seq`'s items numbered from `start`.
+fn flatten_from(
+    cx: &Ctxt,
+    scope: Scope,
+    items: &[ChainItem],
+    prefix: &[String],
+    start: usize,
+    out: &mut Vec<Item>,
+    seen: &mut HashMap<String, SpanRange>,
+) {
+    walk_items(cx, scope, items, prefix, true, start, out, seen)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk_items(
+    cx: &Ctxt,
+    scope: Scope,
+    items: &[ChainItem],
+    prefix: &[String],
+    in_seq: bool,
+    start: usize,
+    out: &mut Vec<Item>,
+    seen: &mut HashMap<String, SpanRange>,
+) {
+    let mut index = start;
     for item in items {
         match item {
             ChainItem::Assert(s) => out.push(Item::Assert(s.clone())),
@@ -1099,7 +1127,13 @@ fn flatten(
                     // A block whose body is an unnamed `seq` is an
                     // `nn.Sequential`: its children are `0`, `1`, ..
                     None if scope.owner == "block" && prefix.is_empty() && !in_seq => {
-                        flatten(cx, scope, &seq.items, &[], true, out, seen)
+                        // Numbering goes on from the block's earlier numbered children.
+                        let start = seen
+                            .keys()
+                            .filter_map(|k| k.parse::<usize>().ok())
+                            .max()
+                            .map_or(0, |m| m + 1);
+                        flatten_from(cx, scope, &seq.items, &[], start, out, seen)
                     }
                     None => {
                         cx.error(
@@ -1290,13 +1324,19 @@ fn resolve_layer(cx: &Ctxt, scope: Scope, layer: &Layer, path: Vec<String>) -> R
     };
     if let Some(op) = &op {
         if op.has_params() && path.is_empty() {
-            cx.error(
-                SpanRange::single(layer.op.span()),
+            let message = if matches!(op, Op::Block(_)) {
+                format!(
+                    "a use of block `{written}` needs a name: it becomes the field that holds \
+                     the use and prefixes its parameters (`layer1.conv.weight`)\n\
+                     help: write `layer1: {written}(..)`"
+                )
+            } else {
                 format!(
                     "`{written}` has parameters, so it needs a name, which becomes its \
                      parameter names (`conv1.weight`)\nhelp: write `conv1: {written}(..)`"
-                ),
-            );
+                )
+            };
+            cx.error(SpanRange::single(layer.op.span()), message);
         }
     }
     ResolvedLayer {
