@@ -6,6 +6,8 @@
 use netdsl::candle::{DType, Device, Tensor};
 use netdsl::network;
 
+mod common;
+
 network! {
     /// `*` binds tighter than `+` and `-`: `x + x * x - x` is `x * x`.
     Precedence(x: [B, 3]) -> [B, 3] {
@@ -36,16 +38,7 @@ fn multiplication_binds_tighter_than_addition() {
     let net = Precedence::new_seeded(0, &dev).unwrap();
     let x = Tensor::new(&[[1f32, 2., 3.], [-1., 0.5, 4.]], &dev).unwrap();
     let y = net.forward(&x).unwrap();
-    let want = x.sqr().unwrap();
-    let diff: f32 = (y - want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
-    assert_eq!(diff, 0.0);
+    assert_eq!(common::rel_err(&x.sqr().unwrap(), &y), 0.0);
 }
 
 #[test]

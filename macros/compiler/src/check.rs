@@ -217,18 +217,38 @@ pub fn assertion(
     env: &Env,
     owner: &str,
 ) -> Option<Failure> {
-    (!agrees(inferred, lit, env)).then(|| Failure {
+    disagreement(item, inferred, lit, env, owner, |written| {
+        (
+            format!(
+                "shape assertion failed: {prev} gives {}, but the assertion says {written}",
+                fmt_shape(inferred)
+            ),
+            format!("assert `: {}`", fmt_shape(inferred)),
+        )
+    })
+}
+
+/// A failure when `inferred` does not agree with the written `lit`:
+/// `texts(written shape)` gives the message and the fix in numbers.
+fn disagreement(
+    item: usize,
+    inferred: &Shape,
+    lit: &ShapeLit,
+    env: &Env,
+    owner: &str,
+    texts: impl FnOnce(String) -> (String, String),
+) -> Option<Failure> {
+    if agrees(inferred, lit, env) {
+        return None;
+    }
+    let (message, help) = texts(format!("{}{}", shape_text(lit), evaluated(lit, env)));
+    Some(Failure {
         item,
         span: lit.span,
-        message: format!(
-            "shape assertion failed: {prev} gives {}, but the assertion says {}{}",
-            fmt_shape(inferred),
-            shape_text(lit),
-            evaluated(lit, env)
-        ),
+        message,
         kind: FailKind::Mismatch,
         tail: Vec::new(),
-        help: numeric_help(owner, format!("assert `: {}`", fmt_shape(inferred))),
+        help: numeric_help(owner, help),
         reported: false,
     })
 }
@@ -270,19 +290,14 @@ pub fn declared_output(
     env: &Env,
     owner: &str,
 ) -> Option<Failure> {
-    (!agrees(inferred, lit, env)).then(|| Failure {
-        item,
-        span: lit.span,
-        message: format!(
-            "the {owner} is declared to give {}{}, but {prev} gives {}",
-            shape_text(lit),
-            evaluated(lit, env),
-            fmt_shape(inferred)
-        ),
-        kind: FailKind::Mismatch,
-        tail: Vec::new(),
-        help: numeric_help(owner, format!("declare `-> {}`", fmt_shape(inferred))),
-        reported: false,
+    disagreement(item, inferred, lit, env, owner, |written| {
+        (
+            format!(
+                "the {owner} is declared to give {written}, but {prev} gives {}",
+                fmt_shape(inferred)
+            ),
+            format!("declare `-> {}`", fmt_shape(inferred)),
+        )
     })
 }
 

@@ -1282,21 +1282,14 @@ impl Merger<'_> {
                         .iter()
                         .map(|t| t.trim_end_matches("usize").parse().ok())
                         .collect();
+                    let members: Vec<usize> = trees.iter().map(|(m, _)| *m).collect();
                     if let Some(ints) = ints {
-                        let mut vals = vec![0; self.members];
-                        for ((m, _), v) in trees.iter().zip(ints) {
-                            vals[*m] = v;
-                        }
-                        // The same numbers twice (a stride in the folded and
-                        // the plain path) are one entry.
-                        let k = match self.ints.iter().position(|v| *v == vals) {
-                            Some(k) => k,
-                            None => {
-                                self.ints.push(vals);
-                                self.ints.len() - 1
-                            }
-                        };
-                        let k = Literal::usize_unsuffixed(k);
+                        let k = Literal::usize_unsuffixed(hole(
+                            &mut self.ints,
+                            self.members,
+                            &members,
+                            ints,
+                        ));
                         if texts[0].ends_with("usize") {
                             out.extend(quote!(self.cfg[#k]));
                         } else {
@@ -1305,18 +1298,7 @@ impl Merger<'_> {
                         continue;
                     }
                     let floats: Option<Vec<f64>> = texts.iter().map(|t| t.parse().ok()).collect();
-                    let floats = floats?;
-                    let mut vals = vec![0.0; self.members];
-                    for ((m, _), v) in trees.iter().zip(floats) {
-                        vals[*m] = v;
-                    }
-                    let k = match self.floats.iter().position(|v| *v == vals) {
-                        Some(k) => k,
-                        None => {
-                            self.floats.push(vals);
-                            self.floats.len() - 1
-                        }
-                    };
+                    let k = hole(&mut self.floats, self.members, &members, floats?);
                     let k = Literal::usize_unsuffixed(k);
                     out.extend(quote!((self.cff[#k] as _)));
                 }
@@ -1330,6 +1312,28 @@ impl Merger<'_> {
             }
         }
         Some(out)
+    }
+}
+
+/// The entry of `table` holding `values` (one per member of the group;
+/// members outside it get the default), added if new: the same numbers twice
+/// (a stride in the folded and the plain path) are one entry.
+fn hole<T: Clone + Default + PartialEq>(
+    table: &mut Vec<Vec<T>>,
+    width: usize,
+    members: &[usize],
+    values: Vec<T>,
+) -> usize {
+    let mut row = vec![T::default(); width];
+    for (&m, v) in members.iter().zip(values) {
+        row[m] = v;
+    }
+    match table.iter().position(|r| *r == row) {
+        Some(k) => k,
+        None => {
+            table.push(row);
+            table.len() - 1
+        }
     }
 }
 

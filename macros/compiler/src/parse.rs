@@ -102,26 +102,12 @@ fn parse_block(
             default,
         });
     }
-    let output_shape = if input.peek(Token![->]) {
-        input.parse::<Token![->]>()?;
-        Some(parse_shape(input)?)
-    } else {
-        None
-    };
-    if !input.peek(syn::token::Brace) {
-        return Err(input.error("expected the block's body in braces: `{ x -> layer -> .. }`"));
-    }
-    let content;
-    let brace = syn::braced!(content in input);
-    let body = if content.is_empty() {
-        cx.error(
-            SpanRange::single(brace.span.join()),
-            "the block's body is empty\nhelp: write its layers, e.g. `{ x -> conv: Conv2d(out, kernel = 3) -> relu }`",
-        );
-        None
-    } else {
-        recover(cx, &content, |s| parse_body(cx, s))
-    };
+    let (output_shape, body) = parse_tail(
+        cx,
+        input,
+        "block",
+        "write its layers, e.g. `{ x -> conv: Conv2d(out, kernel = 3) -> relu }`",
+    )?;
     Ok(BlockDef {
         attrs,
         vis,
@@ -156,27 +142,12 @@ fn parse_network(
     if !content.is_empty() {
         return Err(content.error("a network takes one input tensor: `(x: [B, C, H, W])`"));
     }
-    let output_shape = if input.peek(Token![->]) {
-        input.parse::<Token![->]>()?;
-        Some(parse_shape(input)?)
-    } else {
-        None
-    };
-    if !input.peek(syn::token::Brace) {
-        return Err(input.error("expected the network's body in braces: `{ x -> layer -> .. }`"));
-    }
-    let content;
-    let brace = syn::braced!(content in input);
-    let body = if content.is_empty() {
-        cx.error(
-            SpanRange::single(brace.span.join()),
-            "the network's body is empty\nhelp: write the chain of layers, e.g. \
-             `{ x -> conv1: Conv2d(6, kernel = 5) -> relu }`",
-        );
-        None
-    } else {
-        recover(cx, &content, |s| parse_body(cx, s))
-    };
+    let (output_shape, body) = parse_tail(
+        cx,
+        input,
+        "network",
+        "write the chain of layers, e.g. `{ x -> conv1: Conv2d(6, kernel = 5) -> relu }`",
+    )?;
     Ok(Network {
         attrs,
         vis,
@@ -186,6 +157,39 @@ fn parse_network(
         output_shape,
         body,
     })
+}
+
+/// `( -> [shape] )? { body }` after a network's or block's inputs; an empty
+/// body is reported (with `help`) and parsing goes on.
+fn parse_tail(
+    cx: &Ctxt,
+    input: ParseStream,
+    what: &str,
+    help: &str,
+) -> syn::Result<(Option<ShapeLit>, Option<Body>)> {
+    let output_shape = if input.peek(Token![->]) {
+        input.parse::<Token![->]>()?;
+        Some(parse_shape(input)?)
+    } else {
+        None
+    };
+    if !input.peek(syn::token::Brace) {
+        return Err(input.error(format!(
+            "expected the {what}'s body in braces: `{{ x -> layer -> .. }}`"
+        )));
+    }
+    let content;
+    let brace = syn::braced!(content in input);
+    let body = if content.is_empty() {
+        cx.error(
+            SpanRange::single(brace.span.join()),
+            format!("the {what}'s body is empty\nhelp: {help}"),
+        );
+        None
+    } else {
+        recover(cx, &content, |s| parse_body(cx, s))
+    };
+    Ok((output_shape, body))
 }
 
 fn parse_shape(input: ParseStream) -> syn::Result<ShapeLit> {
