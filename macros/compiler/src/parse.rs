@@ -209,7 +209,7 @@ fn parse_shape(input: ParseStream) -> syn::Result<ShapeLit> {
             dims.push(DimLit::Wild(t.span));
         } else {
             let start = content.span();
-            let e = parse_dim_sum(&content)?;
+            let e = parse_dim_expr(&content)?;
             dims.push(match e {
                 DimExpr::Num(n, s) => DimLit::Lit(n, s),
                 DimExpr::Sym(i) => DimLit::Sym(i),
@@ -234,61 +234,34 @@ fn last_span(e: &DimExpr) -> proc_macro2::Span {
     }
 }
 
-/// `term ((+ | -) term)*`
-fn parse_dim_sum(input: ParseStream) -> syn::Result<DimExpr> {
-    let mut e = parse_dim_term(input)?;
-    loop {
-        let op = if input.peek(Token![+]) {
-            ArithOp::Add
-        } else if input.peek(Token![-]) && !input.peek(Token![->]) {
-            ArithOp::Sub
-        } else {
-            return Ok(e);
-        };
-        let _: proc_macro2::TokenTree = input.parse()?;
-        e = DimExpr::Bin(op, Box::new(e), Box::new(parse_dim_term(input)?));
-    }
-}
-
-/// `atom ((* | /) atom)*`
-fn parse_dim_term(input: ParseStream) -> syn::Result<DimExpr> {
-    let mut e = parse_dim_atom(input)?;
-    loop {
-        let op = if input.peek(Token![*]) {
-            ArithOp::Mul
-        } else if input.peek(Token![/]) {
-            ArithOp::Div
-        } else {
-            return Ok(e);
-        };
-        let _: proc_macro2::TokenTree = input.parse()?;
-        e = DimExpr::Bin(op, Box::new(e), Box::new(parse_dim_atom(input)?));
-    }
-}
-
-fn parse_dim_atom(input: ParseStream) -> syn::Result<DimExpr> {
-    let lookahead = input.lookahead1();
-    if lookahead.peek(LitInt) {
-        let lit: LitInt = input.parse()?;
-        let n: u64 = lit
-            .base10_parse()
-            .map_err(|_| syn::Error::new(lit.span(), "a dim must be a non-negative integer"))?;
-        Ok(DimExpr::Num(n, lit.span()))
-    } else if lookahead.peek(Ident) {
-        Ok(DimExpr::Sym(input.parse()?))
-    } else if lookahead.peek(syn::token::Paren) {
-        let content;
-        syn::parenthesized!(content in input);
-        let e = parse_dim_sum(&content)?;
-        if !content.is_empty() {
-            return Err(content.error("expected `)`"));
+/// A dim written as a value (`H`, `64`, `(H - 4) / 2`), as a dim.
+fn parse_dim_expr(input: ParseStream) -> syn::Result<DimExpr> {
+    fn convert(v: Value) -> syn::Result<DimExpr> {
+        match v {
+            Value::Int(n, s) if n >= 0 => Ok(DimExpr::Num(n as u64, s.start)),
+            Value::Ident(i) => Ok(DimExpr::Sym(i)),
+            Value::Arith(op, a, b, _) => Ok(DimExpr::Bin(
+                op,
+                Box::new(convert(*a)?),
+                Box::new(convert(*b)?),
+            )),
+            Value::Int(_, s) => Err(syn::Error::new(
+                s.start,
+                "a dim must be a non-negative integer",
+            )),
+            other => Err(syn::Error::new(
+                other.span().start,
+                format!(
+                    "a dim is a number, a symbol or arithmetic over them, not {}",
+                    other.kind()
+                ),
+            )),
         }
-        Ok(e)
-    } else if lookahead.peek(Token![_]) {
-        Err(input.error("`_` stands for a whole dim; it cannot be part of arithmetic"))
-    } else {
-        Err(lookahead.error())
     }
+    if input.peek(Token![_]) {
+        return Err(input.error("`_` stands for a whole dim; it cannot be part of arithmetic"));
+    }
+    convert(parse_arith(input)?)
 }
 
 /// Parses a delimited group's contents with `f`; on error, reports it, skips
