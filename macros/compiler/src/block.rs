@@ -8,7 +8,8 @@
 //! so a block that is right at one width and wrong at another says where.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 use proc_macro2::Ident;
 
@@ -28,6 +29,10 @@ pub struct Blocks<'a> {
     /// Errors inside blocks already reported for one use: the same mistake
     /// in another use is not reported again.
     seen: RefCell<HashSet<String>>,
+    /// Checked instances by block, arguments and input shape: uses that
+    /// agree in all three (`repeat 5 BasicBlock(256)`) are checked once, and
+    /// lowering reuses what checking found.
+    memo: RefCell<HashMap<String, Rc<Instance>>>,
 }
 
 /// One use of a block, checked: its own dataflow graph with every shape.
@@ -49,6 +54,7 @@ impl<'a> Blocks<'a> {
             depth: Cell::new(0),
             recursive: RefCell::new(vec![false; defs.len()]),
             seen: RefCell::new(HashSet::new()),
+            memo: RefCell::new(HashMap::new()),
         }
     }
 
@@ -169,7 +175,22 @@ impl<'a> Blocks<'a> {
     /// Instantiates `u` on an input of shape `input`. With `report`, errors
     /// are recorded (each inside the block naming this use); without, it
     /// only answers whether the use works (a trial while searching fixes).
-    pub fn instantiate(&self, u: &BlockUse, input: &Shape, report: bool) -> Option<Instance> {
+    pub fn instantiate(&self, u: &BlockUse, input: &Shape, report: bool) -> Option<Rc<Instance>> {
+        let key = format!(
+            "{}|{}|{}",
+            u.def,
+            crate::resolve::fmt_args(&u.args),
+            fmt_shape(input)
+        );
+        if let Some(inst) = self.memo.borrow().get(&key) {
+            return Some(inst.clone());
+        }
+        let inst = Rc::new(self.check_use(u, input, report)?);
+        self.memo.borrow_mut().insert(key, inst.clone());
+        Some(inst)
+    }
+
+    fn check_use(&self, u: &BlockUse, input: &Shape, report: bool) -> Option<Instance> {
         let def = self.defs.get(u.def)?;
         if self.recursive.borrow()[u.def] {
             return None;

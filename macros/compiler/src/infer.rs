@@ -263,7 +263,7 @@ fn step(cx: &Step, op: &Op) -> StepResult {
                 fmt_shape(cx.input),
                 fmt_shape(&inst.output)
             );
-            Ok((inst.output, Some(trace)))
+            Ok((inst.output.clone(), Some(trace)))
         }
         Op::Conv2d(c) => conv2d(cx, c),
         Op::ConvTranspose2d(c) => conv_transpose2d(cx, c),
