@@ -11,8 +11,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
-use proc_macro2::Ident;
-
 use crate::ast::{BlockDef, DimLit, ParamKind, Value};
 use crate::check::{check_program, eval_dim, ProgramShapes};
 use crate::diag::{did_you_mean, Ctxt, SpanRange};
@@ -37,7 +35,6 @@ pub struct Blocks<'a> {
 
 /// One use of a block, checked: its own dataflow graph with every shape.
 pub struct Instance {
-    pub env: Env,
     pub program: Program,
     pub shapes: ProgramShapes,
     pub output: Shape,
@@ -254,7 +251,6 @@ impl<'a> Blocks<'a> {
             .output
             .and_then(|v| shapes.values.get(v).cloned().flatten())?;
         Some(Instance {
-            env,
             program,
             shapes,
             output,
@@ -462,9 +458,4 @@ fn bind_input(cx: &Ctxt, def: &BlockDef, u: &BlockUse, input: &Shape, env: &mut 
         }
     }
     ok.then_some(())
-}
-
-/// The ident a block's struct has in emitted code.
-pub fn struct_ident(def: &BlockDef) -> Ident {
-    def.name.clone()
 }
