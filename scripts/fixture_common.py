@@ -40,3 +40,18 @@ def canonicalize_metadata(path):
     assert len(new) == len(body), path
     with open(path, "wb") as f:
         f.write(data[:8] + (new + text[len(body):]).encode("utf-8") + data[8 + n:])
+
+
+def save_checked(tensors, path, metadata):
+    """Writes `tensors` (made contiguous copies) as safetensors with sorted
+    metadata, then reads the file back and checks every tensor round-trips
+    exactly."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
+    save_file(tensors, path, metadata=metadata)
+    canonicalize_metadata(path)
+    back = load_file(path)
+    assert list(back) and set(back) == set(tensors), path
+    for k, v in tensors.items():
+        assert back[k].dtype == v.dtype and torch.equal(back[k], v), (path, k)

@@ -77,9 +77,8 @@ import sys
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
-from fixture_common import canonicalize_metadata, formula_input
+from fixture_common import formula_input, save_checked
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO_ROOT, "tests", "fixtures")
@@ -96,13 +95,7 @@ def meta(**extra):
 
 def save(tensors, name, **extra):
     path = os.path.join(FIXTURES, name)
-    tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
-    save_file(tensors, path, metadata=meta(**extra))
-    canonicalize_metadata(path)
-    back = load_file(path)
-    assert list(back) and set(back) == set(tensors), name
-    for k, v in tensors.items():
-        assert back[k].dtype == v.dtype and torch.equal(back[k], v), (name, k)
+    save_checked(tensors, path, meta(**extra))
     return path
 
 
