@@ -42,6 +42,25 @@ network! {
         cat(crop(d1, like = u1), u1, dim = 1) -> dec1: DoubleConv(4) -> out: Conv2d(2, kernel = 1)
     }
 
+    /// The expanding path's step as a block with two tensor inputs: the
+    /// up-convolution of `x`, the skip cropped to it, concatenated, then
+    /// `DoubleConv`.
+    block Up(x: [B, C, H, W], skip: [B, S, Hs, Ws], out: usize) -> [B, out, 2 * H - 4, 2 * W - 4] {
+        let u = x -> up: ConvTranspose2d(out, kernel = 2, stride = 2);
+        cat(crop(skip, like = u), u, dim = 1) -> conv: DoubleConv(out)
+    }
+
+    /// The small U-Net again, its expanding path from four uses of `Up`.
+    UNetSmallUp(x: [B, 1, 188, 188]) -> [B, 2, 4, 4] {
+        let d1 = x -> down1: DoubleConv(4);
+        let d2 = d1 -> max_pool(2) -> down2: DoubleConv(8);
+        let d3 = d2 -> max_pool(2) -> down3: DoubleConv(16);
+        let d4 = d3 -> max_pool(2) -> down4: DoubleConv(32);
+        d4 -> max_pool(2) -> bottom: DoubleConv(64)
+           -> up4: Up(d4, 32) -> up3: Up(d3, 16) -> up2: Up(d2, 8) -> up1: Up(skip = d1, out = 4)
+           -> out: Conv2d(2, kernel = 1)
+    }
+
     /// A residual block: the input added to two same-padded convolutions.
     Residual(x: [B, 8, 12, 12]) -> [B, 8, 12, 12] {
         let y = x -> conv1: Conv2d(8, kernel = 3, padding = 1) -> relu -> conv2: Conv2d(8, kernel = 3, padding = 1);
@@ -66,6 +85,42 @@ fn original_unet_shapes_and_summary() {
             UNet::SUMMARY
         );
     }
+}
+
+/// Blocks with two tensor inputs: the same weights under the block's names
+/// (`up4.weight` -> `up4.up.weight`, `dec4.0.weight` -> `up4.conv.0.weight`)
+/// give PyTorch's output.
+#[test]
+fn small_unet_from_up_blocks_matches_pytorch() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unet_small.safetensors");
+    let mut tensors = netdsl::candle::safetensors::load(path, &Device::Cpu).unwrap();
+    let expected = tensors.remove("output").unwrap();
+    let renamed = tensors
+        .into_iter()
+        .map(|(name, t)| {
+            let name = match name.split_once('.') {
+                Some((up, rest)) if up.starts_with("up") => format!("{up}.up.{rest}"),
+                Some((dec, rest)) if dec.starts_with("dec") => {
+                    format!("up{}.conv.{rest}", &dec[3..])
+                }
+                _ => name,
+            };
+            (name, t)
+        })
+        .collect();
+    let net = UNetSmallUp::from_tensors(renamed, &Device::Cpu).unwrap();
+    let out = net.forward(&formula_input((1, 1, 188, 188))).unwrap();
+    let err: f32 = out
+        .sub(&expected)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(err < 2e-5, "max |netdsl - torch| = {err}");
 }
 
 #[test]

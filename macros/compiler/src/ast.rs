@@ -32,6 +32,8 @@ pub struct BlockParam {
     pub kind: ParamKind,
     pub kind_span: Span,
     pub default: Option<Value>,
+    /// A further tensor input (`skip: [B, C, H, W]`): its shape.
+    pub shape: Option<ShapeLit>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +41,8 @@ pub enum ParamKind {
     Usize,
     F64,
     Bool,
+    /// A further tensor input, passed by name (`Up(d4, 512)`).
+    Tensor,
 }
 
 impl ParamKind {
@@ -47,6 +51,7 @@ impl ParamKind {
             ParamKind::Usize => "usize",
             ParamKind::F64 => "f64",
             ParamKind::Bool => "bool",
+            ParamKind::Tensor => "tensor",
         }
     }
 }

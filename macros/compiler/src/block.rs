@@ -172,23 +172,32 @@ impl<'a> Blocks<'a> {
     /// Instantiates `u` on an input of shape `input`. With `report`, errors
     /// are recorded (each inside the block naming this use); without, it
     /// only answers whether the use works (a trial while searching fixes).
-    pub fn instantiate(&self, u: &BlockUse, input: &Shape, report: bool) -> Option<Rc<Instance>> {
+    /// `inputs`: the chain's tensor, then each further tensor input in the
+    /// order the block declares them.
+    pub fn instantiate(
+        &self,
+        u: &BlockUse,
+        inputs: &[Shape],
+        report: bool,
+    ) -> Option<Rc<Instance>> {
+        let shapes: Vec<String> = inputs.iter().map(|s| fmt_shape(s)).collect();
         let key = format!(
             "{}|{}|{}",
             u.def,
             crate::resolve::fmt_args(&u.args),
-            fmt_shape(input)
+            shapes.join("|")
         );
         if let Some(inst) = self.memo.borrow().get(&key) {
             return Some(inst.clone());
         }
-        let inst = Rc::new(self.check_use(u, input, report)?);
+        let inst = Rc::new(self.check_use(u, inputs, report)?);
         self.memo.borrow_mut().insert(key, inst.clone());
         Some(inst)
     }
 
-    fn check_use(&self, u: &BlockUse, input: &Shape, report: bool) -> Option<Instance> {
+    fn check_use(&self, u: &BlockUse, inputs: &[Shape], report: bool) -> Option<Instance> {
         let def = self.defs.get(u.def)?;
+        let input = inputs.first()?;
         if self.recursive.borrow()[u.def] {
             return None;
         }
@@ -204,8 +213,28 @@ impl<'a> Blocks<'a> {
             );
             return None;
         }
-        let mut env = bind_args(out_cx, def, u)?;
-        bind_input(out_cx, def, u, input, &mut env)?;
+        let mut env = bind_args(out_cx, def, u)?.env;
+        bind_input(out_cx, &def.input_shape, "an input", u, input, &mut env)?;
+        let extra: Vec<&crate::ast::BlockParam> = def
+            .params
+            .iter()
+            .filter(|p| p.kind == ParamKind::Tensor)
+            .collect();
+        if extra.len() + 1 != inputs.len() {
+            return None;
+        }
+        for (p, given) in extra.iter().zip(&inputs[1..]) {
+            let pattern = p.shape.as_ref()?;
+            bind_input(
+                out_cx,
+                pattern,
+                &format!("`{}`", p.name),
+                u,
+                given,
+                &mut env,
+            )?;
+        }
+        let extra_names: Vec<proc_macro2::Ident> = extra.iter().map(|p| p.name.clone()).collect();
         def.body.as_ref()?;
         self.depth.set(self.depth.get() + 1);
         let inner = Ctxt::new();
@@ -214,12 +243,12 @@ impl<'a> Blocks<'a> {
             blocks: self.defs,
             owner: "block",
         };
-        let program = resolve_body(&inner, scope, &def.input, def.body.as_ref());
+        let program = resolve_body(&inner, scope, &def.input, &extra_names, def.body.as_ref());
         let shapes = check_program(
             &inner,
             self,
             &def.input,
-            input.clone(),
+            inputs.to_vec(),
             &program,
             def.output_shape.as_ref(),
             &env,
@@ -260,13 +289,21 @@ impl<'a> Blocks<'a> {
 
 /// The block's parameters bound to the use's arguments (positional, then by
 /// name), each checked for kind; defaults for the rest.
-pub fn bind_args(cx: &Ctxt, def: &BlockDef, u: &BlockUse) -> Option<Env> {
+/// A use's arguments, bound: the numbers and flags by name, and the names
+/// of the further tensor inputs in the order the block declares them.
+pub struct Bound {
+    pub env: Env,
+    pub tensors: Vec<proc_macro2::Ident>,
+}
+
+pub fn bind_args(cx: &Ctxt, def: &BlockDef, u: &BlockUse) -> Option<Bound> {
     let signature = || {
         def.params
             .iter()
-            .map(|p| match &p.default {
-                Some(d) => format!("{}: {} = {d}", p.name, p.kind.name()),
-                None => format!("{}: {}", p.name, p.kind.name()),
+            .map(|p| match (&p.default, &p.shape) {
+                (_, Some(s)) => format!("{}: {}", p.name, crate::check::shape_text(s)),
+                (Some(d), _) => format!("{}: {} = {d}", p.name, p.kind.name()),
+                (None, _) => format!("{}: {}", p.name, p.kind.name()),
             })
             .collect::<Vec<_>>()
             .join(", ")
@@ -325,6 +362,7 @@ pub fn bind_args(cx: &Ctxt, def: &BlockDef, u: &BlockUse) -> Option<Env> {
         values[slot] = Some(&arg.value);
     }
     let mut env = Env::new();
+    let mut tensors = Vec::new();
     for (p, v) in def.params.iter().zip(values) {
         let v = match (v, &p.default) {
             (Some(v), _) => v.clone(),
@@ -357,6 +395,24 @@ pub fn bind_args(cx: &Ctxt, def: &BlockDef, u: &BlockUse) -> Option<Env> {
                 continue;
             }
         };
+        if p.kind == ParamKind::Tensor {
+            match &v {
+                Value::Ident(i) => tensors.push(i.clone()),
+                other => {
+                    cx.error(
+                        other.span(),
+                        format!(
+                            "`{}` of block `{}` is a tensor: pass the name of one (a `let` or the input), not {}",
+                            p.name,
+                            def.name,
+                            other.kind()
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+            continue;
+        }
         let bound = match (p.kind, &v) {
             (ParamKind::Usize, Value::Int(n, _)) if *n >= 0 => Some(EnvVal::Int(*n)),
             (ParamKind::F64, Value::Int(n, _)) => Some(EnvVal::Float(*n as f64)),
@@ -386,19 +442,30 @@ pub fn bind_args(cx: &Ctxt, def: &BlockDef, u: &BlockUse) -> Option<Env> {
             }
         }
     }
-    ok.then_some(env)
+    ok.then_some(Bound { env, tensors })
 }
 
 /// The block's input shape matched against the incoming one: its symbols
 /// bound to the incoming dims, its numbers and expressions checked.
-fn bind_input(cx: &Ctxt, def: &BlockDef, u: &BlockUse, input: &Shape, env: &mut Env) -> Option<()> {
-    let pattern = &def.input_shape;
+fn bind_input(
+    cx: &Ctxt,
+    pattern: &crate::ast::ShapeLit,
+    what: &str,
+    u: &BlockUse,
+    input: &Shape,
+    env: &mut Env,
+) -> Option<()> {
     let written = crate::check::shape_text(pattern);
     if pattern.dims.len() != input.len() {
+        let what = if what == "an input" {
+            "a".to_string()
+        } else {
+            format!("as {what} a")
+        };
         cx.error(
             u.span,
             format!(
-                "`{}` takes a {}-D input {written}, but is given {}",
+                "`{}` takes {what} {}-D input {written}, but is given {}",
                 u.label,
                 pattern.dims.len(),
                 fmt_shape(input)
@@ -406,8 +473,15 @@ fn bind_input(cx: &Ctxt, def: &BlockDef, u: &BlockUse, input: &Shape, env: &mut 
         );
         return None;
     }
-    // Symbols bind first, so expressions may use any of them.
+    let role = if what == "an input" {
+        String::new()
+    } else {
+        format!(" as {what}")
+    };
+    // Symbols bind first, so expressions may use any of them. Every symbol
+    // that disagrees is named in one error.
     let mut ok = true;
+    let mut conflicts = Vec::new();
     for (d, got) in pattern.dims.iter().zip(input) {
         if let DimLit::Sym(s) = d {
             match env.get(&s.to_string()) {
@@ -423,18 +497,31 @@ fn bind_input(cx: &Ctxt, def: &BlockDef, u: &BlockUse, input: &Shape, env: &mut 
                         EnvVal::Float(x) => x.to_string(),
                         EnvVal::Bool(b) => b.to_string(),
                     };
-                    cx.error(
-                        u.span,
-                        format!(
-                            "`{}` takes {written}, where `{s}` is {prev}, but is given {} (`{s}` would be {got} there)",
-                            u.label,
-                            fmt_shape(input)
-                        ),
-                    );
-                    ok = false;
+                    conflicts.push((s.to_string(), prev, got.to_string()));
                 }
             }
         }
+    }
+    if !conflicts.is_empty() {
+        let is: Vec<String> = conflicts
+            .iter()
+            .map(|(s, p, _)| format!("`{s}` is {p}"))
+            .collect();
+        let would: Vec<String> = conflicts
+            .iter()
+            .map(|(s, _, g)| format!("`{s}` would be {g}"))
+            .collect();
+        cx.error(
+            u.span,
+            format!(
+                "`{}` takes {written}{role}, where {}, but is given {} ({} there)",
+                u.label,
+                is.join(" and "),
+                fmt_shape(input),
+                would.join(" and ")
+            ),
+        );
+        ok = false;
     }
     for (axis, (d, got)) in pattern.dims.iter().zip(input).enumerate() {
         let want = match d {
@@ -449,7 +536,7 @@ fn bind_input(cx: &Ctxt, def: &BlockDef, u: &BlockUse, input: &Shape, env: &mut 
             cx.error(
                 u.span,
                 format!(
-                    "`{}` takes {written}, so dim {axis} must be {want}, but is given {}",
+                    "`{}` takes {written}{role}, so dim {axis} must be {want}, but is given {}",
                     u.label,
                     fmt_shape(input)
                 ),

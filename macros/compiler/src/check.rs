@@ -320,14 +320,14 @@ pub fn check_program(
     cx: &Ctxt,
     blocks: &Blocks,
     input_name: &Ident,
-    input: Shape,
+    inputs: Vec<Shape>,
     program: &Program,
     out_decl: Option<&ShapeLit>,
     env: &Env,
     report: bool,
     owner: &'static str,
 ) -> ProgramShapes {
-    let mut values: Vec<Option<Shape>> = vec![Some(input)];
+    let mut values: Vec<Option<Shape>> = vec![inputs.first().cloned()];
     let mut chains: Vec<Option<Inferred>> = Vec::with_capacity(program.nodes.len());
     let mut constraints = Constraints::default();
     let name_of = |v: usize| value_name(input_name, program, v);
@@ -343,6 +343,7 @@ pub fn check_program(
                             env,
                             report,
                             owner,
+                            values: &values,
                         };
                         let result = check_chain(cx, &shape, items, decl, &ctx);
                         constraints.merge(&result.constraints);
@@ -351,6 +352,7 @@ pub fn check_program(
                     None => (None, None),
                 }
             }
+            NodeKind::Input { index } => (inputs.get(*index).cloned(), None),
             NodeKind::Select { value, .. } => {
                 let out = value.and_then(|v| values.get(v).cloned().flatten());
                 if let (Some(decl), Some(shape)) = (decl, &out) {
@@ -472,6 +474,10 @@ pub fn value_name(input: &Ident, program: &Program, value: usize) -> String {
             kind: NodeKind::Select { .. },
             ..
         }) => "the `if`".to_string(),
+        Some(Node {
+            kind: NodeKind::Input { .. },
+            ..
+        }) => "a further input".to_string(),
         Some(Node {
             kind: NodeKind::Chain { items, .. },
             ..

@@ -1003,10 +1003,10 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident, env: &CodeEnv) -> Optio
             quote!(let #x = #p::batch_norm(&#src, &#f, #eps, #momentum, #training)?;)
         }
         StepOp::Act(a) => act_code(*a, src, x),
-        StepOp::Block { field } => {
+        StepOp::Block { field, extra } => {
             let f = env.field(field);
             let cx = cx_ident();
-            quote!(let #x = #f.forward(&#src, &#cx)?;)
+            quote!(let #x = #f.forward(&#src, #(&#extra,)* &#cx)?;)
         }
         StepOp::Softmax { dim, log } => {
             let d = usize_lit(*dim as u64);
@@ -1607,6 +1607,12 @@ fn block_struct(def: &crate::ast::BlockDef, class: &Class, uses: usize) -> Token
     let vis = &def.vis;
     let attrs = &def.attrs;
     let input = &def.input;
+    // Further tensor inputs, named as the block's values name them.
+    let extra = def
+        .params
+        .iter()
+        .filter(|p| p.kind == crate::ast::ParamKind::Tensor)
+        .map(|p| Ident::new(&p.name.to_string(), Span::mixed_site()));
     let cx = cx_ident();
     let doc = format!(
         " Block `{}` (one struct for {} of its {uses} use{}): each use holds its own weights; \
@@ -1743,7 +1749,7 @@ fn block_struct(def: &crate::ast::BlockDef, class: &Class, uses: usize) -> Token
         #[allow(dead_code, unused_variables, clippy::all)]
         impl #name {
             /// Runs the block; `cx` carries the network's mode.
-            pub fn forward(&self, #input: &#p::Tensor, #cx: &#p::BlockCx<'_>) -> #p::Result<#p::Tensor> {
+            pub fn forward(&self, #input: &#p::Tensor, #(#extra: &#p::Tensor,)* #cx: &#p::BlockCx<'_>) -> #p::Result<#p::Tensor> {
                 #forward
             }
 

@@ -26,6 +26,9 @@ pub struct InferCx<'a> {
     pub report: bool,
     /// "network" or "block", for messages.
     pub owner: &'static str,
+    /// The shapes of the graph's values made so far (a block use's further
+    /// tensor inputs are among them).
+    pub values: &'a [Option<Shape>],
 }
 
 /// What inference learned about one chain item.
@@ -234,7 +237,19 @@ type StepResult = Result<(Shape, Option<String>), Failure>;
 fn step(cx: &Step, op: &Op) -> StepResult {
     match op {
         Op::Block(u) => {
-            let Some(inst) = cx.ctx.blocks.instantiate(u, cx.input, cx.ctx.report) else {
+            let mut inputs = vec![cx.input.clone()];
+            for (_, v) in &u.tensors {
+                match v.and_then(|v| cx.ctx.values.get(v).cloned().flatten()) {
+                    Some(shape) => inputs.push(shape),
+                    // Unknown after an earlier error, already reported.
+                    None => {
+                        let mut f = cx.fail(FailKind::Other, u.span, String::new());
+                        f.reported = true;
+                        return Err(f);
+                    }
+                }
+            }
+            let Some(inst) = cx.ctx.blocks.instantiate(u, &inputs, cx.ctx.report) else {
                 let mut f = cx.fail(
                     FailKind::Other,
                     u.span,

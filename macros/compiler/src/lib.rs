@@ -91,7 +91,7 @@ pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
             &cx,
             &blocks,
             &net.input,
-            infer::shape_of(&net.input_shape),
+            vec![infer::shape_of(&net.input_shape)],
             &program,
             net.output_shape.as_ref(),
             &env,

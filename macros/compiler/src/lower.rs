@@ -275,9 +275,10 @@ pub enum StepOp {
         bilinear: bool,
         align_corners: bool,
     },
-    /// A block use: the field's `forward`.
+    /// A block use: the field's `forward`, with the further tensor inputs.
     Block {
         field: Ident,
+        extra: Vec<Ident>,
     },
     PixelShuffle {
         r: u64,
@@ -382,6 +383,8 @@ pub fn lower_graph(
                     blocks,
                     reg,
                     branch: &branch,
+                    values: &values,
+                    shapes: &shapes.values,
                 };
                 let steps = lower_chain(items, inferred, &mut cx);
                 segments.push(Segment::Chain {
@@ -391,6 +394,8 @@ pub fn lower_graph(
                     branch,
                 });
             }
+            // A block's further tensor input: its parameter, nothing to run.
+            NodeKind::Input { .. } => {}
             NodeKind::Select { id, taken, value } => {
                 if let Some(src) = value {
                     segments.push(Segment::Select {
@@ -549,6 +554,9 @@ struct ChainCx<'a, 'b> {
     blocks: &'a Blocks<'b>,
     reg: &'a mut Registry,
     branch: &'a Branch,
+    /// The graph's value variables and shapes so far.
+    values: &'a [Ident],
+    shapes: &'a [Option<Shape>],
 }
 
 /// One chain's layers: their steps, fields and summary rows.
@@ -610,7 +618,14 @@ fn lower_block_use(
     input: &Shape,
     cx: &mut ChainCx,
 ) -> Option<(String, StepOp, Option<FieldIr>, Option<u64>)> {
-    let inst = cx.blocks.instantiate(u, input, false)?;
+    let mut inputs = vec![input.clone()];
+    let mut extra = Vec::new();
+    for (_, v) in &u.tensors {
+        let v = (*v)?;
+        inputs.push(cx.shapes.get(v).cloned().flatten()?);
+        extra.push(cx.values.get(v)?.clone());
+    }
+    let inst = cx.blocks.instantiate(u, &inputs, false)?;
     let def = cx.blocks.defs.get(u.def)?;
     let prefix = format!("{}{}.", cx.prefix, layer.path.join("."));
     let mut sub = lower_graph(
@@ -651,7 +666,15 @@ fn lower_block_use(
         absent: Vec::new(),
         branch: cx.branch.clone(),
     };
-    Some((desc, StepOp::Block { field: ident }, Some(field), macs))
+    Some((
+        desc,
+        StepOp::Block {
+            field: ident,
+            extra,
+        },
+        Some(field),
+        macs,
+    ))
 }
 
 /// The struct field a module path becomes: `features.0` -> `features_0`;
@@ -705,6 +728,7 @@ fn lower_op(
             u.label.clone(),
             StepOp::Block {
                 field: ident.clone(),
+                extra: Vec::new(),
             },
             None,
             None,

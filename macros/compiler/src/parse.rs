@@ -69,6 +69,18 @@ fn parse_block(
         }
         let pname: Ident = content.parse()?;
         content.parse::<Token![:]>()?;
+        if content.peek(syn::token::Bracket) {
+            // A further tensor input: `skip: [B, C, H, W]`.
+            let shape = parse_shape(&content)?;
+            params.push(BlockParam {
+                name: pname,
+                kind: ParamKind::Tensor,
+                kind_span: shape.span.start,
+                default: None,
+                shape: Some(shape),
+            });
+            continue;
+        }
         let kind_ident: Ident = content.parse().map_err(|e| {
             syn::Error::new(
                 e.span(),
@@ -84,7 +96,7 @@ fn parse_block(
                     kind_ident.span(),
                     format!(
                         "a block parameter is a `usize`, `f64` or `bool`, not `{other}`\n\
-                         help: a block takes one tensor (its first parameter); the others are numbers or flags"
+                         help: a parameter is a tensor (`skip: [B, C, H, W]`), a number or a flag"
                     ),
                 ))
             }
@@ -100,6 +112,7 @@ fn parse_block(
             kind,
             kind_span: kind_ident.span(),
             default,
+            shape: None,
         });
     }
     let (output_shape, body) = parse_tail(

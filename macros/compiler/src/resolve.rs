@@ -161,6 +161,8 @@ pub struct BlockUse {
     /// `layer1.0: BasicBlock(64)`, for messages.
     pub label: String,
     pub span: SpanRange,
+    /// The further tensor inputs, by name, and the values they name.
+    pub tensors: Vec<(Ident, Option<usize>)>,
 }
 
 impl fmt::Debug for BlockUse {
@@ -310,6 +312,9 @@ pub enum NodeKind {
         inputs: Vec<(Option<usize>, SpanRange)>,
         span: SpanRange,
     },
+    /// A block's further tensor input number `index` (1 for the first after
+    /// the chain's tensor).
+    Input { index: usize },
     /// The value of `if cond { a } else { b }`: the branch taken.
     Select {
         id: usize,
@@ -406,11 +411,19 @@ pub fn resolve(cx: &Ctxt, net: &Network, blocks: &[BlockDef], env: &Env) -> Prog
         blocks,
         owner: "network",
     };
-    resolve_body(cx, scope, &net.input, net.body.as_ref())
+    resolve_body(cx, scope, &net.input, &[], net.body.as_ref())
 }
 
 /// A body's dataflow graph, every layer resolved against `scope`.
-pub fn resolve_body(cx: &Ctxt, scope: Scope, input: &Ident, body: Option<&Body>) -> Program {
+/// `extra`: a block's further tensor inputs, bound like `let`s to values
+/// 1, 2, ..
+pub fn resolve_body(
+    cx: &Ctxt,
+    scope: Scope,
+    input: &Ident,
+    extra: &[Ident],
+    body: Option<&Body>,
+) -> Program {
     let Some(body) = body else {
         return Program {
             nodes: Vec::new(),
@@ -426,6 +439,13 @@ pub fn resolve_body(cx: &Ctxt, scope: Scope, input: &Ident, body: Option<&Body>)
         seen: HashMap::new(),
         branch: Vec::new(),
     };
+    for (k, name) in extra.iter().enumerate() {
+        let value = r.push(NodeKind::Input { index: k + 1 }, name.to_string());
+        if let Some(node) = r.nodes.last_mut() {
+            node.name = Some(name.clone());
+        }
+        r.names.push((name.to_string(), value, name.clone(), false));
+    }
     for l in &body.lets {
         let values = match (&l.expr.head, l.names.len()) {
             (crate::ast::Head::Split { .. }, _) if l.expr.items.is_empty() => {
@@ -760,6 +780,16 @@ impl Resolver<'_> {
             &mut out,
             &mut self.seen,
         );
+        // A block use's further tensor inputs name tensors bound before.
+        for item in &mut out {
+            if let Item::Layer(layer) = item {
+                if let Some(Op::Block(u)) = &mut layer.op {
+                    for (name, value) in &mut u.tensors {
+                        *value = self.var(name);
+                    }
+                }
+            }
+        }
         self.push(
             NodeKind::Chain {
                 input: head,
@@ -1256,17 +1286,20 @@ fn resolve_layer(cx: &Ctxt, scope: Scope, layer: &Layer, path: Vec<String>) -> R
                     None => written.clone(),
                     Some(_) => format!("{written}({})", fmt_args(&args)),
                 };
-                let u = BlockUse {
+                let mut u = BlockUse {
                     def,
                     block: written.clone(),
                     label: format!("{label}: {call}"),
                     args,
                     span: layer.span,
+                    tensors: Vec::new(),
                 };
                 // Arguments are checked here too, so a mistake in them is
                 // reported even where the use's input is unknown.
-                let ok = crate::block::bind_args(cx, &scope.blocks[def], &u).is_some();
-                ok.then(|| Op::Block(Box::new(u)))
+                crate::block::bind_args(cx, &scope.blocks[def], &u).map(|bound| {
+                    u.tensors = bound.tensors.into_iter().map(|t| (t, None)).collect();
+                    Op::Block(Box::new(u))
+                })
             }
         },
         (None, None) => {

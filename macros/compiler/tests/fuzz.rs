@@ -37,9 +37,11 @@ const CORPUS: &[&str] = &[
         (y + s) -> relu
     }
     block Twice(x: [B, C, H, W], out: usize) { x -> seq { Res(out) -> Res(out) } }
+    block Gate(x: [B, C, H, W], g: [B, C, H, W]) { x * (g -> sigmoid) }
     pub Net(x: [B, 3, H, W]) -> [B, 10] {
+        let a0 = x -> pre: Conv2d(32, kernel = 2, stride = 2);
         let a = x -> stem: Conv2d(8, kernel = 3, padding = 1) -> layers: repeat 2 Res(8) -> t: Twice(16)
-                  -> down: Res(32, stride = 2) : [B, 32, H/2, W/2];
+                  -> down: Res(32, stride = 2) -> gate: Gate(a0) : [B, 32, H/2, W/2];
         let (p, q) = chunk(a, 2, dim = 1);
         let (r1, r2) = split(p + q, [4, 12], dim = 1);
         let c = crop(cat(r2, r1, dim = 1), size = (2, 2), top = 0, left = 0);
