@@ -87,15 +87,32 @@ fn original_unet_shapes_and_summary() {
     }
 }
 
+/// The small U-Net's PyTorch weights and its output on the formula input.
+fn small_fixture() -> (std::collections::HashMap<String, Tensor>, Tensor) {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unet_small.safetensors");
+    let mut tensors = netdsl::candle::safetensors::load(path, &Device::Cpu).unwrap();
+    let expected = tensors.remove("output").unwrap();
+    (tensors, expected)
+}
+
+fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
+    a.sub(b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
 /// Blocks with two tensor inputs: the same weights under the block's names
 /// (`up4.weight` -> `up4.up.weight`, `dec4.0.weight` -> `up4.conv.0.weight`)
 /// give PyTorch's output.
 #[test]
 fn small_unet_from_up_blocks_matches_pytorch() {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unet_small.safetensors");
-    let mut tensors = netdsl::candle::safetensors::load(path, &Device::Cpu).unwrap();
-    let expected = tensors.remove("output").unwrap();
+    let (tensors, expected) = small_fixture();
     let renamed = tensors
         .into_iter()
         .map(|(name, t)| {
@@ -111,50 +128,21 @@ fn small_unet_from_up_blocks_matches_pytorch() {
         .collect();
     let net = UNetSmallUp::from_tensors(renamed, &Device::Cpu).unwrap();
     let out = net.forward(&formula_input((1, 1, 188, 188))).unwrap();
-    let err: f32 = out
-        .sub(&expected)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let err = max_abs(&out, &expected);
     assert!(err < 2e-5, "max |netdsl - torch| = {err}");
 }
 
 #[test]
 fn small_unet_matches_pytorch() {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unet_small.safetensors");
-    let mut tensors = netdsl::candle::safetensors::load(path, &Device::Cpu).unwrap();
-    let expected = tensors.remove("output").unwrap();
+    let (tensors, expected) = small_fixture();
     let net = UNetSmall::from_tensors(tensors, &Device::Cpu).unwrap();
     let out = net.forward(&formula_input((1, 1, 188, 188))).unwrap();
     // The default-initialised U-Net's output varies little around its mean:
     // compare tightly.
-    let err: f32 = out
-        .sub(&expected)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let err = max_abs(&out, &expected);
     assert!(err < 2e-5, "max |netdsl - torch| = {err}");
     let zeros = Tensor::zeros((1, 1, 188, 188), netdsl::candle::DType::F32, &Device::Cpu).unwrap();
-    let moved: f32 = net
-        .forward(&zeros)
-        .unwrap()
-        .sub(&out)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let moved = max_abs(&net.forward(&zeros).unwrap(), &out);
     assert!(
         moved > 10.0 * err,
         "the input must matter: {moved} vs {err}"
