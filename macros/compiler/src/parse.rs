@@ -810,34 +810,34 @@ fn parse_value(input: ParseStream) -> syn::Result<Value> {
 
 /// `term ((+ | -) term)*` over values: `2 * out`, `C / 4 + 1`.
 fn parse_arith(input: ParseStream) -> syn::Result<Value> {
-    let mut v = parse_arith_term(input)?;
-    loop {
-        let op = if input.peek(Token![+]) {
-            ArithOp::Add
-        } else if input.peek(Token![-]) && !input.peek(Token![->]) {
-            ArithOp::Sub
-        } else {
-            return Ok(v);
-        };
-        let _: proc_macro2::TokenTree = input.parse()?;
-        let rhs = parse_arith_term(input)?;
-        let span = v.span().to(rhs.span());
-        v = Value::Arith(op, Box::new(v), Box::new(rhs), span);
-    }
+    parse_arith_level(input, true)
 }
 
-fn parse_arith_term(input: ParseStream) -> syn::Result<Value> {
-    let mut v = parse_atom(input)?;
+/// One precedence level of value arithmetic: sums of products (`sum`), or
+/// products of atoms.
+fn parse_arith_level(input: ParseStream, sum: bool) -> syn::Result<Value> {
+    let operand = |input: ParseStream| {
+        if sum {
+            parse_arith_level(input, false)
+        } else {
+            parse_atom(input)
+        }
+    };
+    let mut v = operand(input)?;
     loop {
-        let op = if input.peek(Token![*]) {
+        let op = if sum && input.peek(Token![+]) {
+            ArithOp::Add
+        } else if sum && input.peek(Token![-]) && !input.peek(Token![->]) {
+            ArithOp::Sub
+        } else if !sum && input.peek(Token![*]) {
             ArithOp::Mul
-        } else if input.peek(Token![/]) {
+        } else if !sum && input.peek(Token![/]) {
             ArithOp::Div
         } else {
             return Ok(v);
         };
         let _: proc_macro2::TokenTree = input.parse()?;
-        let rhs = parse_atom(input)?;
+        let rhs = operand(input)?;
         let span = v.span().to(rhs.span());
         v = Value::Arith(op, Box::new(v), Box::new(rhs), span);
     }
