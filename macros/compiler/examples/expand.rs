@@ -29,7 +29,11 @@ fn main() {
                 let (s, t) = (e.span.start.start(), e.span.end.end());
                 println!(
                     "error at {}:{}..{}:{}: {}\n",
-                    s.line, s.column, t.line, t.column, e.message
+                    s.line,
+                    s.column,
+                    t.line,
+                    t.column,
+                    e.render()
                 );
             }
             std::process::exit(1);

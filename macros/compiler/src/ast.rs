@@ -120,11 +120,17 @@ pub struct Body {
     pub output: Expr,
 }
 
-/// `let name = expr;` or `let (a, b) = chunk(..);`
+/// `let name = expr;`, `let (a, b) = chunk(..);`, or a named value,
+/// `let hidden = C * t;`.
 pub struct Let {
     /// One name, or several for `chunk`/`split`.
     pub names: Vec<Ident>,
-    pub expr: Expr,
+    /// The right-hand side read as a tensor expression; `None` when it reads
+    /// only as a number (`let hidden = 4 * C;`).
+    pub expr: Option<Expr>,
+    /// The right-hand side read as a number, when it reads as one. `let y = x;`
+    /// and `let s = a + b;` read both ways: what the names are decides.
+    pub value: Option<Value>,
 }
 
 /// A tensor expression: a head, then a chain of layers and assertions
@@ -308,6 +314,31 @@ pub enum Value {
 }
 
 impl Value {
+    /// Calls `f` on every name the value mentions.
+    pub fn visit_idents(&self, f: &mut impl FnMut(&Ident)) {
+        match self {
+            Value::Ident(i) => f(i),
+            Value::Tuple(items, _) => items.iter().for_each(|v| v.visit_idents(f)),
+            Value::Arrow(a, b, _) | Value::Arith(_, a, b, _) => {
+                a.visit_idents(f);
+                b.visit_idents(f);
+            }
+            Value::Int(..) | Value::Float(..) | Value::Bool(..) => {}
+        }
+    }
+
+    /// Whether the value also reads as tensor arithmetic (names joined by
+    /// `+`, `-`, `*`).
+    pub fn reads_as_tensor(&self) -> bool {
+        match self {
+            Value::Ident(_) => true,
+            Value::Arith(ArithOp::Add | ArithOp::Sub | ArithOp::Mul, a, b, _) => {
+                a.reads_as_tensor() && b.reads_as_tensor()
+            }
+            _ => false,
+        }
+    }
+
     pub fn span(&self) -> SpanRange {
         match self {
             Value::Int(_, s) | Value::Float(_, s) | Value::Bool(_, s) => *s,
@@ -328,6 +359,38 @@ impl Value {
             Value::Arith(..) => "an arithmetic expression",
         }
     }
+}
+
+/// A value written as arithmetic over numbers and symbols (`(H - 4) / 2`),
+/// as a dim.
+pub fn value_to_dim(v: &Value) -> syn::Result<DimLit> {
+    fn convert(v: &Value) -> syn::Result<DimExpr> {
+        match v {
+            Value::Int(n, s) if *n >= 0 => Ok(DimExpr::Num(*n as u64, s.start)),
+            Value::Ident(i) => Ok(DimExpr::Sym(i.clone())),
+            Value::Arith(op, a, b, _) => Ok(DimExpr::Bin(
+                *op,
+                Box::new(convert(a)?),
+                Box::new(convert(b)?),
+            )),
+            Value::Int(_, s) => Err(syn::Error::new(
+                s.start,
+                "a dim must be a non-negative integer",
+            )),
+            other => Err(syn::Error::new(
+                other.span().start,
+                format!(
+                    "a dim is a number, a symbol or arithmetic over them, not {}",
+                    other.kind()
+                ),
+            )),
+        }
+    }
+    Ok(match convert(v)? {
+        DimExpr::Num(n, s) => DimLit::Lit(n, s),
+        DimExpr::Sym(i) => DimLit::Sym(i),
+        e => DimLit::Expr(Box::new(e), v.span()),
+    })
 }
 
 /// Calls `f` on every layer written in `e`: its chain, `seq`s, `repeat`s,

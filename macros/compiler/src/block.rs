@@ -116,7 +116,12 @@ impl<'a> Blocks<'a> {
             .filter_map(|n| n.body.as_ref())
             .chain(self.defs.iter().filter_map(|d| d.body.as_ref()));
         for body in bodies {
-            for e in body.lets.iter().map(|l| &l.expr).chain([&body.output]) {
+            for e in body
+                .lets
+                .iter()
+                .filter_map(|l| l.expr.as_ref())
+                .chain([&body.output])
+            {
                 crate::ast::visit_layers(e, &mut visit);
             }
         }
@@ -145,7 +150,12 @@ impl<'a> Blocks<'a> {
                     out.push((b, layer.span));
                 }
             };
-            for e in body.lets.iter().map(|l| &l.expr).chain([&body.output]) {
+            for e in body
+                .lets
+                .iter()
+                .filter_map(|l| l.expr.as_ref())
+                .chain([&body.output])
+            {
                 crate::ast::visit_layers(e, &mut visit);
             }
             out
@@ -234,6 +244,7 @@ impl<'a> Blocks<'a> {
                 &mut env,
             )?;
         }
+        bind_late_defaults(out_cx, def, u, &mut env)?;
         let extra_names: Vec<proc_macro2::Ident> = extra.iter().map(|p| p.name.clone()).collect();
         def.body.as_ref()?;
         self.depth.set(self.depth.get() + 1);
@@ -251,7 +262,7 @@ impl<'a> Blocks<'a> {
             inputs.to_vec(),
             &program,
             def.output_shape.as_ref(),
-            &env,
+            &program.env,
             report,
             "block",
         );
@@ -262,16 +273,12 @@ impl<'a> Blocks<'a> {
                 for e in errors {
                     // The same mistake at the same place in another use is
                     // one error, named by the first use.
-                    let key = format!("{:?}{:?}{}", e.span.start, e.span.end, e.message);
+                    let key = format!("{:?}{:?}{}", e.span.start, e.span.end, e.render());
                     if !self.seen.borrow_mut().insert(key) {
                         continue;
                     }
-                    let note = format!(
-                        "\nnote: in `{}`, whose input is {}",
-                        u.label,
-                        fmt_shape(input)
-                    );
-                    self.cx.error(e.span, format!("{}{note}", e.message));
+                    let note = format!("in `{}`, whose input is {}", u.label, fmt_shape(input));
+                    self.cx.emit(e.with_note(note));
                 }
             }
             return None;
@@ -366,13 +373,18 @@ pub fn bind_args(cx: &Ctxt, def: &BlockDef, u: &BlockUse) -> Option<Bound> {
     for (p, v) in def.params.iter().zip(values) {
         let v = match (v, &p.default) {
             (Some(v), _) => v.clone(),
+            (None, Some(d)) if mentions_input_size(def, d) => {
+                // `hidden: usize = C * t`: known once the input is bound
+                // ([`bind_late_defaults`]).
+                continue;
+            }
             (None, Some(d)) => {
                 let inner = Ctxt::new();
                 match subst(&inner, &env, d) {
                     Some(v) => v,
                     None => {
                         for e in inner.into_errors() {
-                            cx.error(e.span, format!("{}\nnote: in `{}`", e.message, u.label));
+                            cx.emit(e.with_note(format!("in `{}`", u.label)));
                         }
                         ok = false;
                         continue;
@@ -445,6 +457,78 @@ pub fn bind_args(cx: &Ctxt, def: &BlockDef, u: &BlockUse) -> Option<Bound> {
     ok.then_some(Bound { env, tensors })
 }
 
+/// Whether a parameter's default reads a size of the block's inputs
+/// (`hidden: usize = C * t`), which is known only at a use.
+fn mentions_input_size(def: &BlockDef, default: &Value) -> bool {
+    let mut symbols = HashSet::new();
+    let shapes =
+        std::iter::once(&def.input_shape).chain(def.params.iter().filter_map(|p| p.shape.as_ref()));
+    for shape in shapes {
+        for d in &shape.dims {
+            if let DimLit::Sym(s) = d {
+                symbols.insert(s.to_string());
+            }
+        }
+    }
+    let mut found = false;
+    default.visit_idents(&mut |i| {
+        let name = i.to_string();
+        found |= symbols.contains(&name) && !def.params.iter().any(|p| p.name == name);
+    });
+    found
+}
+
+/// The defaults that read sizes of the block's inputs, evaluated once those
+/// are bound, in the order the parameters are declared.
+fn bind_late_defaults(cx: &Ctxt, def: &BlockDef, u: &BlockUse, env: &mut Env) -> Option<()> {
+    let mut positional = def.params.iter();
+    let given: HashSet<String> = u
+        .args
+        .iter()
+        .filter_map(|a| match &a.key {
+            Some(k) => Some(k.to_string()),
+            None => positional.next().map(|p| p.name.to_string()),
+        })
+        .collect();
+    let mut ok = true;
+    for p in &def.params {
+        let Some(d) = &p.default else { continue };
+        if given.contains(&p.name.to_string()) || !mentions_input_size(def, d) {
+            continue;
+        }
+        let inner = Ctxt::new();
+        let bound = match (p.kind, subst(&inner, env, d)) {
+            (ParamKind::Usize, Some(Value::Int(n, _))) if n >= 0 => Some(EnvVal::Int(n)),
+            (ParamKind::F64, Some(Value::Int(n, _))) => Some(EnvVal::Float(n as f64)),
+            (ParamKind::F64, Some(Value::Float(x, _))) => Some(EnvVal::Float(x)),
+            (ParamKind::Bool, Some(Value::Bool(b, _))) => Some(EnvVal::Bool(b)),
+            (_, Some(v)) => {
+                inner.error(
+                    d.span(),
+                    format!(
+                        "the default of `{}` is `{d}` = {v}, but `{}` is a `{}`",
+                        p.name,
+                        p.name,
+                        p.kind.name()
+                    ),
+                );
+                None
+            }
+            (_, None) => None,
+        };
+        for e in inner.into_errors() {
+            cx.emit(e.with_note(format!("in `{}`", u.label)));
+        }
+        match bound {
+            Some(b) => {
+                env.insert(p.name.to_string(), b);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(())
+}
+
 /// The block's input shape matched against the incoming one: its symbols
 /// bound to the incoming dims, its numbers and expressions checked.
 fn bind_input(
@@ -496,6 +580,7 @@ fn bind_input(
                         EnvVal::Int(n) => n.to_string(),
                         EnvVal::Float(x) => x.to_string(),
                         EnvVal::Bool(b) => b.to_string(),
+                        EnvVal::Failed => "unknown".to_string(),
                     };
                     conflicts.push((s.to_string(), prev, got.to_string()));
                 }

@@ -95,6 +95,7 @@ pub fn eval_dim(cx: &Ctxt, d: &DimLit, env: &Env) -> Option<Dim> {
             None => Some(Dim::sym(s.to_string())),
             Some(EnvVal::Dim(d)) => Some(d.clone()),
             Some(EnvVal::Int(n)) if *n >= 0 => Some(Dim::Known(*n as u64)),
+            Some(EnvVal::Failed) => None,
             Some(_) => {
                 cx.error(
                     SpanRange::single(s.span()),

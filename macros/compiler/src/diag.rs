@@ -54,26 +54,59 @@ impl ToTokens for SpanRange {
     }
 }
 
-/// One compile error: a message and the tokens it points at.
+/// One compile error: what is wrong, the tokens it points at, and the
+/// lines under it. Rendered to text in one place ([`Diagnostic::render`]):
+/// the message, then each `help:` line (the edit that fixes it), then each
+/// `note:` line (where it happened: the block use, the input's shape).
 #[derive(Clone, Debug)]
 pub struct Diagnostic {
     pub span: SpanRange,
+    /// What is wrong (older rules still carry their `help:` lines in it).
     pub message: String,
+    pub help: Vec<String>,
+    pub notes: Vec<String>,
 }
 
 impl Diagnostic {
+    pub fn new(span: SpanRange, message: impl Into<String>) -> Self {
+        Self {
+            span,
+            message: message.into(),
+            help: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help.push(help.into());
+        self
+    }
+
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+
+    /// The text `compile_error!` shows.
+    pub fn render(&self) -> String {
+        let mut out = self.message.clone();
+        for h in &self.help {
+            out += &format!("\nhelp: {h}");
+        }
+        for n in &self.notes {
+            out += &format!("\nnote: {n}");
+        }
+        out
+    }
+
     pub fn to_syn(&self) -> syn::Error {
-        syn::Error::new_spanned(self.span, &self.message)
+        syn::Error::new_spanned(self.span, self.render())
     }
 }
 
 impl From<syn::Error> for Diagnostic {
     fn from(e: syn::Error) -> Self {
-        let span = e.span();
-        Self {
-            span: SpanRange::single(span),
-            message: e.to_string(),
-        }
+        Self::new(SpanRange::single(e.span()), e.to_string())
     }
 }
 
@@ -92,10 +125,13 @@ impl Ctxt {
     /// Records an error (once: the same message at the same tokens, as the
     /// copies of a `repeat` or the uses of a block give, is one error).
     pub fn error(&self, span: SpanRange, message: impl Into<String>) {
-        self.error_once(Diagnostic {
-            span,
-            message: message.into(),
-        });
+        self.error_once(Diagnostic::new(span, message));
+    }
+
+    /// Records a diagnostic built with its help and notes (once, as
+    /// [`Ctxt::error`]).
+    pub fn emit(&self, d: Diagnostic) {
+        self.error_once(d);
     }
 
     pub fn syn_error(&self, e: syn::Error) {
@@ -116,7 +152,7 @@ impl Ctxt {
     pub fn error_once(&self, d: Diagnostic) {
         let mut errors = self.errors.borrow_mut();
         let same = |e: &Diagnostic| {
-            e.message == d.message
+            e.render() == d.render()
                 && format!("{:?}", e.span.start) == format!("{:?}", d.span.start)
                 && format!("{:?}", e.span.end) == format!("{:?}", d.span.end)
         };

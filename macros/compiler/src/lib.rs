@@ -2,10 +2,13 @@
 //!
 //! A pipeline of small passes over plain data, one module each:
 //! [`parse`] (tokens to AST, every node keeps its span) -> [`resolve`] (ops,
-//! arguments, names) -> [`infer`] (every tensor's shape, by PyTorch's rules in
-//! [`shape`]) -> [`check`] (declared shapes, fixes) -> [`lower`] (IR) ->
-//! [`emit`] (Rust tokens). Every error of one invocation is collected and
-//! reported together, each at the tokens at fault.
+//! arguments, names, named values) -> [`infer`] (every tensor's shape, by
+//! PyTorch's rules in [`shape`]) -> [`check`] (declared shapes, fixes) ->
+//! [`lower`] (IR) -> [`passes`] (the fusion passes, one file each) ->
+//! [`graph`] (Mermaid and DOT) -> [`emit`] (Rust tokens). [`expand`] runs
+//! them in that order. Every error of one invocation is collected and
+//! reported together, each at the tokens at fault, as a structured
+//! [`Diagnostic`] rendered in one place.
 //!
 //! The proc-macro crate calls [`expand_or_errors`]; [`expand`] and
 //! [`expand_pretty`] are public so users can snapshot-test what their
@@ -16,11 +19,11 @@ pub mod block;
 pub mod check;
 pub mod diag;
 pub mod emit;
-pub mod fuse;
 pub mod graph;
 pub mod infer;
 pub mod lower;
 pub mod parse;
+pub mod passes;
 pub mod resolve;
 pub mod shape;
 
@@ -56,30 +59,23 @@ impl std::fmt::Display for Diagnostics {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "error: {}", e.message)?;
+            write!(f, "error: {}", e.render())?;
         }
         Ok(())
     }
 }
 
-/// Expands the contents of a `network! { .. }` invocation.
+/// Expands the contents of a `network! { .. }` invocation: the pipeline.
 pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
     let cx = diag::Ctxt::new();
+    // Parse: tokens to syntax tree, every node spanned.
     let spec = parse::parse(&cx, input);
     let blocks = block::Blocks::new(&cx, &spec.blocks);
     blocks.check_definitions();
-    for def in &spec.blocks {
-        if let Some(net) = spec.networks.iter().find(|n| n.name == def.name) {
-            let _ = net;
-            cx.error(
-                diag::SpanRange::single(def.name.span()),
-                format!(
-                    "`{}` names both a network and a block\nhelp: rename one of them",
-                    def.name
-                ),
-            );
-        }
-    }
+    check_names(&cx, &spec);
+    // Per network: resolve (ops, arguments, names, named values), then
+    // infer and check every shape (block uses are checked there, each with
+    // its arguments and input), then lower to IR.
     let mut reg = lower::Registry::default();
     let mut irs = Vec::new();
     for net in &spec.networks {
@@ -94,7 +90,7 @@ pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
             vec![infer::shape_of(&net.input_shape)],
             &program,
             net.output_shape.as_ref(),
-            &env,
+            &program.env,
             true,
             "network",
         );
@@ -108,6 +104,18 @@ pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
     if cx.error_count() == 0 {
         blocks.check_unused(&spec.networks);
     }
+    // The fusion passes, over the networks and every block instance.
+    let mut lowered: Vec<&mut lower::NetIr> =
+        irs.iter_mut().filter_map(|ir| ir.as_mut().ok()).collect();
+    passes::run(&mut lowered, &mut reg);
+    // The graphs as Mermaid and DOT, as the passes left them.
+    for ir in lowered {
+        let (mermaid, dot) = graph::render(ir, &ir.value_shapes);
+        ir.mermaid = mermaid;
+        ir.dot = dot;
+    }
+    // Emit: each network's struct (or, for one with errors, a stub with the
+    // real signatures), then the blocks' structs.
     let (block_tokens, code) = emit::emit_blocks(&spec.blocks, &reg);
     let mut out = TokenStream::new();
     let mut fallback = TokenStream::new();
@@ -133,6 +141,21 @@ pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
     }
 }
 
+/// A block named like a network.
+fn check_names(cx: &diag::Ctxt, spec: &ast::Spec) {
+    for def in &spec.blocks {
+        if spec.networks.iter().any(|n| n.name == def.name) {
+            cx.error(
+                diag::SpanRange::single(def.name.span()),
+                format!(
+                    "`{}` names both a network and a block\nhelp: rename one of them",
+                    def.name
+                ),
+            );
+        }
+    }
+}
+
 /// What the proc macro returns: the expansion, or the errors and stubs.
 pub fn expand_or_errors(input: TokenStream) -> TokenStream {
     match expand(input) {
@@ -147,10 +170,10 @@ pub fn expand_pretty(input: TokenStream) -> Result<String, Diagnostics> {
     match syn::parse2::<syn::File>(tokens) {
         Ok(file) => Ok(prettyplease::unparse(&file)),
         Err(e) => Err(Diagnostics {
-            errors: vec![Diagnostic {
-                span: SpanRange::single(e.span()),
-                message: format!("netdsl emitted code that does not parse (a bug): {e}"),
-            }],
+            errors: vec![Diagnostic::new(
+                SpanRange::single(e.span()),
+                format!("netdsl emitted code that does not parse (a bug): {e}"),
+            )],
             fallback: TokenStream::new(),
         }),
     }

@@ -1,7 +1,7 @@
 //! Checked chain to IR: the parameterised layers (struct fields and their
 //! PyTorch state_dict entries), the forward steps with every number resolved,
 //! and the summary table. Runs only on a network without errors; the fusion
-//! passes in [`fuse`](crate::fuse) then rewrite the steps.
+//! passes in [`passes`](crate::passes) then rewrite the steps.
 
 use proc_macro2::{Ident, Span};
 use syn::{Attribute, Visibility};
@@ -51,13 +51,16 @@ pub struct NetIr {
     pub output: usize,
     pub summary: String,
     pub parameters: u64,
-    /// What the fusion passes did, one line each.
+    /// What the fusion passes did, one line each (empty until they run).
     pub fusions: Vec<String>,
     /// How many folded weight pairs the network caches.
     pub folds: usize,
-    /// The dataflow as Mermaid and DOT text.
+    /// The dataflow as Mermaid and DOT text (empty until rendered, after
+    /// the fusion passes).
     pub mermaid: String,
     pub dot: String,
+    /// The shape of each value, when known.
+    pub value_shapes: Vec<Option<Shape>>,
     /// What the input's symbols must satisfy, checked at `forward`'s entry.
     pub constraints: Constraints,
     /// Multiply-adds per sample, when known.
@@ -361,7 +364,6 @@ pub fn lower_graph(
     let mut fields = Vec::new();
     let mut rows = Vec::new();
     let mut segments = Vec::new();
-    let mut fusions = Vec::new();
     let mut values = vec![input.clone()];
     for (i, node) in program.nodes.iter().enumerate() {
         let dst = i + 1;
@@ -378,7 +380,6 @@ pub fn lower_graph(
                 let mut cx = ChainCx {
                     fields: &mut fields,
                     rows: &mut rows,
-                    fusions: &mut fusions,
                     prefix,
                     blocks,
                     reg,
@@ -517,7 +518,7 @@ pub fn lower_graph(
     let parameters = rows.iter().map(|r| r.params).sum();
     let macs = rows.iter().map(|r| r.macs).sum();
     let summary = summary_table(&name.to_string(), &input_shape, &rows);
-    let mut ir = NetIr {
+    NetIr {
         name: name.clone(),
         vis: Visibility::Inherited,
         attrs: Vec::new(),
@@ -530,26 +531,21 @@ pub fn lower_graph(
         output,
         summary,
         parameters,
-        fusions,
+        fusions: Vec::new(),
         folds: 0,
         mermaid: String::new(),
         dot: String::new(),
+        value_shapes: shapes.values.clone(),
         constraints: shapes.constraints.clone(),
         macs,
         block: None,
-    };
-    crate::fuse::run(&mut ir);
-    let (mermaid, dot) = crate::graph::render(&ir, &shapes.values);
-    ir.mermaid = mermaid;
-    ir.dot = dot;
-    ir
+    }
 }
 
 /// Where a chain's lowering puts what it makes.
 struct ChainCx<'a, 'b> {
     fields: &'a mut Vec<FieldIr>,
     rows: &'a mut Vec<Row>,
-    fusions: &'a mut Vec<String>,
     prefix: &'a str,
     blocks: &'a Blocks<'b>,
     reg: &'a mut Registry,
@@ -639,12 +635,6 @@ fn lower_block_use(
         cx.reg,
     );
     sub.block = Some(u.def);
-    for f in &sub.fusions {
-        let line = format!("{}: {f}", def.name);
-        if !cx.fusions.contains(&line) {
-            cx.fusions.push(line);
-        }
-    }
     let params: Vec<ParamIr> = sub.fields.iter().flat_map(|f| f.params.clone()).collect();
     let macs = sub.macs;
     let instance = cx.reg.add(u.def, sub);

@@ -3,6 +3,7 @@
 //! error and parsing goes on with the next layer.
 
 use proc_macro2::TokenStream;
+use syn::parse::discouraged::Speculative;
 use syn::parse::Parse;
 use syn::parse::{ParseStream, Parser};
 use syn::{Attribute, Ident, LitFloat, LitInt, Token, Visibility};
@@ -249,32 +250,15 @@ fn last_span(e: &DimExpr) -> proc_macro2::Span {
 
 /// A dim written as a value (`H`, `64`, `(H - 4) / 2`), as a dim.
 fn parse_dim_expr(input: ParseStream) -> syn::Result<DimExpr> {
-    fn convert(v: Value) -> syn::Result<DimExpr> {
-        match v {
-            Value::Int(n, s) if n >= 0 => Ok(DimExpr::Num(n as u64, s.start)),
-            Value::Ident(i) => Ok(DimExpr::Sym(i)),
-            Value::Arith(op, a, b, _) => Ok(DimExpr::Bin(
-                op,
-                Box::new(convert(*a)?),
-                Box::new(convert(*b)?),
-            )),
-            Value::Int(_, s) => Err(syn::Error::new(
-                s.start,
-                "a dim must be a non-negative integer",
-            )),
-            other => Err(syn::Error::new(
-                other.span().start,
-                format!(
-                    "a dim is a number, a symbol or arithmetic over them, not {}",
-                    other.kind()
-                ),
-            )),
-        }
-    }
     if input.peek(Token![_]) {
         return Err(input.error("`_` stands for a whole dim; it cannot be part of arithmetic"));
     }
-    convert(parse_arith(input)?)
+    Ok(match value_to_dim(&parse_arith(input)?)? {
+        DimLit::Lit(n, s) => DimExpr::Num(n, s),
+        DimLit::Sym(i) => DimExpr::Sym(i),
+        DimLit::Expr(e, _) => *e,
+        DimLit::Wild(s) => return Err(syn::Error::new(s, "expected a dim")),
+    })
 }
 
 /// Parses a delimited group's contents with `f`; on error, reports it, skips
@@ -337,9 +321,21 @@ fn parse_body(cx: &Ctxt, input: ParseStream) -> syn::Result<Body> {
             vec![input.parse::<Ident>()?]
         };
         input.parse::<Token![=]>()?;
-        let expr = parse_expr(cx, input)?;
+        // A single name may bind a number: `let hidden = C * t;`.
+        let fork = input.fork();
+        let value = match parse_arith(&fork) {
+            Ok(v) if names.len() == 1 && fork.peek(Token![;]) => Some(v),
+            _ => None,
+        };
+        let expr = match &value {
+            Some(v) if !v.reads_as_tensor() => {
+                input.advance_to(&fork);
+                None
+            }
+            _ => Some(parse_expr(cx, input)?),
+        };
         input.parse::<Token![;]>()?;
-        lets.push(Let { names, expr });
+        lets.push(Let { names, expr, value });
     }
     if input.is_empty() {
         return Err(input.error("expected the network's output after its `let`s, e.g. `y -> relu`"));
@@ -351,18 +347,100 @@ fn parse_body(cx: &Ctxt, input: ParseStream) -> syn::Result<Body> {
     Ok(Body { lets, output })
 }
 
-/// `term (-> layer | : [shape])*`
+/// `term (-> layer | : [shape])*`, and a chain may end in a split:
+/// `x -> proj: Conv2d(2 * C, kernel = 1) -> chunk(2, dim = 1)`.
 fn parse_expr(cx: &Ctxt, input: ParseStream) -> syn::Result<Expr> {
     let head_span = input.span();
     let head = parse_sum(cx, input)?;
     let items = parse_items(cx, input, Vec::new())?;
     let span = SpanRange::single(head_span);
+    let e = Expr {
+        id: cx.next_id(),
+        head,
+        items,
+        span,
+    };
+    if !split_follows(input) {
+        return Ok(e);
+    }
+    input.parse::<Token![->]>()?;
+    let kw: Ident = input.parse()?;
+    let content;
+    let paren = syn::parenthesized!(content in input);
+    let (how, dim) = parse_split_args(&content, &kw, "")?;
+    let head = Head::Split {
+        src: Box::new(e),
+        how,
+        dim,
+        span: SpanRange {
+            start: kw.span(),
+            end: paren.span.close(),
+        },
+    };
+    let items = parse_items(cx, input, Vec::new())?;
     Ok(Expr {
         id: cx.next_id(),
         head,
         items,
         span,
     })
+}
+
+/// `-> chunk(..)` or `-> split(..)`: a split at the end of a chain.
+fn split_follows(input: ParseStream) -> bool {
+    let fork = input.fork();
+    fork.parse::<Token![->]>().is_ok()
+        && (fork.peek(kw::chunk) || fork.peek(kw::split))
+        && fork.peek2(syn::token::Paren)
+}
+
+/// What follows the tensor in `chunk(x, 2, dim = 1)` / `split(x, [16, 48], dim = 1)`
+/// (or all of `chunk(2, dim = 1)` at the end of a chain).
+fn parse_split_args(
+    content: ParseStream,
+    kw: &Ident,
+    tensor: &str,
+) -> syn::Result<(SplitHow, Option<(i64, SpanRange)>)> {
+    let how = if kw == "chunk" {
+        SplitHow::Chunk(parse_value(content)?)
+    } else if content.peek(syn::token::Bracket) {
+        let list;
+        syn::bracketed!(list in content);
+        let mut sizes = Vec::new();
+        while !list.is_empty() {
+            sizes.push(parse_value(&list)?);
+            if !list.is_empty() {
+                list.parse::<Token![,]>()?;
+            }
+        }
+        SplitHow::Sizes(sizes, true)
+    } else {
+        SplitHow::Sizes(vec![parse_value(content)?], false)
+    };
+    let mut dim = None;
+    if content.peek(Token![,]) {
+        content.parse::<Token![,]>()?;
+    }
+    if content.peek(kw::dim) {
+        content.parse::<kw::dim>()?;
+        content.parse::<Token![=]>()?;
+        let neg = content.parse::<Option<Token![-]>>()?.is_some();
+        let lit: LitInt = content.parse()?;
+        let n: i64 = lit.base10_parse()?;
+        dim = Some((if neg { -n } else { n }, SpanRange::single(lit.span())));
+        content.parse::<Option<Token![,]>>()?;
+    }
+    if !content.is_empty() {
+        return Err(content.error(format!(
+            "expected `)`: `{kw}` takes {tensor}{} and `dim = d`",
+            if kw == "chunk" {
+                "a count"
+            } else {
+                "a size or `[sizes]`"
+            }
+        )));
+    }
+    Ok((how, dim))
 }
 
 /// `product ((+ | -) product)*`, left to right; `*` binds tighter, as in Rust.
@@ -519,45 +597,7 @@ fn parse_atom_head(cx: &Ctxt, input: ParseStream) -> syn::Result<Head> {
         let paren = syn::parenthesized!(content in input);
         let src = parse_expr(cx, &content)?;
         content.parse::<Token![,]>()?;
-        let how = if kw == "chunk" {
-            SplitHow::Chunk(parse_value(&content)?)
-        } else if content.peek(syn::token::Bracket) {
-            let list;
-            syn::bracketed!(list in content);
-            let mut sizes = Vec::new();
-            while !list.is_empty() {
-                sizes.push(parse_value(&list)?);
-                if !list.is_empty() {
-                    list.parse::<Token![,]>()?;
-                }
-            }
-            SplitHow::Sizes(sizes, true)
-        } else {
-            SplitHow::Sizes(vec![parse_value(&content)?], false)
-        };
-        let mut dim = None;
-        if content.peek(Token![,]) {
-            content.parse::<Token![,]>()?;
-        }
-        if content.peek(kw::dim) {
-            content.parse::<kw::dim>()?;
-            content.parse::<Token![=]>()?;
-            let neg = content.parse::<Option<Token![-]>>()?.is_some();
-            let lit: LitInt = content.parse()?;
-            let n: i64 = lit.base10_parse()?;
-            dim = Some((if neg { -n } else { n }, SpanRange::single(lit.span())));
-            content.parse::<Option<Token![,]>>()?;
-        }
-        if !content.is_empty() {
-            return Err(content.error(format!(
-                "expected `)`: `{kw}` takes a tensor, {} and `dim = d`",
-                if kw == "chunk" {
-                    "a count"
-                } else {
-                    "a size or `[sizes]`"
-                }
-            )));
-        }
+        let (how, dim) = parse_split_args(&content, &kw, "a tensor, ")?;
         let span = SpanRange {
             start: kw.span(),
             end: paren.span.close(),
@@ -623,7 +663,7 @@ fn parse_items(
     input: ParseStream,
     mut items: Vec<ChainItem>,
 ) -> syn::Result<Vec<ChainItem>> {
-    while input.peek(Token![->]) || input.peek(Token![:]) {
+    while (input.peek(Token![->]) && !split_follows(input)) || input.peek(Token![:]) {
         let lookahead = input.lookahead1();
         if lookahead.peek(Token![->]) {
             let arrow = input.parse::<Token![->]>()?;

@@ -285,6 +285,10 @@ pub struct Program {
     pub nodes: Vec<Node>,
     /// The output value (`None` after an error).
     pub output: Option<usize>,
+    /// The names numbers are known by in the body: the scope's (block
+    /// parameters, dims of the input) and the body's named values
+    /// (`let hidden = C * t;`). Shapes in the body are read against it.
+    pub env: Env,
 }
 
 pub struct Node {
@@ -369,6 +373,9 @@ pub enum EnvVal {
     Float(f64),
     Bool(bool),
     Dim(Dim),
+    /// A named value whose definition was wrong (reported): its uses add
+    /// no error of their own.
+    Failed,
 }
 
 pub type Env = HashMap<String, EnvVal>;
@@ -385,6 +392,8 @@ pub struct Scope<'a> {
 struct Resolver<'a> {
     cx: &'a Ctxt,
     scope: Scope<'a>,
+    /// The scope's names and the body's named values so far.
+    env: Env,
     input: &'a Ident,
     nodes: Vec<Node>,
     /// `let` names: value, the name, whether it is used.
@@ -428,11 +437,13 @@ pub fn resolve_body(
         return Program {
             nodes: Vec::new(),
             output: None,
+            env: scope.env.clone(),
         };
     };
     let mut r = Resolver {
         cx,
         scope,
+        env: scope.env.clone(),
         input,
         nodes: Vec::new(),
         names: Vec::new(),
@@ -447,10 +458,17 @@ pub fn resolve_body(
         r.names.push((name.to_string(), value, name.clone(), false));
     }
     for l in &body.lets {
-        let values = match (&l.expr.head, l.names.len()) {
-            (crate::ast::Head::Split { .. }, _) if l.expr.items.is_empty() => {
-                r.split(&l.expr, &l.names)
+        let expr = match (&l.expr, &l.value) {
+            (Some(e), Some(v)) if !r.names_a_value(v) => e,
+            (Some(e), None) => e,
+            (_, Some(v)) => {
+                r.value_let(&l.names[0], v);
+                continue;
             }
+            (None, None) => continue,
+        };
+        let values = match (&expr.head, l.names.len()) {
+            (crate::ast::Head::Split { .. }, _) if expr.items.is_empty() => r.split(expr, &l.names),
             (crate::ast::Head::Split { span, .. }, _) => {
                 cx.error(
                     *span,
@@ -459,7 +477,7 @@ pub fn resolve_body(
                 );
                 vec![None; l.names.len()]
             }
-            (_, 1) => vec![r.expr(&l.expr)],
+            (_, 1) => vec![r.expr(expr)],
             (_, n) => {
                 cx.error(
                     l.names[0].span().into_range(l.names[n - 1].span()),
@@ -508,6 +526,7 @@ pub fn resolve_body(
     Program {
         nodes: r.nodes,
         output,
+        env: r.env,
     }
 }
 
@@ -522,6 +541,105 @@ impl IntoRange for proc_macro2::Span {
 }
 
 impl Resolver<'_> {
+    /// Whether `v`, which reads both as a number and as tensor arithmetic
+    /// (`let y = x;`, `let s = a + b;`), names only numbers.
+    fn names_a_value(&self, v: &Value) -> bool {
+        let mut numbers = true;
+        v.visit_idents(&mut |i| {
+            let name = i.to_string();
+            let tensor = *self.input == name || self.names.iter().any(|(n, ..)| *n == name);
+            numbers &= !tensor && self.env.contains_key(&name);
+        });
+        numbers
+    }
+
+    /// `let hidden = C * t;`: the number (or, over the input's symbolic
+    /// sizes, the size) is known by `name` from here on.
+    fn value_let(&mut self, name: &Ident, v: &Value) {
+        let text = name.to_string();
+        let taken = if *self.input == text || self.names.iter().any(|(n, ..)| *n == text) {
+            Some("a tensor")
+        } else if self.scope.env.contains_key(&text) {
+            Some(if self.scope.owner == "block" {
+                "a parameter or a size of the block's input"
+            } else {
+                "a size of the input"
+            })
+        } else if self.env.contains_key(&text) {
+            Some("an earlier value")
+        } else {
+            None
+        };
+        if let Some(what) = taken {
+            self.cx.error(
+                SpanRange::single(name.span()),
+                format!("`{text}` is already bound, as {what}\nhelp: give this value another name"),
+            );
+            return;
+        }
+        let mut unknown = None;
+        v.visit_idents(&mut |i| {
+            if unknown.is_none() && !self.env.contains_key(&i.to_string()) {
+                unknown = Some(i.clone());
+            }
+        });
+        if let Some(i) = unknown {
+            let known: Vec<&str> = self.env.keys().map(String::as_str).collect();
+            let hint = match did_you_mean(&i.to_string(), known) {
+                Some(s) => format!("\nhelp: did you mean `{s}`?"),
+                None => String::new(),
+            };
+            let name = i.to_string();
+            let tensor = *self.input == name || self.names.iter().any(|(n, ..)| *n == name);
+            let what = if tensor {
+                format!("`{i}` is a tensor: a named value is arithmetic over numbers")
+            } else {
+                format!(
+                    "unknown name `{i}`: a named value is arithmetic over numbers, {}and earlier values",
+                    if self.scope.owner == "block" {
+                        "block parameters, sizes of the input "
+                    } else {
+                        "sizes of the input "
+                    }
+                )
+            };
+            self.cx
+                .error(SpanRange::single(i.span()), format!("{what}{hint}"));
+            self.env.insert(text, EnvVal::Failed);
+            return;
+        }
+        let symbolic = {
+            let mut any = false;
+            v.visit_idents(&mut |i| {
+                any |= matches!(self.env.get(&i.to_string()), Some(EnvVal::Dim(d)) if d.known().is_none());
+            });
+            any
+        };
+        let bound = if symbolic {
+            // Over a symbolic size the value is a size too: usable in shapes.
+            crate::ast::value_to_dim(v)
+                .map_err(|e| self.cx.syn_error(e))
+                .ok()
+                .and_then(|lit| crate::check::eval_dim(self.cx, &lit, &self.env))
+                .map(EnvVal::Dim)
+        } else {
+            match subst(self.cx, &self.env, v) {
+                Some(Value::Int(n, _)) => Some(EnvVal::Int(n)),
+                Some(Value::Float(x, _)) => Some(EnvVal::Float(x)),
+                Some(Value::Bool(b, _)) => Some(EnvVal::Bool(b)),
+                Some(other) => {
+                    self.cx.error(
+                        other.span(),
+                        format!("a named value is a number, not {}", other.kind()),
+                    );
+                    None
+                }
+                None => None,
+            }
+        };
+        self.env.insert(text, bound.unwrap_or(EnvVal::Failed));
+    }
+
     fn push(&mut self, kind: NodeKind, ident: String) -> Option<usize> {
         self.nodes.push(Node {
             kind,
@@ -544,7 +662,7 @@ impl Resolver<'_> {
             return vec![None; names.len()];
         };
         let input = self.expr(src);
-        let env = self.scope.env;
+        let env = &self.env;
         let count = names.len();
         let uint = |v: &Value, what: &str| -> Option<Spanned<u64>> {
             match subst(self.cx, env, v) {
@@ -684,7 +802,7 @@ impl Resolver<'_> {
                         |(a, b): &(Value, Value), what: &str| -> Option<Spanned<(u64, u64)>> {
                             let mut out = [0u64; 2];
                             for (slot, v) in out.iter_mut().zip([a, b]) {
-                                match subst(self.cx, self.scope.env, v)? {
+                                match subst(self.cx, &self.env, v)? {
                                     Value::Int(n, _) if n >= 0 => *slot = n as u64,
                                     other => {
                                         self.cx.error(
@@ -742,7 +860,7 @@ impl Resolver<'_> {
                 els,
                 ..
             } => {
-                let taken = eval_cond(self.cx, self.scope.env, cond)?;
+                let taken = eval_cond(self.cx, &self.env, cond)?;
                 self.branch.push((*id, taken));
                 let value = self.expr(if taken { then } else { els });
                 self.branch.pop();
@@ -771,9 +889,13 @@ impl Resolver<'_> {
             return head;
         }
         let mut out = Vec::new();
+        let scope = Scope {
+            env: &self.env,
+            ..self.scope
+        };
         flatten(
             self.cx,
-            self.scope,
+            scope,
             &e.items,
             &[],
             false,
@@ -822,7 +944,7 @@ impl Resolver<'_> {
                     .join(", ")
             ),
         };
-        let what = if self.scope.env.contains_key(&name) {
+        let what = if self.env.contains_key(&name) {
             format!("`{name}` is a number here, not a tensor")
         } else {
             format!(
@@ -849,6 +971,7 @@ pub fn subst(cx: &Ctxt, env: &Env, v: &Value) -> Option<Value> {
                     EnvVal::Float(x) => Some(Value::Float(*x, s)),
                     EnvVal::Bool(b) => Some(Value::Bool(*b, s)),
                     EnvVal::Dim(Dim::Known(n)) => Some(Value::Int(*n as i64, s)),
+                    EnvVal::Failed => None,
                     EnvVal::Dim(d) => {
                         cx.error(
                             s,

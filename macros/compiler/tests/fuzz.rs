@@ -145,7 +145,7 @@ fn check(source: &str) {
                 assert!(
                     (2..=lines).contains(&at.line),
                     "error `{}` at line {} outside the input ({} lines):\n{source}",
-                    e.message,
+                    e.render(),
                     at.line,
                     lines
                 );

@@ -1,0 +1,65 @@
+//! Pass: an activation into the convolution's epilogue.
+
+use super::Pass;
+use crate::lower::StepOp;
+use crate::resolve::Activation;
+
+/// The activations the runtime's convolution applies in its epilogue.
+pub fn epilogue_supported(a: Activation) -> bool {
+    matches!(
+        a,
+        Activation::Relu
+            | Activation::LeakyRelu(_)
+            | Activation::Gelu { tanh: false }
+            | Activation::Silu
+            | Activation::Sigmoid
+    )
+}
+
+/// An activation right after a convolution (or after the batch norm folded
+/// into it) runs in the convolution's epilogue: on each output tile while it
+/// is still in cache, instead of as a pass over the whole tensor.
+pub fn run(ir: &mut Pass) {
+    let mut i = 0;
+    while i < ir.steps.len() {
+        let StepOp::Conv2d {
+            epilogue: None,
+            fold,
+            ..
+        } = &ir.steps[i].op
+        else {
+            i += 1;
+            continue;
+        };
+        // Skip the folded batch norm, which emits nothing of its own.
+        let next = if fold.is_some() { i + 2 } else { i + 1 };
+        let act = match ir.steps.get(next).map(|s| &s.op) {
+            Some(StepOp::Act(a)) if epilogue_supported(*a) => *a,
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let removed = ir.steps.remove(next);
+        if let StepOp::Conv2d { epilogue, .. } = &mut ir.steps[i].op {
+            *epilogue = Some(act);
+        }
+        let layer = ir.steps[i]
+            .label
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        ir.fusions.push(format!(
+            "{} fused into `{layer}`'s epilogue: applied to each output tile while it is in cache",
+            removed.label
+        ));
+        ir.steps[i].label += &format!(" + {} (epilogue)", removed.label);
+        // The folded batch norm's step (if any) keeps its place: its output
+        // is now the activation's, which it reports.
+        if next == i + 2 {
+            ir.steps[i + 1].output = removed.output;
+        }
+        i += 1;
+    }
+}
