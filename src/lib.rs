@@ -42,6 +42,7 @@ pub mod data;
 
 pub use netdsl_macros::network;
 pub use netdsl_runtime::layers;
+pub use netdsl_runtime::silence_debug_build_warning;
 pub use netdsl_runtime::{candle, candle_nn};
 pub use netdsl_runtime::{
     check_input, Error, Init, InputDim, ParamSource, ParamSpec, Result, WeightProblem, WeightsError,

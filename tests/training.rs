@@ -201,3 +201,23 @@ fn per_layer_init_schemes() {
     assert!(max <= bound && max > bound * 0.98, "{max} vs {bound}");
     assert!((std(&net.b.weight) - bound / 3f32.sqrt()).abs() < 0.003);
 }
+
+#[test]
+fn a_step_on_a_loss_from_eval_mode_is_an_error_that_says_train() {
+    let data = digits();
+    let mut net = Tiny::new_seeded(1, &Device::Cpu).unwrap();
+    let mut opt = AdamW::new(net.vars().unwrap(), AdamWConfig::default()).unwrap();
+    let (x, y) = data.batch(&[0, 1, 2, 3], 3, 28, &Device::Cpu).unwrap();
+    // A network starts in eval mode: its parameters are used detached.
+    let loss = cross_entropy(&net.forward(&x).unwrap(), &y, 0.0).unwrap();
+    let before = bits(&net);
+    let e = opt.backward_step(&loss).unwrap_err();
+    assert!(matches!(e, netdsl::Error::NoGradient { vars: 5 }), "{e:?}");
+    assert!(e.to_string().contains("call `train()`"), "{e}");
+    assert_eq!(bits(&net), before, "a refused step changes nothing");
+    // In training mode the same step goes through.
+    net.train();
+    let loss = cross_entropy(&net.forward(&x).unwrap(), &y, 0.0).unwrap();
+    opt.backward_step(&loss).unwrap();
+    assert_ne!(bits(&net), before);
+}

@@ -26,6 +26,17 @@ pub enum Error {
         expected: candle_core::DType,
         got: candle_core::DType,
     },
+    /// An optimiser step in which none of its variables received a
+    /// gradient: the loss does not depend on them.
+    #[error(
+        "no parameter received a gradient ({vars} variables, none in the gradients): the loss does not \
+         depend on them. A network in eval mode (the mode it starts in) uses its parameters detached; \
+         call `train()` before the forward pass whose loss you step on"
+    )]
+    NoGradient {
+        /// How many variables the optimiser holds.
+        vars: usize,
+    },
     /// A parameter source handed `from_source` a tensor that does not fit.
     #[error("`{network}`: the parameter source gave a bad tensor: {problem}")]
     Source {

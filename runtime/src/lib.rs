@@ -12,6 +12,7 @@
 mod block;
 mod checkpoint;
 pub mod conv;
+mod debug_build;
 mod error;
 mod fusion;
 pub mod layers;
@@ -26,6 +27,7 @@ mod upsample;
 pub use block::{missing_child, next_param, scaled_size, BlockCx};
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
 pub use conv::{conv2d, Conv2dSpec, Epilogue};
+pub use debug_build::{silence_debug_build_warning, warn_if_unoptimized};
 pub use error::{Error, Result, WeightProblem, WeightsError};
 pub use fusion::{batch_norm_eval, bn_fold, hardswish, relu6, Fusion};
 pub use modes::{batch_norm, dropout, make_var, param, var_of, Generator};

@@ -46,6 +46,7 @@ pub fn check_input(
             got: x.dtype(),
         });
     }
+    crate::debug_build::warn_if_unoptimized(network, x.elem_count());
     let got = x.dims();
     let fail = |reason: String| Error::InputShape {
         network,

@@ -15,7 +15,9 @@ use crate::Result;
 pub trait Optimizer {
     /// One update of every variable that has a gradient in `grads`.
     /// Variables without one are skipped, their state untouched (as PyTorch
-    /// skips parameters whose `.grad` is `None`).
+    /// skips parameters whose `.grad` is `None`); a step in which no variable
+    /// has one is [`Error::NoGradient`](crate::Error::NoGradient) (the loss
+    /// came from a network in eval mode, or does not depend on the variables).
     fn step(&mut self, grads: &GradStore) -> Result<()>;
 
     /// The learning rate the next [`step`](Optimizer::step) uses.
@@ -136,6 +138,7 @@ impl Optimizer for Sgd {
             nesterov,
             weight_decay,
         } = self.cfg;
+        require_some_gradient(&self.vars, grads)?;
         for (var, buf) in self.vars.iter().zip(self.momentum_buffers.iter_mut()) {
             let Some(grad) = grads.get(var.as_tensor()) else {
                 continue;
@@ -410,6 +413,7 @@ impl AdamCore {
     fn step(&mut self, grads: &GradStore) -> Result<()> {
         let (beta1, beta2) = self.betas;
         let (lr, eps, weight_decay) = (self.lr, self.eps, self.weight_decay);
+        require_some_gradient(&self.vars, grads)?;
         for (var, state) in self.vars.iter().zip(self.buffers.iter_mut()) {
             let Some(grad) = grads.get(var.as_tensor()) else {
                 continue;
@@ -535,6 +539,15 @@ fn check_vars(name: &str, vars: &[Var]) -> Result<()> {
                 "{name}: variable {i} appears more than once in the list"
             )));
         }
+    }
+    Ok(())
+}
+
+/// A step where no variable has a gradient is a mistake, not a no-op: most
+/// often the forward pass ran in eval mode, where parameters are detached.
+fn require_some_gradient(vars: &[Var], grads: &GradStore) -> Result<()> {
+    if !vars.is_empty() && vars.iter().all(|v| grads.get(v.as_tensor()).is_none()) {
+        return Err(crate::Error::NoGradient { vars: vars.len() });
     }
     Ok(())
 }
