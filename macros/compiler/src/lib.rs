@@ -20,6 +20,7 @@ pub mod fuse;
 pub mod graph;
 pub mod infer;
 pub mod lower;
+pub mod ops;
 pub mod parse;
 pub mod resolve;
 pub mod shape;
