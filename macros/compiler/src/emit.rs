@@ -11,18 +11,16 @@ use quote::{format_ident, quote};
 use syn::{Attribute, Visibility};
 
 use crate::ast::BinOp;
-use crate::lower::{
-    FieldIr, FieldKind, Fold, InitIr, MergeIr, NetIr, Registry, Segment, StepIr, StepOp,
-    UpsampleOut,
-};
-use crate::resolve::{Activation, PoolKind, WeightInit};
+use crate::lower::{FieldIr, FieldKind, InitIr, MergeIr, NetIr, Registry, Segment, StepIr, StepOp};
+use crate::ops;
+use crate::resolve::WeightInit;
 use crate::shape::{fmt_shape, Dim};
 
 fn lit(n: u64) -> Literal {
     Literal::u64_unsuffixed(n)
 }
 
-fn usize_lit(n: u64) -> Literal {
+pub(crate) fn usize_lit(n: u64) -> Literal {
     Literal::usize_suffixed(n as usize)
 }
 
@@ -643,83 +641,6 @@ fn gen_segment(ir: &NetIr, segment: &Segment, x: &Ident, env: &CodeEnv) -> Token
     }
 }
 
-/// The runtime's convolution on `src`: any stride, padding, dilation and
-/// groups natively, bias and an activation applied in its epilogue.
-#[allow(clippy::too_many_arguments)]
-fn conv_call(
-    src: &TokenStream,
-    x: &Ident,
-    w: TokenStream,
-    bias: Option<TokenStream>,
-    pad: ((u64, u64), (u64, u64)),
-    stride: (u64, u64),
-    dilation: (u64, u64),
-    groups: u64,
-    act: Option<Activation>,
-) -> TokenStream {
-    let p = quote!(::netdsl::__private);
-    let ((top, bottom), (left, right)) = pad;
-    let (t, b, l, r) = (
-        usize_lit(top),
-        usize_lit(bottom),
-        usize_lit(left),
-        usize_lit(right),
-    );
-    let (st, dl, g) = (
-        pair_tokens(stride),
-        pair_tokens(dilation),
-        usize_lit(groups),
-    );
-    let bias = match bias {
-        Some(b) => quote!(::core::option::Option::Some(&#b)),
-        None => quote!(::core::option::Option::None),
-    };
-    let epilogue = match act {
-        None => quote!(None),
-        Some(Activation::Relu) => quote!(Relu),
-        Some(Activation::LeakyRelu(s)) => {
-            let s = Literal::f32_unsuffixed(s as f32);
-            quote!(LeakyRelu(#s))
-        }
-        Some(Activation::Gelu { .. }) => quote!(Gelu),
-        Some(Activation::Silu) => quote!(Silu),
-        Some(_) => quote!(Sigmoid),
-    };
-    quote! {
-        let #x = #p::conv2d(
-            &#src,
-            &#w,
-            #bias,
-            &#p::Conv2dSpec { stride: #st, padding: ((#t, #b), (#l, #r)), dilation: #dl, groups: #g },
-            #p::Epilogue::#epilogue,
-        )?;
-    }
-}
-
-/// `fold` weights of `field` with batch norm `fold.bn`, from the cache.
-fn folded_weights(field: &Ident, fold: &Fold, env: &CodeEnv) -> TokenStream {
-    let p = quote!(::netdsl::__private);
-    let bn = env.field(&fold.bn);
-    let field = env.field(field);
-    let slot = usize_lit(fold.slot as u64);
-    let eps = Literal::f64_unsuffixed(fold.eps);
-    let mut sources = vec![quote!(&#field.weight)];
-    if fold.layer_bias {
-        sources.push(quote!(&#field.bias));
-    }
-    if fold.affine {
-        sources.extend([quote!(&#bn.weight), quote!(&#bn.bias)]);
-    }
-    sources.extend([quote!(&#bn.running_mean), quote!(&#bn.running_var)]);
-    quote! {
-        let (weight, bias) = self.fusion.get(
-            #slot,
-            &[#(#sources),*],
-            || #p::bn_fold(&#field.weight, &#field.bias, &#bn, #eps),
-        )?;
-    }
-}
-
 /// How emitted code reaches a network's state: a network's own fields, or
 /// inside a block, the context its network passes down.
 pub struct CodeEnv {
@@ -737,7 +658,7 @@ impl CodeEnv {
         }
     }
 
-    fn field(&self, f: &Ident) -> TokenStream {
+    pub(crate) fn field(&self, f: &Ident) -> TokenStream {
         if self.optional.contains(&f.to_string()) {
             quote!((*#f))
         } else {
@@ -745,7 +666,7 @@ impl CodeEnv {
         }
     }
 
-    fn training(&self) -> TokenStream {
+    pub(crate) fn training(&self) -> TokenStream {
         let cx = cx_ident();
         if self.block {
             quote!(#cx.training)
@@ -754,7 +675,7 @@ impl CodeEnv {
         }
     }
 
-    fn fusion_on(&self) -> TokenStream {
+    pub(crate) fn fusion_on(&self) -> TokenStream {
         let cx = cx_ident();
         if self.block {
             quote!(#cx.fusion)
@@ -763,7 +684,7 @@ impl CodeEnv {
         }
     }
 
-    fn rng(&self) -> TokenStream {
+    pub(crate) fn rng(&self) -> TokenStream {
         let cx = cx_ident();
         if self.block {
             quote!(#cx.rng)
@@ -779,9 +700,8 @@ fn cx_ident() -> Ident {
 }
 
 fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident, env: &CodeEnv) -> Option<TokenStream> {
-    let p = quote!(::netdsl::__private);
     let comment = format!(" {}", step.comment());
-    let (training, fusion_on, rng) = (env.training(), env.fusion_on(), env.rng());
+    let e = ops::EmitCx::new(src, x, env);
     let code = match &step.op {
         StepOp::Conv2d {
             field,
@@ -792,52 +712,18 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident, env: &CodeEnv) -> Optio
             bias,
             fold,
             epilogue,
-            ..
-        } => {
-            let f = env.field(field);
-            let weight = quote!(#p::param(&#f.weight, #training));
-            let plain_bias = bias.then(|| quote!(#p::param(&#f.bias, #training)));
-            match fold {
-                None => conv_call(
-                    src, x, weight, plain_bias, *pad, *stride, *dilation, *groups, *epilogue,
-                ),
-                Some(fold) => {
-                    let bn = env.field(&fold.bn);
-                    let eps = Literal::f64_unsuffixed(fold.eps);
-                    let momentum = Literal::f64_unsuffixed(fold.momentum);
-                    let weights = folded_weights(field, fold, env);
-                    let folded = conv_call(
-                        src,
-                        x,
-                        quote!(weight),
-                        Some(quote!(bias)),
-                        *pad,
-                        *stride,
-                        *dilation,
-                        *groups,
-                        *epilogue,
-                    );
-                    let plain = conv_call(
-                        src, x, weight, plain_bias, *pad, *stride, *dilation, *groups, None,
-                    );
-                    let act = epilogue
-                        .map(|a| act_code(a, &quote!(#x), x))
-                        .unwrap_or_default();
-                    quote! {
-                        let #x = if #fusion_on && !#training {
-                            #weights
-                            #folded
-                            #x
-                        } else {
-                            #plain
-                            let #x = #p::batch_norm(&#x, &#bn, #eps, #momentum, #training)?;
-                            #act
-                            #x
-                        };
-                    }
-                }
-            }
-        }
+            out_ch: _,
+        } => ops::conv::emit_conv2d(
+            &e,
+            field,
+            *pad,
+            *stride,
+            *dilation,
+            *groups,
+            *bias,
+            fold.as_ref(),
+            *epilogue,
+        ),
         StepOp::Pool2d {
             kind,
             kernel,
@@ -846,31 +732,16 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident, env: &CodeEnv) -> Optio
             dilation,
             ceil_mode,
             count_include_pad,
-        } => {
-            // The runtime's pooling takes candle's kernel when that is exact and no
-            // gradient is needed, and differentiable composed ops otherwise
-            // (candle's max-pool backward is wrong).
-            let (k, st, pd, dl) = (
-                pair_tokens(*kernel),
-                pair_tokens(*stride),
-                pair_tokens(*padding),
-                pair_tokens(*dilation),
-            );
-            let f = match kind {
-                PoolKind::Max => quote!(max_pool2d),
-                PoolKind::Avg => quote!(avg_pool2d),
-            };
-            quote! {
-                let #x = #p::#f(&#src, &#p::Pool2d {
-                    kernel: #k,
-                    stride: #st,
-                    padding: #pd,
-                    dilation: #dl,
-                    ceil_mode: #ceil_mode,
-                    count_include_pad: #count_include_pad,
-                })?;
-            }
-        }
+        } => ops::pool::emit_pool2d(
+            &e,
+            *kind,
+            *kernel,
+            *stride,
+            *padding,
+            *dilation,
+            *ceil_mode,
+            *count_include_pad,
+        ),
         StepOp::ConvTranspose2d {
             field,
             stride,
@@ -879,143 +750,45 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident, env: &CodeEnv) -> Optio
             dilation,
             groups,
             bias,
-        } => {
-            let (st, pd, op, dl) = (
-                pair_tokens(*stride),
-                pair_tokens(*padding),
-                pair_tokens(*output_padding),
-                pair_tokens(*dilation),
-            );
-            let g = usize_lit(*groups);
-            let f = env.field(field);
-            let bias = if *bias {
-                quote!(::core::option::Option::Some(&#p::param(&#f.bias, #training)))
-            } else {
-                quote!(::core::option::Option::None)
-            };
-            quote! {
-                let #x = #p::conv_transpose2d(
-                    &#src,
-                    &#p::param(&#f.weight, #training),
-                    #bias,
-                    &#p::ConvTranspose2dSpec { stride: #st, padding: #pd, output_padding: #op, dilation: #dl, groups: #g },
-                )?;
-            }
-        }
+        } => ops::conv::emit_conv_transpose2d(
+            &e,
+            field,
+            *stride,
+            *padding,
+            *output_padding,
+            *dilation,
+            *groups,
+            *bias,
+        ),
         StepOp::Upsample {
             out,
             bilinear,
             align_corners,
-        } => {
-            let o = match out {
-                UpsampleOut::Size(h, w) => pair_tokens((*h, *w)),
-                UpsampleOut::Scale(sh, sw) => {
-                    let s = pair_tokens((*sh, *sw));
-                    quote!(#p::scaled_size(&#src, #s)?)
-                }
-            };
-            if *bilinear {
-                quote!(let #x = #p::upsample_bilinear2d(&#src, #o, #align_corners)?;)
-            } else {
-                quote!(let #x = #p::upsample_nearest2d(&#src, #o)?;)
-            }
-        }
-        StepOp::PixelShuffle { r } => {
-            let r = usize_lit(*r);
-            quote!(let #x = #p::pixel_shuffle(&#src, #r)?;)
-        }
-        StepOp::AdaptivePool2d { kind, out } => {
-            let o = pair_tokens(*out);
-            match kind {
-                PoolKind::Max => quote!(let #x = #p::adaptive_max_pool2d(&#src, #o)?;),
-                PoolKind::Avg => quote!(let #x = #p::adaptive_avg_pool2d(&#src, #o)?;),
-            }
-        }
-        StepOp::Flatten { start, end, rank } => {
-            let s = usize_lit(*start as u64);
-            if *end + 1 == *rank {
-                quote!(let #x = #src.flatten_from(#s)?;)
-            } else {
-                let e = usize_lit(*end as u64);
-                quote!(let #x = #src.flatten(#s, #e)?;)
-            }
-        }
+        } => ops::resize::emit_upsample(&e, *out, *bilinear, *align_corners),
+        StepOp::PixelShuffle { r } => ops::resize::emit_pixel_shuffle(&e, *r),
+        StepOp::AdaptivePool2d { kind, out } => ops::pool::emit_adaptive_pool2d(&e, *kind, *out),
+        StepOp::Flatten { start, end, rank } => ops::reshape::emit_flatten(&e, *start, *end, *rank),
         StepOp::Linear {
             field,
             bias,
             rank,
             fold,
-        } => {
-            let matmul = |w: TokenStream| {
-                if *rank == 2 {
-                    quote!(let #x = #src.matmul(&#w.t()?)?;)
-                } else {
-                    quote!(let #x = #src.broadcast_matmul(&#w.t()?)?;)
-                }
-            };
-            let f = env.field(field);
-            let mut plain = matmul(quote!(#p::param(&#f.weight, #training)));
-            if *bias {
-                plain.extend(quote!(let #x = #x.broadcast_add(&#p::param(&#f.bias, #training))?;));
-            }
-            match fold {
-                None => plain,
-                Some(fold) => {
-                    let bn = env.field(&fold.bn);
-                    let eps = Literal::f64_unsuffixed(fold.eps);
-                    let momentum = Literal::f64_unsuffixed(fold.momentum);
-                    let weights = folded_weights(field, fold, env);
-                    let mm = matmul(quote!(weight));
-                    quote! {
-                        let #x = if #fusion_on && !#training {
-                            #weights
-                            #mm
-                            #x.broadcast_add(&bias)?
-                        } else {
-                            #plain
-                            #p::batch_norm(&#x, &#bn, #eps, #momentum, #training)?
-                        };
-                    }
-                }
-            }
-        }
-        StepOp::BatchNorm { folded: true, .. } => return None,
-        StepOp::Dropout { p: rate } => {
-            let rate = Literal::f64_unsuffixed(*rate);
-            quote! {
-                let #x = if #training {
-                    #p::dropout(&#src, #rate, #rng)?
-                } else {
-                    #src.clone()
-                };
-            }
-        }
+        } => ops::linear::emit_linear(&e, field, *bias, *rank, fold.as_ref()),
+        StepOp::Dropout { p: rate } => ops::dropout::emit_dropout(&e, *rate),
         StepOp::BatchNorm {
             field,
             eps,
             momentum,
-            folded: false,
+            folded,
             ..
-        } => {
-            let eps = Literal::f64_unsuffixed(*eps);
-            let momentum = Literal::f64_unsuffixed(*momentum);
-            let f = env.field(field);
-            quote!(let #x = #p::batch_norm(&#src, &#f, #eps, #momentum, #training)?;)
-        }
-        StepOp::Act(a) => act_code(*a, src, x),
+        } => ops::norm::emit_batch_norm(&e, field, *eps, *momentum, *folded)?,
+        StepOp::Act(a) => ops::activation::emit_activation(&e, *a),
         StepOp::Block { field, extra } => {
             let f = env.field(field);
             let cx = cx_ident();
             quote!(let #x = #f.forward(&#src, #(&#extra,)* &#cx)?;)
         }
-        StepOp::Softmax { dim, log } => {
-            let d = usize_lit(*dim as u64);
-            if *log {
-                quote!(let #x = #p::candle_nn::ops::log_softmax(&#src, #d)?;)
-            } else {
-                quote!(let #x = #p::candle_nn::ops::softmax(&#src, #d)?;)
-            }
-        }
+        StepOp::Softmax { dim, log } => ops::activation::emit_softmax(&e, *dim, *log),
     };
     if env.block {
         return Some(code);
@@ -1024,30 +797,6 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident, env: &CodeEnv) -> Optio
         #[doc = #comment]
         #code
     })
-}
-
-/// `let x = act(src);`
-fn act_code(a: Activation, src: &TokenStream, x: &Ident) -> TokenStream {
-    let p = quote!(::netdsl::__private);
-    match a {
-        Activation::Relu => quote!(let #x = #src.relu()?;),
-        Activation::Tanh => quote!(let #x = #src.tanh()?;),
-        Activation::Sigmoid => quote!(let #x = #p::candle_nn::ops::sigmoid(&#src)?;),
-        Activation::LeakyRelu(slope) => {
-            let s = Literal::f64_unsuffixed(slope);
-            quote!(let #x = #p::candle_nn::ops::leaky_relu(&#src, #s)?;)
-        }
-        Activation::Gelu { tanh: false } => quote!(let #x = #src.gelu_erf()?;),
-        Activation::Gelu { tanh: true } => quote!(let #x = #src.gelu()?;),
-        Activation::Silu => quote!(let #x = #src.silu()?;),
-        Activation::Relu6 => quote!(let #x = #p::relu6(&#src)?;),
-        Activation::Hardswish => quote!(let #x = #p::hardswish(&#src)?;),
-    }
-}
-
-fn pair_tokens((a, b): (u64, u64)) -> TokenStream {
-    let (a, b) = (usize_lit(a), usize_lit(b));
-    quote!((#a, #b))
 }
 
 /// The same items as [`emit`] for a network with errors: bodies never run

@@ -10,11 +10,10 @@ use crate::ast::{DimLit, ShapeLit};
 use crate::block::Blocks;
 use crate::check::{self, FailKind, Failure};
 use crate::diag::SpanRange;
-use crate::resolve::{
-    BatchNorm, Conv2d, ConvTranspose2d, Env, Item, Linear, Op, Padding, Pool2d, PoolKind,
-    ResolvedLayer, Spanned, UpsampleSize,
-};
-use crate::shape::{fmt_shape, gcd, normalize_dim, product, Constraints, Dim, Shape, Window};
+use crate::ops;
+pub use crate::ops::conv::conv_padding;
+use crate::resolve::{Env, Item, Op, ResolvedLayer};
+use crate::shape::{fmt_shape, normalize_dim, Constraints, Dim, Shape};
 
 /// What inference runs against: the blocks (for block uses), the names in
 /// scope (for assertions), and whether errors inside block uses are
@@ -146,18 +145,21 @@ pub fn infer(
     }
 }
 
-struct Step<'a> {
-    index: usize,
-    layer: &'a ResolvedLayer,
-    input: &'a Shape,
-    prev: &'a str,
-    ov: Overrides,
-    ctx: &'a InferCx<'a>,
-    cons: &'a RefCell<Constraints>,
+/// One layer's shape step: the layer, its input and what the rule may
+/// report or constrain.
+pub struct Step<'a> {
+    pub index: usize,
+    pub layer: &'a ResolvedLayer,
+    pub input: &'a Shape,
+    /// How messages name what came before (`` `conv1` ``, "the input").
+    pub prev: &'a str,
+    pub ov: Overrides,
+    pub ctx: &'a InferCx<'a>,
+    pub cons: &'a RefCell<Constraints>,
 }
 
 impl Step<'_> {
-    fn fail(&self, kind: FailKind, span: SpanRange, message: String) -> Failure {
+    pub fn fail(&self, kind: FailKind, span: SpanRange, message: String) -> Failure {
         Failure {
             item: self.index,
             span,
@@ -170,13 +172,13 @@ impl Step<'_> {
     }
 
     /// Why a constraint on the input exists: this layer.
-    fn why(&self) -> String {
+    pub fn why(&self) -> String {
         format!("`{}`", self.layer.label)
     }
 
     /// A symbolic dim scaled by a whole factor (up-sampling); a fraction
     /// needs a known size.
-    fn lin_scaled(&self, axis: usize, what: &str, factor: f64) -> Result<Dim, Failure> {
+    pub fn lin_scaled(&self, axis: usize, what: &str, factor: f64) -> Result<Dim, Failure> {
         match &self.input[axis] {
             Dim::Known(n) => Ok(Dim::Known((*n as f64 * factor).floor() as u64)),
             d if factor.fract() == 0.0 && factor >= 1.0 => Ok(d.scale(factor as u64)),
@@ -184,12 +186,12 @@ impl Step<'_> {
         }
     }
 
-    fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.layer.label
     }
 
     /// `name: [in] -> [out]`, the trace of a step that reshapes.
-    fn reshape_trace(&self, out: &[Dim]) -> String {
+    pub fn reshape_trace(&self, out: &[Dim]) -> String {
         format!(
             "{}: {} -> {}",
             self.name(),
@@ -198,7 +200,7 @@ impl Step<'_> {
         )
     }
 
-    fn need_rank(&self, op: &str, rank: usize, layout: &str) -> Result<(), Failure> {
+    pub fn need_rank(&self, op: &str, rank: usize, layout: &str) -> Result<(), Failure> {
         if self.input.len() != rank {
             return Err(self.fail(
                 FailKind::Other,
@@ -215,7 +217,7 @@ impl Step<'_> {
     }
 
     /// A dim that must be a number: a symbol there is an error.
-    fn known(&self, axis: usize, what: &str) -> Result<u64, Failure> {
+    pub fn known(&self, axis: usize, what: &str) -> Result<u64, Failure> {
         match &self.input[axis] {
             Dim::Known(n) => Ok(*n),
             s => Err(self.fail(
@@ -232,7 +234,7 @@ impl Step<'_> {
     }
 }
 
-type StepResult = Result<(Shape, Option<String>), Failure>;
+pub type StepResult = Result<(Shape, Option<String>), Failure>;
 
 fn step(cx: &Step, op: &Op) -> StepResult {
     match op {
@@ -280,553 +282,19 @@ fn step(cx: &Step, op: &Op) -> StepResult {
             );
             Ok((inst.output.clone(), Some(trace)))
         }
-        Op::Conv2d(c) => conv2d(cx, c),
-        Op::ConvTranspose2d(c) => conv_transpose2d(cx, c),
-        Op::Upsample(u) => {
-            cx.need_rank("Upsample", 4, "[B, C, H, W]")?;
-            let mut out = cx.input[..2].to_vec();
-            let mut lines = Vec::new();
-            for (axis, name) in [(2usize, "H"), (3, "W")] {
-                let n = match u.size.value {
-                    UpsampleSize::Size(h, w) => Dim::Known(if axis == 2 { h } else { w }),
-                    UpsampleSize::Scale(sh, sw) => {
-                        let s = if axis == 2 { sh } else { sw };
-                        let n = cx.lin_scaled(axis, name, s)?;
-                        lines.push(format!("{name} = floor({} * {s}) = {n}", cx.input[axis]));
-                        n
-                    }
-                };
-                if n == Dim::Known(0) {
-                    return Err(cx.fail(
-                        FailKind::Other,
-                        u.size.span,
-                        format!(
-                            "`{}` gives no output along {name}: {}",
-                            cx.name(),
-                            lines.join("; ")
-                        ),
-                    ));
-                }
-                out.push(n);
-            }
-            let trace = cx.reshape_trace(&out);
-            Ok((out, Some(trace)))
-        }
-        Op::PixelShuffle { r } => {
-            cx.need_rank("PixelShuffle", 4, "[B, C, H, W]")?;
-            let c = cx.known(1, "number of channels")?;
-            let rr = r.value * r.value;
-            if c % rr != 0 {
-                return Err(cx.fail(
-                    FailKind::Other,
-                    r.span,
-                    format!(
-                        "`{}` needs channels divisible by r² = {rr}, but {} gives {c} ({c} % {rr} = {})\n\
-                         help: give the layer before it {} channels",
-                        cx.name(),
-                        cx.prev,
-                        c % rr,
-                        (c / rr).max(1) * rr
-                    ),
-                ));
-            }
-            let out = vec![
-                cx.input[0].clone(),
-                Dim::Known(c / rr),
-                cx.input[2].scale(r.value),
-                cx.input[3].scale(r.value),
-            ];
-            let trace = cx.reshape_trace(&out);
-            Ok((out, Some(trace)))
-        }
-        Op::Dropout { .. } => Ok((cx.input.clone(), None)),
-        Op::BatchNorm(bn) => batch_norm(cx, bn),
-        Op::AdaptivePool2d { kind, out } => {
-            let name = if *kind == PoolKind::Max {
-                "AdaptiveMaxPool2d"
-            } else {
-                "AdaptiveAvgPool2d"
-            };
-            cx.need_rank(name, 4, "[B, C, H, W]")?;
-            let (oh, ow) = out.value;
-            let mut shape = cx.input[..2].to_vec();
-            shape.extend([Dim::Known(oh), Dim::Known(ow)]);
-            let trace = format!(
-                "{} (adaptive: windows from floor(i*in/out) to ceil((i+1)*in/out))",
-                cx.reshape_trace(&shape)
-            );
-            Ok((shape, Some(trace)))
-        }
-        Op::Pool2d(p) => pool2d(cx, p),
-        Op::Flatten { start, end } => {
-            let rank = cx.input.len();
-            let valid = format!(
-                "valid dims for a rank-{rank} tensor {} are {}..={}",
-                fmt_shape(cx.input),
-                -(rank as i64),
-                rank as i64 - 1
-            );
-            let (s, e) = (
-                normalize_dim(start.value, rank),
-                normalize_dim(end.value, rank),
-            );
-            for (key, dim, ok) in [
-                ("start_dim", start, s.is_some()),
-                ("end_dim", end, e.is_some()),
-            ] {
-                if !ok {
-                    return Err(cx.fail(
-                        FailKind::Other,
-                        dim.span,
-                        format!(
-                            "`{}`: {key} = {} is out of range: {valid}",
-                            cx.name(),
-                            dim.value
-                        ),
-                    ));
-                }
-            }
-            let (Some(s), Some(e)) = (s, e) else {
-                return Err(cx.fail(FailKind::Other, start.span, valid));
-            };
-            if s > e {
-                return Err(cx.fail(
-                    FailKind::Other,
-                    start.span,
-                    format!("`{}`: start_dim {s} comes after end_dim {e}", cx.name()),
-                ));
-            }
-            let mut out: Shape = cx.input[..s].to_vec();
-            out.push(product(&cx.input[s..=e]));
-            out.extend_from_slice(&cx.input[e + 1..]);
-            let trace = cx.reshape_trace(&out);
-            Ok((out, Some(trace)))
-        }
-        Op::Linear(l) => linear(cx, l),
-        Op::Act(_) => Ok((cx.input.clone(), None)),
-        Op::Softmax { dim, .. } => {
-            if normalize_dim(dim.value, cx.input.len()).is_none() {
-                return Err(cx.fail(
-                    FailKind::Other,
-                    dim.span,
-                    format!(
-                        "`{}`: dim {} is out of range for a rank-{} tensor {} (valid: {}..={})",
-                        cx.name(),
-                        dim.value,
-                        cx.input.len(),
-                        fmt_shape(cx.input),
-                        -(cx.input.len() as i64),
-                        cx.input.len() as i64 - 1
-                    ),
-                ));
-            }
-            Ok((cx.input.clone(), None))
-        }
+        Op::Conv2d(c) => ops::conv::infer_conv2d(cx, c),
+        Op::ConvTranspose2d(c) => ops::conv::infer_conv_transpose2d(cx, c),
+        Op::Upsample(u) => ops::resize::infer_upsample(cx, u),
+        Op::PixelShuffle { r } => ops::resize::infer_pixel_shuffle(cx, r),
+        Op::Dropout { .. } => ops::dropout::infer_dropout(cx),
+        Op::BatchNorm(bn) => ops::norm::infer_batch_norm(cx, bn),
+        Op::AdaptivePool2d { kind, out } => ops::pool::infer_adaptive_pool2d(cx, *kind, out),
+        Op::Pool2d(p) => ops::pool::infer_pool2d(cx, p),
+        Op::Flatten { start, end } => ops::reshape::infer_flatten(cx, start, end),
+        Op::Linear(l) => ops::linear::infer_linear(cx, l),
+        Op::Act(_) => ops::activation::infer_activation(cx),
+        Op::Softmax { dim, .. } => ops::activation::infer_softmax(cx, dim),
     }
-}
-
-/// The resolved padding of a convolution, overrides applied:
-/// `((top, bottom), (left, right))`.
-pub fn conv_padding(c: &Conv2d, index: usize, ov: Overrides) -> ((u64, u64), (u64, u64)) {
-    if let Some((i, p)) = ov.padding {
-        if i == index {
-            return ((p, p), (p, p));
-        }
-    }
-    match c.padding.value {
-        Padding::Explicit { h, w } => (h, w),
-        Padding::Same => (
-            crate::shape::same_padding(c.kernel.value.0, c.dilation.value.0),
-            crate::shape::same_padding(c.kernel.value.1, c.dilation.value.1),
-        ),
-    }
-}
-
-/// The input channels a convolution (plain or transposed) takes: the
-/// incoming dim 1, checked against an explicit `in -> out`, with `groups`
-/// dividing both sides.
-fn conv_channels(
-    cx: &Step,
-    op: &str,
-    in_ch: Option<Spanned<u64>>,
-    out_ch: u64,
-    groups: Spanned<u64>,
-) -> Result<u64, Failure> {
-    cx.need_rank(op, 4, "[B, C, H, W]")?;
-    let cin = cx.known(1, "number of input channels")?;
-    if let Some(written) = in_ch {
-        if written.value != cin {
-            let mut f = cx.fail(
-                FailKind::Mismatch,
-                written.span,
-                format!(
-                    "`{}` expects {} input channels, but {} gives {cin} ({})",
-                    cx.name(),
-                    written.value,
-                    cx.prev,
-                    fmt_shape(cx.input)
-                ),
-            );
-            f.help.push(format!(
-                "write `{cin} -> {out_ch}`, or just `{out_ch}` to infer the input channels"
-            ));
-            return Err(f);
-        }
-    }
-    let g = groups.value;
-    if cin % g != 0 || out_ch % g != 0 {
-        let divisors: Vec<String> = (1..=gcd(cin, out_ch))
-            .filter(|d| cin % d == 0 && out_ch % d == 0)
-            .map(|d| d.to_string())
-            .collect();
-        return Err(cx.fail(
-            FailKind::Other,
-            groups.span,
-            format!(
-                "`{}`: groups = {g} must divide both the input channels and the output channels, \
-                 but {cin} % {g} = {} and {out_ch} % {g} = {}\nhelp: groups that divide both: {}",
-                cx.name(),
-                cin % g,
-                out_ch % g,
-                divisors.join(", ")
-            ),
-        ));
-    }
-    Ok(cin)
-}
-
-fn conv2d(cx: &Step, c: &Conv2d) -> StepResult {
-    conv_channels(cx, "Conv2d", c.in_ch, c.out_ch.value, c.groups)?;
-    let cout = c.out_ch.value;
-    if c.padding.value == Padding::Same && c.stride.value != (1, 1) {
-        return Err(cx.fail(
-            FailKind::Other,
-            c.padding.span,
-            format!(
-                "`{}`: padding = same needs stride 1 (as in PyTorch), but stride is {}\n\
-                 help: write the padding as a number, e.g. `padding = {}`",
-                cx.name(),
-                pair_text(c.stride.value),
-                (c.kernel.value.0 - 1) * c.dilation.value.0 / 2
-            ),
-        ));
-    }
-    let (ph, pw) = conv_padding(c, cx.index, cx.ov);
-    let axes = [
-        (
-            "H",
-            2,
-            c.kernel.value.0,
-            c.stride.value.0,
-            ph,
-            c.dilation.value.0,
-            false,
-        ),
-        (
-            "W",
-            3,
-            c.kernel.value.1,
-            c.stride.value.1,
-            pw,
-            c.dilation.value.1,
-            false,
-        ),
-    ];
-    let (spatial, trace) = spatial(cx, &axes, c.kernel.span)?;
-    let mut out = vec![cx.input[0].clone(), Dim::Known(cout)];
-    out.extend(spatial);
-    Ok((out, trace))
-}
-
-fn batch_norm(cx: &Step, bn: &BatchNorm) -> StepResult {
-    let op = if bn.dims == 2 {
-        "BatchNorm2d"
-    } else {
-        "BatchNorm1d"
-    };
-    let ranks_ok = if bn.dims == 2 {
-        cx.input.len() == 4
-    } else {
-        matches!(cx.input.len(), 2 | 3)
-    };
-    if !ranks_ok {
-        let want = if bn.dims == 2 {
-            "a 4-D input [B, C, H, W]"
-        } else {
-            "a 2-D [B, C] or 3-D [B, C, L] input"
-        };
-        let hint = match (bn.dims, cx.input.len()) {
-            (2, 2 | 3) => "\nhelp: use `BatchNorm1d` on a [B, C] or [B, C, L] input",
-            (1, 4) => "\nhelp: use `BatchNorm2d` on a [B, C, H, W] input",
-            _ => "",
-        };
-        return Err(cx.fail(
-            FailKind::Other,
-            cx.layer.span,
-            format!(
-                "`{}` ({op}) needs {want}, but {} gives {}{hint}",
-                cx.name(),
-                cx.prev,
-                fmt_shape(cx.input)
-            ),
-        ));
-    }
-    let c = cx.known(1, "number of channels")?;
-    if let Some(written) = bn.num_features {
-        if written.value != c {
-            let mut f = cx.fail(
-                FailKind::Mismatch,
-                written.span,
-                format!(
-                    "`{}` normalises {} channels, but {} gives {c} ({})",
-                    cx.name(),
-                    written.value,
-                    cx.prev,
-                    fmt_shape(cx.input)
-                ),
-            );
-            f.help
-                .push(format!("write `{op}({c})`, or `{op}` to infer it"));
-            return Err(f);
-        }
-    }
-    Ok((cx.input.clone(), None))
-}
-
-/// `H_out = (H - 1)*stride - 2*padding + dilation*(kernel - 1) + output_padding + 1`.
-fn conv_transpose2d(cx: &Step, c: &ConvTranspose2d) -> StepResult {
-    conv_channels(cx, "ConvTranspose2d", c.in_ch, c.out_ch.value, c.groups)?;
-    let cout = c.out_ch.value;
-    let mut out = vec![cx.input[0].clone(), Dim::Known(cout)];
-    let mut lines = Vec::new();
-    for (axis, name) in [(2usize, "H"), (3, "W")] {
-        let pick = |p: (u64, u64)| if axis == 2 { p.0 } else { p.1 };
-        let (s, p, op, d, k) = (
-            pick(c.stride.value),
-            pick(c.padding.value),
-            pick(c.output_padding.value),
-            pick(c.dilation.value),
-            pick(c.kernel.value),
-        );
-        let add = -(s as i64) - 2 * p as i64 + (d * (k - 1)) as i64 + op as i64 + 1;
-        if let Dim::Lin(l) = &cx.input[axis] {
-            let n = l.scale(s).shift(add);
-            cx.cons.borrow_mut().need_at_least(&n, 1, &cx.why());
-            lines.push((
-                name,
-                format!("({l} - 1)*{s} - 2*{p} + {d}*({k}-1) + {op} + 1 = {n}"),
-            ));
-            out.push(Dim::Lin(n));
-            continue;
-        }
-        let input = cx.known(axis, name)?;
-        let n = (input as i64 - 1) * s as i64 - 2 * p as i64 + (d * (k - 1)) as i64 + op as i64 + 1;
-        let text = format!("({input} - 1)*{s} - 2*{p} + {d}*({k}-1) + {op} + 1 = {n}");
-        if n <= 0 {
-            return Err(cx.fail(
-                FailKind::Other,
-                c.padding.span,
-                format!(
-                    "`{}` gives no output along {name}: {name} = {text}\nhelp: use less padding",
-                    cx.name()
-                ),
-            ));
-        }
-        lines.push((name, text));
-        out.push(Dim::Known(n as u64));
-    }
-    let trace = if lines[0].1 == lines[1].1 {
-        format!("{}: H = W = {}", cx.name(), lines[0].1)
-    } else {
-        format!("{}: H = {}; W = {}", cx.name(), lines[0].1, lines[1].1)
-    };
-    Ok((out, Some(trace)))
-}
-
-fn pool2d(cx: &Step, p: &Pool2d) -> StepResult {
-    let name = if p.kind == PoolKind::Max {
-        "MaxPool2d"
-    } else {
-        "AvgPool2d"
-    };
-    cx.need_rank(name, 4, "[B, C, H, W]")?;
-    let (k, st, pad, d) = (
-        p.kernel.value,
-        p.stride.value,
-        p.padding.value,
-        p.dilation.value,
-    );
-    let axes = [
-        ("H", 2, k.0, st.0, (pad.0, pad.0), d.0, p.ceil_mode),
-        ("W", 3, k.1, st.1, (pad.1, pad.1), d.1, p.ceil_mode),
-    ];
-    let (spatial, trace) = spatial(cx, &axes, p.kernel.span)?;
-    let mut out = cx.input[..2].to_vec();
-    out.extend(spatial);
-    Ok((out, trace))
-}
-
-/// Name, dim, kernel, stride, (pad_lo, pad_hi), dilation, ceil_mode.
-type Axis = (&'static str, usize, u64, u64, (u64, u64), u64, bool);
-
-/// The spatial output of a window op over H and W, with its arithmetic.
-fn spatial(
-    cx: &Step,
-    axes: &[Axis; 2],
-    kernel_span: SpanRange,
-) -> Result<(Vec<Dim>, Option<String>), Failure> {
-    let mut out = Vec::new();
-    let mut lines = Vec::new();
-    for &(axis_name, axis, kernel, stride, (lo, hi), dilation, ceil) in axes {
-        match &cx.input[axis] {
-            Dim::Lin(l) if !ceil => {
-                // floor((l + lo + hi - eff) / stride) + 1, exact once the
-                // symbol is a multiple that leaves no fraction.
-                let eff = dilation * (kernel - 1) + 1;
-                let span = l.shift(lo as i64 + hi as i64 - eff as i64);
-                let why = cx.why();
-                let mut cons = cx.cons.borrow_mut();
-                cons.need_multiple(&l.sym, span.multiple_for(stride), &why);
-                cons.need_at_least(&span, 0, &why);
-                let n = span.floor_div(stride).shift(1);
-                lines.push((
-                    axis_name,
-                    if lo + hi == 0 && dilation == 1 {
-                        format!("floor(({l} - {kernel}) / {stride}) + 1 = {n}")
-                    } else {
-                        format!(
-                            "floor(({l} + {lo} + {hi} - {dilation}*({kernel}-1) - 1) / {stride}) + 1 = {n}"
-                        )
-                    },
-                ));
-                out.push(Dim::Lin(n));
-            }
-            s @ (Dim::Lin(_) | Dim::Sym(_)) => {
-                // A window that keeps any size keeps the symbol.
-                let keeps = stride == 1 && lo + hi == dilation * (kernel - 1);
-                if !keeps {
-                    let why = if ceil { " (with `ceil_mode`)" } else { "" };
-                    return Err(cx.fail(
-                        FailKind::Other,
-                        cx.layer.span,
-                        format!(
-                            "`{}` needs a known {axis_name}{why} to compute its output size, but {axis_name} \
-                             is `{s}` in {}, which only the input decides\nhelp: give the input a number there, \
-                             or keep the size with stride 1 and `padding = same`",
-                            cx.name(),
-                            fmt_shape(cx.input)
-                        ),
-                    ));
-                }
-                out.push(s.clone());
-            }
-            Dim::Known(input) => {
-                let w = Window {
-                    input: *input,
-                    kernel,
-                    stride,
-                    pad_lo: lo,
-                    pad_hi: hi,
-                    dilation,
-                    ceil,
-                };
-                match w.out() {
-                    Ok(n) => {
-                        out.push(Dim::Known(n));
-                        lines.push((axis_name, w.arithmetic()));
-                    }
-                    Err(e) => {
-                        let is_pool = matches!(cx.layer.op, Some(Op::Pool2d(_)));
-                        let spans = if dilation == 1 {
-                            format!("its kernel spans {kernel}")
-                        } else {
-                            format!(
-                                "its kernel spans {} (dilation*(kernel-1) + 1 = {dilation}*({kernel}-1) + 1)",
-                                e.effective_kernel
-                            )
-                        };
-                        let padded = if lo + hi == 0 {
-                            format!("the input is only {input}")
-                        } else {
-                            format!(
-                                "the padded input is only {} ({input} + {lo} + {hi})",
-                                e.padded
-                            )
-                        };
-                        let mut f = cx.fail(
-                            FailKind::Mismatch,
-                            kernel_span,
-                            format!(
-                                "`{}` gives no output along {axis_name}: {spans} but {padded}",
-                                cx.name(),
-                            ),
-                        );
-                        f.tail
-                            .push(format!("{}: {axis_name} = {}", cx.name(), w.arithmetic()));
-                        let smaller = (e.padded - 1) / dilation + 1;
-                        f.help.push(if is_pool {
-                            format!("use a kernel of at most {smaller}")
-                        } else {
-                            let need = (e.effective_kernel - input).div_ceil(2);
-                            format!(
-                                "pad the input by at least {need} on each side, or use a kernel of at most {smaller}"
-                            )
-                        });
-                        return Err(f);
-                    }
-                }
-            }
-        }
-    }
-    let trace = match lines.as_slice() {
-        [] => None,
-        [(a, t)] => Some(format!("{}: {a} = {t}", cx.name())),
-        [(_, h), (_, w)] if h == w => Some(format!("{}: H = W = {h}", cx.name())),
-        [(a, h), (b, w)] => Some(format!("{}: {a} = {h}; {b} = {w}", cx.name())),
-        _ => None,
-    };
-    Ok((out, trace))
-}
-
-fn linear(cx: &Step, l: &Linear) -> StepResult {
-    if cx.input.len() < 2 {
-        return Err(cx.fail(
-            FailKind::Other,
-            cx.layer.span,
-            format!(
-                "`{}` (Linear) needs an input of rank 2 or more [B, .., features], but {} gives {}",
-                cx.name(),
-                cx.prev,
-                fmt_shape(cx.input)
-            ),
-        ));
-    }
-    let last = cx.input.len() - 1;
-    let fin = cx.known(last, "number of input features")?;
-    if let Some(written) = l.in_f {
-        if written.value != fin {
-            let mut f = cx.fail(
-                FailKind::Mismatch,
-                written.span,
-                format!(
-                    "`{}` expects {} input features, but {} gives {fin} ({})",
-                    cx.name(),
-                    written.value,
-                    cx.prev,
-                    fmt_shape(cx.input)
-                ),
-            );
-            f.help.push(format!(
-                "write `Linear({fin} -> {})`, or `Linear({})` to infer it",
-                l.out_f.value, l.out_f.value
-            ));
-            return Err(f);
-        }
-    }
-    let mut out = cx.input.clone();
-    out[last] = Dim::Known(l.out_f.value);
-    let trace = cx.reshape_trace(&out);
-    Ok((out, Some(trace)))
 }
 
 pub fn pair_text((a, b): (u64, u64)) -> String {

@@ -22,6 +22,7 @@ pub mod emit;
 pub mod graph;
 pub mod infer;
 pub mod lower;
+pub mod ops;
 pub mod parse;
 pub mod passes;
 pub mod resolve;

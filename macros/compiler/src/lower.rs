@@ -9,10 +9,11 @@ use syn::{Attribute, Visibility};
 use crate::ast::Network;
 use crate::block::Blocks;
 use crate::check::ProgramShapes;
-use crate::infer::{conv_padding, pair_text, piece_ranges, Inferred, Overrides};
+use crate::infer::{piece_ranges, Inferred};
+use crate::ops;
+pub use crate::ops::resize::UpsampleOut;
 use crate::resolve::{
-    Activation, Item, MergeKind, NodeKind, Op, Padding, PoolKind, Program, ResolvedLayer,
-    WeightInit,
+    Activation, Item, MergeKind, NodeKind, Op, PoolKind, Program, ResolvedLayer, WeightInit,
 };
 use crate::shape::{fmt_shape, normalize_dim, Constraints, Dim, Shape};
 
@@ -227,13 +228,6 @@ pub struct Fold {
     pub affine: bool,
     /// Which cached pair of the network's `Fusion` holds the folded weights.
     pub slot: usize,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum UpsampleOut {
-    Size(u64, u64),
-    /// Whole scale factors over a size only the input decides.
-    Scale(u64, u64),
 }
 
 pub enum StepOp {
@@ -678,11 +672,6 @@ pub fn field_name(path: &[String]) -> String {
     }
 }
 
-/// Per sample: the product of the dims after the batch dim.
-fn per_sample(shape: &[Dim]) -> Option<u64> {
-    shape[1..].iter().map(Dim::known).product()
-}
-
 fn lower_op(
     layer: &ResolvedLayer,
     index: usize,
@@ -690,361 +679,31 @@ fn lower_op(
     input: &Shape,
     output: &Shape,
     outer: &str,
-) -> (String, StepOp, Option<FieldIr>, Option<u64>) {
-    let prefix = layer.path.join(".");
-    let param = |member: &'static str, shape: Vec<u64>, init: InitIr| ParamIr {
-        member,
-        name: format!("{outer}{prefix}.{member}"),
-        shape,
-        init,
-    };
-    let span = layer.name.as_ref().map_or(Span::call_site(), Ident::span);
-    // Only layers with parameters become fields, and those always have a
-    // path (resolve reports one without a name).
-    let ident = match layer.path.as_slice() {
-        [] => Ident::new("unnamed", span),
-        path => Ident::new(&field_name(path), span),
-    };
-    let field = |kind, params, absent| FieldIr {
-        ident: ident.clone(),
-        kind,
-        params,
-        absent,
-        branch: Vec::new(),
-    };
+) -> ops::Lowered {
+    let cx = ops::LowerCx::new(layer, index, input, output, outer);
     match op {
         // Lowered with its instance by `lower_block_use`.
         Op::Block(u) => (
             u.label.clone(),
             StepOp::Block {
-                field: ident.clone(),
+                field: cx.ident,
                 extra: Vec::new(),
             },
             None,
             None,
         ),
-        Op::Conv2d(c) => {
-            let cin = input[1].known().unwrap_or(0);
-            let (kh, kw) = c.kernel.value;
-            let g = c.groups.value;
-            let cout = c.out_ch.value;
-            let fan_in = cin / g * kh * kw;
-            let mut params = vec![param(
-                "weight",
-                vec![cout, cin / g, kh, kw],
-                InitIr::Weight {
-                    fan_in,
-                    fan_out: cout * kh * kw,
-                    scheme: c.init,
-                },
-            )];
-            if c.bias {
-                params.push(param("bias", vec![cout], InitIr::Bias { fan_in }));
-            }
-            let absent = if c.bias { vec![] } else { vec!["bias"] };
-            let pad = conv_padding(c, index, Overrides::default());
-            let mut desc = format!(
-                "Conv2d({cin} -> {cout}, kernel {}",
-                pair_text(c.kernel.value)
-            );
-            if c.stride.value != (1, 1) {
-                desc += &format!(", stride {}", pair_text(c.stride.value));
-            }
-            match c.padding.value {
-                Padding::Same => desc += ", padding same",
-                _ if pad == ((0, 0), (0, 0)) => {}
-                _ if pad.0 .0 == pad.0 .1 && pad.1 .0 == pad.1 .1 => {
-                    desc += &format!(", padding {}", pair_text((pad.0 .0, pad.1 .0)))
-                }
-                _ => {
-                    desc += &format!(
-                        ", padding ({}, {}, {}, {})",
-                        pad.1 .0, pad.1 .1, pad.0 .0, pad.0 .1
-                    )
-                }
-            }
-            if c.dilation.value != (1, 1) {
-                desc += &format!(", dilation {}", pair_text(c.dilation.value));
-            }
-            if g != 1 {
-                desc += &format!(", groups {g}");
-            }
-            if !c.bias {
-                desc += ", no bias";
-            }
-            desc += ")";
-            let macs = per_sample(output).map(|n| n * fan_in);
-            let step = StepOp::Conv2d {
-                field: ident.clone(),
-                pad,
-                stride: c.stride.value,
-                dilation: c.dilation.value,
-                groups: g,
-                out_ch: cout,
-                bias: c.bias,
-                fold: None,
-                epilogue: None,
-            };
-            (
-                desc,
-                step,
-                Some(field(FieldKind::Conv2d, params, absent)),
-                macs,
-            )
-        }
-        Op::Pool2d(p) => {
-            let kind = if p.kind == PoolKind::Max {
-                "MaxPool2d"
-            } else {
-                "AvgPool2d"
-            };
-            let mut desc = format!("{kind}({}", pair_text(p.kernel.value));
-            if p.stride.value != p.kernel.value {
-                desc += &format!(", stride {}", pair_text(p.stride.value));
-            }
-            if p.padding.value != (0, 0) {
-                desc += &format!(", padding {}", pair_text(p.padding.value));
-            }
-            if p.dilation.value != (1, 1) {
-                desc += &format!(", dilation {}", pair_text(p.dilation.value));
-            }
-            if p.ceil_mode {
-                desc += ", ceil_mode";
-            }
-            if p.kind == PoolKind::Avg && !p.count_include_pad && p.padding.value != (0, 0) {
-                desc += ", count_include_pad false";
-            }
-            desc += ")";
-            let step = StepOp::Pool2d {
-                kind: p.kind,
-                kernel: p.kernel.value,
-                stride: p.stride.value,
-                padding: p.padding.value,
-                dilation: p.dilation.value,
-                ceil_mode: p.ceil_mode,
-                count_include_pad: p.count_include_pad,
-            };
-            (desc, step, None, Some(0))
-        }
-        Op::ConvTranspose2d(c) => {
-            let cin = input[1].known().unwrap_or(0);
-            let (kh, kw) = c.kernel.value;
-            let (g, cout) = (c.groups.value, c.out_ch.value);
-            // PyTorch's fan_in for a transposed conv's weight [Cin, Cout/g, kh, kw]: dim 1 x kernel.
-            let fan_in = cout / g * kh * kw;
-            let mut params = vec![param(
-                "weight",
-                vec![cin, cout / g, kh, kw],
-                InitIr::Weight {
-                    fan_in,
-                    fan_out: cin * kh * kw,
-                    scheme: WeightInit::Default,
-                },
-            )];
-            if c.bias {
-                params.push(param("bias", vec![cout], InitIr::Bias { fan_in }));
-            }
-            let absent = if c.bias { vec![] } else { vec!["bias"] };
-            let mut desc = format!(
-                "ConvTranspose2d({cin} -> {cout}, kernel {}",
-                pair_text(c.kernel.value)
-            );
-            for (name, v, default) in [
-                ("stride", c.stride.value, (1, 1)),
-                ("padding", c.padding.value, (0, 0)),
-                ("output_padding", c.output_padding.value, (0, 0)),
-                ("dilation", c.dilation.value, (1, 1)),
-            ] {
-                if v != default {
-                    desc += &format!(", {name} {}", pair_text(v));
-                }
-            }
-            if g != 1 {
-                desc += &format!(", groups {g}");
-            }
-            desc += ")";
-            // Each input pixel meets every kernel tap once: in * (Cout/g * kh * kw) MACs.
-            let macs = per_sample(input).map(|n| n * (cout / g) * kh * kw);
-            let step = StepOp::ConvTranspose2d {
-                field: ident.clone(),
-                stride: c.stride.value,
-                padding: c.padding.value,
-                output_padding: c.output_padding.value,
-                dilation: c.dilation.value,
-                groups: g,
-                bias: c.bias,
-            };
-            (
-                desc,
-                step,
-                Some(field(FieldKind::ConvTranspose2d, params, absent)),
-                macs,
-            )
-        }
-        Op::Upsample(u) => {
-            let out = match (output[2].known(), output[3].known(), u.size.value) {
-                (Some(h), Some(w), _) => UpsampleOut::Size(h, w),
-                (_, _, crate::resolve::UpsampleSize::Scale(sh, sw)) => {
-                    UpsampleOut::Scale(sh as u64, sw as u64)
-                }
-                (_, _, crate::resolve::UpsampleSize::Size(h, w)) => UpsampleOut::Size(h, w),
-            };
-            let mode = if u.bilinear {
-                if u.align_corners {
-                    "bilinear, align_corners"
-                } else {
-                    "bilinear"
-                }
-            } else {
-                "nearest"
-            };
-            let desc = format!("Upsample({} x {}, {mode})", output[2], output[3]);
-            let step = StepOp::Upsample {
-                out,
-                bilinear: u.bilinear,
-                align_corners: u.align_corners,
-            };
-            (desc, step, None, Some(0))
-        }
-        Op::PixelShuffle { r } => (
-            format!("PixelShuffle({})", r.value),
-            StepOp::PixelShuffle { r: r.value },
-            None,
-            Some(0),
-        ),
-        Op::AdaptivePool2d { kind, out } => {
-            let name = if *kind == PoolKind::Max {
-                "AdaptiveMaxPool2d"
-            } else {
-                "AdaptiveAvgPool2d"
-            };
-            let desc = format!("{name}({})", pair_text(out.value));
-            (
-                desc,
-                StepOp::AdaptivePool2d {
-                    kind: *kind,
-                    out: out.value,
-                },
-                None,
-                Some(0),
-            )
-        }
-        Op::Flatten { start, end } => {
-            let rank = input.len();
-            let s = normalize_dim(start.value, rank).unwrap_or(0);
-            let e = normalize_dim(end.value, rank).unwrap_or(0);
-            let desc = if (s, e) == (1, rank - 1) {
-                "Flatten".to_string()
-            } else {
-                format!("Flatten({s}..={e})")
-            };
-            (
-                desc,
-                StepOp::Flatten {
-                    start: s,
-                    end: e,
-                    rank,
-                },
-                None,
-                Some(0),
-            )
-        }
-        Op::Linear(l) => {
-            let fin = input.last().and_then(Dim::known).unwrap_or(0);
-            let fout = l.out_f.value;
-            let mut params = vec![param(
-                "weight",
-                vec![fout, fin],
-                InitIr::Weight {
-                    fan_in: fin,
-                    fan_out: fout,
-                    scheme: l.init,
-                },
-            )];
-            if l.bias {
-                params.push(param("bias", vec![fout], InitIr::Bias { fan_in: fin }));
-            }
-            let absent = if l.bias { vec![] } else { vec!["bias"] };
-            let desc = format!(
-                "Linear({fin} -> {fout}{})",
-                if l.bias { "" } else { ", no bias" }
-            );
-            let macs = per_sample(output).map(|n| n * fin);
-            let step = StepOp::Linear {
-                field: ident.clone(),
-                bias: l.bias,
-                rank: input.len(),
-                fold: None,
-            };
-            (
-                desc,
-                step,
-                Some(field(FieldKind::Linear, params, absent)),
-                macs,
-            )
-        }
-        Op::BatchNorm(bn) => {
-            let c = input[1].known().unwrap_or(0);
-            let mut params = Vec::new();
-            if bn.affine {
-                params.push(param("weight", vec![c], InitIr::Ones));
-                params.push(param("bias", vec![c], InitIr::Zeros));
-            }
-            params.push(param("running_mean", vec![c], InitIr::BufferZeros));
-            params.push(param("running_var", vec![c], InitIr::BufferOnes));
-            params.push(param("num_batches_tracked", vec![], InitIr::Counter));
-            let absent = if bn.affine {
-                vec![]
-            } else {
-                vec!["weight", "bias"]
-            };
-            let mut desc = format!("BatchNorm{}d({c}", bn.dims);
-            if bn.eps != 1e-5 {
-                desc += &format!(", eps {}", bn.eps);
-            }
-            if !bn.affine {
-                desc += ", no affine";
-            }
-            desc += ")";
-            let step = StepOp::BatchNorm {
-                field: ident.clone(),
-                eps: bn.eps,
-                momentum: bn.momentum,
-                affine: bn.affine,
-                folded: false,
-            };
-            (
-                desc,
-                step,
-                Some(field(FieldKind::BatchNorm, params, absent)),
-                per_sample(output),
-            )
-        }
-        Op::Dropout { p } => (
-            format!("Dropout({p})"),
-            StepOp::Dropout { p: *p },
-            None,
-            Some(0),
-        ),
-        Op::Act(a) => {
-            let desc = match a {
-                Activation::Relu => "ReLU".to_string(),
-                Activation::Sigmoid => "Sigmoid".to_string(),
-                Activation::Tanh => "Tanh".to_string(),
-                Activation::LeakyRelu(s) => format!("LeakyReLU({s})"),
-                Activation::Gelu { tanh: false } => "GELU".to_string(),
-                Activation::Gelu { tanh: true } => "GELU(tanh)".to_string(),
-                Activation::Silu => "SiLU".to_string(),
-                Activation::Relu6 => "ReLU6".to_string(),
-                Activation::Hardswish => "Hardswish".to_string(),
-            };
-            (desc, StepOp::Act(*a), None, Some(0))
-        }
-        Op::Softmax { dim, log } => {
-            let d = normalize_dim(dim.value, input.len()).unwrap_or(0);
-            let desc = format!("{}(dim {d})", if *log { "LogSoftmax" } else { "Softmax" });
-            (desc, StepOp::Softmax { dim: d, log: *log }, None, Some(0))
-        }
+        Op::Conv2d(c) => ops::conv::lower_conv2d(&cx, c),
+        Op::Pool2d(p) => ops::pool::lower_pool2d(p),
+        Op::ConvTranspose2d(c) => ops::conv::lower_conv_transpose2d(&cx, c),
+        Op::Upsample(u) => ops::resize::lower_upsample(&cx, u),
+        Op::PixelShuffle { r } => ops::resize::lower_pixel_shuffle(r),
+        Op::AdaptivePool2d { kind, out } => ops::pool::lower_adaptive_pool2d(*kind, out),
+        Op::Flatten { start, end } => ops::reshape::lower_flatten(&cx, start, end),
+        Op::Linear(l) => ops::linear::lower_linear(&cx, l),
+        Op::BatchNorm(bn) => ops::norm::lower_batch_norm(&cx, bn),
+        Op::Dropout { p } => ops::dropout::lower_dropout(*p),
+        Op::Act(a) => ops::activation::lower_activation(*a),
+        Op::Softmax { dim, log } => ops::activation::lower_softmax(&cx, dim, *log),
     }
 }
 

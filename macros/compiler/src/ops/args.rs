@@ -1,0 +1,452 @@
+//! A layer's arguments matched to its op's schema: positional or by
+//! keyword, checked for kind and range, defaulted. Each op family's
+//! `resolve_*` function reads its typed parameters through [`Args`].
+
+use std::collections::HashMap;
+
+use crate::ast::{Arg, Value};
+use crate::diag::{did_you_mean, Ctxt, SpanRange};
+use crate::ops::conv::Padding;
+use crate::ops::OpDef;
+use crate::resolve::Spanned;
+
+/// The weight initialisation a layer asks for (`init = ..`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WeightInit {
+    /// PyTorch's default: kaiming_uniform with a = sqrt(5).
+    #[default]
+    Default,
+    KaimingUniform,
+    KaimingNormal,
+    XavierUniform,
+    XavierNormal,
+}
+
+/// A layer's arguments matched to the op's parameters.
+pub struct Args<'a> {
+    pub cx: &'a Ctxt,
+    pub op: &'a str,
+    pub whole: SpanRange,
+    values: HashMap<&'static str, &'a Value>,
+    /// An unknown keyword was reported: a "missing argument" error would
+    /// most likely be the same typo twice.
+    had_unknown: bool,
+}
+
+impl<'a> Args<'a> {
+    /// Matches `args` to `positional` (in order) and `keys`, reporting
+    /// unknown, duplicate and surplus arguments.
+    pub fn new(cx: &'a Ctxt, def: &'a OpDef, whole: SpanRange, args: &'a [Arg]) -> Self {
+        let (op, positional) = (def.name, def.positional);
+        let keys: Vec<&'static str> = def.args.iter().map(|a| a.name).collect();
+        let mut values: HashMap<&'static str, &'a Value> = HashMap::new();
+        let mut next_positional = 0;
+        let mut seen_keyword = false;
+        let mut had_unknown = false;
+        for arg in args {
+            let key: &'static str = match &arg.key {
+                None => {
+                    if seen_keyword {
+                        cx.error(
+                            arg.span,
+                            "a positional argument cannot follow a keyword argument",
+                        );
+                        continue;
+                    }
+                    let Some(k) = positional.get(next_positional) else {
+                        let msg = if keys.is_empty() {
+                            format!("`{op}` takes no arguments")
+                        } else if positional.is_empty() {
+                            format!(
+                                "`{op}` takes no positional arguments (only {})",
+                                keys.iter()
+                                    .map(|k| format!("`{k} = ..`"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        } else {
+                            format!(
+                                "`{op}` takes at most {} positional argument{} ({}); name the others",
+                                positional.len(),
+                                if positional.len() == 1 { "" } else { "s" },
+                                positional.join(", ")
+                            )
+                        };
+                        cx.error(arg.span, msg);
+                        continue;
+                    };
+                    next_positional += 1;
+                    k
+                }
+                Some(k) => {
+                    seen_keyword = true;
+                    let written = k.to_string();
+                    let spec = def
+                        .args
+                        .iter()
+                        .find(|a| a.name == written || a.aliases.contains(&written.as_str()));
+                    match spec {
+                        Some(spec) => spec.name,
+                        None => {
+                            let hint = match did_you_mean(&written, keys.iter().copied()) {
+                                Some(s) => format!("\nhelp: did you mean `{s}`?"),
+                                None if keys.is_empty() => String::new(),
+                                None => format!("\nhelp: `{op}` takes {}", keys.join(", ")),
+                            };
+                            let msg = if keys.is_empty() {
+                                format!("`{op}` takes no arguments")
+                            } else {
+                                format!("unknown argument `{written}` for `{op}`{hint}")
+                            };
+                            cx.error(SpanRange::single(k.span()), msg);
+                            had_unknown = true;
+                            continue;
+                        }
+                    }
+                }
+            };
+            if values.contains_key(key) {
+                cx.error(
+                    arg.span,
+                    format!("duplicate argument `{key}` for `{op}`\nhelp: give each argument once"),
+                );
+                continue;
+            }
+            values.insert(key, &arg.value);
+        }
+        Self {
+            cx,
+            op,
+            whole,
+            values,
+            had_unknown,
+        }
+    }
+
+    /// Reports a missing required argument, unless a misspelt one was
+    /// reported already.
+    pub fn missing(&self, message: impl Into<String>) {
+        if !self.had_unknown {
+            self.cx.error(self.whole, message);
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&'a Value> {
+        self.values.get(key).copied()
+    }
+
+    pub fn wrong_kind(&self, key: &str, want: &str, v: &Value) {
+        let msg = match v {
+            Value::Ident(i) if i == "same" || i == "valid" => format!(
+                "`{i}` is only valid for `padding`; `{key}` of `{}` takes {want}",
+                self.op
+            ),
+            Value::Ident(i) => format!(
+                "`{i}` is a symbol, but `{key}` of `{}` needs {want} known at compile time",
+                self.op
+            ),
+            _ => format!("`{key}` of `{}` takes {want}, found {}", self.op, v.kind()),
+        };
+        self.cx.error(v.span(), msg);
+    }
+
+    /// A non-negative integer >= `min`.
+    pub fn uint_value(&self, key: &str, min: u64, v: &Value) -> Option<u64> {
+        match v {
+            Value::Int(n, s) if *n < 0 => {
+                self.cx
+                    .error(*s, format!("`{key}` cannot be negative, found {n}"));
+                None
+            }
+            Value::Int(n, s) if (*n as u64) < min => {
+                self.cx
+                    .error(*s, format!("`{key}` must be at least {min}, found {n}"));
+                None
+            }
+            Value::Int(n, _) => Some(*n as u64),
+            other => {
+                self.wrong_kind(key, "an integer", other);
+                None
+            }
+        }
+    }
+
+    /// `Some(None)`: absent with no default. `None`: an error was reported.
+    pub fn uint(&self, key: &str, min: u64, default: Option<u64>) -> Option<Option<Spanned<u64>>> {
+        match self.get(key) {
+            None => Some(default.map(|value| Spanned {
+                value,
+                span: self.whole,
+                written: false,
+            })),
+            Some(v) => self.uint_value(key, min, v).map(|value| {
+                Some(Spanned {
+                    value,
+                    span: v.span(),
+                    written: true,
+                })
+            }),
+        }
+    }
+
+    pub fn uint_or(&self, key: &str, min: u64, default: u64) -> Option<Spanned<u64>> {
+        let v = self.uint(key, min, Some(default))?;
+        Some(v.unwrap_or(Spanned {
+            value: default,
+            span: self.whole,
+            written: false,
+        }))
+    }
+
+    pub fn pair_or(&self, key: &str, min: u64, default: (u64, u64)) -> Option<Spanned<(u64, u64)>> {
+        let v = self.pair(key, min, Some(default))?;
+        Some(v.unwrap_or(Spanned {
+            value: default,
+            span: self.whole,
+            written: false,
+        }))
+    }
+
+    /// An integer or an `(h, w)` pair of integers >= `min`.
+    pub fn pair(
+        &self,
+        key: &str,
+        min: u64,
+        default: Option<(u64, u64)>,
+    ) -> Option<Option<Spanned<(u64, u64)>>> {
+        let Some(v) = self.get(key) else {
+            return Some(default.map(|value| Spanned {
+                value,
+                span: self.whole,
+                written: false,
+            }));
+        };
+        let value = match v {
+            Value::Tuple(items, _) if items.len() == 2 => {
+                let h = self.uint_value(key, min, &items[0]);
+                let w = self.uint_value(key, min, &items[1]);
+                (h?, w?)
+            }
+            Value::Int(..) => {
+                let n = self.uint_value(key, min, v)?;
+                (n, n)
+            }
+            other => {
+                self.wrong_kind(key, "an integer or an `(h, w)` pair", other);
+                return None;
+            }
+        };
+        Some(Some(Spanned {
+            value,
+            span: v.span(),
+            written: true,
+        }))
+    }
+
+    pub fn int(&self, key: &str, default: Option<i64>) -> Option<Spanned<i64>> {
+        match self.get(key) {
+            None => match default {
+                Some(value) => Some(Spanned {
+                    value,
+                    span: self.whole,
+                    written: false,
+                }),
+                None => {
+                    self.missing(format!(
+                        "`{}` needs `{key}`\nhelp: write `{}({key} = 1)`",
+                        self.op, self.op
+                    ));
+                    None
+                }
+            },
+            Some(Value::Int(n, s)) => Some(Spanned {
+                value: *n,
+                span: *s,
+                written: true,
+            }),
+            Some(other) => {
+                self.wrong_kind(key, "an integer", other);
+                None
+            }
+        }
+    }
+
+    /// A number in `[lo, hi]` (`lo` excluded unless `lo_inclusive`);
+    /// integers are accepted.
+    pub fn float(
+        &self,
+        key: &str,
+        default: f64,
+        lo: f64,
+        hi: f64,
+        lo_inclusive: bool,
+    ) -> Option<Spanned<f64>> {
+        let Some(v) = self.get(key) else {
+            return Some(Spanned {
+                value: default,
+                span: self.whole,
+                written: false,
+            });
+        };
+        let x = match v {
+            Value::Float(x, _) => *x,
+            Value::Int(n, _) => *n as f64,
+            other => {
+                self.wrong_kind(key, "a number", other);
+                return None;
+            }
+        };
+        let above = if lo_inclusive { x >= lo } else { x > lo };
+        if !(above && x <= hi) {
+            let range = match (lo_inclusive, hi.is_finite()) {
+                (true, true) => format!("in [{lo}, {hi}]"),
+                (false, true) => format!("in ({lo}, {hi}]"),
+                (true, false) => format!("at least {lo}"),
+                (false, false) => format!("greater than {lo}"),
+            };
+            self.cx.error(
+                v.span(),
+                format!("`{key}` of `{}` must be {range}, found {x}", self.op),
+            );
+            return None;
+        }
+        Some(Spanned {
+            value: x,
+            span: v.span(),
+            written: true,
+        })
+    }
+
+    pub fn boolean(&self, key: &str, default: bool) -> Option<bool> {
+        match self.get(key) {
+            None => Some(default),
+            Some(Value::Bool(b, _)) => Some(*b),
+            Some(other) => {
+                self.wrong_kind(key, "`true` or `false`", other);
+                None
+            }
+        }
+    }
+
+    /// `init = default | kaiming_uniform | kaiming_normal | xavier_uniform | xavier_normal`.
+    pub fn weight_init(&self) -> Option<WeightInit> {
+        let Some(v) = self.get("init") else {
+            return Some(WeightInit::Default);
+        };
+        let schemes = [
+            ("default", WeightInit::Default),
+            ("kaiming_uniform", WeightInit::KaimingUniform),
+            ("kaiming_normal", WeightInit::KaimingNormal),
+            ("xavier_uniform", WeightInit::XavierUniform),
+            ("xavier_normal", WeightInit::XavierNormal),
+        ];
+        if let Value::Ident(i) = v {
+            if let Some((_, w)) = schemes.iter().find(|(n, _)| i == n) {
+                return Some(*w);
+            }
+        }
+        let names: Vec<&str> = schemes.iter().map(|(n, _)| *n).collect();
+        let hint = match v {
+            Value::Ident(i) => did_you_mean(&i.to_string(), names.iter().copied())
+                .map(|s| format!("\nhelp: did you mean `{s}`?"))
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        self.cx.error(
+            v.span(),
+            format!(
+                "`init` of `{}` is one of {}, found `{v}`{hint}",
+                self.op,
+                names.join(", ")
+            ),
+        );
+        None
+    }
+
+    /// `out` or `in -> out` (in and out both >= 1).
+    #[allow(clippy::type_complexity)]
+    pub fn channels(&self, key: &str) -> Option<(Option<Spanned<u64>>, Spanned<u64>)> {
+        let spanned = |value, v: &Value| Spanned {
+            value,
+            span: v.span(),
+            written: true,
+        };
+        match self.get(key) {
+            None => {
+                self.missing(format!(
+                    "`{}` needs its output size as the first argument, e.g. `{}(16)`",
+                    self.op, self.op
+                ));
+                None
+            }
+            Some(Value::Arrow(i, o, _)) => {
+                let iv = self.uint_value(key, 1, i);
+                let ov = self.uint_value(key, 1, o);
+                Some((Some(spanned(iv?, i)), spanned(ov?, o)))
+            }
+            Some(v) => {
+                let n = self.uint_value(key, 1, v)?;
+                Some((None, spanned(n, v)))
+            }
+        }
+    }
+
+    /// `padding`: an integer, `(h, w)`, `(left, right, top, bottom)` (the
+    /// order of PyTorch's `F.pad`), `same` or `valid`.
+    pub fn padding(&self) -> Option<Spanned<Padding>> {
+        let key = "padding";
+        let Some(v) = self.get(key) else {
+            return Some(Spanned {
+                value: Padding::Explicit {
+                    h: (0, 0),
+                    w: (0, 0),
+                },
+                span: self.whole,
+                written: false,
+            });
+        };
+        let value = match v {
+            Value::Ident(i) if i == "same" => Padding::Same,
+            Value::Ident(i) if i == "valid" => Padding::Explicit {
+                h: (0, 0),
+                w: (0, 0),
+            },
+            Value::Int(..) => {
+                let n = self.uint_value(key, 0, v)?;
+                Padding::Explicit {
+                    h: (n, n),
+                    w: (n, n),
+                }
+            }
+            Value::Tuple(items, _) if items.len() == 2 || items.len() == 4 => {
+                let ns: Vec<Option<u64>> =
+                    items.iter().map(|i| self.uint_value(key, 0, i)).collect();
+                let ns: Vec<u64> = ns.into_iter().collect::<Option<_>>()?;
+                if ns.len() == 2 {
+                    Padding::Explicit {
+                        h: (ns[0], ns[0]),
+                        w: (ns[1], ns[1]),
+                    }
+                } else {
+                    Padding::Explicit {
+                        h: (ns[2], ns[3]),
+                        w: (ns[0], ns[1]),
+                    }
+                }
+            }
+            other => {
+                self.wrong_kind(
+                    key,
+                    "an integer, `(h, w)`, `(left, right, top, bottom)`, `same` or `valid`",
+                    other,
+                );
+                return None;
+            }
+        };
+        Some(Spanned {
+            value,
+            span: v.span(),
+            written: true,
+        })
+    }
+}

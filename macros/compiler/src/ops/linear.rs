@@ -1,0 +1,181 @@
+//! `Linear`: `y = x W^T + b` over the last dim, any rank >= 2, like
+//! `torch.nn.Linear`.
+
+use proc_macro2::{Ident, Literal, TokenStream};
+use quote::quote;
+
+use crate::ast::Layer;
+use crate::check::FailKind;
+use crate::infer::{Step, StepResult};
+use crate::lower::{FieldKind, Fold, InitIr, StepOp};
+use crate::ops::args::{Args, WeightInit};
+use crate::ops::{per_sample, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, OpDef};
+use crate::resolve::{Op, Spanned};
+use crate::shape::{fmt_shape, Dim};
+
+#[derive(Clone, Debug)]
+pub struct Linear {
+    pub in_f: Option<Spanned<u64>>,
+    pub out_f: Spanned<u64>,
+    pub bias: bool,
+    pub init: WeightInit,
+}
+
+pub const LINEAR: OpDef = OpDef {
+    name: "Linear",
+    spellings: &["Linear", "linear"],
+    positional: &["out_features"],
+    args: &[
+        ArgSpec::new(
+            "out_features",
+            ArgKind::Channels,
+            None,
+            "`out`, or `in -> out` to check the input's features",
+        ),
+        ArgSpec::new("bias", ArgKind::Bool, Some("true"), "learn a bias"),
+        ArgSpec::new(
+            "init",
+            ArgKind::Init,
+            Some("default"),
+            "the weight's initialisation",
+        ),
+    ],
+    resolve: resolve_linear,
+};
+
+fn resolve_linear(a: &Args, _layer: &Layer) -> Option<Op> {
+    let init = a.weight_init();
+    let (channels, bias) = (a.channels("out_features"), a.boolean("bias", true));
+    let ((in_f, out_f), bias) = (channels?, bias?);
+    Some(Op::Linear(Linear {
+        in_f,
+        out_f,
+        bias,
+        init: init?,
+    }))
+}
+
+/// `[.., in_features]` -> `[.., out_features]`.
+pub fn infer_linear(cx: &Step, l: &Linear) -> StepResult {
+    if cx.input.len() < 2 {
+        return Err(cx.fail(
+            FailKind::Other,
+            cx.layer.span,
+            format!(
+                "`{}` (Linear) needs an input of rank 2 or more [B, .., features], but {} gives {}",
+                cx.name(),
+                cx.prev,
+                fmt_shape(cx.input)
+            ),
+        ));
+    }
+    let last = cx.input.len() - 1;
+    let fin = cx.known(last, "number of input features")?;
+    if let Some(written) = l.in_f {
+        if written.value != fin {
+            let mut f = cx.fail(
+                FailKind::Mismatch,
+                written.span,
+                format!(
+                    "`{}` expects {} input features, but {} gives {fin} ({})",
+                    cx.name(),
+                    written.value,
+                    cx.prev,
+                    fmt_shape(cx.input)
+                ),
+            );
+            f.help.push(format!(
+                "write `Linear({fin} -> {})`, or `Linear({})` to infer it",
+                l.out_f.value, l.out_f.value
+            ));
+            return Err(f);
+        }
+    }
+    let mut out = cx.input.clone();
+    out[last] = Dim::Known(l.out_f.value);
+    let trace = cx.reshape_trace(&out);
+    Ok((out, Some(trace)))
+}
+
+/// `weight` `[out, in]` and `bias` `[out]`; `in` MACs per output value.
+pub fn lower_linear(cx: &LowerCx, l: &Linear) -> Lowered {
+    let (input, output) = (cx.input, cx.output);
+    let fin = input.last().and_then(Dim::known).unwrap_or(0);
+    let fout = l.out_f.value;
+    let mut params = vec![cx.param(
+        "weight",
+        vec![fout, fin],
+        InitIr::Weight {
+            fan_in: fin,
+            fan_out: fout,
+            scheme: l.init,
+        },
+    )];
+    if l.bias {
+        params.push(cx.param("bias", vec![fout], InitIr::Bias { fan_in: fin }));
+    }
+    let absent = if l.bias { vec![] } else { vec!["bias"] };
+    let desc = format!(
+        "Linear({fin} -> {fout}{})",
+        if l.bias { "" } else { ", no bias" }
+    );
+    let macs = per_sample(output).map(|n| n * fin);
+    let step = StepOp::Linear {
+        field: cx.ident.clone(),
+        bias: l.bias,
+        rank: input.len(),
+        fold: None,
+    };
+    (
+        desc,
+        step,
+        Some(cx.field(FieldKind::Linear, params, absent)),
+        macs,
+    )
+}
+
+/// A matmul (broadcast over the leading dims above rank 2) and the bias; a
+/// folded batch norm's weights in inference.
+pub fn emit_linear(
+    e: &EmitCx,
+    field: &Ident,
+    bias: bool,
+    rank: usize,
+    fold: Option<&Fold>,
+) -> TokenStream {
+    let p = quote!(::netdsl::__private);
+    let (src, x, env) = (e.src, e.x, e.env);
+    let (training, fusion_on) = (&e.training, &e.fusion_on);
+    let matmul = |w: TokenStream| {
+        if rank == 2 {
+            quote!(let #x = #src.matmul(&#w.t()?)?;)
+        } else {
+            quote!(let #x = #src.broadcast_matmul(&#w.t()?)?;)
+        }
+    };
+    let f = env.field(field);
+    let mut plain = matmul(quote!(#p::param(&#f.weight, #training)));
+    if bias {
+        plain.extend(quote!(let #x = #x.broadcast_add(&#p::param(&#f.bias, #training))?;));
+    }
+    match fold {
+        None => plain,
+        Some(fold) => {
+            let bn = env.field(&fold.bn);
+            let eps = Literal::f64_unsuffixed(fold.eps);
+            let momentum = Literal::f64_unsuffixed(fold.momentum);
+            let weights = crate::ops::norm::folded_weights(field, fold, env);
+            let mm = matmul(quote!(weight));
+            quote! {
+                let #x = if #fusion_on && !#training {
+                    #weights
+                    #mm
+                    #x.broadcast_add(&bias)?
+                } else {
+                    #plain
+                    #p::batch_norm(&#x, &#bn, #eps, #momentum, #training)?
+                };
+            }
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! The ops, one module per family. A family module is the one home of its
+//! ops: the names they are written with, their argument schema, their typed
+//! parameters and how the arguments are read into them, the shape rule, the
+//! parameters and buffers (state_dict names, shapes, init, MACs, summary
+//! text) and the call emitted into `forward`. The stages only dispatch to
+//! it: `resolve` through [`OpDef::resolve`], `infer::step`,
+//! `lower::lower_op` and `emit::gen_step` with one arm per op.
+//!
+//! How to add one: `docs/adding-an-op.md`.
+
+pub mod activation;
+pub mod args;
+pub mod conv;
+pub mod dropout;
+pub mod linear;
+pub mod norm;
+pub mod pool;
+pub mod reshape;
+pub mod resize;
+pub mod window;
+
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::quote;
+
+use crate::ast::{Arg, Layer};
+use crate::diag::Ctxt;
+use crate::emit::{usize_lit, CodeEnv};
+use crate::lower::{FieldIr, FieldKind, InitIr, ParamIr, StepOp};
+use crate::resolve::{Op, ResolvedLayer};
+use crate::shape::{Dim, Shape};
+
+use args::Args;
+
+/// One op as the user writes it: `Conv2d(6, kernel = 5)`.
+pub struct OpDef {
+    /// The name messages and the reference use (PyTorch's class name).
+    pub name: &'static str,
+    /// Every name it is written with, `name` first.
+    pub spellings: &'static [&'static str],
+    /// The arguments that may be given without a keyword, in order.
+    pub positional: &'static [&'static str],
+    /// Every argument, in the order messages list them.
+    pub args: &'static [ArgSpec],
+    /// Reads the matched arguments into the op's typed parameters,
+    /// reporting what is wrong; `None` after an error.
+    pub resolve: fn(&Args, &Layer) -> Option<Op>,
+}
+
+/// One argument of an op: its schema entry.
+#[derive(Clone, Copy, Debug)]
+pub struct ArgSpec {
+    pub name: &'static str,
+    /// Other keywords accepted for it (PyTorch's spellings).
+    pub aliases: &'static [&'static str],
+    pub kind: ArgKind,
+    /// The default as the reference writes it; `None`: required.
+    pub default: Option<&'static str>,
+    /// What it means, one line.
+    pub doc: &'static str,
+}
+
+impl ArgSpec {
+    pub const fn new(
+        name: &'static str,
+        kind: ArgKind,
+        default: Option<&'static str>,
+        doc: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            aliases: &[],
+            kind,
+            default,
+            doc,
+        }
+    }
+
+    /// The same argument, also accepted as `aliases`.
+    pub const fn aka(self, aliases: &'static [&'static str]) -> Self {
+        Self { aliases, ..self }
+    }
+}
+
+/// What an argument takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgKind {
+    /// `C_out`, or `C_in -> C_out`: both positive integers.
+    Channels,
+    /// An integer, possibly negative (a dim).
+    Int,
+    /// A non-negative integer.
+    Count,
+    /// An integer, or an `(h, w)` pair of them.
+    Pair,
+    /// An integer, `(h, w)`, `(left, right, top, bottom)`, `same` or `valid`.
+    Padding,
+    /// A number, integer or float.
+    Number,
+    /// A positive number, or an `(h, w)` pair of them.
+    Scale,
+    Bool,
+    /// One of the listed names.
+    Choice(&'static [&'static str]),
+    /// A weight initialisation scheme: `init = kaiming_normal`.
+    Init,
+}
+
+/// Every op `network!` knows, in the order the unknown-op help lists them.
+pub const OPS: &[&OpDef] = &[
+    &conv::CONV2D,
+    &pool::MAX_POOL2D,
+    &pool::AVG_POOL2D,
+    &reshape::FLATTEN,
+    &linear::LINEAR,
+    &activation::RELU,
+    &activation::SIGMOID,
+    &activation::TANH,
+    &activation::SOFTMAX,
+    &activation::LOG_SOFTMAX,
+    &norm::BATCH_NORM2D,
+    &norm::BATCH_NORM1D,
+    &dropout::DROPOUT,
+    &activation::LEAKY_RELU,
+    &activation::GELU,
+    &activation::SILU,
+    &activation::RELU6,
+    &activation::HARDSWISH,
+    &pool::ADAPTIVE_AVG_POOL2D,
+    &pool::ADAPTIVE_MAX_POOL2D,
+    &conv::CONV_TRANSPOSE2D,
+    &resize::UPSAMPLE,
+    &resize::PIXEL_SHUFFLE,
+];
+
+/// The op written `name`, by any of its spellings.
+pub fn lookup(name: &str) -> Option<&'static OpDef> {
+    OPS.iter().copied().find(|d| d.spellings.contains(&name))
+}
+
+/// The op `layer` names, resolved against `def`: the arguments matched to
+/// its schema, then read into its parameters.
+pub fn resolve(cx: &Ctxt, def: &OpDef, layer: &Layer, args: &[Arg]) -> Option<Op> {
+    let a = Args::new(cx, def, layer.span, args);
+    (def.resolve)(&a, layer)
+}
+
+/// What lowering one layer makes: its summary text, its step, its field
+/// (a layer with parameters) and its multiply-adds per sample.
+pub type Lowered = (String, StepOp, Option<FieldIr>, Option<u64>);
+
+/// One layer being lowered: where it is and the shapes around it.
+pub struct LowerCx<'a> {
+    pub layer: &'a ResolvedLayer,
+    /// Its index in the chain.
+    pub index: usize,
+    pub input: &'a Shape,
+    pub output: &'a Shape,
+    /// The prefix of the enclosing block use's parameter names (`layer1.0.`).
+    pub outer: &'a str,
+    /// The struct field it becomes, if it has parameters.
+    pub ident: Ident,
+}
+
+impl<'a> LowerCx<'a> {
+    pub fn new(
+        layer: &'a ResolvedLayer,
+        index: usize,
+        input: &'a Shape,
+        output: &'a Shape,
+        outer: &'a str,
+    ) -> Self {
+        let span = layer.name.as_ref().map_or(Span::call_site(), Ident::span);
+        // Only layers with parameters become fields, and those always have a
+        // path (resolve reports one without a name).
+        let ident = match layer.path.as_slice() {
+            [] => Ident::new("unnamed", span),
+            path => Ident::new(&crate::lower::field_name(path), span),
+        };
+        Self {
+            layer,
+            index,
+            input,
+            output,
+            outer,
+            ident,
+        }
+    }
+
+    /// The state_dict entry `<path>.<member>`.
+    pub fn param(&self, member: &'static str, shape: Vec<u64>, init: InitIr) -> ParamIr {
+        ParamIr {
+            member,
+            name: format!("{}{}.{member}", self.outer, self.layer.path.join(".")),
+            shape,
+            init,
+        }
+    }
+
+    /// The layer's field, holding `params`; `absent` members are `NoBias`.
+    pub fn field(
+        &self,
+        kind: FieldKind,
+        params: Vec<ParamIr>,
+        absent: Vec<&'static str>,
+    ) -> FieldIr {
+        FieldIr {
+            ident: self.ident.clone(),
+            kind,
+            params,
+            absent,
+            branch: Vec::new(),
+        }
+    }
+}
+
+/// Per sample: the product of the dims after the batch dim.
+pub fn per_sample(shape: &[Dim]) -> Option<u64> {
+    shape[1..].iter().map(Dim::known).product()
+}
+
+/// One step being emitted: `let x = f(src);`.
+pub struct EmitCx<'a> {
+    pub src: &'a TokenStream,
+    pub x: &'a Ident,
+    pub env: &'a CodeEnv,
+    /// Expressions for the mode flags and the dropout generator, as the
+    /// network or a block reaches them.
+    pub training: TokenStream,
+    pub fusion_on: TokenStream,
+    pub rng: TokenStream,
+}
+
+impl<'a> EmitCx<'a> {
+    pub fn new(src: &'a TokenStream, x: &'a Ident, env: &'a CodeEnv) -> Self {
+        Self {
+            src,
+            x,
+            env,
+            training: env.training(),
+            fusion_on: env.fusion_on(),
+            rng: env.rng(),
+        }
+    }
+}
+
+pub fn pair_tokens((a, b): (u64, u64)) -> TokenStream {
+    let (a, b) = (usize_lit(a), usize_lit(b));
+    quote!((#a, #b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_names_one_op() {
+        let mut seen = std::collections::HashSet::new();
+        for def in OPS {
+            assert_eq!(def.spellings.first(), Some(&def.name), "{}", def.name);
+            for s in def.spellings {
+                assert!(seen.insert(*s), "`{s}` names two ops");
+            }
+        }
+    }
+
+    #[test]
+    fn schemas_are_consistent() {
+        for def in OPS {
+            let mut names = std::collections::HashSet::new();
+            for arg in def.args {
+                assert!(
+                    !arg.doc.is_empty(),
+                    "{}: `{}` has no doc",
+                    def.name,
+                    arg.name
+                );
+                for n in std::iter::once(&arg.name).chain(arg.aliases) {
+                    assert!(names.insert(*n), "{}: `{n}` is two arguments", def.name);
+                }
+            }
+            for p in def.positional {
+                assert!(
+                    def.args.iter().any(|a| a.name == *p),
+                    "{}: positional `{p}` is not an argument",
+                    def.name
+                );
+            }
+        }
+    }
+}

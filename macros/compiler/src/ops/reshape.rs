@@ -1,0 +1,122 @@
+//! Reshapes without weights: `Flatten` folds a run of dims into one.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use crate::ast::Layer;
+use crate::check::FailKind;
+use crate::emit::usize_lit;
+use crate::infer::{Step, StepResult};
+use crate::lower::StepOp;
+use crate::ops::args::Args;
+use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, OpDef};
+use crate::resolve::{Op, Spanned};
+use crate::shape::{fmt_shape, normalize_dim, product, Shape};
+
+pub const FLATTEN: OpDef = OpDef {
+    name: "Flatten",
+    spellings: &["Flatten", "flatten"],
+    positional: &["start_dim", "end_dim"],
+    args: &[
+        ArgSpec::new(
+            "start_dim",
+            ArgKind::Int,
+            Some("1"),
+            "the first dim folded; negative counts from the end",
+        ),
+        ArgSpec::new(
+            "end_dim",
+            ArgKind::Int,
+            Some("-1"),
+            "the last dim folded; negative counts from the end",
+        ),
+    ],
+    resolve: resolve_flatten,
+};
+
+fn resolve_flatten(a: &Args, _layer: &Layer) -> Option<Op> {
+    let (start, end) = (a.int("start_dim", Some(1)), a.int("end_dim", Some(-1)));
+    Some(Op::Flatten {
+        start: start?,
+        end: end?,
+    })
+}
+
+/// `[.., d_start, .., d_end, ..]` -> `[.., d_start * .. * d_end, ..]`.
+pub fn infer_flatten(cx: &Step, start: &Spanned<i64>, end: &Spanned<i64>) -> StepResult {
+    let rank = cx.input.len();
+    let valid = format!(
+        "valid dims for a rank-{rank} tensor {} are {}..={}",
+        fmt_shape(cx.input),
+        -(rank as i64),
+        rank as i64 - 1
+    );
+    let (s, e) = (
+        normalize_dim(start.value, rank),
+        normalize_dim(end.value, rank),
+    );
+    for (key, dim, ok) in [
+        ("start_dim", start, s.is_some()),
+        ("end_dim", end, e.is_some()),
+    ] {
+        if !ok {
+            return Err(cx.fail(
+                FailKind::Other,
+                dim.span,
+                format!(
+                    "`{}`: {key} = {} is out of range: {valid}",
+                    cx.name(),
+                    dim.value
+                ),
+            ));
+        }
+    }
+    let (Some(s), Some(e)) = (s, e) else {
+        return Err(cx.fail(FailKind::Other, start.span, valid));
+    };
+    if s > e {
+        return Err(cx.fail(
+            FailKind::Other,
+            start.span,
+            format!("`{}`: start_dim {s} comes after end_dim {e}", cx.name()),
+        ));
+    }
+    let mut out: Shape = cx.input[..s].to_vec();
+    out.push(product(&cx.input[s..=e]));
+    out.extend_from_slice(&cx.input[e + 1..]);
+    let trace = cx.reshape_trace(&out);
+    Ok((out, Some(trace)))
+}
+
+pub fn lower_flatten(cx: &LowerCx, start: &Spanned<i64>, end: &Spanned<i64>) -> Lowered {
+    let input = cx.input;
+    let rank = input.len();
+    let s = normalize_dim(start.value, rank).unwrap_or(0);
+    let e = normalize_dim(end.value, rank).unwrap_or(0);
+    let desc = if (s, e) == (1, rank - 1) {
+        "Flatten".to_string()
+    } else {
+        format!("Flatten({s}..={e})")
+    };
+    (
+        desc,
+        StepOp::Flatten {
+            start: s,
+            end: e,
+            rank,
+        },
+        None,
+        Some(0),
+    )
+}
+
+pub fn emit_flatten(e: &EmitCx, start: usize, end: usize, rank: usize) -> TokenStream {
+    let (src, x) = (e.src, e.x);
+    let s = usize_lit(start as u64);
+    if end + 1 == rank {
+        quote!(let #x = #src.flatten_from(#s)?;)
+    } else {
+        let e = usize_lit(end as u64);
+        quote!(let #x = #src.flatten(#s, #e)?;)
+    }
+}

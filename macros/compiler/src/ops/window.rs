@@ -1,0 +1,132 @@
+//! The output size of a window op (convolution, pooling) over H and W,
+//! PyTorch's rule per axis. A known size goes through [`Window`], so the
+//! arithmetic printed in a message is the arithmetic that ran; a symbolic
+//! one through the same formula on [`Lin`](crate::shape::Lin).
+
+use crate::check::{FailKind, Failure};
+use crate::diag::SpanRange;
+use crate::infer::Step;
+use crate::resolve::Op;
+use crate::shape::{fmt_shape, Dim, Window};
+
+/// Name, dim, kernel, stride, (pad_lo, pad_hi), dilation, ceil_mode.
+pub type Axis = (&'static str, usize, u64, u64, (u64, u64), u64, bool);
+
+/// The spatial output of a window op over H and W, with its arithmetic.
+pub fn spatial(
+    cx: &Step,
+    axes: &[Axis; 2],
+    kernel_span: SpanRange,
+) -> Result<(Vec<Dim>, Option<String>), Failure> {
+    let mut out = Vec::new();
+    let mut lines = Vec::new();
+    for &(axis_name, axis, kernel, stride, (lo, hi), dilation, ceil) in axes {
+        match &cx.input[axis] {
+            Dim::Lin(l) if !ceil => {
+                // floor((l + lo + hi - eff) / stride) + 1, exact once the
+                // symbol is a multiple that leaves no fraction.
+                let eff = dilation * (kernel - 1) + 1;
+                let span = l.shift(lo as i64 + hi as i64 - eff as i64);
+                let why = cx.why();
+                let mut cons = cx.cons.borrow_mut();
+                cons.need_multiple(&l.sym, span.multiple_for(stride), &why);
+                cons.need_at_least(&span, 0, &why);
+                let n = span.floor_div(stride).shift(1);
+                lines.push((
+                    axis_name,
+                    if lo + hi == 0 && dilation == 1 {
+                        format!("floor(({l} - {kernel}) / {stride}) + 1 = {n}")
+                    } else {
+                        format!(
+                            "floor(({l} + {lo} + {hi} - {dilation}*({kernel}-1) - 1) / {stride}) + 1 = {n}"
+                        )
+                    },
+                ));
+                out.push(Dim::Lin(n));
+            }
+            s @ (Dim::Lin(_) | Dim::Sym(_)) => {
+                // A window that keeps any size keeps the symbol.
+                let keeps = stride == 1 && lo + hi == dilation * (kernel - 1);
+                if !keeps {
+                    let why = if ceil { " (with `ceil_mode`)" } else { "" };
+                    return Err(cx.fail(
+                        FailKind::Other,
+                        cx.layer.span,
+                        format!(
+                            "`{}` needs a known {axis_name}{why} to compute its output size, but {axis_name} \
+                             is `{s}` in {}, which only the input decides\nhelp: give the input a number there, \
+                             or keep the size with stride 1 and `padding = same`",
+                            cx.name(),
+                            fmt_shape(cx.input)
+                        ),
+                    ));
+                }
+                out.push(s.clone());
+            }
+            Dim::Known(input) => {
+                let w = Window {
+                    input: *input,
+                    kernel,
+                    stride,
+                    pad_lo: lo,
+                    pad_hi: hi,
+                    dilation,
+                    ceil,
+                };
+                match w.out() {
+                    Ok(n) => {
+                        out.push(Dim::Known(n));
+                        lines.push((axis_name, w.arithmetic()));
+                    }
+                    Err(e) => {
+                        let is_pool = matches!(cx.layer.op, Some(Op::Pool2d(_)));
+                        let spans = if dilation == 1 {
+                            format!("its kernel spans {kernel}")
+                        } else {
+                            format!(
+                                "its kernel spans {} (dilation*(kernel-1) + 1 = {dilation}*({kernel}-1) + 1)",
+                                e.effective_kernel
+                            )
+                        };
+                        let padded = if lo + hi == 0 {
+                            format!("the input is only {input}")
+                        } else {
+                            format!(
+                                "the padded input is only {} ({input} + {lo} + {hi})",
+                                e.padded
+                            )
+                        };
+                        let mut f = cx.fail(
+                            FailKind::Mismatch,
+                            kernel_span,
+                            format!(
+                                "`{}` gives no output along {axis_name}: {spans} but {padded}",
+                                cx.name(),
+                            ),
+                        );
+                        f.tail
+                            .push(format!("{}: {axis_name} = {}", cx.name(), w.arithmetic()));
+                        let smaller = (e.padded - 1) / dilation + 1;
+                        f.help.push(if is_pool {
+                            format!("use a kernel of at most {smaller}")
+                        } else {
+                            let need = (e.effective_kernel - input).div_ceil(2);
+                            format!(
+                                "pad the input by at least {need} on each side, or use a kernel of at most {smaller}"
+                            )
+                        });
+                        return Err(f);
+                    }
+                }
+            }
+        }
+    }
+    let trace = match lines.as_slice() {
+        [] => None,
+        [(a, t)] => Some(format!("{}: {a} = {t}", cx.name())),
+        [(_, h), (_, w)] if h == w => Some(format!("{}: H = W = {h}", cx.name())),
+        [(a, h), (b, w)] => Some(format!("{}: {a} = {h}; {b} = {w}", cx.name())),
+        _ => None,
+    };
+    Ok((out, trace))
+}
