@@ -272,7 +272,7 @@ pub fn act_code(a: Activation, src: &TokenStream, x: &Ident) -> TokenStream {
 }
 
 /// The runtime convolution's `Epilogue` variant that applies `a` to each
-/// output tile, if it has one (`fuse::epilogue_supported` fuses only
+/// output tile, if it has one (`passes::activation_into_conv` fuses only
 /// those).
 pub fn epilogue(a: Activation) -> Option<TokenStream> {
     match a {

@@ -1,7 +1,7 @@
 //! Batch normalisation: `BatchNorm2d` over `[B, C, H, W]`, `BatchNorm1d`
 //! over `[B, C]` or `[B, C, L]`, with running statistics as buffers. A
 //! batch norm after a convolution or linear layer is folded into it for
-//! inference (`fuse::fold_batch_norm`); [`folded_weights`] is the call that
+//! inference (`passes::fold_batch_norm`); [`folded_weights`] is the call that
 //! reads the fold.
 
 use proc_macro2::{Ident, Literal, TokenStream};

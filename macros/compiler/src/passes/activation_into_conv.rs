@@ -2,19 +2,7 @@
 
 use super::Pass;
 use crate::lower::StepOp;
-use crate::resolve::Activation;
-
-/// The activations the runtime's convolution applies in its epilogue.
-pub fn epilogue_supported(a: Activation) -> bool {
-    matches!(
-        a,
-        Activation::Relu
-            | Activation::LeakyRelu(_)
-            | Activation::Gelu { tanh: false }
-            | Activation::Silu
-            | Activation::Sigmoid
-    )
-}
+use crate::ops::activation::epilogue;
 
 /// An activation right after a convolution (or after the batch norm folded
 /// into it) runs in the convolution's epilogue: on each output tile while it
@@ -34,7 +22,8 @@ pub fn run(ir: &mut Pass) {
         // Skip the folded batch norm, which emits nothing of its own.
         let next = if fold.is_some() { i + 2 } else { i + 1 };
         let act = match ir.steps.get(next).map(|s| &s.op) {
-            Some(StepOp::Act(a)) if epilogue_supported(*a) => *a,
+            // The activations the runtime's convolution applies in its epilogue.
+            Some(StepOp::Act(a)) if epilogue(*a).is_some() => *a,
             _ => {
                 i += 1;
                 continue;
