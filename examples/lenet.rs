@@ -3,8 +3,9 @@
 //! Prints the compile-time summary, trains on 80% of the 1,797 digits that
 //! ship with the repository (8x8 scans scaled to 24x24 and centred in
 //! LeNet's 28x28 input), reports accuracy on the 20% it never trains on,
-//! saves the weights and a loss/accuracy curve, then reloads the weights and
-//! shows the same accuracy. Deterministic for a given seed on the CPU.
+//! saves the weights and the training curve (`target/lenet/lenet_curve.png`:
+//! loss and held-out accuracy per epoch, on two axes), then reloads the
+//! weights and shows the same accuracy. Deterministic for a given seed on the CPU.
 //!
 //! ```text
 //! cargo run --release --example lenet
@@ -24,6 +25,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use netdsl::candle::{Device, Tensor};
 use netdsl::data::{shuffle, Digits};
 use netdsl::network;
+use netdsl::pictures::TrainingCurve;
 use netdsl::train::{cross_entropy, Adam, AdamConfig, CosineAnnealingLr, LrSchedule, Optimizer};
 
 network! {
@@ -182,7 +184,16 @@ fn main() -> Result<(), Error> {
     let weights = args.out.join("lenet.safetensors");
     net.save(&weights)?;
     let png = args.out.join("lenet_curve.png");
-    plot(&png, &curve)?;
+    let (losses, accuracies): (Vec<f64>, Vec<f64>) =
+        curve.iter().map(|&(l, a)| (l, a * 100.0)).unzip();
+    TrainingCurve::new(format!(
+        "LeNet-5 on {} handwritten digits (seed {})",
+        train.len(),
+        args.seed
+    ))
+    .left("training loss (cross-entropy)", &losses)
+    .right("held-out accuracy (%)", &accuracies)
+    .save(&png)?;
     println!("saved {} and {}", weights.display(), png.display());
 
     let reloaded = LeNet::load(&weights, &device)?;
@@ -201,49 +212,5 @@ fn main() -> Result<(), Error> {
         reloaded.forward(&x)?.argmax(1)?.to_vec1::<u32>()?,
         data.labels[test[0]]
     );
-    Ok(())
-}
-
-/// The training curve as a PNG with no text (so no font libraries are
-/// needed): loss per epoch in red on the left, held-out accuracy in blue on
-/// the right (from 80% at the bottom to 100% at the top).
-fn plot(path: &std::path::Path, curve: &[(f64, f64)]) -> Result<(), Error> {
-    use plotters::prelude::*;
-    let root = BitMapBackend::new(path, (960, 400)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (left, right) = root.split_horizontally(480);
-    let n = curve.len().max(2) as f64 - 1.0;
-    let max_loss = curve.iter().map(|c| c.0).fold(0.0, f64::max).max(1e-3);
-    for (area, color, points, top) in [
-        (
-            &left,
-            RED,
-            curve
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (i as f64, c.0))
-                .collect::<Vec<_>>(),
-            max_loss,
-        ),
-        (
-            &right,
-            BLUE,
-            curve
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (i as f64, c.1))
-                .collect(),
-            1.0,
-        ),
-    ] {
-        let bottom = if top == 1.0 { 0.8 } else { 0.0 };
-        let mut chart = ChartBuilder::on(area)
-            .margin(20)
-            .build_cartesian_2d(0f64..n, bottom..top)?;
-        chart.plotting_area().fill(&RGBColor(248, 248, 248))?;
-        chart.draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))?;
-        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
-    }
-    root.present()?;
     Ok(())
 }

@@ -4,9 +4,10 @@
 //! of the held-out images is printed before and after training.
 //!
 //! After training it writes, under `target/restore/`:
-//! - `clean.png`, `noisy.png` and `restored.png`: the first eight held-out
-//!   digits (upscaled x4) as they are, with the noise the network sees, and
-//!   as the network restores them; `restore.png` stacks the three rows;
+//! - `restore.png`: the first eight held-out digits (enlarged x4) in three
+//!   captioned rows: as they are, with the noise the network sees, and as
+//!   the network restores them, each with its PSNR;
+//! - `restore_curve.png`: training MSE and held-out PSNR per epoch;
 //! - `restore_unet.safetensors`: the trained weights (PyTorch state_dict
 //!   names), which `examples/unet.rs` loads to show the trained network.
 //!
@@ -21,10 +22,9 @@ use std::time::Instant;
 use clap::Parser;
 use netdsl::candle::Device;
 use netdsl::data::{shuffle, Digits};
+use netdsl::pictures::TrainingCurve;
 use netdsl::train::{mse_loss, Adam, AdamConfig, Optimizer};
 
-#[path = "common/png.rs"]
-mod png;
 #[path = "common/restore_unet.rs"]
 mod restore_unet;
 
@@ -73,6 +73,7 @@ fn main() -> Result<(), Error> {
         },
     )?;
     let mut order_rng = netdsl::Rng::stream(args.seed, "shuffle");
+    let (mut mse_curve, mut psnr_curve) = (Vec::new(), Vec::new());
     let started = Instant::now();
     for epoch in 0..args.epochs {
         shuffle(&mut train, &mut order_rng);
@@ -87,6 +88,8 @@ fn main() -> Result<(), Error> {
         net.eval();
         let now = psnr(&net.forward(&noisy_test)?, &clean_test)?;
         net.train();
+        mse_curve.push(total / train.len() as f64);
+        psnr_curve.push(now);
         println!(
             "epoch {:>2}: training MSE {:.5}, held-out PSNR {now:.2} dB",
             epoch + 1,
@@ -110,22 +113,31 @@ fn main() -> Result<(), Error> {
     let clean = clean_test.narrow(0, 0, shown)?;
     let noisy = noisy_test.narrow(0, 0, shown)?;
     let restored = restored_test.narrow(0, 0, shown)?;
-    let mut written = Vec::new();
-    for (name, rows) in [
-        ("clean.png", vec![&clean]),
-        ("noisy.png", vec![&noisy]),
-        ("restored.png", vec![&restored]),
-        ("restore.png", vec![&clean, &noisy, &restored]),
-    ] {
-        let path = dir.join(name);
-        png::write_grid(&path, &rows, 4)?;
-        written.push(path);
-    }
+    let sheet = dir.join("restore.png");
+    restore_unet::sheet(
+        format!(
+            "Held-out digits: clean, noisy (σ = {}), restored by the U-Net",
+            args.sigma
+        ),
+        &clean,
+        &noisy,
+        &restored,
+    )?
+    .save(&sheet)?;
+    let curve = dir.join("restore_curve.png");
+    TrainingCurve::new(format!(
+        "Denoising U-Net on {} digits (σ = {})",
+        train.len(),
+        args.sigma
+    ))
+    .left("training MSE", &mse_curve)
+    .right("held-out PSNR (dB)", &psnr_curve)
+    .save(&curve)?;
+    let mut written = vec![sheet, curve];
     let weights = Path::new(restore_unet::WEIGHTS);
-    restore_unet::create_parent(weights)?;
     net.save(weights)?;
     written.push(weights.to_path_buf());
-    println!("{shown} held-out digits (rows of restore.png: clean, noisy, restored); wrote:");
+    println!("{shown} held-out digits in restore.png (rows: clean, noisy, restored); wrote:");
     for path in &written {
         println!("  {}", path.display());
     }

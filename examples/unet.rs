@@ -10,8 +10,8 @@
 //!
 //! Files written under `target/unet/`:
 //! - `unet.mmd` and `unet.dot`: the original U-Net's graph;
-//! - `restoration_input.png`: the noisy digits (upscaled x4);
-//! - `restoration_output.png`: the restoration U-Net's output for them.
+//! - `restoration.png`: the digits clean, noisy and restored by the
+//!   restoration U-Net (enlarged x4), each captioned with its PSNR.
 //!
 //! ```text
 //! cargo run --release --example unet
@@ -24,8 +24,6 @@ use netdsl::candle::{Device, Tensor};
 use netdsl::data::Digits;
 use netdsl::network;
 
-#[path = "common/png.rs"]
-mod png;
 #[path = "common/restore_unet.rs"]
 mod restore_unet;
 
@@ -58,7 +56,8 @@ fn main() -> Result<(), restore_unet::Error> {
     );
 
     // The restoration variant on the digits `restore` holds out (seed 0),
-    // with the same noise: the input here is restore's `noisy.png`.
+    // with the same noise: the input here is the noisy row of restore's
+    // `restore.png`.
     println!();
     println!("{}", Restorer::SUMMARY);
     let weights = Path::new(restore_unet::WEIGHTS);
@@ -91,14 +90,13 @@ fn main() -> Result<(), restore_unet::Error> {
         psnr(&restored, &clean)?,
         restore_unet::SIGMA
     );
-    for (name, images) in [
-        ("restoration_input.png", &noisy),
-        ("restoration_output.png", &restored),
-    ] {
-        let path = out.join(name);
-        restore_unet::create_parent(&path)?;
-        png::write_grid(&path, &[images], 4)?;
-        println!("wrote {}", path.display());
-    }
+    let path = out.join("restoration.png");
+    let title = if trained {
+        "Restoration U-Net, trained by `restore`: clean, noisy, restored"
+    } else {
+        "Restoration U-Net, UNTRAINED (run `restore` first): clean, noisy, output"
+    };
+    restore_unet::sheet(title.to_string(), &clean, &noisy, &restored)?.save(&path)?;
+    println!("wrote {}", path.display());
     Ok(())
 }

@@ -24,6 +24,9 @@ pub enum DataError {
     },
     #[error(transparent)]
     Candle(#[from] crate::candle::Error),
+    #[cfg(feature = "pictures")]
+    #[error(transparent)]
+    Picture(#[from] crate::pictures::PictureError),
 }
 
 /// Handwritten digits: `count` images of `height x width` pixels in 0..=16,
@@ -145,6 +148,67 @@ impl Digits {
         let x = Tensor::from_vec(data, (indices.len(), 1, size, size), device)?;
         let y = Tensor::from_vec(labels, indices.len(), device)?;
         Ok((x, y))
+    }
+}
+
+/// The public-domain test photographs that ship in `data/photos/` (origin
+/// and licence of each in `data/photos/README.md`), for denoising, filter
+/// and super-resolution examples. Each is at most 256 pixels on a side, and
+/// both sides are multiples of 8.
+#[cfg(feature = "pictures")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Photo {
+    /// Astronaut Eileen Collins (NASA), 256x256 RGB.
+    Astronaut,
+    /// DSCOVR's launch on a Falcon 9 at dusk (SpaceX), 256x168 RGB.
+    Rocket,
+    /// The Hubble eXtreme Deep Field (NASA), 256x224 RGB.
+    HubbleDeepField,
+    /// A photographer with a camera on a tripod (Lav Varshney, CC0), 256x256 gray.
+    Camera,
+}
+
+#[cfg(feature = "pictures")]
+impl Photo {
+    pub const ALL: [Photo; 4] = [
+        Photo::Astronaut,
+        Photo::Rocket,
+        Photo::HubbleDeepField,
+        Photo::Camera,
+    ];
+
+    /// The file's stem: `astronaut`, `rocket`, `hubble_deep_field`, `camera`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Photo::Astronaut => "astronaut",
+            Photo::Rocket => "rocket",
+            Photo::HubbleDeepField => "hubble_deep_field",
+            Photo::Camera => "camera",
+        }
+    }
+
+    /// Where the PNG is, in this crate's source tree.
+    pub fn path(self) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("data/photos")
+            .join(format!("{}.png", self.name()))
+    }
+
+    /// The photograph as a `[1, C, H, W]` f32 tensor in [0, 1]: `C` is 3
+    /// for the colour ones, 1 for `Camera`.
+    pub fn load(self, device: &Device) -> Result<Tensor, DataError> {
+        Ok(crate::pictures::read_image(self.path(), device)?)
+    }
+
+    /// The photograph in gray, `[1, 1, H, W]` in [0, 1]: the luma of ITU-R
+    /// BT.601 (0.299 R + 0.587 G + 0.114 B) for the colour ones.
+    pub fn load_gray(self, device: &Device) -> Result<Tensor, DataError> {
+        let x = self.load(device)?;
+        if x.dim(1)? == 1 {
+            return Ok(x);
+        }
+        let weights = Tensor::new(&[0.299f32, 0.587, 0.114], device)?.reshape((1, 3, 1, 1))?;
+        Ok(x.broadcast_mul(&weights)?.sum_keepdim(1)?)
     }
 }
 

@@ -33,12 +33,18 @@
 //! # }
 //! ```
 //!
+//! With the default `pictures` feature, [`pictures`] draws training curves
+//! and captioned image sheets as PNG (text in a bundled font, no system
+//! libraries), and [`data::Photo`] loads the bundled test photographs.
+//!
 //! See `docs/guide.md` for a tour, `docs/reference.md` for every op and its
 //! shape rule, and `docs/errors.md` for every compile error.
 
 extern crate self as netdsl;
 
 pub mod data;
+#[cfg(feature = "pictures")]
+pub mod pictures;
 
 pub use netdsl_macros::network;
 pub use netdsl_runtime::layers;
