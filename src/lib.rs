@@ -54,6 +54,7 @@ pub use netdsl_runtime::{
     check_input, Error, Init, InputDim, ParamSource, ParamSpec, Result, WeightProblem, WeightsError,
 };
 pub use netdsl_runtime::{load_checkpoint, save_checkpoint, train, Checkpoint, Rng};
+pub use netdsl_runtime::{FileProblem, LoadOptions, LoadReport, LoadedWeights, SaveOptions};
 
 /// What generated code refers to. Not a public API: paths here may change
 /// in any release.

@@ -308,8 +308,8 @@ fn truncated_and_garbage_files_are_clear_errors() {
         let path = scratch(&format!("{name}.safetensors"));
         std::fs::write(&path, &bytes[..cut]).unwrap();
         match LeNet::load(&path, &Device::Cpu) {
-            Err(Error::Format { message, .. }) => assert!(!message.is_empty()),
-            other => panic!("{name}: expected a format error, got {other:?}"),
+            Err(Error::Malformed { problem, .. }) => assert!(!problem.to_string().is_empty()),
+            other => panic!("{name}: expected a malformed-file error, got {other:?}"),
         }
     }
     let msg = {
@@ -321,7 +321,7 @@ fn truncated_and_garbage_files_are_clear_errors() {
     std::fs::write(&garbage, b"\x10\0\0\0\0\0\0\0not json at all!").unwrap();
     assert!(matches!(
         LeNet::load(&garbage, &Device::Cpu),
-        Err(Error::Format { .. })
+        Err(Error::Malformed { .. })
     ));
     let nowhere = scratch("does-not-exist.safetensors");
     assert!(matches!(

@@ -8,8 +8,10 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::weights_file::{candle_dtype, write_safetensors, Entry, WeightsFile};
 use crate::{Error, Result};
 
+const FORMAT: &str = "netdsl-checkpoint-1";
 const MODEL: &str = "model/";
 const OPTIMIZER: &str = "optimizer/";
 const RNG: &str = "rng/dropout";
@@ -27,7 +29,9 @@ pub struct Checkpoint {
     pub meta: BTreeMap<String, String>,
 }
 
-/// Writes a checkpoint.
+/// Writes a checkpoint, atomically: to a temporary file in the same
+/// directory, then renamed over `path`, so an interrupted or concurrent save
+/// never leaves a torn checkpoint.
 pub fn save_checkpoint(
     path: impl AsRef<Path>,
     model: &[(&str, &Tensor)],
@@ -37,59 +41,60 @@ pub fn save_checkpoint(
 ) -> Result<()> {
     let path = path.as_ref();
     let rng = Tensor::from_vec(rng.to_vec(), 56, &Device::Cpu)?;
-    let mut entries: Vec<(String, Tensor)> = Vec::new();
-    for (name, t) in model {
-        entries.push((
-            format!("{MODEL}{name}"),
-            t.detach().to_device(&Device::Cpu)?,
-        ));
-    }
-    for (name, t) in optimizer {
-        entries.push((
-            format!("{OPTIMIZER}{name}"),
-            t.detach().to_device(&Device::Cpu)?,
-        ));
-    }
-    entries.push((RNG.to_string(), rng));
-    let mut header: HashMap<String, String> =
-        meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    header.insert("format".into(), "netdsl-checkpoint-1".into());
-    let views: Vec<(&str, &Tensor)> = entries.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    safetensors::serialize_to_file(views, Some(header), path).map_err(|e| Error::Format {
-        path: path.to_path_buf(),
-        message: format!("cannot write the checkpoint: {e}"),
-    })
+    let names: Vec<String> = model
+        .iter()
+        .map(|(name, _)| format!("{MODEL}{name}"))
+        .chain(
+            optimizer
+                .iter()
+                .map(|(name, _)| format!("{OPTIMIZER}{name}")),
+        )
+        .collect();
+    let tensors = model
+        .iter()
+        .map(|(_, t)| *t)
+        .chain(optimizer.iter().map(|(_, t)| t))
+        .chain([&rng]);
+    let entries: Vec<(&str, &Tensor)> = names
+        .iter()
+        .map(String::as_str)
+        .chain([RNG])
+        .zip(tensors)
+        .collect();
+    let mut header = meta.clone();
+    header.insert("format".into(), FORMAT.into());
+    write_safetensors(path, &entries, None, &header)
 }
 
-/// Reads a checkpoint written by [`save_checkpoint`].
+/// Reads a checkpoint written by [`save_checkpoint`]. The file is validated
+/// whole before any tensor is read, and each tensor is read once.
 pub fn load_checkpoint(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
     let path = path.as_ref();
     let format = |message: String| Error::Format {
         path: path.to_path_buf(),
         message,
     };
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        action: "read",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let (_, metadata) =
-        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| format(e.to_string()))?;
-    let mut meta: BTreeMap<String, String> = metadata
-        .metadata()
-        .as_ref()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
-    if meta.remove("format").as_deref() != Some("netdsl-checkpoint-1") {
-        return Err(format(
-            "not a netdsl checkpoint (no `format: netdsl-checkpoint-1` header)".into(),
-        ));
+    let mut file = WeightsFile::open(path)?;
+    let mut meta = file.metadata.clone();
+    if meta.remove("format").as_deref() != Some(FORMAT) {
+        return Err(format(format!(
+            "not a netdsl checkpoint (no `format: {FORMAT}` header)"
+        )));
     }
-    let tensors = candle_core::safetensors::load_buffer(&bytes, device)?;
+    let mut entries: Vec<Entry> = file.entries.values().cloned().collect();
+    entries.sort_by_key(|e| e.start);
     let mut model = HashMap::new();
     let mut optimizer = HashMap::new();
     let mut rng = None;
-    for (name, t) in tensors {
+    for entry in entries {
+        let dtype = candle_dtype(entry.dtype).ok_or_else(|| {
+            format(format!(
+                "entry `{}` has the dtype {:?}, which candle cannot hold",
+                entry.name, entry.dtype
+            ))
+        })?;
+        let t = file.read(&entry, dtype, device, false, false)?;
+        let name = entry.name;
         if let Some(n) = name.strip_prefix(MODEL) {
             model.insert(n.to_string(), t);
         } else if let Some(n) = name.strip_prefix(OPTIMIZER) {

@@ -56,7 +56,19 @@ pub enum Error {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// A weight file is not valid safetensors (truncated, corrupt header, ..).
+    /// A weight file is malformed (truncated, a header longer than the
+    /// file, overlapping or out-of-range offsets, an unknown dtype, a byte
+    /// length that disagrees with the shape) or, when the check was asked
+    /// for, holds a NaN or an infinity. Nothing was loaded.
+    #[error("`{}` cannot be loaded: {problem}", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the tensor where there is one.
+        problem: FileProblem,
+    },
+    /// A checkpoint file is valid safetensors but not a netdsl checkpoint, or
+    /// a file could not be serialised.
     #[error("`{}` is not a valid safetensors file: {message}", path.display())]
     Format {
         /// The file.
@@ -73,6 +85,87 @@ pub enum Error {
     /// An error from candle itself (device, dtype, an operation).
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+}
+
+/// What makes a safetensors file unreadable. Every variant about one tensor
+/// names it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FileProblem {
+    /// Fewer than the 8 bytes that hold the header's length.
+    #[error("the file has {len} bytes, fewer than the 8 that hold the header length")]
+    TooShort { len: u64 },
+    /// The header's length points past the end of the file.
+    #[error("the header claims {header_len} bytes, but only {available} follow its length (truncated file?)")]
+    HeaderPastEnd { header_len: u64, available: u64 },
+    /// The header is not the JSON object safetensors specifies.
+    #[error("the header is not valid: {message}")]
+    Header { message: String },
+    /// One tensor's header entry lacks a field or has one of the wrong type.
+    #[error("tensor `{tensor}`: malformed header entry: {message}")]
+    Entry { tensor: String, message: String },
+    /// A dtype safetensors does not define.
+    #[error("tensor `{tensor}` has the unknown dtype `{dtype}`")]
+    UnknownDType { tensor: String, dtype: String },
+    /// `data_offsets` span a number of bytes other than the shape needs.
+    #[error("tensor `{tensor}` is {dtype} of shape {shape:?}, which needs {expected} bytes, but its offsets span {found}")]
+    ByteLength {
+        tensor: String,
+        dtype: String,
+        shape: Vec<usize>,
+        expected: u64,
+        found: u64,
+    },
+    /// The offsets are reversed or lie beyond the file's data section while
+    /// the rest of the header is consistent with the file's length.
+    #[error("tensor `{tensor}` has data offsets [{start}, {end}), outside the {data_len} bytes of tensor data")]
+    OffsetOutOfRange {
+        tensor: String,
+        start: u64,
+        end: u64,
+        data_len: u64,
+    },
+    /// The header lays the tensors out back to back, but the file ends
+    /// before this one does: the file was cut short.
+    #[error("the file is truncated: tensor `{tensor}` needs bytes up to {end} of the tensor data, but only {data_len} are there")]
+    Truncated {
+        tensor: String,
+        end: u64,
+        data_len: u64,
+    },
+    /// Two tensors' byte ranges overlap.
+    #[error("tensors `{tensor}` and `{other}` overlap: [{start}, {end}) and [{other_start}, {other_end})")]
+    Overlap {
+        tensor: String,
+        start: u64,
+        end: u64,
+        other: String,
+        other_start: u64,
+        other_end: u64,
+    },
+    /// A loaded weight holds NaN or an infinity (only with
+    /// `LoadOptions::check_finite`); `index` is the flat, row-major index.
+    #[error("tensor `{tensor}` holds {value} at flat index {index}")]
+    NonFinite {
+        tensor: String,
+        index: usize,
+        value: f64,
+    },
+}
+
+impl FileProblem {
+    /// The tensor the problem is about, if it is about one.
+    pub fn tensor(&self) -> Option<&str> {
+        match self {
+            Self::TooShort { .. } | Self::HeaderPastEnd { .. } | Self::Header { .. } => None,
+            Self::Entry { tensor, .. }
+            | Self::UnknownDType { tensor, .. }
+            | Self::ByteLength { tensor, .. }
+            | Self::OffsetOutOfRange { tensor, .. }
+            | Self::Truncated { tensor, .. }
+            | Self::Overlap { tensor, .. }
+            | Self::NonFinite { tensor, .. } => Some(tensor),
+        }
+    }
 }
 
 /// Every way a weight file disagrees with a network's manifest.
@@ -105,6 +198,8 @@ pub enum WeightProblem {
         expected: String,
         found: String,
     },
+    /// Several of the file's keys map to this name after remapping.
+    Duplicate { name: String, keys: Vec<String> },
 }
 
 impl fmt::Display for WeightProblem {
@@ -132,6 +227,13 @@ impl fmt::Display for WeightProblem {
                 found,
             } => {
                 write!(f, "tensor `{name}` has dtype {found}, expected {expected}")
+            }
+            Self::Duplicate { name, keys } => {
+                write!(f, "`{name}` is given by several keys after remapping: ")?;
+                for (i, k) in keys.iter().enumerate() {
+                    write!(f, "{}`{k}`", if i == 0 { "" } else { ", " })?;
+                }
+                Ok(())
             }
         }
     }

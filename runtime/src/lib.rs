@@ -4,8 +4,9 @@
 //! operations: typed errors, the parameter manifest and its initialisation
 //! (PyTorch's defaults, drawn from a seeded generator of our own, because
 //! candle's CPU generator cannot be seeded), safetensors loading that reports
-//! every problem of a weight file at once, and the input-shape check that
-//! opens every `forward`.
+//! every problem of a weight file at once (strict or not, remapped, refusing
+//! malformed files whole) and saving that never tears a file, and the
+//! input-shape check that opens every `forward`.
 //!
 //! Users normally reach it through the `netdsl` facade crate.
 
@@ -23,24 +24,26 @@ mod rng;
 mod shape;
 pub mod train;
 mod upsample;
+mod weights;
+mod weights_file;
 
 pub use block::{missing_child, next_param, scaled_size, BlockCx};
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
 pub use conv::{conv2d, Conv2dSpec, Epilogue};
 pub use debug_build::{silence_debug_build_warning, warn_if_unoptimized};
-pub use error::{Error, Result, WeightProblem, WeightsError};
+pub use error::{Error, FileProblem, Result, WeightProblem, WeightsError};
 pub use fusion::{batch_norm_eval, bn_fold, hardswish, relu6, Fusion};
 pub use modes::{batch_norm, dropout, make_var, param, var_of, Generator};
-pub use params::{
-    check_weights, load_weights, save_weights, take, Init, Initializer, LoadedWeights, ParamSource,
-    ParamSpec,
-};
+pub use params::{take, Init, Initializer, ParamSource, ParamSpec};
 pub use pool::{adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d, Pool2d};
 pub use rng::Rng;
 pub use shape::{check_input, InputDim};
 pub use upsample::{
     center_crop, center_crop_offset, conv_transpose2d, pixel_shuffle, pixel_unshuffle,
     upsample_bilinear2d, upsample_nearest2d, ConvTranspose2dSpec,
+};
+pub use weights::{
+    check_weights, load_weights, save_weights, LoadOptions, LoadReport, LoadedWeights, SaveOptions,
 };
 
 pub use candle_core as candle;
