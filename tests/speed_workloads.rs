@@ -120,3 +120,31 @@ fn lenet_workloads_step_and_its_layers_run_on_the_runtime() {
         plan.last().unwrap().out.as_slice()
     );
 }
+
+#[test]
+fn mobilenet_v2_has_torchvisions_state_dict_layout() {
+    // torchvision 0.29's `mobilenet_v2()`: 314 state_dict entries (batch-norm
+    // buffers included), 3,504,872 parameters, in this order.
+    let names: Vec<&str> = MobileNetV2::MANIFEST.iter().map(|p| p.name).collect();
+    assert_eq!(MobileNetV2::PARAMETERS, 3_504_872);
+    assert_eq!(names.len(), 314);
+    assert_eq!(
+        &names[..8],
+        [
+            "features.0.0.weight",
+            "features.0.1.weight",
+            "features.0.1.bias",
+            "features.0.1.running_mean",
+            "features.0.1.running_var",
+            "features.0.1.num_batches_tracked",
+            "features.1.conv.0.0.weight",
+            "features.1.conv.0.1.weight",
+        ]
+    );
+    assert!(names.contains(&"features.2.conv.1.0.weight"));
+    assert!(names.contains(&"features.17.conv.3.running_var"));
+    assert_eq!(
+        &names[names.len() - 2..],
+        ["classifier.1.weight", "classifier.1.bias"]
+    );
+}
