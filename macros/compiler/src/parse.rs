@@ -386,6 +386,16 @@ fn parse_expr(cx: &Ctxt, input: ParseStream) -> syn::Result<Expr> {
     })
 }
 
+/// `dim = d` (`d` may be negative) in `cat`, `chunk` and `split`.
+fn parse_dim_arg(content: ParseStream) -> syn::Result<(i64, SpanRange)> {
+    content.parse::<kw::dim>()?;
+    content.parse::<Token![=]>()?;
+    let neg = content.parse::<Option<Token![-]>>()?.is_some();
+    let lit: LitInt = content.parse()?;
+    let n: i64 = lit.base10_parse()?;
+    Ok((if neg { -n } else { n }, SpanRange::single(lit.span())))
+}
+
 /// `-> chunk(..)` or `-> split(..)`: a split at the end of a chain.
 fn split_follows(input: ParseStream) -> bool {
     let fork = input.fork();
@@ -422,12 +432,7 @@ fn parse_split_args(
         content.parse::<Token![,]>()?;
     }
     if content.peek(kw::dim) {
-        content.parse::<kw::dim>()?;
-        content.parse::<Token![=]>()?;
-        let neg = content.parse::<Option<Token![-]>>()?.is_some();
-        let lit: LitInt = content.parse()?;
-        let n: i64 = lit.base10_parse()?;
-        dim = Some((if neg { -n } else { n }, SpanRange::single(lit.span())));
+        dim = Some(parse_dim_arg(content)?);
         content.parse::<Option<Token![,]>>()?;
     }
     if !content.is_empty() {
@@ -502,12 +507,7 @@ fn parse_atom_head(cx: &Ctxt, input: ParseStream) -> syn::Result<Head> {
         let mut dim = None;
         while !content.is_empty() {
             if content.peek(kw::dim) && content.peek2(Token![=]) {
-                content.parse::<kw::dim>()?;
-                content.parse::<Token![=]>()?;
-                let neg = content.parse::<Option<Token![-]>>()?.is_some();
-                let lit: LitInt = content.parse()?;
-                let n: i64 = lit.base10_parse()?;
-                dim = Some((if neg { -n } else { n }, SpanRange::single(lit.span())));
+                dim = Some(parse_dim_arg(&content)?);
             } else {
                 args.push(parse_expr(cx, &content)?);
             }
