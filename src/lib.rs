@@ -43,6 +43,8 @@
 extern crate self as netdsl;
 
 pub mod data;
+#[cfg(feature = "expand")]
+pub mod expand;
 #[cfg(feature = "pictures")]
 pub mod pictures;
 

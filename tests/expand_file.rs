@@ -1,0 +1,81 @@
+//! `netdsl::expand`: the `network!` invocations of a real source file,
+//! expanded for snapshot tests of a user's own networks.
+
+use netdsl::expand::{expand_file, expand_source, ExpandError};
+
+#[test]
+fn a_file_expands_as_the_macro_does() {
+    let code = expand_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/networks/lenet.rs"
+    ))
+    .unwrap();
+    assert!(
+        code.starts_with("// network! invocation 1 of 1\n"),
+        "{code}"
+    );
+    assert!(code.contains("pub struct LeNet"));
+    // The same text the compiler gives for the invocation's contents (what
+    // tests/snapshots.rs pins).
+    let source = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/networks/lenet.rs"
+    ))
+    .unwrap();
+    let file: syn::File = syn::parse_str(&source).unwrap();
+    let syn::Item::Macro(m) = &file.items[0] else {
+        panic!("no macro")
+    };
+    let tokens: proc_macro2::TokenStream = m.mac.tokens.to_string().parse().unwrap();
+    let direct = netdsl_compiler::expand_pretty(tokens).unwrap();
+    assert_eq!(code, format!("// network! invocation 1 of 1\n{direct}"));
+}
+
+#[test]
+fn invocations_in_modules_and_functions_count_in_order() {
+    let source = r#"
+        mod models {
+            netdsl::network! { pub A(x: [B, 4]) -> [B, 2] { x -> fc: Linear(2) } }
+        }
+        fn build() {
+            network! { B(x: [B, 3]) { x -> relu } }
+        }
+        macro_rules! not_ours { () => {} }
+        not_ours!();
+    "#;
+    let code = expand_source(source).unwrap();
+    let a = code.find("// network! invocation 1 of 2\n").unwrap();
+    let b = code.find("// network! invocation 2 of 2\n").unwrap();
+    assert!(a < b);
+    assert!(code[a..b].contains("pub struct A"));
+    assert!(code[b..].contains("struct B"));
+}
+
+#[test]
+fn errors_name_what_went_wrong() {
+    let broken = "network! { A(x: [B, 4]) { x -> relu } }\n\
+                  network! { N(x: [B, 1, 28, 28]) { x -> flatten -> fc: Linear(700 -> 10) } }";
+    match expand_source(broken).unwrap_err() {
+        ExpandError::Compile { index, errors, .. } => {
+            assert_eq!(index, 2);
+            assert!(
+                errors.contains("`fc` expects 700 input features"),
+                "{errors}"
+            );
+        }
+        other => panic!("{other}"),
+    }
+    assert!(matches!(
+        expand_source("fn main() {}").unwrap_err(),
+        ExpandError::NoInvocation { .. }
+    ));
+    assert!(matches!(
+        expand_source("fn main( {}").unwrap_err(),
+        ExpandError::Parse { .. }
+    ));
+    let e = expand_file("no/such/file.rs").unwrap_err();
+    assert!(
+        matches!(e, ExpandError::Io { .. }) && e.to_string().contains("no/such/file.rs"),
+        "{e}"
+    );
+}
