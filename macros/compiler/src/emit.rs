@@ -11,7 +11,9 @@ use quote::{format_ident, quote};
 use syn::{Attribute, Visibility};
 
 use crate::ast::BinOp;
-use crate::lower::{FieldIr, FieldKind, InitIr, MergeIr, NetIr, Registry, Segment, StepIr, StepOp};
+use crate::lower::{
+    FieldIr, FieldKind, Holder, InitIr, MergeIr, NetIr, Registry, Segment, StepIr, StepOp,
+};
 use crate::ops;
 use crate::resolve::WeightInit;
 use crate::shape::{fmt_shape, Dim};
@@ -343,8 +345,8 @@ pub fn emit(
                 return quote!(self.#field.__tensors(&mut ts););
             }
             let ms = f.params.iter().map(|param| {
-                let member = Ident::new(param.member, Span::call_site());
-                quote!(ts.push(&self.#field.#member);)
+                let at = member_access(quote!(self.#field), param.member, false);
+                quote!(ts.push(&#at);)
             });
             quote!(#(#ms)*)
         });
@@ -358,8 +360,8 @@ pub fn emit(
                 .iter()
                 .filter(|param| param.init.trainable())
                 .map(|param| {
-                    let member = Ident::new(param.member, Span::call_site());
-                    quote!(vs.push(#p::var_of(&mut self.#field.#member)?);)
+                    let at = member_access(quote!(self.#field), param.member, false);
+                    quote!(vs.push(#p::var_of(&mut #at)?);)
                 });
             quote!(#(#ms)*)
         });
@@ -382,8 +384,8 @@ pub fn emit(
             let field = &f.ident;
             f.params.iter().map(move |param| {
                 let name = &param.name;
-                let member = Ident::new(param.member, Span::call_site());
-                quote!((#name, &self.#field.#member))
+                let at = member_access(quote!(self.#field), param.member, false);
+                quote!((#name, &#at))
             })
         });
         let vars = ir.fields.iter().flat_map(|f| {
@@ -394,8 +396,8 @@ pub fn emit(
                 .filter(|param| param.init.trainable())
                 .map(move |param| {
                     let name = &param.name;
-                    let member = Ident::new(param.member, Span::call_site());
-                    quote!((#name, #p::var_of(&mut self.#field.#member)?))
+                    let at = member_access(quote!(self.#field), param.member, false);
+                    quote!((#name, #p::var_of(&mut #at)?))
                 })
         });
         (
@@ -429,42 +431,115 @@ fn bullet_list(lines: &[String]) -> String {
     lines.iter().map(|l| format!("- {l}\n")).collect()
 }
 
-/// The runtime's parameter holder for a kind of layer.
-fn field_base_type(kind: FieldKind) -> TokenStream {
+/// `base.a.b` for the member path `a.b`; `base` itself for the empty path.
+/// `base.member.path`; `borrowed` marks a base bound by reference
+/// (`Some(f) = &self.x`), which a bare tensor (empty member) dereferences.
+fn member_access(base: TokenStream, member: &str, borrowed: bool) -> TokenStream {
+    if member.is_empty() && borrowed {
+        return quote!((*#base));
+    }
+    let segs = member
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .map(|s| Ident::new(s, Span::call_site()));
+    quote!(#base #(.#segs)*)
+}
+
+/// The Rust type of a field: its block's struct, or its layer's holder
+/// (generic over `NoBias` when members are absent).
+fn field_type(f: &FieldIr) -> TokenStream {
     let p = quote!(::netdsl::__private);
-    match kind {
-        FieldKind::Conv2d | FieldKind::ConvTranspose2d => quote!(#p::layers::Conv2dParams),
-        FieldKind::Linear => quote!(#p::layers::LinearParams),
-        FieldKind::BatchNorm | FieldKind::Block { .. } => quote!(#p::layers::BatchNormParams),
+    match &f.kind {
+        FieldKind::Layer(Holder { ty: None, .. }) => quote!(#p::Tensor),
+        FieldKind::Layer(Holder { ty: Some(ty), .. }) => {
+            let ty = Ident::new(ty, Span::call_site());
+            if f.absent.is_empty() {
+                quote!(#p::layers::#ty)
+            } else {
+                quote!(#p::layers::#ty<#p::layers::NoBias>)
+            }
+        }
+        // Named by the caller, which knows the block's structs.
+        FieldKind::Block { .. } => quote!(_),
     }
 }
 
-fn field_type(f: &FieldIr) -> TokenStream {
-    let p = quote!(::netdsl::__private);
-    let base = field_base_type(f.kind);
-    if f.absent.is_empty() {
-        base
-    } else {
-        quote!(#base<#p::layers::NoBias>)
+/// A layer's holder built from an expression per present member: a struct
+/// literal, nested for sub-layers, with `NoBias` for absent members.
+fn holder_literal(f: &FieldIr, exprs: &[TokenStream]) -> TokenStream {
+    let FieldKind::Layer(holder) = &f.kind else {
+        return quote!(::core::compile_error!(
+            "netdsl: a block field has no holder"
+        ));
+    };
+    let nobias = quote!(::netdsl::__private::layers::NoBias);
+    let mut members: Vec<(&str, &TokenStream)> =
+        f.params.iter().map(|p| p.member).zip(exprs).collect();
+    members.extend(f.absent.iter().map(|m| (*m, &nobias)));
+    match holder.ty {
+        None => match exprs.first() {
+            Some(e) => e.clone(),
+            None => quote!(::core::compile_error!(
+                "netdsl: a tensor field without its tensor"
+            )),
+        },
+        Some(ty) => literal_at(ty, "", holder, &members),
     }
+}
+
+/// The literal of the holder `ty` at `prefix` (`""`, or `out_proj.`).
+fn literal_at(
+    ty: &str,
+    prefix: &str,
+    holder: &Holder,
+    members: &[(&str, &TokenStream)],
+) -> TokenStream {
+    let p = quote!(::netdsl::__private);
+    let mut entries = Vec::new();
+    let mut subs: Vec<&str> = Vec::new();
+    for (path, expr) in members {
+        let Some(rest) = path.strip_prefix(prefix) else {
+            continue;
+        };
+        match rest.split_once('.') {
+            None => {
+                let m = Ident::new(rest, Span::call_site());
+                entries.push(quote!(#m: #expr,));
+            }
+            Some((head, _)) if !subs.contains(&head) => {
+                subs.push(head);
+                let path = format!("{prefix}{head}");
+                let m = Ident::new(head, Span::call_site());
+                let value = match holder.subs.iter().find(|(s, _)| *s == path) {
+                    Some((_, sub)) => literal_at(sub, &format!("{path}."), holder, members),
+                    None => {
+                        let msg = format!("netdsl: no holder type for the sub-layer `{path}`");
+                        quote!(::core::compile_error!(#msg))
+                    }
+                };
+                entries.push(quote!(#m: #value,));
+            }
+            Some(_) => {}
+        }
+    }
+    let ty = Ident::new(ty, Span::call_site());
+    quote!(#p::layers::#ty { #(#entries)* })
 }
 
 fn gen_field_init(f: &FieldIr, index: &mut usize) -> TokenStream {
     let p = quote!(::netdsl::__private);
     let name = &f.ident;
-    let ty = field_base_type(f.kind);
-    let present = f.params.iter().map(|param| {
-        let member = Ident::new(param.member, Span::call_site());
-        let i = Literal::usize_unsuffixed(*index);
-        *index += 1;
-        quote!(#member: #p::make_var(#p::take(source, Self::NAME, &manifest[#i])?)?,)
-    });
-    let present: Vec<TokenStream> = present.collect();
-    let absent = f.absent.iter().map(|m| {
-        let member = Ident::new(m, Span::call_site());
-        quote!(#member: #p::layers::NoBias,)
-    });
-    quote!(#name: #ty { #(#present)* #(#absent)* },)
+    let exprs: Vec<TokenStream> = f
+        .params
+        .iter()
+        .map(|_| {
+            let i = Literal::usize_unsuffixed(*index);
+            *index += 1;
+            quote!(#p::make_var(#p::take(source, Self::NAME, &manifest[#i])?)?)
+        })
+        .collect();
+    let value = holder_literal(f, &exprs);
+    quote!(#name: #value,)
 }
 
 fn gen_forward(ir: &NetIr) -> TokenStream {
@@ -1089,11 +1164,11 @@ fn hole<T: Clone + Default + PartialEq>(
 /// A field of a block struct: in every instance, or (`optional`) in some.
 struct UnionField {
     ident: Ident,
-    kind: FieldKind,
+    /// The field as one instance has it (its holder, members and absent
+    /// members are the same in every instance).
+    field: FieldIr,
     ty: TokenStream,
     optional: bool,
-    /// The state_dict members it holds, and whether each is trainable.
-    members: Vec<(&'static str, bool)>,
 }
 
 /// One struct of a block, shared by `members` (instance indices).
@@ -1281,7 +1356,10 @@ fn merge_class(
         for ir in &irs {
             if let Some(g) = ir.fields.iter().find(|g| g.ident == *ident) {
                 present += 1;
-                if ty(g)?.to_string() != t.to_string() || g.params.len() != f.params.len() {
+                if ty(g)?.to_string() != t.to_string()
+                    || g.params.len() != f.params.len()
+                    || (matches!(f.kind, FieldKind::Layer(_)) && g.kind != f.kind)
+                {
                     return None;
                 }
             }
@@ -1291,20 +1369,11 @@ fn merge_class(
             let (id, taken) = *f.branch.last()?;
             binds.entry((id, taken)).or_default().push(ident.clone());
         }
-        let members = match f.kind {
-            FieldKind::Block { .. } => Vec::new(),
-            _ => f
-                .params
-                .iter()
-                .map(|p| (p.member, p.init.trainable()))
-                .collect(),
-        };
         fields.push(UnionField {
             ident: ident.clone(),
-            kind: f.kind,
+            field: (*f).clone(),
             ty: t,
             optional,
-            members,
         });
     }
     let env = CodeEnv {
@@ -1388,31 +1457,16 @@ fn block_struct(def: &crate::ast::BlockDef, class: &Class, uses: usize) -> Token
     });
     let builds = class.fields.iter().map(|f| {
         let (id, ty) = (&f.ident, &f.ty);
-        let init = match f.kind {
+        let init = match f.field.kind {
             FieldKind::Block { .. } => quote!(#ty::__build(source, network, manifest, next, data)?),
-            _ => {
-                let present = f.members.iter().map(|(m, _)| {
-                    let m = Ident::new(m, Span::call_site());
-                    quote!(#m: #p::next_param(source, network, manifest, next)?,)
-                });
-                let absent = ["bias"]
+            FieldKind::Layer(_) => {
+                let exprs: Vec<TokenStream> = f
+                    .field
+                    .params
                     .iter()
-                    .filter(|m| {
-                        f.ty.to_string().contains("NoBias")
-                            && !f.members.iter().any(|(x, _)| x == *m)
-                    })
-                    .map(|m| {
-                        let m = Ident::new(m, Span::call_site());
-                        quote!(#m: #p::layers::NoBias,)
-                    });
-                let base = match f.kind {
-                    FieldKind::Conv2d | FieldKind::ConvTranspose2d => {
-                        quote!(#p::layers::Conv2dParams)
-                    }
-                    FieldKind::Linear => quote!(#p::layers::LinearParams),
-                    _ => quote!(#p::layers::BatchNormParams),
-                };
-                quote!(#base { #(#present)* #(#absent)* })
+                    .map(|_| quote!(#p::next_param(source, network, manifest, next)?))
+                    .collect();
+                holder_literal(&f.field, &exprs)
             }
         };
         if f.optional {
@@ -1431,12 +1485,12 @@ fn block_struct(def: &crate::ast::BlockDef, class: &Class, uses: usize) -> Token
     let tensors = class.fields.iter().map(|f| {
         let id = &f.ident;
         let pushes = |base: TokenStream| -> TokenStream {
-            match f.kind {
+            match f.field.kind {
                 FieldKind::Block { .. } => quote!(#base.__tensors(out);),
-                _ => {
-                    let ms = f.members.iter().map(|(m, _)| {
-                        let m = Ident::new(m, Span::call_site());
-                        quote!(out.push(&#base.#m);)
+                FieldKind::Layer(_) => {
+                    let ms = f.field.params.iter().map(|param| {
+                        let at = member_access(base.clone(), param.member, f.optional);
+                        quote!(out.push(&#at);)
                     });
                     quote!(#(#ms)*)
                 }
@@ -1452,13 +1506,18 @@ fn block_struct(def: &crate::ast::BlockDef, class: &Class, uses: usize) -> Token
     let vars = class.fields.iter().map(|f| {
         let id = &f.ident;
         let pushes = |base: TokenStream| -> TokenStream {
-            match f.kind {
+            match f.field.kind {
                 FieldKind::Block { .. } => quote!(#base.__vars(out)?;),
-                _ => {
-                    let ms = f.members.iter().filter(|(_, t)| *t).map(|(m, _)| {
-                        let m = Ident::new(m, Span::call_site());
-                        quote!(out.push(#p::var_of(&mut #base.#m)?);)
-                    });
+                FieldKind::Layer(_) => {
+                    let ms = f
+                        .field
+                        .params
+                        .iter()
+                        .filter(|param| param.init.trainable())
+                        .map(|param| {
+                            let at = member_access(base.clone(), param.member, f.optional);
+                            quote!(out.push(#p::var_of(&mut #at)?);)
+                        });
                     quote!(#(#ms)*)
                 }
             }
@@ -1473,7 +1532,7 @@ fn block_struct(def: &crate::ast::BlockDef, class: &Class, uses: usize) -> Token
     let clears = class
         .fields
         .iter()
-        .filter(|f| matches!(f.kind, FieldKind::Block { .. }))
+        .filter(|f| matches!(f.field.kind, FieldKind::Block { .. }))
         .map(|f| {
             let id = &f.ident;
             if f.optional {
@@ -1534,5 +1593,88 @@ fn block_struct(def: &crate::ast::BlockDef, class: &Class, uses: usize) -> Token
                 #(#clears)*
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn param(member: &'static str) -> crate::lower::ParamIr {
+        crate::lower::ParamIr {
+            member,
+            name: format!("attn.{member}"),
+            shape: vec![4],
+            init: InitIr::Zeros,
+        }
+    }
+
+    fn field(holder: Holder, members: &[&'static str], absent: Vec<&'static str>) -> FieldIr {
+        FieldIr {
+            ident: Ident::new("attn", Span::call_site()),
+            kind: FieldKind::Layer(holder),
+            params: members.iter().map(|m| param(m)).collect(),
+            absent,
+            branch: Vec::new(),
+        }
+    }
+
+    fn squash(t: TokenStream) -> String {
+        t.to_string().replace(' ', "")
+    }
+
+    #[test]
+    fn a_dotted_member_builds_its_sub_holder() {
+        let holder = Holder::new("MultiheadAttentionParams")
+            .with_sub("out_proj", "LinearParams")
+            .with_sub("out_proj.inner", "NormParams");
+        let f = field(
+            holder,
+            &["in_proj_weight", "out_proj.weight", "out_proj.inner.weight"],
+            vec!["out_proj.bias"],
+        );
+        let exprs: Vec<TokenStream> = ["a", "b", "c"]
+            .iter()
+            .map(|s| {
+                let i = Ident::new(s, Span::call_site());
+                quote!(#i)
+            })
+            .collect();
+        let p = "::netdsl::__private::layers::";
+        assert_eq!(
+            squash(holder_literal(&f, &exprs)),
+            format!(
+                "{p}MultiheadAttentionParams{{in_proj_weight:a,out_proj:{p}LinearParams{{\
+                 weight:b,inner:{p}NormParams{{weight:c,}},bias:{p}NoBias,}},}}"
+            )
+        );
+        assert_eq!(
+            squash(member_access(
+                quote!(self.attn),
+                "out_proj.inner.weight",
+                false
+            )),
+            "self.attn.out_proj.inner.weight"
+        );
+    }
+
+    #[test]
+    fn a_bare_tensor_field_is_its_tensor() {
+        let f = field(Holder::tensor(), &[""], Vec::new());
+        let x = quote!(loaded);
+        assert_eq!(squash(holder_literal(&f, &[x])), "loaded");
+        assert_eq!(squash(field_type(&f)), "::netdsl::__private::Tensor");
+        assert_eq!(squash(member_access(quote!(f), "", true)), "(*f)");
+        assert_eq!(squash(member_access(quote!(self.t), "", false)), "self.t");
+    }
+
+    #[test]
+    fn a_sub_layer_without_a_holder_is_an_error_not_a_panic() {
+        let f = field(Holder::new("LinearParams"), &["proj.weight"], Vec::new());
+        let out = holder_literal(&f, &[quote!(w)]).to_string();
+        assert!(
+            out.contains("no holder type for the sub-layer `proj`"),
+            "{out}"
+        );
     }
 }

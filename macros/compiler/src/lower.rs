@@ -70,26 +70,61 @@ pub struct NetIr {
     pub block: Option<usize>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub enum FieldKind {
-    Conv2d,
-    ConvTranspose2d,
-    Linear,
-    BatchNorm,
+    /// A layer's parameters, in a runtime holder.
+    Layer(Holder),
     /// A block use: an instance of block `def`.
-    Block {
-        def: usize,
-        instance: usize,
-    },
+    Block { def: usize, instance: usize },
+}
+
+/// The runtime type that holds a layer's parameters, with the holders of
+/// its sub-layers. A parameter's member is a dotted path inside it
+/// (`out_proj.weight` is the `weight` of the sub-holder `out_proj`).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Holder {
+    /// A type in the runtime's `layers` module (`Conv2dParams`); `None`:
+    /// the field is the layer's one tensor itself, named by the layer's path
+    /// alone (torchvision's `class_token`), and its member is empty.
+    pub ty: Option<&'static str>,
+    /// Sub-layers: `("out_proj", "LinearParams")`. A path may nest further
+    /// (`"mlp.fc1"`) when its parent is listed too.
+    pub subs: Vec<(&'static str, &'static str)>,
+}
+
+impl Holder {
+    /// A holder type without sub-layers.
+    pub fn new(ty: &'static str) -> Self {
+        Self {
+            ty: Some(ty),
+            subs: Vec::new(),
+        }
+    }
+
+    /// A field that is a bare tensor.
+    pub fn tensor() -> Self {
+        Self {
+            ty: None,
+            subs: Vec::new(),
+        }
+    }
+
+    /// With a sub-layer at `path`, held in `ty`.
+    pub fn with_sub(mut self, path: &'static str, ty: &'static str) -> Self {
+        self.subs.push((path, ty));
+        self
+    }
 }
 
 /// A parameterised layer: a field of the generated struct.
+#[derive(Clone)]
 pub struct FieldIr {
     pub ident: Ident,
     pub kind: FieldKind,
     pub params: Vec<ParamIr>,
-    /// Members that exist in the type but not in the state_dict
-    /// (`bias` with `bias = false`), set to `NoBias`.
+    /// Members (dotted paths, as `ParamIr::member`) that exist in the type
+    /// but not in the state_dict (`bias` with `bias = false`), set to
+    /// `NoBias`.
     pub absent: Vec<&'static str>,
     /// The `if` branches the layer is inside.
     pub branch: Branch,
@@ -98,7 +133,9 @@ pub struct FieldIr {
 /// One state_dict entry.
 #[derive(Clone)]
 pub struct ParamIr {
-    /// The struct member (`weight`, `running_mean`).
+    /// Where it lives in the layer's holder: a member (`weight`,
+    /// `running_mean`), a dotted path into a sub-layer (`out_proj.weight`),
+    /// or empty when the field is the tensor itself.
     pub member: &'static str,
     pub name: String,
     pub shape: Vec<u64>,

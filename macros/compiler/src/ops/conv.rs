@@ -8,7 +8,7 @@ use crate::ast::Layer;
 use crate::check::{FailKind, Failure};
 use crate::emit::usize_lit;
 use crate::infer::{pair_text, Overrides, Step, StepResult};
-use crate::lower::{FieldKind, Fold, InitIr, StepOp};
+use crate::lower::{Fold, Holder, InitIr, StepOp};
 use crate::ops::activation::Activation;
 use crate::ops::args::{Args, WeightInit};
 use crate::ops::window::spatial;
@@ -437,7 +437,7 @@ pub fn lower_conv2d(cx: &LowerCx, c: &Conv2d) -> Lowered {
     (
         desc,
         step,
-        Some(cx.field(FieldKind::Conv2d, params, absent)),
+        Some(cx.field(Holder::new("Conv2dParams"), params, absent)),
         macs,
     )
 }
@@ -495,7 +495,7 @@ pub fn lower_conv_transpose2d(cx: &LowerCx, c: &ConvTranspose2d) -> Lowered {
     (
         desc,
         step,
-        Some(cx.field(FieldKind::ConvTranspose2d, params, absent)),
+        Some(cx.field(Holder::new("Conv2dParams"), params, absent)),
         macs,
     )
 }

@@ -7,7 +7,7 @@ use quote::quote;
 use crate::ast::Layer;
 use crate::check::FailKind;
 use crate::infer::{Step, StepResult};
-use crate::lower::{FieldKind, Fold, InitIr, StepOp};
+use crate::lower::{Fold, Holder, InitIr, StepOp};
 use crate::ops::args::{Args, WeightInit};
 use crate::ops::{per_sample, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, OpDef};
 use crate::resolve::{Op, Spanned};
@@ -129,7 +129,7 @@ pub fn lower_linear(cx: &LowerCx, l: &Linear) -> Lowered {
     (
         desc,
         step,
-        Some(cx.field(FieldKind::Linear, params, absent)),
+        Some(cx.field(Holder::new("LinearParams"), params, absent)),
         macs,
     )
 }

@@ -25,7 +25,7 @@ use quote::quote;
 use crate::ast::{Arg, Layer};
 use crate::diag::Ctxt;
 use crate::emit::{usize_lit, CodeEnv};
-use crate::lower::{FieldIr, FieldKind, InitIr, ParamIr, StepOp};
+use crate::lower::{FieldIr, FieldKind, Holder, InitIr, ParamIr, StepOp};
 use crate::resolve::{Op, ResolvedLayer};
 use crate::shape::{Dim, Shape};
 
@@ -186,26 +186,35 @@ impl<'a> LowerCx<'a> {
         }
     }
 
-    /// The state_dict entry `<path>.<member>`.
+    /// The state_dict entry `<path>.<member>`; `member` may be a dotted
+    /// path into a sub-layer (`out_proj.weight`), or empty for a layer that
+    /// is one tensor named by its path.
     pub fn param(&self, member: &'static str, shape: Vec<u64>, init: InitIr) -> ParamIr {
+        let path = self.layer.path.join(".");
+        let name = if member.is_empty() {
+            format!("{}{path}", self.outer)
+        } else {
+            format!("{}{path}.{member}", self.outer)
+        };
         ParamIr {
             member,
-            name: format!("{}{}.{member}", self.outer, self.layer.path.join(".")),
+            name,
             shape,
             init,
         }
     }
 
-    /// The layer's field, holding `params`; `absent` members are `NoBias`.
+    /// The layer's field: `holder` holding `params`; `absent` members are
+    /// `NoBias`.
     pub fn field(
         &self,
-        kind: FieldKind,
+        holder: Holder,
         params: Vec<ParamIr>,
         absent: Vec<&'static str>,
     ) -> FieldIr {
         FieldIr {
             ident: self.ident.clone(),
-            kind,
+            kind: FieldKind::Layer(holder),
             params,
             absent,
             branch: Vec::new(),

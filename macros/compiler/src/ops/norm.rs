@@ -11,7 +11,7 @@ use crate::ast::{Layer, Value};
 use crate::check::FailKind;
 use crate::emit::{usize_lit, CodeEnv};
 use crate::infer::{Step, StepResult};
-use crate::lower::{FieldKind, Fold, InitIr, StepOp};
+use crate::lower::{Fold, Holder, InitIr, StepOp};
 use crate::ops::args::Args;
 use crate::ops::{per_sample, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, OpDef};
 use crate::resolve::{Op, Spanned};
@@ -198,7 +198,7 @@ pub fn lower_batch_norm(cx: &LowerCx, bn: &BatchNorm) -> Lowered {
     (
         desc,
         step,
-        Some(cx.field(FieldKind::BatchNorm, params, absent)),
+        Some(cx.field(Holder::new("BatchNormParams"), params, absent)),
         per_sample(cx.output),
     )
 }
