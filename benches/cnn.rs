@@ -10,12 +10,12 @@ use std::time::Instant;
 use netdsl::candle::{Device, Module, Tensor};
 use netdsl::network;
 
-include!("../tests/networks/alexnet.rs");
-include!("../tests/networks/vgg16.rs");
-include!("../tests/networks/lenet.rs");
+include!("../examples/networks/alexnet.rs");
+include!("../examples/networks/vgg16.rs");
+include!("../examples/networks/lenet.rs");
 include!("networks/vgg16_bn.rs");
 include!("networks/resnet18_longhand.rs");
-include!("../tests/networks/resnet18.rs");
+include!("../examples/networks/resnet18.rs");
 
 network! {
     /// One VGG-BN style block: 3x3 conv, batch norm, ReLU.

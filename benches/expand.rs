@@ -21,7 +21,7 @@ fn spec(path: &str) -> TokenStream {
 }
 
 fn bench(c: &mut Criterion) {
-    let vgg = spec("tests/networks/vgg16.rs");
+    let vgg = spec("examples/networks/vgg16.rs");
     assert!(netdsl_compiler::expand(vgg.clone()).is_ok());
     c.bench_function("expand VGG-16", |b| {
         b.iter(|| netdsl_compiler::expand(vgg.clone()).unwrap())
@@ -36,8 +36,8 @@ fn bench(c: &mut Criterion) {
         b.iter(|| netdsl_compiler::expand(broken.clone()).unwrap_err())
     });
     for (name, path) in [
-        ("ResNet-34", "tests/networks/resnet34.rs"),
-        ("U-Net", "tests/networks/unet.rs"),
+        ("ResNet-34", "examples/networks/resnet34.rs"),
+        ("U-Net", "examples/networks/unet.rs"),
     ] {
         let tokens = spec(path);
         assert!(netdsl_compiler::expand(tokens.clone()).is_ok());

@@ -16,7 +16,7 @@
 use netdsl::candle::Device;
 use netdsl::network;
 
-include!("../tests/networks/vgg16.rs");
+include!("networks/vgg16.rs");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();

@@ -15,7 +15,7 @@ use std::time::Instant;
 use netdsl::candle::{Device, Tensor};
 use netdsl::network;
 
-include!("../tests/networks/resnet18.rs");
+include!("networks/resnet18.rs");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = Device::Cpu;

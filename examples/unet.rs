@@ -29,7 +29,7 @@ mod restore_unet;
 
 use restore_unet::{held_out, psnr, Restorer, SHOWN};
 
-include!("../tests/networks/unet.rs");
+include!("networks/unet.rs");
 
 fn main() -> Result<(), restore_unet::Error> {
     println!("{}", UNet::SUMMARY);

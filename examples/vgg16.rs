@@ -1,5 +1,5 @@
 //! Vgg16 in torchvision's layout, written in `network!` (the network is
-//! `tests/networks/vgg16.rs`): prints the compile-time summary, classifies
+//! `examples/networks/vgg16.rs`): prints the compile-time summary, classifies
 //! an image (or a random one) and prints the top five ImageNet classes and the
 //! time.
 //!
@@ -20,7 +20,7 @@ use netdsl::network;
 #[path = "common/imagenet.rs"]
 mod imagenet;
 
-include!("../tests/networks/vgg16.rs");
+include!("networks/vgg16.rs");
 
 fn main() -> Result<(), imagenet::Error> {
     imagenet::run(

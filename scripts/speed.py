@@ -61,7 +61,7 @@ def torch_model(model):
     import torchvision
 
     class LeNet(nn.Module):
-        """As tests/networks/lenet.rs."""
+        """As examples/networks/lenet.rs."""
 
         def __init__(self):
             super().__init__()

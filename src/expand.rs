@@ -6,8 +6,16 @@
 //! # fn main() -> Result<(), netdsl::expand::ExpandError> {
 //! let code = netdsl::expand::expand_file("src/model.rs")?;
 //! // insta::assert_snapshot!(code);
+//!
+//! // Without the text constants (`SUMMARY`, `FUSIONS`, `GRAPH_*`): the
+//! // summary and the fusions stay in the struct's documentation, once.
+//! let options = netdsl::expand::ExpandOptions::default().without_constants();
+//! let code = netdsl::expand::expand_file_with("src/model.rs", options)?;
 //! # Ok(()) }
 //! ```
+//!
+//! Texts print as their lines (raw string literals), so a change in one
+//! layer is a change in one line of the snapshot.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -38,26 +46,66 @@ pub enum ExpandError {
     },
 }
 
+/// What an expansion leaves in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExpandOptions {
+    /// The text constants `SUMMARY`, `FUSIONS`, `GRAPH_MERMAID` and
+    /// `GRAPH_DOT` (default: in). The summary and the fusions are in the
+    /// struct's documentation too, so without the constants they appear
+    /// once.
+    pub constants: bool,
+}
+
+impl Default for ExpandOptions {
+    fn default() -> Self {
+        Self { constants: true }
+    }
+}
+
+impl ExpandOptions {
+    /// Leaves the text constants out.
+    pub fn without_constants(self) -> Self {
+        Self { constants: false }
+    }
+}
+
 /// The `network!` invocations of a file, each expanded and pretty-printed
 /// (as `cargo expand` would show the macro's output), in source order,
 /// each under a `// network! invocation N of M` line. Invocations inside
 /// modules and function bodies count; the macro may be named `network!`
 /// or by a path ending in it (`netdsl::network!`).
 pub fn expand_file(path: impl AsRef<Path>) -> Result<String, ExpandError> {
+    expand_file_with(path, ExpandOptions::default())
+}
+
+/// [`expand_file`], leaving out what `options` say.
+pub fn expand_file_with(
+    path: impl AsRef<Path>,
+    options: ExpandOptions,
+) -> Result<String, ExpandError> {
     let path = path.as_ref();
     let source = std::fs::read_to_string(path).map_err(|source| ExpandError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    expand_source_named(&source, &path.display().to_string())
+    expand_source_named(&source, &path.display().to_string(), options)
 }
 
 /// [`expand_file`] on source text.
 pub fn expand_source(source: &str) -> Result<String, ExpandError> {
-    expand_source_named(source, "the source")
+    expand_source_with(source, ExpandOptions::default())
 }
 
-fn expand_source_named(source: &str, what: &str) -> Result<String, ExpandError> {
+/// [`expand_source`], leaving out what `options` say.
+pub fn expand_source_with(source: &str, options: ExpandOptions) -> Result<String, ExpandError> {
+    expand_source_named(source, "the source", options)
+}
+
+fn expand_source_named(
+    source: &str,
+    what: &str,
+    options: ExpandOptions,
+) -> Result<String, ExpandError> {
     let file: syn::File = syn::parse_file(source).map_err(|e| ExpandError::Parse {
         what: what.to_string(),
         message: e.to_string(),
@@ -79,10 +127,15 @@ fn expand_source_named(source: &str, what: &str) -> Result<String, ExpandError> 
                 message: e.to_string(),
             }
         })?;
-        let code = netdsl_compiler::expand_pretty(tokens).map_err(|d| ExpandError::Compile {
-            what: what.to_string(),
-            index: i + 1,
-            errors: d.to_string(),
+        let pretty = netdsl_compiler::PrettyOptions {
+            constants: options.constants,
+        };
+        let code = netdsl_compiler::expand_pretty_with(tokens, pretty).map_err(|d| {
+            ExpandError::Compile {
+                what: what.to_string(),
+                index: i + 1,
+                errors: d.to_string(),
+            }
         })?;
         if i > 0 {
             out.push('\n');

@@ -6,7 +6,7 @@
 //! names, trainable variables, modes).
 //! Fixtures: `scripts/gen_block_fixtures.py`.
 //!
-//! The networks live here rather than under `tests/networks/`, whose every
+//! The networks live here rather than under `examples/networks/`, whose every
 //! file gets an expansion snapshot.
 
 use std::collections::HashMap;

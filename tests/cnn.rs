@@ -13,8 +13,8 @@ use netdsl::{network, ParamSpec};
 mod common;
 use common::{fixture, formula_input, rel_err, tensors};
 
-include!("networks/alexnet.rs");
-include!("networks/vgg16.rs");
+include!("../examples/networks/alexnet.rs");
+include!("../examples/networks/vgg16.rs");
 
 network! {
     /// AlexNet's layout with channels / 16 and a 128-wide classifier.
@@ -216,7 +216,7 @@ fn batch_norm_folded_and_unfolded_match_pytorch() {
     assert_eq!(
         BnCnn::FUSIONS
             .lines()
-            .filter(|l| l.contains("folded into"))
+            .filter(|l| l.contains("folded in ("))
             .count(),
         3,
         "{}",
@@ -355,7 +355,7 @@ fn batch_norm_after_rank3_linear_is_not_folded() {
     assert!(rel_err(&a, &net.forward(&x).unwrap()) < 1e-6);
 }
 
-include!("networks/resnet18.rs");
+include!("../examples/networks/resnet18.rs");
 
 #[test]
 fn resnet18_manifest_equals_torchvision() {
@@ -368,13 +368,13 @@ fn resnet18_manifest_equals_torchvision() {
     // for all eight uses, the basic block's three.
     let folds: Vec<&str> = ResNet18::FUSIONS
         .lines()
-        .filter(|l| l.contains("folded into"))
+        .filter(|l| l.contains("folded in ("))
         .collect();
     assert_eq!(folds.len(), 4, "{folds:?}");
     assert_eq!(
         folds
             .iter()
-            .filter(|l| l.starts_with("BasicBlock: "))
+            .filter(|l| l.starts_with("[BasicBlock] "))
             .count(),
         3
     );
@@ -383,7 +383,7 @@ fn resnet18_manifest_equals_torchvision() {
 /// In its own module: it defines its own `BasicBlock` struct.
 mod resnet34 {
     use netdsl::network;
-    include!("networks/resnet34.rs");
+    include!("../examples/networks/resnet34.rs");
 }
 
 #[test]
@@ -394,7 +394,7 @@ fn resnet34_sixteen_uses_of_one_block_equal_torchvision() {
     // One struct for all 16 uses: its code appears once in the expansion.
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/networks/resnet34.rs"
+        "/examples/networks/resnet34.rs"
     ))
     .unwrap();
     let body = text

@@ -1,13 +1,13 @@
 //! `netdsl::expand`: the `network!` invocations of a real source file,
 //! expanded for snapshot tests of a user's own networks.
 
-use netdsl::expand::{expand_file, expand_source, ExpandError};
+use netdsl::expand::{expand_file, expand_source, expand_source_with, ExpandError, ExpandOptions};
 
 #[test]
 fn a_file_expands_as_the_macro_does() {
     let code = expand_file(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/networks/lenet.rs"
+        "/examples/networks/lenet.rs"
     ))
     .unwrap();
     assert!(
@@ -19,7 +19,7 @@ fn a_file_expands_as_the_macro_does() {
     // tests/snapshots.rs pins).
     let source = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/networks/lenet.rs"
+        "/examples/networks/lenet.rs"
     ))
     .unwrap();
     let file: syn::File = syn::parse_str(&source).unwrap();
@@ -78,4 +78,37 @@ fn errors_name_what_went_wrong() {
         matches!(e, ExpandError::Io { .. }) && e.to_string().contains("no/such/file.rs"),
         "{e}"
     );
+}
+
+#[test]
+fn texts_print_as_lines_and_can_be_left_out() {
+    let source = "network! { N(x: [B, 1, 8, 8]) -> [B, 2] { \
+                  x -> conv: Conv2d(4, kernel = 3) -> relu -> flatten -> fc: Linear(2) } }";
+    let code = expand_source(source).unwrap();
+    // One summary row per line of the expansion, in the constant as in the docs.
+    let row = code
+        .lines()
+        .filter(|l| l.starts_with("conv ") && l.contains("Conv2d(1 -> 4, kernel 3)"))
+        .count();
+    assert_eq!(row, 2, "{code}");
+    assert!(
+        code.contains("pub const SUMMARY: &'static str = r#\""),
+        "{code}"
+    );
+    assert!(!code.contains("\\n"), "an escaped newline: {code}");
+
+    let lean = expand_source_with(source, ExpandOptions::default().without_constants()).unwrap();
+    for name in ["SUMMARY", "FUSIONS", "GRAPH_MERMAID", "GRAPH_DOT"] {
+        assert!(
+            !lean.contains(&format!("const {name}:")),
+            "{name} in {lean}"
+        );
+    }
+    // The summary stays, once, in the struct's documentation.
+    let rows = lean
+        .lines()
+        .filter(|l| l.starts_with("conv ") && l.contains("Conv2d(1 -> 4, kernel 3)"))
+        .count();
+    assert_eq!(rows, 1, "{lean}");
+    assert!(lean.contains("pub const MANIFEST"), "{lean}");
 }

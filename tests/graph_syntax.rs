@@ -15,6 +15,16 @@ network! {
         x + x * x - x
     }
 
+    /// Three unnamed `max_pool(2)`, two unnamed `cat`s: run-time messages
+    /// and the summary tell them apart by number.
+    Pools(x: [B, 1, H, W]) {
+        x -> max_pool(2) -> relu -> max_pool(2) -> max_pool(2) -> c: Conv2d(2, kernel = 1)
+    }
+
+    Cats(x: [B, 1, 4, 4]) -> [B, 4, 4, 4] {
+        cat(cat(x, x, dim = 1), cat(x, x, dim = 1), dim = 1)
+    }
+
     block Stage(x: [B, C, H, W], n: usize, out: usize) {
         x -> first: Conv2d(out, kernel = 3, padding = 1)
           -> rest: repeat (n - 1) { Conv2d(out, kernel = 3, padding = 1) -> relu }
@@ -164,4 +174,30 @@ fn sigmoid(t: &Tensor) -> Tensor {
         .unwrap()
         .recip()
         .unwrap()
+}
+
+#[test]
+fn unnamed_layers_written_alike_are_numbered() {
+    let dev = Device::Cpu;
+    let net = Pools::new_seeded(0, &dev).unwrap();
+    let odd = Tensor::zeros((1, 1, 12, 8), DType::F32, &dev).unwrap();
+    let e = net.forward(&odd).unwrap_err().to_string();
+    assert!(
+        e.contains("must be a multiple of 8") && e.contains("`max_pool(2) #3`"),
+        "{e}"
+    );
+    let rows: Vec<&str> = Pools::SUMMARY
+        .lines()
+        .filter_map(|l| l.split("  ").next())
+        .filter(|l| l.starts_with("max_pool"))
+        .collect();
+    assert_eq!(rows, ["max_pool(2) #1", "max_pool(2) #2", "max_pool(2) #3"]);
+    // One `relu`: no number.
+    assert!(Pools::SUMMARY.lines().any(|l| l.starts_with("relu ")));
+    let cats: Vec<&str> = Cats::SUMMARY
+        .lines()
+        .filter(|l| l.contains("cat"))
+        .filter_map(|l| l.split("  ").next())
+        .collect();
+    assert_eq!(cats, ["cat #1", "cat #2", "cat #3"], "{}", Cats::SUMMARY);
 }

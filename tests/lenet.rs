@@ -86,7 +86,8 @@ fn constants_describe_the_network() {
     assert_eq!(LeNet::PARAMETERS, 156 + 2_416 + 48_120 + 10_164 + 850);
     assert_eq!(LeNet::INPUT_SHAPE, "[B, 1, 28, 28]");
     assert_eq!(LeNet::OUTPUT_SHAPE, "[B, 10]");
-    assert!(LeNet::SUMMARY.contains("conv2        Conv2d(6 -> 16, kernel 5)            [B, 16, 10, 10]   2,416  240,000  480,000"));
+    assert!(LeNet::SUMMARY.contains("conv2           Conv2d(6 -> 16, kernel 5)            [B, 16, 10, 10]   2,416  240,000  480,000"));
+    assert!(LeNet::SUMMARY.contains("\nmax_pool(2) #2  MaxPool2d(2)  "));
     let names: Vec<&str> = LeNet::MANIFEST.iter().map(|s| s.name).collect();
     assert_eq!(
         names,

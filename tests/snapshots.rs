@@ -1,11 +1,11 @@
 //! Snapshots of what `network!` expands to, pretty-printed: one per network
-//! under `tests/networks/`. Review changes with `cargo insta review`.
+//! under `examples/networks/`. Review changes with `cargo insta review`.
 
 use std::str::FromStr;
 
 #[test]
 fn expansions() {
-    insta::glob!("networks/*.rs", |path| {
+    insta::glob!("../examples/networks", "*.rs", |path| {
         let source = std::fs::read_to_string(path).unwrap();
         let file: syn::File = syn::parse_str(&source).unwrap();
         let mut out = String::new();

@@ -8,10 +8,10 @@
 use netdsl::candle::{Device, Tensor};
 use netdsl::network;
 
-include!("networks/lenet.rs");
-include!("networks/alexnet.rs");
-include!("networks/vgg16.rs");
-include!("networks/resnet18.rs");
+include!("../examples/networks/lenet.rs");
+include!("../examples/networks/alexnet.rs");
+include!("../examples/networks/vgg16.rs");
+include!("../examples/networks/resnet18.rs");
 include!("../benches/networks/mobilenet_v2.rs");
 
 #[allow(dead_code)]

@@ -14,7 +14,7 @@ use common::formula_input;
 /// struct of that name, as is the small network's below.
 mod original {
     use netdsl::network;
-    include!("networks/unet.rs");
+    include!("../examples/networks/unet.rs");
 }
 use original::UNet;
 

@@ -24,10 +24,10 @@ use std::time::Instant;
 use netdsl::candle::{Device, Tensor};
 use netdsl::network;
 
-include!("../../tests/networks/lenet.rs");
-include!("../../tests/networks/alexnet.rs");
-include!("../../tests/networks/vgg16.rs");
-include!("../../tests/networks/resnet18.rs");
+include!("../../examples/networks/lenet.rs");
+include!("../../examples/networks/alexnet.rs");
+include!("../../examples/networks/vgg16.rs");
+include!("../../examples/networks/resnet18.rs");
 include!("../networks/mobilenet_v2.rs");
 
 #[allow(dead_code)]

@@ -36,7 +36,7 @@ fn main() {
         ("ResNet-34", "resnet34.rs", 20),
         ("U-Net", "unet.rs", 40),
     ] {
-        let t = spec(&format!("{root}/tests/networks/{file}"));
+        let t = spec(&format!("{root}/examples/networks/{file}"));
         let o = || {
             old::expand(t.clone()).unwrap();
         };

@@ -202,6 +202,21 @@ pub fn did_you_mean<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    let candidates: Vec<&'a str> = candidates.into_iter().collect();
+    // Only the case differs: the spelling of the same style wins, so `Relu`
+    // (a module name, as PyTorch's classes are written) gets `ReLU`, and
+    // `reLU` gets `relu`.
+    let upper = |s: &str| s.chars().next().is_some_and(char::is_uppercase);
+    let same_letters = candidates
+        .iter()
+        .filter(|c| c.eq_ignore_ascii_case(name) && **c != name);
+    if let Some(c) = same_letters
+        .clone()
+        .find(|c| upper(c) == upper(name))
+        .or_else(|| same_letters.clone().next())
+    {
+        return Some(c);
+    }
     candidates
         .into_iter()
         .map(|c| (edit_distance(name, c), c))
@@ -225,6 +240,13 @@ mod tests {
         assert_eq!(edit_distance("rleu", "relu"), 1);
         assert_eq!(edit_distance("Conv2dd", "Conv2d"), 1);
         assert_eq!(did_you_mean("rleu", ["ReLU", "relu", "tanh"]), Some("relu"));
+        // Only the case wrong: the spelling of the same style.
+        assert_eq!(did_you_mean("Relu", ["relu", "ReLU"]), Some("ReLU"));
+        assert_eq!(did_you_mean("reLU", ["ReLU", "relu"]), Some("relu"));
+        assert_eq!(
+            did_you_mean("MaxPool2D", ["max_pool", "MaxPool2d"]),
+            Some("MaxPool2d")
+        );
         assert_eq!(
             did_you_mean("maxpool", ["max_pool", "avg_pool"]),
             Some("max_pool")

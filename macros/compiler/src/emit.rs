@@ -7,7 +7,7 @@
 //! sees only the real mistakes.
 
 use proc_macro2::{Ident, Literal, Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, ToTokens};
 use syn::{Attribute, Visibility};
 
 use crate::ast::BinOp;
@@ -179,6 +179,23 @@ fn skeleton(s: Skeleton) -> TokenStream {
     }
 }
 
+/// A text constant as a raw string literal, so that an expansion prints a
+/// multi-line text as its lines: a change in one layer of `SUMMARY` is a
+/// change in one line of a snapshot, not of one long escaped line. Falls
+/// back to an escaped literal for text a raw string cannot hold.
+pub(crate) fn text_literal(text: &str) -> TokenStream {
+    if text.contains('\r') {
+        return Literal::string(text).into_token_stream();
+    }
+    let mut hashes = String::from("#");
+    while text.contains(&format!("\"{hashes}")) {
+        hashes.push('#');
+    }
+    format!("r{hashes}\"{text}\"{hashes}")
+        .parse()
+        .unwrap_or_else(|_| Literal::string(text).into_token_stream())
+}
+
 /// The constants every network has; the texts come straight from lower.
 #[allow(clippy::too_many_arguments)]
 fn consts(
@@ -192,6 +209,8 @@ fn consts(
     manifest: TokenStream,
 ) -> TokenStream {
     let (mermaid, dot) = graph;
+    let (summary, fusions) = (text_literal(summary), text_literal(fusions));
+    let (mermaid, dot) = (text_literal(mermaid), text_literal(dot));
     let p = quote!(::netdsl::__private);
     let name = name.to_string();
     let parameters = Literal::usize_unsuffixed(parameters as usize);
@@ -1656,6 +1675,16 @@ mod tests {
             )),
             "self.attn.out_proj.inner.weight"
         );
+    }
+
+    #[test]
+    fn texts_are_raw_literals_that_keep_their_lines() {
+        let t = text_literal("a\n  b \"q\"#\n");
+        assert_eq!(t.to_string(), "r##\"a\n  b \"q\"#\n\"##");
+        let lit: syn::LitStr = syn::parse2(t).expect("a string literal");
+        assert_eq!(lit.value(), "a\n  b \"q\"#\n");
+        let cr: syn::LitStr = syn::parse2(text_literal("a\r\nb")).expect("a string literal");
+        assert_eq!(cr.value(), "a\r\nb");
     }
 
     #[test]

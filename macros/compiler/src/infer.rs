@@ -173,7 +173,7 @@ impl Step<'_> {
 
     /// Why a constraint on the input exists: this layer.
     pub fn why(&self) -> String {
-        format!("`{}`", self.layer.label)
+        format!("`{}`", self.layer.positional())
     }
 
     /// A symbolic dim scaled by a whole factor (up-sampling); a fraction

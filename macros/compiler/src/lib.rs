@@ -165,11 +165,43 @@ pub fn expand_or_errors(input: TokenStream) -> TokenStream {
     }
 }
 
+/// What a pretty-printed expansion leaves in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrettyOptions {
+    /// The text constants `SUMMARY`, `FUSIONS`, `GRAPH_MERMAID` and
+    /// `GRAPH_DOT`. The summary and the fusions are in the struct's
+    /// documentation as well, so a snapshot without them still shows them
+    /// once.
+    pub constants: bool,
+}
+
+impl Default for PrettyOptions {
+    fn default() -> Self {
+        Self { constants: true }
+    }
+}
+
+/// The text constants [`PrettyOptions::constants`] leaves out.
+const TEXT_CONSTANTS: [&str; 4] = ["SUMMARY", "FUSIONS", "GRAPH_MERMAID", "GRAPH_DOT"];
+
 /// The expansion pretty-printed with prettyplease, for snapshot tests.
 pub fn expand_pretty(input: TokenStream) -> Result<String, Diagnostics> {
+    expand_pretty_with(input, PrettyOptions::default())
+}
+
+/// [`expand_pretty`], leaving out what `options` say.
+pub fn expand_pretty_with(
+    input: TokenStream,
+    options: PrettyOptions,
+) -> Result<String, Diagnostics> {
     let tokens = expand(input)?;
     match syn::parse2::<syn::File>(tokens) {
-        Ok(file) => Ok(prettyplease::unparse(&file)),
+        Ok(mut file) => {
+            if !options.constants {
+                drop_text_constants(&mut file);
+            }
+            Ok(prettyplease::unparse(&file))
+        }
         Err(e) => Err(Diagnostics {
             errors: vec![Diagnostic::new(
                 SpanRange::single(e.span()),
@@ -177,5 +209,17 @@ pub fn expand_pretty(input: TokenStream) -> Result<String, Diagnostics> {
             )],
             fallback: TokenStream::new(),
         }),
+    }
+}
+
+/// Removes the text constants from every `impl` of an expansion.
+fn drop_text_constants(file: &mut syn::File) {
+    for item in &mut file.items {
+        if let syn::Item::Impl(imp) = item {
+            imp.items.retain(|i| {
+                !matches!(i, syn::ImplItem::Const(c)
+                    if TEXT_CONSTANTS.iter().any(|t| c.ident == t))
+            });
+        }
     }
 }

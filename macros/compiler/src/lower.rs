@@ -615,7 +615,7 @@ fn lower_chain(items: &[Item], inferred: &Inferred, cx: &mut ChainCx) -> Vec<Ste
                 .sum()
         });
         cx.rows.push(Row {
-            layer: layer.label.clone(),
+            layer: layer.positional(),
             op: desc.clone(),
             output: fmt_shape(output),
             params,
@@ -762,9 +762,20 @@ fn summary_table(name: &str, input: &Shape, rows: &[Row]) -> String {
     let total_macs: Option<u64> = rows.iter().map(|r| r.macs).sum();
     let fmt_macs = |m: Option<u64>, k: u64| m.map_or("?".to_string(), |m| thousands(m * k));
     let mut table: Vec<[String; 6]> = vec![header.map(String::from)];
+    // Merges written the same way (three `cat` rows) are numbered as
+    // unnamed layers are.
+    let shared = |label: &str| rows.iter().filter(|r| r.layer == label).count() > 1;
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for r in rows {
+        let layer = if shared(&r.layer) {
+            let n = seen.entry(&r.layer).or_default();
+            *n += 1;
+            format!("{} #{n}", r.layer)
+        } else {
+            r.layer.clone()
+        };
         table.push([
-            r.layer.clone(),
+            layer,
             r.op.clone(),
             r.output.clone(),
             thousands(r.params),

@@ -114,6 +114,51 @@ pub struct ResolvedLayer {
     /// `None` when the op or its arguments were wrong (already reported).
     pub op: Option<Op>,
     pub span: SpanRange,
+    /// For an unnamed layer written the same way as another in the body
+    /// (three `max_pool(2)`): which one it is, from 1 in source order.
+    pub nth: Option<usize>,
+}
+
+impl ResolvedLayer {
+    /// The label, numbered when several unnamed layers share it
+    /// (`max_pool(2) #2`): what run-time messages and the summary call it,
+    /// where no caret points at the tokens.
+    pub fn positional(&self) -> String {
+        match self.nth {
+            Some(n) => format!("{} #{n}", self.label),
+            None => self.label.clone(),
+        }
+    }
+}
+
+/// Numbers the unnamed layers of a body that share a label, in source
+/// order (nodes are made in source order).
+fn number_unnamed(nodes: &mut [Node]) {
+    let mut count: HashMap<String, usize> = HashMap::new();
+    let unnamed = |nodes: &mut [Node], f: &mut dyn FnMut(&mut ResolvedLayer)| {
+        for node in nodes.iter_mut() {
+            if let NodeKind::Chain { items, .. } = &mut node.kind {
+                for item in items.iter_mut() {
+                    if let Item::Layer(l) = item {
+                        if l.path.is_empty() {
+                            f(l);
+                        }
+                    }
+                }
+            }
+        }
+    };
+    unnamed(nodes, &mut |l| {
+        *count.entry(l.label.clone()).or_default() += 1
+    });
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    unnamed(nodes, &mut |l| {
+        if count.get(&l.label).copied().unwrap_or(0) > 1 {
+            let n = seen.entry(l.label.clone()).or_default();
+            *n += 1;
+            l.nth = Some(*n);
+        }
+    });
 }
 
 /// A network's (or block instance's) dataflow graph: value 0 is the input,
@@ -361,6 +406,7 @@ pub fn resolve_body(
             );
         }
     }
+    number_unnamed(&mut r.nodes);
     Program {
         nodes: r.nodes,
         output,
@@ -1337,6 +1383,7 @@ fn resolve_layer(cx: &Ctxt, scope: Scope, layer: &Layer, path: Vec<String>) -> R
         label,
         op,
         span: layer.span,
+        nth: None,
     }
 }
 

@@ -33,15 +33,11 @@ pub fn run(ir: &mut Pass) {
         if let StepOp::Conv2d { epilogue, .. } = &mut ir.steps[i].op {
             *epilogue = Some(act);
         }
-        let layer = ir.steps[i]
-            .label
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        ir.fusions.push(format!(
-            "{} fused into `{layer}`'s epilogue: applied to each output tile while it is in cache",
-            removed.label
+        let at = super::subject(&ir.steps[i].label);
+        ir.fusions.push(super::line(
+            &at,
+            &format!("{} fused into its epilogue", super::subject(&removed.label)),
+            "applied to each output tile while it is in cache",
         ));
         ir.steps[i].label += &format!(" + {} (epilogue)", removed.label);
         // The folded batch norm's step (if any) keeps its place: its output

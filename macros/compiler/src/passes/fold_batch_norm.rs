@@ -44,10 +44,10 @@ pub fn run(ir: &mut Pass) {
         });
         *folded = true;
         *ir.folds += 1;
-        let layer = prev.label.split(':').next().unwrap_or_default().to_string();
-        ir.fusions.push(format!(
-            "`{bn}` folded into `{layer}`: its weight and bias are rescaled once, then one layer runs",
-            bn = rest[0].label.split(':').next().unwrap_or_default()
+        ir.fusions.push(super::line(
+            &super::subject(&prev.label),
+            &format!("{} folded in", super::subject(&rest[0].label)),
+            "its weight and bias are rescaled once, then one layer runs",
         ));
     }
 }

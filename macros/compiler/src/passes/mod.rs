@@ -24,6 +24,22 @@ pub struct Pass<'a> {
 /// A pass: rewrites one chain.
 pub type PassFn = fn(&mut Pass);
 
+/// One line of `FUSIONS`, in the form every pass uses:
+/// `` `conv1`: ReLU fused into its epilogue (applied to ..) ``: where it
+/// happened (the layer, in backticks), what moved, and why it pays.
+pub fn line(at: &str, what: &str, why: &str) -> String {
+    format!("{at}: {what} ({why})")
+}
+
+/// How a fusion line names a step: a named layer by its name in backticks
+/// (`` `bn1` ``, `` `features.1` ``), an unnamed one by its op (`ReLU`).
+pub fn subject(label: &str) -> String {
+    match label.split_once(": ") {
+        Some((name, _)) => format!("`{name}`"),
+        None => label.to_string(),
+    }
+}
+
 /// The passes, by name, in the order they run.
 pub const PASSES: &[(&str, PassFn)] = &[
     ("fold_batch_norm", fold_batch_norm::run),
@@ -72,7 +88,7 @@ fn run_own(ir: &mut NetIr) {
 }
 
 /// A graph's fusions: those of the block instances it uses (each once,
-/// under the block's name), then its own.
+/// after the block's name in brackets), then its own.
 fn listing(ir: &NetIr, reg: &Registry) -> Vec<String> {
     let mut lines = Vec::new();
     for f in &ir.fields {
@@ -83,7 +99,7 @@ fn listing(ir: &NetIr, reg: &Registry) -> Vec<String> {
             continue;
         };
         for line in listing(inner, reg) {
-            let line = format!("{}: {line}", inner.name);
+            let line = format!("[{}] {line}", inner.name);
             if !lines.contains(&line) {
                 lines.push(line);
             }

@@ -30,14 +30,18 @@ pub fn run(ir: &mut Pass) {
         ir.steps[i + 1].input = pooled.clone();
         ir.steps[i + 1].output = pooled;
         let ratio = ratio(&ir.steps[i].input, &ir.steps[i].output);
-        let after = match i.checked_sub(1).map(|j| &ir.steps[j].label) {
-            Some(label) => format!(" after `{}`", label.split(':').next().unwrap_or_default()),
-            None => String::new(),
+        let at = match i.checked_sub(1).map(|j| &ir.steps[j].label) {
+            Some(label) => super::subject(label),
+            None => "the input".to_string(),
         };
-        ir.fusions.push(format!(
-            "{}{after} moved behind {}: identical result, the activation runs on {ratio}x fewer values",
-            ir.steps[i + 1].label,
-            ir.steps[i].label
+        ir.fusions.push(super::line(
+            &at,
+            &format!(
+                "{} moved behind {}",
+                super::subject(&ir.steps[i + 1].label),
+                super::subject(&ir.steps[i].label)
+            ),
+            &format!("identical result, the activation runs on {ratio}x fewer values"),
         ));
     }
 }
