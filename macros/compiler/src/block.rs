@@ -104,9 +104,62 @@ impl<'a> Blocks<'a> {
         }
     }
 
-    /// Reports blocks that no network and no other block names: they would
-    /// never be checked.
-    pub fn check_unused(&self, networks: &[crate::ast::Network]) {
+    /// Checks each used block's body once on its own, generic over its
+    /// parameters: what does not depend on their values (an unknown op,
+    /// argument or tensor name, an unused `let`) is reported even when no
+    /// use could be checked (every use had a wrong argument or input), so
+    /// that fixing the use does not reveal a second round of errors. A
+    /// mistake a checked use already reported is not reported again.
+    pub fn check_bodies_alone(&self, networks: &[crate::ast::Network]) {
+        let named = self.named(networks);
+        for def in self.defs {
+            let Some(body) = def.body.as_ref() else {
+                continue;
+            };
+            if !named.contains(&def.name.to_string()) {
+                continue;
+            }
+            // Every number, flag and dim of the inputs is unknown, so
+            // nothing that depends on one reports: only what is wrong for
+            // every use does.
+            let mut env: Env = crate::resolve::input_env(&def.input_shape);
+            let mut extra = Vec::new();
+            for p in &def.params {
+                if p.kind == ParamKind::Tensor {
+                    extra.push(p.name.clone());
+                    if let Some(shape) = &p.shape {
+                        env.extend(crate::resolve::input_env(shape));
+                    }
+                } else {
+                    env.insert(p.name.to_string(), EnvVal::Failed);
+                }
+            }
+            for v in env.values_mut() {
+                *v = EnvVal::Failed;
+            }
+            let scope = Scope {
+                env: &env,
+                blocks: self.defs,
+                owner: "block",
+            };
+            let alone = Ctxt::new();
+            resolve_body(&alone, scope, &def.input, &extra, Some(body));
+            for e in alone.into_errors() {
+                let key = format!("{:?}{:?}{}", e.span.start, e.span.end, e.render());
+                if !self.seen.borrow_mut().insert(key) {
+                    continue;
+                }
+                let note = format!(
+                    "in the body of `{}`, checked on its own because no use of it could be",
+                    def.name
+                );
+                self.cx.emit(e.with_note(note));
+            }
+        }
+    }
+
+    /// The names layers are written with, in every network and block body.
+    fn named(&self, networks: &[crate::ast::Network]) -> HashSet<String> {
         let mut named = HashSet::new();
         let mut visit = |layer: &crate::ast::Layer| {
             named.insert(layer.op.to_string());
@@ -125,6 +178,13 @@ impl<'a> Blocks<'a> {
                 crate::ast::visit_layers(e, &mut visit);
             }
         }
+        named
+    }
+
+    /// Reports blocks that no network and no other block names: they would
+    /// never be checked.
+    pub fn check_unused(&self, networks: &[crate::ast::Network]) {
+        let named = self.named(networks);
         for def in self.defs {
             if !named.contains(&def.name.to_string()) && def.body.is_some() {
                 self.cx.error(

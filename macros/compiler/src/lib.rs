@@ -101,6 +101,9 @@ pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
             irs.push(Err(net));
         }
     }
+    // Each used block's body on its own: its mistakes are reported even
+    // where no use of it could be checked.
+    blocks.check_bodies_alone(&spec.networks);
     // After other errors, an unused block is most likely a misspelt use.
     if cx.error_count() == 0 {
         blocks.check_unused(&spec.networks);

@@ -744,7 +744,17 @@ impl Resolver<'_> {
                 els,
                 ..
             } => {
-                let taken = eval_cond(self.cx, &self.env, cond)?;
+                let Some(taken) = eval_cond(self.cx, &self.env, cond) else {
+                    // Undecided (a parameter with no value, in a block's body
+                    // checked on its own, or a condition already reported):
+                    // both branches are read, for their names and ops.
+                    for (taken, e) in [(true, then), (false, els)] {
+                        self.branch.push((*id, taken));
+                        self.expr(e);
+                        self.branch.pop();
+                    }
+                    return None;
+                };
                 self.branch.push((*id, taken));
                 let value = self.expr(if taken { then } else { els });
                 self.branch.pop();
