@@ -20,7 +20,7 @@ the same case name in tests/sequence_parity.rs; `--rust` prints them):
 The Embedding cases (EMBEDDINGS) have integer ids instead of a float input:
 
   NAME.ids          i64 [B, T] token ids (including the padding index)
-  NAME.r, NAME.state.weight, NAME.loss, NAME.grad.weight  as above
+  NAME.r, NAME.state.emb.weight, NAME.loss, NAME.grad.emb.weight  as above
                     (the padding row's gradient is zero)
 
 References are computed in float64 from the float32 inputs and parameters,
@@ -196,8 +196,8 @@ def gen_embeddings(tensors):
         tensors[f"{name}.ids"] = ids
         tensors[f"{name}.r"] = r
         tensors[f"{name}.loss"] = f32(loss)
-        tensors[f"{name}.state.weight"] = st["weight"]
-        tensors[f"{name}.grad.weight"] = f32(emb.weight.grad)
+        tensors[f"{name}.state.emb.weight"] = st["weight"]
+        tensors[f"{name}.grad.emb.weight"] = f32(emb.weight.grad)
 
 
 def print_rust():
