@@ -489,7 +489,7 @@ fn merge_of_ids(
     Some((
         span,
         format!(
-            "the `{}` works on floats, but {} holds integer token ids
+            "the `{}` works on floats, but {} holds integer token ids\n\
              help: turn the ids into vectors first: `{} -> Embedding(vocab, dim)`",
             merge_symbol(kind),
             name_of(v),

@@ -186,13 +186,13 @@ fn parse_ids_dtype(input: ParseStream) -> syn::Result<Option<Ident>> {
         "u32" | "i64" | "u8" => Ok(Some(dtype)),
         "f32" => Err(syn::Error::new(
             dtype.span(),
-            "an input is f32 unless declared as token ids; write no dtype for floats
+            "an input is f32 unless declared as token ids; write no dtype for floats\n\
              help: `x: [B, C, T]` for floats, `ids: [B, T] u32` for token ids",
         )),
         other => Err(syn::Error::new(
             dtype.span(),
             format!(
-                "token ids are `u32`, `i64` or `u8`, not `{other}`
+                "token ids are `u32`, `i64` or `u8`, not `{other}`\n\
                  help: write `ids: [B, T] u32`, or no dtype for a float input"
             ),
         )),

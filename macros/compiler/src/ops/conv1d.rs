@@ -483,6 +483,7 @@ fn flow<'a>(
     input: Reach,
     instance: &dyn Fn(&NetIr, &Ident) -> Option<&'a NetIr>,
     walk: &mut Walk,
+    prefix: &str,
 ) -> Reach {
     let mut reach: Vec<Option<Reach>> = vec![None; ir.values.len()];
     reach[0] = Some(input);
@@ -494,7 +495,10 @@ fn flow<'a>(
                 let mut r = reach[*src].unwrap_or(input);
                 let mut run: Option<Stack> = None;
                 for step in steps {
-                    let name = step.label.split(':').next().unwrap_or_default().to_string();
+                    let name = format!(
+                        "{prefix}{}",
+                        step.label.split(':').next().unwrap_or_default()
+                    );
                     let before = r;
                     let window = match &step.op {
                         StepOp::Conv1d {
@@ -538,7 +542,7 @@ fn flow<'a>(
                         (StepOp::Block { field, .. }, _) => {
                             walk.stacks.extend(run.take());
                             if let Some(inst) = instance(ir, field) {
-                                r = flow(inst, r, instance, walk);
+                                r = flow(inst, r, instance, walk, &format!("{name}."));
                             }
                         }
                         _ => walk.stacks.extend(run.take()),
@@ -574,7 +578,7 @@ pub fn time_notes<'a>(
         }
     };
     let mut walk = Walk::default();
-    let out = flow(ir, Reach::INPUT, &lookup, &mut walk);
+    let out = flow(ir, Reach::INPUT, &lookup, &mut walk, "");
     let Walk {
         stacks,
         whole,

@@ -318,47 +318,59 @@ pub fn emit_adaptive_pool1d(e: &EmitCx, kind: PoolKind, out: u64) -> TokenStream
 
 /// A layer that needs a number of features (`Linear`) over a dim that
 /// grows with a symbolic length: the error, with the pooling that makes
-/// the size fixed. `None` when dim `axis` is a number, or not a multiple
-/// of one symbol.
+/// the size fixed. `None` when dim `axis` is a number.
 pub fn length_as_features(cx: &Step, axis: usize) -> Option<Failure> {
-    let Dim::Lin(l) = &cx.input[axis] else {
-        return None;
+    // The symbol and the known factor it is multiplied by: `T`, `8*T`.
+    let (sym, factor) = match &cx.input[axis] {
+        Dim::Known(_) => return None,
+        Dim::Lin(l) if l.den == 1 && l.off == 0 => (l.sym.clone(), Some(l.num)),
+        Dim::Lin(l) => (l.sym.clone(), None),
+        Dim::Sym(s) => {
+            let parts: Vec<&str> = s.split('*').map(str::trim).collect();
+            let syms: Vec<&str> = parts
+                .iter()
+                .copied()
+                .filter(|p| p.parse::<u64>().is_err())
+                .collect();
+            let factor = parts.iter().filter_map(|p| p.parse::<u64>().ok()).product();
+            match syms.as_slice() {
+                [one] if one.chars().all(|c| c.is_alphanumeric() || c == '_') => {
+                    (one.to_string(), Some(factor))
+                }
+                // Several symbols (`16*H*W`): the general message.
+                _ => return None,
+            }
+        }
     };
     let mut f = cx.fail(
         FailKind::Other,
         cx.layer.span,
         format!(
-            "`{}` needs a known number of input features, but dim {axis} of {} is `{l}`, which grows \
-             with the input's `{}`",
+            "`{}` needs a known number of input features, but dim {axis} of {} is `{}`, which grows \
+             with the input's `{sym}`",
             cx.name(),
             fmt_shape(cx.input),
-            l.sym
+            cx.input[axis]
         ),
     );
     let name = cx.name();
-    match cx.input.as_slice() {
+    match (cx.input.as_slice(), factor) {
         // [B, C, T]: a Linear would read time as features.
-        [_, Dim::Known(c), _] if l.num == 1 && l.den == 1 && l.off == 0 => {
+        ([_, Dim::Known(c), _], Some(1)) => {
             f.help.push(format!(
-                "pool `{}` away first: `AdaptiveAvgPool1d(1) -> flatten -> {name}` gives {c} features",
-                l.sym
+                "pool `{sym}` away first: `AdaptiveAvgPool1d(1) -> flatten -> {name}` gives {c} features"
             ));
             f.help.push(format!(
-                "apply it at every step: `Transpose(1, 2) -> {name}` reads the {c} channels of [B, {}, {c}]",
-                l.sym
+                "apply it at every step: `Transpose(1, 2) -> {name}` reads the {c} channels of [B, {sym}, {c}]"
             ));
         }
         // A flattened [B, C, T]: C*T features.
-        [_, _] if l.den == 1 && l.off == 0 => {
-            let c = l.num;
-            f.help.push(format!(
-                "fix the length before `flatten`: `AdaptiveAvgPool1d(1) -> flatten` gives {c} features, \
-                 `AdaptiveAvgPool1d(n) -> flatten` gives {c}*n"
-            ));
-        }
+        ([_, _], Some(c)) => f.help.push(format!(
+            "fix the length before `flatten`: `AdaptiveAvgPool1d(1) -> flatten` gives {c} features, \
+             `AdaptiveAvgPool1d(n) -> flatten` gives {c}*n"
+        )),
         _ => f.help.push(format!(
-            "give `{}` a number in the input shape, or pool it to a fixed size with `AdaptiveAvgPool1d`",
-            l.sym
+            "give `{sym}` a number in the input shape, or pool it to a fixed size with `AdaptiveAvgPool1d`"
         )),
     }
     Some(f)
