@@ -401,3 +401,38 @@ fn embedding_init_is_standard_normal_with_the_padding_row_zero() {
     let row7: Vec<f32> = big.emb.weight.get(7).unwrap().to_vec1().unwrap();
     assert!(row7.iter().all(|&v| v == 0.0));
 }
+
+/// The summary states each conv stack's receptive field and whether an
+/// output sees the future.
+#[test]
+fn summary_states_receptive_field_and_causality() {
+    let s = Conv1dCausalDilated::SUMMARY;
+    // kernel 3, dilation 4: 1 + 4*(3-1) = 9 steps.
+    assert!(
+        s.contains("stack `conv`: receptive field 9 steps, causal"),
+        "{s}"
+    );
+    assert!(s.contains("causal: no output sees the future"), "{s}");
+    // kernel 4 with `same` pads (1, 2): output t reads up to t + 2.
+    let s = Conv1dSameEven::SUMMARY;
+    assert!(s.contains("stack `conv`: receptive field 4 steps\n"), "{s}");
+    assert!(
+        s.contains("not causal: from `conv` on, an output sees 2 steps ahead"),
+        "{s}"
+    );
+    network! {
+        Residual(x: [B, 4, T]) -> [B, 4, T] {
+            let y = x -> c1: Conv1d(4, kernel = 3, causal = true) -> relu
+                      -> c2: Conv1d(4, kernel = 3, dilation = 2, causal = true);
+            (x + y) -> c3: Conv1d(4, kernel = 2, dilation = 4, causal = true)
+        }
+    }
+    // c1, c2: 1 + 2 + 4 = 7; then c3: 7 + 4 = 11 for the output.
+    let s = Residual::SUMMARY;
+    assert!(
+        s.contains("stack `c1` .. `c2` (2 layers): receptive field 7 steps, causal"),
+        "{s}"
+    );
+    assert!(s.contains("output: receptive field 11 steps"), "{s}");
+    assert!(s.contains("causal: no output sees the future"), "{s}");
+}
