@@ -198,7 +198,7 @@ pub fn embedding(
     let index = flat.to_dtype(DType::U32)?;
     let rows = weight.index_select(&index, 0)?;
     let rows = match padding_idx {
-        Some(p) if values.iter().any(|&v| v == p as i64) => {
+        Some(p) if values.contains(&(p as i64)) => {
             let mask: Vec<u8> = values.iter().map(|&v| u8::from(v == p as i64)).collect();
             let mask = Tensor::from_vec(mask, (values.len(), 1), weight.device())?
                 .broadcast_as((values.len(), dim))?;
