@@ -65,6 +65,10 @@ pub mod __private {
     pub use netdsl_runtime::candle::Var;
     pub use netdsl_runtime::candle::{DType, Device, Tensor};
     pub use netdsl_runtime::{
+        adaptive_avg_pool1d, adaptive_max_pool1d, avg_pool1d, check_token_input, conv1d, embedding,
+        max_pool1d, Conv1dSpec, Pool1d,
+    };
+    pub use netdsl_runtime::{
         adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, batch_norm, bn_fold, candle_nn,
         check_input, check_weights, dropout, hardswish, layers, load_weights, make_var, max_pool2d,
         param, relu6, save_weights, take, var_of, Fusion, Generator, Init, Initializer, InputDim,

@@ -26,6 +26,30 @@ pub enum Error {
         expected: candle_core::DType,
         got: candle_core::DType,
     },
+    /// `forward` of a network whose input is token ids was given a tensor
+    /// of another dtype.
+    #[error("`{network}` takes token ids of dtype {expected:?}, but was given a {got:?} tensor; convert it with `.to_dtype(DType::{expected:?})`")]
+    InputIdsDType {
+        network: &'static str,
+        expected: candle_core::DType,
+        got: candle_core::DType,
+    },
+    /// An `Embedding` was given an id outside its vocabulary.
+    #[error("`{layer}`: token id {id} at position {position:?} is outside the vocabulary of {vocab} (ids run from 0 to {})", vocab.saturating_sub(1))]
+    TokenId {
+        /// The `Embedding` layer.
+        layer: &'static str,
+        /// Where the id sits in the ids tensor.
+        position: Vec<usize>,
+        id: i64,
+        vocab: usize,
+    },
+    /// An `Embedding` was given a tensor that does not hold integer ids.
+    #[error("`{layer}` looks up integer token ids, but was given a {got:?} tensor")]
+    TokenDType {
+        layer: &'static str,
+        got: candle_core::DType,
+    },
     /// An optimiser step in which none of its variables received a
     /// gradient: the loss does not depend on them.
     #[error(

@@ -23,6 +23,12 @@ pub struct LinearParams<B = Tensor> {
     pub bias: B,
 }
 
+/// A token embedding's table: `weight` is `[vocab, dim]`.
+#[derive(Debug, Clone)]
+pub struct EmbeddingParams {
+    pub weight: Tensor,
+}
+
 /// Batch normalisation's parameters and buffers, PyTorch's names:
 /// `weight` and `bias` are `[C]` (or [`NoBias`] with `affine = false`),
 /// `running_mean`, `running_var` are `[C]`, `num_batches_tracked` is an i64

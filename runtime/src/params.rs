@@ -22,6 +22,9 @@ pub enum Init {
     XavierUniform { fan_in: usize, fan_out: usize },
     /// `xavier_normal_(w)`: N(0, std²) with `std = sqrt(2 / (fan_in + fan_out))`.
     XavierNormal { fan_in: usize, fan_out: usize },
+    /// `nn.Embedding`'s table `[vocab, dim]`: N(0, 1), with the row
+    /// `padding_idx` zeroed.
+    Embedding { padding_idx: Option<usize> },
     /// All zeros.
     Zeros,
     /// All ones.
@@ -48,6 +51,7 @@ impl Init {
             Init::XavierNormal { fan_in, fan_out } => {
                 Some((2.0 / (fan_in + fan_out).max(1) as f64).sqrt())
             }
+            Init::Embedding { .. } => Some(1.0),
             _ => None,
         }
     }
@@ -223,13 +227,24 @@ impl ParamSource for Initializer {
             Init::Ones => Tensor::ones(shape, spec.dtype, &self.device)?,
             init => {
                 let mut rng = Rng::stream(self.seed, spec.name);
-                let values = match init.normal_std() {
+                let mut values = match init.normal_std() {
                     Some(std) => rng.normal_vec(spec.numel(), std as f32),
                     None => {
                         let b = init.uniform_bound().unwrap_or(0.0) as f32;
                         rng.uniform_vec(spec.numel(), -b, b)
                     }
                 };
+                if let (
+                    Init::Embedding {
+                        padding_idx: Some(p),
+                    },
+                    [_, dim],
+                ) = (init, spec.shape)
+                {
+                    if let Some(row) = values.get_mut(p * dim..(p + 1) * dim) {
+                        row.fill(0.0);
+                    }
+                }
                 Tensor::from_vec(values, shape, &Device::Cpu)?
                     .to_dtype(spec.dtype)?
                     .to_device(&self.device)?

@@ -46,6 +46,35 @@ pub fn check_input(
             got: x.dtype(),
         });
     }
+    check_dims(network, expected, x, dims)
+}
+
+/// [`check_input`] for a network whose input is token ids of dtype `dtype`
+/// (`ids: [B, T] u32`): the dtype must be that one, the shape as declared.
+/// The ids' range is checked by the `Embedding` that reads them.
+pub fn check_token_input(
+    network: &'static str,
+    expected: &'static str,
+    dtype: candle_core::DType,
+    x: &Tensor,
+    dims: &[InputDim],
+) -> Result<()> {
+    if x.dtype() != dtype {
+        return Err(Error::InputIdsDType {
+            network,
+            expected: dtype,
+            got: x.dtype(),
+        });
+    }
+    check_dims(network, expected, x, dims)
+}
+
+fn check_dims(
+    network: &'static str,
+    expected: &'static str,
+    x: &Tensor,
+    dims: &[InputDim],
+) -> Result<()> {
     crate::debug_build::warn_if_unoptimized(network, x.elem_count());
     let got = x.dims();
     let fail = |reason: String| Error::InputShape {

@@ -63,6 +63,9 @@ pub struct Network {
     pub name: Ident,
     pub input: Ident,
     pub input_shape: ShapeLit,
+    /// `ids: [B, T] u32`: the input holds integer token ids of that dtype
+    /// (`u8`, `u32` or `i64`); `None`: floats.
+    pub input_ids: Option<Ident>,
     pub output_shape: Option<ShapeLit>,
     /// `None` when the body failed to parse (its error is already reported).
     pub body: Option<Body>,

@@ -327,14 +327,25 @@ pub fn check_program(
     env: &Env,
     report: bool,
     owner: &'static str,
+    input_ids: bool,
 ) -> ProgramShapes {
     let mut values: Vec<Option<Shape>> = vec![inputs.first().cloned()];
+    // Which values hold integer token ids: the input declared so, and a
+    // chain of no layers from it.
+    let mut ids: Vec<bool> = vec![input_ids];
     let mut chains: Vec<Option<Inferred>> = Vec::with_capacity(program.nodes.len());
     let mut constraints = Constraints::default();
     let name_of = |v: usize| value_name(input_name, program, v);
     for (i, node) in program.nodes.iter().enumerate() {
         let is_output = program.output == Some(i + 1);
         let decl = if is_output { out_decl } else { None };
+        if let Some(f) = merge_of_ids(node, &ids, &name_of) {
+            cx.error(f.0, f.1);
+            values.push(None);
+            chains.push(None);
+            ids.push(false);
+            continue;
+        }
         let (value, chain) = match &node.kind {
             NodeKind::Chain { input, items } => {
                 match input.and_then(|v| values.get(v).cloned().flatten()) {
@@ -345,6 +356,7 @@ pub fn check_program(
                             report,
                             owner,
                             values: &values,
+                            ids: input.is_some_and(|v| ids.get(v) == Some(&true)),
                         };
                         let result = check_chain(cx, &shape, items, decl, &ctx);
                         constraints.merge(&result.constraints);
@@ -431,6 +443,11 @@ pub fn check_program(
                 (out, None)
             }
         };
+        ids.push(match &node.kind {
+            NodeKind::Chain { .. } => chain.as_ref().is_some_and(|c| c.ids),
+            NodeKind::Select { value, .. } => value.is_some_and(|v| ids.get(v) == Some(&true)),
+            _ => false,
+        });
         values.push(value);
         chains.push(chain);
     }
@@ -451,6 +468,34 @@ pub fn check_program(
         chains,
         constraints,
     }
+}
+
+/// Rule: a merge (`+`, `cat`, `crop`, `chunk`) takes floats, never token ids.
+///
+/// ```text
+/// pub Net(ids: [B, T] u32) { let e = ids -> emb: Embedding(10, 4); cat(ids, e, dim = 1) }
+/// ```
+fn merge_of_ids(
+    node: &Node,
+    ids: &[bool],
+    name_of: &dyn Fn(usize) -> String,
+) -> Option<(SpanRange, String)> {
+    let NodeKind::Merge { kind, inputs, .. } = &node.kind else {
+        return None;
+    };
+    let (v, span) = inputs
+        .iter()
+        .find_map(|(v, s)| v.filter(|v| ids.get(*v) == Some(&true)).map(|v| (v, *s)))?;
+    Some((
+        span,
+        format!(
+            "the `{}` works on floats, but {} holds integer token ids\n\
+             help: turn the ids into vectors first: `{} -> Embedding(vocab, dim)`",
+            merge_symbol(kind),
+            name_of(v),
+            name_of(v).trim_matches('`')
+        ),
+    ))
 }
 
 fn merge_symbol(kind: &MergeKind) -> &'static str {

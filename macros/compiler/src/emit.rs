@@ -311,6 +311,16 @@ pub fn emit(
             InitIr::BufferZeros => quote!(#p::ParamSpec::buffer(#name, #shape, #p::Init::Zeros),),
             InitIr::BufferOnes => quote!(#p::ParamSpec::buffer(#name, #shape, #p::Init::Ones),),
             InitIr::Counter => quote!(#p::ParamSpec::counter(#name),),
+            InitIr::Embedding { padding_idx } => {
+                let pad = match padding_idx {
+                    Some(i) => {
+                        let i = usize_lit(i);
+                        quote!(::core::option::Option::Some(#i))
+                    }
+                    None => quote!(::core::option::Option::None),
+                };
+                quote!(#p::ParamSpec::weight_with(#name, #shape, #p::Init::Embedding { padding_idx: #pad }),)
+            }
         }
     });
     let consts = consts(
@@ -584,8 +594,16 @@ fn gen_forward(ir: &NetIr) -> TokenStream {
         }
     });
     let x = format_ident!("xs", span = Span::mixed_site());
-    let mut body = quote! {
-        #p::check_input(#name, #expected, #input, &[#(#dims),*])?;
+    let mut body = match ir.input_ids.as_deref() {
+        None => quote! {
+            #p::check_input(#name, #expected, #input, &[#(#dims),*])?;
+        },
+        Some(dtype) => {
+            let dtype = format_ident!("{}", dtype.to_uppercase());
+            quote! {
+                #p::check_token_input(#name, #expected, #p::DType::#dtype, #input, &[#(#dims),*])?;
+            }
+        }
     };
     if has_blocks(ir) {
         let cx = cx_ident();
@@ -883,6 +901,40 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident, env: &CodeEnv) -> Optio
             quote!(let #x = #f.forward(&#src, #(&#extra,)* &#cx)?;)
         }
         StepOp::Softmax { dim, log } => ops::activation::emit_softmax(&e, *dim, *log),
+        StepOp::Conv1d {
+            field,
+            pad,
+            stride,
+            dilation,
+            groups,
+            bias,
+            ..
+        } => ops::conv1d::emit_conv1d(&e, field, *pad, *stride, *dilation, *groups, *bias),
+        StepOp::Pool1d {
+            kind,
+            kernel,
+            stride,
+            padding,
+            dilation,
+            ceil_mode,
+            count_include_pad,
+        } => ops::pool1d::emit_pool1d(
+            &e,
+            *kind,
+            *kernel,
+            *stride,
+            *padding,
+            *dilation,
+            *ceil_mode,
+            *count_include_pad,
+        ),
+        StepOp::AdaptivePool1d { kind, out } => ops::pool1d::emit_adaptive_pool1d(&e, *kind, *out),
+        StepOp::Transpose { d0, d1 } => ops::reshape::emit_transpose(&e, *d0, *d1),
+        StepOp::Embedding {
+            field,
+            label,
+            padding_idx,
+        } => ops::embedding::emit_embedding(&e, field, label, *padding_idx),
     };
     if env.block {
         return Some(code);

@@ -28,6 +28,8 @@ pub struct InferCx<'a> {
     /// The shapes of the graph's values made so far (a block use's further
     /// tensor inputs are among them).
     pub values: &'a [Option<Shape>],
+    /// The chain's input holds integer token ids (only an `Embedding` takes it).
+    pub ids: bool,
 }
 
 /// What inference learned about one chain item.
@@ -50,6 +52,8 @@ pub struct Overrides {
 pub struct Inferred {
     pub nodes: Vec<Node>,
     pub output: Option<Shape>,
+    /// The output still holds token ids (the chain has no layer).
+    pub ids: bool,
     pub failures: Vec<Failure>,
     pub constraints: Constraints,
 }
@@ -78,6 +82,7 @@ pub fn infer(
     let mut nodes = Vec::with_capacity(items.len());
     let mut failures = Vec::new();
     let mut prev_label = String::from("the input");
+    let mut ids = ctx.ids;
     for (i, item) in items.iter().enumerate() {
         let before = cur.clone();
         let mut trace = None;
@@ -108,7 +113,9 @@ pub fn infer(
                             ctx,
                             cons: &cons,
                         };
-                        match step(&cx, op) {
+                        let checked = ops::embedding::check_ids(&cx, op, ids);
+                        ids = false;
+                        match checked.and_then(|()| step(&cx, op)) {
                             Ok((out, t)) => {
                                 trace = t;
                                 Some(out)
@@ -140,6 +147,7 @@ pub fn infer(
     Inferred {
         nodes,
         output: cur,
+        ids,
         failures,
         constraints: cons.into_inner(),
     }
@@ -294,6 +302,11 @@ fn step(cx: &Step, op: &Op) -> StepResult {
         Op::Linear(l) => ops::linear::infer_linear(cx, l),
         Op::Act(_) => ops::activation::infer_activation(cx),
         Op::Softmax { dim, .. } => ops::activation::infer_softmax(cx, dim),
+        Op::Conv1d(c) => ops::conv1d::infer_conv1d(cx, c),
+        Op::Pool1d(p) => ops::pool1d::infer_pool1d(cx, p),
+        Op::AdaptivePool1d { kind, out } => ops::pool1d::infer_adaptive_pool1d(cx, *kind, out),
+        Op::Transpose { d0, d1 } => ops::reshape::infer_transpose(cx, d0, d1),
+        Op::Embedding(e) => ops::embedding::infer_embedding(cx, e),
     }
 }
 

@@ -94,6 +94,7 @@ pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
             &program.env,
             true,
             "network",
+            net.input_ids.is_some(),
         );
         if net.body.is_some() && cx.error_count() == before {
             irs.push(Ok(lower::lower(net, &program, &shapes, &blocks, &mut reg)));

@@ -68,6 +68,8 @@ pub struct NetIr {
     pub macs: Option<u64>,
     /// For a block instance: its block's index.
     pub block: Option<usize>,
+    /// The input's token-id dtype (`u32`, `i64`, `u8`); `None`: floats.
+    pub input_ids: Option<String>,
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -161,13 +163,21 @@ pub enum InitIr {
     BufferOnes,
     /// `num_batches_tracked`: an i64 scalar buffer.
     Counter,
+    /// An embedding table: N(0, 1), the padding row zeroed.
+    Embedding {
+        padding_idx: Option<u64>,
+    },
 }
 
 impl InitIr {
     pub fn trainable(self) -> bool {
         matches!(
             self,
-            InitIr::Weight { .. } | InitIr::Bias { .. } | InitIr::Ones | InitIr::Zeros
+            InitIr::Weight { .. }
+                | InitIr::Bias { .. }
+                | InitIr::Ones
+                | InitIr::Zeros
+                | InitIr::Embedding { .. }
         )
     }
 }
@@ -345,6 +355,40 @@ pub enum StepOp {
     Dropout {
         p: f64,
     },
+    Conv1d {
+        field: Ident,
+        kernel: u64,
+        /// `(left, right)`.
+        pad: (u64, u64),
+        stride: u64,
+        dilation: u64,
+        groups: u64,
+        bias: bool,
+        causal: bool,
+    },
+    Pool1d {
+        kind: PoolKind,
+        kernel: u64,
+        stride: u64,
+        padding: u64,
+        dilation: u64,
+        ceil_mode: bool,
+        count_include_pad: bool,
+    },
+    AdaptivePool1d {
+        kind: PoolKind,
+        out: u64,
+    },
+    Transpose {
+        d0: usize,
+        d1: usize,
+    },
+    Embedding {
+        field: Ident,
+        /// The layer's label, for the run-time error on a bad id.
+        label: String,
+        padding_idx: Option<u64>,
+    },
 }
 
 struct Row {
@@ -376,6 +420,9 @@ pub fn lower(
     );
     ir.vis = net.vis.clone();
     ir.attrs = net.attrs.clone();
+    ir.input_ids = net.input_ids.as_ref().map(ToString::to_string);
+    let notes = ops::conv1d::time_notes(&ir, &|def, i| reg.instances.get(def)?.get(i));
+    ir.summary += &notes;
     ir
 }
 
@@ -570,6 +617,7 @@ pub fn lower_graph(
         constraints: shapes.constraints.clone(),
         macs,
         block: None,
+        input_ids: None,
     }
 }
 
@@ -741,6 +789,11 @@ fn lower_op(
         Op::Dropout { p } => ops::dropout::lower_dropout(*p),
         Op::Act(a) => ops::activation::lower_activation(*a),
         Op::Softmax { dim, log } => ops::activation::lower_softmax(&cx, dim, *log),
+        Op::Conv1d(c) => ops::conv1d::lower_conv1d(&cx, c),
+        Op::Pool1d(p) => ops::pool1d::lower_pool1d(p),
+        Op::AdaptivePool1d { kind, out } => ops::pool1d::lower_adaptive_pool1d(*kind, out),
+        Op::Transpose { d0, d1 } => ops::reshape::lower_transpose(&cx, d0, d1),
+        Op::Embedding(e) => ops::embedding::lower_embedding(&cx, e),
     }
 }
 

@@ -153,6 +153,7 @@ fn parse_network(
     let input_name: Ident = content.parse()?;
     content.parse::<Token![:]>()?;
     let input_shape = parse_shape(&content)?;
+    let input_ids = parse_ids_dtype(&content)?;
     if !content.is_empty() {
         return Err(content.error("a network takes one input tensor: `(x: [B, C, H, W])`"));
     }
@@ -168,9 +169,34 @@ fn parse_network(
         name,
         input: input_name,
         input_shape,
+        input_ids,
         output_shape,
         body,
     })
+}
+
+/// The dtype after a network's input shape that makes it token ids:
+/// `ids: [B, T] u32` (or `i64`, `u8`).
+fn parse_ids_dtype(input: ParseStream) -> syn::Result<Option<Ident>> {
+    if !input.peek(Ident) {
+        return Ok(None);
+    }
+    let dtype: Ident = input.parse()?;
+    match dtype.to_string().as_str() {
+        "u32" | "i64" | "u8" => Ok(Some(dtype)),
+        "f32" => Err(syn::Error::new(
+            dtype.span(),
+            "an input is f32 unless declared as token ids; write no dtype for floats\n\
+             help: `x: [B, C, T]` for floats, `ids: [B, T] u32` for token ids",
+        )),
+        other => Err(syn::Error::new(
+            dtype.span(),
+            format!(
+                "token ids are `u32`, `i64` or `u8`, not `{other}`\n\
+                 help: write `ids: [B, T] u32`, or no dtype for a float input"
+            ),
+        )),
+    }
 }
 
 /// `( -> [shape] )? { body }` after a network's or block's inputs; an empty

@@ -82,6 +82,17 @@ pub enum Op {
     Dropout {
         p: f64,
     },
+    Conv1d(Box<crate::ops::conv1d::Conv1d>),
+    Pool1d(crate::ops::pool1d::Pool1d),
+    AdaptivePool1d {
+        kind: PoolKind,
+        out: Spanned<u64>,
+    },
+    Transpose {
+        d0: Spanned<i64>,
+        d1: Spanned<i64>,
+    },
+    Embedding(crate::ops::embedding::Embedding),
 }
 
 impl Op {
@@ -93,6 +104,8 @@ impl Op {
                 | Op::BatchNorm(_)
                 | Op::ConvTranspose2d(_)
                 | Op::Block(_)
+                | Op::Conv1d(_)
+                | Op::Embedding(_)
         )
     }
 }

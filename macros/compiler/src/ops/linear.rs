@@ -70,6 +70,9 @@ pub fn infer_linear(cx: &Step, l: &Linear) -> StepResult {
         ));
     }
     let last = cx.input.len() - 1;
+    if let Some(f) = crate::ops::pool1d::length_as_features(cx, last) {
+        return Err(f);
+    }
     let fin = cx.known(last, "number of input features")?;
     if let Some(written) = l.in_f {
         if written.value != fin {

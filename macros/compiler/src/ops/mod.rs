@@ -11,10 +11,13 @@
 pub mod activation;
 pub mod args;
 pub mod conv;
+pub mod conv1d;
 pub mod dropout;
+pub mod embedding;
 pub mod linear;
 pub mod norm;
 pub mod pool;
+pub mod pool1d;
 pub mod reshape;
 pub mod resize;
 pub mod window;
@@ -130,6 +133,13 @@ pub const OPS: &[&OpDef] = &[
     &conv::CONV_TRANSPOSE2D,
     &resize::UPSAMPLE,
     &resize::PIXEL_SHUFFLE,
+    &conv1d::CONV1D,
+    &pool1d::MAX_POOL1D,
+    &pool1d::AVG_POOL1D,
+    &pool1d::ADAPTIVE_AVG_POOL1D,
+    &pool1d::ADAPTIVE_MAX_POOL1D,
+    &reshape::TRANSPOSE,
+    &embedding::EMBEDDING,
 ];
 
 /// The op written `name`, by any of its spellings.

@@ -120,3 +120,81 @@ pub fn emit_flatten(e: &EmitCx, start: usize, end: usize, rank: usize) -> TokenS
         quote!(let #x = #src.flatten(#s, #e)?;)
     }
 }
+
+pub const TRANSPOSE: OpDef = OpDef {
+    name: "Transpose",
+    spellings: &["Transpose", "transpose"],
+    positional: &["dim0", "dim1"],
+    args: &[
+        ArgSpec::new(
+            "dim0",
+            ArgKind::Int,
+            None,
+            "one dim swapped; negative counts from the end",
+        ),
+        ArgSpec::new(
+            "dim1",
+            ArgKind::Int,
+            None,
+            "the other dim swapped; negative counts from the end",
+        ),
+    ],
+    resolve: resolve_transpose,
+};
+
+fn resolve_transpose(a: &Args, _layer: &Layer) -> Option<Op> {
+    let (d0, d1) = (a.int("dim0", None), a.int("dim1", None));
+    Some(Op::Transpose { d0: d0?, d1: d1? })
+}
+
+/// The two dims swapped: `[B, T, F]` -> `[B, F, T]` with `Transpose(1, 2)`.
+pub fn infer_transpose(cx: &Step, d0: &Spanned<i64>, d1: &Spanned<i64>) -> StepResult {
+    let rank = cx.input.len();
+    let mut dims = [0usize; 2];
+    for (slot, (key, d)) in [("dim0", d0), ("dim1", d1)].into_iter().enumerate() {
+        match normalize_dim(d.value, rank) {
+            Some(n) => dims[slot] = n,
+            None => {
+                return Err(cx.fail(
+                    FailKind::Other,
+                    d.span,
+                    format!(
+                        "`{}`: {key} = {} is out of range: valid dims for a rank-{rank} tensor {} are {}..={}",
+                        cx.name(),
+                        d.value,
+                        fmt_shape(cx.input),
+                        -(rank as i64),
+                        rank as i64 - 1
+                    ),
+                ))
+            }
+        }
+    }
+    let mut out: Shape = cx.input.clone();
+    out.swap(dims[0], dims[1]);
+    let trace = cx.reshape_trace(&out);
+    Ok((out, Some(trace)))
+}
+
+pub fn lower_transpose(cx: &LowerCx, d0: &Spanned<i64>, d1: &Spanned<i64>) -> Lowered {
+    let rank = cx.input.len();
+    let a = normalize_dim(d0.value, rank).unwrap_or(0);
+    let b = normalize_dim(d1.value, rank).unwrap_or(0);
+    let (a, b) = (a.min(b), a.max(b));
+    (
+        format!("Transpose({a}, {b})"),
+        StepOp::Transpose { d0: a, d1: b },
+        None,
+        Some(0),
+    )
+}
+
+/// A strided view; the ops after it take any layout.
+pub fn emit_transpose(e: &EmitCx, d0: usize, d1: usize) -> TokenStream {
+    let (src, x) = (e.src, e.x);
+    if d0 == d1 {
+        return quote!(let #x = #src.clone(););
+    }
+    let (a, b) = (usize_lit(d0 as u64), usize_lit(d1 as u64));
+    quote!(let #x = #src.transpose(#a, #b)?;)
+}

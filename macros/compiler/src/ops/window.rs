@@ -1,5 +1,5 @@
-//! The output size of a window op (convolution, pooling) over H and W,
-//! PyTorch's rule per axis. A known size goes through [`Window`], so the
+//! The output size of a window op (convolution, pooling) over H and W, or
+//! over T for the 1-D ops, PyTorch's rule per axis. A known size goes through [`Window`], so the
 //! arithmetic printed in a message is the arithmetic that ran; a symbolic
 //! one through the same formula on [`Lin`](crate::shape::Lin).
 
@@ -12,10 +12,11 @@ use crate::shape::{fmt_shape, Dim, Window};
 /// Name, dim, kernel, stride, (pad_lo, pad_hi), dilation, ceil_mode.
 pub type Axis = (&'static str, usize, u64, u64, (u64, u64), u64, bool);
 
-/// The spatial output of a window op over H and W, with its arithmetic.
+/// The spatial output of a window op over its axes (H and W, or T), with
+/// its arithmetic.
 pub fn spatial(
     cx: &Step,
-    axes: &[Axis; 2],
+    axes: &[Axis],
     kernel_span: SpanRange,
 ) -> Result<(Vec<Dim>, Option<String>), Failure> {
     let mut out = Vec::new();
@@ -79,7 +80,7 @@ pub fn spatial(
                         lines.push((axis_name, w.arithmetic()));
                     }
                     Err(e) => {
-                        let is_pool = matches!(cx.layer.op, Some(Op::Pool2d(_)));
+                        let is_pool = matches!(cx.layer.op, Some(Op::Pool2d(_) | Op::Pool1d(_)));
                         let spans = if dilation == 1 {
                             format!("its kernel spans {kernel}")
                         } else {
