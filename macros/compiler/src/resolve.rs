@@ -82,6 +82,7 @@ pub enum Op {
     Dropout {
         p: f64,
     },
+    Filter(Box<crate::ops::filter::Filter>),
 }
 
 impl Op {

@@ -12,6 +12,7 @@ pub mod activation;
 pub mod args;
 pub mod conv;
 pub mod dropout;
+pub mod filter;
 pub mod linear;
 pub mod norm;
 pub mod pool;
@@ -130,6 +131,14 @@ pub const OPS: &[&OpDef] = &[
     &conv::CONV_TRANSPOSE2D,
     &resize::UPSAMPLE,
     &resize::PIXEL_SHUFFLE,
+    &filter::MEAN_FILTER,
+    &filter::GAUSSIAN,
+    &filter::SOBEL,
+    &filter::LAPLACIAN,
+    &filter::IMPULSE,
+    &filter::SHIFT,
+    &filter::MEDIAN,
+    &filter::FILTER,
 ];
 
 /// The op written `name`, by any of its spellings.
