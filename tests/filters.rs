@@ -245,7 +245,8 @@ fn gradients_flow_through_the_linear_filters() {
         &t["gauss_s2_k7_reflect.gout"],
         &t["gauss_s2_k7_reflect.grad_input"],
     );
-    let nets: [&dyn Fn(&Tensor) -> netdsl::Result<Tensor>; 3] = [
+    type Forward<'a> = &'a dyn Fn(&Tensor) -> netdsl::Result<Tensor>;
+    let nets: [Forward; 3] = [
         &|x| GaussK7Separable::new(&Device::Cpu)?.forward(x),
         &|x| GaussK7Banded::new(&Device::Cpu)?.forward(x),
         &|x| GaussK7Direct::new(&Device::Cpu)?.forward(x),
