@@ -78,5 +78,8 @@ pub mod __private {
         center_crop, conv2d, conv_transpose2d, pixel_shuffle, upsample_bilinear2d,
         upsample_nearest2d, Conv2dSpec, ConvTranspose2dSpec, Epilogue,
     };
+    pub use netdsl_runtime::{
+        filter2d, gradient_magnitude, median2d, Border, FilterSpec, Lowering, Taps,
+    };
     pub use netdsl_runtime::{missing_child, next_param, scaled_size, BlockCx};
 }

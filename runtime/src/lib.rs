@@ -15,6 +15,7 @@ mod checkpoint;
 pub mod conv;
 mod debug_build;
 mod error;
+mod filter;
 mod fusion;
 pub mod layers;
 mod modes;
@@ -33,6 +34,9 @@ pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
 pub use conv::{conv2d, Conv2dSpec, Epilogue};
 pub use debug_build::{silence_debug_build_warning, warn_if_unoptimized};
 pub use error::{Error, FileProblem, Result, WeightProblem, WeightsError};
+pub use filter::{
+    filter2d, gradient_magnitude, median2d, pad2d, pad_dim, Border, FilterSpec, Lowering, Taps,
+};
 pub use fusion::{batch_norm_eval, bn_fold, hardswish, relu6, Fusion};
 pub use modes::{batch_norm, dropout, make_var, param, var_of, Generator};
 pub use params::{take, Init, Initializer, ParamSource, ParamSpec};

@@ -878,6 +878,7 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident, env: &CodeEnv) -> Optio
             align_corners,
         } => ops::resize::emit_upsample(&e, *out, *bilinear, *align_corners),
         StepOp::PixelShuffle { r } => ops::resize::emit_pixel_shuffle(&e, *r),
+        StepOp::Filter(f) => ops::filter::emit_filter(&e, f),
         StepOp::AdaptivePool2d { kind, out } => ops::pool::emit_adaptive_pool2d(&e, *kind, *out),
         StepOp::Flatten { start, end, rank } => ops::reshape::emit_flatten(&e, *start, *end, *rank),
         StepOp::Linear {

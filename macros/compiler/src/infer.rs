@@ -294,6 +294,7 @@ fn step(cx: &Step, op: &Op) -> StepResult {
         Op::ConvTranspose2d(c) => ops::conv::infer_conv_transpose2d(cx, c),
         Op::Upsample(u) => ops::resize::infer_upsample(cx, u),
         Op::PixelShuffle { r } => ops::resize::infer_pixel_shuffle(cx, r),
+        Op::Filter(f) => ops::filter::infer_filter(cx, f),
         Op::Dropout { .. } => ops::dropout::infer_dropout(cx),
         Op::BatchNorm(bn) => ops::norm::infer_batch_norm(cx, bn),
         Op::AdaptivePool2d { kind, out } => ops::pool::infer_adaptive_pool2d(cx, *kind, out),

@@ -278,6 +278,8 @@ pub struct Fold {
 }
 
 pub enum StepOp {
+    /// A fixed-kernel filter (`Gaussian`, `Median`, ..).
+    Filter(Box<crate::ops::filter::FilterStep>),
     Conv2d {
         field: Ident,
         /// `(top, bottom)`, `(left, right)`.
@@ -782,6 +784,7 @@ fn lower_op(
         Op::ConvTranspose2d(c) => ops::conv::lower_conv_transpose2d(&cx, c),
         Op::Upsample(u) => ops::resize::lower_upsample(&cx, u),
         Op::PixelShuffle { r } => ops::resize::lower_pixel_shuffle(r),
+        Op::Filter(f) => ops::filter::lower_filter(&cx, f),
         Op::AdaptivePool2d { kind, out } => ops::pool::lower_adaptive_pool2d(*kind, out),
         Op::Flatten { start, end } => ops::reshape::lower_flatten(&cx, start, end),
         Op::Linear(l) => ops::linear::lower_linear(&cx, l),

@@ -93,6 +93,7 @@ pub enum Op {
         d1: Spanned<i64>,
     },
     Embedding(crate::ops::embedding::Embedding),
+    Filter(Box<crate::ops::filter::Filter>),
 }
 
 impl Op {

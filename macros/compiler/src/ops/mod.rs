@@ -14,6 +14,7 @@ pub mod conv;
 pub mod conv1d;
 pub mod dropout;
 pub mod embedding;
+pub mod filter;
 pub mod linear;
 pub mod norm;
 pub mod pool;
@@ -140,6 +141,14 @@ pub const OPS: &[&OpDef] = &[
     &pool1d::ADAPTIVE_MAX_POOL1D,
     &reshape::TRANSPOSE,
     &embedding::EMBEDDING,
+    &filter::MEAN_FILTER,
+    &filter::GAUSSIAN,
+    &filter::SOBEL,
+    &filter::LAPLACIAN,
+    &filter::IMPULSE,
+    &filter::SHIFT,
+    &filter::MEDIAN,
+    &filter::FILTER,
 ];
 
 /// The op written `name`, by any of its spellings.

@@ -8,6 +8,7 @@
 //! in [`PASSES`] (the order they run in).
 
 pub mod activation_into_conv;
+pub mod filter_lowering;
 pub mod fold_batch_norm;
 pub mod pool_before_activation;
 
@@ -45,6 +46,7 @@ pub const PASSES: &[(&str, PassFn)] = &[
     ("fold_batch_norm", fold_batch_norm::run),
     ("activation_into_conv", activation_into_conv::run),
     ("pool_before_activation", pool_before_activation::run),
+    ("filter_lowering", filter_lowering::run),
 ];
 
 /// Runs every pass over the networks and every block instance, then lists

@@ -1,0 +1,409 @@
+//! Fixed-kernel image filters, applied to each channel of a `[B, C, H, W]`
+//! tensor on its own (depthwise): the linear filters of the lecture (mean,
+//! Gaussian, Sobel, Laplacian, impulse, shift, any constant kernel) through
+//! [`filter2d`], and the median through [`median2d`].
+//!
+//! A kernel is applied as PyTorch's `conv2d` applies one: a correlation,
+//! `y[i, j] = sum_{t, s} k[t, s] * xp[i + t, j + s]`, where `xp` is the input
+//! padded by the [`Border`] rule. The compiler knows every kernel's values and
+//! picks a [`Lowering`]; every lowering computes the same result (to float
+//! rounding), and all but the median are differentiable in the input:
+//!
+//! - [`Lowering::Direct`]: one depthwise convolution with the `kh x kw`
+//!   kernel (the runtime's [`conv2d`](crate::conv2d), a vectorised direct
+//!   loop on the CPU);
+//! - [`Lowering::Separable`]: a rank-one kernel `k = col ⊗ row` as two
+//!   depthwise 1-D convolutions, `kh + kw` multiply-adds per pixel instead of
+//!   `kh * kw`;
+//! - [`Lowering::Banded`]: the same two 1-D passes as two matrix products,
+//!   `A_h · x · A_w`, with banded matrices built on the host; the border rule
+//!   is folded into the matrices, so no padded copy is made;
+//! - [`Lowering::Tap`]: a kernel with a single non-zero tap (the impulse, a
+//!   shift) is a crop of the padded input, times the tap (exact).
+//!
+//! Border rules, for the input `a b c d` padded by 2 on each side:
+//!
+//! | rule | padded | PyTorch `F.pad` | SciPy `ndimage` | OpenCV |
+//! |---|---|---|---|---|
+//! | `Zeros` | `0 0 a b c d 0 0` | `constant` | `constant` | `BORDER_CONSTANT` |
+//! | `Reflect` | `c b a b c d c b` | `reflect` | `mirror` | `BORDER_REFLECT_101` (default) |
+//! | `Symmetric` | `b a a b c d d c` | — | `reflect` (default) | `BORDER_REFLECT` |
+//! | `Replicate` | `a a a b c d d d` | `replicate` | `nearest` | `BORDER_REPLICATE` |
+//! | `Circular` | `c d a b c d a b` | `circular` | `wrap` | `BORDER_WRAP` |
+//!
+//! Reflection and wrapping continue periodically when the padding is longer
+//! than the input (as SciPy does; PyTorch refuses such paddings).
+
+use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
+
+use crate::{conv2d, Conv2dSpec, Epilogue, Result};
+
+fn msg(s: String) -> crate::Error {
+    candle_core::Error::Msg(s).into()
+}
+
+/// How the input is extended past its edges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Border {
+    /// Zeros.
+    Zeros,
+    /// Mirrored about the edge pixel, which is not repeated (PyTorch's
+    /// `reflect`).
+    Reflect,
+    /// Mirrored about the edge, which is repeated (SciPy's `reflect`).
+    Symmetric,
+    /// The edge pixel repeated.
+    Replicate,
+    /// Wrapped around (periodic).
+    Circular,
+}
+
+impl Border {
+    /// The input index that padded index `i` (which may lie outside
+    /// `0..n`) reads, or `None` for a zero. `n` must be at least 1.
+    pub fn source(self, i: i64, n: usize) -> Option<usize> {
+        let n = n as i64;
+        if (0..n).contains(&i) {
+            return Some(i as usize);
+        }
+        let j = match self {
+            Border::Zeros => return None,
+            Border::Replicate => i.clamp(0, n - 1),
+            Border::Circular => i.rem_euclid(n),
+            Border::Symmetric => {
+                let m = i.rem_euclid(2 * n);
+                if m < n {
+                    m
+                } else {
+                    2 * n - 1 - m
+                }
+            }
+            Border::Reflect => {
+                if n == 1 {
+                    0
+                } else {
+                    let m = i.rem_euclid(2 * n - 2);
+                    if m < n {
+                        m
+                    } else {
+                        2 * n - 2 - m
+                    }
+                }
+            }
+        };
+        Some(j as usize)
+    }
+}
+
+/// A kernel's values.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Taps<'a> {
+    /// All `kh * kw` of them, row-major (as `conv2d` applies a kernel: not
+    /// flipped).
+    Full(&'a [f32]),
+    /// A rank-one kernel, `k[t, s] = col[t] * row[s]` (`kh` and `kw` taps).
+    Outer { col: &'a [f32], row: &'a [f32] },
+}
+
+/// How [`filter2d`] computes a filter (see the [module docs](self)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lowering {
+    /// One depthwise convolution with the whole kernel.
+    Direct,
+    /// Two 1-D convolutions: down the columns with `col`, then along the
+    /// rows with `row` ([`Taps::Outer`] only).
+    Separable,
+    /// The two 1-D passes as two banded matrix products ([`Taps::Outer`]
+    /// only).
+    Banded,
+    /// The kernel's only non-zero tap is at `(t, s)`: a crop of the padded
+    /// input, times the tap.
+    Tap { t: usize, s: usize },
+}
+
+/// A linear filter: its kernel, border and output size, and how to run it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FilterSpec<'a> {
+    pub taps: Taps<'a>,
+    /// `(kh, kw)`.
+    pub size: (usize, usize),
+    /// `((top, bottom), (left, right))`: `((kh - 1) / 2, kh / 2)`-style for
+    /// a `same` output, zeros for `valid`.
+    pub pad: ((usize, usize), (usize, usize)),
+    pub border: Border,
+    pub lowering: Lowering,
+}
+
+impl FilterSpec<'_> {
+    /// The output `(oh, ow)` for an `h x w` input:
+    /// `oh = h + top + bottom - kh + 1`, the same along W.
+    pub fn out_size(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        let ((t, b), (l, r)) = self.pad;
+        let (kh, kw) = self.size;
+        let oh = (h + t + b + 1).checked_sub(kh)?;
+        let ow = (w + l + r + 1).checked_sub(kw)?;
+        (oh > 0 && ow > 0 && kh > 0 && kw > 0).then_some((oh, ow))
+    }
+
+    fn check(&self, x: &Tensor) -> Result<(usize, usize, usize, usize, usize, usize)> {
+        let (b, c, h, w) = dims4("filter2d", x)?;
+        let (kh, kw) = self.size;
+        match self.taps {
+            Taps::Full(k) if k.len() != kh * kw => {
+                return Err(msg(format!(
+                    "filter2d: a {kh} x {kw} kernel needs {} values, got {}",
+                    kh * kw,
+                    k.len()
+                )));
+            }
+            Taps::Outer { col, row } if col.len() != kh || row.len() != kw => {
+                return Err(msg(format!(
+                    "filter2d: the 1-D factors of a {kh} x {kw} kernel have {kh} and {kw} taps, got {} and {}",
+                    col.len(),
+                    row.len()
+                )));
+            }
+            _ => {}
+        }
+        match self.lowering {
+            Lowering::Separable | Lowering::Banded if matches!(self.taps, Taps::Full(_)) => {
+                return Err(msg(format!(
+                    "filter2d: {:?} needs the kernel as its 1-D factors (`Taps::Outer`)",
+                    self.lowering
+                )));
+            }
+            Lowering::Tap { t, s } if t >= kh || s >= kw => {
+                return Err(msg(format!(
+                    "filter2d: tap ({t}, {s}) is outside the {kh} x {kw} kernel"
+                )));
+            }
+            _ => {}
+        }
+        let Some((oh, ow)) = self.out_size(h, w) else {
+            return Err(msg(format!(
+                "filter2d: a {kh} x {kw} kernel leaves no output on a {h} x {w} input padded by {:?}",
+                self.pad
+            )));
+        };
+        Ok((b, c, h, w, oh, ow))
+    }
+}
+
+/// The `[B, C, H, W]` dims of `x`, or an error naming `op`.
+fn dims4(op: &str, x: &Tensor) -> Result<(usize, usize, usize, usize)> {
+    match *x.dims() {
+        [b, c, h, w] => Ok((b, c, h, w)),
+        ref d => Err(msg(format!(
+            "{op}: expected a [B, C, H, W] input, got shape {d:?}"
+        ))),
+    }
+}
+
+/// `x` padded along `dim` by `(lo, hi)` with the `border` rule
+/// (differentiable: zeros are `pad_with_zeros`, the others one
+/// `index_select`).
+pub fn pad_dim(x: &Tensor, dim: usize, (lo, hi): (usize, usize), border: Border) -> Result<Tensor> {
+    if lo == 0 && hi == 0 {
+        return Ok(x.clone());
+    }
+    let n = x.dim(dim)?;
+    if n == 0 {
+        return Err(msg(format!("pad: dim {dim} of {:?} is empty", x.dims())));
+    }
+    if border == Border::Zeros {
+        return Ok(x.pad_with_zeros(dim, lo, hi)?);
+    }
+    let idx: Vec<u32> = (-(lo as i64)..(n + hi) as i64)
+        .map(|i| border.source(i, n).unwrap_or(0) as u32)
+        .collect();
+    let idx = Tensor::from_vec(idx, lo + n + hi, x.device())?;
+    Ok(x.index_select(&idx, dim)?)
+}
+
+/// `x` `[B, C, H, W]` padded by `((top, bottom), (left, right))` with the
+/// `border` rule.
+pub fn pad2d(x: &Tensor, pad: ((usize, usize), (usize, usize)), border: Border) -> Result<Tensor> {
+    dims4("pad2d", x)?;
+    let x = pad_dim(x, 2, pad.0, border)?;
+    pad_dim(&x, 3, pad.1, border)
+}
+
+/// A depthwise kernel tensor `[C, 1, kh, kw]` holding `k` for every channel.
+fn depthwise(k: &[f32], c: usize, kh: usize, kw: usize, x: &Tensor) -> Result<Tensor> {
+    let mut v = Vec::with_capacity(c * k.len());
+    for _ in 0..c {
+        v.extend_from_slice(k);
+    }
+    Ok(Tensor::from_vec(v, (c, 1, kh, kw), x.device())?.to_dtype(x.dtype())?)
+}
+
+/// A depthwise correlation of `x` with `k` (`[kh, kw]` taps), zero padding
+/// `pad` folded into the convolution.
+fn depthwise_conv(
+    x: &Tensor,
+    k: &[f32],
+    (kh, kw): (usize, usize),
+    pad: ((usize, usize), (usize, usize)),
+) -> Result<Tensor> {
+    let c = x.dim(1)?;
+    let w = depthwise(k, c, kh, kw, x)?;
+    let spec = Conv2dSpec {
+        padding: pad,
+        groups: c,
+        ..Conv2dSpec::default()
+    };
+    conv2d(x, &w, None, &spec, Epilogue::None)
+}
+
+/// The banded matrix `[n_out, n]` of a 1-D correlation with `taps` over an
+/// input of `n` padded by `lo` with the `border` rule:
+/// `m[i, source(i + t - lo)] += taps[t]`.
+fn band(taps: &[f32], n: usize, lo: usize, n_out: usize, border: Border) -> Vec<f32> {
+    let mut m = vec![0f32; n_out * n];
+    for i in 0..n_out {
+        for (t, &k) in taps.iter().enumerate() {
+            if let Some(j) = border.source(i as i64 + t as i64 - lo as i64, n) {
+                m[i * n + j] += k;
+            }
+        }
+    }
+    m
+}
+
+impl Taps<'_> {
+    /// The whole `kh x kw` kernel, row-major.
+    fn full(&self) -> Vec<f32> {
+        match *self {
+            Taps::Full(k) => k.to_vec(),
+            Taps::Outer { col, row } => col
+                .iter()
+                .flat_map(|c| row.iter().map(move |r| c * r))
+                .collect(),
+        }
+    }
+}
+
+/// Applies the linear filter `spec` to every channel of `x` `[B, C, H, W]`:
+/// `[B, C, oh, ow]` with `(oh, ow)` = [`FilterSpec::out_size`].
+/// Differentiable in `x`.
+pub fn filter2d(x: &Tensor, spec: &FilterSpec) -> Result<Tensor> {
+    let (b, c, h, w, oh, ow) = spec.check(x)?;
+    let (kh, kw) = spec.size;
+    // Zeros are folded into the convolutions' own padding; the other rules
+    // pad first.
+    let (xp, ((pt, pb), (pl, pr))) = match (spec.border, spec.lowering) {
+        (_, Lowering::Banded) | (Border::Zeros, _) => (x.clone(), spec.pad),
+        _ => (pad2d(x, spec.pad, spec.border)?, ((0, 0), (0, 0))),
+    };
+    match (spec.lowering, spec.taps) {
+        (Lowering::Direct, taps) => {
+            depthwise_conv(&xp, &taps.full(), (kh, kw), ((pt, pb), (pl, pr)))
+        }
+        (Lowering::Separable, Taps::Outer { col, row }) => {
+            let y = depthwise_conv(&xp, col, (kh, 1), ((pt, pb), (0, 0)))?;
+            depthwise_conv(&y, row, (1, kw), ((0, 0), (pl, pr)))
+        }
+        (Lowering::Banded, Taps::Outer { col, row }) => {
+            // y = A_h · x · A_w with A_h [oh, h] and A_w [w, ow]: the border
+            // rule lives in the matrices, so nothing is padded.
+            let dev = x.device();
+            let ah = Tensor::from_vec(band(col, h, pt, oh, spec.border), (oh, h), dev)?
+                .to_dtype(x.dtype())?;
+            let aw = Tensor::from_vec(band(row, w, pl, ow, spec.border), (ow, w), dev)?
+                .to_dtype(x.dtype())?
+                .t()?;
+            let n = b * c;
+            // Along W: one [n*h, w] x [w, ow] product.
+            let y = x.contiguous()?.reshape((n * h, w))?.matmul(&aw)?;
+            // Along H: per channel, [oh, h] x [h, ow].
+            let y = ah.broadcast_left(n)?.matmul(&y.reshape((n, h, ow))?)?;
+            Ok(y.reshape((b, c, oh, ow))?)
+        }
+        (Lowering::Tap { t, s }, taps) => {
+            let xp = if spec.border == Border::Zeros {
+                pad2d(x, spec.pad, spec.border)?
+            } else {
+                xp
+            };
+            let y = xp.narrow(2, t, oh)?.narrow(3, s, ow)?;
+            let k = taps.full()[t * kw + s];
+            if k == 1.0 {
+                Ok(y.contiguous()?)
+            } else {
+                Ok(y.affine(k as f64, 0.0)?)
+            }
+        }
+        // `check` refused a full kernel for the two 1-D lowerings.
+        (Lowering::Separable | Lowering::Banded, Taps::Full(k)) => {
+            depthwise_conv(&xp, k, (kh, kw), ((pt, pb), (pl, pr)))
+        }
+    }
+}
+
+/// `sqrt(gx² + gy²)`, the gradient magnitude of two derivative filters'
+/// outputs (of the same shape).
+pub fn gradient_magnitude(gx: &Tensor, gy: &Tensor) -> Result<Tensor> {
+    Ok((gx.sqr()? + gy.sqr()?)?.sqrt()?)
+}
+
+/// The median of each `kh x kw` window of every channel of `x`
+/// `[B, C, H, W]`, padded by `pad` with the `border` rule: `[B, C, oh, ow]`
+/// (the sizes of [`FilterSpec::out_size`]). With an even number of taps it
+/// is the upper of the two middle values (SciPy's `median_filter`). Not
+/// differentiable: the result carries no gradient. Computed on the CPU in
+/// f32 whatever the device and dtype (and moved back).
+pub fn median2d(
+    x: &Tensor,
+    (kh, kw): (usize, usize),
+    pad: ((usize, usize), (usize, usize)),
+    border: Border,
+) -> Result<Tensor> {
+    let (b, c, h, w) = dims4("median2d", x)?;
+    let spec = FilterSpec {
+        taps: Taps::Full(&[]),
+        size: (kh, kw),
+        pad,
+        border,
+        lowering: Lowering::Direct,
+    };
+    let Some((oh, ow)) = spec.out_size(h, w) else {
+        return Err(msg(format!(
+            "median2d: a {kh} x {kw} window leaves no output on a {h} x {w} input padded by {pad:?}"
+        )));
+    };
+    let data: Vec<f32> = x
+        .to_device(&Device::Cpu)?
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1()?;
+    // Per output row and column: the input row / column each tap reads.
+    let rows: Vec<Option<usize>> = (0..oh + kh - 1)
+        .map(|i| border.source(i as i64 - pad.0 .0 as i64, h))
+        .collect();
+    let cols: Vec<Option<usize>> = (0..ow + kw - 1)
+        .map(|j| border.source(j as i64 - pad.1 .0 as i64, w))
+        .collect();
+    let mid = kh * kw / 2;
+    let mut out = vec![0f32; b * c * oh * ow];
+    out.par_chunks_mut(ow).enumerate().for_each(|(r, out_row)| {
+        let (img, i) = (r / oh, r % oh);
+        let plane = &data[img * h * w..(img + 1) * h * w];
+        let mut win = Vec::with_capacity(kh * kw);
+        for (j, o) in out_row.iter_mut().enumerate() {
+            win.clear();
+            for src_r in &rows[i..i + kh] {
+                for src_c in &cols[j..j + kw] {
+                    win.push(match (src_r, src_c) {
+                        (Some(y), Some(x)) => plane[y * w + x],
+                        _ => 0.0,
+                    });
+                }
+            }
+            let (_, m, _) = win.select_nth_unstable_by(mid, f32::total_cmp);
+            *o = *m;
+        }
+    });
+    let y = Tensor::from_vec(out, (b, c, oh, ow), &Device::Cpu)?;
+    Ok(y.to_dtype(x.dtype())?.to_device(x.device())?)
+}

@@ -1,0 +1,9 @@
+use netdsl::network;
+
+network! {
+    pub Net(x: [B, 1, 32, 32]) {
+        x -> Laplacian(lowering = separable)
+    }
+}
+
+fn main() {}
