@@ -74,5 +74,8 @@ pub mod __private {
         center_crop, conv2d, conv_transpose2d, pixel_shuffle, upsample_bilinear2d,
         upsample_nearest2d, Conv2dSpec, ConvTranspose2dSpec, Epilogue,
     };
+    pub use netdsl_runtime::{
+        layer_norm, multi_head_attention, patch_embed, prepend_token, rms_norm, MhaSpec,
+    };
     pub use netdsl_runtime::{missing_child, next_param, scaled_size, BlockCx};
 }

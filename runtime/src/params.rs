@@ -22,6 +22,8 @@ pub enum Init {
     XavierUniform { fan_in: usize, fan_out: usize },
     /// `xavier_normal_(w)`: N(0, std²) with `std = sqrt(2 / (fan_in + fan_out))`.
     XavierNormal { fan_in: usize, fan_out: usize },
+    /// N(0, std²) (`normal_(std = ..)`: ViT's position embedding).
+    Normal { std: f64 },
     /// All zeros.
     Zeros,
     /// All ones.
@@ -48,6 +50,7 @@ impl Init {
             Init::XavierNormal { fan_in, fan_out } => {
                 Some((2.0 / (fan_in + fan_out).max(1) as f64).sqrt())
             }
+            Init::Normal { std } => Some(std),
             _ => None,
         }
     }

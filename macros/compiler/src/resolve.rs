@@ -15,11 +15,14 @@ use crate::diag::{did_you_mean, Ctxt, SpanRange};
 use crate::ops;
 pub use crate::ops::activation::Activation;
 pub use crate::ops::args::WeightInit;
+pub use crate::ops::attention::MultiHeadAttention;
 pub use crate::ops::conv::{Conv2d, ConvTranspose2d, Padding};
+pub use crate::ops::layer_norm::LayerNorm;
 pub use crate::ops::linear::Linear;
 pub use crate::ops::norm::BatchNorm;
 pub use crate::ops::pool::{Pool2d, PoolKind};
 pub use crate::ops::resize::{Upsample, UpsampleSize};
+pub use crate::ops::vit::PatchEmbed;
 use crate::shape::Dim;
 
 /// A value with the tokens it was written as (or the layer's, if defaulted).
@@ -82,6 +85,15 @@ pub enum Op {
     Dropout {
         p: f64,
     },
+    LayerNorm(LayerNorm),
+    MultiHeadAttention(MultiHeadAttention),
+    PatchEmbed(PatchEmbed),
+    ClassToken,
+    PosEmbedding,
+    Select {
+        dim: Spanned<i64>,
+        index: Spanned<i64>,
+    },
 }
 
 impl Op {
@@ -93,7 +105,11 @@ impl Op {
                 | Op::BatchNorm(_)
                 | Op::ConvTranspose2d(_)
                 | Op::Block(_)
-        )
+                | Op::MultiHeadAttention(_)
+                | Op::PatchEmbed(_)
+                | Op::ClassToken
+                | Op::PosEmbedding
+        ) || matches!(self, Op::LayerNorm(l) if l.has_params())
     }
 }
 

@@ -10,13 +10,16 @@
 
 pub mod activation;
 pub mod args;
+pub mod attention;
 pub mod conv;
 pub mod dropout;
+pub mod layer_norm;
 pub mod linear;
 pub mod norm;
 pub mod pool;
 pub mod reshape;
 pub mod resize;
+pub mod vit;
 pub mod window;
 
 use proc_macro2::{Ident, Span, TokenStream};
@@ -103,6 +106,8 @@ pub enum ArgKind {
     Choice(&'static [&'static str]),
     /// A weight initialisation scheme: `init = kaiming_normal`.
     Init,
+    /// A size or a tuple of sizes: `E`, `(T, E)`.
+    Shape,
 }
 
 /// Every op `network!` knows, in the order the unknown-op help lists them.
@@ -130,6 +135,13 @@ pub const OPS: &[&OpDef] = &[
     &conv::CONV_TRANSPOSE2D,
     &resize::UPSAMPLE,
     &resize::PIXEL_SHUFFLE,
+    &layer_norm::LAYER_NORM,
+    &layer_norm::RMS_NORM,
+    &attention::MULTI_HEAD_ATTENTION,
+    &vit::PATCH_EMBED,
+    &vit::CLASS_TOKEN,
+    &vit::POS_EMBEDDING,
+    &vit::SELECT,
 ];
 
 /// The op written `name`, by any of its spellings.
