@@ -200,3 +200,34 @@ fn training_and_inference_agree_without_dropout() {
     let train = net.forward(x).unwrap();
     assert!(rel_err(&train, &eval) <= 1e-5);
 }
+
+/// End to end through a file: `nn.TransformerEncoderLayer`'s state_dict
+/// (nested names `self_attn.in_proj_weight`, `self_attn.out_proj.weight`,
+/// ..) written as safetensors loads with `load`, gives PyTorch's output, and
+/// `save` writes the same names back.
+#[test]
+fn pytorch_state_dict_file_loads_and_saves_nested_names() {
+    let dir = std::env::temp_dir().join(format!("netdsl-transformer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("encoder_layer.safetensors");
+    let state = with_prefix("post.state.layer.");
+    netdsl::candle::safetensors::save(&state, &path).unwrap();
+    let net = Bare::load(&path, &netdsl::candle::Device::Cpu).unwrap();
+    check_eval("post", net.forward(get("post.input")).unwrap());
+    assert_eq!(
+        net.self_attn.out_proj.weight.to_vec2::<f32>().unwrap(),
+        state["self_attn.out_proj.weight"].to_vec2::<f32>().unwrap()
+    );
+    let back = dir.join("saved.safetensors");
+    net.save(&back).unwrap();
+    let saved = netdsl::candle::safetensors::load(&back, &netdsl::candle::Device::Cpu).unwrap();
+    let mut names: Vec<&String> = saved.keys().collect();
+    names.sort();
+    let mut want: Vec<&String> = state.keys().collect();
+    want.sort();
+    assert_eq!(names, want);
+    for (k, v) in &state {
+        assert_eq!(rel_err(&saved[k], v), 0.0, "{k}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
