@@ -71,11 +71,12 @@ pub mod __private {
         LoadedWeights, ParamSource, ParamSpec, Pool2d, Result,
     };
     pub use netdsl_runtime::{
-        center_crop, conv2d, conv_transpose2d, pixel_shuffle, upsample_bilinear2d,
-        upsample_nearest2d, Conv2dSpec, ConvTranspose2dSpec, Epilogue,
+        add_sinusoidal, layer_norm, multi_head_attention, patch_embed, prepend_token, rms_norm,
+        MhaSpec,
     };
     pub use netdsl_runtime::{
-        layer_norm, multi_head_attention, patch_embed, prepend_token, rms_norm, MhaSpec,
+        center_crop, conv2d, conv_transpose2d, pixel_shuffle, upsample_bilinear2d,
+        upsample_nearest2d, Conv2dSpec, ConvTranspose2dSpec, Epilogue,
     };
     pub use netdsl_runtime::{missing_child, next_param, scaled_size, BlockCx};
 }

@@ -236,7 +236,7 @@ fn pytorch_state_dict_file_loads_and_saves_nested_names() {
 }
 
 /// Wall time of the encoder layer (batch 16, T = 128) in inference;
-/// `cargo test --release --test transformer -- --ignored --nocapture`.
+/// `cargo test --test transformer -- --ignored --nocapture encoder_layer_speed`.
 #[test]
 #[ignore]
 fn encoder_layer_speed() {
@@ -254,4 +254,29 @@ fn encoder_layer_speed() {
         "encoder layer d=256 h=8 ff=1024 [16, 128, 256]: median {:.1} ms, min {:.1} ms",
         times[3], times[0]
     );
+}
+
+network! {
+    /// A sinusoidal position encoding over a symbolic length.
+    pub Positions(x: [B, T, 6]) -> [B, T, 6] { x -> SinusoidalEncoding }
+}
+
+/// Zeros in give the encoding itself, for every sample: position 1, pair 1
+/// is `sin(1 / 10000^(2/6))`; the second call reuses the cached table.
+#[test]
+fn sinusoidal_encoding_adds_the_table() {
+    let dev = netdsl::candle::Device::Cpu;
+    let net = Positions::new_seeded(0, &dev).unwrap();
+    let x = Tensor::zeros((2, 5, 6), netdsl::candle::DType::F32, &dev).unwrap();
+    for _ in 0..2 {
+        let y = net.forward(&x).unwrap().to_vec3::<f32>().unwrap();
+        assert_eq!(y.len(), 2);
+        for sample in &y {
+            assert_eq!(sample[0], [0.0, 1.0, 0.0, 1.0, 0.0, 1.0]);
+            let want = (1.0f64 / 10000f64.powf(2.0 / 6.0)).sin() as f32;
+            assert!((sample[1][2] - want).abs() < 1e-7, "{}", sample[1][2]);
+            assert!((sample[4][1] - 4f32.cos()).abs() < 1e-6);
+        }
+    }
+    assert_eq!(Positions::PARAMETERS, 0);
 }

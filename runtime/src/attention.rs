@@ -541,3 +541,32 @@ pub fn prepend_token(x: &Tensor, token: &Tensor) -> Result<Tensor> {
     let token = token.broadcast_as((b, 1, e))?.to_dtype(x.dtype())?;
     Ok(Tensor::cat(&[&token, x], 1)?)
 }
+
+/// `x` `[B, T, E]` plus the sinusoidal encoding `[T, E]`, broadcast over the
+/// batch. The encoding is computed once per `(T, E, dtype, device)` in the
+/// process and kept, so a forward never recomputes it.
+pub fn add_sinusoidal(x: &Tensor) -> Result<Tensor> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Key = (usize, usize, DType, String);
+    static CACHE: OnceLock<Mutex<HashMap<Key, Tensor>>> = OnceLock::new();
+    let (_b, t, e) = x.dims3()?;
+    let key = (t, e, x.dtype(), format!("{:?}", x.device().location()));
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let cached = match cache.lock() {
+        Ok(c) => c.get(&key).cloned(),
+        Err(poisoned) => poisoned.into_inner().get(&key).cloned(),
+    };
+    let pe = match cached {
+        Some(pe) => pe,
+        None => {
+            let pe = sinusoidal_encoding(t, e, x.dtype(), x.device())?;
+            match cache.lock() {
+                Ok(mut c) => c.insert(key, pe.clone()),
+                Err(poisoned) => poisoned.into_inner().insert(key, pe.clone()),
+            };
+            pe
+        }
+    };
+    Ok(x.broadcast_add(&pe)?)
+}

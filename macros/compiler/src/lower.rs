@@ -378,6 +378,7 @@ pub enum StepOp {
     PosEmbedding {
         field: Ident,
     },
+    SinusoidalEncoding,
     Select {
         dim: usize,
         index: usize,
@@ -781,6 +782,7 @@ fn lower_op(
         Op::PatchEmbed(pe) => ops::vit::lower_patch_embed(&cx, pe),
         Op::ClassToken => ops::vit::lower_class_token(&cx),
         Op::PosEmbedding => ops::vit::lower_pos_embedding(&cx),
+        Op::SinusoidalEncoding => ops::vit::lower_sinusoidal(&cx),
         Op::Select { dim, index } => ops::vit::lower_select(&cx, dim, index),
         Op::Act(a) => ops::activation::lower_activation(*a),
         Op::Softmax { dim, log } => ops::activation::lower_softmax(&cx, dim, *log),

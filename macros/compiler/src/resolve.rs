@@ -90,6 +90,7 @@ pub enum Op {
     PatchEmbed(PatchEmbed),
     ClassToken,
     PosEmbedding,
+    SinusoidalEncoding,
     Select {
         dim: Spanned<i64>,
         index: Spanned<i64>,

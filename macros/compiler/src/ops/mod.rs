@@ -141,6 +141,7 @@ pub const OPS: &[&OpDef] = &[
     &vit::PATCH_EMBED,
     &vit::CLASS_TOKEN,
     &vit::POS_EMBEDDING,
+    &vit::SINUSOIDAL_ENCODING,
     &vit::SELECT,
 ];
 

@@ -366,3 +366,43 @@ pub fn emit_select(e: &EmitCx, dim: usize, index: usize) -> TokenStream {
     let (d, i) = (usize_lit(dim as u64), usize_lit(index as u64));
     quote!(let #x = #src.narrow(#d, #i, 1usize)?.squeeze(#d)?;)
 }
+
+// ---------------------------------------------------------------------------
+// SinusoidalEncoding
+// ---------------------------------------------------------------------------
+
+pub const SINUSOIDAL_ENCODING: OpDef = OpDef {
+    name: "SinusoidalEncoding",
+    spellings: &["SinusoidalEncoding", "sinusoidal_encoding"],
+    positional: &[],
+    args: &[],
+    resolve: resolve_sinusoidal,
+};
+
+fn resolve_sinusoidal(_a: &Args, _layer: &Layer) -> Option<Op> {
+    Some(Op::SinusoidalEncoding)
+}
+
+/// The shape goes through; `E` known (the encoding's width).
+pub fn infer_sinusoidal(cx: &Step) -> StepResult {
+    cx.need_rank("SinusoidalEncoding", 3, "[B, T, E]")?;
+    cx.known(2, "model width")?;
+    Ok((cx.input.clone(), None))
+}
+
+pub fn lower_sinusoidal(cx: &LowerCx) -> Lowered {
+    let e = cx.input.get(2).and_then(Dim::known).unwrap_or(0);
+    (
+        format!("SinusoidalEncoding({e})"),
+        StepOp::SinusoidalEncoding,
+        None,
+        per_sample(cx.output),
+    )
+}
+
+/// The runtime adds the encoding, computed once per shape and kept.
+pub fn emit_sinusoidal(e: &EmitCx) -> TokenStream {
+    let p = quote!(::netdsl::__private);
+    let (src, x) = (e.src, e.x);
+    quote!(let #x = #p::add_sinusoidal(&#src)?;)
+}
