@@ -48,6 +48,9 @@ network! {
         x -> encoder.layers: repeat 2 EncoderLayer(heads = 4, ff = 32)
     }
 
+    /// Causal self-attention: position `i` attends to `0..=i` only.
+    pub CausalAttn(x: [B, 5, 8]) -> [B, 5, 8] { x -> attn: MultiHeadAttention(8, 2, causal = true) }
+
     /// The benchmark layer: d = 256, 8 heads, FFN 1024.
     pub BenchLayer(x: [B, 128, 256]) -> [B, 128, 256] { x -> layer: EncoderLayer(heads = 8, ff = 1024) }
 
@@ -279,4 +282,30 @@ fn sinusoidal_encoding_adds_the_table() {
         }
     }
     assert_eq!(Positions::PARAMETERS, 0);
+}
+
+/// `causal = true`: changing the last two positions of the input leaves
+/// the first three outputs unchanged and changes the last two.
+#[test]
+fn causal_attention_does_not_look_ahead() {
+    let dev = netdsl::candle::Device::Cpu;
+    let net = CausalAttn::new_seeded(3, &dev).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (2, 5, 8), &dev).unwrap();
+    let noise = Tensor::randn(0f32, 1.0, (2, 2, 8), &dev).unwrap();
+    let head = x.narrow(1, 0, 3).unwrap();
+    let tail = x.narrow(1, 3, 2).unwrap().add(&noise).unwrap();
+    let x2 = Tensor::cat(&[&head, &tail], 1).unwrap();
+    let (y, y2) = (net.forward(&x).unwrap(), net.forward(&x2).unwrap());
+    let diff = |a: &Tensor, b: &Tensor| -> f32 {
+        a.sub(b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
+    assert!(diff(&y.narrow(1, 0, 3).unwrap(), &y2.narrow(1, 0, 3).unwrap()) < 1e-6);
+    assert!(diff(&y.narrow(1, 3, 2).unwrap(), &y2.narrow(1, 3, 2).unwrap()) > 1e-3);
 }
