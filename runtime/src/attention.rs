@@ -258,6 +258,32 @@ pub fn causal_mask(
     Ok(Tensor::from_vec(v, (tq, tk), device)?.to_dtype(dtype)?)
 }
 
+/// [`causal_mask`], built once per `(tq, tk, dtype, device)` in the process
+/// and kept.
+fn cached_causal_mask(
+    tq: usize,
+    tk: usize,
+    dtype: DType,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Key = (usize, usize, DType, String);
+    static CACHE: OnceLock<Mutex<HashMap<Key, Tensor>>> = OnceLock::new();
+    let key = (tq, tk, dtype, format!("{:?}", device.location()));
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut c = match cache.lock() {
+        Ok(c) => c,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(m) = c.get(&key) {
+        return Ok(m.clone());
+    }
+    let m = causal_mask(tq, tk, dtype, device)?;
+    c.insert(key, m.clone());
+    Ok(m)
+}
+
 /// `softmax(q kᵀ · scale + mask) v` over `q` `[.., Tq, D]`, `k` `[.., Tk,
 /// D]`, `v` `[.., Tk, Dv]` (same leading dims), as
 /// `torch.nn.functional.scaled_dot_product_attention`. `rng` draws the
@@ -302,7 +328,12 @@ pub fn scaled_dot_product_attention(
     let k = k.contiguous()?;
     let scores = q.matmul(&k.t()?)?;
     let scores = if spec.causal {
-        scores.broadcast_add(&causal_mask(tq, tk, scores.dtype(), scores.device())?)?
+        scores.broadcast_add(&cached_causal_mask(
+            tq,
+            tk,
+            scores.dtype(),
+            scores.device(),
+        )?)?
     } else {
         scores
     };
