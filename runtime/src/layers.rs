@@ -42,6 +42,32 @@ pub struct BatchNormParams<A = Tensor> {
     pub num_batches_tracked: Tensor,
 }
 
+/// Layer normalisation's parameters, PyTorch's names: `weight` and `bias`
+/// of the normalised shape (`bias` [`NoBias`] with `bias = false`).
+#[derive(Debug, Clone)]
+pub struct LayerNormParams<B = Tensor> {
+    pub weight: Tensor,
+    pub bias: B,
+}
+
+/// RMS normalisation's parameter: `weight` of the normalised shape.
+#[derive(Debug, Clone)]
+pub struct RmsNormParams {
+    pub weight: Tensor,
+}
+
+/// `nn.MultiheadAttention`'s parameters, PyTorch's names and layout:
+/// `in_proj_weight` `[3E, E]` (the query, key and value projections stacked
+/// in that order), `in_proj_bias` `[3E]`, and the output projection
+/// `out_proj` (`weight` `[E, E]`, `bias` `[E]`). Without bias both biases
+/// are [`NoBias`].
+#[derive(Debug, Clone)]
+pub struct MultiheadAttentionParams<B = Tensor> {
+    pub in_proj_weight: Tensor,
+    pub in_proj_bias: B,
+    pub out_proj: LinearParams<B>,
+}
+
 /// A tensor that may be absent: [`Tensor`] or [`NoBias`].
 pub trait MaybeTensor {
     fn tensor(&self) -> Option<&Tensor>;

@@ -10,6 +10,7 @@
 //!
 //! Users normally reach it through the `netdsl` facade crate.
 
+mod attention;
 mod block;
 mod checkpoint;
 pub mod conv;
@@ -29,6 +30,10 @@ mod upsample;
 mod weights;
 mod weights_file;
 
+pub use attention::{
+    add_sinusoidal, causal_mask, layer_norm, multi_head_attention, patch_embed, prepend_token,
+    rms_norm, scaled_dot_product_attention, sinusoidal_encoding, Mask, MhaSpec, Sdpa,
+};
 pub use block::{missing_child, next_param, scaled_size, BlockCx};
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
 pub use conv::{conv2d, Conv2dSpec, Epilogue};

@@ -25,6 +25,8 @@ pub enum Init {
     /// `nn.Embedding`'s table `[vocab, dim]`: N(0, 1), with the row
     /// `padding_idx` zeroed.
     Embedding { padding_idx: Option<usize> },
+    /// N(0, std²) (`normal_(std = ..)`: ViT's position embedding).
+    Normal { std: f64 },
     /// All zeros.
     Zeros,
     /// All ones.
@@ -52,6 +54,7 @@ impl Init {
                 Some((2.0 / (fan_in + fan_out).max(1) as f64).sqrt())
             }
             Init::Embedding { .. } => Some(1.0),
+            Init::Normal { std } => Some(std),
             _ => None,
         }
     }

@@ -321,6 +321,10 @@ pub fn emit(
                 };
                 quote!(#p::ParamSpec::weight_with(#name, #shape, #p::Init::Embedding { padding_idx: #pad }),)
             }
+            InitIr::Normal { std_1e6 } => {
+                let std = Literal::f64_unsuffixed(std_1e6 as f64 / 1e6);
+                quote!(#p::ParamSpec::weight_with(#name, #shape, #p::Init::Normal { std: #std }),)
+            }
         }
     });
     let consts = consts(
@@ -888,6 +892,25 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident, env: &CodeEnv) -> Optio
             fold,
         } => ops::linear::emit_linear(&e, field, *bias, *rank, fold.as_ref()),
         StepOp::Dropout { p: rate } => ops::dropout::emit_dropout(&e, *rate),
+        StepOp::LayerNorm {
+            field,
+            centre,
+            dims,
+            eps,
+            affine,
+            bias,
+        } => ops::layer_norm::emit_layer_norm(&e, field, *centre, *dims, *eps, *affine, *bias),
+        StepOp::MultiHeadAttention {
+            field,
+            heads,
+            causal,
+            dropout,
+        } => ops::attention::emit_mha(&e, field, *heads, *causal, *dropout),
+        StepOp::PatchEmbed { field, patch } => ops::vit::emit_patch_embed(&e, field, *patch),
+        StepOp::ClassToken { field } => ops::vit::emit_class_token(&e, field),
+        StepOp::PosEmbedding { field } => ops::vit::emit_pos_embedding(&e, field),
+        StepOp::SinusoidalEncoding => ops::vit::emit_sinusoidal(&e),
+        StepOp::Select { dim, index } => ops::vit::emit_select(&e, *dim, *index),
         StepOp::BatchNorm {
             field,
             eps,

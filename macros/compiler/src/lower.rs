@@ -161,6 +161,10 @@ pub enum InitIr {
     Zeros,
     BufferZeros,
     BufferOnes,
+    /// N(0, std²), `std` in millionths (ViT's position embedding: 0.02).
+    Normal {
+        std_1e6: u64,
+    },
     /// `num_batches_tracked`: an i64 scalar buffer.
     Counter,
     /// An embedding table: N(0, 1), the padding row zeroed.
@@ -178,6 +182,7 @@ impl InitIr {
                 | InitIr::Ones
                 | InitIr::Zeros
                 | InitIr::Embedding { .. }
+                | InitIr::Normal { .. }
         )
     }
 }
@@ -390,6 +395,35 @@ pub enum StepOp {
         /// The layer's label, for the run-time error on a bad id.
         label: String,
         padding_idx: Option<u64>,
+    LayerNorm {
+        field: Ident,
+        /// `false`: RMS norm.
+        centre: bool,
+        dims: usize,
+        eps: f64,
+        affine: bool,
+        bias: bool,
+    },
+    MultiHeadAttention {
+        field: Ident,
+        heads: u64,
+        causal: bool,
+        dropout: f64,
+    },
+    PatchEmbed {
+        field: Ident,
+        patch: u64,
+    },
+    ClassToken {
+        field: Ident,
+    },
+    PosEmbedding {
+        field: Ident,
+    },
+    SinusoidalEncoding,
+    Select {
+        dim: usize,
+        index: usize,
     },
 }
 
@@ -790,6 +824,13 @@ fn lower_op(
         Op::Linear(l) => ops::linear::lower_linear(&cx, l),
         Op::BatchNorm(bn) => ops::norm::lower_batch_norm(&cx, bn),
         Op::Dropout { p } => ops::dropout::lower_dropout(*p),
+        Op::LayerNorm(l) => ops::layer_norm::lower_layer_norm(&cx, l),
+        Op::MultiHeadAttention(m) => ops::attention::lower_mha(&cx, m),
+        Op::PatchEmbed(pe) => ops::vit::lower_patch_embed(&cx, pe),
+        Op::ClassToken => ops::vit::lower_class_token(&cx),
+        Op::PosEmbedding => ops::vit::lower_pos_embedding(&cx),
+        Op::SinusoidalEncoding => ops::vit::lower_sinusoidal(&cx),
+        Op::Select { dim, index } => ops::vit::lower_select(&cx, dim, index),
         Op::Act(a) => ops::activation::lower_activation(*a),
         Op::Softmax { dim, log } => ops::activation::lower_softmax(&cx, dim, *log),
         Op::Conv1d(c) => ops::conv1d::lower_conv1d(&cx, c),

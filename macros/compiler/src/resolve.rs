@@ -15,11 +15,14 @@ use crate::diag::{did_you_mean, Ctxt, SpanRange};
 use crate::ops;
 pub use crate::ops::activation::Activation;
 pub use crate::ops::args::WeightInit;
+pub use crate::ops::attention::MultiHeadAttention;
 pub use crate::ops::conv::{Conv2d, ConvTranspose2d, Padding};
+pub use crate::ops::layer_norm::LayerNorm;
 pub use crate::ops::linear::Linear;
 pub use crate::ops::norm::BatchNorm;
 pub use crate::ops::pool::{Pool2d, PoolKind};
 pub use crate::ops::resize::{Upsample, UpsampleSize};
+pub use crate::ops::vit::PatchEmbed;
 use crate::shape::Dim;
 
 /// A value with the tokens it was written as (or the layer's, if defaulted).
@@ -94,6 +97,16 @@ pub enum Op {
     },
     Embedding(crate::ops::embedding::Embedding),
     Filter(Box<crate::ops::filter::Filter>),
+    LayerNorm(LayerNorm),
+    MultiHeadAttention(MultiHeadAttention),
+    PatchEmbed(PatchEmbed),
+    ClassToken,
+    PosEmbedding,
+    SinusoidalEncoding,
+    Select {
+        dim: Spanned<i64>,
+        index: Spanned<i64>,
+    },
 }
 
 impl Op {
@@ -108,6 +121,11 @@ impl Op {
                 | Op::Conv1d(_)
                 | Op::Embedding(_)
         )
+                | Op::MultiHeadAttention(_)
+                | Op::PatchEmbed(_)
+                | Op::ClassToken
+                | Op::PosEmbedding
+        ) || matches!(self, Op::LayerNorm(l) if l.has_params())
     }
 }
 

@@ -10,17 +10,20 @@
 
 pub mod activation;
 pub mod args;
+pub mod attention;
 pub mod conv;
 pub mod conv1d;
 pub mod dropout;
 pub mod embedding;
 pub mod filter;
+pub mod layer_norm;
 pub mod linear;
 pub mod norm;
 pub mod pool;
 pub mod pool1d;
 pub mod reshape;
 pub mod resize;
+pub mod vit;
 pub mod window;
 
 use proc_macro2::{Ident, Span, TokenStream};
@@ -107,6 +110,8 @@ pub enum ArgKind {
     Choice(&'static [&'static str]),
     /// A weight initialisation scheme: `init = kaiming_normal`.
     Init,
+    /// A size or a tuple of sizes: `E`, `(T, E)`.
+    Shape,
 }
 
 /// Every op `network!` knows, in the order the unknown-op help lists them.
@@ -149,6 +154,14 @@ pub const OPS: &[&OpDef] = &[
     &filter::SHIFT,
     &filter::MEDIAN,
     &filter::FILTER,
+    &layer_norm::LAYER_NORM,
+    &layer_norm::RMS_NORM,
+    &attention::MULTI_HEAD_ATTENTION,
+    &vit::PATCH_EMBED,
+    &vit::CLASS_TOKEN,
+    &vit::POS_EMBEDDING,
+    &vit::SINUSOIDAL_ENCODING,
+    &vit::SELECT,
 ];
 
 /// The op written `name`, by any of its spellings.

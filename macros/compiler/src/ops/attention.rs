@@ -1,0 +1,318 @@
+//! `MultiHeadAttention`: `torch.nn.MultiheadAttention` with
+//! `batch_first=True` as self-attention over `[B, T, E]`, with its
+//! parameter names (`in_proj_weight`, `in_proj_bias`, `out_proj.weight`,
+//! `out_proj.bias`), so its weights load unchanged. Q, K and V come from one
+//! matrix multiply; the heads split with one copy.
+
+use proc_macro2::{Ident, Literal, TokenStream};
+use quote::quote;
+
+use crate::ast::{Layer, Value};
+use crate::check::FailKind;
+use crate::emit::usize_lit;
+use crate::infer::{Step, StepResult};
+use crate::lower::{Holder, InitIr, StepOp};
+use crate::ops::args::{Args, WeightInit};
+use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, OpDef};
+use crate::resolve::{Op, Spanned};
+use crate::shape::{fmt_shape, Dim};
+
+#[derive(Clone, Debug)]
+pub struct MultiHeadAttention {
+    /// The model width `E` as written; `None`: the input's last dim.
+    pub dim: Option<Spanned<u64>>,
+    pub heads: Spanned<u64>,
+    pub bias: bool,
+    /// Queries attend only to keys at or before their position.
+    pub causal: bool,
+    /// Dropout on the attention weights, in training.
+    pub dropout: f64,
+}
+
+pub const MULTI_HEAD_ATTENTION: OpDef = OpDef {
+    name: "MultiHeadAttention",
+    spellings: &[
+        "MultiHeadAttention",
+        "MultiheadAttention",
+        "multi_head_attention",
+    ],
+    positional: &["dim", "heads"],
+    args: &[
+        ArgSpec::new(
+            "dim",
+            ArgKind::Count,
+            Some("the input's last dim"),
+            "the model width `E`; checked against the input when written",
+        )
+        .aka(&["embed_dim"]),
+        ArgSpec::new(
+            "heads",
+            ArgKind::Count,
+            None,
+            "the number of heads; must divide `dim`",
+        )
+        .aka(&["num_heads"]),
+        ArgSpec::new(
+            "bias",
+            ArgKind::Bool,
+            Some("true"),
+            "learn `in_proj_bias` and `out_proj.bias`",
+        ),
+        ArgSpec::new(
+            "dropout",
+            ArgKind::Number,
+            Some("0.0"),
+            "dropout on the attention weights in training, in [0, 1]",
+        ),
+        ArgSpec::new(
+            "causal",
+            ArgKind::Bool,
+            Some("false"),
+            "each position attends only to itself and earlier ones (a causal mask)",
+        )
+        .aka(&["is_causal"]),
+        ArgSpec::new(
+            "batch_first",
+            ArgKind::Bool,
+            Some("true"),
+            "`[B, T, E]`; `false` (`[T, B, E]`) is not supported",
+        ),
+    ],
+    resolve: resolve_mha,
+};
+
+fn resolve_mha(a: &Args, _layer: &Layer) -> Option<Op> {
+    let dim = a.uint("dim", 1, None);
+    let heads = a.uint("heads", 1, None);
+    let bias = a.boolean("bias", true);
+    let dropout = a.float("dropout", 0.0, 0.0, 1.0, true);
+    let causal = a.boolean("causal", false);
+    let batch_first = a.boolean("batch_first", true);
+    if batch_first == Some(false) {
+        a.cx.error(
+            a.get("batch_first").map_or(a.whole, Value::span),
+            format!(
+                "`{}` takes batch-first inputs `[B, T, E]`; `batch_first = false` is not supported\n\
+                 help: put the batch first (the DSL's sequences are `[B, T, E]`) and drop the argument",
+                a.op
+            ),
+        );
+        return None;
+    }
+    let heads = match heads? {
+        Some(h) => h,
+        None => {
+            a.missing(format!(
+                "`{}` needs the number of heads\nhelp: write `{}(heads = 8)`",
+                a.op, a.op
+            ));
+            return None;
+        }
+    };
+    Some(Op::MultiHeadAttention(MultiHeadAttention {
+        dim: dim?,
+        heads,
+        bias: bias?,
+        causal: causal?,
+        dropout: dropout?.value,
+    }))
+}
+
+/// `[B, T, E]` -> `[B, T, E]`; `E` known, equal to `dim` when written, and
+/// a multiple of `heads`.
+pub fn infer_mha(cx: &Step, m: &MultiHeadAttention) -> StepResult {
+    cx.need_rank("MultiHeadAttention", 3, "[B, T, E]")?;
+    let e = cx.known(2, "model width")?;
+    if let Some(written) = m.dim {
+        if written.value != e {
+            let mut f = cx.fail(
+                FailKind::Mismatch,
+                written.span,
+                format!(
+                    "`{}` has a width of {}, but {} gives {e} features ({})",
+                    cx.name(),
+                    written.value,
+                    cx.prev,
+                    fmt_shape(cx.input)
+                ),
+            );
+            f.help.push(format!(
+                "write `MultiHeadAttention({e}, {})`, or `MultiHeadAttention(heads = {})` to infer it",
+                m.heads.value, m.heads.value
+            ));
+            return Err(f);
+        }
+    }
+    let h = m.heads.value;
+    if e % h != 0 {
+        let mut f = cx.fail(
+            FailKind::Other,
+            m.heads.span,
+            format!(
+                "`{}` splits a width of {e} into {h} heads, but {e} / {h} = {} is not whole",
+                cx.name(),
+                fmt_ratio(e, h)
+            ),
+        );
+        f.help.push(heads_fix(e, h));
+        return Err(f);
+    }
+    let trace = format!(
+        "{}: {} heads of {e} / {h} = {} features",
+        cx.name(),
+        h,
+        e / h
+    );
+    Ok((cx.input.clone(), Some(trace)))
+}
+
+/// `e / h` with up to two decimals (`31.25`, `33.33..`).
+fn fmt_ratio(e: u64, h: u64) -> String {
+    let r = e as f64 / h as f64;
+    let s = format!("{r:.2}");
+    if (r * 100.0).fract() == 0.0 {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{s}..")
+    }
+}
+
+/// The head counts that divide `e` (nearest to `h` named) and the widths
+/// near `e` that `h` divides.
+pub fn heads_fix(e: u64, h: u64) -> String {
+    let divisors: Vec<u64> = (1..=e).filter(|d| e % d == 0).collect();
+    let nearest = divisors
+        .iter()
+        .copied()
+        .min_by_key(|d| (d.abs_diff(h), *d))
+        .unwrap_or(1);
+    let shown: Vec<String> = if divisors.len() <= 12 {
+        divisors.iter().map(u64::to_string).collect()
+    } else {
+        // The ones around `h`.
+        let i = divisors.iter().position(|d| *d == nearest).unwrap_or(0);
+        let lo = i.saturating_sub(4);
+        let hi = (lo + 9).min(divisors.len());
+        let mut v: Vec<String> = divisors[lo..hi].iter().map(u64::to_string).collect();
+        if lo > 0 {
+            v.insert(0, "..".into());
+        }
+        if hi < divisors.len() {
+            v.push("..".into());
+        }
+        v
+    };
+    let below = e / h * h;
+    let widths = if below == 0 {
+        format!("{h}")
+    } else {
+        format!("{below} or {}", below + h)
+    };
+    format!(
+        "`heads = {nearest}` gives {} features per head (head counts that divide {e}: {}); \
+         or make the width a multiple of {h}: {widths}",
+        e / nearest,
+        shown.join(", ")
+    )
+}
+
+/// `in_proj_weight` `[3E, E]` (Xavier uniform, as PyTorch), `in_proj_bias`
+/// `[3E]` (zeros), `out_proj.weight` `[E, E]` (PyTorch's Linear default),
+/// `out_proj.bias` `[E]` (zeros).
+pub fn lower_mha(cx: &LowerCx, m: &MultiHeadAttention) -> Lowered {
+    let e = cx.input.get(2).and_then(Dim::known).unwrap_or(0);
+    let h = m.heads.value;
+    let mut params = vec![cx.param(
+        "in_proj_weight",
+        vec![3 * e, e],
+        InitIr::Weight {
+            fan_in: e,
+            fan_out: 3 * e,
+            scheme: WeightInit::XavierUniform,
+        },
+    )];
+    if m.bias {
+        params.push(cx.param("in_proj_bias", vec![3 * e], InitIr::Zeros));
+    }
+    params.push(cx.param(
+        "out_proj.weight",
+        vec![e, e],
+        InitIr::Weight {
+            fan_in: e,
+            fan_out: e,
+            scheme: WeightInit::Default,
+        },
+    ));
+    if m.bias {
+        params.push(cx.param("out_proj.bias", vec![e], InitIr::Zeros));
+    }
+    let absent = if m.bias {
+        vec![]
+    } else {
+        vec!["in_proj_bias", "out_proj.bias"]
+    };
+    let holder = Holder::new("MultiheadAttentionParams").with_sub("out_proj", "LinearParams");
+    let mut desc = format!("MultiHeadAttention({e}, heads {h}");
+    if m.causal {
+        desc += ", causal";
+    }
+    if !m.bias {
+        desc += ", no bias";
+    }
+    desc += ")";
+    // Per sample: the projections (4 E² per position) and the scores and
+    // weighted sum (2 T² E).
+    let macs = match cx.input.get(1) {
+        Some(Dim::Known(t)) => Some(4 * e * e * t + 2 * t * t * e),
+        _ => None,
+    };
+    let step = StepOp::MultiHeadAttention {
+        field: cx.ident.clone(),
+        heads: h,
+        causal: m.causal,
+        dropout: m.dropout,
+    };
+    (desc, step, Some(cx.field(holder, params, absent)), macs)
+}
+
+/// The runtime's `multi_head_attention` as self-attention.
+pub fn emit_mha(e: &EmitCx, field: &Ident, heads: u64, causal: bool, dropout: f64) -> TokenStream {
+    let p = quote!(::netdsl::__private);
+    let (src, x, training, rng) = (e.src, e.x, &e.training, &e.rng);
+    let f = e.env.field(field);
+    let heads = usize_lit(heads);
+    let dropout = Literal::f64_unsuffixed(dropout);
+    quote! {
+        let #x = #p::multi_head_attention(
+            &#src,
+            ::core::option::Option::None,
+            &#f,
+            &#p::MhaSpec { heads: #heads, causal: #causal, dropout: #dropout },
+            ::core::option::Option::None,
+            #training,
+            ::core::option::Option::Some(#rng),
+        )?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fix_names_dividing_head_counts_and_widths() {
+        let s = heads_fix(250, 8);
+        assert!(
+            s.starts_with("`heads = 10` gives 25 features per head"),
+            "{s}"
+        );
+        assert!(s.contains("1, 2, 5, 10, 25, 50, 125, 250"), "{s}");
+        assert!(s.ends_with("248 or 256"), "{s}");
+        assert_eq!(fmt_ratio(250, 8), "31.25");
+        assert_eq!(fmt_ratio(100, 3), "33.33..");
+        // Many divisors: a window around the nearest.
+        let s = heads_fix(720, 7);
+        assert!(s.starts_with("`heads = 6`"), "{s}");
+        assert!(s.contains(".."), "{s}");
+    }
+}

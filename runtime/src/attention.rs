@@ -1,0 +1,603 @@
+//! Attention and the layers around it (Vaswani et al., 2017, "Attention is
+//! all you need"; Dosovitskiy et al., 2021, the vision transformer), with
+//! PyTorch's semantics, forward and backward:
+//!
+//! - [`layer_norm`] and [`rms_norm`] over the trailing dims. candle-nn's
+//!   fused `layer_norm` has no gradient (it silently stops it) and computes
+//!   the variance as `E[x²] - E[x]²`; here the normalisation is one pass of
+//!   our own on the CPU (two-pass variance, as PyTorch) whose backward is
+//!   the textbook formula in differentiable candle ops, and composed candle
+//!   ops elsewhere.
+//! - [`scaled_dot_product_attention`]: `softmax(q kᵀ · scale + mask) v`, as
+//!   `torch.nn.functional.scaled_dot_product_attention`, with a causal flag
+//!   (top-left aligned), a boolean or additive mask, dropout on the weights
+//!   in training and candle-nn's fused softmax in inference.
+//! - [`multi_head_attention`]: `nn.MultiheadAttention` (batch first) with its
+//!   parameter layout: self-attention projects Q, K and V with one matrix
+//!   multiply against `in_proj_weight`; cross-attention with two (Q, then K
+//!   and V together).
+//! - [`sinusoidal_encoding`]: the fixed position encoding of the Transformer.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, DType, Layout, Shape, Tensor, D};
+use rayon::prelude::*;
+
+use crate::layers::{LinearParams, MaybeTensor, MultiheadAttentionParams};
+use crate::{param, Generator, Result};
+
+fn msg(s: String) -> crate::Error {
+    candle_core::Error::Msg(s).into()
+}
+
+// ---------------------------------------------------------------------------
+// Normalisation
+// ---------------------------------------------------------------------------
+
+/// The last `dims` dims of `x` as one size (the normalised elements per
+/// row), or an error naming `op`.
+fn trailing(op: &str, x: &Tensor, dims: usize) -> Result<usize> {
+    if dims == 0 || dims > x.rank() {
+        return Err(msg(format!(
+            "{op}: cannot normalise over the last {dims} dims of a tensor of shape {:?}",
+            x.dims()
+        )));
+    }
+    Ok(x.dims()[x.rank() - dims..].iter().product())
+}
+
+/// `(x - mean) / sqrt(var + eps)` over each row of `n` elements (the biased
+/// variance), as one CPU pass per row; the backward is
+/// `dx = rstd * (g - mean(g) - x̂ * mean(g * x̂))`.
+struct Standardize {
+    n: usize,
+    eps: f64,
+}
+
+impl candle_core::CustomOp1 for Standardize {
+    fn name(&self) -> &'static str {
+        "netdsl-standardize"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, eps) = (self.n, self.eps);
+        let (start, end) = layout.contiguous_offsets().ok_or_else(|| {
+            candle_core::Error::Msg("standardize: input must be contiguous".into())
+        })?;
+        fn rows<T: Copy + Send + Sync>(
+            src: &[T],
+            n: usize,
+            eps: f64,
+            to: impl Fn(T) -> f64 + Sync,
+            from: impl Fn(f64) -> T + Sync,
+            zero: T,
+        ) -> Vec<T> {
+            let mut dst = vec![zero; src.len()];
+            dst.par_chunks_mut(n)
+                .zip(src.par_chunks(n))
+                .for_each(|(d, s)| {
+                    // f64 accumulation: the mean and variance are exact to
+                    // f32 whatever the offset of the row.
+                    let mean = s.iter().map(|v| to(*v)).sum::<f64>() / n as f64;
+                    let var = s
+                        .iter()
+                        .map(|v| {
+                            let c = to(*v) - mean;
+                            c * c
+                        })
+                        .sum::<f64>()
+                        / n as f64;
+                    let rstd = 1.0 / (var + eps).sqrt();
+                    for (d, s) in d.iter_mut().zip(s) {
+                        *d = from((to(*s) - mean) * rstd);
+                    }
+                });
+            dst
+        }
+        let shape = layout.shape().clone();
+        let out = match storage {
+            CpuStorage::F32(v) => CpuStorage::F32(rows(
+                &v[start..end],
+                n,
+                eps,
+                |x| x as f64,
+                |x| x as f32,
+                0f32,
+            )),
+            CpuStorage::F64(v) => CpuStorage::F64(rows(&v[start..end], n, eps, |x| x, |x| x, 0f64)),
+            other => {
+                return Err(candle_core::Error::UnsupportedDTypeForOp(
+                    other.dtype(),
+                    "layer_norm",
+                ))
+            }
+        };
+        Ok((out, shape))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let shape = arg.shape().clone();
+        let rows = arg.elem_count() / self.n;
+        let x = arg.reshape((rows, self.n))?;
+        let xhat = res.reshape((rows, self.n))?;
+        let g = grad.reshape((rows, self.n))?;
+        let mean = x.mean_keepdim(1)?;
+        let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim(1)?;
+        let rstd = var.affine(1.0, self.eps)?.sqrt()?.recip()?;
+        let gm = g.mean_keepdim(1)?;
+        let gx = g.mul(&xhat)?.mean_keepdim(1)?;
+        let dx = g
+            .broadcast_sub(&gm)?
+            .sub(&xhat.broadcast_mul(&gx)?)?
+            .broadcast_mul(&rstd)?;
+        Ok(Some(dx.reshape(shape)?))
+    }
+}
+
+/// `(x - mean) / sqrt(var + eps)` over rows of `n`, composed from candle ops
+/// (any device, differentiable).
+fn standardize_composed(x: &Tensor, n: usize, eps: f64) -> Result<Tensor> {
+    let shape = x.shape().clone();
+    let rows = x.elem_count() / n;
+    let x2 = x.reshape((rows, n))?;
+    let mean = x2.mean_keepdim(1)?;
+    let c = x2.broadcast_sub(&mean)?;
+    let var = c.sqr()?.mean_keepdim(1)?;
+    let y = c.broadcast_div(&var.affine(1.0, eps)?.sqrt()?)?;
+    Ok(y.reshape(shape)?)
+}
+
+/// Layer normalisation as `torch.nn.LayerNorm`: each sample normalised over
+/// its last `dims` dims (the normalised shape) with the biased variance,
+/// then scaled by `weight` and shifted by `bias` (both of the normalised
+/// shape, either may be absent).
+///
+/// Differentiable everywhere. On the CPU the normalisation is one pass per
+/// row (mean and variance in f64); elsewhere it is composed from candle ops
+/// (candle-nn's fused kernel has no gradient).
+pub fn layer_norm(
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    dims: usize,
+    eps: f64,
+) -> Result<Tensor> {
+    let n = trailing("layer_norm", x, dims)?;
+    let y = if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        x.contiguous()?.apply_op1(Standardize { n, eps })?
+    } else {
+        standardize_composed(x, n, eps)?
+    };
+    affine(y, weight, bias)
+}
+
+fn affine(y: Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>) -> Result<Tensor> {
+    let y = match weight {
+        Some(w) => y.broadcast_mul(w)?,
+        None => y,
+    };
+    Ok(match bias {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    })
+}
+
+/// RMS normalisation as `torch.nn.RMSNorm`: `x / sqrt(mean(x²) + eps) *
+/// weight` over the last `dims` dims. Composed from candle ops,
+/// differentiable (candle-nn's fused `rms_norm` has no gradient).
+pub fn rms_norm(x: &Tensor, weight: Option<&Tensor>, dims: usize, eps: f64) -> Result<Tensor> {
+    let n = trailing("rms_norm", x, dims)?;
+    let shape = x.shape().clone();
+    let rows = x.elem_count() / n;
+    let x2 = x.reshape((rows, n))?;
+    let ms = x2.sqr()?.mean_keepdim(1)?;
+    let y = x2
+        .broadcast_div(&ms.affine(1.0, eps)?.sqrt()?)?
+        .reshape(shape)?;
+    affine(y, weight, None)
+}
+
+// ---------------------------------------------------------------------------
+// Scaled dot-product attention
+// ---------------------------------------------------------------------------
+
+/// A mask over the attention scores `[.., Tq, Tk]` (broadcast to them).
+#[derive(Clone, Copy, Debug)]
+pub enum Mask<'a> {
+    /// Non-zero where a query may attend to a key (U8, as candle's
+    /// comparisons give; PyTorch's SDPA boolean mask). A query with no key
+    /// to attend to gets NaN, as in PyTorch.
+    Keep(&'a Tensor),
+    /// Non-zero where a query may **not** attend to a key: PyTorch's
+    /// `nn.MultiheadAttention` boolean `attn_mask` and `key_padding_mask`.
+    Block(&'a Tensor),
+    /// Added to the scores (`-inf` blocks a pair): a float mask.
+    Add(&'a Tensor),
+}
+
+/// The options of a scaled dot-product attention.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sdpa {
+    /// Multiplies `q kᵀ`; `None` is `1 / sqrt(head dim)`.
+    pub scale: Option<f64>,
+    /// Query `i` attends to keys `0..=i` only (PyTorch's `is_causal`, top
+    /// left aligned when `Tq != Tk`).
+    pub causal: bool,
+    /// Dropout on the attention weights, in training only.
+    pub dropout: f64,
+}
+
+impl Default for Sdpa {
+    fn default() -> Self {
+        Self {
+            scale: None,
+            causal: false,
+            dropout: 0.0,
+        }
+    }
+}
+
+/// The causal mask `[tq, tk]`: 0 on and below the diagonal, `-inf` above.
+pub fn causal_mask(
+    tq: usize,
+    tk: usize,
+    dtype: DType,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let v: Vec<f32> = (0..tq)
+        .flat_map(|i| (0..tk).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
+        .collect();
+    Ok(Tensor::from_vec(v, (tq, tk), device)?.to_dtype(dtype)?)
+}
+
+/// [`causal_mask`], built once per `(tq, tk, dtype, device)` in the process
+/// and kept.
+fn cached_causal_mask(
+    tq: usize,
+    tk: usize,
+    dtype: DType,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Key = (usize, usize, DType, String);
+    static CACHE: OnceLock<Mutex<HashMap<Key, Tensor>>> = OnceLock::new();
+    let key = (tq, tk, dtype, format!("{:?}", device.location()));
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut c = match cache.lock() {
+        Ok(c) => c,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(m) = c.get(&key) {
+        return Ok(m.clone());
+    }
+    let m = causal_mask(tq, tk, dtype, device)?;
+    c.insert(key, m.clone());
+    Ok(m)
+}
+
+/// `softmax(q kᵀ · scale + mask) v` over `q` `[.., Tq, D]`, `k` `[.., Tk,
+/// D]`, `v` `[.., Tk, Dv]` (same leading dims), as
+/// `torch.nn.functional.scaled_dot_product_attention`. `rng` draws the
+/// dropout of the weights when training with `spec.dropout > 0`.
+///
+/// In inference (`training == false`) the softmax is candle-nn's fused one,
+/// which has no gradient; in training the composed one.
+pub fn scaled_dot_product_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<Mask<'_>>,
+    spec: &Sdpa,
+    training: bool,
+    rng: Option<&Generator>,
+) -> Result<Tensor> {
+    let rank = q.rank();
+    if rank < 2 || k.rank() != rank || v.rank() != rank {
+        return Err(msg(format!(
+            "scaled_dot_product_attention: q, k and v must have one rank of at least 2, got {:?}, {:?} and {:?}",
+            q.dims(),
+            k.dims(),
+            v.dims()
+        )));
+    }
+    let (tq, d) = (q.dim(rank - 2)?, q.dim(rank - 1)?);
+    let (tk, dk) = (k.dim(rank - 2)?, k.dim(rank - 1)?);
+    if dk != d
+        || v.dim(rank - 2)? != tk
+        || q.dims()[..rank - 2] != k.dims()[..rank - 2]
+        || k.dims()[..rank - 2] != v.dims()[..rank - 2]
+    {
+        return Err(msg(format!(
+            "scaled_dot_product_attention: q {:?}, k {:?} and v {:?} do not fit ([.., Tq, D], [.., Tk, D], [.., Tk, Dv])",
+            q.dims(),
+            k.dims(),
+            v.dims()
+        )));
+    }
+    let scale = spec.scale.unwrap_or(1.0 / (d as f64).sqrt());
+    let q = q.affine(scale, 0.0)?.contiguous()?;
+    let k = k.contiguous()?;
+    let scores = q.matmul(&k.t()?)?;
+    let scores = if spec.causal {
+        scores.broadcast_add(&cached_causal_mask(
+            tq,
+            tk,
+            scores.dtype(),
+            scores.device(),
+        )?)?
+    } else {
+        scores
+    };
+    let scores = match mask {
+        None => scores,
+        Some(Mask::Add(m)) => scores.broadcast_add(&m.to_dtype(scores.dtype())?)?,
+        Some(Mask::Keep(m)) => blocked(&scores, &m.eq(0u8)?)?,
+        Some(Mask::Block(m)) => blocked(&scores, &m.ne(0u8)?)?,
+    };
+    let weights = if training {
+        candle_nn::ops::softmax(&scores, D::Minus1)?
+    } else {
+        candle_nn::ops::softmax_last_dim(&scores.contiguous()?)?
+    };
+    let weights = match rng {
+        Some(rng) if training && spec.dropout > 0.0 => crate::dropout(&weights, spec.dropout, rng)?,
+        _ => weights,
+    };
+    Ok(weights.matmul(&v.contiguous()?)?)
+}
+
+/// `scores` with `-inf` where `blocked` (U8, broadcast to the scores) is set.
+fn blocked(scores: &Tensor, blocked: &Tensor) -> Result<Tensor> {
+    let blocked = blocked.broadcast_as(scores.shape())?;
+    let ninf = Tensor::full(f32::NEG_INFINITY, scores.shape(), scores.device())?
+        .to_dtype(scores.dtype())?;
+    Ok(blocked.where_cond(&ninf, scores)?)
+}
+
+// ---------------------------------------------------------------------------
+// Multi-head attention
+// ---------------------------------------------------------------------------
+
+/// The options of a multi-head attention.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MhaSpec {
+    /// The number of heads; the model width must be a multiple.
+    pub heads: usize,
+    /// Queries attend only to earlier keys.
+    pub causal: bool,
+    /// Dropout on the attention weights, in training only.
+    pub dropout: f64,
+}
+
+/// `x W^T + b` for `x` `[.., in]`, `w` `[out, in]`, as one matrix multiply
+/// over the flattened leading dims.
+fn project(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let fin = *dims.last().unwrap_or(&0);
+    let rows = x.elem_count() / fin.max(1);
+    let y = x.contiguous()?.reshape((rows, fin))?.matmul(&w.t()?)?;
+    let y = match b {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    };
+    let mut out = dims;
+    if let Some(last) = out.last_mut() {
+        *last = w.dim(0)?;
+    }
+    Ok(y.reshape(out)?)
+}
+
+/// `[B, T, heads * D]` -> `[B, heads, T, D]`, contiguous.
+fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, t, e) = x.dims3()?;
+    Ok(x.reshape((b, t, heads, e / heads))?
+        .transpose(1, 2)?
+        .contiguous()?)
+}
+
+/// `nn.MultiheadAttention(E, heads, batch_first=True)` on `query` `[B, Tq,
+/// E]`, attending over `memory` `[B, Tk, E]` (`None`: self-attention,
+/// `memory = query`). Self-attention projects Q, K and V with one matrix
+/// multiply against `in_proj_weight` `[3E, E]`, then splits the heads with
+/// one copy; cross-attention multiplies the query by its third of the
+/// weight and the memory by the other two in one multiply. Returns the
+/// output `[B, Tq, E]` (PyTorch's first result; the averaged weights are
+/// not computed).
+#[allow(clippy::too_many_arguments)]
+pub fn multi_head_attention<B: MaybeTensor>(
+    query: &Tensor,
+    memory: Option<&Tensor>,
+    p: &MultiheadAttentionParams<B>,
+    spec: &MhaSpec,
+    mask: Option<Mask<'_>>,
+    training: bool,
+    rng: Option<&Generator>,
+) -> Result<Tensor> {
+    let (b, tq, e) = query.dims3()?;
+    let heads = spec.heads;
+    if heads == 0 || e % heads != 0 {
+        return Err(msg(format!(
+            "multi_head_attention: the width {e} is not a multiple of {heads} heads"
+        )));
+    }
+    let w = param(&p.in_proj_weight, training);
+    if w.dims() != [3 * e, e] {
+        return Err(msg(format!(
+            "multi_head_attention: in_proj_weight is {:?}, the input's width {e} needs [{}, {e}]",
+            w.dims(),
+            3 * e
+        )));
+    }
+    let bias = p.in_proj_bias.tensor().map(|t| param(t, training));
+    let (q, k, v) = match memory {
+        None => {
+            // One multiply, then one copy into [3, B, heads, T, D].
+            let qkv = project(query, &w, bias.as_ref())?;
+            let qkv = qkv
+                .reshape((b, tq, 3, heads, e / heads))?
+                .permute((2, 0, 3, 1, 4))?
+                .contiguous()?;
+            (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?)
+        }
+        Some(mem) => {
+            let (bm, _tk, em) = mem.dims3()?;
+            if bm != b || em != e {
+                return Err(msg(format!(
+                    "multi_head_attention: the query {:?} and the memory {:?} differ in batch or width",
+                    query.dims(),
+                    mem.dims()
+                )));
+            }
+            let wq = w.narrow(0, 0, e)?;
+            let wkv = w.narrow(0, e, 2 * e)?;
+            let (bq, bkv) = match &bias {
+                Some(t) => (Some(t.narrow(0, 0, e)?), Some(t.narrow(0, e, 2 * e)?)),
+                None => (None, None),
+            };
+            let q = split_heads(&project(query, &wq, bq.as_ref())?, heads)?;
+            let kv = project(mem, &wkv, bkv.as_ref())?;
+            let (_, tk, _) = kv.dims3()?;
+            let kv = kv
+                .reshape((b, tk, 2, heads, e / heads))?
+                .permute((2, 0, 3, 1, 4))?
+                .contiguous()?;
+            (q, kv.get(0)?, kv.get(1)?)
+        }
+    };
+    let sdpa = Sdpa {
+        scale: None,
+        causal: spec.causal,
+        dropout: spec.dropout,
+    };
+    let o = scaled_dot_product_attention(&q, &k, &v, mask, &sdpa, training, rng)?;
+    // [B, heads, Tq, D] -> [B, Tq, E]
+    let o = o.transpose(1, 2)?.reshape((b, tq, e))?;
+    linear(&o, &p.out_proj, training)
+}
+
+/// `nn.Linear` on `[.., in]` with the holder's weights.
+fn linear<B: MaybeTensor>(x: &Tensor, l: &LinearParams<B>, training: bool) -> Result<Tensor> {
+    let w = param(&l.weight, training);
+    let b = l.bias.tensor().map(|t| param(t, training));
+    project(x, &w, b.as_ref())
+}
+
+// ---------------------------------------------------------------------------
+// Position encodings
+// ---------------------------------------------------------------------------
+
+/// The Transformer's sinusoidal position encoding `[len, dim]`:
+/// `PE[p, 2i] = sin(p / 10000^(2i / dim))`, `PE[p, 2i + 1] = cos(..)`,
+/// computed in f64 and rounded once.
+pub fn sinusoidal_encoding(
+    len: usize,
+    dim: usize,
+    dtype: DType,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let mut v = vec![0f64; len * dim];
+    for p in 0..len {
+        for j in 0..dim {
+            let i2 = (j - j % 2) as f64;
+            let angle = p as f64 / 10000f64.powf(i2 / dim as f64);
+            v[p * dim + j] = if j % 2 == 0 { angle.sin() } else { angle.cos() };
+        }
+    }
+    Ok(Tensor::from_vec(v, (len, dim), device)?.to_dtype(dtype)?)
+}
+
+// ---------------------------------------------------------------------------
+// Vision transformer
+// ---------------------------------------------------------------------------
+
+/// ViT's patch embedding: `Conv2d(C, E, kernel = patch, stride = patch)`
+/// on `[B, C, H, W]`, flattened and transposed to `[B, (H/P)(W/P), E]`, as
+/// torchvision's `conv_proj` then `reshape` and `permute`. The patches do not
+/// overlap, so it is one copy (gathering each patch's `C·P·P` values) and
+/// one matrix multiply with the weight as `[E, C·P·P]`; differentiable.
+pub fn patch_embed<B: MaybeTensor>(
+    x: &Tensor,
+    conv: &crate::layers::Conv2dParams<B>,
+    patch: usize,
+    training: bool,
+) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    if patch == 0 || h % patch != 0 || w % patch != 0 {
+        return Err(msg(format!(
+            "patch_embed: a {h}x{w} image does not split into {patch}x{patch} patches"
+        )));
+    }
+    let weight = param(&conv.weight, training);
+    let e = weight.dim(0)?;
+    if weight.dims() != [e, c, patch, patch] {
+        return Err(msg(format!(
+            "patch_embed: the weight is {:?}, a {c}-channel input with {patch}x{patch} patches needs [{e}, {c}, {patch}, {patch}]",
+            weight.dims()
+        )));
+    }
+    let (gh, gw) = (h / patch, w / patch);
+    let patches = x
+        .reshape((b, c, gh, patch, gw, patch))?
+        .permute((0, 2, 4, 1, 3, 5))?
+        .contiguous()?
+        .reshape((b * gh * gw, c * patch * patch))?;
+    let y = patches.matmul(&weight.reshape((e, c * patch * patch))?.t()?)?;
+    let y = match conv.bias.tensor() {
+        Some(bias) => y.broadcast_add(&param(bias, training))?,
+        None => y,
+    };
+    Ok(y.reshape((b, gh * gw, e))?)
+}
+
+/// `[B, T, E]` with a learned `token` `[1, 1, E]` put first: `[B, T + 1,
+/// E]` (torchvision's class token: `cat([token.expand(B, -1, -1), x], 1)`).
+pub fn prepend_token(x: &Tensor, token: &Tensor) -> Result<Tensor> {
+    let (b, _t, e) = x.dims3()?;
+    if token.dims() != [1, 1, e] {
+        return Err(msg(format!(
+            "prepend_token: the token is {:?}, the input {:?} needs [1, 1, {e}]",
+            token.dims(),
+            x.dims()
+        )));
+    }
+    let token = token.broadcast_as((b, 1, e))?.to_dtype(x.dtype())?;
+    Ok(Tensor::cat(&[&token, x], 1)?)
+}
+
+/// `x` `[B, T, E]` plus the sinusoidal encoding `[T, E]`, broadcast over the
+/// batch. The encoding is computed once per `(T, E, dtype, device)` in the
+/// process and kept, so a forward never recomputes it.
+pub fn add_sinusoidal(x: &Tensor) -> Result<Tensor> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Key = (usize, usize, DType, String);
+    static CACHE: OnceLock<Mutex<HashMap<Key, Tensor>>> = OnceLock::new();
+    let (_b, t, e) = x.dims3()?;
+    let key = (t, e, x.dtype(), format!("{:?}", x.device().location()));
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let cached = match cache.lock() {
+        Ok(c) => c.get(&key).cloned(),
+        Err(poisoned) => poisoned.into_inner().get(&key).cloned(),
+    };
+    let pe = match cached {
+        Some(pe) => pe,
+        None => {
+            let pe = sinusoidal_encoding(t, e, x.dtype(), x.device())?;
+            match cache.lock() {
+                Ok(mut c) => c.insert(key, pe.clone()),
+                Err(poisoned) => poisoned.into_inner().insert(key, pe.clone()),
+            };
+            pe
+        }
+    };
+    Ok(x.broadcast_add(&pe)?)
+}
