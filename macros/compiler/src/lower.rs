@@ -395,6 +395,7 @@ pub enum StepOp {
         /// The layer's label, for the run-time error on a bad id.
         label: String,
         padding_idx: Option<u64>,
+    },
     LayerNorm {
         field: Ident,
         /// `false`: RMS norm.

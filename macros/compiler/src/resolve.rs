@@ -120,7 +120,6 @@ impl Op {
                 | Op::Block(_)
                 | Op::Conv1d(_)
                 | Op::Embedding(_)
-        )
                 | Op::MultiHeadAttention(_)
                 | Op::PatchEmbed(_)
                 | Op::ClassToken
