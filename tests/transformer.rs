@@ -51,9 +51,6 @@ network! {
     /// Causal self-attention: position `i` attends to `0..=i` only.
     pub CausalAttn(x: [B, 5, 8]) -> [B, 5, 8] { x -> attn: MultiHeadAttention(8, 2, causal = true) }
 
-    /// The benchmark layer: d = 256, 8 heads, FFN 1024.
-    pub BenchLayer(x: [B, 128, 256]) -> [B, 128, 256] { x -> layer: EncoderLayer(heads = 8, ff = 1024) }
-
     /// One encoder layer written directly in a network: its state_dict is
     /// `nn.TransformerEncoderLayer`'s own, without a prefix.
     pub Bare(x: [B, T, 16]) -> [B, T, 16] {
@@ -236,27 +233,6 @@ fn pytorch_state_dict_file_loads_and_saves_nested_names() {
         assert_eq!(rel_err(&saved[k], v), 0.0, "{k}");
     }
     std::fs::remove_dir_all(&dir).ok();
-}
-
-/// Wall time of the encoder layer (batch 16, T = 128) in inference;
-/// `cargo test --test transformer -- --ignored --nocapture encoder_layer_speed`.
-#[test]
-#[ignore]
-fn encoder_layer_speed() {
-    let net = BenchLayer::new_seeded(0, &netdsl::candle::Device::Cpu).unwrap();
-    let x = Tensor::randn(0f32, 1.0, (16, 128, 256), &netdsl::candle::Device::Cpu).unwrap();
-    net.forward(&x).unwrap();
-    let mut times = Vec::new();
-    for _ in 0..7 {
-        let t = std::time::Instant::now();
-        net.forward(&x).unwrap();
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    eprintln!(
-        "encoder layer d=256 h=8 ff=1024 [16, 128, 256]: median {:.1} ms, min {:.1} ms",
-        times[3], times[0]
-    );
 }
 
 network! {
