@@ -56,6 +56,7 @@ pub use netdsl_runtime::{
     check_input, Error, Init, InputDim, ParamSource, ParamSpec, Result, WeightProblem, WeightsError,
 };
 pub use netdsl_runtime::{load_checkpoint, save_checkpoint, train, Checkpoint, Rng};
+pub use netdsl_runtime::{rnn, Cell, Generator, RnnInputs, RnnOutput, RnnSpec};
 pub use netdsl_runtime::{FileProblem, LoadOptions, LoadReport, LoadedWeights, SaveOptions};
 
 /// What generated code refers to. Not a public API: paths here may change
@@ -82,6 +83,7 @@ pub mod __private {
         center_crop, conv2d, conv_transpose2d, pixel_shuffle, upsample_bilinear2d,
         upsample_nearest2d, Conv2dSpec, ConvTranspose2dSpec, Epilogue,
     };
+    pub use netdsl_runtime::{check_same_size, rnn, Cell, RnnInputs, RnnSpec};
     pub use netdsl_runtime::{
         filter2d, gradient_magnitude, median2d, Border, FilterSpec, Lowering, Taps,
     };

@@ -106,6 +106,23 @@ pub enum Error {
         block: &'static str,
         message: String,
     },
+    /// Two inputs of a network disagree on a size they share by name.
+    #[error("`{network}`: inputs `{first}` and `{second}` must agree on `{sym}`, but it is {first_size} in `{first}` and {second_size} in `{second}`")]
+    InputsDisagree {
+        network: &'static str,
+        sym: &'static str,
+        first: &'static str,
+        first_size: usize,
+        second: &'static str,
+        second_size: usize,
+    },
+    /// A layer was given inputs it cannot take (a recurrent layer's
+    /// initial states or lengths of the wrong shape, say).
+    #[error("`{layer}` {message}")]
+    Layer {
+        layer: &'static str,
+        message: String,
+    },
     /// An error from candle itself (device, dtype, an operation).
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -68,6 +68,8 @@ pub struct MultiheadAttentionParams<B = Tensor> {
     pub out_proj: LinearParams<B>,
 }
 
+pub use crate::rnn::RnnParams;
+
 /// A tensor that may be absent: [`Tensor`] or [`NoBias`].
 pub trait MaybeTensor {
     fn tensor(&self) -> Option<&Tensor>;

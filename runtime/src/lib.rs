@@ -23,6 +23,7 @@ mod modes;
 mod params;
 mod pool;
 mod rng;
+mod rnn;
 mod seq;
 mod shape;
 pub mod train;
@@ -47,11 +48,12 @@ pub use modes::{batch_norm, dropout, make_var, param, var_of, Generator};
 pub use params::{take, Init, Initializer, ParamSource, ParamSpec};
 pub use pool::{adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d, Pool2d};
 pub use rng::Rng;
+pub use rnn::{rnn, Cell, RnnInputs, RnnOutput, RnnSpec};
 pub use seq::{
     adaptive_avg_pool1d, adaptive_max_pool1d, avg_pool1d, conv1d, embedding, is_id_dtype,
     max_pool1d, Conv1dSpec, Pool1d,
 };
-pub use shape::{check_input, check_token_input, InputDim};
+pub use shape::{check_input, check_same_size, check_token_input, InputDim};
 pub use upsample::{
     center_crop, center_crop_offset, conv_transpose2d, pixel_shuffle, pixel_unshuffle,
     upsample_bilinear2d, upsample_nearest2d, ConvTranspose2dSpec,

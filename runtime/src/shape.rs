@@ -49,6 +49,27 @@ pub fn check_input(
     check_dims(network, expected, x, dims)
 }
 
+/// Two inputs of a network that share the symbol `sym` (`B` in `x: [B, T,
+/// 8]` and `lengths: [B]`) must have one size for it.
+pub fn check_same_size(
+    network: &'static str,
+    sym: &'static str,
+    (first, first_size): (&'static str, usize),
+    (second, second_size): (&'static str, usize),
+) -> Result<()> {
+    if first_size == second_size {
+        return Ok(());
+    }
+    Err(Error::InputsDisagree {
+        network,
+        sym,
+        first,
+        first_size,
+        second,
+        second_size,
+    })
+}
+
 /// [`check_input`] for a network whose input is token ids of dtype `dtype`
 /// (`ids: [B, T] u32`): the dtype must be that one, the shape as declared.
 /// The ids' range is checked by the `Embedding` that reads them.

@@ -66,9 +66,19 @@ pub struct Network {
     /// `ids: [B, T] u32`: the input holds integer token ids of that dtype
     /// (`u8`, `u32` or `i64`); `None`: floats.
     pub input_ids: Option<Ident>,
+    /// Further inputs after the first (`lengths: [B]`, `h0: [2, B, 64]`):
+    /// arguments of `forward` after it, bound like `let`s in the body.
+    pub extra: Vec<NetInput>,
     pub output_shape: Option<ShapeLit>,
     /// `None` when the body failed to parse (its error is already reported).
     pub body: Option<Body>,
+}
+
+/// A further input of a network: `h0: [2, B, 64]`, `lengths: [B] u32`.
+pub struct NetInput {
+    pub name: Ident,
+    pub shape: ShapeLit,
+    pub ids: Option<Ident>,
 }
 
 /// `[B, 16, 5, 5]`
@@ -126,14 +136,63 @@ pub struct Body {
 /// `let name = expr;`, `let (a, b) = chunk(..);`, or a named value,
 /// `let hidden = C * t;`.
 pub struct Let {
-    /// One name, or several for `chunk`/`split`.
+    /// One name, or several for `chunk`/`split` and a recurrent layer's
+    /// states, in the order written (a nested pattern flattened).
     pub names: Vec<Ident>,
+    /// The pattern as written: `y`, `(a, b)`, `(y, (h, c))`.
+    pub pattern: Pattern,
     /// The right-hand side read as a tensor expression; `None` when it reads
     /// only as a number (`let hidden = 4 * C;`).
     pub expr: Option<Expr>,
     /// The right-hand side read as a number, when it reads as one. `let y = x;`
     /// and `let s = a + b;` read both ways: what the names are decides.
     pub value: Option<Value>,
+}
+
+/// A `let` pattern: a name (`_` drops the value) or a tuple of patterns.
+pub enum Pattern {
+    Name(Ident),
+    Tuple(Vec<Pattern>, SpanRange),
+}
+
+impl Pattern {
+    /// The names in written order.
+    pub fn names(&self) -> Vec<Ident> {
+        match self {
+            Pattern::Name(n) => vec![n.clone()],
+            Pattern::Tuple(items, _) => items.iter().flat_map(Pattern::names).collect(),
+        }
+    }
+
+    /// Whether a tuple holds a tuple.
+    pub fn is_nested(&self) -> bool {
+        match self {
+            Pattern::Name(_) => false,
+            Pattern::Tuple(items, _) => items.iter().any(|p| matches!(p, Pattern::Tuple(..))),
+        }
+    }
+
+    pub fn span(&self) -> SpanRange {
+        match self {
+            Pattern::Name(n) => SpanRange::single(n.span()),
+            Pattern::Tuple(_, s) => *s,
+        }
+    }
+
+    /// As written: `(y, (h, c))`.
+    pub fn text(&self) -> String {
+        match self {
+            Pattern::Name(n) => n.to_string(),
+            Pattern::Tuple(items, _) => format!(
+                "({})",
+                items
+                    .iter()
+                    .map(Pattern::text)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
 }
 
 /// A tensor expression: a head, then a chain of layers and assertions

@@ -366,6 +366,28 @@ pub fn check_program(
                 }
             }
             NodeKind::Input { index } => (inputs.get(*index).cloned(), None),
+            NodeKind::State { src, index } => {
+                let out = src.and_then(|v| {
+                    let shape = values.get(v).cloned().flatten()?;
+                    let NodeKind::Chain { items, .. } = &program.node_of(v)?.kind else {
+                        return None;
+                    };
+                    items.iter().rev().find_map(|i| match i {
+                        Item::Layer(l) => match &l.op {
+                            Some(crate::resolve::Op::Rnn(r)) => Some(r.state_shape(&shape, *index)),
+                            _ => None,
+                        },
+                        Item::Assert(_) => None,
+                    })
+                });
+                if let (Some(decl), Some(shape)) = (decl, &out) {
+                    if let Some(f) = declared_output(0, shape, decl, "the final state", env, owner)
+                    {
+                        cx.error(f.span, f.message);
+                    }
+                }
+                (out, None)
+            }
             NodeKind::Select { value, .. } => {
                 let out = value.and_then(|v| values.get(v).cloned().flatten());
                 if let (Some(decl), Some(shape)) = (decl, &out) {
@@ -416,6 +438,35 @@ pub fn check_program(
                                 for t in &traces[skip..] {
                                     derivations.push(format!("  {t}"));
                                 }
+                            }
+                            // A recurrent layer's final state is not a
+                            // sequence: say what it holds.
+                            for (v, _) in inputs {
+                                let Some(Node {
+                                    kind: NodeKind::State { src: Some(src), index },
+                                    ..
+                                }) = v.and_then(|v| program.node_of(v))
+                                else {
+                                    continue;
+                                };
+                                let layer = match program.node_of(*src).map(|n| &n.kind) {
+                                    Some(NodeKind::Chain { items, .. }) => items
+                                        .iter()
+                                        .rev()
+                                        .find_map(|i| match i {
+                                            Item::Layer(l) => Some(format!("`{}`", l.positional())),
+                                            Item::Assert(_) => None,
+                                        })
+                                        .unwrap_or_else(|| name_of(*src)),
+                                    _ => name_of(*src),
+                                };
+                                derivations.push(format!(
+                                    "{} is {layer}'s final {} state, [layers * directions, B, size]: one vector per \
+                                     layer and direction, not one per step; the last layer's is `{} -> Select(0, -1)`",
+                                    name_of(v.unwrap_or(0)),
+                                    if *index == 0 { "hidden" } else { "cell" },
+                                    name_of(v.unwrap_or(0)).trim_matches('`'),
+                                ));
                             }
                             if !derivations.is_empty() {
                                 // Before the help line, if there is one.
@@ -524,6 +575,13 @@ pub fn value_name(input: &Ident, program: &Program, value: usize) -> String {
             kind: NodeKind::Input { .. },
             ..
         }) => "a further input".to_string(),
+        Some(Node {
+            kind: NodeKind::State { index, .. },
+            ..
+        }) => format!(
+            "the final {} state",
+            if *index == 0 { "hidden" } else { "cell" }
+        ),
         Some(Node {
             kind: NodeKind::Chain { items, .. },
             ..

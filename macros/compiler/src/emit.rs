@@ -36,6 +36,8 @@ struct Skeleton<'a> {
     /// Bodies of `from_source`, `named_tensors`, `forward`, `named_vars`.
     bodies: [TokenStream; 4],
     input: Ident,
+    /// Further inputs of `forward`, after `input`.
+    extra: Vec<Ident>,
     /// Clears the fold caches of the network's blocks.
     clear: TokenStream,
 }
@@ -49,6 +51,7 @@ fn skeleton(s: Skeleton) -> TokenStream {
         consts,
         bodies: [from_source, named_tensors, forward, named_vars],
         input,
+        extra,
         clear,
     } = s;
     let p = quote!(::netdsl::__private);
@@ -172,7 +175,7 @@ fn skeleton(s: Skeleton) -> TokenStream {
 
             /// Runs the network. The input's shape is checked first.
             #[allow(unused_doc_comments)]
-            pub fn forward(&self, #input: &#p::Tensor) -> #p::Result<#p::Tensor> {
+            pub fn forward(&self, #input: &#p::Tensor #(, #extra: &#p::Tensor)*) -> #p::Result<#p::Tensor> {
                 #forward
             }
         }
@@ -378,7 +381,7 @@ pub fn emit(
                 return quote!(self.#field.__tensors(&mut ts););
             }
             let ms = f.params.iter().map(|param| {
-                let at = member_access(quote!(self.#field), param.member, false);
+                let at = member_access(quote!(self.#field), &param.member, false);
                 quote!(ts.push(&#at);)
             });
             quote!(#(#ms)*)
@@ -393,7 +396,7 @@ pub fn emit(
                 .iter()
                 .filter(|param| param.init.trainable())
                 .map(|param| {
-                    let at = member_access(quote!(self.#field), param.member, false);
+                    let at = member_access(quote!(self.#field), &param.member, false);
                     quote!(vs.push(#p::var_of(&mut #at)?);)
                 });
             quote!(#(#ms)*)
@@ -417,7 +420,7 @@ pub fn emit(
             let field = &f.ident;
             f.params.iter().map(move |param| {
                 let name = &param.name;
-                let at = member_access(quote!(self.#field), param.member, false);
+                let at = member_access(quote!(self.#field), &param.member, false);
                 quote!((#name, &#at))
             })
         });
@@ -429,7 +432,7 @@ pub fn emit(
                 .filter(|param| param.init.trainable())
                 .map(move |param| {
                     let name = &param.name;
-                    let at = member_access(quote!(self.#field), param.member, false);
+                    let at = member_access(quote!(self.#field), &param.member, false);
                     quote!((#name, #p::var_of(&mut #at)?))
                 })
         });
@@ -456,6 +459,7 @@ pub fn emit(
         consts,
         bodies: [from_source, named_tensors, gen_forward(ir), named_vars],
         input: ir.input.clone(),
+        extra: ir.extra_inputs.iter().map(|e| e.ident.clone()).collect(),
         clear,
     })
 }
@@ -471,11 +475,21 @@ fn member_access(base: TokenStream, member: &str, borrowed: bool) -> TokenStream
     if member.is_empty() && borrowed {
         return quote!((*#base));
     }
+    // A numeric segment indexes a list: `weight_ih.3` is `weight_ih[3]`.
     let segs = member
         .split('.')
         .filter(|s| !s.is_empty())
-        .map(|s| Ident::new(s, Span::call_site()));
-    quote!(#base #(.#segs)*)
+        .map(|s| match s.parse::<usize>() {
+            Ok(i) => {
+                let i = Literal::usize_unsuffixed(i);
+                quote!([#i])
+            }
+            Err(_) => {
+                let m = Ident::new(s, Span::call_site());
+                quote!(.#m)
+            }
+        });
+    quote!(#base #(#segs)*)
 }
 
 /// The Rust type of a field: its block's struct, or its layer's holder
@@ -484,9 +498,13 @@ fn field_type(f: &FieldIr) -> TokenStream {
     let p = quote!(::netdsl::__private);
     match &f.kind {
         FieldKind::Layer(Holder { ty: None, .. }) => quote!(#p::Tensor),
-        FieldKind::Layer(Holder { ty: Some(ty), .. }) => {
+        FieldKind::Layer(Holder {
+            ty: Some(ty),
+            lists,
+            ..
+        }) => {
             let ty = Ident::new(ty, Span::call_site());
-            if f.absent.is_empty() {
+            if f.absent.is_empty() || *lists {
                 quote!(#p::layers::#ty)
             } else {
                 quote!(#p::layers::#ty<#p::layers::NoBias>)
@@ -505,10 +523,33 @@ fn holder_literal(f: &FieldIr, exprs: &[TokenStream]) -> TokenStream {
             "netdsl: a block field has no holder"
         ));
     };
-    let nobias = quote!(::netdsl::__private::layers::NoBias);
-    let mut members: Vec<(&str, &TokenStream)> =
-        f.params.iter().map(|p| p.member).zip(exprs).collect();
+    let nobias = if holder.lists {
+        quote!(::std::vec::Vec::new())
+    } else {
+        quote!(::netdsl::__private::layers::NoBias)
+    };
+    // A holder of lists gathers its members out of order: bind each first,
+    // in manifest order (a block's `next_param` reads them in turn).
+    let locals: Vec<Ident> = (0..exprs.len())
+        .map(|i| format_ident!("p{i}", span = Span::mixed_site()))
+        .collect();
+    let local_exprs: Vec<TokenStream> = locals.iter().map(|l| quote!(#l)).collect();
+    let used = if holder.lists {
+        &local_exprs[..]
+    } else {
+        exprs
+    };
+    let mut members: Vec<(&str, &TokenStream)> = f
+        .params
+        .iter()
+        .map(|p| p.member.as_str())
+        .zip(used)
+        .collect();
     members.extend(f.absent.iter().map(|m| (*m, &nobias)));
+    if let (true, Some(ty)) = (holder.lists, holder.ty) {
+        let literal = literal_at(ty, "", holder, &members);
+        return quote!({ #(let #locals = #exprs;)* #literal });
+    }
     match holder.ty {
         None => match exprs.first() {
             Some(e) => e.clone(),
@@ -539,10 +580,24 @@ fn literal_at(
                 let m = Ident::new(rest, Span::call_site());
                 entries.push(quote!(#m: #expr,));
             }
-            Some((head, _)) if !subs.contains(&head) => {
+            Some((head, tail)) if !subs.contains(&head) => {
                 subs.push(head);
                 let path = format!("{prefix}{head}");
                 let m = Ident::new(head, Span::call_site());
+                if tail.parse::<usize>().is_ok() {
+                    // A list: `weight_ih.0`, `weight_ih.1`, .. in index order.
+                    let mut items: Vec<(usize, &TokenStream)> = members
+                        .iter()
+                        .filter_map(|(p, e)| {
+                            let i = p.strip_prefix(&path)?.strip_prefix('.')?.parse().ok()?;
+                            Some((i, *e))
+                        })
+                        .collect();
+                    items.sort_by_key(|(i, _)| *i);
+                    let items = items.iter().map(|(_, e)| e);
+                    entries.push(quote!(#m: ::std::vec![#(#items),*],));
+                    continue;
+                }
                 let value = match holder.subs.iter().find(|(s, _)| *s == path) {
                     Some((_, sub)) => literal_at(sub, &format!("{path}."), holder, members),
                     None => {
@@ -575,12 +630,18 @@ fn gen_field_init(f: &FieldIr, index: &mut usize) -> TokenStream {
     quote!(#name: #value,)
 }
 
-fn gen_forward(ir: &NetIr) -> TokenStream {
+/// The check of one input of `forward`: its dtype and declared shape, the
+/// symbols' rules included. `who` names it in errors.
+fn input_check(
+    ir: &NetIr,
+    who: &str,
+    input: &Ident,
+    shape: &[Dim],
+    ids: Option<&str>,
+) -> TokenStream {
     let p = quote!(::netdsl::__private);
-    let input = &ir.input;
-    let name = ir.name.to_string();
-    let expected = fmt_shape(&ir.input_shape);
-    let dims = ir.input_shape.iter().map(|d| match d {
+    let expected = fmt_shape(shape);
+    let dims = shape.iter().map(|d| match d {
         Dim::Known(n) => {
             let n = usize_lit(*n);
             quote!(#p::InputDim::Fixed(#n))
@@ -597,18 +658,55 @@ fn gen_forward(ir: &NetIr) -> TokenStream {
             }
         }
     });
-    let x = format_ident!("xs", span = Span::mixed_site());
-    let mut body = match ir.input_ids.as_deref() {
+    match ids {
         None => quote! {
-            #p::check_input(#name, #expected, #input, &[#(#dims),*])?;
+            #p::check_input(#who, #expected, #input, &[#(#dims),*])?;
         },
         Some(dtype) => {
             let dtype = format_ident!("{}", dtype.to_uppercase());
             quote! {
-                #p::check_token_input(#name, #expected, #p::DType::#dtype, #input, &[#(#dims),*])?;
+                #p::check_token_input(#who, #expected, #p::DType::#dtype, #input, &[#(#dims),*])?;
             }
         }
-    };
+    }
+}
+
+fn gen_forward(ir: &NetIr) -> TokenStream {
+    let p = quote!(::netdsl::__private);
+    let input = &ir.input;
+    let name = ir.name.to_string();
+    let x = format_ident!("xs", span = Span::mixed_site());
+    let mut body = input_check(ir, &name, input, &ir.input_shape, ir.input_ids.as_deref());
+    // Further inputs: each checked, then every symbol they share with an
+    // earlier input must have one size.
+    let mut seen: Vec<(String, String, &Ident, usize)> = ir
+        .input_shape
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.known().is_none())
+        .map(|(axis, d)| (d.to_string(), input.to_string(), input, axis))
+        .collect();
+    for e in &ir.extra_inputs {
+        let who = format!("{name}({})", e.name);
+        body.extend(input_check(ir, &who, &e.ident, &e.shape, e.ids.as_deref()));
+        for (axis, d) in e.shape.iter().enumerate() {
+            let Dim::Lin(l) = d else { continue };
+            if l.to_string() != l.sym {
+                continue;
+            }
+            let sym = l.sym.clone();
+            if let Some((_, first, at, first_axis)) = seen.iter().find(|(s, ..)| *s == sym) {
+                let (a, b) = (usize_lit(*first_axis as u64), usize_lit(axis as u64));
+                let ident = &e.ident;
+                let second = &e.name;
+                body.extend(quote! {
+                    #p::check_same_size(#name, #sym, (#first, #at.dim(#a)?), (#second, #ident.dim(#b)?))?;
+                });
+            } else {
+                seen.push((sym, e.name.clone(), &e.ident, axis));
+            }
+        }
+    }
     if has_blocks(ir) {
         let cx = cx_ident();
         body.extend(quote! {
@@ -683,14 +781,32 @@ fn gen_segment(ir: &NetIr, segment: &Segment, x: &Ident, env: &CodeEnv) -> Token
     };
     match segment {
         Segment::Chain {
-            src, dst, steps, ..
+            src,
+            dst,
+            steps,
+            states,
+            ..
         } => {
             let (code, first) = chain_code(ir, *src, steps, x, env);
             let (src, dst) = (value(*src), &ir.values[*dst]);
-            if first {
+            if *states {
+                let kept = states_of(dst);
+                let st = crate::ops::rnn::states_ident();
+                quote!(let (#dst, #kept) = { #code (#x, #st) };)
+            } else if first {
                 quote!(let #dst = #src.clone();)
             } else {
                 quote!(let #dst = { #code #x };)
+            }
+        }
+        Segment::State {
+            src, index, dst, ..
+        } => {
+            let (kept, dst) = (states_of(&ir.values[*src]), &ir.values[*dst]);
+            if *index == 0 {
+                quote!(let #dst = #kept.h.clone();)
+            } else {
+                quote!(let #dst = #kept.cell()?;)
             }
         }
         Segment::Select { src, dst, .. } => {
@@ -755,6 +871,12 @@ fn gen_segment(ir: &NetIr, segment: &Segment, x: &Ident, env: &CodeEnv) -> Token
             }
         }
     }
+}
+
+/// The variable holding the outputs of the recurrent layer that ends the
+/// chain making `v`.
+fn states_of(v: &Ident) -> Ident {
+    format_ident!("{}_states", v.to_string(), span = Span::mixed_site())
 }
 
 /// How emitted code reaches a network's state: a network's own fields, or
@@ -925,6 +1047,7 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident, env: &CodeEnv) -> Optio
             quote!(let #x = #f.forward(&#src, #(&#extra,)* &#cx)?;)
         }
         StepOp::Softmax { dim, log } => ops::activation::emit_softmax(&e, *dim, *log),
+        StepOp::Rnn(r) => ops::rnn::emit_rnn(&e, r),
         StepOp::Conv1d {
             field,
             pad,
@@ -972,7 +1095,13 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident, env: &CodeEnv) -> Optio
 /// The same items as [`emit`] for a network with errors: bodies never run
 /// (the crate does not compile), signatures match, so the user's own code
 /// that uses the network raises no follow-on errors.
-pub fn stub(attrs: &[Attribute], vis: &Visibility, name: &Ident, input: &Ident) -> TokenStream {
+pub fn stub(
+    attrs: &[Attribute],
+    vis: &Visibility,
+    name: &Ident,
+    input: &Ident,
+    extra: &[Ident],
+) -> TokenStream {
     let unreachable = quote!(::core::unreachable!("this network has compile errors"));
     skeleton(Skeleton {
         attrs,
@@ -983,10 +1112,11 @@ pub fn stub(attrs: &[Attribute], vis: &Visibility, name: &Ident, input: &Ident) 
         bodies: [
             unreachable.clone(),
             unreachable.clone(),
-            quote!(let _ = #input; #unreachable),
+            quote!(let _ = (#input #(, #extra)*); #unreachable),
             unreachable.clone(),
         ],
         input: input.clone(),
+        extra: extra.to_vec(),
         clear: TokenStream::new(),
     })
 }
@@ -1584,7 +1714,7 @@ fn block_struct(def: &crate::ast::BlockDef, class: &Class, uses: usize) -> Token
                 FieldKind::Block { .. } => quote!(#base.__tensors(out);),
                 FieldKind::Layer(_) => {
                     let ms = f.field.params.iter().map(|param| {
-                        let at = member_access(base.clone(), param.member, f.optional);
+                        let at = member_access(base.clone(), &param.member, f.optional);
                         quote!(out.push(&#at);)
                     });
                     quote!(#(#ms)*)
@@ -1610,7 +1740,7 @@ fn block_struct(def: &crate::ast::BlockDef, class: &Class, uses: usize) -> Token
                         .iter()
                         .filter(|param| param.init.trainable())
                         .map(|param| {
-                            let at = member_access(base.clone(), param.member, f.optional);
+                            let at = member_access(base.clone(), &param.member, f.optional);
                             quote!(out.push(#p::var_of(&mut #at)?);)
                         });
                     quote!(#(#ms)*)
@@ -1697,7 +1827,7 @@ mod tests {
 
     fn param(member: &'static str) -> crate::lower::ParamIr {
         crate::lower::ParamIr {
-            member,
+            member: member.to_string(),
             name: format!("attn.{member}"),
             shape: vec![4],
             init: InitIr::Zeros,

@@ -46,6 +46,13 @@ pub fn render(ir: &NetIr, shapes: &[Option<Shape>]) -> (String, String) {
                     edges.push((i, *dst, op.clone()));
                 }
             }
+            Segment::State {
+                src, dst, index, ..
+            } => {
+                nodes.push(*dst);
+                let what = if *index == 0 { "h" } else { "c" };
+                edges.push((*src, *dst, format!("final {what}")));
+            }
             Segment::Select { src, dst, id, .. } => {
                 nodes.push(*dst);
                 edges.push((*src, *dst, format!("if #{id}")));

@@ -298,6 +298,7 @@ fn step(cx: &Step, op: &Op) -> StepResult {
         Op::Dropout { .. } => ops::dropout::infer_dropout(cx),
         Op::LayerNorm(l) => ops::layer_norm::infer_layer_norm(cx, l),
         Op::MultiHeadAttention(m) => ops::attention::infer_mha(cx, m),
+        Op::Rnn(r) => ops::rnn::infer_rnn(cx, r),
         Op::PatchEmbed(pe) => ops::vit::infer_patch_embed(cx, pe),
         Op::ClassToken => ops::vit::infer_class_token(cx),
         Op::PosEmbedding => ops::vit::infer_pos_embedding(cx),

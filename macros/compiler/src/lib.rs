@@ -28,7 +28,7 @@ pub mod passes;
 pub mod resolve;
 pub mod shape;
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Ident, TokenStream};
 
 pub use diag::{Diagnostic, SpanRange};
 
@@ -81,14 +81,22 @@ pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
     let mut irs = Vec::new();
     for net in &spec.networks {
         let before = cx.error_count();
-        let env = resolve::input_env(&net.input_shape);
+        let mut env = resolve::input_env(&net.input_shape);
+        for extra in &net.extra {
+            env.extend(resolve::input_env(&extra.shape));
+        }
         let program = resolve::resolve(&cx, net, &spec.blocks, &env);
         check::check_input_shape(&cx, &net.input_shape);
+        let mut inputs = vec![infer::shape_of(&net.input_shape)];
+        for extra in &net.extra {
+            check::check_input_shape(&cx, &extra.shape);
+            inputs.push(infer::shape_of(&extra.shape));
+        }
         let shapes = check::check_program(
             &cx,
             &blocks,
             &net.input,
-            vec![infer::shape_of(&net.input_shape)],
+            inputs,
             &program,
             net.output_shape.as_ref(),
             &program.env,
@@ -132,7 +140,10 @@ pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
                 fallback.extend(tokens);
             }
             Err(net) => {
-                fallback.extend(emit::stub(&net.attrs, &net.vis, &net.name, &net.input));
+                let extra: Vec<Ident> = net.extra.iter().map(|i| i.name.clone()).collect();
+                fallback.extend(emit::stub(
+                    &net.attrs, &net.vis, &net.name, &net.input, &extra,
+                ));
             }
         }
     }

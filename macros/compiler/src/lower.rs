@@ -70,6 +70,17 @@ pub struct NetIr {
     pub block: Option<usize>,
     /// The input's token-id dtype (`u32`, `i64`, `u8`); `None`: floats.
     pub input_ids: Option<String>,
+    /// A network's further inputs, in order: the variable the body reads,
+    /// the name as written, the declared shape and the token-id dtype.
+    pub extra_inputs: Vec<ExtraInput>,
+}
+
+#[derive(Clone)]
+pub struct ExtraInput {
+    pub ident: Ident,
+    pub name: String,
+    pub shape: Shape,
+    pub ids: Option<String>,
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -92,6 +103,10 @@ pub struct Holder {
     /// Sub-layers: `("out_proj", "LinearParams")`. A path may nest further
     /// (`"mlp.fc1"`) when its parent is listed too.
     pub subs: Vec<(&'static str, &'static str)>,
+    /// Members are lists (a recurrent layer's `weight_ih.0`, `weight_ih.1`,
+    /// ..): an absent member is an empty list, not `NoBias`, and the type
+    /// is not generic.
+    pub lists: bool,
 }
 
 impl Holder {
@@ -100,7 +115,14 @@ impl Holder {
         Self {
             ty: Some(ty),
             subs: Vec::new(),
+            lists: false,
         }
+    }
+
+    /// A holder of lists.
+    pub fn lists(mut self) -> Self {
+        self.lists = true;
+        self
     }
 
     /// A field that is a bare tensor.
@@ -108,6 +130,7 @@ impl Holder {
         Self {
             ty: None,
             subs: Vec::new(),
+            lists: false,
         }
     }
 
@@ -137,8 +160,9 @@ pub struct FieldIr {
 pub struct ParamIr {
     /// Where it lives in the layer's holder: a member (`weight`,
     /// `running_mean`), a dotted path into a sub-layer (`out_proj.weight`),
-    /// or empty when the field is the tensor itself.
-    pub member: &'static str,
+    /// or empty when the field is the tensor itself. A numeric segment
+    /// indexes a list (`weight_ih.3`).
+    pub member: String,
     pub name: String,
     pub shape: Vec<u64>,
     pub init: InitIr,
@@ -194,12 +218,22 @@ pub enum Segment {
         dst: usize,
         steps: Vec<StepIr>,
         branch: Branch,
+        /// The chain ends in a recurrent layer whose final states a `let`
+        /// binds: they are kept beside `dst`.
+        states: bool,
     },
     Merge {
         kind: MergeIr,
         inputs: Vec<usize>,
         dst: usize,
         comment: String,
+        branch: Branch,
+    },
+    /// `let dst = <state index of the recurrent layer ending src's chain>;`
+    State {
+        src: usize,
+        index: usize,
+        dst: usize,
         branch: Branch,
     },
     /// `let dst = src;` closing the branch of `if` `id` that was taken.
@@ -216,6 +250,7 @@ impl Segment {
     pub fn branch(&self) -> &Branch {
         match self {
             Segment::Chain { branch, .. }
+            | Segment::State { branch, .. }
             | Segment::Merge { branch, .. }
             | Segment::Select { branch, .. } => branch,
         }
@@ -283,6 +318,8 @@ pub struct Fold {
 }
 
 pub enum StepOp {
+    /// `RNN`, `LSTM`, `GRU`.
+    Rnn(Box<crate::ops::rnn::RnnStep>),
     /// A fixed-kernel filter (`Gaussian`, `Median`, ..).
     Filter(Box<crate::ops::filter::FilterStep>),
     Conv2d {
@@ -424,7 +461,8 @@ pub enum StepOp {
     SinusoidalEncoding,
     Select {
         dim: usize,
-        index: usize,
+        /// Negative: counted from the end (a size the input decides).
+        index: i64,
     },
 }
 
@@ -458,6 +496,18 @@ pub fn lower(
     ir.vis = net.vis.clone();
     ir.attrs = net.attrs.clone();
     ir.input_ids = net.input_ids.as_ref().map(ToString::to_string);
+    for (i, node) in program.nodes.iter().enumerate() {
+        if let NodeKind::Input { index } = node.kind {
+            if let Some(input) = net.extra.get(index - 1) {
+                ir.extra_inputs.push(ExtraInput {
+                    ident: ir.values[i + 1].clone(),
+                    name: input.name.to_string(),
+                    shape: crate::infer::shape_of(&input.shape),
+                    ids: input.ids.as_ref().map(ToString::to_string),
+                });
+            }
+        }
+    }
     let notes = ops::conv1d::time_notes(&ir, &|def, i| reg.instances.get(def)?.get(i));
     ir.summary += &notes;
     ir
@@ -508,7 +558,29 @@ pub fn lower_graph(
                     dst,
                     steps,
                     branch,
+                    states: false,
                 });
+            }
+            NodeKind::State { src, index } => {
+                let Some(src) = *src else { continue };
+                // The chain that makes `src` keeps its states.
+                let mut found = false;
+                for seg in segments.iter_mut() {
+                    if let Segment::Chain { dst: d, states, .. } = seg {
+                        if *d == src {
+                            *states = true;
+                            found = true;
+                        }
+                    }
+                }
+                if found {
+                    segments.push(Segment::State {
+                        src,
+                        index: *index,
+                        dst,
+                        branch,
+                    });
+                }
             }
             // A block's further tensor input: its parameter, nothing to run.
             NodeKind::Input { .. } => {}
@@ -655,6 +727,7 @@ pub fn lower_graph(
         macs,
         block: None,
         input_ids: None,
+        extra_inputs: Vec::new(),
     }
 }
 
@@ -685,7 +758,8 @@ fn lower_chain(items: &[Item], inferred: &Inferred, cx: &mut ChainCx) -> Vec<Ste
             };
             lowered
         } else {
-            let (desc, step, field, macs) = lower_op(layer, i, op, input, output, cx.prefix);
+            let (desc, step, field, macs) =
+                lower_op(layer, i, op, input, output, cx.prefix, cx.values);
             let field = field.map(|f| FieldIr {
                 branch: cx.branch.clone(),
                 ..f
@@ -801,8 +875,9 @@ fn lower_op(
     input: &Shape,
     output: &Shape,
     outer: &str,
+    values: &[Ident],
 ) -> ops::Lowered {
-    let cx = ops::LowerCx::new(layer, index, input, output, outer);
+    let cx = ops::LowerCx::new(layer, index, input, output, outer, values);
     match op {
         // Lowered with its instance by `lower_block_use`.
         Op::Block(u) => (
@@ -839,6 +914,7 @@ fn lower_op(
         Op::AdaptivePool1d { kind, out } => ops::pool1d::lower_adaptive_pool1d(*kind, out),
         Op::Transpose { d0, d1 } => ops::reshape::lower_transpose(&cx, d0, d1),
         Op::Embedding(e) => ops::embedding::lower_embedding(&cx, e),
+        Op::Rnn(r) => ops::rnn::lower_rnn(&cx, r),
     }
 }
 

@@ -4,7 +4,6 @@
 
 use proc_macro2::TokenStream;
 use syn::parse::discouraged::Speculative;
-use syn::parse::Parse;
 use syn::parse::{ParseStream, Parser};
 use syn::{Attribute, Ident, LitFloat, LitInt, Token, Visibility};
 
@@ -154,8 +153,23 @@ fn parse_network(
     content.parse::<Token![:]>()?;
     let input_shape = parse_shape(&content)?;
     let input_ids = parse_ids_dtype(&content)?;
+    // Further inputs: `, lengths: [B] u32, h0: [2, B, 64]`.
+    let mut extra = Vec::new();
+    while content.peek(Token![,]) {
+        content.parse::<Token![,]>()?;
+        if content.is_empty() {
+            break;
+        }
+        let name: Ident = content.parse()?;
+        content.parse::<Token![:]>()?;
+        let shape = parse_shape(&content)?;
+        let ids = parse_ids_dtype(&content)?;
+        extra.push(NetInput { name, shape, ids });
+    }
     if !content.is_empty() {
-        return Err(content.error("a network takes one input tensor: `(x: [B, C, H, W])`"));
+        return Err(content.error(
+            "expected `,` and a further input (`lengths: [B] u32`), or `)`: inputs are `name: [shape]`, separated by commas",
+        ));
     }
     let (output_shape, body) = parse_tail(
         cx,
@@ -170,6 +184,7 @@ fn parse_network(
         input: input_name,
         input_shape,
         input_ids,
+        extra,
         output_shape,
         body,
     })
@@ -180,6 +195,14 @@ fn parse_network(
 fn parse_ids_dtype(input: ParseStream) -> syn::Result<Option<Ident>> {
     if !input.peek(Ident) {
         return Ok(None);
+    }
+    if input.peek2(Token![:]) {
+        // `x: [B, 784] y: [B, 10]`: the next input, without its comma.
+        let next: Ident = input.fork().parse()?;
+        return Err(syn::Error::new(
+            next.span(),
+            format!("expected `,` before the input `{next}`: inputs are separated by commas, `(x: [B, 784], {next}: [..])`"),
+        ));
     }
     let dtype: Ident = input.parse()?;
     match dtype.to_string().as_str() {
@@ -319,33 +342,36 @@ mod kw {
     syn::custom_keyword!(repeat);
 }
 
+/// A `let` pattern: `y`, `_`, `(a, b)`, `(y, (h, c))`.
+fn parse_pattern(input: ParseStream) -> syn::Result<Pattern> {
+    if input.peek(syn::token::Paren) {
+        let content;
+        let paren = syn::parenthesized!(content in input);
+        let items = content.parse_terminated(parse_pattern, Token![,])?;
+        if items.is_empty() {
+            return Err(content.error("expected names: `let (a, b) = chunk(x, 2, dim = 1);`"));
+        }
+        let span = SpanRange {
+            start: paren.span.open(),
+            end: paren.span.close(),
+        };
+        Ok(Pattern::Tuple(items.into_iter().collect(), span))
+    } else if input.peek(Token![_]) {
+        // `_` drops a value.
+        let u: Token![_] = input.parse()?;
+        Ok(Pattern::Name(Ident::new("_", u.span)))
+    } else {
+        Ok(Pattern::Name(input.parse::<Ident>()?))
+    }
+}
+
 /// `let a = expr; .. expr`
 fn parse_body(cx: &Ctxt, input: ParseStream) -> syn::Result<Body> {
     let mut lets = Vec::new();
     while input.peek(Token![let]) {
         input.parse::<Token![let]>()?;
-        let names = if input.peek(syn::token::Paren) {
-            let content;
-            syn::parenthesized!(content in input);
-            // `_` drops a piece.
-            let names = content.parse_terminated(
-                |s: ParseStream| {
-                    if s.peek(Token![_]) {
-                        let u: Token![_] = s.parse()?;
-                        Ok(Ident::new("_", u.span))
-                    } else {
-                        Ident::parse(s)
-                    }
-                },
-                Token![,],
-            )?;
-            if names.is_empty() {
-                return Err(content.error("expected names: `let (a, b) = chunk(x, 2, dim = 1);`"));
-            }
-            names.into_iter().collect()
-        } else {
-            vec![input.parse::<Ident>()?]
-        };
+        let pattern = parse_pattern(input)?;
+        let names = pattern.names();
         input.parse::<Token![=]>()?;
         // A single name may bind a number: `let hidden = C * t;`.
         let fork = input.fork();
@@ -361,7 +387,12 @@ fn parse_body(cx: &Ctxt, input: ParseStream) -> syn::Result<Body> {
             _ => Some(parse_expr(cx, input)?),
         };
         input.parse::<Token![;]>()?;
-        lets.push(Let { names, expr, value });
+        lets.push(Let {
+            names,
+            pattern,
+            expr,
+            value,
+        });
     }
     if input.is_empty() {
         return Err(input.error("expected the network's output after its `let`s, e.g. `y -> relu`"));

@@ -107,9 +107,21 @@ pub enum Op {
         dim: Spanned<i64>,
         index: Spanned<i64>,
     },
+    Rnn(Box<crate::ops::rnn::Rnn>),
 }
 
 impl Op {
+    /// The tensors the op reads besides its input, by name, with the
+    /// values they name once resolved: a block use's further inputs, a
+    /// recurrent layer's initial states.
+    pub fn tensor_args_mut(&mut self) -> &mut [(Ident, Option<usize>)] {
+        match self {
+            Op::Block(u) => &mut u.tensors,
+            Op::Rnn(r) => &mut r.tensors,
+            _ => &mut [],
+        }
+    }
+
     pub fn has_params(&self) -> bool {
         matches!(
             self,
@@ -124,6 +136,7 @@ impl Op {
                 | Op::PatchEmbed(_)
                 | Op::ClassToken
                 | Op::PosEmbedding
+                | Op::Rnn(_)
         ) || matches!(self, Op::LayerNorm(l) if l.has_params())
     }
 }
@@ -233,6 +246,9 @@ pub enum NodeKind {
     /// A block's further tensor input number `index` (1 for the first after
     /// the chain's tensor).
     Input { index: usize },
+    /// Final state `index` (0: `h`, 1: `c`) of the recurrent layer that ends
+    /// the chain making `src`: `let (y, (h, c)) = x -> lstm: LSTM(..)`.
+    State { src: Option<usize>, index: usize },
     /// The value of `if cond { a } else { b }`: the branch taken.
     Select {
         id: usize,
@@ -334,7 +350,8 @@ pub fn resolve(cx: &Ctxt, net: &Network, blocks: &[BlockDef], env: &Env) -> Prog
         blocks,
         owner: "network",
     };
-    resolve_body(cx, scope, &net.input, &[], net.body.as_ref())
+    let extra: Vec<Ident> = net.extra.iter().map(|i| i.name.clone()).collect();
+    resolve_body(cx, scope, &net.input, &extra, net.body.as_ref())
 }
 
 /// A body's dataflow graph, every layer resolved against `scope`.
@@ -382,6 +399,18 @@ pub fn resolve_body(
             (None, None) => continue,
         };
         let values = match (&expr.head, l.names.len()) {
+            (crate::ast::Head::Split { .. }, _) if l.pattern.is_nested() => {
+                cx.error(
+                    l.pattern.span(),
+                    format!(
+                        "`chunk`/`split` gives a flat list of tensors, but the pattern `{}` nests\n\
+                         help: write `let ({}) = ..`",
+                        l.pattern.text(),
+                        l.names.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+                    ),
+                );
+                vec![None; l.names.len()]
+            }
             (crate::ast::Head::Split { .. }, _) if expr.items.is_empty() => r.split(expr, &l.names),
             (crate::ast::Head::Split { span, .. }, _) => {
                 cx.error(
@@ -391,13 +420,22 @@ pub fn resolve_body(
                 );
                 vec![None; l.names.len()]
             }
-            (_, 1) => vec![r.expr(expr)],
+            (_, 1)
+                if !matches!(l.pattern, crate::ast::Pattern::Tuple(..)) || l.names.len() == 1 =>
+            {
+                vec![r.expr(expr)]
+            }
+            _ if ends_in_recurrent(expr) => {
+                let value = r.expr(expr);
+                r.states(value, &l.pattern, expr.id)
+            }
             (_, n) => {
                 cx.error(
                     l.names[0].span().into_range(l.names[n - 1].span()),
                     format!(
                         "`let ({})` binds {n} tensors, but this expression gives one\n\
-                         help: several names come from `chunk(x, {n}, dim = 1)` or `split(x, [..], dim = 1)`",
+                         help: several names come from `chunk(x, {n}, dim = 1)` or `split(x, [..], dim = 1)`, \
+                         or from a recurrent layer ending the chain: `let (y, h) = x -> gru: GRU(64);`",
                         l.names.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
                     ),
                 );
@@ -431,10 +469,15 @@ pub fn resolve_body(
     let unknown_before = cx.error_count() > 0;
     for (name, _, ident, used) in &r.names {
         if !used && !unknown_before {
-            cx.error(
-                SpanRange::single(ident.span()),
-                format!("`{name}` is bound but never used\nhelp: use it, or remove the `let`"),
-            );
+            let message = if extra.contains(ident) {
+                format!(
+                    "the input `{name}` is never used\nhelp: use it (by name: a merge, or a layer's \
+                     `init`/`lengths`), or remove it"
+                )
+            } else {
+                format!("`{name}` is bound but never used\nhelp: use it, or remove the `let`")
+            };
+            cx.error(SpanRange::single(ident.span()), message);
         }
     }
     number_unnamed(&mut r.nodes);
@@ -442,6 +485,22 @@ pub fn resolve_body(
         nodes: r.nodes,
         output,
         env: r.env,
+    }
+}
+
+/// Whether the expression's chain ends in a layer written as a recurrent
+/// op (`RNN`, `LSTM`, `GRU`), whose final states a `let` pattern may bind.
+fn ends_in_recurrent(e: &crate::ast::Expr) -> bool {
+    let last = e
+        .items
+        .iter()
+        .rev()
+        .find(|i| !matches!(i, ChainItem::Assert(_)));
+    match last {
+        Some(ChainItem::Layer(l)) => {
+            ops::lookup(&l.op.to_string()).is_some_and(|d| matches!(d.name, "RNN" | "LSTM" | "GRU"))
+        }
+        _ => false,
     }
 }
 
@@ -563,6 +622,95 @@ impl Resolver<'_> {
             branch: self.branch.clone(),
         });
         Some(self.nodes.len())
+    }
+
+    /// `let (y, h) = ..` / `let (y, (h, c)) = ..` over a chain ending in a
+    /// recurrent layer (the chain made `value`): the output, then a node per
+    /// bound final state; one value per name of the pattern, in order.
+    fn states(
+        &mut self,
+        value: Option<usize>,
+        pattern: &crate::ast::Pattern,
+        id: usize,
+    ) -> Vec<Option<usize>> {
+        use crate::ast::Pattern;
+        let names = pattern.names();
+        let cell = value
+            .and_then(|v| self.nodes.get(v - 1))
+            .and_then(|n| match &n.kind {
+                NodeKind::Chain { items, .. } => items.iter().rev().find_map(|i| match i {
+                    Item::Layer(l) => Some(l.op.as_ref().map(|op| match op {
+                        Op::Rnn(r) => Some(r.cell),
+                        _ => None,
+                    })),
+                    Item::Assert(_) => None,
+                }),
+                _ => None,
+            });
+        let Some(Some(Some(cell))) = cell else {
+            // The layer failed to resolve (reported): bind the output only.
+            let mut out = vec![None; names.len()];
+            out[0] = value;
+            return out;
+        };
+        let bad = |me: &Self| {
+            // The user's names in the right pattern, when there are enough.
+            let n: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            let fix = match (cell.states(), n.as_slice()) {
+                (2, [y, h, c, ..]) => format!("({y}, ({h}, {c}))"),
+                (2, [y, h]) => format!("({y}, ({h}, _))"),
+                (1, [y, h, ..]) => format!("({y}, {h})"),
+                _ => cell.pattern().to_string(),
+            };
+            me.cx.error(
+                pattern.span(),
+                format!(
+                    "`{}` gives its output and {}, bound as `let {} = ..`, but the pattern is `{}`\n\
+                     help: write `let {fix} = ..`",
+                    cell.name(),
+                    if cell.states() == 2 {
+                        "its final states `(h, c)`"
+                    } else {
+                        "its final state `h`"
+                    },
+                    cell.pattern(),
+                    pattern.text()
+                ),
+            );
+            vec![None; names.len()]
+        };
+        let Pattern::Tuple(items, _) = pattern else {
+            return bad(self);
+        };
+        let [y, st] = items.as_slice() else {
+            return bad(self);
+        };
+        let Pattern::Name(_) = y else {
+            return bad(self);
+        };
+        let mut out = vec![value];
+        let state = |me: &mut Self, index: usize, name: &Ident| -> Option<usize> {
+            if name == "_" {
+                return None;
+            }
+            me.push(
+                NodeKind::State { src: value, index },
+                format!("__s{id}_{index}"),
+            )
+        };
+        match (cell.states(), st) {
+            (_, Pattern::Name(n)) if n == "_" => out.push(None),
+            (1, Pattern::Name(h)) => out.push(state(self, 0, h)),
+            (2, Pattern::Tuple(hc, _)) => match hc.as_slice() {
+                [Pattern::Name(h), Pattern::Name(c)] => {
+                    out.push(state(self, 0, h));
+                    out.push(state(self, 1, c));
+                }
+                _ => return bad(self),
+            },
+            _ => return bad(self),
+        }
+        out
     }
 
     /// The pieces of `chunk`/`split`, one node each.
@@ -827,11 +975,12 @@ impl Resolver<'_> {
             &mut out,
             &mut self.seen,
         );
-        // A block use's further tensor inputs name tensors bound before.
+        // Tensor arguments (a block use's further inputs, a recurrent
+        // layer's initial states) name tensors bound before.
         for item in &mut out {
             if let Item::Layer(layer) = item {
-                if let Some(Op::Block(u)) = &mut layer.op {
-                    for (name, value) in &mut u.tensors {
+                if let Some(op) = &mut layer.op {
+                    for (name, value) in op.tensor_args_mut() {
                         *value = self.var(name);
                     }
                 }

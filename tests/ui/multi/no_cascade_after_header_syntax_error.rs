@@ -2,7 +2,7 @@ use netdsl::candle::Device;
 use netdsl::network;
 
 network! {
-    pub Net(x: [B, 784], y: [B, 10]) -> [B, 10] {
+    pub Net(x: [B, 784] y: [B, 10]) -> [B, 10] {
         x -> fc1: Linear(10)
     }
 }

@@ -534,6 +534,13 @@ fn flow<'a>(
                         // Pointwise in time: the stack goes on through them.
                         (StepOp::Act(_) | StepOp::Dropout { .. } | StepOp::BatchNorm { .. }, _) => {
                         }
+                        // A bidirectional recurrent layer reads the whole
+                        // sequence, as an adaptive pool does.
+                        (StepOp::Rnn(rnn), _) if rnn.bidirectional => {
+                            walk.stacks.extend(run.take());
+                            r.whole = true;
+                            walk.whole.get_or_insert(name.clone());
+                        }
                         (StepOp::AdaptivePool1d { .. }, _) => {
                             walk.stacks.extend(run.take());
                             r.whole = true;
@@ -557,7 +564,9 @@ fn flow<'a>(
             Segment::Merge { inputs, dst, .. } => {
                 reach[*dst] = inputs.iter().filter_map(|&v| reach[v]).reduce(Reach::join);
             }
-            Segment::Select { src, dst, .. } => reach[*dst] = reach[*src],
+            Segment::Select { src, dst, .. } | Segment::State { src, dst, .. } => {
+                reach[*dst] = reach[*src]
+            }
         }
     }
     reach[ir.output].unwrap_or(input)

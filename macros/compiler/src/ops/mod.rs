@@ -23,6 +23,7 @@ pub mod pool;
 pub mod pool1d;
 pub mod reshape;
 pub mod resize;
+pub mod rnn;
 pub mod vit;
 pub mod window;
 
@@ -112,6 +113,8 @@ pub enum ArgKind {
     Init,
     /// A size or a tuple of sizes: `E`, `(T, E)`.
     Shape,
+    /// A tensor bound earlier, or a tuple of them: `h0`, `(h0, c0)`.
+    Tensors,
 }
 
 /// Every op `network!` knows, in the order the unknown-op help lists them.
@@ -162,6 +165,9 @@ pub const OPS: &[&OpDef] = &[
     &vit::POS_EMBEDDING,
     &vit::SINUSOIDAL_ENCODING,
     &vit::SELECT,
+    &rnn::RNN,
+    &rnn::LSTM,
+    &rnn::GRU,
 ];
 
 /// The op written `name`, by any of its spellings.
@@ -191,6 +197,9 @@ pub struct LowerCx<'a> {
     pub outer: &'a str,
     /// The struct field it becomes, if it has parameters.
     pub ident: Ident,
+    /// The graph's value variables so far (a layer's tensor arguments name
+    /// them).
+    pub values: &'a [Ident],
 }
 
 impl<'a> LowerCx<'a> {
@@ -200,6 +209,7 @@ impl<'a> LowerCx<'a> {
         input: &'a Shape,
         output: &'a Shape,
         outer: &'a str,
+        values: &'a [Ident],
     ) -> Self {
         let span = layer.name.as_ref().map_or(Span::call_site(), Ident::span);
         // Only layers with parameters become fields, and those always have a
@@ -215,21 +225,34 @@ impl<'a> LowerCx<'a> {
             output,
             outer,
             ident,
+            values,
         }
+    }
+
+    /// The variable holding graph value `v`.
+    pub fn value(&self, v: usize) -> Option<Ident> {
+        self.values.get(v).cloned()
     }
 
     /// The state_dict entry `<path>.<member>`; `member` may be a dotted
     /// path into a sub-layer (`out_proj.weight`), or empty for a layer that
     /// is one tensor named by its path.
-    pub fn param(&self, member: &'static str, shape: Vec<u64>, init: InitIr) -> ParamIr {
+    pub fn param(&self, member: &str, shape: Vec<u64>, init: InitIr) -> ParamIr {
+        self.param_at(member, member, shape, init)
+    }
+
+    /// A state_dict entry `<path>.<name>` held at `member`, when the two
+    /// differ: PyTorch's `weight_ih_l1_reverse` lives at `weight_ih.3` of a
+    /// recurrent layer's holder (a numeric segment indexes a list).
+    pub fn param_at(&self, member: &str, name: &str, shape: Vec<u64>, init: InitIr) -> ParamIr {
         let path = self.layer.path.join(".");
-        let name = if member.is_empty() {
+        let name = if name.is_empty() {
             format!("{}{path}", self.outer)
         } else {
-            format!("{}{path}.{member}", self.outer)
+            format!("{}{path}.{name}", self.outer)
         };
         ParamIr {
-            member,
+            member: member.to_string(),
             name,
             shape,
             init,

@@ -317,6 +317,20 @@ pub fn infer_select(cx: &Step, dim: &Spanned<i64>, index: &Spanned<i64>) -> Step
             format!("`{}` cannot select along the batch dim", cx.name()),
         ));
     }
+    if let Dim::Lin(l) = &cx.input[d] {
+        // A size the input decides: the index must fit its smallest value,
+        // checked when the network runs; a negative one counts from the end.
+        let need = if index.value < 0 {
+            -index.value
+        } else {
+            index.value + 1
+        };
+        cx.cons.borrow_mut().need_at_least(l, need, &cx.why());
+        let mut out = cx.input.clone();
+        out.remove(d);
+        let trace = cx.reshape_trace(&out);
+        return Ok((out, Some(trace)));
+    }
     let n = cx.known(d, "size to index")?;
     let i = if index.value < 0 {
         index.value + n as i64
@@ -344,27 +358,31 @@ pub fn infer_select(cx: &Step, dim: &Spanned<i64>, index: &Spanned<i64>) -> Step
 pub fn lower_select(cx: &LowerCx, dim: &Spanned<i64>, index: &Spanned<i64>) -> Lowered {
     let rank = cx.input.len();
     let d = normalize_dim(dim.value, rank).unwrap_or(1);
-    let n = cx.input.get(d).and_then(Dim::known).unwrap_or(1) as i64;
-    let i = if index.value < 0 {
-        index.value + n
-    } else {
-        index.value
+    // Negative over a known size: normalised; over a size the input
+    // decides: kept, counted from the end when the network runs.
+    let i = match cx.input.get(d).and_then(Dim::known) {
+        Some(n) if index.value < 0 => index.value + n as i64,
+        _ => index.value,
     };
     (
         format!("Select(dim {d}, index {i})"),
-        StepOp::Select {
-            dim: d,
-            index: i.max(0) as usize,
-        },
+        StepOp::Select { dim: d, index: i },
         None,
         Some(0),
     )
 }
 
-pub fn emit_select(e: &EmitCx, dim: usize, index: usize) -> TokenStream {
+pub fn emit_select(e: &EmitCx, dim: usize, index: i64) -> TokenStream {
     let (src, x) = (e.src, e.x);
-    let (d, i) = (usize_lit(dim as u64), usize_lit(index as u64));
-    quote!(let #x = #src.narrow(#d, #i, 1usize)?.squeeze(#d)?;)
+    let d = usize_lit(dim as u64);
+    if index < 0 {
+        // The input check keeps the size at least `-index`.
+        let back = usize_lit(index.unsigned_abs());
+        quote!(let #x = #src.narrow(#d, #src.dim(#d)?.saturating_sub(#back), 1usize)?.squeeze(#d)?;)
+    } else {
+        let i = usize_lit(index as u64);
+        quote!(let #x = #src.narrow(#d, #i, 1usize)?.squeeze(#d)?;)
+    }
 }
 
 // ---------------------------------------------------------------------------
