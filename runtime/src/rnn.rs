@@ -215,9 +215,37 @@ pub fn rnn(
             ),
         ));
     }
-    let masks = match inputs.lengths {
+    let lens = match inputs.lengths {
         None => None,
-        Some(l) => Some(step_masks(layer, l, t_len, batch, x.dtype(), x)?),
+        Some(l) => Some(lengths_of(layer, l, t_len, batch)?),
+    };
+    // Inference on the CPU, with nothing to differentiate: the fused loop.
+    let tracked = |t: Option<&Tensor>| t.is_some_and(Tensor::track_op);
+    // In inference the parameters are read detached, as every layer's are
+    // (`param`): no gradient flows to them.
+    let detached;
+    let p = if training {
+        p
+    } else {
+        let d = |v: &Vec<Tensor>| v.iter().map(Tensor::detach).collect();
+        detached = RnnParams {
+            weight_ih: d(&p.weight_ih),
+            weight_hh: d(&p.weight_hh),
+            bias_ih: d(&p.bias_ih),
+            bias_hh: d(&p.bias_hh),
+            weight_hr: d(&p.weight_hr),
+        };
+        &detached
+    };
+    let fast = !training
+        && x.dtype() == DType::F32
+        && x.device().is_cpu()
+        && !tracked(Some(x))
+        && !tracked(inputs.h0)
+        && !tracked(inputs.c0);
+    let masks = match (&lens, fast) {
+        (Some(l), false) => Some(step_masks(l, t_len, x.dtype(), x)?),
+        _ => None,
     };
     let mut seq = xt;
     let mut hs = Vec::with_capacity(n);
@@ -235,17 +263,30 @@ pub fn rnn(
                 (Cell::Lstm, None) => Some(Tensor::zeros((batch, h), x.dtype(), x.device())?),
                 _ => None,
             };
-            let (out, hn, cn) = direction(
-                &seq,
-                p,
-                k,
-                spec,
-                d == 1,
-                h_init,
-                c_init,
-                masks.as_deref(),
-                g,
-            )?;
+            let (out, hn, cn) = if fast {
+                fast::direction(
+                    &seq,
+                    p,
+                    k,
+                    spec,
+                    d == 1,
+                    &h_init,
+                    c_init.as_ref(),
+                    lens.as_deref(),
+                )?
+            } else {
+                direction(
+                    &seq,
+                    p,
+                    k,
+                    spec,
+                    d == 1,
+                    h_init,
+                    c_init,
+                    masks.as_deref(),
+                    g,
+                )?
+            };
             outs.push(out);
             hs.push(hn);
             if let Some(c) = cn {
@@ -279,15 +320,13 @@ pub fn rnn(
     })
 }
 
-/// Per step `t`, a `[B, 1]` mask: 1 where `t < length`, 0 past the end.
-fn step_masks(
+/// Each sequence's length, checked: `batch` whole numbers in `1..=t_len`.
+fn lengths_of(
     layer: &'static str,
     lengths: &Tensor,
     t_len: usize,
     batch: usize,
-    dtype: DType,
-    like: &Tensor,
-) -> Result<Vec<Tensor>> {
+) -> Result<Vec<usize>> {
     let lens: Vec<f64> = lengths
         .flatten_all()?
         .to_dtype(DType::F64)?
@@ -310,13 +349,18 @@ fn step_masks(
             ),
         ));
     }
+    Ok(lens.into_iter().map(|l| l as usize).collect())
+}
+
+/// Per step `t`, a `[B, 1]` mask: 1 where `t < length`, 0 past the end.
+fn step_masks(lens: &[usize], t_len: usize, dtype: DType, like: &Tensor) -> Result<Vec<Tensor>> {
     (0..t_len)
         .map(|t| {
             let m: Vec<f32> = lens
                 .iter()
-                .map(|&l| if (t as f64) < l { 1.0 } else { 0.0 })
+                .map(|&l| if t < l { 1.0 } else { 0.0 })
                 .collect();
-            Ok(Tensor::from_vec(m, (batch, 1), like.device())?.to_dtype(dtype)?)
+            Ok(Tensor::from_vec(m, (lens.len(), 1), like.device())?.to_dtype(dtype)?)
         })
         .collect()
 }
@@ -328,6 +372,37 @@ fn blend(a: &Tensor, b: &Tensor, m: &Tensor) -> Result<Tensor> {
 }
 
 type DirOut = (Tensor, Tensor, Option<Tensor>);
+
+/// The input projection of layer-direction `k` for every step at once,
+/// `[T·B, G·H]`, with `b_ih` and `b_hh` added, except GRU's candidate-gate
+/// part of `b_hh`, which sits inside `r * (W_hn h + b_hn)` and is returned.
+fn input_projection(
+    xs: &Tensor,
+    p: &RnnParams,
+    k: usize,
+    spec: RnnSpec,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let (t_len, batch, feat) = xs.dims3()?;
+    let hid = spec.hidden;
+    let mut xp = xs
+        .reshape((t_len * batch, feat))?
+        .matmul(&p.weight_ih[k].t()?)?;
+    if let Some(b) = p.bias_ih.get(k) {
+        xp = xp.broadcast_add(b)?;
+    }
+    let mut b_hn = None;
+    if let Some(b) = p.bias_hh.get(k) {
+        if spec.cell == Cell::Gru {
+            let rz = b.narrow(0, 0, 2 * hid)?;
+            let zeros = Tensor::zeros(hid, b.dtype(), b.device())?;
+            xp = xp.broadcast_add(&Tensor::cat(&[&rz, &zeros], 0)?)?;
+            b_hn = Some(b.narrow(0, 2 * hid, hid)?);
+        } else {
+            xp = xp.broadcast_add(b)?;
+        }
+    }
+    Ok((xp, b_hn))
+}
 
 /// One layer in one direction over the time-major sequence `xs` `[T, B, F]`:
 /// its outputs `[T, B, H_out]` and final states.
@@ -343,29 +418,10 @@ fn direction(
     masks: Option<&[Tensor]>,
     g: usize,
 ) -> Result<DirOut> {
-    let (t_len, batch, feat) = xs.dims3()?;
+    let (t_len, batch, _) = xs.dims3()?;
     let hid = spec.hidden;
-    let w_ih = &p.weight_ih[k];
     let w_hh_t = p.weight_hh[k].t()?;
-    let (b_ih, b_hh) = (p.bias_ih.get(k), p.bias_hh.get(k));
-    // The input projection for every step at once: [T·B, G·H].
-    let mut xp = xs.reshape((t_len * batch, feat))?.matmul(&w_ih.t()?)?;
-    if let Some(b) = b_ih {
-        xp = xp.broadcast_add(b)?;
-    }
-    // b_hh joins the input projection except for GRU's candidate gate,
-    // where it sits inside `r * (W_hn h + b_hn)`.
-    let mut b_hn = None;
-    if let Some(b) = b_hh {
-        if spec.cell == Cell::Gru {
-            let rz = b.narrow(0, 0, 2 * hid)?;
-            let zeros = Tensor::zeros(hid, b.dtype(), b.device())?;
-            xp = xp.broadcast_add(&Tensor::cat(&[&rz, &zeros], 0)?)?;
-            b_hn = Some(b.narrow(0, 2 * hid, hid)?);
-        } else {
-            xp = xp.broadcast_add(b)?;
-        }
-    }
+    let (xp, b_hn) = input_projection(xs, p, k, spec)?;
     let xp = xp.reshape((t_len, batch, g * hid))?;
     let w_hr_t = match p.weight_hr.get(k) {
         Some(w) => Some(w.t()?),
@@ -435,4 +491,319 @@ fn direction(
 
 fn sigmoid(x: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::ops::sigmoid(x)?)
+}
+
+/// The inference loop of one layer-direction on plain `f32` buffers: per
+/// step one matrix multiply (`gemm`, accumulating onto the step's input
+/// projection) and the gates in one pass, with a vectorisable `exp`. Used
+/// when nothing needs a gradient; the candle path above is the reference
+/// and the training path.
+mod fast {
+    use candle_core::{Device, Tensor};
+
+    use super::{Cell, DirOut, RnnParams, RnnSpec};
+    use crate::Result;
+
+    fn data(t: &Tensor) -> Result<Vec<f32>> {
+        Ok(t.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    /// `exp(x)` to about 2e-7 relative error, branch-free so the loops
+    /// around it vectorise: `2^n * p(r)` with `x = n ln 2 + r`, `|r| <= ln 2 / 2`.
+    #[inline(always)]
+    fn exp(x: f32) -> f32 {
+        // Plain comparisons (not `clamp`): they vectorise.
+        let x = if x < -87.3 { -87.3 } else { x };
+        let x = if x > 88.3 { 88.3 } else { x };
+        let t = x * std::f32::consts::LOG2_E;
+        // Round to nearest with the 1.5 * 2^23 trick (no SSE4.1 needed).
+        let n = (t + 12_582_912.0) - 12_582_912.0;
+        let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
+        let p = 1.0
+            + r * (1.0
+                + r * (0.5
+                    + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+        // SAFETY: `n` is whole and in [-126, 127] (from the clamp), so it
+        // is representable; the unchecked conversion, unlike `as`, vectorises.
+        let n: i32 = unsafe { n.to_int_unchecked() };
+        p * f32::from_bits(((n + 127) << 23) as u32)
+    }
+
+    #[inline(always)]
+    fn sigmoid(x: f32) -> f32 {
+        1.0 / (1.0 + exp(-x))
+    }
+
+    #[inline(always)]
+    fn tanh(x: f32) -> f32 {
+        1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+    }
+
+    /// `dst (+)= lhs x rhs` for `m x k` by `k x n`, each operand and the
+    /// result given by its element strides `(row, column)`.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul(
+        dst: &mut [f32],
+        (d_rs, d_cs): (usize, usize),
+        acc: bool,
+        lhs: &[f32],
+        (l_rs, l_cs): (usize, usize),
+        rhs: &[f32],
+        (r_rs, r_cs): (usize, usize),
+        (m, n, k): (usize, usize, usize),
+    ) {
+        let last = |rs: usize, cs: usize, rows: usize, cols: usize| {
+            (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
+        };
+        // The strides must stay inside the slices: checked, not assumed.
+        if m == 0
+            || n == 0
+            || k == 0
+            || last(d_rs, d_cs, m, n) >= dst.len()
+            || last(l_rs, l_cs, m, k) >= lhs.len()
+            || last(r_rs, r_cs, k, n) >= rhs.len()
+        {
+            return;
+        }
+        let par = if m * n * k >= 1 << 22 {
+            gemm::Parallelism::Rayon(rayon::current_num_threads())
+        } else {
+            gemm::Parallelism::None
+        };
+        // SAFETY: every element the strides reach is inside its slice
+        // (checked above).
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                d_cs as isize,
+                d_rs as isize,
+                acc,
+                lhs.as_ptr(),
+                l_cs as isize,
+                l_rs as isize,
+                rhs.as_ptr(),
+                r_cs as isize,
+                r_rs as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            )
+        }
+    }
+
+    /// `[rows, cols]` row-major to `[cols, rows]` row-major.
+    fn transposed(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+        let mut t = vec![0.0; a.len()];
+        for (r, row) in a.chunks_exact(cols.max(1)).enumerate().take(rows) {
+            for (c, &v) in row.iter().enumerate() {
+                t[c * rows + r] = v;
+            }
+        }
+        t
+    }
+
+    /// `sigmoid` over a slice, in place: a plain map loop, which vectorises.
+    fn sigmoid_all(v: &mut [f32]) {
+        for x in v.iter_mut() {
+            *x = sigmoid(*x);
+        }
+    }
+
+    fn tanh_all(v: &mut [f32]) {
+        for x in v.iter_mut() {
+            *x = tanh(*x);
+        }
+    }
+
+    /// The LSTM cell on one row: gates `[i | f | g | o]` (each `hid`, turned
+    /// into activations in place), the cell state updated in place, the
+    /// hidden state written to `h`.
+    fn lstm_row(gr: &mut [f32], c: &mut [f32], h: &mut [f32], hid: usize) {
+        sigmoid_all(&mut gr[..2 * hid]);
+        tanh_all(&mut gr[2 * hid..3 * hid]);
+        sigmoid_all(&mut gr[3 * hid..4 * hid]);
+        let (i, rest) = gr.split_at(hid);
+        let (f, rest) = rest.split_at(hid);
+        let (g, o) = rest.split_at(hid);
+        let (c, h) = (&mut c[..hid], &mut h[..hid]);
+        for j in 0..hid {
+            c[j] = f[j] * c[j] + i[j] * g[j];
+        }
+        for j in 0..hid {
+            h[j] = tanh(c[j]);
+        }
+        for j in 0..hid {
+            h[j] *= o[j];
+        }
+    }
+
+    /// The GRU cell on one row: input parts `[r | z | n]` (in place),
+    /// recurrent parts the same, `b_hn` inside the reset product; `h`
+    /// updated in place.
+    fn gru_row(gr: &mut [f32], hh: &[f32], b_hn: &[f32], h: &mut [f32], hid: usize) {
+        let (rz, n) = gr.split_at_mut(2 * hid);
+        for (x, y) in rz.iter_mut().zip(&hh[..2 * hid]) {
+            *x += y;
+        }
+        sigmoid_all(rz);
+        let (r, z) = rz.split_at(hid);
+        let (hn, b_hn, n, h) = (
+            &hh[2 * hid..3 * hid],
+            &b_hn[..hid],
+            &mut n[..hid],
+            &mut h[..hid],
+        );
+        for j in 0..hid {
+            n[j] += r[j] * (hn[j] + b_hn[j]);
+        }
+        tanh_all(n);
+        for j in 0..hid {
+            h[j] = n[j] + z[j] * (h[j] - n[j]);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn direction(
+        xs: &Tensor,
+        p: &RnnParams,
+        k: usize,
+        spec: RnnSpec,
+        reverse: bool,
+        h0: &Tensor,
+        c0: Option<&Tensor>,
+        lens: Option<&[usize]>,
+    ) -> Result<DirOut> {
+        let (t_len, batch, feat) = xs.dims3()?;
+        let (hid, hout, g) = (spec.hidden, spec.out_size(), spec.cell.gates());
+        let gh = g * hid;
+        let gru = spec.cell == Cell::Gru;
+        // The input projection of every step, biases first: [T·B, G·H].
+        let mut bias = vec![0.0f32; gh];
+        let mut b_hn = vec![0.0f32; hid];
+        if let Some(b) = p.bias_ih.get(k) {
+            bias.iter_mut().zip(data(b)?).for_each(|(a, b)| *a += b);
+        }
+        if let Some(b) = p.bias_hh.get(k) {
+            let b = data(b)?;
+            let folded = if gru { 2 * hid } else { gh };
+            bias[..folded].iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+            if gru {
+                b_hn.copy_from_slice(&b[2 * hid..]);
+            }
+        }
+        let rows = t_len * batch;
+        let mut xp = Vec::with_capacity(rows * gh);
+        for _ in 0..rows {
+            xp.extend_from_slice(&bias);
+        }
+        let x = data(xs)?;
+        let w_ih = data(&p.weight_ih[k])?;
+        // xp += x [rows, F] x W_ih^T (W_ih is [G·H, F] row-major).
+        matmul(
+            &mut xp,
+            (gh, 1),
+            true,
+            &x,
+            (feat, 1),
+            &w_ih,
+            (1, feat),
+            (rows, gh, feat),
+        );
+        // W_hh^T stored [H_out, G·H]: the recurrent product is computed as
+        // gates^T = W_hh h^T, whose left operand gemm reads without packing.
+        let w_hh_t = transposed(&data(&p.weight_hh[k])?, gh, hout);
+        let w_hr = match p.weight_hr.get(k) {
+            Some(w) => Some(data(w)?),
+            None => None,
+        };
+        let mut h = data(h0)?;
+        let mut c = match c0 {
+            Some(c) => data(c)?,
+            None => vec![0.0; batch * hid],
+        };
+        let mut out = vec![0.0f32; t_len * batch * hout];
+        let mut gates = vec![0.0f32; batch * gh];
+        let mut hh = vec![0.0f32; if gru { batch * gh } else { 0 }];
+        let mut full = vec![0.0f32; if w_hr.is_some() { batch * hid } else { 0 }];
+        let mut proj = vec![0.0f32; if w_hr.is_some() { batch * hout } else { 0 }];
+        for step in 0..t_len {
+            let t = if reverse { t_len - 1 - step } else { step };
+            let live = |b: usize| lens.map_or(true, |l| l.get(b).is_some_and(|&n| t < n));
+            gates.copy_from_slice(&xp[t * batch * gh..(t + 1) * batch * gh]);
+            // gates[b, :] (+)= W_hh h[b, :]: m = G·H, n = B, k = H_out,
+            // the result stored row per batch element.
+            let (dst, acc) = if gru {
+                (&mut hh, false)
+            } else {
+                (&mut gates, true)
+            };
+            matmul(
+                dst,
+                (1, gh),
+                acc,
+                &w_hh_t,
+                (1, gh),
+                &h,
+                (1, hout),
+                (gh, batch, hout),
+            );
+            for b in (0..batch).filter(|&b| live(b)) {
+                let gr = &mut gates[b * gh..(b + 1) * gh];
+                let hr = &mut h[b * hout..(b + 1) * hout];
+                match spec.cell {
+                    Cell::RnnTanh => {
+                        tanh_all(gr);
+                        hr.copy_from_slice(gr);
+                    }
+                    Cell::RnnRelu => hr
+                        .iter_mut()
+                        .zip(gr.iter())
+                        .for_each(|(h, &x)| *h = x.max(0.0)),
+                    Cell::Lstm => {
+                        let cr = &mut c[b * hid..(b + 1) * hid];
+                        match w_hr {
+                            Some(_) => lstm_row(gr, cr, &mut full[b * hid..(b + 1) * hid], hid),
+                            None => lstm_row(gr, cr, hr, hid),
+                        }
+                    }
+                    Cell::Gru => gru_row(gr, &hh[b * gh..(b + 1) * gh], &b_hn, hr, hid),
+                }
+            }
+            if let Some(w) = &w_hr {
+                // proj = full [B, H] x W_hr^T (W_hr is [H_out, H]).
+                matmul(
+                    &mut proj,
+                    (hout, 1),
+                    false,
+                    &full,
+                    (hid, 1),
+                    w,
+                    (1, hid),
+                    (batch, hout, hid),
+                );
+                for b in (0..batch).filter(|&b| live(b)) {
+                    h[b * hout..(b + 1) * hout].copy_from_slice(&proj[b * hout..(b + 1) * hout]);
+                }
+            }
+            let o = &mut out[t * batch * hout..(t + 1) * batch * hout];
+            for b in (0..batch).filter(|&b| live(b)) {
+                o[b * hout..(b + 1) * hout].copy_from_slice(&h[b * hout..(b + 1) * hout]);
+            }
+        }
+        let dev = Device::Cpu;
+        let out = Tensor::from_vec(out, (t_len, batch, hout), &dev)?;
+        let h = Tensor::from_vec(h, (batch, hout), &dev)?;
+        let c = if spec.cell == Cell::Lstm {
+            Some(Tensor::from_vec(c, (batch, hid), &dev)?)
+        } else {
+            None
+        };
+        Ok((out, h, c))
+    }
 }

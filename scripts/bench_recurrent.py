@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""The recurrent benchmark of the Sequences issue, interleaved with PyTorch:
+a 2-layer nn.LSTM and nn.GRU (input 128, hidden 256, T = 100, batch 32,
+batch_first) against the same networks written in `network!`
+(benches/recurrent.rs), forward in inference and a training step (forward,
+cross-entropy of the last step's output against fixed targets, backward,
+SGD with momentum 0.9).
+
+    cargo build --bench recurrent          # the Rust side (dev profile: the
+                                           # runtime and candle at opt-level 3)
+    python3 scripts/bench_recurrent.py [--rounds 7] [--steps 5] [--threads 2]
+
+Each round runs the Rust side (a fresh process, one warm-up step, then
+--steps timed steps) and PyTorch (the same), in alternating order; each
+side's time in a round is the median of its steps. Reported: each side's
+median over the rounds and the median of the per-round ratios, the only
+figure worth comparing on a machine whose speed drifts.
+"""
+import argparse
+import glob
+import os
+import statistics
+import subprocess
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def rust_binary():
+    cands = [p for p in glob.glob("target/debug/deps/recurrent-*") if not p.endswith(".d")]
+    if not cands:
+        raise SystemExit("build it first: cargo build --bench recurrent")
+    return max(cands, key=os.path.getmtime)
+
+
+def rust_round(exe, model, kind, steps, threads):
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    out = subprocess.run([exe, model, kind, str(steps)], env=env, check=True, capture_output=True, text=True)
+    return statistics.median(float(t) for t in out.stdout.split())
+
+
+def torch_round(model, kind, steps):
+    torch.manual_seed(0)
+    cls = nn.LSTM if model == "lstm" else nn.GRU
+    m = cls(128, 256, num_layers=2, batch_first=True)
+    x = torch.rand(32, 100, 128)
+    y = torch.tensor([(i * 7) % 256 for i in range(32)])
+    times = []
+    if kind == "train":
+        m.train()
+        opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+        for i in range(steps + 1):
+            t = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(m(x)[0][:, -1], y).backward()
+            opt.step()
+            if i:
+                times.append((time.perf_counter() - t) * 1e3)
+    else:
+        m.eval()
+        with torch.inference_mode():
+            for i in range(steps + 1):
+                t = time.perf_counter()
+                m(x)
+                if i:
+                    times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", default=None, help="e.g. lstm-infer")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    exe = rust_binary()
+    print(f"torch {torch.__version__}, threads {args.threads}, load average {os.getloadavg()[0]:.1f}")
+    print("| workload | netdsl ms | PyTorch ms | ratio (median of rounds) | ratio range |")
+    print("| --- | --- | --- | --- | --- |")
+    for model in ["lstm", "gru"]:
+        for kind in ["infer", "train"]:
+            if args.only and args.only != f"{model}-{kind}":
+                continue
+            ours, theirs, ratios = [], [], []
+            for r in range(args.rounds):
+                if r % 2 == 0:
+                    a = rust_round(exe, model, kind, args.steps, args.threads)
+                    b = torch_round(model, kind, args.steps)
+                else:
+                    b = torch_round(model, kind, args.steps)
+                    a = rust_round(exe, model, kind, args.steps, args.threads)
+                ours.append(a)
+                theirs.append(b)
+                ratios.append(a / b)
+            print(f"| {model} {kind} | {statistics.median(ours):.1f} | {statistics.median(theirs):.1f} | "
+                  f"{statistics.median(ratios):.2f}x | {min(ratios):.2f}-{max(ratios):.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
