@@ -339,3 +339,33 @@ fn variable_lengths_and_initial_states_as_inputs_equal_pytorch() {
         .to_string();
     assert!(e.contains("sequence 0 has length 7"), "{e}");
 }
+
+network! {
+    /// A character model that hands its final states back: several outputs.
+    pub CharLm(ids: [B, T] u32, h0: [2, B, 16], c0: [2, B, 16]) -> ([B, T, 11], [2, B, 16], [2, B, 16]) {
+        let (y, (h, c)) = ids -> emb: Embedding(11, 8) -> lstm: LSTM(16, layers = 2, init = (h0, c0));
+        (y -> fc: Linear(11), h, c)
+    }
+}
+
+#[test]
+fn states_handed_back_continue_the_sequence() {
+    // Truncated backpropagation through time runs a long sequence in
+    // chunks, each starting from the previous chunk's final states: the
+    // outputs equal one run over the whole sequence.
+    let dev = Device::Cpu;
+    let net = CharLm::new_seeded(5, &dev).unwrap();
+    assert_eq!(CharLm::OUTPUT_SHAPE, "([B, T, 11], [2, B, 16], [2, B, 16])");
+    let ids: Vec<u32> = (0..2 * 9).map(|i| (i * 7 % 11) as u32).collect();
+    let ids = Tensor::from_vec(ids, (2, 9), &dev).unwrap();
+    let zeros = Tensor::zeros((2, 2, 16), netdsl::candle::DType::F32, &dev).unwrap();
+    let (whole, h9, c9) = net.forward(&ids, &zeros, &zeros).unwrap();
+    let (a, h, c) = net
+        .forward(&ids.narrow(1, 0, 4).unwrap(), &zeros, &zeros)
+        .unwrap();
+    let (b, h2, c2) = net.forward(&ids.narrow(1, 4, 5).unwrap(), &h, &c).unwrap();
+    let chunks = Tensor::cat(&[&a, &b], 1).unwrap();
+    close(&chunks, &whole, "outputs in chunks");
+    close(&h2, &h9, "final h");
+    close(&c2, &c9, "final c");
+}

@@ -70,6 +70,8 @@ pub struct Network {
     /// arguments of `forward` after it, bound like `let`s in the body.
     pub extra: Vec<NetInput>,
     pub output_shape: Option<ShapeLit>,
+    /// `-> ([B, T, V], [2, B, H])`: the declared shapes of further outputs.
+    pub extra_output_shapes: Vec<ShapeLit>,
     /// `None` when the body failed to parse (its error is already reported).
     pub body: Option<Body>,
 }
@@ -131,6 +133,9 @@ impl ArithOp {
 pub struct Body {
     pub lets: Vec<Let>,
     pub output: Expr,
+    /// A network's further outputs: the body ends in a tuple,
+    /// `(logits, h, c)`; `output` is its first element.
+    pub extra_outputs: Vec<Expr>,
 }
 
 /// `let name = expr;`, `let (a, b) = chunk(..);`, or a named value,

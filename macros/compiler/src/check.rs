@@ -521,6 +521,52 @@ pub fn check_program(
     }
 }
 
+/// A network's further outputs against their declared shapes
+/// (`-> ([B, T, V], [2, B, H])`): as many as declared, each agreeing.
+pub fn check_extra_outputs(
+    cx: &Ctxt,
+    program: &Program,
+    shapes: &ProgramShapes,
+    decls: &[ShapeLit],
+    env: &Env,
+) {
+    if decls.is_empty() {
+        return;
+    }
+    let given = program.extra_outputs.len();
+    if decls.len() != given {
+        let span = decls[0].span;
+        cx.error(
+            span,
+            format!(
+                "the network declares {} outputs, but its body gives {}\nhelp: {}",
+                decls.len() + 1,
+                given + 1,
+                if given == 0 {
+                    "end the body with a tuple of them, `(y, h)`, or declare one shape".to_string()
+                } else {
+                    format!("declare {} shapes, `-> ([..], ..)`", given + 1)
+                }
+            ),
+        );
+        return;
+    }
+    for (k, (v, decl)) in program.extra_outputs.iter().zip(decls).enumerate() {
+        let Some(shape) = v.and_then(|v| shapes.values.get(v).cloned().flatten()) else {
+            continue;
+        };
+        let what = format!("output {}", k + 2);
+        if let Some(f) = declared_output(0, &shape, decl, &what, env, "network") {
+            let help = if f.help.is_empty() {
+                format!("declare it as `{}`", fmt_shape(&shape))
+            } else {
+                f.help.join("\n      or ")
+            };
+            cx.error(f.span, format!("{}\nhelp: {help}", f.message));
+        }
+    }
+}
+
 /// Rule: a merge (`+`, `cat`, `crop`, `chunk`) takes floats, never token ids.
 ///
 /// ```text

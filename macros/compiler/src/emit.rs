@@ -38,6 +38,8 @@ struct Skeleton<'a> {
     input: Ident,
     /// Further inputs of `forward`, after `input`.
     extra: Vec<Ident>,
+    /// How many tensors `forward` returns (a tuple when more than one).
+    outputs: usize,
     /// Clears the fold caches of the network's blocks.
     clear: TokenStream,
 }
@@ -52,9 +54,16 @@ fn skeleton(s: Skeleton) -> TokenStream {
         bodies: [from_source, named_tensors, forward, named_vars],
         input,
         extra,
+        outputs,
         clear,
     } = s;
     let p = quote!(::netdsl::__private);
+    let ret = if outputs > 1 {
+        let ts = (0..outputs).map(|_| quote!(#p::Tensor));
+        quote!((#(#ts),*))
+    } else {
+        quote!(#p::Tensor)
+    };
     quote! {
         #(#attrs)*
         #[derive(Debug, Clone)]
@@ -175,7 +184,7 @@ fn skeleton(s: Skeleton) -> TokenStream {
 
             /// Runs the network. The input's shape is checked first.
             #[allow(unused_doc_comments)]
-            pub fn forward(&self, #input: &#p::Tensor #(, #extra: &#p::Tensor)*) -> #p::Result<#p::Tensor> {
+            pub fn forward(&self, #input: &#p::Tensor #(, #extra: &#p::Tensor)*) -> #p::Result<#ret> {
                 #forward
             }
         }
@@ -333,7 +342,15 @@ pub fn emit(
     let consts = consts(
         &ir.name,
         &fmt_shape(&ir.input_shape),
-        &fmt_shape(&ir.output_shape),
+        &if ir.extra_outputs.is_empty() {
+            fmt_shape(&ir.output_shape)
+        } else {
+            let all: Vec<String> = std::iter::once(&ir.output_shape)
+                .chain(ir.extra_outputs.iter().map(|(_, s)| s))
+                .map(|s| fmt_shape(s))
+                .collect();
+            format!("({})", all.join(", "))
+        },
         &ir.summary,
         &ir.fusions.join("\n"),
         (&ir.mermaid, &ir.dot),
@@ -460,6 +477,7 @@ pub fn emit(
         bodies: [from_source, named_tensors, gen_forward(ir), named_vars],
         input: ir.input.clone(),
         extra: ir.extra_inputs.iter().map(|e| e.ident.clone()).collect(),
+        outputs: 1 + ir.extra_outputs.len(),
         clear,
     })
 }
@@ -719,7 +737,7 @@ fn gen_forward(ir: &NetIr) -> TokenStream {
         src, dst, steps, ..
     }] = ir.segments.as_slice()
     {
-        if *dst == ir.output && *dst == ir.values.len() - 1 {
+        if *dst == ir.output && *dst == ir.values.len() - 1 && ir.extra_outputs.is_empty() {
             let (code, first) = chain_code(ir, *src, steps, &x, &env);
             body.extend(code);
             let src = &ir.values[*src];
@@ -736,7 +754,13 @@ fn gen_forward(ir: &NetIr) -> TokenStream {
         body.extend(gen_segment(ir, segment, &x, &env));
     }
     let out = &ir.values[ir.output];
-    body.extend(quote!(::core::result::Result::Ok(#out)));
+    if ir.extra_outputs.is_empty() {
+        body.extend(quote!(::core::result::Result::Ok(#out)));
+    } else {
+        // Several outputs: each may be any value, the same one twice too.
+        let extra = ir.extra_outputs.iter().map(|(v, _)| &ir.values[*v]);
+        body.extend(quote!(::core::result::Result::Ok((#out.clone() #(, #extra.clone())*))));
+    }
     body
 }
 
@@ -1101,6 +1125,7 @@ pub fn stub(
     name: &Ident,
     input: &Ident,
     extra: &[Ident],
+    outputs: usize,
 ) -> TokenStream {
     let unreachable = quote!(::core::unreachable!("this network has compile errors"));
     skeleton(Skeleton {
@@ -1117,6 +1142,7 @@ pub fn stub(
         ],
         input: input.clone(),
         extra: extra.to_vec(),
+        outputs,
         clear: TokenStream::new(),
     })
 }

@@ -104,6 +104,13 @@ pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
             "network",
             net.input_ids.is_some(),
         );
+        check::check_extra_outputs(
+            &cx,
+            &program,
+            &shapes,
+            &net.extra_output_shapes,
+            &program.env,
+        );
         if net.body.is_some() && cx.error_count() == before {
             irs.push(Ok(lower::lower(net, &program, &shapes, &blocks, &mut reg)));
         } else {
@@ -141,8 +148,9 @@ pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
             }
             Err(net) => {
                 let extra: Vec<Ident> = net.extra.iter().map(|i| i.name.clone()).collect();
+                let outputs = 1 + net.body.as_ref().map_or(0, |b| b.extra_outputs.len());
                 fallback.extend(emit::stub(
-                    &net.attrs, &net.vis, &net.name, &net.input, &extra,
+                    &net.attrs, &net.vis, &net.name, &net.input, &extra, outputs,
                 ));
             }
         }

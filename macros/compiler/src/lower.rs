@@ -73,6 +73,8 @@ pub struct NetIr {
     /// A network's further inputs, in order: the variable the body reads,
     /// the name as written, the declared shape and the token-id dtype.
     pub extra_inputs: Vec<ExtraInput>,
+    /// A network's further outputs: their values and shapes.
+    pub extra_outputs: Vec<(usize, Shape)>,
 }
 
 #[derive(Clone)]
@@ -728,6 +730,17 @@ pub fn lower_graph(
         block: None,
         input_ids: None,
         extra_inputs: Vec::new(),
+        extra_outputs: program
+            .extra_outputs
+            .iter()
+            .map(|v| {
+                let v = v.unwrap_or(0);
+                (
+                    v,
+                    shapes.values.get(v).cloned().flatten().unwrap_or_default(),
+                )
+            })
+            .collect(),
     }
 }
 

@@ -115,12 +115,25 @@ fn parse_block(
             shape: None,
         });
     }
-    let (output_shape, body) = parse_tail(
+    let (output_shapes, body) = parse_tail(
         cx,
         input,
         "block",
         "write its layers, e.g. `{ x -> conv: Conv2d(out, kernel = 3) -> relu }`",
     )?;
+    if let Some(second) = output_shapes.get(1) {
+        cx.error(
+            second.span,
+            "a block gives one tensor; declare one output shape\nhelp: several outputs are for networks",
+        );
+    }
+    if let Some(e) = body.as_ref().and_then(|b| b.extra_outputs.first()) {
+        cx.error(
+            e.span,
+            "a block gives one tensor, but its body ends in a tuple\nhelp: return one tensor; several outputs are for networks",
+        );
+    }
+    let output_shape = output_shapes.into_iter().next();
     Ok(BlockDef {
         attrs,
         vis,
@@ -171,7 +184,7 @@ fn parse_network(
             "expected `,` and a further input (`lengths: [B] u32`), or `)`: inputs are `name: [shape]`, separated by commas",
         ));
     }
-    let (output_shape, body) = parse_tail(
+    let (mut output_shapes, body) = parse_tail(
         cx,
         input,
         "network",
@@ -185,7 +198,12 @@ fn parse_network(
         input_shape,
         input_ids,
         extra,
-        output_shape,
+        output_shape: if output_shapes.is_empty() {
+            None
+        } else {
+            Some(output_shapes.remove(0))
+        },
+        extra_output_shapes: output_shapes,
         body,
     })
 }
@@ -229,12 +247,20 @@ fn parse_tail(
     input: ParseStream,
     what: &str,
     help: &str,
-) -> syn::Result<(Option<ShapeLit>, Option<Body>)> {
+) -> syn::Result<(Vec<ShapeLit>, Option<Body>)> {
+    // `-> [..]`, or for several outputs `-> ([..], [..])`.
     let output_shape = if input.peek(Token![->]) {
         input.parse::<Token![->]>()?;
-        Some(parse_shape(input)?)
+        if input.peek(syn::token::Paren) {
+            let content;
+            syn::parenthesized!(content in input);
+            let shapes = content.parse_terminated(parse_shape, Token![,])?;
+            shapes.into_iter().collect()
+        } else {
+            vec![parse_shape(input)?]
+        }
     } else {
-        None
+        Vec::new()
     };
     if !input.peek(syn::token::Brace) {
         return Err(input.error(format!(
@@ -397,11 +423,45 @@ fn parse_body(cx: &Ctxt, input: ParseStream) -> syn::Result<Body> {
     if input.is_empty() {
         return Err(input.error("expected the network's output after its `let`s, e.g. `y -> relu`"));
     }
+    // `(a, b, ..)` at the end: several outputs (a network's). Told apart
+    // from a parenthesised expression by a comma at the group's top level.
+    if input.peek(syn::token::Paren) {
+        let fork = input.fork();
+        let content;
+        syn::parenthesized!(content in fork);
+        let tokens: TokenStream = content.parse()?;
+        let tuple = fork.is_empty()
+            && tokens
+                .into_iter()
+                .any(|t| matches!(t, proc_macro2::TokenTree::Punct(p) if p.as_char() == ','));
+        if tuple {
+            let content;
+            syn::parenthesized!(content in input);
+            let mut items: Vec<Expr> = Vec::new();
+            while !content.is_empty() {
+                items.push(parse_expr(cx, &content)?);
+                if content.is_empty() {
+                    break;
+                }
+                content.parse::<Token![,]>()?;
+            }
+            let output = items.remove(0);
+            return Ok(Body {
+                lets,
+                output,
+                extra_outputs: items,
+            });
+        }
+    }
     let output = parse_expr(cx, input)?;
     if !input.is_empty() {
         return Err(input.error("expected `->`, `:` or the end of the network's body"));
     }
-    Ok(Body { lets, output })
+    Ok(Body {
+        lets,
+        output,
+        extra_outputs: Vec::new(),
+    })
 }
 
 /// `term (-> layer | : [shape])*`, and a chain may end in a split:

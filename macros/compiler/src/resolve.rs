@@ -212,6 +212,8 @@ pub struct Program {
     pub nodes: Vec<Node>,
     /// The output value (`None` after an error).
     pub output: Option<usize>,
+    /// A network's further outputs (its body ends in a tuple).
+    pub extra_outputs: Vec<Option<usize>>,
     /// The names numbers are known by in the body: the scope's (block
     /// parameters, dims of the input) and the body's named values
     /// (`let hidden = C * t;`). Shapes in the body are read against it.
@@ -368,6 +370,7 @@ pub fn resolve_body(
         return Program {
             nodes: Vec::new(),
             output: None,
+            extra_outputs: Vec::new(),
             env: scope.env.clone(),
         };
     };
@@ -465,6 +468,7 @@ pub fn resolve_body(
         }
     }
     let output = r.expr(&body.output);
+    let extra_outputs: Vec<Option<usize>> = body.extra_outputs.iter().map(|e| r.expr(e)).collect();
     // After an unknown name, an unused `let` is most likely the same typo.
     let unknown_before = cx.error_count() > 0;
     for (name, _, ident, used) in &r.names {
@@ -484,6 +488,7 @@ pub fn resolve_body(
     Program {
         nodes: r.nodes,
         output,
+        extra_outputs,
         env: r.env,
     }
 }
