@@ -27,6 +27,7 @@ mod seq;
 mod shape;
 pub mod train;
 mod upsample;
+mod vit;
 mod weights;
 mod weights_file;
 
@@ -56,6 +57,7 @@ pub use upsample::{
     center_crop, center_crop_offset, conv_transpose2d, pixel_shuffle, pixel_unshuffle,
     upsample_bilinear2d, upsample_nearest2d, ConvTranspose2dSpec,
 };
+pub use vit::{drop_path, interpolate_embeddings, interpolate_pos_embedding};
 pub use weights::{
     check_weights, load_weights, save_weights, LoadOptions, LoadReport, LoadedWeights, SaveOptions,
 };
