@@ -4,19 +4,21 @@
 //! torchvision's `VisionTransformer` of the same sizes in eval mode, at 224
 //! through the loading path of `examples/vit.rs`, and at 288 and 160 with
 //! the position embedding interpolated as torchvision's
-//! `interpolate_embeddings`; `DropPath` drops whole samples at its rate.
+//! `interpolate_embeddings`; `DropPath` drops whole samples at its rate;
+//! `MultiHeadAttention`'s timm and Hugging Face layouts equal PyTorch's.
 //!
 //! Fixtures: `scripts/gen_vit_fixtures.py` writes
 //! `tests/fixtures/vit_b_16_manifest.json`,
 //! `tests/fixtures/vit_small.safetensors`,
 //! `tests/fixtures/vit_tiny_224.safetensors` (a state_dict alone, as the
-//! example reads it) and `tests/fixtures/vit_tiny_io.safetensors`.
+//! example reads it), `tests/fixtures/vit_tiny_io.safetensors` and
+//! `tests/fixtures/mha_layouts.safetensors`.
 
 mod common;
 
 use std::collections::HashMap;
 
-use netdsl::candle::{DType, Device, Tensor};
+use netdsl::candle::{DType, Device, Tensor, Var};
 use netdsl::{network, ParamSource, ParamSpec};
 
 use common::{fixture, formula_input, rel_err, tensors};
@@ -93,6 +95,17 @@ network! {
           -> encoder.ln: LayerNorm(eps = 1e-6)
           -> Select(1, 0)
           -> heads.head: Linear(10)
+    }
+
+    /// One attention under the three parameter layouts.
+    pub MhaTorch(x: [B, 5, 8]) -> [B, 5, 8] {
+        x -> attn: MultiHeadAttention(heads = 2)
+    }
+    pub MhaTimm(x: [B, 5, 8]) -> [B, 5, 8] {
+        x -> attn: MultiHeadAttention(heads = 2, layout = timm)
+    }
+    pub MhaHf(x: [B, 5, 8]) -> [B, 5, 8] {
+        x -> attn: MultiHeadAttention(8, 2, layout = hf)
     }
 
     /// A residual branch under stochastic depth.
@@ -273,4 +286,114 @@ fn drop_path_drops_whole_samples_at_its_rate_and_scales_the_rest() {
     // Another forward draws again.
     let z = net.forward(&x).unwrap();
     assert!(rel_err(&z, &net.forward(&x).unwrap()) > 0.0);
+}
+
+/// The fixture's tensors under `prefix.`, renamed `attn.<key>`.
+fn layout_state(prefix: &str) -> HashMap<String, Tensor> {
+    tensors("mha_layouts.safetensors")
+        .into_iter()
+        .filter_map(|(k, v)| {
+            Some((
+                format!("attn.{}", k.strip_prefix(&format!("{prefix}."))?),
+                v,
+            ))
+        })
+        .collect()
+}
+
+/// The gradient of `sum(forward(x) * r)` for every variable, by name.
+fn layout_grads(
+    vars: Vec<(&'static str, Var)>,
+    forward: impl FnOnce(&Tensor) -> netdsl::Result<Tensor>,
+) -> HashMap<&'static str, Tensor> {
+    let t = tensors("mha_layouts.safetensors");
+    let r = t["output"].affine(0.5, 0.1).unwrap();
+    let loss = forward(&t["input"])
+        .unwrap()
+        .mul(&r)
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let grads = loss.backward().unwrap();
+    vars.into_iter()
+        .map(|(n, v)| (n, grads.get(v.as_tensor()).expect("no gradient").clone()))
+        .collect()
+}
+
+/// timm's names (`qkv`, `proj`) and Hugging Face's (`q_proj`, `k_proj`,
+/// `v_proj`, `out_proj`) load the renamed tensors of one
+/// `nn.MultiheadAttention` and give its output; in training, the gradients
+/// of the separate projections are the thirds of `in_proj_weight`'s.
+#[test]
+fn timm_and_hf_layouts_equal_pytorch() {
+    let t = tensors("mha_layouts.safetensors");
+    let (x, want) = (&t["input"], &t["output"]);
+    let names = |m: &[ParamSpec]| m.iter().map(|s| s.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(MhaTimm::MANIFEST),
+        [
+            "attn.qkv.weight",
+            "attn.qkv.bias",
+            "attn.proj.weight",
+            "attn.proj.bias"
+        ]
+    );
+    assert_eq!(
+        names(MhaHf::MANIFEST),
+        [
+            "attn.q_proj.weight",
+            "attn.q_proj.bias",
+            "attn.k_proj.weight",
+            "attn.k_proj.bias",
+            "attn.v_proj.weight",
+            "attn.v_proj.bias",
+            "attn.out_proj.weight",
+            "attn.out_proj.bias"
+        ]
+    );
+    let dev = Device::Cpu;
+    let mut torch = MhaTorch::from_tensors(layout_state("torch"), &dev).unwrap();
+    let mut timm = MhaTimm::from_tensors(layout_state("timm"), &dev).unwrap();
+    let mut hf = MhaHf::from_tensors(layout_state("hf"), &dev).unwrap();
+    for (name, out) in [
+        ("torch", torch.forward(x).unwrap()),
+        ("timm", timm.forward(x).unwrap()),
+        ("hf", hf.forward(x).unwrap()),
+    ] {
+        let err = rel_err(&out, want);
+        eprintln!("layout {name}: error {err:e}");
+        assert!(err <= 1e-5, "layout {name}: error {err:e}");
+    }
+
+    torch.train();
+    timm.train();
+    hf.train();
+    let g_torch = layout_grads(torch.named_vars().unwrap(), |x| torch.forward(x));
+    let g_timm = layout_grads(timm.named_vars().unwrap(), |x| timm.forward(x));
+    let g_hf = layout_grads(hf.named_vars().unwrap(), |x| hf.forward(x));
+    let close = |a: &Tensor, b: &Tensor, what: &str| {
+        let err = rel_err(a, b);
+        assert!(err <= 1e-5, "{what}: gradient error {err:e}");
+    };
+    close(
+        &g_timm["attn.qkv.weight"],
+        &g_torch["attn.in_proj_weight"],
+        "qkv.weight",
+    );
+    close(
+        &g_timm["attn.proj.bias"],
+        &g_torch["attn.out_proj.bias"],
+        "proj.bias",
+    );
+    for (i, n) in ["q_proj", "k_proj", "v_proj"].iter().enumerate() {
+        let w = g_torch["attn.in_proj_weight"].narrow(0, 8 * i, 8).unwrap();
+        let b = g_torch["attn.in_proj_bias"].narrow(0, 8 * i, 8).unwrap();
+        close(&g_hf[format!("attn.{n}.weight").as_str()], &w, n);
+        close(&g_hf[format!("attn.{n}.bias").as_str()], &b, n);
+    }
+    close(
+        &g_hf["attn.out_proj.weight"],
+        &g_torch["attn.out_proj.weight"],
+        "out_proj.weight",
+    );
 }
