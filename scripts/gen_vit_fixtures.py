@@ -56,6 +56,18 @@ How to run (from the repository root):
 
     python3 scripts/gen_vit_fixtures.py
 
+With `--full DIR` it writes instead, not committed (346 MB), for the
+ignored test `full_vit_b_16_equals_torchvision` in tests/vit.rs:
+
+  DIR/vit_b_16.safetensors     a randomly initialised torchvision vit_b_16's
+                               state_dict (seed 3; the zero-initialised head
+                               and the biases re-drawn as above)
+  DIR/vit_b_16_io.safetensors  out: its eval output on
+                               formula_input([1, 3, 224, 224]), [1, 1000]
+
+    python3 scripts/gen_vit_fixtures.py --full /tmp/vit
+    NETDSL_VIT_B_16_DIR=/tmp/vit cargo test --workspace --test vit -- --ignored
+
 Requirements: torch, torchvision and safetensors. CPU only. Deterministic
 (fixed seeds, float32, 1 thread).
 """
@@ -213,7 +225,26 @@ def mha_layouts():
     print(f"wrote {path}: {len(tensors)} tensors, {os.path.getsize(path)} bytes")
 
 
+def full(out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    torch.manual_seed(3)
+    m = torchvision.models.vit_b_16()
+    redraw(m)
+    m.eval()
+    state = {k: v.detach().contiguous() for k, v in m.state_dict().items()}
+    from safetensors.torch import save_file
+
+    save_file(state, os.path.join(out_dir, "vit_b_16.safetensors"))
+    with torch.no_grad():
+        out = m(formula_input([1, 3, 224, 224]))
+    save_file({"out": out.contiguous()}, os.path.join(out_dir, "vit_b_16_io.safetensors"))
+    print(f"wrote {out_dir}/vit_b_16.safetensors and vit_b_16_io.safetensors")
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--full":
+        full(sys.argv[2])
+        sys.exit(0)
     manifest()
     small()
     tiny_224_and_interpolated()

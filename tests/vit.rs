@@ -397,3 +397,28 @@ fn timm_and_hf_layouts_equal_pytorch() {
         "out_proj.weight",
     );
 }
+
+/// The example's network at full size against torchvision: a randomly
+/// initialised `vit_b_16` written by `scripts/gen_vit_fixtures.py --full
+/// DIR` (346 MB, not committed), loaded through the example's path. Run with
+/// `NETDSL_VIT_B_16_DIR=DIR cargo test --workspace --test vit -- --ignored`.
+#[test]
+#[ignore = "needs NETDSL_VIT_B_16_DIR (scripts/gen_vit_fixtures.py --full DIR)"]
+fn full_vit_b_16_equals_torchvision() {
+    let dir = std::path::PathBuf::from(
+        std::env::var("NETDSL_VIT_B_16_DIR").expect("set NETDSL_VIT_B_16_DIR"),
+    );
+    let net = vit_loading::load(
+        &dir.join("vit_b_16.safetensors"),
+        example::VitB16::MANIFEST,
+        &Device::Cpu,
+        example::VitB16::from_tensors,
+    )
+    .unwrap();
+    let want = netdsl::candle::safetensors::load(dir.join("vit_b_16_io.safetensors"), &Device::Cpu)
+        .unwrap();
+    let out = net.forward(&formula_input((1, 3, 224, 224))).unwrap();
+    let err = rel_err(&out, &want["out"]);
+    eprintln!("vit_b_16: error {err:e}");
+    assert!(err <= 1e-4, "error {err:e}");
+}
