@@ -37,6 +37,16 @@ What it writes (relative to the repo root):
       (The inputs are not stored: tests/common's formula_input rebuilds
       them.)
 
+  tests/fixtures/vit_timm_small.safetensors
+      timm 1.0's VisionTransformer(img_size=32, patch_size=8, embed_dim=16,
+      depth=2, num_heads=2, mlp_ratio=2, num_classes=10,
+      drop_path_rate=0.1) (seed 4, re-drawn as above), the timm layout
+      (`blocks.N.attn.qkv`, `cls_token`, `pos_embed`, DropPath between):
+        state.<key>   its state_dict
+        input         [2, 3, 32, 32] torch.randn
+        output        its eval output, [2, 10]
+      Written only when timm is installed (`pip install timm`).
+
   tests/fixtures/mha_layouts.safetensors
       One nn.MultiheadAttention(8, 2, batch_first=True) (seed 2, biases
       re-drawn) under three parameter layouts, and its eval output:
@@ -176,6 +186,43 @@ def tiny_224_and_interpolated():
     print(f"wrote {path}: {len(io)} tensors, {os.path.getsize(path)} bytes")
 
 
+def timm_small():
+    try:
+        import timm
+    except ImportError:
+        print("timm is not installed: vit_timm_small.safetensors left as it is")
+        return
+    torch.manual_seed(4)
+    m = timm.models.vision_transformer.VisionTransformer(
+        img_size=32,
+        patch_size=8,
+        embed_dim=16,
+        depth=2,
+        num_heads=2,
+        mlp_ratio=2.0,
+        num_classes=10,
+        drop_path_rate=0.1,
+    )
+    with torch.no_grad():
+        for k, p in m.named_parameters():
+            if k.endswith("bias") or k in ("cls_token", "pos_embed") or "norm" in k:
+                p.normal_(0.0, 0.5)
+                if "norm" in k and k.endswith("weight"):
+                    p.add_(1.0)
+            if k.startswith("head"):
+                p.normal_(0.0, 0.3)
+    m.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        out = m(x)
+    tensors = {f"state.{k}": v for k, v in m.state_dict().items()}
+    tensors["input"] = x
+    tensors["output"] = out
+    path = os.path.join(FIXTURES, "vit_timm_small.safetensors")
+    save_checked(tensors, path, {"generator": "scripts/gen_vit_fixtures.py", "timm": timm.__version__})
+    print(f"wrote {path}: {len(tensors)} tensors, {os.path.getsize(path)} bytes")
+
+
 def mha_layouts():
     torch.manual_seed(2)
     m = torch.nn.MultiheadAttention(8, 2, batch_first=True).eval()
@@ -249,3 +296,4 @@ if __name__ == "__main__":
     small()
     tiny_224_and_interpolated()
     mha_layouts()
+    timm_small()

@@ -97,6 +97,32 @@ network! {
           -> heads.head: Linear(10)
     }
 
+    /// timm's ViT `Block`: pre-norm, `attn.qkv` and `attn.proj`, stochastic
+    /// depth on both branches.
+    pub block TimmBlock(x: [B, T, E], heads: usize, mlp_dim: usize, dp: f64) -> [B, T, E] {
+        let a = x -> norm1: LayerNorm(eps = 1e-6) -> attn: MultiHeadAttention(heads = heads, layout = timm)
+                  -> drop_path1: DropPath(dp);
+        let y = x + a;
+        let m = y -> norm2: LayerNorm(eps = 1e-6)
+                  -> mlp: seq { fc1: Linear(mlp_dim) -> GELU -> fc2: Linear(E) }
+                  -> drop_path2: DropPath(dp);
+        y + m
+    }
+
+    /// timm's `VisionTransformer(img_size = 32, patch_size = 8, embed_dim =
+    /// 16, depth = 2, num_heads = 2, mlp_ratio = 2, num_classes = 10,
+    /// drop_path_rate = 0.1)`: the drop rates rise linearly over the blocks
+    /// (0 and 0.1), as timm spaces them.
+    pub TimmVitSmall(x: [B, 3, 32, 32]) -> [B, 10] {
+        x -> patch_embed.proj: PatchEmbed(16, patch = 8)            : [B, 16, 16]
+          -> cls_token: ClassToken
+          -> pos_embed: PosEmbedding
+          -> blocks: seq { TimmBlock(2, 32, 0.0) -> TimmBlock(2, 32, 0.1) }
+          -> norm: LayerNorm(eps = 1e-6)
+          -> Select(1, 0)
+          -> head: Linear(10)
+    }
+
     /// One attention under the three parameter layouts.
     pub MhaTorch(x: [B, 5, 8]) -> [B, 5, 8] {
         x -> attn: MultiHeadAttention(heads = 2)
@@ -421,4 +447,43 @@ fn full_vit_b_16_equals_torchvision() {
     let err = rel_err(&out, &want["out"]);
     eprintln!("vit_b_16: error {err:e}");
     assert!(err <= 1e-4, "error {err:e}");
+}
+
+/// timm's names load: a width-reduced timm `VisionTransformer` (blocks with
+/// `attn.qkv`, `attn.proj` and `DropPath`) equals timm's output in eval.
+#[test]
+fn timm_vit_loads_with_timm_layout_and_equals_timm() {
+    let t = tensors("vit_timm_small.safetensors");
+    let state: HashMap<String, Tensor> = t
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("state.")?.to_string(), v.clone())))
+        .collect();
+    let names: Vec<&str> = TimmVitSmall::MANIFEST.iter().map(|s| s.name).collect();
+    assert!(names.contains(&"blocks.1.attn.qkv.weight"), "{names:?}");
+    let mut net = TimmVitSmall::from_tensors(state, &Device::Cpu).unwrap();
+    let out = net.forward(&t["input"]).unwrap();
+    let err = rel_err(&out, &t["output"]);
+    eprintln!("timm vit_small: error {err:e}");
+    assert!(err <= 1e-4, "error {err:e}");
+    // In training the second block's branches drop per sample: the output
+    // changes, and stays finite.
+    net.train();
+    let outs: Vec<Tensor> = (0..8).map(|_| net.forward(&t["input"]).unwrap()).collect();
+    assert!(outs.iter().any(|o| rel_err(o, &out) > 1e-3));
+}
+
+/// DropPath's gradient is its mask: 0 for a dropped sample, 1 / (1 - p)
+/// for a kept one.
+#[test]
+fn drop_path_gradient_is_the_mask() {
+    let mut net = DropPathNet::new_seeded(1, &Device::Cpu).unwrap();
+    net.train();
+    let x = Var::from_tensor(&Tensor::ones((64, 3, 5), DType::F32, &Device::Cpu).unwrap()).unwrap();
+    let y = net.forward(x.as_tensor()).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    let g = grads.get(x.as_tensor()).expect("no gradient for the input");
+    // Here the forward's output is the mask itself (x is all ones).
+    assert_eq!(rel_err(g, &y), 0.0);
+    let kept: Vec<f32> = g.flatten_all().unwrap().to_vec1().unwrap();
+    assert!(kept.contains(&0.0) && kept.contains(&(1.0 / 0.75)));
 }
