@@ -55,6 +55,9 @@ pub use netdsl_runtime::{candle, candle_nn};
 pub use netdsl_runtime::{
     check_input, Error, Init, InputDim, ParamSource, ParamSpec, Result, WeightProblem, WeightsError,
 };
+/// Resizing a ViT's learned position embedding to another image size, as
+/// torchvision's `interpolate_embeddings`.
+pub use netdsl_runtime::{interpolate_embeddings, interpolate_pos_embedding};
 pub use netdsl_runtime::{load_checkpoint, save_checkpoint, train, Checkpoint, Rng};
 pub use netdsl_runtime::{rnn, Cell, Generator, RnnInputs, RnnOutput, RnnSpec};
 pub use netdsl_runtime::{FileProblem, LoadOptions, LoadReport, LoadedWeights, SaveOptions};
@@ -65,6 +68,7 @@ pub use netdsl_runtime::{FileProblem, LoadOptions, LoadReport, LoadedWeights, Sa
 pub mod __private {
     pub use netdsl_runtime::candle::Var;
     pub use netdsl_runtime::candle::{DType, Device, Tensor};
+    pub use netdsl_runtime::drop_path;
     pub use netdsl_runtime::{
         adaptive_avg_pool1d, adaptive_max_pool1d, avg_pool1d, check_token_input, conv1d, embedding,
         max_pool1d, Conv1dSpec, Pool1d,

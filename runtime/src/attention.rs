@@ -22,7 +22,10 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use crate::layers::{LinearParams, MaybeTensor, MultiheadAttentionParams};
+use crate::layers::{
+    LinearParams, MaybeTensor, MultiheadAttentionParams, QkvAttentionParams,
+    SeparateQkvAttentionParams,
+};
 use crate::{param, Generator, Result};
 
 fn msg(s: String) -> crate::Error {
@@ -396,6 +399,74 @@ fn project(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     Ok(y.reshape(out)?)
 }
 
+/// The parameters of a multi-head attention in any of its layouts: the
+/// query, key and value projections as one weight `[3E, E]` (Q, K, V
+/// stacked) with its bias, and the output projection.
+pub trait AttentionParams {
+    /// `(weight [3E, E], bias [3E])`, as `param` gives them for `training`.
+    fn in_proj(&self, training: bool) -> Result<(Tensor, Option<Tensor>)>;
+    /// `(weight [E, E], bias [E])`.
+    fn out_proj(&self, training: bool) -> (Tensor, Option<Tensor>);
+}
+
+fn linear_params<B: MaybeTensor>(l: &LinearParams<B>, training: bool) -> (Tensor, Option<Tensor>) {
+    (
+        param(&l.weight, training),
+        l.bias.tensor().map(|t| param(t, training)),
+    )
+}
+
+/// PyTorch's `nn.MultiheadAttention`: `in_proj_weight` is already `[3E, E]`.
+impl<B: MaybeTensor> AttentionParams for MultiheadAttentionParams<B> {
+    fn in_proj(&self, training: bool) -> Result<(Tensor, Option<Tensor>)> {
+        Ok((
+            param(&self.in_proj_weight, training),
+            self.in_proj_bias.tensor().map(|t| param(t, training)),
+        ))
+    }
+
+    fn out_proj(&self, training: bool) -> (Tensor, Option<Tensor>) {
+        linear_params(&self.out_proj, training)
+    }
+}
+
+/// timm: `qkv` is `[3E, E]`, no copy.
+impl<B: MaybeTensor> AttentionParams for QkvAttentionParams<B> {
+    fn in_proj(&self, training: bool) -> Result<(Tensor, Option<Tensor>)> {
+        Ok(linear_params(&self.qkv, training))
+    }
+
+    fn out_proj(&self, training: bool) -> (Tensor, Option<Tensor>) {
+        linear_params(&self.proj, training)
+    }
+}
+
+/// Hugging Face: the three `[E, E]` weights stacked into `[3E, E]` (one
+/// copy of `3E²` values per forward, differentiable) so that
+/// self-attention still projects with one matrix multiply.
+impl<B: MaybeTensor> AttentionParams for SeparateQkvAttentionParams<B> {
+    fn in_proj(&self, training: bool) -> Result<(Tensor, Option<Tensor>)> {
+        let (wq, bq) = linear_params(&self.q_proj, training);
+        let (wk, bk) = linear_params(&self.k_proj, training);
+        let (wv, bv) = linear_params(&self.v_proj, training);
+        let w = Tensor::cat(&[&wq, &wk, &wv], 0)?;
+        let b =
+            match (bq, bk, bv) {
+                (Some(q), Some(k), Some(v)) => Some(Tensor::cat(&[&q, &k, &v], 0)?),
+                (None, None, None) => None,
+                _ => return Err(msg(
+                    "multi_head_attention: q_proj, k_proj and v_proj must all have a bias or none"
+                        .to_string(),
+                )),
+            };
+        Ok((w, b))
+    }
+
+    fn out_proj(&self, training: bool) -> (Tensor, Option<Tensor>) {
+        linear_params(&self.out_proj, training)
+    }
+}
+
 /// `[B, T, heads * D]` -> `[B, heads, T, D]`, contiguous.
 fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
     let (b, t, e) = x.dims3()?;
@@ -411,12 +482,14 @@ fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
 /// one copy; cross-attention multiplies the query by its third of the
 /// weight and the memory by the other two in one multiply. Returns the
 /// output `[B, Tq, E]` (PyTorch's first result; the averaged weights are
-/// not computed).
+/// not computed). `p` is any [`AttentionParams`] layout: PyTorch's
+/// [`MultiheadAttentionParams`], timm's [`QkvAttentionParams`] or Hugging
+/// Face's [`SeparateQkvAttentionParams`].
 #[allow(clippy::too_many_arguments)]
-pub fn multi_head_attention<B: MaybeTensor>(
+pub fn multi_head_attention<P: AttentionParams>(
     query: &Tensor,
     memory: Option<&Tensor>,
-    p: &MultiheadAttentionParams<B>,
+    p: &P,
     spec: &MhaSpec,
     mask: Option<Mask<'_>>,
     training: bool,
@@ -429,15 +502,14 @@ pub fn multi_head_attention<B: MaybeTensor>(
             "multi_head_attention: the width {e} is not a multiple of {heads} heads"
         )));
     }
-    let w = param(&p.in_proj_weight, training);
+    let (w, bias) = p.in_proj(training)?;
     if w.dims() != [3 * e, e] {
         return Err(msg(format!(
-            "multi_head_attention: in_proj_weight is {:?}, the input's width {e} needs [{}, {e}]",
+            "multi_head_attention: the stacked Q, K, V projection (in_proj_weight) is {:?}, the input's width {e} needs [{}, {e}]",
             w.dims(),
             3 * e
         )));
     }
-    let bias = p.in_proj_bias.tensor().map(|t| param(t, training));
     let (q, k, v) = match memory {
         None => {
             // One multiply, then one copy into [3, B, heads, T, D].
@@ -481,14 +553,8 @@ pub fn multi_head_attention<B: MaybeTensor>(
     let o = scaled_dot_product_attention(&q, &k, &v, mask, &sdpa, training, rng)?;
     // [B, heads, Tq, D] -> [B, Tq, E]
     let o = o.transpose(1, 2)?.reshape((b, tq, e))?;
-    linear(&o, &p.out_proj, training)
-}
-
-/// `nn.Linear` on `[.., in]` with the holder's weights.
-fn linear<B: MaybeTensor>(x: &Tensor, l: &LinearParams<B>, training: bool) -> Result<Tensor> {
-    let w = param(&l.weight, training);
-    let b = l.bias.tensor().map(|t| param(t, training));
-    project(x, &w, b.as_ref())
+    let (wo, bo) = p.out_proj(training);
+    project(&o, &wo, bo.as_ref())
 }
 
 // ---------------------------------------------------------------------------

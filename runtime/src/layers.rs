@@ -70,6 +70,26 @@ pub struct MultiheadAttentionParams<B = Tensor> {
 
 pub use crate::rnn::RnnParams;
 
+/// Multi-head attention as timm's `Attention` names it (`layout = timm`):
+/// `qkv` (`weight` `[3E, E]`, Q, K and V stacked as in `in_proj_weight`)
+/// and the output projection `proj`.
+#[derive(Debug, Clone)]
+pub struct QkvAttentionParams<B = Tensor> {
+    pub qkv: LinearParams<B>,
+    pub proj: LinearParams<B>,
+}
+
+/// Multi-head attention with separate projections as Hugging Face names
+/// them in CLIP, BART, Whisper or OPT (`layout = hf`): `q_proj`, `k_proj`,
+/// `v_proj` (each `[E, E]`) and `out_proj`.
+#[derive(Debug, Clone)]
+pub struct SeparateQkvAttentionParams<B = Tensor> {
+    pub q_proj: LinearParams<B>,
+    pub k_proj: LinearParams<B>,
+    pub v_proj: LinearParams<B>,
+    pub out_proj: LinearParams<B>,
+}
+
 /// A tensor that may be absent: [`Tensor`] or [`NoBias`].
 pub trait MaybeTensor {
     fn tensor(&self) -> Option<&Tensor>;

@@ -28,12 +28,14 @@ mod seq;
 mod shape;
 pub mod train;
 mod upsample;
+mod vit;
 mod weights;
 mod weights_file;
 
 pub use attention::{
     add_sinusoidal, causal_mask, layer_norm, multi_head_attention, patch_embed, prepend_token,
-    rms_norm, scaled_dot_product_attention, sinusoidal_encoding, Mask, MhaSpec, Sdpa,
+    rms_norm, scaled_dot_product_attention, sinusoidal_encoding, AttentionParams, Mask, MhaSpec,
+    Sdpa,
 };
 pub use block::{missing_child, next_param, scaled_size, BlockCx};
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
@@ -58,6 +60,7 @@ pub use upsample::{
     center_crop, center_crop_offset, conv_transpose2d, pixel_shuffle, pixel_unshuffle,
     upsample_bilinear2d, upsample_nearest2d, ConvTranspose2dSpec,
 };
+pub use vit::{drop_path, interpolate_embeddings, interpolate_pos_embedding};
 pub use weights::{
     check_weights, load_weights, save_weights, LoadOptions, LoadReport, LoadedWeights, SaveOptions,
 };

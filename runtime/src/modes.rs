@@ -137,7 +137,7 @@ impl Generator {
         }
     }
 
-    fn uniform(&self, n: usize) -> Vec<f32> {
+    pub(crate) fn uniform(&self, n: usize) -> Vec<f32> {
         match self.0.lock() {
             Ok(mut r) => r.uniform_vec(n, 0.0, 1.0),
             Err(poisoned) => poisoned.into_inner().uniform_vec(n, 0.0, 1.0),

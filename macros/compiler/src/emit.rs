@@ -1056,6 +1056,7 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident, env: &CodeEnv) -> Optio
         StepOp::ClassToken { field } => ops::vit::emit_class_token(&e, field),
         StepOp::PosEmbedding { field } => ops::vit::emit_pos_embedding(&e, field),
         StepOp::SinusoidalEncoding => ops::vit::emit_sinusoidal(&e),
+        StepOp::DropPath { p: rate } => ops::vit::emit_drop_path(&e, *rate),
         StepOp::Select { dim, index } => ops::vit::emit_select(&e, *dim, *index),
         StepOp::BatchNorm {
             field,

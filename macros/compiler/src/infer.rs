@@ -303,6 +303,7 @@ fn step(cx: &Step, op: &Op) -> StepResult {
         Op::ClassToken => ops::vit::infer_class_token(cx),
         Op::PosEmbedding => ops::vit::infer_pos_embedding(cx),
         Op::SinusoidalEncoding => ops::vit::infer_sinusoidal(cx),
+        Op::DropPath { .. } => ops::vit::infer_drop_path(cx),
         Op::Select { dim, index } => ops::vit::infer_select(cx, dim, index),
         Op::BatchNorm(bn) => ops::norm::infer_batch_norm(cx, bn),
         Op::AdaptivePool2d { kind, out } => ops::pool::infer_adaptive_pool2d(cx, *kind, out),

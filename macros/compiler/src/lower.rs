@@ -461,6 +461,9 @@ pub enum StepOp {
         field: Ident,
     },
     SinusoidalEncoding,
+    DropPath {
+        p: f64,
+    },
     Select {
         dim: usize,
         /// Negative: counted from the end (a size the input decides).
@@ -919,6 +922,7 @@ fn lower_op(
         Op::ClassToken => ops::vit::lower_class_token(&cx),
         Op::PosEmbedding => ops::vit::lower_pos_embedding(&cx),
         Op::SinusoidalEncoding => ops::vit::lower_sinusoidal(&cx),
+        Op::DropPath { p } => ops::vit::lower_drop_path(*p),
         Op::Select { dim, index } => ops::vit::lower_select(&cx, dim, index),
         Op::Act(a) => ops::activation::lower_activation(*a),
         Op::Softmax { dim, log } => ops::activation::lower_softmax(&cx, dim, *log),

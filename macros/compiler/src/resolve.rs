@@ -103,6 +103,9 @@ pub enum Op {
     ClassToken,
     PosEmbedding,
     SinusoidalEncoding,
+    DropPath {
+        p: f64,
+    },
     Select {
         dim: Spanned<i64>,
         index: Spanned<i64>,

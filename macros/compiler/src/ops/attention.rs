@@ -1,8 +1,10 @@
 //! `MultiHeadAttention`: `torch.nn.MultiheadAttention` with
 //! `batch_first=True` as self-attention over `[B, T, E]`, with its
 //! parameter names (`in_proj_weight`, `in_proj_bias`, `out_proj.weight`,
-//! `out_proj.bias`), so its weights load unchanged. Q, K and V come from one
-//! matrix multiply; the heads split with one copy.
+//! `out_proj.bias`), so its weights load unchanged; or, with `layout`,
+//! timm's (`qkv`, `proj`) or Hugging Face's separate projections (`q_proj`,
+//! `k_proj`, `v_proj`, `out_proj`). Q, K and V come from one matrix
+//! multiply; the heads split with one copy.
 
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::quote;
@@ -27,6 +29,20 @@ pub struct MultiHeadAttention {
     pub causal: bool,
     /// Dropout on the attention weights, in training.
     pub dropout: f64,
+    /// Whose parameter names.
+    pub layout: MhaLayout,
+}
+
+/// The parameter names (and the runtime holder) of a multi-head attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MhaLayout {
+    /// `nn.MultiheadAttention`: `in_proj_weight`, `in_proj_bias`, `out_proj`.
+    Torch,
+    /// timm's `Attention`: `qkv` (`[3E, E]`), `proj`.
+    Timm,
+    /// Hugging Face's CLIP, BART, Whisper, OPT: `q_proj`, `k_proj`, `v_proj`,
+    /// `out_proj`.
+    Hf,
 }
 
 pub const MULTI_HEAD_ATTENTION: OpDef = OpDef {
@@ -72,6 +88,12 @@ pub const MULTI_HEAD_ATTENTION: OpDef = OpDef {
         )
         .aka(&["is_causal"]),
         ArgSpec::new(
+            "layout",
+            ArgKind::Choice(&["torch", "timm", "hf"]),
+            Some("torch"),
+            "the parameter names: `torch` (`in_proj_weight`, `out_proj`), `timm` (`qkv`, `proj`) or `hf` (`q_proj`, `k_proj`, `v_proj`, `out_proj`)",
+        ),
+        ArgSpec::new(
             "batch_first",
             ArgKind::Bool,
             Some("true"),
@@ -88,6 +110,23 @@ fn resolve_mha(a: &Args, _layer: &Layer) -> Option<Op> {
     let dropout = a.float("dropout", 0.0, 0.0, 1.0, true);
     let causal = a.boolean("causal", false);
     let batch_first = a.boolean("batch_first", true);
+    let layout = match a.get("layout") {
+        None => Some(MhaLayout::Torch),
+        Some(Value::Ident(i)) if i == "torch" => Some(MhaLayout::Torch),
+        Some(Value::Ident(i)) if i == "timm" => Some(MhaLayout::Timm),
+        Some(Value::Ident(i)) if i == "hf" => Some(MhaLayout::Hf),
+        Some(other) => {
+            a.cx.error(
+                other.span(),
+                format!(
+                    "`layout` of `{}` is `torch` (`in_proj_weight`, `out_proj`), `timm` (`qkv`, `proj`) \
+                     or `hf` (`q_proj`, `k_proj`, `v_proj`, `out_proj`), found `{other}`",
+                    a.op
+                ),
+            );
+            None
+        }
+    };
     if batch_first == Some(false) {
         a.cx.error(
             a.get("batch_first").map_or(a.whole, Value::span),
@@ -115,6 +154,7 @@ fn resolve_mha(a: &Args, _layer: &Layer) -> Option<Op> {
         bias: bias?,
         causal: causal?,
         dropout: dropout?.value,
+        layout: layout?,
     }))
 }
 
@@ -218,46 +258,89 @@ pub fn heads_fix(e: u64, h: u64) -> String {
 
 /// `in_proj_weight` `[3E, E]` (Xavier uniform, as PyTorch), `in_proj_bias`
 /// `[3E]` (zeros), `out_proj.weight` `[E, E]` (PyTorch's Linear default),
-/// `out_proj.bias` `[E]` (zeros).
+/// `out_proj.bias` `[E]` (zeros); under timm's or Hugging Face's names with
+/// the same values (`qkv` is `in_proj`; `q_proj`, `k_proj`, `v_proj` are its
+/// thirds, each Xavier uniform over its own `[E, E]`, as Hugging Face's
+/// default init does not match PyTorch's either way).
 pub fn lower_mha(cx: &LowerCx, m: &MultiHeadAttention) -> Lowered {
     let e = cx.input.get(2).and_then(Dim::known).unwrap_or(0);
     let h = m.heads.value;
-    let mut params = vec![cx.param(
-        "in_proj_weight",
-        vec![3 * e, e],
-        InitIr::Weight {
-            fan_in: e,
-            fan_out: 3 * e,
-            scheme: WeightInit::XavierUniform,
-        },
-    )];
-    if m.bias {
-        params.push(cx.param("in_proj_bias", vec![3 * e], InitIr::Zeros));
-    }
-    params.push(cx.param(
-        "out_proj.weight",
-        vec![e, e],
-        InitIr::Weight {
-            fan_in: e,
-            fan_out: e,
-            scheme: WeightInit::Default,
-        },
-    ));
-    if m.bias {
-        params.push(cx.param("out_proj.bias", vec![e], InitIr::Zeros));
-    }
-    let absent = if m.bias {
-        vec![]
-    } else {
-        vec!["in_proj_bias", "out_proj.bias"]
+    let xavier = |rows: u64| InitIr::Weight {
+        fan_in: e,
+        fan_out: rows,
+        scheme: WeightInit::XavierUniform,
     };
-    let holder = Holder::new("MultiheadAttentionParams").with_sub("out_proj", "LinearParams");
+    let linear_default = InitIr::Weight {
+        fan_in: e,
+        fan_out: e,
+        scheme: WeightInit::Default,
+    };
+    // (member, shape, init, is a bias)
+    let mut members: Vec<(&'static str, Vec<u64>, InitIr, bool)> = Vec::new();
+    let (holder, out) = match m.layout {
+        MhaLayout::Torch => {
+            members.push(("in_proj_weight", vec![3 * e, e], xavier(3 * e), false));
+            members.push(("in_proj_bias", vec![3 * e], InitIr::Zeros, true));
+            (
+                Holder::new("MultiheadAttentionParams").with_sub("out_proj", "LinearParams"),
+                "out_proj",
+            )
+        }
+        MhaLayout::Timm => {
+            members.push(("qkv.weight", vec![3 * e, e], xavier(3 * e), false));
+            members.push(("qkv.bias", vec![3 * e], InitIr::Zeros, true));
+            (
+                Holder::new("QkvAttentionParams")
+                    .with_sub("qkv", "LinearParams")
+                    .with_sub("proj", "LinearParams"),
+                "proj",
+            )
+        }
+        MhaLayout::Hf => {
+            for (w, b) in [
+                ("q_proj.weight", "q_proj.bias"),
+                ("k_proj.weight", "k_proj.bias"),
+                ("v_proj.weight", "v_proj.bias"),
+            ] {
+                members.push((w, vec![e, e], xavier(e), false));
+                members.push((b, vec![e], InitIr::Zeros, true));
+            }
+            (
+                Holder::new("SeparateQkvAttentionParams")
+                    .with_sub("q_proj", "LinearParams")
+                    .with_sub("k_proj", "LinearParams")
+                    .with_sub("v_proj", "LinearParams")
+                    .with_sub("out_proj", "LinearParams"),
+                "out_proj",
+            )
+        }
+    };
+    let (out_w, out_b) = match out {
+        "proj" => ("proj.weight", "proj.bias"),
+        _ => ("out_proj.weight", "out_proj.bias"),
+    };
+    members.push((out_w, vec![e, e], linear_default, false));
+    members.push((out_b, vec![e], InitIr::Zeros, true));
+    let mut params = Vec::new();
+    let mut absent = Vec::new();
+    for (name, shape, init, is_bias) in members {
+        if is_bias && !m.bias {
+            absent.push(name);
+        } else {
+            params.push(cx.param(name, shape, init));
+        }
+    }
     let mut desc = format!("MultiHeadAttention({e}, heads {h}");
     if m.causal {
         desc += ", causal";
     }
     if !m.bias {
         desc += ", no bias";
+    }
+    match m.layout {
+        MhaLayout::Torch => {}
+        MhaLayout::Timm => desc += ", timm names",
+        MhaLayout::Hf => desc += ", hf names",
     }
     desc += ")";
     // Per sample: the projections (4 E² per position) and the scores and

@@ -164,6 +164,7 @@ pub const OPS: &[&OpDef] = &[
     &vit::CLASS_TOKEN,
     &vit::POS_EMBEDDING,
     &vit::SINUSOIDAL_ENCODING,
+    &vit::DROP_PATH,
     &vit::SELECT,
     &rnn::RNN,
     &rnn::LSTM,

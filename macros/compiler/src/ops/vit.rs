@@ -424,3 +424,56 @@ pub fn emit_sinusoidal(e: &EmitCx) -> TokenStream {
     let (src, x) = (e.src, e.x);
     quote!(let #x = #p::add_sinusoidal(&#src)?;)
 }
+
+// ---------------------------------------------------------------------------
+// DropPath
+// ---------------------------------------------------------------------------
+
+pub const DROP_PATH: OpDef = OpDef {
+    name: "DropPath",
+    spellings: &["DropPath", "drop_path", "StochasticDepth"],
+    positional: &["p"],
+    args: &[ArgSpec::new(
+        "p",
+        ArgKind::Number,
+        None,
+        "the probability of dropping a sample's whole branch in training, in [0, 1]",
+    )
+    .aka(&["drop_prob"])],
+    resolve: resolve_drop_path,
+};
+
+fn resolve_drop_path(a: &Args, _layer: &Layer) -> Option<Op> {
+    let p = a.float("p", 0.0, 0.0, 1.0, true)?;
+    if !p.written {
+        a.missing(format!(
+            "`{}` needs the drop probability\nhelp: write `{}(0.1)`",
+            a.op, a.op
+        ));
+        return None;
+    }
+    Some(Op::DropPath { p: p.value })
+}
+
+/// The shape goes through (dim 0, the batch, is the one drawn over).
+pub fn infer_drop_path(cx: &Step) -> StepResult {
+    Ok((cx.input.clone(), None))
+}
+
+pub fn lower_drop_path(p: f64) -> Lowered {
+    (
+        format!("DropPath({p})"),
+        StepOp::DropPath { p },
+        None,
+        Some(0),
+    )
+}
+
+/// timm's `drop_path`: the identity in inference; in training one draw per
+/// sample from the network's generator.
+pub fn emit_drop_path(e: &EmitCx, rate: f64) -> TokenStream {
+    let p = quote!(::netdsl::__private);
+    let (src, x, training, rng) = (e.src, e.x, &e.training, &e.rng);
+    let rate = proc_macro2::Literal::f64_unsuffixed(rate);
+    quote!(let #x = #p::drop_path(&#src, #rate, #training, #rng)?;)
+}
