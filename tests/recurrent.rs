@@ -369,3 +369,31 @@ fn states_handed_back_continue_the_sequence() {
     close(&h2, &h9, "final h");
     close(&c2, &c9, "final c");
 }
+
+network! {
+    /// The guide's tagger over padded batches: each sentence's own length is an input. over padded batches: each sentence's own length is an input.
+    pub Tagger(ids: [B, T] u32, lengths: [B] u32) -> [B, T, 9] {
+        ids -> emb: Embedding(1000, 64, padding_idx = 0)
+            -> lstm: LSTM(128, layers = 2, bidirectional = true, lengths = lengths)
+            -> fc: Linear(9)
+    }
+    /// An encoder whose final states start a decoder.
+    pub Seq2Seq(src: [B, S, 32], tgt: [B, T, 32]) -> [B, T, 64] {
+        let (_, (h, c)) = src -> enc: LSTM(64, layers = 2);
+        tgt -> dec: LSTM(64, layers = 2, init = (h, c))
+    }
+}
+/// The guide's recurrent examples, as written there.
+#[test]
+fn the_guides_tagger_and_seq2seq_run() {
+    use netdsl::candle::{Device, Tensor};
+    let d = Device::Cpu;
+    let t = Tagger::new_seeded(0, &d).unwrap();
+    let ids = Tensor::zeros((2, 5), netdsl::candle::DType::U32, &d).unwrap();
+    let l = Tensor::new(&[5u32, 3], &d).unwrap();
+    assert_eq!(t.forward(&ids, &l).unwrap().dims(), [2, 5, 9]);
+    let s = Seq2Seq::new_seeded(0, &d).unwrap();
+    let a = Tensor::zeros((2, 4, 32), netdsl::candle::DType::F32, &d).unwrap();
+    let b = Tensor::zeros((2, 6, 32), netdsl::candle::DType::F32, &d).unwrap();
+    assert_eq!(s.forward(&a, &b).unwrap().dims(), [2, 6, 64]);
+}

@@ -33,7 +33,7 @@ mod optim;
 mod schedule;
 
 pub use loss::{bce_with_logits, cross_entropy, l1_loss, mse_loss, nll_loss};
-pub use optim::{Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
+pub use optim::{clip_grad_norm, Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
 pub use schedule::{CosineAnnealingLr, LrSchedule, StepLr};
 
 /// A typed error built from a message (candle's `Error::Msg`).
