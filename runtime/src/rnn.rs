@@ -439,15 +439,10 @@ fn direction(
             Cell::RnnRelu => (xg.add(&hh)?.relu()?, None),
             Cell::Lstm => {
                 let gates = xg.add(&hh)?;
-                let i = sigmoid(&gates.narrow(1, 0, hid)?)?;
-                let f = sigmoid(&gates.narrow(1, hid, hid)?)?;
-                let gg = gates.narrow(1, 2 * hid, hid)?.tanh()?;
-                let o = sigmoid(&gates.narrow(1, 3 * hid, hid)?)?;
                 let c_prev = c
                     .as_ref()
                     .ok_or_else(|| candle_core::Error::Msg("LSTM without a cell state".into()))?;
-                let c_next = f.mul(c_prev)?.add(&i.mul(&gg)?)?;
-                let mut h_next = o.mul(&c_next.tanh()?)?;
+                let (mut h_next, c_next) = lstm_cell(&gates, c_prev, hid)?;
                 if let Some(w) = &w_hr_t {
                     h_next = h_next.matmul(w)?;
                 }
@@ -487,6 +482,129 @@ fn direction(
     let outs: Vec<Tensor> = outs.into_iter().flatten().collect();
     let out = Tensor::stack(&outs, 0)?;
     Ok((out, h, c))
+}
+
+/// The LSTM cell after the gate pre-activations `[B, 4H]`: `(h, c')`. On
+/// the CPU in `f32`, one fused op with its own backward (the gates
+/// recomputed from the pre-activations, so nothing else is kept); elsewhere
+/// candle's ops.
+fn lstm_cell(gates: &Tensor, c_prev: &Tensor, hid: usize) -> Result<(Tensor, Tensor)> {
+    if gates.device().is_cpu() && gates.dtype() == DType::F32 && c_prev.dtype() == DType::F32 {
+        let hc = gates
+            .contiguous()?
+            .apply_op2(&c_prev.contiguous()?, cell_op::LstmCell { hid })?;
+        return Ok((hc.narrow(1, 0, hid)?, hc.narrow(1, hid, hid)?));
+    }
+    let i = sigmoid(&gates.narrow(1, 0, hid)?)?;
+    let f = sigmoid(&gates.narrow(1, hid, hid)?)?;
+    let gg = gates.narrow(1, 2 * hid, hid)?.tanh()?;
+    let o = sigmoid(&gates.narrow(1, 3 * hid, hid)?)?;
+    let c_next = f.mul(c_prev)?.add(&i.mul(&gg)?)?;
+    let h_next = o.mul(&c_next.tanh()?)?;
+    Ok((h_next, c_next))
+}
+
+/// The fused LSTM cell as a candle op: `[B, 4H]` pre-activations and
+/// `c` `[B, H]` in, `[h | c']` `[B, 2H]` out, with its backward.
+mod cell_op {
+    use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+
+    pub(super) struct LstmCell {
+        pub hid: usize,
+    }
+
+    fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+        let data = s.as_slice::<f32>()?;
+        match l.contiguous_offsets() {
+            Some((a, b)) if b <= data.len() => Ok(&data[a..b]),
+            _ => Err(candle_core::Error::Msg(
+                "lstm cell: inputs must be contiguous".into(),
+            )),
+        }
+    }
+
+    fn sig(x: f32) -> f32 {
+        1.0 / (1.0 + (-x).exp())
+    }
+
+    impl CustomOp2 for LstmCell {
+        fn name(&self) -> &'static str {
+            "netdsl-lstm-cell"
+        }
+
+        fn cpu_fwd(
+            &self,
+            s1: &CpuStorage,
+            l1: &Layout,
+            s2: &CpuStorage,
+            l2: &Layout,
+        ) -> candle_core::Result<(CpuStorage, Shape)> {
+            let h = self.hid;
+            let (gates, c) = (slice(s1, l1)?, slice(s2, l2)?);
+            let b = c.len() / h.max(1);
+            if h == 0 || gates.len() != 4 * h * b || c.len() != h * b {
+                return Err(candle_core::Error::Msg(
+                    "lstm cell: gates must be [B, 4H] and c [B, H]".into(),
+                ));
+            }
+            let mut out = vec![0f32; 2 * h * b];
+            for (r, (g, o)) in gates
+                .chunks_exact(4 * h)
+                .zip(out.chunks_exact_mut(2 * h))
+                .enumerate()
+            {
+                let (hs, cs) = o.split_at_mut(h);
+                let cr = &c[r * h..(r + 1) * h];
+                for j in 0..h {
+                    let cn = sig(g[h + j]) * cr[j] + sig(g[j]) * g[2 * h + j].tanh();
+                    cs[j] = cn;
+                    hs[j] = sig(g[3 * h + j]) * cn.tanh();
+                }
+            }
+            Ok((CpuStorage::F32(out), Shape::from((b, 2 * h))))
+        }
+
+        fn bwd(
+            &self,
+            gates: &Tensor,
+            c: &Tensor,
+            _res: &Tensor,
+            grad: &Tensor,
+        ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+            let h = self.hid;
+            let g: Vec<f32> = gates.flatten_all()?.to_vec1()?;
+            let cv: Vec<f32> = c.flatten_all()?.to_vec1()?;
+            let dy: Vec<f32> = grad.flatten_all()?.to_vec1()?;
+            let b = cv.len() / h.max(1);
+            if h == 0 || g.len() != 4 * h * b || dy.len() != 2 * h * b {
+                return Err(candle_core::Error::Msg("lstm cell: backward shapes".into()));
+            }
+            let mut dg = vec![0f32; 4 * h * b];
+            let mut dc = vec![0f32; h * b];
+            for r in 0..b {
+                let gr = &g[r * 4 * h..(r + 1) * 4 * h];
+                let d = &mut dg[r * 4 * h..(r + 1) * 4 * h];
+                for j in 0..h {
+                    let (i, f) = (sig(gr[j]), sig(gr[h + j]));
+                    let (gg, o) = (gr[2 * h + j].tanh(), sig(gr[3 * h + j]));
+                    let cp = cv[r * h + j];
+                    let tc = (f * cp + i * gg).tanh();
+                    let (dh, dcn) = (dy[r * 2 * h + j], dy[r * 2 * h + h + j]);
+                    let dct = dcn + dh * o * (1.0 - tc * tc);
+                    d[j] = dct * gg * i * (1.0 - i);
+                    d[h + j] = dct * cp * f * (1.0 - f);
+                    d[2 * h + j] = dct * i * (1.0 - gg * gg);
+                    d[3 * h + j] = dh * tc * o * (1.0 - o);
+                    dc[r * h + j] = dct * f;
+                }
+            }
+            let dev = gates.device();
+            Ok((
+                Some(Tensor::from_vec(dg, gates.shape(), dev)?),
+                Some(Tensor::from_vec(dc, c.shape(), dev)?),
+            ))
+        }
+    }
 }
 
 fn sigmoid(x: &Tensor) -> Result<Tensor> {
