@@ -178,7 +178,70 @@ pub fn resolve(cx: &Ctxt, def: &OpDef, layer: &Layer, args: &[Arg]) -> Option<Op
 
 /// What lowering one layer makes: its summary text, its step, its field
 /// (a layer with parameters) and its multiply-adds per sample.
-pub type Lowered = (String, StepOp, Option<FieldIr>, Option<u64>);
+pub type Lowered = (String, StepOp, Option<FieldIr>, Macs);
+
+/// Multiply-adds per sample, symbolic in the input's symbols: a sum of
+/// terms, each a factor times a product of dims (`27 * H * W` for a 3x3
+/// convolution from 3 channels to 1). Known when no term has a symbolic
+/// dim; otherwise the summary prints `?` and `summary_at` evaluates it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Macs {
+    /// `(factor, dims)`: `factor * dims[0] * dims[1] * ..`; the dims are
+    /// never known (those are folded into the factor).
+    pub terms: Vec<(u64, Vec<Dim>)>,
+}
+
+impl Macs {
+    pub fn zero() -> Self {
+        Self::default()
+    }
+
+    /// `factor` times the product of `dims`.
+    pub fn term(factor: u64, dims: &[Dim]) -> Self {
+        let mut k = factor;
+        let mut syms = Vec::new();
+        for d in dims {
+            match d.known() {
+                Some(n) => k = k.saturating_mul(n),
+                None => syms.push(d.clone()),
+            }
+        }
+        if k == 0 {
+            return Self::zero();
+        }
+        Self {
+            terms: vec![(k, syms)],
+        }
+    }
+
+    /// `factor` per element of a sample of `shape` (the dims after the
+    /// batch dim).
+    pub fn per_sample(shape: &[Dim], factor: u64) -> Self {
+        Self::term(factor, shape.get(1..).unwrap_or_default())
+    }
+
+    /// The number, when no term has a symbolic dim.
+    pub fn known(&self) -> Option<u64> {
+        self.terms.iter().try_fold(0u64, |acc, (k, dims)| {
+            dims.is_empty().then(|| acc.saturating_add(*k))
+        })
+    }
+}
+
+/// `a + &b`: the terms of both, terms with the same dims merged.
+impl std::ops::Add<&Macs> for Macs {
+    type Output = Macs;
+
+    fn add(mut self, other: &Macs) -> Macs {
+        for (k, dims) in &other.terms {
+            match self.terms.iter_mut().find(|(_, d)| d == dims) {
+                Some((n, _)) => *n = n.saturating_add(*k),
+                None => self.terms.push((*k, dims.clone())),
+            }
+        }
+        self
+    }
+}
 
 /// One layer being lowered: where it is and the shapes around it.
 pub struct LowerCx<'a> {
@@ -252,11 +315,6 @@ impl<'a> LowerCx<'a> {
             branch: Vec::new(),
         }
     }
-}
-
-/// Per sample: the product of the dims after the batch dim.
-pub fn per_sample(shape: &[Dim]) -> Option<u64> {
-    shape[1..].iter().map(Dim::known).product()
 }
 
 /// One step being emitted: `let x = f(src);`.

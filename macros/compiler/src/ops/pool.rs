@@ -10,7 +10,7 @@ use crate::infer::{pair_text, Step, StepResult};
 use crate::lower::StepOp;
 use crate::ops::args::Args;
 use crate::ops::window::spatial;
-use crate::ops::{pair_tokens, ArgKind, ArgSpec, EmitCx, Lowered, OpDef};
+use crate::ops::{pair_tokens, ArgKind, ArgSpec, EmitCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::Dim;
 
@@ -279,7 +279,7 @@ pub fn lower_pool2d(p: &Pool2d) -> Lowered {
         ceil_mode: p.ceil_mode,
         count_include_pad: p.count_include_pad,
     };
-    (desc, step, None, Some(0))
+    (desc, step, None, Macs::zero())
 }
 
 pub fn lower_adaptive_pool2d(kind: PoolKind, out: &Spanned<(u64, u64)>) -> Lowered {
@@ -296,7 +296,7 @@ pub fn lower_adaptive_pool2d(kind: PoolKind, out: &Spanned<(u64, u64)>) -> Lower
             out: out.value,
         },
         None,
-        Some(0),
+        Macs::zero(),
     )
 }
 

@@ -13,7 +13,7 @@ use crate::lower::StepOp;
 use crate::ops::args::Args;
 use crate::ops::pool::PoolKind;
 use crate::ops::window::spatial;
-use crate::ops::{ArgKind, ArgSpec, EmitCx, Lowered, OpDef};
+use crate::ops::{ArgKind, ArgSpec, EmitCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::{fmt_shape, Dim};
 
@@ -255,7 +255,7 @@ pub fn lower_pool1d(p: &Pool1d) -> Lowered {
         ceil_mode: p.ceil_mode,
         count_include_pad: p.count_include_pad,
     };
-    (desc, step, None, Some(0))
+    (desc, step, None, Macs::zero())
 }
 
 pub fn lower_adaptive_pool1d(kind: PoolKind, out: &Spanned<u64>) -> Lowered {
@@ -266,7 +266,7 @@ pub fn lower_adaptive_pool1d(kind: PoolKind, out: &Spanned<u64>) -> Lowered {
             out: out.value,
         },
         None,
-        Some(0),
+        Macs::zero(),
     )
 }
 
