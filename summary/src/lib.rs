@@ -113,6 +113,29 @@ pub fn table(name: &str, input: &str, rows: &[Row]) -> String {
     out
 }
 
+/// An op's text with its sizes filled in: each `{expr}` of `template`
+/// (a size expression, `CenterCrop({H/2} x {W/2})`) replaced by what
+/// `size` makes of it; the rest is kept. Over the declared input shape the
+/// compiler keeps each expression as written, at given sizes the runtime
+/// puts in its value.
+pub fn fill<E>(
+    template: &str,
+    mut size: impl FnMut(&str) -> Result<String, E>,
+) -> Result<String, E> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        out += &rest[..open];
+        out += &size(&rest[open + 1..open + close])?;
+        rest = &rest[open + close + 1..];
+    }
+    out += rest;
+    Ok(out)
+}
+
 /// Why a size expression has no value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EvalError {
@@ -329,6 +352,24 @@ mod tests {
             Err(EvalError::Overflow)
         );
         assert_eq!(symbols("16*(H/2)*W + H"), ["H", "W"]);
+    }
+
+    #[test]
+    fn fills_op_text() {
+        let keep = fill("CenterCrop({H/2} x {W})", |e| {
+            Ok::<_, EvalError>(e.to_string())
+        });
+        assert_eq!(keep.as_deref(), Ok("CenterCrop(H/2 x W)"));
+        let at_size = fill("CenterCrop({H/2} x {W})", |e| at(e).map(|v| v.to_string()));
+        assert_eq!(at_size.as_deref(), Ok("CenterCrop(32 x 48)"));
+        assert_eq!(
+            fill("Crop({C} x 2)", |e| at(e).map(|v| v.to_string())),
+            Err(EvalError::Unbound("C".into()))
+        );
+        assert_eq!(
+            fill("Cat(dim 1)", |_| Err::<String, _>(EvalError::Overflow)).as_deref(),
+            Ok("Cat(dim 1)")
+        );
     }
 
     #[test]

@@ -207,6 +207,7 @@ fn consts(
     graph: (&str, &str),
     parameters: u64,
     manifest: TokenStream,
+    summary_spec: TokenStream,
 ) -> TokenStream {
     let (mermaid, dot) = graph;
     let (summary, fusions) = (text_literal(summary), text_literal(fusions));
@@ -233,6 +234,40 @@ fn consts(
         pub const PARAMETERS: usize = #parameters;
         /// Every tensor of the state_dict: PyTorch name, shape, dtype, initialisation.
         pub const MANIFEST: &'static [#p::ParamSpec] = &[#manifest];
+        /// The summary's rows with their sizes as expressions in the input's symbols,
+        /// for [`Self::summary_at`].
+        #[doc(hidden)]
+        pub const SUMMARY_SPEC: #p::SummarySpec = #summary_spec;
+
+        /// [`Self::SUMMARY`] at given sizes of the input's symbols, e.g.
+        /// `&[("B", 1), ("H", 256), ("W", 256)]`: every output shape and multiply-add
+        /// count evaluated. Each symbol needs one size, and the sizes must be ones
+        /// `forward` accepts.
+        pub fn summary_at(sizes: &[(&str, usize)]) -> #p::Result<::std::string::String> {
+            #p::summary_at(&Self::SUMMARY_SPEC, sizes)
+        }
+    }
+}
+
+/// `SUMMARY_SPEC`: the summary's rows with every size an expression in the
+/// input's symbols, the input's dims as `forward` checks them.
+fn summary_spec(name: &str, input: &str, dims: &[TokenStream], ir: Option<&NetIr>) -> TokenStream {
+    let p = quote!(::netdsl::__private);
+    let rows = ir.map_or(&[][..], |ir| &ir.rows).iter().map(|r| {
+        let (layer, op, params) = (&r.layer, &r.op, lit(r.params));
+        let output = r.output.iter().map(ToString::to_string);
+        let macs = r.macs.terms.iter().map(|(k, dims)| {
+            let k = lit(*k);
+            let dims = dims.iter().map(ToString::to_string);
+            quote!((#k, &[#(#dims),*]))
+        });
+        quote! {
+            #p::SummaryRow { layer: #layer, op: #op, output: &[#(#output),*], params: #params, macs: &[#(#macs),*] }
+        }
+    });
+    let notes = text_literal(ir.map_or("", |ir| &ir.notes));
+    quote! {
+        #p::SummarySpec { network: #name, input: #input, dims: &[#(#dims),*], rows: &[#(#rows),*], notes: #notes }
     }
 }
 
@@ -327,15 +362,18 @@ pub fn emit(
             }
         }
     });
+    let input = fmt_shape(&ir.input_shape);
+    let spec = summary_spec(&ir.name.to_string(), &input, &input_dims(ir), Some(ir));
     let consts = consts(
         &ir.name,
-        &fmt_shape(&ir.input_shape),
+        &input,
         &fmt_shape(&ir.output_shape),
         &ir.summary,
         &ir.fusions.join("\n"),
         (&ir.mermaid, &ir.dot),
         ir.parameters,
         quote!(#(#manifest)*),
+        spec,
     );
 
     let mut index = 0usize;
@@ -575,12 +613,11 @@ fn gen_field_init(f: &FieldIr, index: &mut usize) -> TokenStream {
     quote!(#name: #value,)
 }
 
-fn gen_forward(ir: &NetIr) -> TokenStream {
+/// The declared input's dims as `forward` checks them (`InputDim`s), with
+/// what the shapes need of each symbol.
+fn input_dims(ir: &NetIr) -> Vec<TokenStream> {
     let p = quote!(::netdsl::__private);
-    let input = &ir.input;
-    let name = ir.name.to_string();
-    let expected = fmt_shape(&ir.input_shape);
-    let dims = ir.input_shape.iter().map(|d| match d {
+    ir.input_shape.iter().map(|d| match d {
         Dim::Known(n) => {
             let n = usize_lit(*n);
             quote!(#p::InputDim::Fixed(#n))
@@ -596,7 +633,15 @@ fn gen_forward(ir: &NetIr) -> TokenStream {
                 _ => quote!(#p::InputDim::Sym(#s)),
             }
         }
-    });
+    }).collect()
+}
+
+fn gen_forward(ir: &NetIr) -> TokenStream {
+    let p = quote!(::netdsl::__private);
+    let input = &ir.input;
+    let name = ir.name.to_string();
+    let expected = fmt_shape(&ir.input_shape);
+    let dims = input_dims(ir);
     let x = format_ident!("xs", span = Span::mixed_site());
     let mut body = match ir.input_ids.as_deref() {
         None => quote! {
@@ -979,7 +1024,17 @@ pub fn stub(attrs: &[Attribute], vis: &Visibility, name: &Ident, input: &Ident) 
         vis,
         name,
         fields: TokenStream::new(),
-        consts: consts(name, "", "", "", "", ("", ""), 0, TokenStream::new()),
+        consts: consts(
+            name,
+            "",
+            "",
+            "",
+            "",
+            ("", ""),
+            0,
+            TokenStream::new(),
+            summary_spec(&name.to_string(), "", &[], None),
+        ),
         bodies: [
             unreachable.clone(),
             unreachable.clone(),

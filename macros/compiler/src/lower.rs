@@ -448,7 +448,7 @@ impl SummaryRow {
     fn cells(&self) -> netdsl_summary::Row {
         netdsl_summary::Row {
             layer: self.layer.clone(),
-            op: self.op.clone(),
+            op: ops::plain(&self.op),
             output: fmt_shape(&self.output),
             params: self.params,
             macs: self.macs.known(),
@@ -552,6 +552,7 @@ pub fn lower_graph(
                         .and_then(|&v| shapes.values.get(v).cloned().flatten())
                         .unwrap_or_default()
                 };
+                let mut row_op = None;
                 let (label, op, kind) = match kind {
                     MergeKind::Cat { dim, .. } => {
                         let d = normalize_dim(*dim, out.len()).unwrap_or(0);
@@ -566,6 +567,14 @@ pub fn lower_graph(
                             (Some(h), Some(w)) => Some((h, w)),
                             _ => None,
                         };
+                        // The summary's text has its symbolic sizes in
+                        // braces: `summary_at` evaluates them.
+                        let sized = ops::sized;
+                        row_op = Some(format!(
+                            "CenterCrop({} x {})",
+                            sized(&out[2]),
+                            sized(&out[3])
+                        ));
                         (
                             "crop".to_string(),
                             format!("CenterCrop({} x {})", out[2], out[3]),
@@ -628,7 +637,7 @@ pub fn lower_graph(
                 let args: Vec<String> = inputs.iter().map(|&v| values[v].to_string()).collect();
                 rows.push(SummaryRow {
                     layer: label.clone(),
-                    op: op.clone(),
+                    op: row_op.unwrap_or_else(|| op.clone()),
                     output: out.clone(),
                     params: 0,
                     macs: ops::Macs::zero(),
@@ -731,10 +740,13 @@ fn lower_chain(items: &[Item], inferred: &Inferred, cx: &mut ChainCx) -> Vec<Ste
             params,
             macs,
         });
+        // The summary keeps the op's sizes in braces (`summary_at`
+        // evaluates them); the step's label is the plain text.
+        let plain = ops::plain(&desc);
         let label = if layer.path.is_empty() {
-            desc
+            plain
         } else {
-            format!("{}: {desc}", layer.label)
+            format!("{}: {plain}", layer.label)
         };
         steps.push(StepIr {
             label,

@@ -317,6 +317,21 @@ impl<'a> LowerCx<'a> {
     }
 }
 
+/// A size in an op's summary text: a known one as its number, a symbolic
+/// one in braces (`{H/2}`), which `summary_at` evaluates at the sizes it is
+/// given. [`plain`] removes the braces for every other use of the text.
+pub fn sized(d: &Dim) -> String {
+    match d.known() {
+        Some(n) => n.to_string(),
+        None => format!("{{{d}}}"),
+    }
+}
+
+/// An op's summary text without the braces of its [`sized`] sizes.
+pub fn plain(text: &str) -> String {
+    netdsl_summary::fill(text, |e| Ok::<_, ()>(e.to_string())).unwrap_or_else(|()| text.to_string())
+}
+
 /// One step being emitted: `let x = f(src);`.
 pub struct EmitCx<'a> {
     pub src: &'a TokenStream,
@@ -350,6 +365,61 @@ pub fn pair_tokens((a, b): (u64, u64)) -> TokenStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn macs_stay_symbolic() {
+        let h = Dim::sym("H");
+        let shape = [Dim::sym("B"), Dim::Known(8), h.clone(), Dim::Known(4)];
+        let m = Macs::per_sample(&shape, 3);
+        assert_eq!(m.terms, vec![(96, vec![h.clone()])]);
+        assert_eq!(m.known(), None);
+        let sum = m.clone() + &m + &Macs::term(5, &[Dim::Known(2)]);
+        assert_eq!(sum.terms, vec![(192, vec![h]), (10, vec![])]);
+        assert_eq!(
+            Macs::per_sample(&[Dim::sym("B"), Dim::Known(3)], 2).known(),
+            Some(6)
+        );
+        assert_eq!(Macs::zero().known(), Some(0));
+        assert_eq!(Macs::per_sample(&shape, 0), Macs::zero());
+    }
+
+    /// `summary_at` evaluates dims as the compiler prints them: the value
+    /// must be what the shape rules compute.
+    #[test]
+    fn printed_dims_evaluate_as_the_shape_rules_compute() {
+        use crate::shape::{product, Lin};
+        let h = Lin::sym("H");
+        let lins = [
+            h.clone(),
+            h.floor_div(2),
+            h.scale(3).floor_div(2).shift(1),
+            h.floor_div(4).shift(-3),
+            h.shift(-1).floor_div(2).shift(1),
+        ];
+        for lin in &lins {
+            for s in [16u64, 24, 64] {
+                let text = Dim::Lin(lin.clone()).to_string();
+                let v = netdsl_summary::eval(&text, &|n| (n == "H").then_some(s));
+                assert_eq!(v, Ok(lin.at(s) as u64), "{text} at H = {s}");
+            }
+        }
+        let dims = [
+            Dim::Known(16),
+            Dim::Lin(h.floor_div(2)),
+            Dim::Lin(Lin::sym("W").shift(-2)),
+        ];
+        let text = product(&dims).to_string();
+        let v = netdsl_summary::eval(&text, &|n| match n {
+            "H" => Some(32),
+            "W" => Some(10),
+            _ => None,
+        });
+        assert_eq!(v, Ok(16 * 16 * 8), "{text}");
+        assert_eq!(
+            plain(&format!("Crop({} x {})", sized(&dims[1]), sized(&dims[0]))),
+            "Crop(H/2 x 16)"
+        );
+    }
 
     #[test]
     fn every_spelling_names_one_op() {
