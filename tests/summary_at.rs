@@ -9,13 +9,27 @@
 
 use netdsl::network;
 
-network! {
-    block DoubleConv(x: [B, C, H, W], out: usize) -> [B, out, H - 4, W - 4] {
-        x -> seq { Conv2d(out, kernel = 3) -> ReLU -> Conv2d(out, kernel = 3) -> ReLU }
-    }
+/// Declares a network twice from one body: over symbols and at fixed
+/// sizes (`Sym / Fixed (x: [B, 3, H, W] / [2, 3, 64, 72]) { .. }`), with
+/// the blocks it uses.
+macro_rules! both {
+    ([$($blocks:tt)*] $sym:ident / $fixed:ident ($x:ident: $sin:tt / $fin:tt $($dt:ident)?) $body:tt) => {
+        network! {
+            $($blocks)*
+            $sym($x: $sin $($dt)?) $body
+            $fixed($x: $fin $($dt)?) $body
+        }
+    };
+}
 
-    /// A two-level U-Net with valid convolutions: crops to symbolic sizes.
-    UNetSym(x: [B, 3, H, W]) {
+// A two-level U-Net with valid convolutions: crops to symbolic sizes.
+both! {
+    [
+        block DoubleConv(x: [B, C, H, W], out: usize) -> [B, out, H - 4, W - 4] {
+            x -> seq { Conv2d(out, kernel = 3) -> ReLU -> Conv2d(out, kernel = 3) -> ReLU }
+        }
+    ]
+    UNetSym / UNetFixed (x: [B, 3, H, W] / [2, 3, 64, 72]) {
         let d1 = x -> down1: DoubleConv(4);
         let d2 = d1 -> max_pool(2) -> down2: DoubleConv(8);
         let b = d2 -> max_pool(2) -> bottom: DoubleConv(16);
@@ -24,52 +38,31 @@ network! {
         let u1 = y2 -> up1: ConvTranspose2d(4, kernel = 2, stride = 2);
         cat(crop(d1, like = u1), u1, dim = 1) -> dec1: DoubleConv(4) -> out: Conv2d(2, kernel = 1)
     }
+}
 
-    UNetFixed(x: [2, 3, 64, 72]) {
-        let d1 = x -> down1: DoubleConv(4);
-        let d2 = d1 -> max_pool(2) -> down2: DoubleConv(8);
-        let b = d2 -> max_pool(2) -> bottom: DoubleConv(16);
-        let u2 = b -> up2: ConvTranspose2d(8, kernel = 2, stride = 2);
-        let y2 = cat(crop(d2, like = u2), u2, dim = 1) -> dec2: DoubleConv(8);
-        let u1 = y2 -> up1: ConvTranspose2d(4, kernel = 2, stride = 2);
-        cat(crop(d1, like = u1), u1, dim = 1) -> dec1: DoubleConv(4) -> out: Conv2d(2, kernel = 1)
-    }
-
-    CnnSym(x: [B, 3, H, W]) {
+both! {
+    [] CnnSym / CnnFixed (x: [B, 3, H, W] / [1, 3, 32, 48]) {
         x -> blur: Gaussian(1.0) -> conv1: Conv2d(8, kernel = 3, padding = 1) -> bn1: BatchNorm2d -> ReLU
           -> max_pool(2) -> conv2: Conv2d(16, kernel = 3, stride = 2, padding = 1) -> ReLU
           -> Upsample(scale_factor = 2) -> Flatten
     }
+}
 
-    CnnFixed(x: [1, 3, 32, 48]) {
-        x -> blur: Gaussian(1.0) -> conv1: Conv2d(8, kernel = 3, padding = 1) -> bn1: BatchNorm2d -> ReLU
-          -> max_pool(2) -> conv2: Conv2d(16, kernel = 3, stride = 2, padding = 1) -> ReLU
-          -> Upsample(scale_factor = 2) -> Flatten
-    }
-
-    TcnSym(x: [B, 4, T]) {
+both! {
+    [] TcnSym / TcnFixed (x: [B, 4, T] / [B, 4, 40]) {
         x -> c1: Conv1d(8, kernel = 3, causal = true) -> ReLU -> max_pool1d(2)
           -> c2: Conv1d(8, kernel = 3, dilation = 2, padding = 2)
     }
+}
 
-    TcnFixed(x: [B, 4, 40]) {
-        x -> c1: Conv1d(8, kernel = 3, causal = true) -> ReLU -> max_pool1d(2)
-          -> c2: Conv1d(8, kernel = 3, dilation = 2, padding = 2)
-    }
-
-    AttnSym(x: [B, T, 16]) {
+both! {
+    [] AttnSym / AttnFixed (x: [B, T, 16] / [3, 10, 16]) {
         x -> attn: MultiHeadAttention(16, heads = 4) -> ln: LayerNorm -> fc: Linear(32) -> GELU
     }
+}
 
-    AttnFixed(x: [3, 10, 16]) {
-        x -> attn: MultiHeadAttention(16, heads = 4) -> ln: LayerNorm -> fc: Linear(32) -> GELU
-    }
-
-    TokSym(ids: [B, T] u32) {
-        ids -> emb: Embedding(100, 16) -> SinusoidalEncoding -> fc: Linear(8)
-    }
-
-    TokFixed(ids: [B, 12] u32) {
+both! {
+    [] TokSym / TokFixed (ids: [B, T] / [B, 12] u32) {
         ids -> emb: Embedding(100, 16) -> SinusoidalEncoding -> fc: Linear(8)
     }
 }
