@@ -893,7 +893,7 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident, env: &CodeEnv) -> Optio
             dilation,
             ceil_mode,
             count_include_pad,
-        } => ops::pool::emit_pool2d(
+        } => ops::pool::emit_pool(
             &e,
             *kind,
             *kernel,
@@ -987,7 +987,7 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident, env: &CodeEnv) -> Optio
             dilation,
             ceil_mode,
             count_include_pad,
-        } => ops::pool1d::emit_pool1d(
+        } => ops::pool::emit_pool(
             &e,
             *kind,
             *kernel,
