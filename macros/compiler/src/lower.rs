@@ -569,11 +569,10 @@ pub fn lower_graph(
                         };
                         // The summary's text has its symbolic sizes in
                         // braces: `summary_at` evaluates them.
-                        let sized = ops::sized;
                         row_op = Some(format!(
                             "CenterCrop({} x {})",
-                            sized(&out[2]),
-                            sized(&out[3])
+                            ops::sized(&out[2]),
+                            ops::sized(&out[3])
                         ));
                         (
                             "crop".to_string(),
