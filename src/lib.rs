@@ -92,4 +92,5 @@ pub mod __private {
         filter2d, gradient_magnitude, median2d, Border, FilterSpec, Lowering, Taps,
     };
     pub use netdsl_runtime::{missing_child, next_param, scaled_size, BlockCx};
+    pub use netdsl_runtime::{summary_at, SummaryRow, SummarySpec};
 }

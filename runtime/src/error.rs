@@ -19,6 +19,27 @@ pub enum Error {
         /// Which dim (or the rank) disagrees, in words.
         reason: String,
     },
+    /// `summary_at` was given sizes that are not one for each symbol of the
+    /// network's input. (Sizes the network's shapes cannot take are
+    /// [`Error::InputShape`], as `forward` reports them.)
+    #[error(
+        "`{network}::summary_at` takes one size for each symbol of the input; the symbols of its input \
+         {input} are {}, but was given [{}]: {reason}",
+        symbols.join(", "),
+        given.iter().map(|(s, n)| format!("{s} = {n}")).collect::<Vec<_>>().join(", ")
+    )]
+    SummarySizes {
+        /// The network's name.
+        network: &'static str,
+        /// The declared input shape, as written in `network!`.
+        input: &'static str,
+        /// The input's symbols, each of which needs a size.
+        symbols: Vec<&'static str>,
+        /// The sizes that were given.
+        given: Vec<(String, usize)>,
+        /// What is wrong with them, in words.
+        reason: String,
+    },
     /// `forward` was given a tensor of a dtype the network does not run in.
     #[error("`{network}` runs in {expected:?}, but was given a {got:?} tensor; convert it with `.to_dtype(DType::{expected:?})`")]
     InputDType {

@@ -26,6 +26,7 @@ mod rng;
 mod rnn;
 mod seq;
 mod shape;
+mod summary;
 pub mod train;
 mod upsample;
 mod vit;
@@ -56,6 +57,7 @@ pub use seq::{
     max_pool1d, Conv1dSpec, Pool1d,
 };
 pub use shape::{check_input, check_same_size, check_token_input, InputDim};
+pub use summary::{summary_at, SummaryRow, SummarySpec};
 pub use upsample::{
     center_crop, center_crop_offset, conv_transpose2d, pixel_shuffle, pixel_unshuffle,
     upsample_bilinear2d, upsample_nearest2d, ConvTranspose2dSpec,

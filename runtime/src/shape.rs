@@ -97,7 +97,18 @@ fn check_dims(
     dims: &[InputDim],
 ) -> Result<()> {
     crate::debug_build::warn_if_unoptimized(network, x.elem_count());
-    let got = x.dims();
+    check_sizes(network, expected, x.dims(), dims)
+}
+
+/// Checks an input shape `got` against a network's declared input dims:
+/// what `forward` checks of its input's shape, and `summary_at` of the
+/// sizes it is given.
+pub(crate) fn check_sizes(
+    network: &'static str,
+    expected: &'static str,
+    got: &[usize],
+    dims: &[InputDim],
+) -> Result<()> {
     let fail = |reason: String| Error::InputShape {
         network,
         expected,

@@ -10,7 +10,6 @@
 //! Tolerance: `1e-4 * max(1, max|torch|)` per compared tensor.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use netdsl_runtime::candle::{Device, Tensor, Var};
@@ -20,32 +19,15 @@ use netdsl_runtime::{
     Result, Sdpa,
 };
 
+mod common;
+
 fn fixtures() -> &'static HashMap<String, Tensor> {
     static F: OnceLock<HashMap<String, Tensor>> = OnceLock::new();
-    F.get_or_init(|| {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures/attention.safetensors");
-        netdsl_runtime::candle::safetensors::load(path, &Device::Cpu).unwrap()
-    })
+    F.get_or_init(|| common::load_fixture("attention.safetensors"))
 }
 
 fn get(case: &str, key: &str) -> Option<Tensor> {
     fixtures().get(&format!("{case}.{key}")).cloned()
-}
-
-fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    let diff: f32 = a
-        .sub(b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
-    let scale: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-    diff / scale.max(1.0)
 }
 
 /// Runs `f` on the case's inputs named in `inputs` (float ones as
@@ -66,7 +48,7 @@ fn check(case: &str, inputs: &[&str], f: impl Fn(&HashMap<&str, Tensor>) -> Resu
     }
     let out = f(&ts).unwrap_or_else(|e| panic!("{case}: {e}"));
     let want = get(case, "output").unwrap();
-    let err = rel_err(&out, &want);
+    let err = common::rel_err(&out, &want);
     eprintln!("{case}: output error {err:e}");
     assert!(err <= 1e-4, "{case}: output error {err:e}");
     let gout = get(case, "gout").unwrap();
@@ -85,7 +67,7 @@ fn check(case: &str, inputs: &[&str], f: impl Fn(&HashMap<&str, Tensor>) -> Resu
         let got = grads
             .get(v.as_tensor())
             .unwrap_or_else(|| panic!("{case}: no gradient for `{name}`"));
-        let err = rel_err(got, &want);
+        let err = common::rel_err(got, &want);
         eprintln!("{case}: grad {name} error {err:e}");
         assert!(err <= 1e-4, "{case}: gradient of `{name}`: error {err:e}");
         compared += 1;
@@ -170,7 +152,7 @@ fn sdpa_matches_torch() {
         };
         let out = scaled_dot_product_attention(&q, &k, &v, m, &spec, false, None).unwrap();
         assert!(
-            rel_err(&out, &get(case, "output").unwrap()) <= 1e-4,
+            common::rel_err(&out, &get(case, "output").unwrap()) <= 1e-4,
             "{case}: inference"
         );
     }

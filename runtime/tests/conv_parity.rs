@@ -7,12 +7,13 @@
 //! `CASES` lists the names the script writes.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use netdsl_runtime::candle::{DType, Device, Tensor, Var};
 use netdsl_runtime::conv::threads;
 use netdsl_runtime::{conv2d, Conv2dSpec, Epilogue, Result};
+
+mod common;
 
 const CASES: &[&str] = &[
     "odd_3x3",
@@ -45,11 +46,7 @@ const CASES: &[&str] = &[
 
 fn fixture() -> &'static HashMap<String, Tensor> {
     static F: OnceLock<HashMap<String, Tensor>> = OnceLock::new();
-    F.get_or_init(|| {
-        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures/conv_grad.safetensors");
-        netdsl_runtime::candle::safetensors::load(&p, &Device::Cpu).expect("fixture")
-    })
+    F.get_or_init(|| common::load_fixture("conv_grad.safetensors"))
 }
 
 fn get(case: &str, what: &str) -> Tensor {

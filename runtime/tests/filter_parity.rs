@@ -12,21 +12,18 @@
 //! output within 1e-5 of its scale, and the input gradient too.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use netdsl_runtime::candle::{Device, Tensor, Var};
 use netdsl_runtime::{filter2d, median2d, pad2d, Border, FilterSpec, Lowering, Taps};
 
+mod common;
+
 type Pad = ((usize, usize), (usize, usize));
 
 fn fixture() -> &'static HashMap<String, Tensor> {
     static F: OnceLock<HashMap<String, Tensor>> = OnceLock::new();
-    F.get_or_init(|| {
-        let path =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/filters.safetensors");
-        netdsl_runtime::candle::safetensors::load(&path, &Device::Cpu).expect("fixture")
-    })
+    F.get_or_init(|| common::load_fixture("filters.safetensors"))
 }
 
 fn get(name: &str, what: &str) -> Option<Tensor> {

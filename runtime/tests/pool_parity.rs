@@ -12,13 +12,14 @@
 //! whose gradient is compared with PyTorch's too.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use netdsl_runtime::candle::{Device, Tensor, Var};
 use netdsl_runtime::{
     adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d, Pool2d, Result,
 };
+
+mod common;
 
 const TOL: f32 = 1e-5;
 
@@ -143,20 +144,11 @@ fn cases() -> Vec<(&'static str, Op)> {
 
 fn fixtures() -> &'static HashMap<String, Tensor> {
     static F: OnceLock<HashMap<String, Tensor>> = OnceLock::new();
-    F.get_or_init(|| {
-        let path =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/pool.safetensors");
-        netdsl_runtime::candle::safetensors::load(&path, &Device::Cpu)
-            .unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()))
-    })
+    F.get_or_init(|| common::load_fixture("pool.safetensors"))
 }
 
 fn fixture(name: &str, dev: &Device) -> Tensor {
-    fixtures()
-        .get(name)
-        .unwrap_or_else(|| panic!("fixture has no `{name}`"))
-        .to_device(dev)
-        .unwrap()
+    common::on(fixtures(), name, dev)
 }
 
 /// The largest absolute difference, after checking the shapes agree.
@@ -179,14 +171,6 @@ fn max_diff(what: &str, got: &Tensor, want: &Tensor) -> f32 {
         .fold(0.0, f32::max)
 }
 
-fn devices() -> Vec<Device> {
-    let mut devs = vec![Device::Cpu];
-    if cfg!(feature = "cuda") {
-        devs.push(Device::new_cuda(0).expect("built with `cuda` but no CUDA device"));
-    }
-    devs
-}
-
 #[test]
 fn fixture_holds_exactly_the_cases() {
     let mut in_file: Vec<String> = fixtures()
@@ -202,7 +186,7 @@ fn fixture_holds_exactly_the_cases() {
 
 #[test]
 fn forward_matches_pytorch() {
-    for dev in devices() {
+    for dev in common::devices() {
         let mut failures = vec![];
         for (name, op) in cases() {
             let x = fixture(&format!("{name}.input"), &dev);
@@ -228,7 +212,7 @@ fn forward_matches_pytorch() {
 /// a window) its gradient equals PyTorch's.
 #[test]
 fn gradient_matches_pytorch() {
-    for dev in devices() {
+    for dev in common::devices() {
         let mut failures = vec![];
         for (name, op) in cases() {
             let v = Var::from_tensor(&fixture(&format!("{name}.input"), &dev)).unwrap();

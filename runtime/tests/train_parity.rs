@@ -8,7 +8,6 @@
 //! below mirror the script's `LOSSES`, `OPTIMS` and `SCHEDULES`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use netdsl_runtime::candle::{DType, Device, Tensor, Var};
@@ -18,6 +17,8 @@ use netdsl_runtime::train::{
 };
 use netdsl_runtime::{Error, Result};
 
+mod common;
+
 /// Relative tolerance, against the largest magnitude of the reference tensor.
 const REL: f32 = 1e-5;
 const STEPS: usize = 5;
@@ -26,28 +27,11 @@ const BASE_LR: f64 = 0.1;
 
 fn fixtures() -> &'static HashMap<String, Tensor> {
     static F: OnceLock<HashMap<String, Tensor>> = OnceLock::new();
-    F.get_or_init(|| {
-        let path =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/train.safetensors");
-        netdsl_runtime::candle::safetensors::load(&path, &Device::Cpu)
-            .unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()))
-    })
+    F.get_or_init(|| common::load_fixture("train.safetensors"))
 }
 
 fn fixture(name: &str, dev: &Device) -> Tensor {
-    fixtures()
-        .get(name)
-        .unwrap_or_else(|| panic!("fixture has no `{name}`"))
-        .to_device(dev)
-        .unwrap()
-}
-
-fn devices() -> Vec<Device> {
-    let mut devs = vec![Device::Cpu];
-    if cfg!(feature = "cuda") {
-        devs.push(Device::new_cuda(0).expect("built with `cuda` but no CUDA device"));
-    }
-    devs
+    common::on(fixtures(), name, dev)
 }
 
 fn values(t: &Tensor) -> Vec<f32> {
@@ -138,7 +122,7 @@ fn fixture_holds_exactly_the_losses() {
 
 #[test]
 fn losses_and_their_gradients_match_pytorch() {
-    for dev in devices() {
+    for dev in common::devices() {
         for &(name, loss) in LOSSES {
             let what = format!("{name} on {dev:?}");
             let a = Var::from_tensor(&fixture(&format!("{name}.a"), &dev)).unwrap();
@@ -354,7 +338,7 @@ fn problem_loss(vars: &[Var]) -> Tensor {
 
 #[test]
 fn optimiser_trajectories_match_pytorch() {
-    for dev in devices() {
+    for dev in common::devices() {
         for (name, opt, schedule) in optims() {
             let vars = problem_vars(&dev);
             let mut o = opt.build(vars.clone());

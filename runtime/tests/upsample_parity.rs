@@ -13,7 +13,6 @@
 //! Tolerance: `1e-4 * max(1, max|torch|)` per compared tensor.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use netdsl_runtime::candle::{DType, Device, Tensor, Var};
@@ -21,6 +20,8 @@ use netdsl_runtime::{
     center_crop, center_crop_offset, conv_transpose2d, pixel_shuffle, pixel_unshuffle,
     upsample_bilinear2d, upsample_nearest2d, ConvTranspose2dSpec, Result,
 };
+
+mod common;
 
 #[derive(Clone, Copy, Debug)]
 enum Op {
@@ -103,12 +104,7 @@ fn cases() -> Vec<(&'static str, Op)> {
 
 fn fixtures() -> &'static HashMap<String, Tensor> {
     static FIX: OnceLock<HashMap<String, Tensor>> = OnceLock::new();
-    FIX.get_or_init(|| {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures/upsample.safetensors");
-        netdsl_runtime::candle::safetensors::load(&path, &Device::Cpu)
-            .unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()))
-    })
+    FIX.get_or_init(|| common::load_fixture("upsample.safetensors"))
 }
 
 fn try_fixture(name: &str, dev: &Device) -> Option<Tensor> {
@@ -146,14 +142,6 @@ fn rel_diff(what: &str, got: &Tensor, want: &Tensor) -> f32 {
 
 const TOL: f32 = 1e-4;
 
-fn devices() -> Vec<Device> {
-    let mut devs = vec![Device::Cpu];
-    if cfg!(feature = "cuda") {
-        devs.push(Device::new_cuda(0).expect("built with `cuda` but no CUDA device"));
-    }
-    devs
-}
-
 #[test]
 fn fixture_holds_exactly_the_cases() {
     let mut in_file: Vec<String> = fixtures()
@@ -170,7 +158,7 @@ fn fixture_holds_exactly_the_cases() {
 /// and bias as `Var`s; every output and gradient against PyTorch.
 #[test]
 fn forward_and_gradients_match_pytorch() {
-    for dev in devices() {
+    for dev in common::devices() {
         let mut failures = vec![];
         let mut checked = 0;
         let mut worst = (0f32, String::new());

@@ -29,18 +29,9 @@ pub fn formula_input(shape: (usize, usize, usize, usize)) -> Tensor {
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
 }
 
-/// `max |a - b| / max(1, max |b|)`: the parity tolerance's measure.
-pub fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    let diff: f32 = a
-        .sub(b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
-    let scale: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-    diff / scale.max(1.0)
-}
+/// `max |a - b| / max(1, max |b|)`: the parity tolerance's measure, the
+/// runtime tests' own copy.
+#[path = "../../runtime/tests/common/compare.rs"]
+mod compare;
+#[allow(unused_imports)] // not every test crate compares
+pub use compare::rel_err;

@@ -219,6 +219,7 @@ fn consts(
     graph: (&str, &str),
     parameters: u64,
     manifest: TokenStream,
+    summary_spec: TokenStream,
 ) -> TokenStream {
     let (mermaid, dot) = graph;
     let (summary, fusions) = (text_literal(summary), text_literal(fusions));
@@ -245,6 +246,40 @@ fn consts(
         pub const PARAMETERS: usize = #parameters;
         /// Every tensor of the state_dict: PyTorch name, shape, dtype, initialisation.
         pub const MANIFEST: &'static [#p::ParamSpec] = &[#manifest];
+        /// The summary's rows with their sizes as expressions in the input's symbols,
+        /// for [`Self::summary_at`].
+        #[doc(hidden)]
+        pub const SUMMARY_SPEC: #p::SummarySpec = #summary_spec;
+
+        /// [`Self::SUMMARY`] at given sizes of the input's symbols, e.g.
+        /// `&[("B", 1), ("H", 256), ("W", 256)]`: every output shape and multiply-add
+        /// count evaluated. Each symbol needs one size, and the sizes must be ones
+        /// `forward` accepts.
+        pub fn summary_at(sizes: &[(&str, usize)]) -> #p::Result<::std::string::String> {
+            #p::summary_at(&Self::SUMMARY_SPEC, sizes)
+        }
+    }
+}
+
+/// `SUMMARY_SPEC`: the summary's rows with every size an expression in the
+/// input's symbols, the input's dims as `forward` checks them.
+fn summary_spec(name: &str, input: &str, dims: &[TokenStream], ir: Option<&NetIr>) -> TokenStream {
+    let p = quote!(::netdsl::__private);
+    let rows = ir.map_or(&[][..], |ir| &ir.rows).iter().map(|r| {
+        let (layer, op, params) = (&r.layer, &r.op, lit(r.params));
+        let output = r.output.iter().map(ToString::to_string);
+        let macs = r.macs.terms.iter().map(|(k, dims)| {
+            let k = lit(*k);
+            let dims = dims.iter().map(ToString::to_string);
+            quote!((#k, &[#(#dims),*]))
+        });
+        quote! {
+            #p::SummaryRow { layer: #layer, op: #op, output: &[#(#output),*], params: #params, macs: &[#(#macs),*] }
+        }
+    });
+    let notes = text_literal(ir.map_or("", |ir| &ir.notes));
+    quote! {
+        #p::SummarySpec { network: #name, input: #input, dims: &[#(#dims),*], rows: &[#(#rows),*], notes: #notes }
     }
 }
 
@@ -339,9 +374,11 @@ pub fn emit(
             }
         }
     });
+    let input = fmt_shape(&ir.input_shape);
+    let spec = summary_spec(&ir.name.to_string(), &input, &input_dims(ir), Some(ir));
     let consts = consts(
         &ir.name,
-        &fmt_shape(&ir.input_shape),
+        &input,
         &if ir.extra_outputs.is_empty() {
             fmt_shape(&ir.output_shape)
         } else {
@@ -356,6 +393,7 @@ pub fn emit(
         (&ir.mermaid, &ir.dot),
         ir.parameters,
         quote!(#(#manifest)*),
+        spec,
     );
 
     let mut index = 0usize;
@@ -648,6 +686,37 @@ fn gen_field_init(f: &FieldIr, index: &mut usize) -> TokenStream {
     quote!(#name: #value,)
 }
 
+/// The declared input's dims as `forward` checks them (`InputDim`s), with
+/// what the shapes need of each symbol.
+fn input_dims(ir: &NetIr) -> Vec<TokenStream> {
+    shape_dims(ir, &ir.input_shape)
+}
+
+/// An input shape's dims as `forward` checks them.
+fn shape_dims(ir: &NetIr, shape: &[Dim]) -> Vec<TokenStream> {
+    let p = quote!(::netdsl::__private);
+    shape
+        .iter()
+        .map(|d| match d {
+            Dim::Known(n) => {
+                let n = usize_lit(*n);
+                quote!(#p::InputDim::Fixed(#n))
+            }
+            d => {
+                let s = d.to_string();
+                match ir.constraints.rules.get(&s) {
+                    Some(r) if r.multiple > 1 || r.min > 1 => {
+                        let (m, min) = (usize_lit(r.multiple), usize_lit(r.min));
+                        let (mw, nw) = (&r.multiple_why, &r.min_why);
+                        quote!(#p::InputDim::Rule { sym: #s, multiple: #m, min: #min, multiple_why: #mw, min_why: #nw })
+                    }
+                    _ => quote!(#p::InputDim::Sym(#s)),
+                }
+            }
+        })
+        .collect()
+}
+
 /// The check of one input of `forward`: its dtype and declared shape, the
 /// symbols' rules included. `who` names it in errors.
 fn input_check(
@@ -659,23 +728,7 @@ fn input_check(
 ) -> TokenStream {
     let p = quote!(::netdsl::__private);
     let expected = fmt_shape(shape);
-    let dims = shape.iter().map(|d| match d {
-        Dim::Known(n) => {
-            let n = usize_lit(*n);
-            quote!(#p::InputDim::Fixed(#n))
-        }
-        d => {
-            let s = d.to_string();
-            match ir.constraints.rules.get(&s) {
-                Some(r) if r.multiple > 1 || r.min > 1 => {
-                    let (m, min) = (usize_lit(r.multiple), usize_lit(r.min));
-                    let (mw, nw) = (&r.multiple_why, &r.min_why);
-                    quote!(#p::InputDim::Rule { sym: #s, multiple: #m, min: #min, multiple_why: #mw, min_why: #nw })
-                }
-                _ => quote!(#p::InputDim::Sym(#s)),
-            }
-        }
-    });
+    let dims = shape_dims(ir, shape);
     match ids {
         None => quote! {
             #p::check_input(#who, #expected, #input, &[#(#dims),*])?;
@@ -994,7 +1047,7 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident, env: &CodeEnv) -> Optio
             dilation,
             ceil_mode,
             count_include_pad,
-        } => ops::pool::emit_pool2d(
+        } => ops::pool::emit_pool(
             &e,
             *kind,
             *kernel,
@@ -1090,7 +1143,7 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident, env: &CodeEnv) -> Optio
             dilation,
             ceil_mode,
             count_include_pad,
-        } => ops::pool1d::emit_pool1d(
+        } => ops::pool::emit_pool(
             &e,
             *kind,
             *kernel,
@@ -1134,7 +1187,17 @@ pub fn stub(
         vis,
         name,
         fields: TokenStream::new(),
-        consts: consts(name, "", "", "", "", ("", ""), 0, TokenStream::new()),
+        consts: consts(
+            name,
+            "",
+            "",
+            "",
+            "",
+            ("", ""),
+            0,
+            TokenStream::new(),
+            summary_spec(&name.to_string(), "", &[], None),
+        ),
         bodies: [
             unreachable.clone(),
             unreachable.clone(),

@@ -192,7 +192,8 @@ pub fn expand_or_errors(input: TokenStream) -> TokenStream {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PrettyOptions {
     /// The text constants `SUMMARY`, `FUSIONS`, `GRAPH_MERMAID` and
-    /// `GRAPH_DOT`. The summary and the fusions are in the struct's
+    /// `GRAPH_DOT`, and `SUMMARY_SPEC` (the summary's rows, for
+    /// `summary_at`). The summary and the fusions are in the struct's
     /// documentation as well, so a snapshot without them still shows them
     /// once.
     pub constants: bool,
@@ -205,7 +206,13 @@ impl Default for PrettyOptions {
 }
 
 /// The text constants [`PrettyOptions::constants`] leaves out.
-const TEXT_CONSTANTS: [&str; 4] = ["SUMMARY", "FUSIONS", "GRAPH_MERMAID", "GRAPH_DOT"];
+const TEXT_CONSTANTS: [&str; 5] = [
+    "SUMMARY",
+    "SUMMARY_SPEC",
+    "FUSIONS",
+    "GRAPH_MERMAID",
+    "GRAPH_DOT",
+];
 
 /// The expansion pretty-printed with prettyplease, for snapshot tests.
 pub fn expand_pretty(input: TokenStream) -> Result<String, Diagnostics> {

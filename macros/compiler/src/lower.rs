@@ -51,6 +51,10 @@ pub struct NetIr {
     /// The network's output value.
     pub output: usize,
     pub summary: String,
+    /// The summary's rows, sizes symbolic as inferred (what `summary_at`
+    /// evaluates), and the notes printed after its table.
+    pub rows: Vec<SummaryRow>,
+    pub notes: String,
     pub parameters: u64,
     /// What the fusion passes did, one line each (empty until they run).
     pub fusions: Vec<String>,
@@ -64,8 +68,8 @@ pub struct NetIr {
     pub value_shapes: Vec<Option<Shape>>,
     /// What the input's symbols must satisfy, checked at `forward`'s entry.
     pub constraints: Constraints,
-    /// Multiply-adds per sample, when known.
-    pub macs: Option<u64>,
+    /// Multiply-adds per sample.
+    pub macs: ops::Macs,
     /// For a block instance: its block's index.
     pub block: Option<usize>,
     /// The input's token-id dtype (`u32`, `i64`, `u8`); `None`: floats.
@@ -471,12 +475,28 @@ pub enum StepOp {
     },
 }
 
-struct Row {
-    layer: String,
-    op: String,
-    output: String,
-    params: u64,
-    macs: Option<u64>,
+/// One row of the summary table, sizes symbolic as inferred.
+#[derive(Clone, Debug)]
+pub struct SummaryRow {
+    pub layer: String,
+    pub op: String,
+    pub output: Shape,
+    pub params: u64,
+    pub macs: ops::Macs,
+}
+
+impl SummaryRow {
+    /// The row printed over the declared input shape: a symbolic MACs
+    /// count is `?`.
+    fn cells(&self) -> netdsl_summary::Row {
+        netdsl_summary::Row {
+            layer: self.layer.clone(),
+            op: ops::plain(&self.op),
+            output: fmt_shape(&self.output),
+            params: self.params,
+            macs: self.macs.known(),
+        }
+    }
 }
 
 /// A network, with its block instances lowered into `reg`.
@@ -513,8 +533,8 @@ pub fn lower(
             }
         }
     }
-    let notes = ops::conv1d::time_notes(&ir, &|def, i| reg.instances.get(def)?.get(i));
-    ir.summary += &notes;
+    ir.notes = ops::conv1d::time_notes(&ir, &|def, i| reg.instances.get(def)?.get(i));
+    ir.summary += &ir.notes;
     ir
 }
 
@@ -609,6 +629,7 @@ pub fn lower_graph(
                         .and_then(|&v| shapes.values.get(v).cloned().flatten())
                         .unwrap_or_default()
                 };
+                let mut row_op = None;
                 let (label, op, kind) = match kind {
                     MergeKind::Cat { dim, .. } => {
                         let d = normalize_dim(*dim, out.len()).unwrap_or(0);
@@ -623,6 +644,13 @@ pub fn lower_graph(
                             (Some(h), Some(w)) => Some((h, w)),
                             _ => None,
                         };
+                        // The summary's text has its symbolic sizes in
+                        // braces: `summary_at` evaluates them.
+                        row_op = Some(format!(
+                            "CenterCrop({} x {})",
+                            ops::sized(&out[2]),
+                            ops::sized(&out[3])
+                        ));
                         (
                             "crop".to_string(),
                             format!("CenterCrop({} x {})", out[2], out[3]),
@@ -683,12 +711,12 @@ pub fn lower_graph(
                     None => label,
                 };
                 let args: Vec<String> = inputs.iter().map(|&v| values[v].to_string()).collect();
-                rows.push(Row {
+                rows.push(SummaryRow {
                     layer: label.clone(),
-                    op: op.clone(),
-                    output: fmt_shape(&out),
+                    op: row_op.unwrap_or_else(|| op.clone()),
+                    output: out.clone(),
                     params: 0,
-                    macs: Some(0),
+                    macs: ops::Macs::zero(),
                 });
                 segments.push(Segment::Merge {
                     kind,
@@ -708,8 +736,11 @@ pub fn lower_graph(
         .flatten()
         .unwrap_or_default();
     let parameters = rows.iter().map(|r| r.params).sum();
-    let macs = rows.iter().map(|r| r.macs).sum();
-    let summary = summary_table(&name.to_string(), &input_shape, &rows);
+    let macs = rows
+        .iter()
+        .fold(ops::Macs::zero(), |acc, r: &SummaryRow| acc + &r.macs);
+    let cells: Vec<netdsl_summary::Row> = rows.iter().map(SummaryRow::cells).collect();
+    let summary = netdsl_summary::table(&name.to_string(), &fmt_shape(&input_shape), &cells);
     NetIr {
         name: name.clone(),
         vis: Visibility::Inherited,
@@ -722,6 +753,8 @@ pub fn lower_graph(
         values,
         output,
         summary,
+        rows,
+        notes: String::new(),
         parameters,
         fusions: Vec::new(),
         folds: 0,
@@ -750,7 +783,7 @@ pub fn lower_graph(
 /// Where a chain's lowering puts what it makes.
 struct ChainCx<'a, 'b> {
     fields: &'a mut Vec<FieldIr>,
-    rows: &'a mut Vec<Row>,
+    rows: &'a mut Vec<SummaryRow>,
     prefix: &'a str,
     blocks: &'a Blocks<'b>,
     reg: &'a mut Registry,
@@ -789,17 +822,20 @@ fn lower_chain(items: &[Item], inferred: &Inferred, cx: &mut ChainCx) -> Vec<Ste
                 .map(|p| p.shape.iter().product::<u64>())
                 .sum()
         });
-        cx.rows.push(Row {
+        cx.rows.push(SummaryRow {
             layer: layer.positional(),
             op: desc.clone(),
-            output: fmt_shape(output),
+            output: output.clone(),
             params,
             macs,
         });
+        // The summary keeps the op's sizes in braces (`summary_at`
+        // evaluates them); the step's label is the plain text.
+        let plain = ops::plain(&desc);
         let label = if layer.path.is_empty() {
-            desc
+            plain
         } else {
-            format!("{}: {desc}", layer.label)
+            format!("{}: {plain}", layer.label)
         };
         steps.push(StepIr {
             label,
@@ -819,7 +855,7 @@ fn lower_block_use(
     u: &crate::resolve::BlockUse,
     input: &Shape,
     cx: &mut ChainCx,
-) -> Option<(String, StepOp, Option<FieldIr>, Option<u64>)> {
+) -> Option<ops::Lowered> {
     let mut inputs = vec![input.clone()];
     let mut extra = Vec::new();
     for (_, v) in &u.tensors {
@@ -842,7 +878,7 @@ fn lower_block_use(
     );
     sub.block = Some(u.def);
     let params: Vec<ParamIr> = sub.fields.iter().flat_map(|f| f.params.clone()).collect();
-    let macs = sub.macs;
+    let macs = sub.macs.clone();
     let instance = cx.reg.add(u.def, sub);
     let ident = Ident::new(
         &field_name(&layer.path),
@@ -903,7 +939,7 @@ fn lower_op(
                 extra: Vec::new(),
             },
             None,
-            None,
+            ops::Macs::zero(),
         ),
         Op::Conv2d(c) => ops::conv::lower_conv2d(&cx, c),
         Op::Pool2d(p) => ops::pool::lower_pool2d(p),
@@ -933,91 +969,4 @@ fn lower_op(
         Op::Embedding(e) => ops::embedding::lower_embedding(&cx, e),
         Op::Rnn(r) => ops::rnn::lower_rnn(&cx, r),
     }
-}
-
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn summary_table(name: &str, input: &Shape, rows: &[Row]) -> String {
-    let header = ["layer", "op", "output", "params", "MACs", "FLOPs"];
-    let total_params: u64 = rows.iter().map(|r| r.params).sum();
-    let total_macs: Option<u64> = rows.iter().map(|r| r.macs).sum();
-    let fmt_macs = |m: Option<u64>, k: u64| m.map_or("?".to_string(), |m| thousands(m * k));
-    let mut table: Vec<[String; 6]> = vec![header.map(String::from)];
-    // Merges written the same way (three `cat` rows) are numbered as
-    // unnamed layers are.
-    let shared = |label: &str| rows.iter().filter(|r| r.layer == label).count() > 1;
-    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for r in rows {
-        let layer = if shared(&r.layer) {
-            let n = seen.entry(&r.layer).or_default();
-            *n += 1;
-            format!("{} #{n}", r.layer)
-        } else {
-            r.layer.clone()
-        };
-        table.push([
-            layer,
-            r.op.clone(),
-            r.output.clone(),
-            thousands(r.params),
-            fmt_macs(r.macs, 1),
-            fmt_macs(r.macs, 2),
-        ]);
-    }
-    table.push([
-        "total".into(),
-        String::new(),
-        String::new(),
-        thousands(total_params),
-        fmt_macs(total_macs, 1),
-        fmt_macs(total_macs, 2),
-    ]);
-    let widths: Vec<usize> = (0..6)
-        .map(|c| {
-            table
-                .iter()
-                .map(|r| r[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = format!(
-        "{name}: input {}, {} trainable parameters; MACs and FLOPs (= 2 x MACs) per sample\n",
-        fmt_shape(input),
-        thousands(total_params)
-    );
-    for (i, r) in table.iter().enumerate() {
-        let mut line = String::new();
-        for c in 0..6 {
-            let cell = &r[c];
-            let pad = widths[c] - cell.chars().count();
-            if c >= 3 {
-                line += &" ".repeat(pad);
-                line += cell;
-            } else {
-                line += cell;
-                line += &" ".repeat(pad);
-            }
-            if c < 5 {
-                line += "  ";
-            }
-        }
-        out += line.trim_end();
-        out.push('\n');
-        if i == 0 || i == table.len() - 2 {
-            out += &"-".repeat(widths.iter().sum::<usize>() + 10);
-            out.push('\n');
-        }
-    }
-    out
 }

@@ -11,7 +11,7 @@ use crate::emit::usize_lit;
 use crate::infer::{Step, StepResult};
 use crate::lower::StepOp;
 use crate::ops::args::Args;
-use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, OpDef};
+use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::{fmt_shape, normalize_dim};
 
@@ -239,13 +239,13 @@ pub fn infer_softmax(cx: &Step, dim: &Spanned<i64>) -> StepResult {
 }
 
 pub fn lower_activation(a: Activation) -> Lowered {
-    (a.summary(), StepOp::Act(a), None, Some(0))
+    (a.summary(), StepOp::Act(a), None, Macs::zero())
 }
 
 pub fn lower_softmax(cx: &LowerCx, dim: &Spanned<i64>, log: bool) -> Lowered {
     let d = normalize_dim(dim.value, cx.input.len()).unwrap_or(0);
     let desc = format!("{}(dim {d})", if log { "LogSoftmax" } else { "Softmax" });
-    (desc, StepOp::Softmax { dim: d, log }, None, Some(0))
+    (desc, StepOp::Softmax { dim: d, log }, None, Macs::zero())
 }
 
 pub fn emit_activation(e: &EmitCx, a: Activation) -> TokenStream {

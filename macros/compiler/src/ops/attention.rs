@@ -15,7 +15,7 @@ use crate::emit::usize_lit;
 use crate::infer::{Step, StepResult};
 use crate::lower::{Holder, InitIr, StepOp};
 use crate::ops::args::{Args, WeightInit};
-use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, OpDef};
+use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::{fmt_shape, Dim};
 
@@ -345,10 +345,9 @@ pub fn lower_mha(cx: &LowerCx, m: &MultiHeadAttention) -> Lowered {
     desc += ")";
     // Per sample: the projections (4 E² per position) and the scores and
     // weighted sum (2 T² E).
-    let macs = match cx.input.get(1) {
-        Some(Dim::Known(t)) => Some(4 * e * e * t + 2 * t * t * e),
-        _ => None,
-    };
+    let t = cx.input.get(1).cloned().unwrap_or(Dim::Known(0));
+    let macs =
+        Macs::term(4 * e * e, std::slice::from_ref(&t)) + &Macs::term(2 * e, &[t.clone(), t]);
     let step = StepOp::MultiHeadAttention {
         field: cx.ident.clone(),
         heads: h,

@@ -12,7 +12,7 @@ use crate::lower::{Fold, Holder, InitIr, StepOp};
 use crate::ops::activation::Activation;
 use crate::ops::args::{Args, WeightInit};
 use crate::ops::window::spatial;
-use crate::ops::{pair_tokens, per_sample, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, OpDef};
+use crate::ops::{pair_tokens, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::{fmt_shape, gcd, Dim};
 
@@ -422,7 +422,7 @@ pub fn lower_conv2d(cx: &LowerCx, c: &Conv2d) -> Lowered {
         desc += ", no bias";
     }
     desc += ")";
-    let macs = per_sample(output).map(|n| n * fan_in);
+    let macs = Macs::per_sample(output, fan_in);
     let step = StepOp::Conv2d {
         field: cx.ident.clone(),
         pad,
@@ -482,7 +482,7 @@ pub fn lower_conv_transpose2d(cx: &LowerCx, c: &ConvTranspose2d) -> Lowered {
     }
     desc += ")";
     // Each input pixel meets every kernel tap once: in * (Cout/g * kh * kw) MACs.
-    let macs = per_sample(input).map(|n| n * (cout / g) * kh * kw);
+    let macs = Macs::per_sample(input, (cout / g) * kh * kw);
     let step = StepOp::ConvTranspose2d {
         field: cx.ident.clone(),
         stride: c.stride.value,

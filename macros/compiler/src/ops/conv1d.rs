@@ -15,7 +15,7 @@ use crate::infer::{Step, StepResult};
 use crate::lower::{FieldKind, Holder, InitIr, NetIr, Segment, StepOp};
 use crate::ops::args::{Args, WeightInit};
 use crate::ops::window::spatial;
-use crate::ops::{per_sample, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, OpDef};
+use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::{fmt_shape, gcd, same_padding, Dim};
 
@@ -364,7 +364,7 @@ pub fn lower_conv1d(cx: &LowerCx, c: &Conv1d) -> Lowered {
         desc += ", no bias";
     }
     desc += ")";
-    let macs = per_sample(cx.output).map(|n| n * fan_in);
+    let macs = Macs::per_sample(cx.output, fan_in);
     let step = StepOp::Conv1d {
         field: cx.ident.clone(),
         kernel: k,

@@ -8,7 +8,7 @@ use crate::ast::Layer;
 use crate::infer::{Step, StepResult};
 use crate::lower::StepOp;
 use crate::ops::args::Args;
-use crate::ops::{ArgKind, ArgSpec, EmitCx, Lowered, OpDef};
+use crate::ops::{ArgKind, ArgSpec, EmitCx, Lowered, Macs, OpDef};
 use crate::resolve::Op;
 
 pub const DROPOUT: OpDef = OpDef {
@@ -48,7 +48,7 @@ pub fn lower_dropout(p: f64) -> Lowered {
         format!("Dropout({p})"),
         StepOp::Dropout { p },
         None,
-        Some(0),
+        Macs::zero(),
     )
 }
 

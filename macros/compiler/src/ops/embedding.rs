@@ -13,7 +13,7 @@ use crate::emit::usize_lit;
 use crate::infer::{Step, StepResult};
 use crate::lower::{Holder, InitIr, StepOp};
 use crate::ops::args::Args;
-use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, OpDef};
+use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::{fmt_shape, Dim};
 
@@ -171,7 +171,7 @@ pub fn lower_embedding(cx: &LowerCx, e: &Embedding) -> Lowered {
         desc,
         step,
         Some(cx.field(Holder::new("EmbeddingParams"), params, vec![])),
-        Some(0),
+        Macs::zero(),
     )
 }
 

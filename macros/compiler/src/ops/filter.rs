@@ -15,7 +15,7 @@ use crate::emit::usize_lit;
 use crate::infer::{Step, StepResult};
 use crate::lower::StepOp;
 use crate::ops::args::Args;
-use crate::ops::{pair_tokens, per_sample, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, OpDef};
+use crate::ops::{pair_tokens, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::Dim;
 
@@ -858,7 +858,7 @@ pub fn lower_filter(cx: &LowerCx, f: &Filter) -> Lowered {
     }
     desc += ")";
     let taps = (kh * kw) * f.kernels.len() as u64;
-    let macs = per_sample(cx.output).map(|n| n * taps);
+    let macs = Macs::per_sample(cx.output, taps);
     let step = StepOp::Filter(Box::new(FilterStep {
         kernels: f.kernels.clone(),
         median: (f.kind == FilterKind::Median).then_some((kh, kw)),

@@ -13,7 +13,7 @@ use crate::emit::usize_lit;
 use crate::infer::{Step, StepResult};
 use crate::lower::{Holder, InitIr, StepOp};
 use crate::ops::args::Args;
-use crate::ops::{per_sample, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, OpDef};
+use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::fmt_shape;
 
@@ -267,7 +267,7 @@ pub fn lower_layer_norm(cx: &LowerCx, ln: &LayerNorm) -> Lowered {
         };
         cx.field(Holder::new(holder), params, absent)
     });
-    (desc, step, field, per_sample(cx.output))
+    (desc, step, field, Macs::per_sample(cx.output, 1))
 }
 
 /// The runtime's `layer_norm` / `rms_norm` with the parameters as `forward`

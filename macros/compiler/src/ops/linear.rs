@@ -9,7 +9,7 @@ use crate::check::FailKind;
 use crate::infer::{Step, StepResult};
 use crate::lower::{Fold, Holder, InitIr, StepOp};
 use crate::ops::args::{Args, WeightInit};
-use crate::ops::{per_sample, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, OpDef};
+use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::{fmt_shape, Dim};
 
@@ -122,7 +122,7 @@ pub fn lower_linear(cx: &LowerCx, l: &Linear) -> Lowered {
         "Linear({fin} -> {fout}{})",
         if l.bias { "" } else { ", no bias" }
     );
-    let macs = per_sample(output).map(|n| n * fin);
+    let macs = Macs::per_sample(output, fin);
     let step = StepOp::Linear {
         field: cx.ident.clone(),
         bias: l.bias,

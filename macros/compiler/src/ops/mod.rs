@@ -185,7 +185,70 @@ pub fn resolve(cx: &Ctxt, def: &OpDef, layer: &Layer, args: &[Arg]) -> Option<Op
 
 /// What lowering one layer makes: its summary text, its step, its field
 /// (a layer with parameters) and its multiply-adds per sample.
-pub type Lowered = (String, StepOp, Option<FieldIr>, Option<u64>);
+pub type Lowered = (String, StepOp, Option<FieldIr>, Macs);
+
+/// Multiply-adds per sample, symbolic in the input's symbols: a sum of
+/// terms, each a factor times a product of dims (`27 * H * W` for a 3x3
+/// convolution from 3 channels to 1). Known when no term has a symbolic
+/// dim; otherwise the summary prints `?` and `summary_at` evaluates it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Macs {
+    /// `(factor, dims)`: `factor * dims[0] * dims[1] * ..`; the dims are
+    /// never known (those are folded into the factor).
+    pub terms: Vec<(u64, Vec<Dim>)>,
+}
+
+impl Macs {
+    pub fn zero() -> Self {
+        Self::default()
+    }
+
+    /// `factor` times the product of `dims`.
+    pub fn term(factor: u64, dims: &[Dim]) -> Self {
+        let mut k = factor;
+        let mut syms = Vec::new();
+        for d in dims {
+            match d.known() {
+                Some(n) => k = k.saturating_mul(n),
+                None => syms.push(d.clone()),
+            }
+        }
+        if k == 0 {
+            return Self::zero();
+        }
+        Self {
+            terms: vec![(k, syms)],
+        }
+    }
+
+    /// `factor` per element of a sample of `shape` (the dims after the
+    /// batch dim).
+    pub fn per_sample(shape: &[Dim], factor: u64) -> Self {
+        Self::term(factor, shape.get(1..).unwrap_or_default())
+    }
+
+    /// The number, when no term has a symbolic dim.
+    pub fn known(&self) -> Option<u64> {
+        self.terms.iter().try_fold(0u64, |acc, (k, dims)| {
+            dims.is_empty().then(|| acc.saturating_add(*k))
+        })
+    }
+}
+
+/// `a + &b`: the terms of both, terms with the same dims merged.
+impl std::ops::Add<&Macs> for Macs {
+    type Output = Macs;
+
+    fn add(mut self, other: &Macs) -> Macs {
+        for (k, dims) in &other.terms {
+            match self.terms.iter_mut().find(|(_, d)| d == dims) {
+                Some((n, _)) => *n = n.saturating_add(*k),
+                None => self.terms.push((*k, dims.clone())),
+            }
+        }
+        self
+    }
+}
 
 /// One layer being lowered: where it is and the shapes around it.
 pub struct LowerCx<'a> {
@@ -278,9 +341,19 @@ impl<'a> LowerCx<'a> {
     }
 }
 
-/// Per sample: the product of the dims after the batch dim.
-pub fn per_sample(shape: &[Dim]) -> Option<u64> {
-    shape[1..].iter().map(Dim::known).product()
+/// A size in an op's summary text: a known one as its number, a symbolic
+/// one in braces (`{H/2}`), which `summary_at` evaluates at the sizes it is
+/// given. [`plain`] removes the braces for every other use of the text.
+pub fn sized(d: &Dim) -> String {
+    match d.known() {
+        Some(n) => n.to_string(),
+        None => format!("{{{d}}}"),
+    }
+}
+
+/// An op's summary text without the braces of its [`sized`] sizes.
+pub fn plain(text: &str) -> String {
+    netdsl_summary::fill(text, |e| Ok::<_, ()>(e.to_string())).unwrap_or_else(|()| text.to_string())
 }
 
 /// One step being emitted: `let x = f(src);`.
@@ -316,6 +389,61 @@ pub fn pair_tokens((a, b): (u64, u64)) -> TokenStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn macs_stay_symbolic() {
+        let h = Dim::sym("H");
+        let shape = [Dim::sym("B"), Dim::Known(8), h.clone(), Dim::Known(4)];
+        let m = Macs::per_sample(&shape, 3);
+        assert_eq!(m.terms, vec![(96, vec![h.clone()])]);
+        assert_eq!(m.known(), None);
+        let sum = m.clone() + &m + &Macs::term(5, &[Dim::Known(2)]);
+        assert_eq!(sum.terms, vec![(192, vec![h]), (10, vec![])]);
+        assert_eq!(
+            Macs::per_sample(&[Dim::sym("B"), Dim::Known(3)], 2).known(),
+            Some(6)
+        );
+        assert_eq!(Macs::zero().known(), Some(0));
+        assert_eq!(Macs::per_sample(&shape, 0), Macs::zero());
+    }
+
+    /// `summary_at` evaluates dims as the compiler prints them: the value
+    /// must be what the shape rules compute.
+    #[test]
+    fn printed_dims_evaluate_as_the_shape_rules_compute() {
+        use crate::shape::{product, Lin};
+        let h = Lin::sym("H");
+        let lins = [
+            h.clone(),
+            h.floor_div(2),
+            h.scale(3).floor_div(2).shift(1),
+            h.floor_div(4).shift(-3),
+            h.shift(-1).floor_div(2).shift(1),
+        ];
+        for lin in &lins {
+            for s in [16u64, 24, 64] {
+                let text = Dim::Lin(lin.clone()).to_string();
+                let v = netdsl_summary::eval(&text, &|n| (n == "H").then_some(s));
+                assert_eq!(v, Ok(lin.at(s) as u64), "{text} at H = {s}");
+            }
+        }
+        let dims = [
+            Dim::Known(16),
+            Dim::Lin(h.floor_div(2)),
+            Dim::Lin(Lin::sym("W").shift(-2)),
+        ];
+        let text = product(&dims).to_string();
+        let v = netdsl_summary::eval(&text, &|n| match n {
+            "H" => Some(32),
+            "W" => Some(10),
+            _ => None,
+        });
+        assert_eq!(v, Ok(16 * 16 * 8), "{text}");
+        assert_eq!(
+            plain(&format!("Crop({} x {})", sized(&dims[1]), sized(&dims[0]))),
+            "Crop(H/2 x 16)"
+        );
+    }
 
     #[test]
     fn every_spelling_names_one_op() {

@@ -13,7 +13,7 @@ use crate::emit::{usize_lit, CodeEnv};
 use crate::infer::{Step, StepResult};
 use crate::lower::{Fold, Holder, InitIr, StepOp};
 use crate::ops::args::Args;
-use crate::ops::{per_sample, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, OpDef};
+use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::fmt_shape;
 
@@ -199,7 +199,7 @@ pub fn lower_batch_norm(cx: &LowerCx, bn: &BatchNorm) -> Lowered {
         desc,
         step,
         Some(cx.field(Holder::new("BatchNormParams"), params, absent)),
-        per_sample(cx.output),
+        Macs::per_sample(cx.output, 1),
     )
 }
 

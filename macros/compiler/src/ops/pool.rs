@@ -2,15 +2,16 @@
 //! padding, dilation, ceil mode and `count_include_pad`), and the adaptive
 //! pools, which choose their windows to give a fixed output size.
 
-use proc_macro2::TokenStream;
-use quote::quote;
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{quote, ToTokens};
 
 use crate::ast::Layer;
+use crate::emit::usize_lit;
 use crate::infer::{pair_text, Step, StepResult};
 use crate::lower::StepOp;
 use crate::ops::args::Args;
 use crate::ops::window::spatial;
-use crate::ops::{pair_tokens, ArgKind, ArgSpec, EmitCx, Lowered, OpDef};
+use crate::ops::{pair_tokens, ArgKind, ArgSpec, EmitCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::Dim;
 
@@ -20,18 +21,110 @@ pub enum PoolKind {
     Avg,
 }
 
+/// A sliding-window pool as written. `A` holds one value per pooled axis:
+/// `(h, w)` for the 2-D pools, the time axis's for the 1-D ones
+/// ([`Pool1d`](crate::ops::pool1d::Pool1d)), which share this file's
+/// readers.
 #[derive(Clone, Debug)]
-pub struct Pool2d {
+pub struct Pool<A> {
     pub kind: PoolKind,
-    pub kernel: Spanned<(u64, u64)>,
-    pub stride: Spanned<(u64, u64)>,
-    /// Symmetric per axis: `(h, w)`.
-    pub padding: Spanned<(u64, u64)>,
+    pub kernel: Spanned<A>,
+    pub stride: Spanned<A>,
+    /// Symmetric: on both ends of each axis.
+    pub padding: Spanned<A>,
     /// Max pooling only.
-    pub dilation: Spanned<(u64, u64)>,
+    pub dilation: Spanned<A>,
     pub ceil_mode: bool,
     /// Avg pooling only: divide by the padded window (PyTorch's default).
     pub count_include_pad: bool,
+}
+
+pub type Pool2d = Pool<(u64, u64)>;
+
+/// One value per pooled axis: `(u64, u64)` (`(h, w)`, written `k` or
+/// `(kh, kw)`) or `u64` (time).
+pub trait Axes: Copy + PartialEq {
+    /// The same number on every axis.
+    fn all(n: u64) -> Self;
+    /// Reads argument `key`, each number at least `min`.
+    fn read(a: &Args, key: &str, min: u64, default: Option<Self>) -> Option<Option<Spanned<Self>>>;
+    /// Half on each axis, rounded down.
+    fn half(self) -> Self;
+    /// At most `limit` on each axis.
+    fn at_most(self, limit: Self) -> bool;
+    /// As messages and the summary write it: `2`, `(2, 3)`.
+    fn text(self) -> String;
+    /// The help for an adaptive pool written without its output size.
+    fn output_help(op: &str, written: &str) -> String;
+    /// As the emitted call takes it: `(2usize, 2usize)`, `2usize`.
+    fn tokens(self) -> TokenStream;
+    /// The runtime's max and avg pools and their spec type.
+    const RUNTIME: [&'static str; 3];
+}
+
+impl Axes for (u64, u64) {
+    fn all(n: u64) -> Self {
+        (n, n)
+    }
+
+    fn read(a: &Args, key: &str, min: u64, default: Option<Self>) -> Option<Option<Spanned<Self>>> {
+        a.pair(key, min, default)
+    }
+
+    fn half(self) -> Self {
+        (self.0 / 2, self.1 / 2)
+    }
+
+    fn at_most(self, limit: Self) -> bool {
+        self.0 <= limit.0 && self.1 <= limit.1
+    }
+
+    fn text(self) -> String {
+        pair_text(self)
+    }
+
+    fn output_help(op: &str, written: &str) -> String {
+        format!("`{op}` needs its output size\nhelp: write `{written}((6, 6))` or `{written}(1)`")
+    }
+
+    fn tokens(self) -> TokenStream {
+        pair_tokens(self)
+    }
+
+    const RUNTIME: [&'static str; 3] = ["max_pool2d", "avg_pool2d", "Pool2d"];
+}
+
+impl Axes for u64 {
+    fn all(n: u64) -> Self {
+        n
+    }
+
+    fn read(a: &Args, key: &str, min: u64, default: Option<Self>) -> Option<Option<Spanned<Self>>> {
+        a.uint(key, min, default)
+    }
+
+    fn half(self) -> Self {
+        self / 2
+    }
+
+    fn at_most(self, limit: Self) -> bool {
+        self <= limit
+    }
+
+    fn text(self) -> String {
+        self.to_string()
+    }
+
+    fn output_help(op: &str, written: &str) -> String {
+        format!("`{op}` needs its output length\nhelp: write `{written}(1)`")
+    }
+
+    fn tokens(self) -> TokenStream {
+        usize_lit(self).into_token_stream()
+    }
+
+    /// The runtime's 2-D pooling with a height of one.
+    const RUNTIME: [&'static str; 3] = ["max_pool1d", "avg_pool1d", "Pool1d"];
 }
 
 const KERNEL: ArgSpec = ArgSpec::new(
@@ -60,6 +153,14 @@ const CEIL_MODE: ArgSpec = ArgSpec::new(
     "round the output size up: a last window may start in the padding's end",
 );
 
+/// Avg pooling's, in both families.
+pub const COUNT_INCLUDE_PAD: ArgSpec = ArgSpec::new(
+    "count_include_pad",
+    ArgKind::Bool,
+    Some("true"),
+    "divide by the whole window, padding included",
+);
+
 pub const MAX_POOL2D: OpDef = OpDef {
     name: "MaxPool2d",
     spellings: &["MaxPool2d", "max_pool2d", "max_pool"],
@@ -76,26 +177,15 @@ pub const MAX_POOL2D: OpDef = OpDef {
         ),
         CEIL_MODE,
     ],
-    resolve: resolve_max_pool,
+    resolve: |a, layer| read_pool(a, layer, PoolKind::Max).map(Op::Pool2d),
 };
 
 pub const AVG_POOL2D: OpDef = OpDef {
     name: "AvgPool2d",
     spellings: &["AvgPool2d", "avg_pool2d", "avg_pool"],
     positional: &["kernel", "stride"],
-    args: &[
-        KERNEL,
-        STRIDE,
-        PADDING,
-        CEIL_MODE,
-        ArgSpec::new(
-            "count_include_pad",
-            ArgKind::Bool,
-            Some("true"),
-            "divide by the whole window, padding included",
-        ),
-    ],
-    resolve: resolve_avg_pool,
+    args: &[KERNEL, STRIDE, PADDING, CEIL_MODE, COUNT_INCLUDE_PAD],
+    resolve: |a, layer| read_pool(a, layer, PoolKind::Avg).map(Op::Pool2d),
 };
 
 const OUTPUT_SIZE: &[ArgSpec] = &[ArgSpec::new(
@@ -114,7 +204,13 @@ pub const ADAPTIVE_AVG_POOL2D: OpDef = OpDef {
     ],
     positional: &["output_size"],
     args: OUTPUT_SIZE,
-    resolve: resolve_adaptive_avg,
+    resolve: |a, layer| {
+        let out = read_adaptive(a, layer)?;
+        Some(Op::AdaptivePool2d {
+            kind: PoolKind::Avg,
+            out,
+        })
+    },
 };
 
 pub const ADAPTIVE_MAX_POOL2D: OpDef = OpDef {
@@ -126,22 +222,29 @@ pub const ADAPTIVE_MAX_POOL2D: OpDef = OpDef {
     ],
     positional: &["output_size"],
     args: OUTPUT_SIZE,
-    resolve: resolve_adaptive_max,
+    resolve: |a, layer| {
+        let out = read_adaptive(a, layer)?;
+        Some(Op::AdaptivePool2d {
+            kind: PoolKind::Max,
+            out,
+        })
+    },
 };
 
-fn resolve_max_pool(a: &Args, layer: &Layer) -> Option<Op> {
-    resolve_pool(a, layer, PoolKind::Max)
-}
-
-fn resolve_avg_pool(a: &Args, layer: &Layer) -> Option<Op> {
-    resolve_pool(a, layer, PoolKind::Avg)
-}
-
-fn resolve_pool(a: &Args, layer: &Layer, kind: PoolKind) -> Option<Op> {
+/// Reads a sliding-window pool's arguments (both families').
+pub fn read_pool<A: Axes>(a: &Args, layer: &Layer, kind: PoolKind) -> Option<Pool<A>> {
     let (cx, op) = (a.cx, a.op);
-    let (kernel, stride) = (a.pair("kernel", 1, None), a.pair("stride", 1, None));
-    let padding = a.pair_or("padding", 0, (0, 0));
-    let dilation = a.pair_or("dilation", 1, (1, 1));
+    let (kernel, stride) = (A::read(a, "kernel", 1, None), A::read(a, "stride", 1, None));
+    let or = |key: &str, min: u64, default: A| {
+        let v = A::read(a, key, min, Some(default))?;
+        Some(v.unwrap_or(Spanned {
+            value: default,
+            span: a.whole,
+            written: false,
+        }))
+    };
+    let padding = or("padding", 0, A::all(0));
+    let dilation = or("dilation", 1, A::all(1));
     let ceil_mode = a.boolean("ceil_mode", false);
     let count_include_pad = a.boolean("count_include_pad", true);
     let Some(kernel) = kernel? else {
@@ -160,20 +263,20 @@ fn resolve_pool(a: &Args, layer: &Layer, kind: PoolKind) -> Option<Op> {
     };
     let padding = padding?;
     let (k, p) = (kernel.value, padding.value);
-    if p.0 > k.0 / 2 || p.1 > k.1 / 2 {
+    if !p.at_most(k.half()) {
         cx.error(
             padding.span,
             format!(
                 "`{op}` padding must be at most half the kernel (as in PyTorch): padding {} \
                  with kernel {} allows at most {}",
-                pair_text(p),
-                pair_text(k),
-                pair_text((k.0 / 2, k.1 / 2))
+                p.text(),
+                k.text(),
+                k.half().text()
             ),
         );
         return None;
     }
-    Some(Op::Pool2d(Pool2d {
+    Some(Pool {
         kind,
         kernel,
         stride,
@@ -181,27 +284,37 @@ fn resolve_pool(a: &Args, layer: &Layer, kind: PoolKind) -> Option<Op> {
         dilation: dilation?,
         ceil_mode: ceil_mode?,
         count_include_pad: count_include_pad?,
-    }))
+    })
 }
 
-fn resolve_adaptive_avg(a: &Args, layer: &Layer) -> Option<Op> {
-    resolve_adaptive(a, layer, PoolKind::Avg)
-}
-
-fn resolve_adaptive_max(a: &Args, layer: &Layer) -> Option<Op> {
-    resolve_adaptive(a, layer, PoolKind::Max)
-}
-
-fn resolve_adaptive(a: &Args, layer: &Layer, kind: PoolKind) -> Option<Op> {
-    let op = a.op;
-    let Some(out) = a.pair("output_size", 1, None)? else {
-        a.missing(format!(
-            "`{op}` needs its output size\nhelp: write `{}((6, 6))` or `{}(1)`",
-            layer.op, layer.op
-        ));
+/// Reads an adaptive pool's output size (both families').
+pub fn read_adaptive<A: Axes>(a: &Args, layer: &Layer) -> Option<Spanned<A>> {
+    let Some(out) = A::read(a, "output_size", 1, None)? else {
+        a.missing(A::output_help(a.op, &layer.op.to_string()));
         return None;
     };
-    Some(Op::AdaptivePool2d { kind, out })
+    Some(out)
+}
+
+/// The summary text of a pool: `MaxPool2d(3, stride 2, padding 1)`.
+pub fn pool_text<A: Axes>(name: &str, p: &Pool<A>) -> String {
+    let mut desc = format!("{name}({}", p.kernel.value.text());
+    if p.stride.value != p.kernel.value {
+        desc += &format!(", stride {}", p.stride.value.text());
+    }
+    if p.padding.value != A::all(0) {
+        desc += &format!(", padding {}", p.padding.value.text());
+    }
+    if p.dilation.value != A::all(1) {
+        desc += &format!(", dilation {}", p.dilation.value.text());
+    }
+    if p.ceil_mode {
+        desc += ", ceil_mode";
+    }
+    if p.kind == PoolKind::Avg && !p.count_include_pad && p.padding.value != A::all(0) {
+        desc += ", count_include_pad false";
+    }
+    desc + ")"
 }
 
 /// `H_out = floor((H + 2*padding - dilation*(k-1) - 1) / stride) + 1`
@@ -253,23 +366,7 @@ pub fn lower_pool2d(p: &Pool2d) -> Lowered {
     } else {
         "AvgPool2d"
     };
-    let mut desc = format!("{kind}({}", pair_text(p.kernel.value));
-    if p.stride.value != p.kernel.value {
-        desc += &format!(", stride {}", pair_text(p.stride.value));
-    }
-    if p.padding.value != (0, 0) {
-        desc += &format!(", padding {}", pair_text(p.padding.value));
-    }
-    if p.dilation.value != (1, 1) {
-        desc += &format!(", dilation {}", pair_text(p.dilation.value));
-    }
-    if p.ceil_mode {
-        desc += ", ceil_mode";
-    }
-    if p.kind == PoolKind::Avg && !p.count_include_pad && p.padding.value != (0, 0) {
-        desc += ", count_include_pad false";
-    }
-    desc += ")";
+    let desc = pool_text(kind, p);
     let step = StepOp::Pool2d {
         kind: p.kind,
         kernel: p.kernel.value,
@@ -279,7 +376,7 @@ pub fn lower_pool2d(p: &Pool2d) -> Lowered {
         ceil_mode: p.ceil_mode,
         count_include_pad: p.count_include_pad,
     };
-    (desc, step, None, Some(0))
+    (desc, step, None, Macs::zero())
 }
 
 pub fn lower_adaptive_pool2d(kind: PoolKind, out: &Spanned<(u64, u64)>) -> Lowered {
@@ -296,38 +393,39 @@ pub fn lower_adaptive_pool2d(kind: PoolKind, out: &Spanned<(u64, u64)>) -> Lower
             out: out.value,
         },
         None,
-        Some(0),
+        Macs::zero(),
     )
 }
 
-/// The runtime's pooling takes candle's kernel when that is exact and no
-/// gradient is needed, and differentiable composed ops otherwise (candle's
-/// max-pool backward is wrong).
+/// The runtime's pooling (both families) takes candle's kernel when that
+/// is exact and no gradient is needed, and differentiable composed ops
+/// otherwise (candle's max-pool backward is wrong).
 #[allow(clippy::too_many_arguments)]
-pub fn emit_pool2d(
+pub fn emit_pool<A: Axes>(
     e: &EmitCx,
     kind: PoolKind,
-    kernel: (u64, u64),
-    stride: (u64, u64),
-    padding: (u64, u64),
-    dilation: (u64, u64),
+    kernel: A,
+    stride: A,
+    padding: A,
+    dilation: A,
     ceil_mode: bool,
     count_include_pad: bool,
 ) -> TokenStream {
     let p = quote!(::netdsl::__private);
     let (src, x) = (e.src, e.x);
     let (k, st, pd, dl) = (
-        pair_tokens(kernel),
-        pair_tokens(stride),
-        pair_tokens(padding),
-        pair_tokens(dilation),
+        kernel.tokens(),
+        stride.tokens(),
+        padding.tokens(),
+        dilation.tokens(),
     );
+    let [max, avg, spec] = A::RUNTIME.map(|n| Ident::new(n, Span::call_site()));
     let f = match kind {
-        PoolKind::Max => quote!(max_pool2d),
-        PoolKind::Avg => quote!(avg_pool2d),
+        PoolKind::Max => max,
+        PoolKind::Avg => avg,
     };
     quote! {
-        let #x = #p::#f(&#src, &#p::Pool2d {
+        let #x = #p::#f(&#src, &#p::#spec {
             kernel: #k,
             stride: #st,
             padding: #pd,

@@ -5,31 +5,19 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use crate::ast::Layer;
 use crate::check::{FailKind, Failure};
 use crate::emit::usize_lit;
 use crate::infer::{Step, StepResult};
 use crate::lower::StepOp;
-use crate::ops::args::Args;
-use crate::ops::pool::PoolKind;
+use crate::ops::pool::{pool_text, read_adaptive, read_pool, Pool, PoolKind, COUNT_INCLUDE_PAD};
 use crate::ops::window::spatial;
-use crate::ops::{ArgKind, ArgSpec, EmitCx, Lowered, OpDef};
+use crate::ops::{ArgKind, ArgSpec, EmitCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::{fmt_shape, Dim};
 
-#[derive(Clone, Debug)]
-pub struct Pool1d {
-    pub kind: PoolKind,
-    pub kernel: Spanned<u64>,
-    pub stride: Spanned<u64>,
-    /// On both ends.
-    pub padding: Spanned<u64>,
-    /// Max pooling only.
-    pub dilation: Spanned<u64>,
-    pub ceil_mode: bool,
-    /// Avg pooling only: divide by the padded window (PyTorch's default).
-    pub count_include_pad: bool,
-}
+/// A 1-D pool: the 2-D pools' arguments with one number per axis, read by
+/// the same reader.
+pub type Pool1d = Pool<u64>;
 
 const KERNEL: ArgSpec =
     ArgSpec::new("kernel", ArgKind::Count, None, "the window length").aka(&["kernel_size"]);
@@ -68,26 +56,15 @@ pub const MAX_POOL1D: OpDef = OpDef {
         ),
         CEIL_MODE,
     ],
-    resolve: resolve_max_pool1d,
+    resolve: |a, layer| read_pool(a, layer, PoolKind::Max).map(Op::Pool1d),
 };
 
 pub const AVG_POOL1D: OpDef = OpDef {
     name: "AvgPool1d",
     spellings: &["AvgPool1d", "avg_pool1d"],
     positional: &["kernel", "stride"],
-    args: &[
-        KERNEL,
-        STRIDE,
-        PADDING,
-        CEIL_MODE,
-        ArgSpec::new(
-            "count_include_pad",
-            ArgKind::Bool,
-            Some("true"),
-            "divide by the whole window, padding included",
-        ),
-    ],
-    resolve: resolve_avg_pool1d,
+    args: &[KERNEL, STRIDE, PADDING, CEIL_MODE, COUNT_INCLUDE_PAD],
+    resolve: |a, layer| read_pool(a, layer, PoolKind::Avg).map(Op::Pool1d),
 };
 
 const OUTPUT_SIZE: &[ArgSpec] = &[ArgSpec::new(
@@ -102,7 +79,13 @@ pub const ADAPTIVE_AVG_POOL1D: OpDef = OpDef {
     spellings: &["AdaptiveAvgPool1d", "adaptive_avg_pool1d"],
     positional: &["output_size"],
     args: OUTPUT_SIZE,
-    resolve: resolve_adaptive_avg1d,
+    resolve: |a, layer| {
+        let out = read_adaptive(a, layer)?;
+        Some(Op::AdaptivePool1d {
+            kind: PoolKind::Avg,
+            out,
+        })
+    },
 };
 
 pub const ADAPTIVE_MAX_POOL1D: OpDef = OpDef {
@@ -110,82 +93,14 @@ pub const ADAPTIVE_MAX_POOL1D: OpDef = OpDef {
     spellings: &["AdaptiveMaxPool1d", "adaptive_max_pool1d"],
     positional: &["output_size"],
     args: OUTPUT_SIZE,
-    resolve: resolve_adaptive_max1d,
+    resolve: |a, layer| {
+        let out = read_adaptive(a, layer)?;
+        Some(Op::AdaptivePool1d {
+            kind: PoolKind::Max,
+            out,
+        })
+    },
 };
-
-fn resolve_max_pool1d(a: &Args, layer: &Layer) -> Option<Op> {
-    resolve_pool1d(a, layer, PoolKind::Max)
-}
-
-fn resolve_avg_pool1d(a: &Args, layer: &Layer) -> Option<Op> {
-    resolve_pool1d(a, layer, PoolKind::Avg)
-}
-
-fn resolve_pool1d(a: &Args, layer: &Layer, kind: PoolKind) -> Option<Op> {
-    let (cx, op) = (a.cx, a.op);
-    let (kernel, stride) = (a.uint("kernel", 1, None), a.uint("stride", 1, None));
-    let padding = a.uint_or("padding", 0, 0);
-    let dilation = a.uint_or("dilation", 1, 1);
-    let ceil_mode = a.boolean("ceil_mode", false);
-    let count_include_pad = a.boolean("count_include_pad", true);
-    let Some(kernel) = kernel? else {
-        a.missing(format!(
-            "`{op}` needs a kernel size\nhelp: write `{}(2)`",
-            layer.op
-        ));
-        return None;
-    };
-    let stride = match stride? {
-        Some(s) => s,
-        None => Spanned {
-            written: false,
-            ..kernel
-        },
-    };
-    let padding = padding?;
-    if padding.value > kernel.value / 2 {
-        cx.error(
-            padding.span,
-            format!(
-                "`{op}` padding must be at most half the kernel (as in PyTorch): padding {} \
-                 with kernel {} allows at most {}",
-                padding.value,
-                kernel.value,
-                kernel.value / 2
-            ),
-        );
-        return None;
-    }
-    Some(Op::Pool1d(Pool1d {
-        kind,
-        kernel,
-        stride,
-        padding,
-        dilation: dilation?,
-        ceil_mode: ceil_mode?,
-        count_include_pad: count_include_pad?,
-    }))
-}
-
-fn resolve_adaptive_avg1d(a: &Args, layer: &Layer) -> Option<Op> {
-    resolve_adaptive1d(a, layer, PoolKind::Avg)
-}
-
-fn resolve_adaptive_max1d(a: &Args, layer: &Layer) -> Option<Op> {
-    resolve_adaptive1d(a, layer, PoolKind::Max)
-}
-
-fn resolve_adaptive1d(a: &Args, layer: &Layer, kind: PoolKind) -> Option<Op> {
-    let op = a.op;
-    let Some(out) = a.uint("output_size", 1, None)? else {
-        a.missing(format!(
-            "`{op}` needs its output length\nhelp: write `{}(1)`",
-            layer.op
-        ));
-        return None;
-    };
-    Some(Op::AdaptivePool1d { kind, out })
-}
 
 fn name(kind: PoolKind, adaptive: bool) -> &'static str {
     match (kind, adaptive) {
@@ -229,23 +144,7 @@ pub fn infer_adaptive_pool1d(cx: &Step, kind: PoolKind, out: &Spanned<u64>) -> S
 }
 
 pub fn lower_pool1d(p: &Pool1d) -> Lowered {
-    let mut desc = format!("{}({}", name(p.kind, false), p.kernel.value);
-    if p.stride.value != p.kernel.value {
-        desc += &format!(", stride {}", p.stride.value);
-    }
-    if p.padding.value != 0 {
-        desc += &format!(", padding {}", p.padding.value);
-    }
-    if p.dilation.value != 1 {
-        desc += &format!(", dilation {}", p.dilation.value);
-    }
-    if p.ceil_mode {
-        desc += ", ceil_mode";
-    }
-    if p.kind == PoolKind::Avg && !p.count_include_pad && p.padding.value != 0 {
-        desc += ", count_include_pad false";
-    }
-    desc += ")";
+    let desc = pool_text(name(p.kind, false), p);
     let step = StepOp::Pool1d {
         kind: p.kind,
         kernel: p.kernel.value,
@@ -255,7 +154,7 @@ pub fn lower_pool1d(p: &Pool1d) -> Lowered {
         ceil_mode: p.ceil_mode,
         count_include_pad: p.count_include_pad,
     };
-    (desc, step, None, Some(0))
+    (desc, step, None, Macs::zero())
 }
 
 pub fn lower_adaptive_pool1d(kind: PoolKind, out: &Spanned<u64>) -> Lowered {
@@ -266,44 +165,8 @@ pub fn lower_adaptive_pool1d(kind: PoolKind, out: &Spanned<u64>) -> Lowered {
             out: out.value,
         },
         None,
-        Some(0),
+        Macs::zero(),
     )
-}
-
-/// The runtime's 2-D pooling with a height of one.
-#[allow(clippy::too_many_arguments)]
-pub fn emit_pool1d(
-    e: &EmitCx,
-    kind: PoolKind,
-    kernel: u64,
-    stride: u64,
-    padding: u64,
-    dilation: u64,
-    ceil_mode: bool,
-    count_include_pad: bool,
-) -> TokenStream {
-    let p = quote!(::netdsl::__private);
-    let (src, x) = (e.src, e.x);
-    let (k, s, pd, d) = (
-        usize_lit(kernel),
-        usize_lit(stride),
-        usize_lit(padding),
-        usize_lit(dilation),
-    );
-    let f = match kind {
-        PoolKind::Max => quote!(max_pool1d),
-        PoolKind::Avg => quote!(avg_pool1d),
-    };
-    quote! {
-        let #x = #p::#f(&#src, &#p::Pool1d {
-            kernel: #k,
-            stride: #s,
-            padding: #pd,
-            dilation: #d,
-            ceil_mode: #ceil_mode,
-            count_include_pad: #count_include_pad,
-        })?;
-    }
 }
 
 pub fn emit_adaptive_pool1d(e: &EmitCx, kind: PoolKind, out: u64) -> TokenStream {

@@ -9,7 +9,7 @@ use crate::emit::usize_lit;
 use crate::infer::{Step, StepResult};
 use crate::lower::StepOp;
 use crate::ops::args::Args;
-use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, OpDef};
+use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::{fmt_shape, normalize_dim, product, Shape};
 
@@ -106,7 +106,7 @@ pub fn lower_flatten(cx: &LowerCx, start: &Spanned<i64>, end: &Spanned<i64>) -> 
             rank,
         },
         None,
-        Some(0),
+        Macs::zero(),
     )
 }
 
@@ -185,7 +185,7 @@ pub fn lower_transpose(cx: &LowerCx, d0: &Spanned<i64>, d1: &Spanned<i64>) -> Lo
         format!("Transpose({a}, {b})"),
         StepOp::Transpose { d0: a, d1: b },
         None,
-        Some(0),
+        Macs::zero(),
     )
 }
 

@@ -10,7 +10,7 @@ use crate::emit::usize_lit;
 use crate::infer::{Step, StepResult};
 use crate::lower::StepOp;
 use crate::ops::args::Args;
-use crate::ops::{pair_tokens, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, OpDef};
+use crate::ops::{pair_tokens, sized, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::Dim;
 
@@ -262,13 +262,17 @@ pub fn lower_upsample(cx: &LowerCx, u: &Upsample) -> Lowered {
     } else {
         "nearest"
     };
-    let desc = format!("Upsample({} x {}, {mode})", output[2], output[3]);
+    let desc = format!(
+        "Upsample({} x {}, {mode})",
+        sized(&output[2]),
+        sized(&output[3])
+    );
     let step = StepOp::Upsample {
         out,
         bilinear: u.bilinear,
         align_corners: u.align_corners,
     };
-    (desc, step, None, Some(0))
+    (desc, step, None, Macs::zero())
 }
 
 pub fn lower_pixel_shuffle(r: &Spanned<u64>) -> Lowered {
@@ -276,7 +280,7 @@ pub fn lower_pixel_shuffle(r: &Spanned<u64>) -> Lowered {
         format!("PixelShuffle({})", r.value),
         StepOp::PixelShuffle { r: r.value },
         None,
-        Some(0),
+        Macs::zero(),
     )
 }
 

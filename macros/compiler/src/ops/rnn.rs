@@ -575,8 +575,9 @@ pub fn lower_rnn(cx: &LowerCx, r: &Rnn) -> Lowered {
             macs_per_step += g * h * (input + hout) + if r.proj.is_some() { h * hout } else { 0 };
         }
     }
+    // Per sample: T steps of every layer's multiplies (T may be a symbol).
     let t = cx.input.get(if r.batch_first { 1 } else { 0 });
-    let macs = t.and_then(Dim::known).map(|t| t * macs_per_step);
+    let macs = crate::ops::Macs::term(macs_per_step, t.map(std::slice::from_ref).unwrap_or(&[]));
     let mut desc = format!("{}({fin} -> {h}", r.cell.name());
     if let CellKind::Rnn { relu: true } = r.cell {
         desc += ", relu";

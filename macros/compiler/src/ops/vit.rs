@@ -14,7 +14,7 @@ use crate::emit::usize_lit;
 use crate::infer::{Step, StepResult};
 use crate::lower::{Holder, InitIr, StepOp};
 use crate::ops::args::{Args, WeightInit};
-use crate::ops::{per_sample, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, OpDef};
+use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::{fmt_shape, normalize_dim, Dim};
 
@@ -146,7 +146,7 @@ pub fn lower_patch_embed(cx: &LowerCx, pe: &PatchEmbed) -> Lowered {
         ),
         cx.param("bias", vec![e], InitIr::Bias { fan_in }),
     ];
-    let macs = per_sample(cx.output).map(|n| n * fan_in);
+    let macs = Macs::per_sample(cx.output, fan_in);
     (
         format!("PatchEmbed({c} -> {e}, patch {p})"),
         StepOp::PatchEmbed {
@@ -226,7 +226,7 @@ pub fn lower_class_token(cx: &LowerCx) -> Lowered {
             field: cx.ident.clone(),
         },
         Some(cx.field(Holder::tensor(), params, vec![])),
-        Some(0),
+        Macs::zero(),
     )
 }
 
@@ -242,7 +242,7 @@ pub fn lower_pos_embedding(cx: &LowerCx) -> Lowered {
             field: cx.ident.clone(),
         },
         Some(cx.field(Holder::tensor(), params, vec![])),
-        per_sample(cx.output),
+        Macs::per_sample(cx.output, 1),
     )
 }
 
@@ -368,7 +368,7 @@ pub fn lower_select(cx: &LowerCx, dim: &Spanned<i64>, index: &Spanned<i64>) -> L
         format!("Select(dim {d}, index {i})"),
         StepOp::Select { dim: d, index: i },
         None,
-        Some(0),
+        Macs::zero(),
     )
 }
 
@@ -414,7 +414,7 @@ pub fn lower_sinusoidal(cx: &LowerCx) -> Lowered {
         format!("SinusoidalEncoding({e})"),
         StepOp::SinusoidalEncoding,
         None,
-        per_sample(cx.output),
+        Macs::per_sample(cx.output, 1),
     )
 }
 
@@ -465,7 +465,7 @@ pub fn lower_drop_path(p: f64) -> Lowered {
         format!("DropPath({p})"),
         StepOp::DropPath { p },
         None,
-        Some(0),
+        crate::ops::Macs::zero(),
     )
 }
 
