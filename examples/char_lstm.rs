@@ -16,6 +16,10 @@
 //! cargo run --release --example char_lstm
 //! cargo run --release --example char_lstm -- --steps 1500 --seed 2
 //! ```
+//!
+//! Measured once (800 steps, seed 0, on the shared 2-core machine while
+//! other builds ran: 692 s): unigram entropy of the held-out text 3.438
+//! nats per character, held-out loss 1.795, 1.644 below it.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -261,8 +265,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     std::fs::create_dir_all(&args.out)?;
     let png = args.out.join("char_lstm_curve.png");
+    // One unit on both axes: one range, so the two curves compare by eye.
+    let top = train_curve
+        .iter()
+        .chain(&held_curve)
+        .fold(entropy, |a, &b| a.max(b))
+        + 0.2;
     TrainingCurve::new("Character LSTM on netdsl's documentation")
         .x_label(format!("step (x{every})"))
+        .left_range(0.0..top)
+        .right_range(0.0..top)
         .left("training loss (nats/char)", &train_curve)
         .right("held-out loss (nats/char)", &held_curve)
         .save(&png)?;

@@ -13,7 +13,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{fixture, rel_err, tensors};
+use common::{fixture, formula, rel_err, tensors};
 use netdsl::candle::{Device, Tensor};
 use netdsl::network;
 
@@ -65,22 +65,6 @@ network! {
 fn fx() -> &'static HashMap<String, Tensor> {
     static F: std::sync::OnceLock<HashMap<String, Tensor>> = std::sync::OnceLock::new();
     F.get_or_init(|| tensors("recurrent.safetensors"))
-}
-
-/// The script's `formula(shape, name)`.
-fn formula(shape: &[usize], name: &str) -> Tensor {
-    let phase = (name
-        .bytes()
-        .enumerate()
-        .map(|(k, b)| (k as u64 + 1) * b as u64)
-        .sum::<u64>()
-        % 1000) as f64
-        / 100.0;
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n)
-        .map(|i| (0.5 * (0.37 * i as f64 + 0.1 + phase).sin()) as f32)
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
 }
 
 /// Every parameter of `manifest` from the formula of its PyTorch name

@@ -11,51 +11,19 @@
 //! Tolerance: `1e-4 * max(1, max|torch|)` per compared tensor.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use netdsl_runtime::candle::{DType, Device, Tensor, Var};
 use netdsl_runtime::layers::RnnParams;
 use netdsl_runtime::{rnn, Cell, Generator, RnnInputs, RnnSpec};
 
+mod common;
+
+use common::{formula, rel_err};
+
 fn fixtures() -> &'static HashMap<String, Tensor> {
     static F: OnceLock<HashMap<String, Tensor>> = OnceLock::new();
-    F.get_or_init(|| {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures/recurrent.safetensors");
-        netdsl_runtime::candle::safetensors::load(path, &Device::Cpu).unwrap()
-    })
-}
-
-fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    let diff: f32 = a
-        .sub(b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
-    let scale: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-    diff / scale.max(1.0)
-}
-
-/// The script's `formula(shape, name)`.
-fn formula(shape: &[usize], name: &str) -> Tensor {
-    let phase = (name
-        .bytes()
-        .enumerate()
-        .map(|(k, b)| (k as u64 + 1) * b as u64)
-        .sum::<u64>()
-        % 1000) as f64
-        / 100.0;
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n)
-        .map(|i| (0.5 * (0.37 * i as f64 + 0.1 + phase).sin()) as f32)
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    F.get_or_init(|| common::load_fixture("recurrent.safetensors"))
 }
 
 /// A case's configuration, read from its name (see the script's `case_name`).

@@ -34,4 +34,4 @@ pub fn formula_input(shape: (usize, usize, usize, usize)) -> Tensor {
 #[path = "../../runtime/tests/common/compare.rs"]
 mod compare;
 #[allow(unused_imports)] // not every test crate compares
-pub use compare::rel_err;
+pub use compare::{formula, rel_err};

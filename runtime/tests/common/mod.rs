@@ -12,7 +12,7 @@ use candle_core::{Device, Tensor};
 
 mod compare;
 #[allow(unused_imports)] // not every test crate compares
-pub use compare::rel_err;
+pub use compare::{formula, rel_err};
 
 /// Every tensor of `tests/fixtures/<file>`, on the CPU.
 pub fn load_fixture(file: &str) -> HashMap<String, Tensor> {
