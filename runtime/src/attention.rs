@@ -248,6 +248,31 @@ impl Default for Sdpa {
     }
 }
 
+/// PyTorch's `key_padding_mask` from lengths: `[B, 1, 1, tk]` (U8), 1 where
+/// key `j` is at or past sequence `b`'s length (blocked, for
+/// [`Mask::Block`]). Each length must be a whole number in `1..=tk`.
+pub fn key_padding_mask(lengths: &Tensor, tk: usize) -> Result<Tensor> {
+    let lens: Vec<f64> = lengths.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?;
+    if let Some((b, l)) = lens
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| l < 1.0 || l > tk as f64 || l.fract() != 0.0)
+    {
+        return Err(msg(format!(
+            "key_padding_mask: sequence {b} has length {l}; lengths must be whole numbers in 1..={tk} (the number of keys)"
+        )));
+    }
+    let v: Vec<u8> = lens
+        .iter()
+        .flat_map(|&l| (0..tk).map(move |j| u8::from(j as f64 >= l)))
+        .collect();
+    Ok(Tensor::from_vec(
+        v,
+        (lens.len(), 1, 1, tk),
+        lengths.device(),
+    )?)
+}
+
 /// The causal mask `[tq, tk]`: 0 on and below the diagonal, `-inf` above.
 pub fn causal_mask(
     tq: usize,

@@ -453,6 +453,10 @@ pub enum StepOp {
         heads: u64,
         causal: bool,
         dropout: f64,
+        /// Cross-attention: the variable holding the memory.
+        memory: Option<Ident>,
+        /// The variable holding the key lengths.
+        key_lengths: Option<Ident>,
     },
     PatchEmbed {
         field: Ident,
@@ -808,7 +812,7 @@ fn lower_chain(items: &[Item], inferred: &Inferred, cx: &mut ChainCx) -> Vec<Ste
             lowered
         } else {
             let (desc, step, field, macs) =
-                lower_op(layer, i, op, input, output, cx.prefix, cx.values);
+                lower_op(layer, i, op, input, output, cx.prefix, cx.values, cx.shapes);
             let field = field.map(|f| FieldIr {
                 branch: cx.branch.clone(),
                 ..f
@@ -920,6 +924,7 @@ pub fn field_name(path: &[String]) -> String {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn lower_op(
     layer: &ResolvedLayer,
     index: usize,
@@ -928,8 +933,9 @@ fn lower_op(
     output: &Shape,
     outer: &str,
     values: &[Ident],
+    value_shapes: &[Option<Shape>],
 ) -> ops::Lowered {
-    let cx = ops::LowerCx::new(layer, index, input, output, outer, values);
+    let cx = ops::LowerCx::new(layer, index, input, output, outer, values, value_shapes);
     match op {
         // Lowered with its instance by `lower_block_use`.
         Op::Block(u) => (

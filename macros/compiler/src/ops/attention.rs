@@ -31,6 +31,22 @@ pub struct MultiHeadAttention {
     pub dropout: f64,
     /// Whose parameter names.
     pub layout: MhaLayout,
+    /// Tensors read besides the query, with the values they name once
+    /// resolved: the memory (cross-attention: keys and values from it),
+    /// then the key lengths (keys past each sequence's length are masked).
+    pub tensors: Vec<(Ident, Option<usize>)>,
+    pub memory: bool,
+    pub key_lengths: bool,
+}
+
+impl MultiHeadAttention {
+    pub fn memory_arg(&self) -> Option<&(Ident, Option<usize>)> {
+        self.memory.then(|| self.tensors.first()).flatten()
+    }
+
+    pub fn key_lengths_arg(&self) -> Option<&(Ident, Option<usize>)> {
+        self.key_lengths.then(|| self.tensors.last()).flatten()
+    }
 }
 
 /// The parameter names (and the runtime holder) of a multi-head attention.
@@ -99,6 +115,18 @@ pub const MULTI_HEAD_ATTENTION: OpDef = OpDef {
             Some("true"),
             "`[B, T, E]`; `false` (`[T, B, E]`) is not supported",
         ),
+        ArgSpec::new(
+            "memory",
+            ArgKind::Tensors,
+            Some("none (self-attention)"),
+            "cross-attention: keys and values from this `[B, S, E]` tensor bound earlier (an encoder's output)",
+        ),
+        ArgSpec::new(
+            "key_lengths",
+            ArgKind::Tensors,
+            Some("none"),
+            "a `[B]` tensor bound earlier: keys at or past each sequence's length are masked out (PyTorch's key_padding_mask)",
+        ),
     ],
     resolve: resolve_mha,
 };
@@ -148,6 +176,27 @@ fn resolve_mha(a: &Args, _layer: &Layer) -> Option<Op> {
             return None;
         }
     };
+    let tensor = |key: &str| match a.get(key) {
+        None => Some(None),
+        Some(Value::Ident(i)) => Some(Some(i.clone())),
+        Some(other) => {
+            a.cx.error(
+                other.span(),
+                format!(
+                    "`{key}` names a tensor bound earlier (a `let` or a network input), found {}",
+                    other.kind()
+                ),
+            );
+            None
+        }
+    };
+    let (memory, key_lengths) = (tensor("memory"), tensor("key_lengths"));
+    let (memory, key_lengths) = (memory?, key_lengths?);
+    let tensors: Vec<(Ident, Option<usize>)> = memory
+        .iter()
+        .chain(key_lengths.iter())
+        .map(|i| (i.clone(), None))
+        .collect();
     Some(Op::MultiHeadAttention(MultiHeadAttention {
         dim: dim?,
         heads,
@@ -155,6 +204,9 @@ fn resolve_mha(a: &Args, _layer: &Layer) -> Option<Op> {
         causal: causal?,
         dropout: dropout?.value,
         layout: layout?,
+        tensors,
+        memory: memory.is_some(),
+        key_lengths: key_lengths.is_some(),
     }))
 }
 
@@ -196,6 +248,55 @@ pub fn infer_mha(cx: &Step, m: &MultiHeadAttention) -> StepResult {
         );
         f.help.push(heads_fix(e, h));
         return Err(f);
+    }
+    // Cross-attention: the memory is [B, S, E] with the query's B and E.
+    let shape_of = |v: &Option<usize>| v.and_then(|v| cx.ctx.values.get(v).cloned().flatten());
+    if let Some((name, v)) = m.memory_arg() {
+        if let Some(mem) = shape_of(v) {
+            let span = crate::diag::SpanRange::single(name.span());
+            let ok = mem.len() == 3 && mem[0] == cx.input[0] && mem[2] == Dim::Known(e);
+            if !ok {
+                let mut f = cx.fail(
+                    FailKind::Other,
+                    span,
+                    format!(
+                        "`{}` attends from {} to the memory `{name}`, which must be [{}, S, {e}] \
+                         (the query's batch and width), but is {}",
+                        cx.name(),
+                        fmt_shape(cx.input),
+                        cx.input[0],
+                        fmt_shape(&mem)
+                    ),
+                );
+                match mem.last().and_then(Dim::known) {
+                    Some(w) if mem.len() == 3 && w != e => f.help.push(format!(
+                        "project the memory to the query's width first: `{name} -> Linear({w} -> {e})`, \
+                         or give the query {w} features"
+                    )),
+                    _ => f.help.push(format!("make `{name}` a [{}, S, {e}] sequence", cx.input[0])),
+                }
+                return Err(f);
+            }
+        }
+    }
+    if let Some((name, v)) = m.key_lengths_arg() {
+        if let Some(lens) = shape_of(v) {
+            if lens != vec![cx.input[0].clone()] {
+                let mut f = cx.fail(
+                    FailKind::Other,
+                    crate::diag::SpanRange::single(name.span()),
+                    format!(
+                        "`{}` reads one key length per sequence from `{name}`, which must be [{}], but is {}",
+                        cx.name(),
+                        cx.input[0],
+                        fmt_shape(&lens)
+                    ),
+                );
+                f.help
+                    .push(format!("declare it as `{name}: [{}] u32`", cx.input[0]));
+                return Err(f);
+            }
+        }
     }
     let trace = format!(
         "{}: {} heads of {e} / {h} = {} features",
@@ -345,35 +446,76 @@ pub fn lower_mha(cx: &LowerCx, m: &MultiHeadAttention) -> Lowered {
     desc += ")";
     // Per sample: the projections (4 E² per position) and the scores and
     // weighted sum (2 T² E).
+    // With a memory of S steps: Q and the output over T, K and V over S.
     let t = cx.input.get(1).cloned().unwrap_or(Dim::Known(0));
-    let macs =
-        Macs::term(4 * e * e, std::slice::from_ref(&t)) + &Macs::term(2 * e, &[t.clone(), t]);
+    let s_len = m
+        .memory_arg()
+        .and_then(|(_, v)| *v)
+        .and_then(|v| cx.value_shapes.get(v).cloned().flatten())
+        .and_then(|mem| mem.get(1).cloned())
+        .unwrap_or_else(|| t.clone());
+    let macs = Macs::term(2 * e * e, std::slice::from_ref(&t))
+        + &Macs::term(2 * e * e, std::slice::from_ref(&s_len))
+        + &Macs::term(2 * e, &[t.clone(), s_len]);
+    if m.memory {
+        desc.insert_str(desc.len() - 1, ", cross");
+    }
     let step = StepOp::MultiHeadAttention {
         field: cx.ident.clone(),
         heads: h,
         causal: m.causal,
         dropout: m.dropout,
+        memory: m
+            .memory_arg()
+            .and_then(|(_, v)| v.and_then(|v| cx.value(v))),
+        key_lengths: m
+            .key_lengths_arg()
+            .and_then(|(_, v)| v.and_then(|v| cx.value(v))),
     };
     (desc, step, Some(cx.field(holder, params, absent)), macs)
 }
 
-/// The runtime's `multi_head_attention` as self-attention.
-pub fn emit_mha(e: &EmitCx, field: &Ident, heads: u64, causal: bool, dropout: f64) -> TokenStream {
+/// The runtime's `multi_head_attention`: self-attention, or cross-attention
+/// over `memory`, with keys past `key_lengths` masked.
+#[allow(clippy::too_many_arguments)]
+pub fn emit_mha(
+    e: &EmitCx,
+    field: &Ident,
+    heads: u64,
+    causal: bool,
+    dropout: f64,
+    memory: Option<&Ident>,
+    key_lengths: Option<&Ident>,
+) -> TokenStream {
     let p = quote!(::netdsl::__private);
     let (src, x, training, rng) = (e.src, e.x, &e.training, &e.rng);
     let f = e.env.field(field);
     let heads = usize_lit(heads);
     let dropout = Literal::f64_unsuffixed(dropout);
+    let memory = match memory {
+        Some(m) => quote!(::core::option::Option::Some(&#m)),
+        None => quote!(::core::option::Option::None),
+    };
+    let (mask_code, mask) = match key_lengths {
+        Some(l) => (
+            quote!(let key_mask = #p::key_padding_mask(&#l, #memory.unwrap_or(&#src).dim(1)?)?;),
+            quote!(::core::option::Option::Some(#p::Mask::Block(&key_mask))),
+        ),
+        None => (TokenStream::new(), quote!(::core::option::Option::None)),
+    };
     quote! {
-        let #x = #p::multi_head_attention(
-            &#src,
-            ::core::option::Option::None,
-            &#f,
-            &#p::MhaSpec { heads: #heads, causal: #causal, dropout: #dropout },
-            ::core::option::Option::None,
-            #training,
-            ::core::option::Option::Some(#rng),
-        )?;
+        let #x = {
+            #mask_code
+            #p::multi_head_attention(
+                &#src,
+                #memory,
+                &#f,
+                &#p::MhaSpec { heads: #heads, causal: #causal, dropout: #dropout },
+                #mask,
+                #training,
+                ::core::option::Option::Some(#rng),
+            )?
+        };
     }
 }
 

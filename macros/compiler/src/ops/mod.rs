@@ -262,8 +262,9 @@ pub struct LowerCx<'a> {
     /// The struct field it becomes, if it has parameters.
     pub ident: Ident,
     /// The graph's value variables so far (a layer's tensor arguments name
-    /// them).
+    /// them), and their shapes.
     pub values: &'a [Ident],
+    pub value_shapes: &'a [Option<Shape>],
 }
 
 impl<'a> LowerCx<'a> {
@@ -274,6 +275,7 @@ impl<'a> LowerCx<'a> {
         output: &'a Shape,
         outer: &'a str,
         values: &'a [Ident],
+        value_shapes: &'a [Option<Shape>],
     ) -> Self {
         let span = layer.name.as_ref().map_or(Span::call_site(), Ident::span);
         // Only layers with parameters become fields, and those always have a
@@ -290,6 +292,7 @@ impl<'a> LowerCx<'a> {
             outer,
             ident,
             values,
+            value_shapes,
         }
     }
 

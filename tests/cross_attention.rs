@@ -1,0 +1,92 @@
+//! Cross-attention and key padding in `network!`: `MultiHeadAttention`
+//! with `memory = ..` (keys and values from another sequence) and
+//! `key_lengths = ..` (PyTorch's `key_padding_mask` from lengths), and a
+//! Transformer decoder layer written as a block, equal to
+//! `nn.MultiheadAttention` and `nn.TransformerDecoderLayer`
+//! (`scripts/gen_cross_attention_fixtures.py`; inputs and weights from the
+//! formula of `scripts/gen_recurrent_fixtures.py`).
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{formula, rel_err, tensors};
+use netdsl::candle::{Device, Tensor};
+use netdsl::network;
+
+network! {
+    pub Cross(q: [B, 5, 8], mem: [B, S, 8]) -> [B, 5, 8] {
+        q -> attn: MultiHeadAttention(heads = 2, memory = mem)
+    }
+    pub CrossPad(q: [B, 5, 8], mem: [B, S, 8], lens: [B] u32) -> [B, 5, 8] {
+        q -> attn: MultiHeadAttention(heads = 2, memory = mem, key_lengths = lens)
+    }
+    pub SelfPad(x: [B, T, 8], lens: [B] u32) -> [B, T, 8] {
+        x -> attn: MultiHeadAttention(heads = 2, key_lengths = lens)
+    }
+
+    /// `nn.TransformerDecoderLayer(E, heads, ff, batch_first = True)`,
+    /// post-norm, its state_dict names.
+    pub block DecoderLayer(x: [B, T, E], mem: [B, S, E], heads: usize, ff: usize, p: f64 = 0.1) -> [B, T, E] {
+        let a = x -> self_attn: MultiHeadAttention(heads = heads, causal = true) -> dropout1: Dropout(p);
+        let y = (x + a) -> norm1: LayerNorm(eps = 1e-5);
+        let b = y -> multihead_attn: MultiHeadAttention(heads = heads, memory = mem) -> dropout2: Dropout(p);
+        let z = (y + b) -> norm2: LayerNorm(eps = 1e-5);
+        let f = z -> linear1: Linear(ff) -> relu -> dropout: Dropout(p) -> linear2: Linear(E) -> dropout3: Dropout(p);
+        (z + f) -> norm3: LayerNorm(eps = 1e-5)
+    }
+
+    pub Decoder(tgt: [B, T, 8], memory: [B, S, 8]) -> [B, T, 8] {
+        tgt -> dec: DecoderLayer(memory, heads = 2, ff = 16)
+    }
+}
+
+fn weights(manifest: &[netdsl::ParamSpec]) -> HashMap<String, Tensor> {
+    manifest
+        .iter()
+        .map(|p| {
+            let bare = p.name.split_once('.').map_or(p.name, |(_, b)| b);
+            (p.name.to_string(), formula(p.shape, bare))
+        })
+        .collect()
+}
+
+fn check(got: &Tensor, case: &str) {
+    let want = tensors("cross_attention.safetensors")[&format!("{case}.y")].clone();
+    let e = rel_err(got, &want);
+    assert!(e < 1e-4, "{case}: relative error {e}");
+}
+
+#[test]
+fn cross_attention_and_key_padding_equal_pytorch() {
+    let dev = Device::Cpu;
+    let (q, mem) = (formula(&[2, 5, 8], "q"), formula(&[2, 7, 8], "mem"));
+    let net = Cross::from_tensors(weights(Cross::MANIFEST), &dev).unwrap();
+    check(&net.forward(&q, &mem).unwrap(), "cross");
+    let net = CrossPad::from_tensors(weights(CrossPad::MANIFEST), &dev).unwrap();
+    let lens = Tensor::new(&[7u32, 4], &dev).unwrap();
+    check(&net.forward(&q, &mem, &lens).unwrap(), "cross_pad");
+    let net = SelfPad::from_tensors(weights(SelfPad::MANIFEST), &dev).unwrap();
+    let lens = Tensor::new(&[5u32, 3], &dev).unwrap();
+    check(&net.forward(&q, &lens).unwrap(), "self_pad");
+    // A length past the keys is an error, not a panic.
+    let bad = Tensor::new(&[9u32, 3], &dev).unwrap();
+    let e = net.forward(&q, &bad).unwrap_err().to_string();
+    assert!(e.contains("sequence 0 has length 9"), "{e}");
+}
+
+#[test]
+fn a_transformer_decoder_layer_block_equals_pytorch() {
+    let dev = Device::Cpu;
+    let names: Vec<&str> = Decoder::MANIFEST.iter().map(|p| p.name).collect();
+    for n in [
+        "dec.self_attn.in_proj_weight",
+        "dec.multihead_attn.out_proj.bias",
+        "dec.norm3.weight",
+    ] {
+        assert!(names.contains(&n), "{n} not in {names:?}");
+    }
+    let net = Decoder::from_tensors(weights(Decoder::MANIFEST), &dev).unwrap();
+    let (q, mem) = (formula(&[2, 5, 8], "q"), formula(&[2, 7, 8], "mem"));
+    check(&net.forward(&q, &mem).unwrap(), "decoder");
+}
