@@ -8,9 +8,7 @@
 
 mod common;
 
-use std::collections::HashMap;
-
-use common::{formula, rel_err, tensors};
+use common::{formula, formula_weights, rel_err, tensors};
 use netdsl::candle::{Device, Tensor};
 use netdsl::network;
 
@@ -41,16 +39,6 @@ network! {
     }
 }
 
-fn weights(manifest: &[netdsl::ParamSpec]) -> HashMap<String, Tensor> {
-    manifest
-        .iter()
-        .map(|p| {
-            let bare = p.name.split_once('.').map_or(p.name, |(_, b)| b);
-            (p.name.to_string(), formula(p.shape, bare))
-        })
-        .collect()
-}
-
 fn check(got: &Tensor, case: &str) {
     let want = tensors("cross_attention.safetensors")[&format!("{case}.y")].clone();
     let e = rel_err(got, &want);
@@ -61,12 +49,12 @@ fn check(got: &Tensor, case: &str) {
 fn cross_attention_and_key_padding_equal_pytorch() {
     let dev = Device::Cpu;
     let (q, mem) = (formula(&[2, 5, 8], "q"), formula(&[2, 7, 8], "mem"));
-    let net = Cross::from_tensors(weights(Cross::MANIFEST), &dev).unwrap();
+    let net = Cross::from_tensors(formula_weights(Cross::MANIFEST), &dev).unwrap();
     check(&net.forward(&q, &mem).unwrap(), "cross");
-    let net = CrossPad::from_tensors(weights(CrossPad::MANIFEST), &dev).unwrap();
+    let net = CrossPad::from_tensors(formula_weights(CrossPad::MANIFEST), &dev).unwrap();
     let lens = Tensor::new(&[7u32, 4], &dev).unwrap();
     check(&net.forward(&q, &mem, &lens).unwrap(), "cross_pad");
-    let net = SelfPad::from_tensors(weights(SelfPad::MANIFEST), &dev).unwrap();
+    let net = SelfPad::from_tensors(formula_weights(SelfPad::MANIFEST), &dev).unwrap();
     let lens = Tensor::new(&[5u32, 3], &dev).unwrap();
     check(&net.forward(&q, &lens).unwrap(), "self_pad");
     // A length past the keys is an error, not a panic.
@@ -86,7 +74,7 @@ fn a_transformer_decoder_layer_block_equals_pytorch() {
     ] {
         assert!(names.contains(&n), "{n} not in {names:?}");
     }
-    let net = Decoder::from_tensors(weights(Decoder::MANIFEST), &dev).unwrap();
+    let net = Decoder::from_tensors(formula_weights(Decoder::MANIFEST), &dev).unwrap();
     let (q, mem) = (formula(&[2, 5, 8], "q"), formula(&[2, 7, 8], "mem"));
     check(&net.forward(&q, &mem).unwrap(), "decoder");
 }

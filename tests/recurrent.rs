@@ -13,7 +13,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{fixture, formula, rel_err, tensors};
+use common::{fixture, formula, formula_weights, rel_err, tensors};
 use netdsl::candle::{Device, Tensor};
 use netdsl::network;
 
@@ -67,18 +67,6 @@ fn fx() -> &'static HashMap<String, Tensor> {
     F.get_or_init(|| tensors("recurrent.safetensors"))
 }
 
-/// Every parameter of `manifest` from the formula of its PyTorch name
-/// without the layer's path (`lstm.weight_ih_l0` -> `weight_ih_l0`).
-fn weights(manifest: &[netdsl::ParamSpec]) -> HashMap<String, Tensor> {
-    manifest
-        .iter()
-        .map(|p| {
-            let bare = p.name.split_once('.').map_or(p.name, |(_, b)| b);
-            (p.name.to_string(), formula(p.shape, bare))
-        })
-        .collect()
-}
-
 fn want(case: &str, what: &str) -> Tensor {
     fx().get(&format!("{case}.{what}"))
         .cloned()
@@ -95,11 +83,11 @@ fn lstm_output_and_final_states_equal_pytorch() {
     let dev = Device::Cpu;
     let x = formula(&[3, 6, 3], "x");
     let case = "lstm_l2_bi_bf_z_eq";
-    let y = LstmY::from_tensors(weights(LstmY::MANIFEST), &dev).unwrap();
+    let y = LstmY::from_tensors(formula_weights(LstmY::MANIFEST), &dev).unwrap();
     close(&y.forward(&x).unwrap(), &want(case, "y"), "y");
-    let h = LstmH::from_tensors(weights(LstmH::MANIFEST), &dev).unwrap();
+    let h = LstmH::from_tensors(formula_weights(LstmH::MANIFEST), &dev).unwrap();
     close(&h.forward(&x).unwrap(), &want(case, "h"), "h");
-    let c = LstmC::from_tensors(weights(LstmC::MANIFEST), &dev).unwrap();
+    let c = LstmC::from_tensors(formula_weights(LstmC::MANIFEST), &dev).unwrap();
     close(&c.forward(&x).unwrap(), &want(case, "c"), "c");
 }
 
@@ -112,9 +100,9 @@ fn gru_time_major_equals_pytorch() {
         .contiguous()
         .unwrap();
     let case = "gru_l2_bi_tm_z_eq";
-    let y = GruTm::from_tensors(weights(GruTm::MANIFEST), &dev).unwrap();
+    let y = GruTm::from_tensors(formula_weights(GruTm::MANIFEST), &dev).unwrap();
     close(&y.forward(&x).unwrap(), &want(case, "y"), "y");
-    let h = GruH::from_tensors(weights(GruH::MANIFEST), &dev).unwrap();
+    let h = GruH::from_tensors(formula_weights(GruH::MANIFEST), &dev).unwrap();
     close(&h.forward(&x).unwrap(), &want(case, "h"), "h");
 }
 
@@ -122,7 +110,7 @@ fn gru_time_major_equals_pytorch() {
 fn projected_lstm_equals_pytorch() {
     let dev = Device::Cpu;
     let x = formula(&[3, 6, 3], "x");
-    let p = LstmProj::from_tensors(weights(LstmProj::MANIFEST), &dev).unwrap();
+    let p = LstmProj::from_tensors(formula_weights(LstmProj::MANIFEST), &dev).unwrap();
     close(
         &p.forward(&x).unwrap(),
         &want("lstmp3_l1_uni_bf_z_eq", "y"),
@@ -134,7 +122,7 @@ fn projected_lstm_equals_pytorch() {
 fn relu_rnn_equals_pytorch() {
     let dev = Device::Cpu;
     let x = formula(&[3, 6, 3], "x");
-    let r = RnnRelu::from_tensors(weights(RnnRelu::MANIFEST), &dev).unwrap();
+    let r = RnnRelu::from_tensors(formula_weights(RnnRelu::MANIFEST), &dev).unwrap();
     close(
         &r.forward(&x).unwrap(),
         &want("rnn_relu_l1_uni_bf_z_eq", "y"),
@@ -267,7 +255,7 @@ network! {
 
 #[test]
 fn gnmt_encoder_block_equals_pytorch() {
-    let net = Gnmt::from_tensors(weights(Gnmt::MANIFEST), &Device::Cpu).unwrap();
+    let net = Gnmt::from_tensors(formula_weights(Gnmt::MANIFEST), &Device::Cpu).unwrap();
     let names: Vec<&str> = Gnmt::MANIFEST.iter().map(|p| p.name).collect();
     assert!(
         names.contains(&"enc.bottom.weight_hh_l0_reverse"),
@@ -298,13 +286,13 @@ fn variable_lengths_and_initial_states_as_inputs_equal_pytorch() {
     let lengths = Tensor::new(&[6u32, 2, 4], &dev).unwrap();
     let h0 = formula(&[4, 3, 5], "h0");
     let c0 = formula(&[4, 3, 5], "c0");
-    let net = LstmVar::from_tensors(weights(LstmVar::MANIFEST), &dev).unwrap();
+    let net = LstmVar::from_tensors(formula_weights(LstmVar::MANIFEST), &dev).unwrap();
     let y = net.forward(&x, &lengths, &h0, &c0).unwrap();
     close(&y, &want("lstm_l2_bi_bf_h0_var", "y"), "y");
 
     let xt = x.transpose(0, 1).unwrap().contiguous().unwrap();
     let lens = Tensor::new(&[6f32, 2., 4.], &dev).unwrap();
-    let net = GruVarH::from_tensors(weights(GruVarH::MANIFEST), &dev).unwrap();
+    let net = GruVarH::from_tensors(formula_weights(GruVarH::MANIFEST), &dev).unwrap();
     close(
         &net.forward(&xt, &lens).unwrap(),
         &want("gru_l1_uni_tm_z_var", "h"),

@@ -35,3 +35,16 @@ pub fn formula_input(shape: (usize, usize, usize, usize)) -> Tensor {
 mod compare;
 #[allow(unused_imports)] // not every test crate compares
 pub use compare::{formula, rel_err};
+
+/// Every parameter of `manifest` from the recurrent fixtures' [`formula`] of
+/// its PyTorch name without the layer's path (`lstm.weight_ih_l0` ->
+/// `weight_ih_l0`): the weights those fixtures were computed with.
+pub fn formula_weights(manifest: &[netdsl::ParamSpec]) -> HashMap<String, Tensor> {
+    manifest
+        .iter()
+        .map(|p| {
+            let bare = p.name.split_once('.').map_or(p.name, |(_, b)| b);
+            (p.name.to_string(), formula(p.shape, bare))
+        })
+        .collect()
+}

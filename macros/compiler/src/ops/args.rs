@@ -135,6 +135,26 @@ impl<'a> Args<'a> {
         self.values.get(key).copied()
     }
 
+    /// An argument that names a tensor bound earlier (`memory = enc`,
+    /// `lengths = lens`): `Some(None)` when absent, `None` after an error.
+    /// `what` describes the tensor for the message.
+    pub fn tensor(&self, key: &str, what: &str) -> Option<Option<proc_macro2::Ident>> {
+        match self.get(key) {
+            None => Some(None),
+            Some(Value::Ident(i)) => Some(Some(i.clone())),
+            Some(other) => {
+                self.cx.error(
+                    other.span(),
+                    format!(
+                        "`{key}` names {what} bound earlier (a `let` or a network input), found {}",
+                        other.kind()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     pub fn wrong_kind(&self, key: &str, want: &str, v: &Value) {
         let msg = match v {
             Value::Ident(i) if i == "same" || i == "valid" => format!(

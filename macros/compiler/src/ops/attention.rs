@@ -176,21 +176,8 @@ fn resolve_mha(a: &Args, _layer: &Layer) -> Option<Op> {
             return None;
         }
     };
-    let tensor = |key: &str| match a.get(key) {
-        None => Some(None),
-        Some(Value::Ident(i)) => Some(Some(i.clone())),
-        Some(other) => {
-            a.cx.error(
-                other.span(),
-                format!(
-                    "`{key}` names a tensor bound earlier (a `let` or a network input), found {}",
-                    other.kind()
-                ),
-            );
-            None
-        }
-    };
-    let (memory, key_lengths) = (tensor("memory"), tensor("key_lengths"));
+    let memory = a.tensor("memory", "a `[B, S, E]` tensor");
+    let key_lengths = a.tensor("key_lengths", "a `[B]` tensor");
     let (memory, key_lengths) = (memory?, key_lengths?);
     let tensors: Vec<(Ident, Option<usize>)> = memory
         .iter()

@@ -280,20 +280,7 @@ fn resolve_rnn(a: &Args, _layer: &Layer) -> Option<Op> {
         None => None,
     };
     let init = init_states(a, cell);
-    let lengths = match a.get("lengths") {
-        None => Some(None),
-        Some(Value::Ident(i)) => Some(Some(i.clone())),
-        Some(other) => {
-            a.cx.error(
-                other.span(),
-                format!(
-                    "`lengths` names a `[B]` tensor bound earlier (a network input such as `lengths: [B] u32`), found {}",
-                    other.kind()
-                ),
-            );
-            None
-        }
-    };
+    let lengths = a.tensor("lengths", "a `[B]` tensor");
     let (hidden, layers, proj, init, lengths) = (hidden?, layers?, proj?, init?, lengths?);
     let n_init = init.len();
     let mut tensors = init;
