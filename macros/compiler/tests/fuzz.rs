@@ -47,6 +47,16 @@ const CORPUS: &[&str] = &[
         let c = crop(cat(r2, r1, dim = 1), size = (2, 2), top = 0, left = 0);
         c -> more: repeat 2 { Conv2d(32, kernel = 1) -> relu } -> flatten -> fc: Linear(10)
     }",
+    "block Dec(x: [B, T, E], mem: [B, S, E], heads: usize) -> [B, T, E] {
+        let y = (x + (x -> sa: MultiHeadAttention(heads = heads, causal = true))) -> n1: LayerNorm;
+        (y + (y -> ca: MultiHeadAttention(heads = heads, memory = mem))) -> n2: LayerNorm
+    }
+    pub Lm(ids: [B, T] u32, lens: [B] u32, h0: [2, B, 16], c0: [2, B, 16]) -> ([B, T, 11], [2, B, 16], [B, 16]) {
+        let (y, (h, c)) = ids -> emb: Embedding(11, 8) -> lstm: LSTM(8 -> 16, layers = 2, init = (h0, c0), lengths = lens);
+        let (g, _) = y -> gru: GRU(16, bidirectional = true, batch_first = true);
+        let z = g -> proj: Linear(16) -> d: Dec(y, heads = 2);
+        (z -> fc: Linear(11), h, c -> Select(0, -1))
+    }",
 ];
 
 /// The tokens of `s`, flattened: delimiters become separate pieces.

@@ -310,7 +310,9 @@ pub fn infer_select(cx: &Step, dim: &Spanned<i64>, index: &Spanned<i64>) -> Step
             ),
         ));
     };
-    if d == 0 {
+    // Dim 0 is the batch where it is a symbol; a known dim 0 (a recurrent
+    // layer's final state, `[layers * directions, B, H]`) may be indexed.
+    if d == 0 && cx.input[0].known().is_none() {
         return Err(cx.fail(
             FailKind::Other,
             dim.span,
