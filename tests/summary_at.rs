@@ -101,13 +101,10 @@ fn cnn_filters_flatten_at_a_size() {
 
 #[test]
 fn one_d_attention_and_embeddings_at_a_size() {
-    // The batch stays a symbol in the fixed networks: `B` is given as `B`.
-    let tcn = TcnSym::summary_at(&[("B", 1), ("T", 40)]).unwrap();
-    same(
-        Ok(tcn.replace("[1, ", "[B, ")),
-        ("TcnSym", "TcnFixed"),
-        TcnFixed::SUMMARY,
-    );
+    // The batch stays a symbol in the fixed networks: left out, it stays
+    // `B` in the shapes too.
+    let tcn = TcnSym::summary_at(&[("T", 40)]).unwrap();
+    same(Ok(tcn), ("TcnSym", "TcnFixed"), TcnFixed::SUMMARY);
     assert!(TcnFixed::SUMMARY.contains("Time (Conv1d and 1-D pools)"));
     same(
         AttnSym::summary_at(&[("B", 3), ("T", 10)]),
@@ -133,7 +130,7 @@ fn attention_is_quadratic_in_t() {
 #[test]
 fn wrong_sizes_are_typed_errors() {
     let err = |sizes: &[(&str, usize)]| UNetSym::summary_at(sizes).unwrap_err();
-    match err(&[("H", 64), ("W", 64)]) {
+    match err(&[("B", 2), ("H", 64)]) {
         netdsl::Error::SummarySizes {
             network,
             symbols,
@@ -142,10 +139,18 @@ fn wrong_sizes_are_typed_errors() {
         } => {
             assert_eq!(network, "UNetSym");
             assert_eq!(symbols, ["B", "H", "W"]);
-            assert_eq!(reason, "`B` has no size");
+            assert_eq!(reason, "`W` has no size");
         }
         e => panic!("{e}"),
     }
+    // The batch alone may be left out (the issue's own example): the
+    // figures are per sample and the shapes keep `B`.
+    let s = UNetSym::summary_at(&[("H", 64), ("W", 64)]).unwrap();
+    assert!(s.contains("[B, "), "{s}");
+    assert_eq!(
+        s.replace("[B, ", "[2, "),
+        UNetSym::summary_at(&[("B", 2), ("H", 64), ("W", 64)]).unwrap()
+    );
     let m = err(&[("B", 1), ("H", 64), ("W", 64), ("C", 3)]).to_string();
     assert!(m.contains("`C` is not a symbol of the input"), "{m}");
     assert!(

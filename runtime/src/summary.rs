@@ -73,7 +73,17 @@ pub fn summary_at(spec: &SummarySpec, sizes: &[(&str, usize)]) -> Result<String>
             return Err(fail(format!("`{name}` is given twice")));
         }
     }
-    if let Some(missing) = symbols.iter().find(|s| !sizes.iter().any(|(g, _)| g == *s)) {
+    // The batch symbol may be left out: the figures are per sample, and the
+    // shapes keep it as a symbol (`[B, 64, 128, 128]`).
+    let batch = match spec.dims.first() {
+        Some(InputDim::Sym(s)) => Some(*s),
+        _ => None,
+    };
+    let keep_batch = batch.filter(|b| !sizes.iter().any(|(g, _)| g == b));
+    if let Some(missing) = symbols
+        .iter()
+        .find(|s| !sizes.iter().any(|(g, _)| g == *s) && Some(**s) != keep_batch)
+    {
         return Err(fail(format!("`{missing}` has no size")));
     }
     let size_of = |s: &str| sizes.iter().find(|(g, _)| *g == s).map(|&(_, n)| n);
@@ -82,7 +92,8 @@ pub fn summary_at(spec: &SummarySpec, sizes: &[(&str, usize)]) -> Result<String>
         .iter()
         .map(|d| match *d {
             InputDim::Fixed(n) => n,
-            InputDim::Sym(s) | InputDim::Rule { sym: s, .. } => size_of(s).unwrap_or(0),
+            // A left-out batch is checked as 1.
+            InputDim::Sym(s) | InputDim::Rule { sym: s, .. } => size_of(s).unwrap_or(1),
         })
         .collect();
     check_sizes(spec.network, spec.input, &shape, spec.dims)?;
@@ -100,7 +111,10 @@ pub fn summary_at(spec: &SummarySpec, sizes: &[(&str, usize)]) -> Result<String>
         let output = r
             .output
             .iter()
-            .map(|e| value(r.layer, "output", e).map(|n| n.to_string()))
+            .map(|e| match keep_batch {
+                Some(b) if *e == b => Ok(b.to_string()),
+                _ => value(r.layer, "output", e).map(|n| n.to_string()),
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut macs = 0u64;
         for &(factor, dims) in r.macs {
@@ -118,7 +132,14 @@ pub fn summary_at(spec: &SummarySpec, sizes: &[(&str, usize)]) -> Result<String>
             macs: Some(macs),
         });
     }
-    let input: Vec<String> = shape.iter().map(ToString::to_string).collect();
+    let input: Vec<String> = shape
+        .iter()
+        .enumerate()
+        .map(|(i, n)| match keep_batch {
+            Some(b) if i == 0 => b.to_string(),
+            _ => n.to_string(),
+        })
+        .collect();
     let input = format!("[{}]", input.join(", "));
     Ok(netdsl_summary::table(spec.network, &input, &rows) + spec.notes)
 }
