@@ -1529,9 +1529,24 @@ fn resolve_layer(cx: &Ctxt, scope: Scope, layer: &Layer, path: Vec<String>) -> R
                 .iter()
                 .flat_map(|d| d.spellings.iter().copied())
                 .chain(block_names.iter().map(String::as_str));
-            let hint = match did_you_mean(&written, all) {
-                Some(s) => format!("\nhelp: did you mean `{s}`?"),
-                None => format!(
+            let written_args = match &args {
+                Some(Ok(a)) => fmt_args(a),
+                _ => String::new(),
+            };
+            let meaning = ops::by_meaning(&written, &written_args);
+            // A spelling that differs only in case or underscores wins
+            // (`maxpool` is `max_pool`); then another framework's name.
+            let key = |s: &str| s.to_lowercase().replace('_', "");
+            let spelled = did_you_mean(&written, all);
+            let close = spelled
+                .as_ref()
+                .filter(|s| key(s) == key(&written))
+                .is_some();
+            let hint = match (meaning, spelled) {
+                (_, Some(s)) if close => format!("\nhelp: did you mean `{s}`?"),
+                (Some(m), _) => format!("\nhelp: {m}"),
+                (None, Some(s)) => format!("\nhelp: did you mean `{s}`?"),
+                (None, None) => format!(
                     "\nhelp: the ops are {} (each also in snake_case: `max_pool`, `relu`, ..){}",
                     ops::OPS
                         .iter()

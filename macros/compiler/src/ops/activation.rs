@@ -11,7 +11,7 @@ use crate::emit::usize_lit;
 use crate::infer::{Step, StepResult};
 use crate::lower::StepOp;
 use crate::ops::args::Args;
-use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
+use crate::ops::{Alias, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::{fmt_shape, normalize_dim};
 
@@ -75,7 +75,10 @@ const DIM: &[ArgSpec] = &[ArgSpec::new(
 pub const RELU: OpDef = parameter_free("ReLU", &["ReLU", "relu"], resolve_relu);
 pub const SIGMOID: OpDef = parameter_free("Sigmoid", &["Sigmoid", "sigmoid"], resolve_sigmoid);
 pub const TANH: OpDef = parameter_free("Tanh", &["Tanh", "tanh"], resolve_tanh);
-pub const SILU: OpDef = parameter_free("SiLU", &["SiLU", "silu"], resolve_silu);
+pub const SILU: OpDef = OpDef {
+    aliases: &[Alias::new("Swish", "Keras and TensorFlow", "SiLU")],
+    ..parameter_free("SiLU", &["SiLU", "silu"], resolve_silu)
+};
 pub const RELU6: OpDef = parameter_free("ReLU6", &["ReLU6", "relu6"], resolve_relu6);
 pub const HARDSWISH: OpDef =
     parameter_free("Hardswish", &["Hardswish", "hardswish"], resolve_hardswish);
@@ -83,6 +86,7 @@ pub const HARDSWISH: OpDef =
 pub const LEAKY_RELU: OpDef = OpDef {
     name: "LeakyReLU",
     spellings: &["LeakyReLU", "leaky_relu"],
+    aliases: &[],
     positional: &["negative_slope"],
     args: &[
         ArgSpec::new(
@@ -99,6 +103,7 @@ pub const LEAKY_RELU: OpDef = OpDef {
 pub const GELU: OpDef = OpDef {
     name: "GELU",
     spellings: &["GELU", "gelu"],
+    aliases: &[],
     positional: &["approximate"],
     args: &[ArgSpec::new(
         "approximate",
@@ -124,6 +129,7 @@ const fn parameter_free(
     OpDef {
         name,
         spellings,
+        aliases: &[],
         positional: &[],
         args: &[INPLACE],
         resolve,
@@ -138,6 +144,7 @@ const fn softmax(
     OpDef {
         name,
         spellings,
+        aliases: &[],
         positional: &["dim"],
         args: DIM,
         resolve,

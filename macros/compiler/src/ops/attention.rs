@@ -15,7 +15,7 @@ use crate::emit::usize_lit;
 use crate::infer::{Step, StepResult};
 use crate::lower::{Holder, InitIr, StepOp};
 use crate::ops::args::{Args, WeightInit};
-use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
+use crate::ops::{Alias, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::{fmt_shape, Dim};
 
@@ -68,6 +68,7 @@ pub const MULTI_HEAD_ATTENTION: OpDef = OpDef {
         "MultiheadAttention",
         "multi_head_attention",
     ],
+    aliases: &[Alias::new("MultiHeadDotProductAttention", "Flax", "MultiHeadAttention({args})"), Alias::new("SelfAttention", "Flax", "MultiHeadAttention({args})")],
     positional: &["dim", "heads"],
     args: &[
         ArgSpec::new(

@@ -12,7 +12,7 @@ use crate::lower::{Fold, Holder, InitIr, StepOp};
 use crate::ops::activation::Activation;
 use crate::ops::args::{Args, WeightInit};
 use crate::ops::window::spatial;
-use crate::ops::{pair_tokens, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
+use crate::ops::{pair_tokens, Alias, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::{fmt_shape, gcd, Dim};
 
@@ -82,6 +82,10 @@ const BIAS: ArgSpec = ArgSpec::new("bias", ArgKind::Bool, Some("true"), "learn a
 pub const CONV2D: OpDef = OpDef {
     name: "Conv2d",
     spellings: &["Conv2d", "conv2d", "conv"],
+    aliases: &[
+        Alias::new("Convolution2D", "Keras", "Conv2d({args})"),
+        Alias::new("Conv", "Flax", "Conv2d({args})"),
+    ],
     positional: &["out_channels", "kernel"],
     args: &[
         ArgSpec::new(
@@ -109,6 +113,11 @@ pub const CONV2D: OpDef = OpDef {
 pub const CONV_TRANSPOSE2D: OpDef = OpDef {
     name: "ConvTranspose2d",
     spellings: &["ConvTranspose2d", "conv_transpose2d", "up_conv"],
+    aliases: &[
+        Alias::new("Conv2DTranspose", "Keras", "ConvTranspose2d({args})"),
+        Alias::new("ConvTranspose", "Flax", "ConvTranspose2d({args})"),
+        Alias::new("Deconvolution2D", "Keras", "ConvTranspose2d({args})"),
+    ],
     positional: &["out_channels", "kernel"],
     args: &[
         OUT_CHANNELS,

@@ -15,7 +15,7 @@ use crate::infer::{Step, StepResult};
 use crate::lower::{FieldKind, Holder, InitIr, NetIr, Segment, StepOp};
 use crate::ops::args::{Args, WeightInit};
 use crate::ops::window::spatial;
-use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
+use crate::ops::{Alias, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::{fmt_shape, gcd, same_padding, Dim};
 
@@ -59,6 +59,7 @@ impl Conv1d {
 pub const CONV1D: OpDef = OpDef {
     name: "Conv1d",
     spellings: &["Conv1d", "conv1d"],
+    aliases: &[Alias::new("Convolution1D", "Keras", "Conv1d({args})")],
     positional: &["out_channels", "kernel"],
     args: &[
         ArgSpec::new(

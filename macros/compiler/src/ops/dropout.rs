@@ -14,6 +14,7 @@ use crate::resolve::Op;
 pub const DROPOUT: OpDef = OpDef {
     name: "Dropout",
     spellings: &["Dropout", "dropout"],
+    aliases: &[],
     positional: &["p"],
     args: &[
         ArgSpec::new(

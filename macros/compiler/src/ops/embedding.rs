@@ -13,7 +13,7 @@ use crate::emit::usize_lit;
 use crate::infer::{Step, StepResult};
 use crate::lower::{Holder, InitIr, StepOp};
 use crate::ops::args::Args;
-use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
+use crate::ops::{Alias, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::{fmt_shape, Dim};
 
@@ -28,6 +28,7 @@ pub struct Embedding {
 pub const EMBEDDING: OpDef = OpDef {
     name: "Embedding",
     spellings: &["Embedding", "embedding"],
+    aliases: &[Alias::new("Embed", "Flax", "Embedding({args})")],
     positional: &["num_embeddings", "embedding_dim"],
     args: &[
         ArgSpec::new(

@@ -217,6 +217,7 @@ const SIZE_K: ArgSpec = ArgSpec::new(
 pub const MEAN_FILTER: OpDef = OpDef {
     name: "MeanFilter",
     spellings: &["MeanFilter", "mean_filter", "box_filter"],
+    aliases: &[],
     positional: &["size"],
     args: &[SIZE_K, BORDER, PADDING, LOWERING],
     resolve: resolve_mean,
@@ -225,6 +226,7 @@ pub const MEAN_FILTER: OpDef = OpDef {
 pub const GAUSSIAN: OpDef = OpDef {
     name: "Gaussian",
     spellings: &["Gaussian", "gaussian", "gaussian_blur"],
+    aliases: &[],
     positional: &["sigma"],
     args: &[
         ArgSpec::new(
@@ -250,6 +252,7 @@ pub const GAUSSIAN: OpDef = OpDef {
 pub const SOBEL: OpDef = OpDef {
     name: "Sobel",
     spellings: &["Sobel", "sobel"],
+    aliases: &[],
     positional: &["axis"],
     args: &[
         ArgSpec::new(
@@ -268,6 +271,7 @@ pub const SOBEL: OpDef = OpDef {
 pub const LAPLACIAN: OpDef = OpDef {
     name: "Laplacian",
     spellings: &["Laplacian", "laplacian"],
+    aliases: &[],
     positional: &[],
     args: &[BORDER, PADDING, LOWERING],
     resolve: resolve_laplacian,
@@ -276,6 +280,7 @@ pub const LAPLACIAN: OpDef = OpDef {
 pub const IMPULSE: OpDef = OpDef {
     name: "Impulse",
     spellings: &["Impulse", "impulse"],
+    aliases: &[],
     positional: &["size"],
     args: &[
         ArgSpec::new(
@@ -295,6 +300,7 @@ pub const IMPULSE: OpDef = OpDef {
 pub const SHIFT: OpDef = OpDef {
     name: "Shift",
     spellings: &["Shift", "shift"],
+    aliases: &[],
     positional: &["dy", "dx"],
     args: &[
         ArgSpec::new(
@@ -314,6 +320,7 @@ pub const SHIFT: OpDef = OpDef {
 pub const MEDIAN: OpDef = OpDef {
     name: "Median",
     spellings: &["Median", "median", "median_filter", "MedianFilter"],
+    aliases: &[],
     positional: &["size"],
     args: &[SIZE_K, BORDER, PADDING],
     resolve: resolve_median,
@@ -322,6 +329,7 @@ pub const MEDIAN: OpDef = OpDef {
 pub const FILTER: OpDef = OpDef {
     name: "Filter",
     spellings: &["Filter", "filter"],
+    aliases: &[],
     positional: &["kernel"],
     args: &[
         ArgSpec::new(

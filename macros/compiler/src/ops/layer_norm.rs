@@ -13,7 +13,7 @@ use crate::emit::usize_lit;
 use crate::infer::{Step, StepResult};
 use crate::lower::{Holder, InitIr, StepOp};
 use crate::ops::args::Args;
-use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
+use crate::ops::{Alias, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::fmt_shape;
 
@@ -66,6 +66,7 @@ const AFFINE: ArgSpec = ArgSpec::new(
 pub const LAYER_NORM: OpDef = OpDef {
     name: "LayerNorm",
     spellings: &["LayerNorm", "layer_norm"],
+    aliases: &[Alias::new("LayerNormalization", "Keras", "LayerNorm")],
     positional: &["normalized_shape"],
     args: &[
         SHAPE,
@@ -89,6 +90,7 @@ pub const LAYER_NORM: OpDef = OpDef {
 pub const RMS_NORM: OpDef = OpDef {
     name: "RMSNorm",
     spellings: &["RMSNorm", "rms_norm"],
+    aliases: &[],
     positional: &["normalized_shape"],
     args: &[
         SHAPE,

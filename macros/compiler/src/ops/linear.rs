@@ -9,7 +9,7 @@ use crate::check::FailKind;
 use crate::infer::{Step, StepResult};
 use crate::lower::{Fold, Holder, InitIr, StepOp};
 use crate::ops::args::{Args, WeightInit};
-use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
+use crate::ops::{Alias, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::{fmt_shape, Dim};
 
@@ -24,6 +24,10 @@ pub struct Linear {
 pub const LINEAR: OpDef = OpDef {
     name: "Linear",
     spellings: &["Linear", "linear"],
+    aliases: &[
+        Alias::new("Dense", "Keras and Flax", "Linear({args})"),
+        Alias::new("FullyConnected", "TensorFlow", "Linear({args})"),
+    ],
     positional: &["out_features"],
     args: &[
         ArgSpec::new(

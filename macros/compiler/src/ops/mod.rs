@@ -45,6 +45,9 @@ pub struct OpDef {
     pub name: &'static str,
     /// Every name it is written with, `name` first.
     pub spellings: &'static [&'static str],
+    /// Other frameworks' names for the same layer (Keras, Flax, TensorFlow),
+    /// which are not accepted but suggest this op in the error.
+    pub aliases: &'static [Alias],
     /// The arguments that may be given without a keyword, in order.
     pub positional: &'static [&'static str],
     /// Every argument, in the order messages list them.
@@ -52,6 +55,65 @@ pub struct OpDef {
     /// Reads the matched arguments into the op's typed parameters,
     /// reporting what is wrong; `None` after an error.
     pub resolve: fn(&Args, &Layer) -> Option<Op>,
+}
+
+/// Another framework's name for an op: `Dense` is Keras's `Linear`.
+#[derive(Clone, Copy, Debug)]
+pub struct Alias {
+    pub name: &'static str,
+    /// Whose name it is: "Keras", "Flax", "TensorFlow".
+    pub from: &'static str,
+    /// What to write here, `{args}` standing for the layer's arguments as
+    /// written (`Linear({args})`; `AdaptiveAvgPool2d(1) -> flatten`).
+    pub write: &'static str,
+}
+
+impl Alias {
+    pub const fn new(name: &'static str, from: &'static str, write: &'static str) -> Self {
+        Self { name, from, write }
+    }
+}
+
+/// The op another framework calls `name` (compared ignoring case and
+/// underscores), with what to write here.
+pub fn alias(name: &str) -> Option<(&'static OpDef, &'static Alias)> {
+    let key = |s: &str| s.to_lowercase().replace('_', "");
+    let k = key(name);
+    OPS.iter()
+        .flat_map(|d| d.aliases.iter().map(move |a| (*d, a)))
+        .find(|(_, a)| key(a.name) == k)
+}
+
+/// The help for an unknown op that names a layer another way: another
+/// framework's name (`Dense(128)`: "write `Linear(128)`"), or a kernel size
+/// in the name (`Conv3x3(16)`: "write `Conv2d(16, kernel = 3)`"). `args` is
+/// the layer's arguments as written.
+pub fn by_meaning(name: &str, args: &str) -> Option<String> {
+    if let Some((def, a)) = alias(name) {
+        let write = a.write.replace("{args}", args);
+        return Some(format!(
+            "`{name}` is {}'s name for what netdsl calls `{}`: write `{write}`",
+            a.from, def.name
+        ));
+    }
+    // `Conv3x3`, `conv1x1`, `Conv5x5`: a convolution with that kernel.
+    let lower = name.to_lowercase();
+    let rest = lower.strip_prefix("conv")?;
+    let (a, b) = rest.split_once('x')?;
+    let (kh, kw): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
+    let kernel = if kh == kw {
+        kh.to_string()
+    } else {
+        format!("({kh}, {kw})")
+    };
+    let args = if args.is_empty() {
+        "out".to_string()
+    } else {
+        args.to_string()
+    };
+    Some(format!(
+        "a {kh}x{kw} convolution is `Conv2d` with a kernel: write `Conv2d({args}, kernel = {kernel})`"
+    ))
 }
 
 /// One argument of an op: its schema entry.
@@ -457,6 +519,31 @@ mod tests {
                 assert!(seen.insert(*s), "`{s}` names two ops");
             }
         }
+    }
+
+    #[test]
+    fn aliases_are_not_spellings_and_name_one_op() {
+        let key = |s: &str| s.to_lowercase().replace('_', "");
+        let mut seen = std::collections::HashSet::new();
+        for def in OPS {
+            for a in def.aliases {
+                assert!(
+                    !OPS.iter().any(|d| d.spellings.contains(&a.name)),
+                    "`{}` is a spelling, never reached as an alias",
+                    a.name
+                );
+                assert!(seen.insert(key(a.name)), "`{}` names two ops", a.name);
+                assert!(!a.from.is_empty() && !a.write.is_empty());
+            }
+        }
+        let help = by_meaning("Dense", "128").unwrap();
+        assert!(help.ends_with("write `Linear(128)`"), "{help}");
+        let help = by_meaning("conv1x3", "").unwrap();
+        assert!(
+            help.ends_with("write `Conv2d(out, kernel = (1, 3))`"),
+            "{help}"
+        );
+        assert!(by_meaning("Frobnicate", "").is_none());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::emit::{usize_lit, CodeEnv};
 use crate::infer::{Step, StepResult};
 use crate::lower::{Fold, Holder, InitIr, StepOp};
 use crate::ops::args::Args;
-use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
+use crate::ops::{Alias, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::fmt_shape;
 
@@ -63,6 +63,10 @@ const BN_ARGS: &[ArgSpec] = &[
 pub const BATCH_NORM2D: OpDef = OpDef {
     name: "BatchNorm2d",
     spellings: &["BatchNorm2d", "batch_norm2d"],
+    aliases: &[
+        Alias::new("BatchNormalization", "Keras", "BatchNorm2d"),
+        Alias::new("BatchNorm", "Flax", "BatchNorm2d"),
+    ],
     positional: &["num_features"],
     args: BN_ARGS,
     resolve: resolve_batch_norm2d,
@@ -71,6 +75,7 @@ pub const BATCH_NORM2D: OpDef = OpDef {
 pub const BATCH_NORM1D: OpDef = OpDef {
     name: "BatchNorm1d",
     spellings: &["BatchNorm1d", "batch_norm1d"],
+    aliases: &[],
     positional: &["num_features"],
     args: BN_ARGS,
     resolve: resolve_batch_norm1d,

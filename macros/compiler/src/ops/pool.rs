@@ -11,7 +11,7 @@ use crate::infer::{pair_text, Step, StepResult};
 use crate::lower::StepOp;
 use crate::ops::args::Args;
 use crate::ops::window::spatial;
-use crate::ops::{pair_tokens, ArgKind, ArgSpec, EmitCx, Lowered, Macs, OpDef};
+use crate::ops::{pair_tokens, Alias, ArgKind, ArgSpec, EmitCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::Dim;
 
@@ -164,6 +164,10 @@ pub const COUNT_INCLUDE_PAD: ArgSpec = ArgSpec::new(
 pub const MAX_POOL2D: OpDef = OpDef {
     name: "MaxPool2d",
     spellings: &["MaxPool2d", "max_pool2d", "max_pool"],
+    aliases: &[
+        Alias::new("MaxPooling2D", "Keras", "MaxPool2d({args})"),
+        Alias::new("MaxPool", "Flax and TensorFlow", "MaxPool2d({args})"),
+    ],
     positional: &["kernel", "stride"],
     args: &[
         KERNEL,
@@ -183,6 +187,10 @@ pub const MAX_POOL2D: OpDef = OpDef {
 pub const AVG_POOL2D: OpDef = OpDef {
     name: "AvgPool2d",
     spellings: &["AvgPool2d", "avg_pool2d", "avg_pool"],
+    aliases: &[
+        Alias::new("AveragePooling2D", "Keras", "AvgPool2d({args})"),
+        Alias::new("AvgPool", "Flax and TensorFlow", "AvgPool2d({args})"),
+    ],
     positional: &["kernel", "stride"],
     args: &[KERNEL, STRIDE, PADDING, CEIL_MODE, COUNT_INCLUDE_PAD],
     resolve: |a, layer| read_pool(a, layer, PoolKind::Avg).map(Op::Pool2d),
@@ -202,6 +210,14 @@ pub const ADAPTIVE_AVG_POOL2D: OpDef = OpDef {
         "adaptive_avg_pool2d",
         "adaptive_avg_pool",
     ],
+    aliases: &[
+        Alias::new(
+            "GlobalAveragePooling2D",
+            "Keras",
+            "AdaptiveAvgPool2d(1) -> flatten",
+        ),
+        Alias::new("GlobalAvgPool", "ONNX", "AdaptiveAvgPool2d(1) -> flatten"),
+    ],
     positional: &["output_size"],
     args: OUTPUT_SIZE,
     resolve: |a, layer| {
@@ -219,6 +235,14 @@ pub const ADAPTIVE_MAX_POOL2D: OpDef = OpDef {
         "AdaptiveMaxPool2d",
         "adaptive_max_pool2d",
         "adaptive_max_pool",
+    ],
+    aliases: &[
+        Alias::new(
+            "GlobalMaxPooling2D",
+            "Keras",
+            "AdaptiveMaxPool2d(1) -> flatten",
+        ),
+        Alias::new("GlobalMaxPool", "ONNX", "AdaptiveMaxPool2d(1) -> flatten"),
     ],
     positional: &["output_size"],
     args: OUTPUT_SIZE,

@@ -43,6 +43,7 @@ const CEIL_MODE: ArgSpec = ArgSpec::new(
 pub const MAX_POOL1D: OpDef = OpDef {
     name: "MaxPool1d",
     spellings: &["MaxPool1d", "max_pool1d"],
+    aliases: &[],
     positional: &["kernel", "stride"],
     args: &[
         KERNEL,
@@ -62,6 +63,7 @@ pub const MAX_POOL1D: OpDef = OpDef {
 pub const AVG_POOL1D: OpDef = OpDef {
     name: "AvgPool1d",
     spellings: &["AvgPool1d", "avg_pool1d"],
+    aliases: &[],
     positional: &["kernel", "stride"],
     args: &[KERNEL, STRIDE, PADDING, CEIL_MODE, COUNT_INCLUDE_PAD],
     resolve: |a, layer| read_pool(a, layer, PoolKind::Avg).map(Op::Pool1d),
@@ -77,6 +79,7 @@ const OUTPUT_SIZE: &[ArgSpec] = &[ArgSpec::new(
 pub const ADAPTIVE_AVG_POOL1D: OpDef = OpDef {
     name: "AdaptiveAvgPool1d",
     spellings: &["AdaptiveAvgPool1d", "adaptive_avg_pool1d"],
+    aliases: &[],
     positional: &["output_size"],
     args: OUTPUT_SIZE,
     resolve: |a, layer| {
@@ -91,6 +94,7 @@ pub const ADAPTIVE_AVG_POOL1D: OpDef = OpDef {
 pub const ADAPTIVE_MAX_POOL1D: OpDef = OpDef {
     name: "AdaptiveMaxPool1d",
     spellings: &["AdaptiveMaxPool1d", "adaptive_max_pool1d"],
+    aliases: &[],
     positional: &["output_size"],
     args: OUTPUT_SIZE,
     resolve: |a, layer| {

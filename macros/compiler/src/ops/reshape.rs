@@ -16,6 +16,7 @@ use crate::shape::{fmt_shape, normalize_dim, product, Shape};
 pub const FLATTEN: OpDef = OpDef {
     name: "Flatten",
     spellings: &["Flatten", "flatten"],
+    aliases: &[],
     positional: &["start_dim", "end_dim"],
     args: &[
         ArgSpec::new(
@@ -124,6 +125,7 @@ pub fn emit_flatten(e: &EmitCx, start: usize, end: usize, rank: usize) -> TokenS
 pub const TRANSPOSE: OpDef = OpDef {
     name: "Transpose",
     spellings: &["Transpose", "transpose"],
+    aliases: &[],
     positional: &["dim0", "dim1"],
     args: &[
         ArgSpec::new(

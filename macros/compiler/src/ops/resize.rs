@@ -10,7 +10,9 @@ use crate::emit::usize_lit;
 use crate::infer::{Step, StepResult};
 use crate::lower::StepOp;
 use crate::ops::args::Args;
-use crate::ops::{pair_tokens, sized, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
+use crate::ops::{
+    pair_tokens, sized, Alias, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef,
+};
 use crate::resolve::{Op, Spanned};
 use crate::shape::Dim;
 
@@ -41,6 +43,7 @@ pub enum UpsampleOut {
 pub const UPSAMPLE: OpDef = OpDef {
     name: "Upsample",
     spellings: &["Upsample", "upsample"],
+    aliases: &[Alias::new("UpSampling2D", "Keras", "Upsample({args})")],
     positional: &[],
     args: &[
         ArgSpec::new(
@@ -74,6 +77,11 @@ pub const UPSAMPLE: OpDef = OpDef {
 pub const PIXEL_SHUFFLE: OpDef = OpDef {
     name: "PixelShuffle",
     spellings: &["PixelShuffle", "pixel_shuffle"],
+    aliases: &[Alias::new(
+        "DepthToSpace",
+        "TensorFlow",
+        "PixelShuffle({args})",
+    )],
     positional: &["upscale_factor"],
     args: &[ArgSpec::new(
         "upscale_factor",

@@ -18,7 +18,7 @@ use crate::emit::usize_lit;
 use crate::infer::{Step, StepResult};
 use crate::lower::{Holder, InitIr, StepOp};
 use crate::ops::args::Args;
-use crate::ops::{ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, OpDef};
+use crate::ops::{Alias, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, OpDef};
 use crate::resolve::{Op, Spanned};
 use crate::shape::{fmt_shape, Dim, Shape};
 
@@ -189,6 +189,7 @@ const COMMON: [ArgSpec; 8] = [
 pub const RNN: OpDef = OpDef {
     name: "RNN",
     spellings: &["RNN", "rnn"],
+    aliases: &[Alias::new("SimpleRNN", "Keras", "RNN({args})")],
     positional: &["hidden_size"],
     args: &[
         COMMON[0],
@@ -212,6 +213,7 @@ pub const RNN: OpDef = OpDef {
 pub const LSTM: OpDef = OpDef {
     name: "LSTM",
     spellings: &["LSTM", "lstm"],
+    aliases: &[Alias::new("CuDNNLSTM", "Keras", "LSTM({args})")],
     positional: &["hidden_size"],
     args: &[
         COMMON[0],
@@ -235,6 +237,7 @@ pub const LSTM: OpDef = OpDef {
 pub const GRU: OpDef = OpDef {
     name: "GRU",
     spellings: &["GRU", "gru"],
+    aliases: &[Alias::new("CuDNNGRU", "Keras", "GRU({args})")],
     positional: &["hidden_size"],
     args: &[
         COMMON[0], COMMON[1], COMMON[2], COMMON[3], COMMON[4], COMMON[5], COMMON[6], COMMON[7],

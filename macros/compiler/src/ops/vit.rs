@@ -28,6 +28,7 @@ pub struct PatchEmbed {
 pub const PATCH_EMBED: OpDef = OpDef {
     name: "PatchEmbed",
     spellings: &["PatchEmbed", "patch_embed"],
+    aliases: &[],
     positional: &["dim"],
     args: &[
         ArgSpec::new(
@@ -175,6 +176,7 @@ pub fn emit_patch_embed(e: &EmitCx, field: &Ident, patch: u64) -> TokenStream {
 pub const CLASS_TOKEN: OpDef = OpDef {
     name: "ClassToken",
     spellings: &["ClassToken", "class_token"],
+    aliases: &[],
     positional: &[],
     args: &[],
     resolve: resolve_class_token,
@@ -183,6 +185,7 @@ pub const CLASS_TOKEN: OpDef = OpDef {
 pub const POS_EMBEDDING: OpDef = OpDef {
     name: "PosEmbedding",
     spellings: &["PosEmbedding", "pos_embedding"],
+    aliases: &[],
     positional: &[],
     args: &[],
     resolve: resolve_pos_embedding,
@@ -267,6 +270,7 @@ pub fn emit_pos_embedding(e: &EmitCx, field: &Ident) -> TokenStream {
 pub const SELECT: OpDef = OpDef {
     name: "Select",
     spellings: &["Select", "select"],
+    aliases: &[],
     positional: &["dim", "index"],
     args: &[
         ArgSpec::new(
@@ -394,6 +398,7 @@ pub fn emit_select(e: &EmitCx, dim: usize, index: i64) -> TokenStream {
 pub const SINUSOIDAL_ENCODING: OpDef = OpDef {
     name: "SinusoidalEncoding",
     spellings: &["SinusoidalEncoding", "sinusoidal_encoding"],
+    aliases: &[],
     positional: &[],
     args: &[],
     resolve: resolve_sinusoidal,
@@ -434,6 +439,7 @@ pub fn emit_sinusoidal(e: &EmitCx) -> TokenStream {
 pub const DROP_PATH: OpDef = OpDef {
     name: "DropPath",
     spellings: &["DropPath", "drop_path", "StochasticDepth"],
+    aliases: &[],
     positional: &["p"],
     args: &[ArgSpec::new(
         "p",
