@@ -325,7 +325,7 @@ impl<'a> Blocks<'a> {
             &program.env,
             report,
             "block",
-            false,
+            &[],
         );
         self.depth.set(self.depth.get() - 1);
         let errors = inner.into_errors();

@@ -327,12 +327,14 @@ pub fn check_program(
     env: &Env,
     report: bool,
     owner: &'static str,
-    input_ids: bool,
+    // Which inputs hold integer token ids, in order (the first, then a
+    // network's further inputs); missing ones are floats.
+    input_ids: &[bool],
 ) -> ProgramShapes {
     let mut values: Vec<Option<Shape>> = vec![inputs.first().cloned()];
     // Which values hold integer token ids: the input declared so, and a
     // chain of no layers from it.
-    let mut ids: Vec<bool> = vec![input_ids];
+    let mut ids: Vec<bool> = vec![input_ids.first().copied().unwrap_or(false)];
     let mut chains: Vec<Option<Inferred>> = Vec::with_capacity(program.nodes.len());
     let mut constraints = Constraints::default();
     let name_of = |v: usize| value_name(input_name, program, v);
@@ -496,6 +498,7 @@ pub fn check_program(
         };
         ids.push(match &node.kind {
             NodeKind::Chain { .. } => chain.as_ref().is_some_and(|c| c.ids),
+            NodeKind::Input { index } => input_ids.get(*index).copied().unwrap_or(false),
             NodeKind::Select { value, .. } => value.is_some_and(|v| ids.get(v) == Some(&true)),
             _ => false,
         });

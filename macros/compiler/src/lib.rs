@@ -88,6 +88,9 @@ pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
         let program = resolve::resolve(&cx, net, &spec.blocks, &env);
         check::check_input_shape(&cx, &net.input_shape);
         let mut inputs = vec![infer::shape_of(&net.input_shape)];
+        let input_ids: Vec<bool> = std::iter::once(net.input_ids.is_some())
+            .chain(net.extra.iter().map(|e| e.ids.is_some()))
+            .collect();
         for extra in &net.extra {
             check::check_input_shape(&cx, &extra.shape);
             inputs.push(infer::shape_of(&extra.shape));
@@ -102,7 +105,7 @@ pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
             &program.env,
             true,
             "network",
-            net.input_ids.is_some(),
+            &input_ids,
         );
         check::check_extra_outputs(
             &cx,

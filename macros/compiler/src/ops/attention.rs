@@ -491,19 +491,21 @@ pub fn emit_mha(
         ),
         None => (TokenStream::new(), quote!(::core::option::Option::None)),
     };
-    quote! {
-        let #x = {
-            #mask_code
-            #p::multi_head_attention(
-                &#src,
-                #memory,
-                &#f,
-                &#p::MhaSpec { heads: #heads, causal: #causal, dropout: #dropout },
-                #mask,
-                #training,
-                ::core::option::Option::Some(#rng),
-            )?
-        };
+    let call = quote! {
+        #p::multi_head_attention(
+            &#src,
+            #memory,
+            &#f,
+            &#p::MhaSpec { heads: #heads, causal: #causal, dropout: #dropout },
+            #mask,
+            #training,
+            ::core::option::Option::Some(#rng),
+        )?
+    };
+    if mask_code.is_empty() {
+        quote!(let #x = #call;)
+    } else {
+        quote!(let #x = { #mask_code #call };)
     }
 }
 
