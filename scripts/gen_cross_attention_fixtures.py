@@ -13,6 +13,9 @@ name)`, parameters by their state_dict names without the layer's path).
   cross.y        mha(q, mem, mem), q = formula([2, 5, 8], "q"), mem = formula([2, 7, 8], "mem")
   cross_pad.y    the same with key_padding_mask from lengths (7, 4)
   self_pad.y     mha(q, q, q) with key_padding_mask from lengths (5, 3)
+  mask_bool      a boolean attn_mask [5, 7] as 0/1 (1 blocks: key j > query i + 1)
+  cross_mask_bool.y   cross with that attn_mask and key_padding_mask from (7, 4)
+  cross_mask_float.y  cross with the additive attn_mask formula([5, 7], "fmask")
   decoder.y      TransformerDecoderLayer(8, 2, 16)(q, mem, causal tgt mask)
 
     python3 scripts/gen_cross_attention_fixtures.py
@@ -50,6 +53,14 @@ def main():
         out["cross.y"] = mha(q, mem, mem, need_weights=False)[0]
         out["cross_pad.y"] = mha(q, mem, mem, key_padding_mask=pad([7, 4], 7), need_weights=False)[0]
         out["self_pad.y"] = mha(q, q, q, key_padding_mask=pad([5, 3], 5), need_weights=False)[0]
+        # attn_mask: boolean (True blocks) and additive, [T, S]; the boolean
+        # one stored as 0/1 for the Rust side.
+        bmask = torch.tensor([[j > i + 1 for j in range(7)] for i in range(5)])
+        fmask = formula((5, 7), "fmask")
+        out["mask_bool"] = bmask.to(torch.float64)
+        out["cross_mask_bool.y"] = mha(q, mem, mem, attn_mask=bmask, key_padding_mask=pad([7, 4], 7),
+                                       need_weights=False)[0]
+        out["cross_mask_float.y"] = mha(q, mem, mem, attn_mask=fmask, need_weights=False)[0]
         dec = filled(nn.TransformerDecoderLayer(8, 2, 16, dropout=0.0, batch_first=True))
         mask = nn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64)
         out["decoder.y"] = dec(q, mem, tgt_mask=mask, tgt_is_causal=True)

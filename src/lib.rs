@@ -80,8 +80,8 @@ pub mod __private {
         LoadedWeights, ParamSource, ParamSpec, Pool2d, Result,
     };
     pub use netdsl_runtime::{
-        add_sinusoidal, key_padding_mask, layer_norm, multi_head_attention, patch_embed,
-        prepend_token, rms_norm, Mask, MhaSpec,
+        add_sinusoidal, attention_mask, attention_mask_ref, key_padding_mask, layer_norm,
+        multi_head_attention, patch_embed, prepend_token, rms_norm, Mask, MhaSpec,
     };
     pub use netdsl_runtime::{
         center_crop, conv2d, conv_transpose2d, pixel_shuffle, upsample_bilinear2d,

@@ -78,3 +78,32 @@ fn a_transformer_decoder_layer_block_equals_pytorch() {
     let (q, mem) = (formula(&[2, 5, 8], "q"), formula(&[2, 7, 8], "mem"));
     check(&net.forward(&q, &mem).unwrap(), "decoder");
 }
+
+network! {
+    pub CrossMaskIds(q: [B, 5, 8], mem: [B, 7, 8], m: [5, 7] u8, lens: [B] u32) -> [B, 5, 8] {
+        q -> attn: MultiHeadAttention(heads = 2, memory = mem, mask = m, key_lengths = lens)
+    }
+    pub CrossMaskFloat(q: [B, 5, 8], mem: [B, 7, 8], m: [5, 7]) -> [B, 5, 8] {
+        q -> attn: MultiHeadAttention(heads = 2, memory = mem, attn_mask = m)
+    }
+}
+
+#[test]
+fn boolean_and_additive_masks_equal_pytorch() {
+    let dev = Device::Cpu;
+    let (q, mem) = (formula(&[2, 5, 8], "q"), formula(&[2, 7, 8], "mem"));
+    let fx = tensors("cross_attention.safetensors");
+    let m = fx["mask_bool"].to_dtype(netdsl::candle::DType::U8).unwrap();
+    let lens = Tensor::new(&[7u32, 4], &dev).unwrap();
+    let net = CrossMaskIds::from_tensors(formula_weights(CrossMaskIds::MANIFEST), &dev).unwrap();
+    check(
+        &net.forward(&q, &mem, &m, &lens).unwrap(),
+        "cross_mask_bool",
+    );
+    let net =
+        CrossMaskFloat::from_tensors(formula_weights(CrossMaskFloat::MANIFEST), &dev).unwrap();
+    check(
+        &net.forward(&q, &mem, &formula(&[5, 7], "fmask")).unwrap(),
+        "cross_mask_float",
+    );
+}

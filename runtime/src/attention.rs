@@ -273,6 +273,42 @@ pub fn key_padding_mask(lengths: &Tensor, tk: usize) -> Result<Tensor> {
     )?)
 }
 
+/// One additive mask over the scores from a user's mask and key lengths:
+/// `mask` of an integer dtype blocks (`-inf`) where non-zero (PyTorch's
+/// boolean `attn_mask`), of a float dtype is added as it is; `key_lengths`
+/// blocks keys at or past each sequence's length (`[B, 1, 1, tk]`). `None`
+/// when neither is given.
+pub fn attention_mask(
+    mask: Option<&Tensor>,
+    key_lengths: Option<&Tensor>,
+    tk: usize,
+) -> Result<Option<Tensor>> {
+    let additive = |m: &Tensor| -> Result<Tensor> {
+        if m.dtype().is_float() {
+            return Ok(m.to_dtype(DType::F32)?);
+        }
+        let blocked = m.to_dtype(DType::F32)?.ne(0f32)?;
+        let inf = Tensor::full(f32::NEG_INFINITY, m.shape(), m.device())?;
+        let zero = Tensor::zeros(m.shape(), DType::F32, m.device())?;
+        Ok(blocked.where_cond(&inf, &zero)?)
+    };
+    let user = mask.map(additive).transpose()?;
+    let lens = match key_lengths {
+        Some(l) => Some(additive(&key_padding_mask(l, tk)?)?),
+        None => None,
+    };
+    Ok(match (user, lens) {
+        (Some(a), Some(b)) => Some(a.broadcast_add(&b)?),
+        (a, b) => a.or(b),
+    })
+}
+
+/// [`attention_mask`]'s result as the mask argument of
+/// [`multi_head_attention`].
+pub fn attention_mask_ref(m: &Option<Tensor>) -> Option<Mask<'_>> {
+    m.as_ref().map(Mask::Add)
+}
+
 /// The causal mask `[tq, tk]`: 0 on and below the diagonal, `-inf` above.
 pub fn causal_mask(
     tq: usize,

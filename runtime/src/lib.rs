@@ -34,9 +34,9 @@ mod weights;
 mod weights_file;
 
 pub use attention::{
-    add_sinusoidal, causal_mask, key_padding_mask, layer_norm, multi_head_attention, patch_embed,
-    prepend_token, rms_norm, scaled_dot_product_attention, sinusoidal_encoding, AttentionParams,
-    Mask, MhaSpec, Sdpa,
+    add_sinusoidal, attention_mask, attention_mask_ref, causal_mask, key_padding_mask, layer_norm,
+    multi_head_attention, patch_embed, prepend_token, rms_norm, scaled_dot_product_attention,
+    sinusoidal_encoding, AttentionParams, Mask, MhaSpec, Sdpa,
 };
 pub use block::{missing_child, next_param, scaled_size, BlockCx};
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};

@@ -1106,6 +1106,7 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident, env: &CodeEnv) -> Optio
             dropout,
             memory,
             key_lengths,
+            mask,
         } => ops::attention::emit_mha(
             &e,
             field,
@@ -1114,6 +1115,7 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident, env: &CodeEnv) -> Optio
             *dropout,
             memory.as_ref(),
             key_lengths.as_ref(),
+            mask.as_ref(),
         ),
         StepOp::PatchEmbed { field, patch } => ops::vit::emit_patch_embed(&e, field, *patch),
         StepOp::ClassToken { field } => ops::vit::emit_class_token(&e, field),

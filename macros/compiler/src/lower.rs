@@ -457,6 +457,8 @@ pub enum StepOp {
         memory: Option<Ident>,
         /// The variable holding the key lengths.
         key_lengths: Option<Ident>,
+        /// The variable holding a mask over the scores.
+        mask: Option<Ident>,
     },
     PatchEmbed {
         field: Ident,

@@ -37,6 +37,8 @@ pub struct MultiHeadAttention {
     pub tensors: Vec<(Ident, Option<usize>)>,
     pub memory: bool,
     pub key_lengths: bool,
+    /// A mask tensor over the scores (after the memory and key lengths).
+    pub mask: bool,
 }
 
 impl MultiHeadAttention {
@@ -45,7 +47,13 @@ impl MultiHeadAttention {
     }
 
     pub fn key_lengths_arg(&self) -> Option<&(Ident, Option<usize>)> {
-        self.key_lengths.then(|| self.tensors.last()).flatten()
+        self.key_lengths
+            .then(|| self.tensors.get(usize::from(self.memory)))
+            .flatten()
+    }
+
+    pub fn mask_arg(&self) -> Option<&(Ident, Option<usize>)> {
+        self.mask.then(|| self.tensors.last()).flatten()
     }
 }
 
@@ -123,6 +131,13 @@ pub const MULTI_HEAD_ATTENTION: OpDef = OpDef {
             "cross-attention: keys and values from this `[B, S, E]` tensor bound earlier (an encoder's output)",
         ),
         ArgSpec::new(
+            "mask",
+            ArgKind::Tensors,
+            Some("none"),
+            "a mask over the scores `[T, S]` (or anything that broadcasts to `[B, heads, T, S]`), a tensor bound earlier: token-id dtype blocks where non-zero, floats are added (PyTorch's `attn_mask`)",
+        )
+        .aka(&["attn_mask"]),
+        ArgSpec::new(
             "key_lengths",
             ArgKind::Tensors,
             Some("none"),
@@ -179,10 +194,12 @@ fn resolve_mha(a: &Args, _layer: &Layer) -> Option<Op> {
     };
     let memory = a.tensor("memory", "a `[B, S, E]` tensor");
     let key_lengths = a.tensor("key_lengths", "a `[B]` tensor");
-    let (memory, key_lengths) = (memory?, key_lengths?);
+    let mask = a.tensor("mask", "a mask tensor");
+    let (memory, key_lengths, mask) = (memory?, key_lengths?, mask?);
     let tensors: Vec<(Ident, Option<usize>)> = memory
         .iter()
         .chain(key_lengths.iter())
+        .chain(mask.iter())
         .map(|i| (i.clone(), None))
         .collect();
     Some(Op::MultiHeadAttention(MultiHeadAttention {
@@ -195,6 +212,7 @@ fn resolve_mha(a: &Args, _layer: &Layer) -> Option<Op> {
         tensors,
         memory: memory.is_some(),
         key_lengths: key_lengths.is_some(),
+        mask: mask.is_some(),
     }))
 }
 
@@ -282,6 +300,51 @@ pub fn infer_mha(cx: &Step, m: &MultiHeadAttention) -> StepResult {
                 );
                 f.help
                     .push(format!("declare it as `{name}: [{}] u32`", cx.input[0]));
+                return Err(f);
+            }
+        }
+    }
+    if let Some((name, v)) = m.mask_arg() {
+        if let Some(mask) = shape_of(v) {
+            let s_len = m
+                .memory_arg()
+                .and_then(|(_, v)| shape_of(v))
+                .and_then(|mem| mem.get(1).cloned())
+                .unwrap_or_else(|| cx.input[1].clone());
+            let scores = vec![
+                cx.input[0].clone(),
+                Dim::Known(h),
+                cx.input[1].clone(),
+                s_len,
+            ];
+            let fits = mask.len() <= 4
+                && mask
+                    .iter()
+                    .rev()
+                    .zip(scores.iter().rev())
+                    .all(|(m, s)| *m == Dim::Known(1) || m == s);
+            if !fits {
+                let mut f = cx.fail(
+                    FailKind::Other,
+                    crate::diag::SpanRange::single(name.span()),
+                    format!(
+                        "`{}`'s mask `{name}` is {}, which does not broadcast to the scores {} \
+                         (batch, heads, queries, keys)",
+                        cx.name(),
+                        fmt_shape(&mask),
+                        fmt_shape(&scores)
+                    ),
+                );
+                f.help.push(format!(
+                    "give a mask of {} (one per query and key), or {} (one per sequence)",
+                    fmt_shape(&scores[2..]),
+                    fmt_shape(&[
+                        scores[0].clone(),
+                        Dim::Known(1),
+                        scores[2].clone(),
+                        scores[3].clone()
+                    ])
+                ));
                 return Err(f);
             }
         }
@@ -459,6 +522,7 @@ pub fn lower_mha(cx: &LowerCx, m: &MultiHeadAttention) -> Lowered {
         key_lengths: m
             .key_lengths_arg()
             .and_then(|(_, v)| v.and_then(|v| cx.value(v))),
+        mask: m.mask_arg().and_then(|(_, v)| v.and_then(|v| cx.value(v))),
     };
     (desc, step, Some(cx.field(holder, params, absent)), macs)
 }
@@ -474,6 +538,7 @@ pub fn emit_mha(
     dropout: f64,
     memory: Option<&Ident>,
     key_lengths: Option<&Ident>,
+    mask: Option<&Ident>,
 ) -> TokenStream {
     let p = quote!(::netdsl::__private);
     let (src, x, training, rng) = (e.src, e.x, &e.training, &e.rng);
@@ -484,12 +549,18 @@ pub fn emit_mha(
         Some(m) => quote!(::core::option::Option::Some(&#m)),
         None => quote!(::core::option::Option::None),
     };
-    let (mask_code, mask) = match key_lengths {
-        Some(l) => (
-            quote!(let key_mask = #p::key_padding_mask(&#l, #memory.unwrap_or(&#src).dim(1)?)?;),
-            quote!(::core::option::Option::Some(#p::Mask::Block(&key_mask))),
-        ),
-        None => (TokenStream::new(), quote!(::core::option::Option::None)),
+    let some = |i: Option<&Ident>| match i {
+        Some(i) => quote!(::core::option::Option::Some(&#i)),
+        None => quote!(::core::option::Option::None),
+    };
+    let (mask_code, mask) = if key_lengths.is_some() || mask.is_some() {
+        let (lens, user) = (some(key_lengths), some(mask));
+        (
+            quote!(let scores_mask = #p::attention_mask(#user, #lens, #memory.unwrap_or(&#src).dim(1)?)?;),
+            quote!(#p::attention_mask_ref(&scores_mask)),
+        )
+    } else {
+        (TokenStream::new(), quote!(::core::option::Option::None))
     };
     let call = quote! {
         #p::multi_head_attention(
