@@ -71,7 +71,7 @@ pub mod __private {
     pub use netdsl_runtime::drop_path;
     pub use netdsl_runtime::{
         adaptive_avg_pool1d, adaptive_max_pool1d, avg_pool1d, check_token_input, conv1d, embedding,
-        max_pool1d, Conv1dSpec, Pool1d,
+        max_pool1d, reverse, Conv1dSpec, Pool1d,
     };
     pub use netdsl_runtime::{
         adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, batch_norm, bn_fold, candle_nn,

@@ -397,3 +397,80 @@ fn the_readmes_seq2seq_runs() {
     let b = net.forward(&src2, &lens, &tgt).unwrap();
     assert_eq!(rel_err(&a, &b), 0.0);
 }
+
+network! {
+    /// The order along time reversed (`torch.flip`).
+    pub Rev(x: [B, T, 3]) -> [B, T, 3] { x -> Reverse(1) }
+    /// Each sequence reversed within its length, the padding in place: the
+    /// reversed source of Sutskever et al. over a padded batch.
+    pub RevLen(x: [B, T, 3], lens: [B] u32) -> [B, T, 2] {
+        x -> Reverse(lengths = lens) -> enc: GRU(2, lengths = lens)
+    }
+}
+
+#[test]
+fn reversing_along_time_whole_and_within_lengths() {
+    let dev = Device::Cpu;
+    let x = formula(&[2, 4, 3], "x");
+    let xv = x.to_vec3::<f32>().unwrap();
+    let y = Rev::new_seeded(0, &dev)
+        .unwrap()
+        .forward(&x)
+        .unwrap()
+        .to_vec3::<f32>()
+        .unwrap();
+    for b in 0..2 {
+        for t in 0..4 {
+            assert_eq!(y[b][t], xv[b][3 - t]);
+        }
+    }
+    // Within lengths (4, 2): sequence 1 is x1 x0 p p.
+    let lens = Tensor::new(&[4u32, 2], &dev).unwrap();
+    let r = netdsl::__private::reverse(&x, 1, Some(&lens))
+        .unwrap()
+        .to_vec3::<f32>()
+        .unwrap();
+    assert_eq!(
+        r[0],
+        vec![
+            xv[0][3].clone(),
+            xv[0][2].clone(),
+            xv[0][1].clone(),
+            xv[0][0].clone()
+        ]
+    );
+    assert_eq!(
+        r[1],
+        vec![
+            xv[1][1].clone(),
+            xv[1][0].clone(),
+            xv[1][2].clone(),
+            xv[1][3].clone()
+        ]
+    );
+    // Its gradient is the same permutation.
+    let v = netdsl::candle::Var::from_tensor(&x).unwrap();
+    let w = formula(&[2, 4, 3], "w");
+    let g = netdsl::__private::reverse(v.as_tensor(), 1, Some(&lens))
+        .unwrap()
+        .mul(&w)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let gx = g.get(v.as_tensor()).unwrap().to_vec3::<f32>().unwrap();
+    let wv = w.to_vec3::<f32>().unwrap();
+    assert_eq!(
+        gx[1],
+        vec![
+            wv[1][1].clone(),
+            wv[1][0].clone(),
+            wv[1][2].clone(),
+            wv[1][3].clone()
+        ]
+    );
+    // Through a network with a recurrent layer over the same lengths.
+    let net = RevLen::new_seeded(0, &dev).unwrap();
+    assert_eq!(net.forward(&x, &lens).unwrap().dims(), [2, 4, 2]);
+}

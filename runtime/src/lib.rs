@@ -54,7 +54,7 @@ pub use rng::Rng;
 pub use rnn::{rnn, Cell, RnnInputs, RnnOutput, RnnSpec};
 pub use seq::{
     adaptive_avg_pool1d, adaptive_max_pool1d, avg_pool1d, conv1d, embedding, is_id_dtype,
-    max_pool1d, Conv1dSpec, Pool1d,
+    max_pool1d, reverse, Conv1dSpec, Pool1d,
 };
 pub use shape::{check_input, check_same_size, check_token_input, InputDim};
 pub use summary::{summary_at, SummaryRow, SummarySpec};

@@ -1138,6 +1138,7 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident, env: &CodeEnv) -> Optio
         }
         StepOp::Softmax { dim, log } => ops::activation::emit_softmax(&e, *dim, *log),
         StepOp::Rnn(r) => ops::rnn::emit_rnn(&e, r),
+        StepOp::Reverse { dim, lengths } => ops::reshape::emit_reverse(&e, *dim, lengths.as_ref()),
         StepOp::Conv1d {
             field,
             pad,

@@ -299,6 +299,7 @@ fn step(cx: &Step, op: &Op) -> StepResult {
         Op::LayerNorm(l) => ops::layer_norm::infer_layer_norm(cx, l),
         Op::MultiHeadAttention(m) => ops::attention::infer_mha(cx, m),
         Op::Rnn(r) => ops::rnn::infer_rnn(cx, r),
+        Op::Reverse(r) => ops::reshape::infer_reverse(cx, r),
         Op::PatchEmbed(pe) => ops::vit::infer_patch_embed(cx, pe),
         Op::ClassToken => ops::vit::infer_class_token(cx),
         Op::PosEmbedding => ops::vit::infer_pos_embedding(cx),

@@ -324,6 +324,11 @@ pub struct Fold {
 }
 
 pub enum StepOp {
+    /// Reversed along `dim`, within each sequence's length when given.
+    Reverse {
+        dim: usize,
+        lengths: Option<Ident>,
+    },
     /// `RNN`, `LSTM`, `GRU`.
     Rnn(Box<crate::ops::rnn::RnnStep>),
     /// A fixed-kernel filter (`Gaussian`, `Median`, ..).
@@ -976,5 +981,6 @@ fn lower_op(
         Op::Transpose { d0, d1 } => ops::reshape::lower_transpose(&cx, d0, d1),
         Op::Embedding(e) => ops::embedding::lower_embedding(&cx, e),
         Op::Rnn(r) => ops::rnn::lower_rnn(&cx, r),
+        Op::Reverse(r) => ops::reshape::lower_reverse(&cx, r),
     }
 }

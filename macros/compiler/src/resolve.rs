@@ -111,6 +111,7 @@ pub enum Op {
         index: Spanned<i64>,
     },
     Rnn(Box<crate::ops::rnn::Rnn>),
+    Reverse(crate::ops::reshape::Reverse),
 }
 
 impl Op {
@@ -122,6 +123,7 @@ impl Op {
             Op::Block(u) => &mut u.tensors,
             Op::Rnn(r) => &mut r.tensors,
             Op::MultiHeadAttention(m) => &mut m.tensors,
+            Op::Reverse(r) => &mut r.lengths,
             _ => &mut [],
         }
     }

@@ -231,6 +231,7 @@ pub const OPS: &[&OpDef] = &[
     &rnn::RNN,
     &rnn::LSTM,
     &rnn::GRU,
+    &reshape::REVERSE,
 ];
 
 /// The op written `name`, by any of its spellings.

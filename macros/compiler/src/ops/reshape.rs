@@ -200,3 +200,133 @@ pub fn emit_transpose(e: &EmitCx, d0: usize, d1: usize) -> TokenStream {
     let (a, b) = (usize_lit(d0 as u64), usize_lit(d1 as u64));
     quote!(let #x = #src.transpose(#a, #b)?;)
 }
+
+// ---------------------------------------------------------------------------
+// Reverse
+// ---------------------------------------------------------------------------
+
+/// `Reverse(dim = 1)`: the order along a dim reversed (`torch.flip`); with
+/// `lengths = lens`, each sequence reversed within its own length, the
+/// padding left in place (the input reversal of Sutskever et al.'s
+/// sequence-to-sequence models, over padded batches).
+#[derive(Clone, Debug)]
+pub struct Reverse {
+    pub dim: Spanned<i64>,
+    /// The lengths tensor, with the value it names once resolved.
+    pub lengths: Vec<(proc_macro2::Ident, Option<usize>)>,
+}
+
+pub const REVERSE: OpDef = OpDef {
+    name: "Reverse",
+    spellings: &["Reverse", "reverse", "Flip", "flip"],
+    aliases: &[],
+    positional: &["dim"],
+    args: &[
+        ArgSpec::new(
+            "dim",
+            ArgKind::Int,
+            Some("1"),
+            "the dim reversed (time in `[B, T, F]`); negative counts from the end",
+        )
+        .aka(&["dims"]),
+        ArgSpec::new(
+            "lengths",
+            ArgKind::Tensors,
+            Some("none (the whole dim)"),
+            "a `[B]` tensor bound earlier: each sequence is reversed within its length, the padding stays",
+        ),
+    ],
+    resolve: resolve_reverse,
+};
+
+fn resolve_reverse(a: &Args, _layer: &Layer) -> Option<Op> {
+    let dim = a.int("dim", Some(1));
+    let lengths = a.tensor("lengths", "a `[B]` tensor");
+    let (dim, lengths) = (dim?, lengths?);
+    Some(Op::Reverse(Reverse {
+        dim,
+        lengths: lengths.into_iter().map(|i| (i, None)).collect(),
+    }))
+}
+
+/// The shape goes through. The dim must exist, and with `lengths` it is not
+/// the batch dim and the lengths are `[B]`.
+pub fn infer_reverse(cx: &Step, r: &Reverse) -> StepResult {
+    let rank = cx.input.len();
+    let Some(d) = normalize_dim(r.dim.value, rank) else {
+        return Err(cx.fail(
+            FailKind::Other,
+            r.dim.span,
+            format!(
+                "`{}`: dim {} is out of range for {} (rank {rank})",
+                cx.name(),
+                r.dim.value,
+                fmt_shape(cx.input)
+            ),
+        ));
+    };
+    if let Some((name, v)) = r.lengths.first() {
+        let span = crate::diag::SpanRange::single(name.span());
+        if d == 0 {
+            let mut f = cx.fail(
+                FailKind::Other,
+                r.dim.span,
+                format!(
+                    "`{}` reverses each sequence within its length along dim 0, the batch",
+                    cx.name()
+                ),
+            );
+            f.help
+                .push("reverse along time: `dim = 1` for `[B, T, F]`".to_string());
+            return Err(f);
+        }
+        if let Some(got) = v.and_then(|v| cx.ctx.values.get(v).cloned().flatten()) {
+            if got != vec![cx.input[0].clone()] {
+                let mut f = cx.fail(
+                    FailKind::Other,
+                    span,
+                    format!(
+                        "`{}` reads one length per sequence from `{name}`, which must be [{}], but is {}",
+                        cx.name(),
+                        cx.input[0],
+                        fmt_shape(&got)
+                    ),
+                );
+                f.help
+                    .push(format!("declare it as `{name}: [{}] u32`", cx.input[0]));
+                return Err(f);
+            }
+        }
+    }
+    Ok((cx.input.clone(), None))
+}
+
+pub fn lower_reverse(cx: &LowerCx, r: &Reverse) -> Lowered {
+    let d = normalize_dim(r.dim.value, cx.input.len()).unwrap_or(1);
+    let lengths = r
+        .lengths
+        .first()
+        .and_then(|(_, v)| v.and_then(|v| cx.value(v)));
+    let desc = if lengths.is_some() {
+        format!("Reverse(dim {d}, within lengths)")
+    } else {
+        format!("Reverse(dim {d})")
+    };
+    (
+        desc,
+        StepOp::Reverse { dim: d, lengths },
+        None,
+        Macs::zero(),
+    )
+}
+
+pub fn emit_reverse(e: &EmitCx, dim: usize, lengths: Option<&proc_macro2::Ident>) -> TokenStream {
+    let p = quote!(::netdsl::__private);
+    let (src, x) = (e.src, e.x);
+    let d = usize_lit(dim as u64);
+    let lengths = match lengths {
+        Some(l) => quote!(::core::option::Option::Some(&#l)),
+        None => quote!(::core::option::Option::None),
+    };
+    quote!(let #x = #p::reverse(&#src, #d, #lengths)?;)
+}
