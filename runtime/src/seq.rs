@@ -211,6 +211,58 @@ pub fn embedding(
     Ok(rows.reshape(shape)?)
 }
 
+/// `x` reversed along `dim` (`torch.flip(x, [dim])`); with `lengths`
+/// (`[B]`, dim 0 the batch), each sequence `b` reversed within its first
+/// `lengths[b]` steps, the rest left in place. Differentiable.
+pub fn reverse(x: &Tensor, dim: usize, lengths: Option<&Tensor>) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let Some(&n) = dims.get(dim) else {
+        return Err(candle_core::Error::Msg(format!(
+            "reverse: dim {dim} is out of range for {dims:?}"
+        ))
+        .into());
+    };
+    let Some(lengths) = lengths else {
+        let idx: Vec<u32> = (0..n as u32).rev().collect();
+        let idx = Tensor::from_vec(idx, n, x.device())?;
+        return Ok(x.index_select(&idx, dim)?);
+    };
+    let lens: Vec<f64> = lengths.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?;
+    let batch = dims[0];
+    if dim == 0 || lens.len() != batch {
+        return Err(candle_core::Error::Msg(format!(
+            "reverse: {} lengths for a batch of {batch} along dim {dim} (lengths need a dim after the batch)",
+            lens.len()
+        ))
+        .into());
+    }
+    if let Some((b, l)) = lens
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| l < 0.0 || l > n as f64 || l.fract() != 0.0)
+    {
+        return Err(candle_core::Error::Msg(format!(
+            "reverse: sequence {b} has length {l}; lengths must be whole numbers in 0..={n}"
+        ))
+        .into());
+    }
+    // index[b, .., t, ..] = len_b - 1 - t inside the sequence, t past it.
+    let mut shape = vec![1usize; dims.len()];
+    shape[0] = batch;
+    shape[dim] = n;
+    let idx: Vec<u32> = lens
+        .iter()
+        .flat_map(|&l| {
+            let l = l as usize;
+            (0..n).map(move |t| if t < l { (l - 1 - t) as u32 } else { t as u32 })
+        })
+        .collect();
+    let idx = Tensor::from_vec(idx, shape, x.device())?
+        .broadcast_as(dims.as_slice())?
+        .contiguous()?;
+    Ok(x.contiguous()?.gather(&idx, dim)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,56 +357,4 @@ mod tests {
         let gw = g.get(w.as_tensor()).unwrap();
         assert_eq!(flat(gw), vec![0., 0., 1., 1., 1., 1.]);
     }
-}
-
-/// `x` reversed along `dim` (`torch.flip(x, [dim])`); with `lengths`
-/// (`[B]`, dim 0 the batch), each sequence `b` reversed within its first
-/// `lengths[b]` steps, the rest left in place. Differentiable.
-pub fn reverse(x: &Tensor, dim: usize, lengths: Option<&Tensor>) -> Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let Some(&n) = dims.get(dim) else {
-        return Err(candle_core::Error::Msg(format!(
-            "reverse: dim {dim} is out of range for {dims:?}"
-        ))
-        .into());
-    };
-    let Some(lengths) = lengths else {
-        let idx: Vec<u32> = (0..n as u32).rev().collect();
-        let idx = Tensor::from_vec(idx, n, x.device())?;
-        return Ok(x.index_select(&idx, dim)?);
-    };
-    let lens: Vec<f64> = lengths.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?;
-    let batch = dims[0];
-    if dim == 0 || lens.len() != batch {
-        return Err(candle_core::Error::Msg(format!(
-            "reverse: {} lengths for a batch of {batch} along dim {dim} (lengths need a dim after the batch)",
-            lens.len()
-        ))
-        .into());
-    }
-    if let Some((b, l)) = lens
-        .iter()
-        .enumerate()
-        .find(|(_, &l)| l < 0.0 || l > n as f64 || l.fract() != 0.0)
-    {
-        return Err(candle_core::Error::Msg(format!(
-            "reverse: sequence {b} has length {l}; lengths must be whole numbers in 0..={n}"
-        ))
-        .into());
-    }
-    // index[b, .., t, ..] = len_b - 1 - t inside the sequence, t past it.
-    let mut shape = vec![1usize; dims.len()];
-    shape[0] = batch;
-    shape[dim] = n;
-    let idx: Vec<u32> = lens
-        .iter()
-        .flat_map(|&l| {
-            let l = l as usize;
-            (0..n).map(move |t| if t < l { (l - 1 - t) as u32 } else { t as u32 })
-        })
-        .collect();
-    let idx = Tensor::from_vec(idx, shape, x.device())?
-        .broadcast_as(dims.as_slice())?
-        .contiguous()?;
-    Ok(x.contiguous()?.gather(&idx, dim)?)
 }
