@@ -161,9 +161,67 @@ fn parse_network(
     }
     let name: Ident = input.parse()?;
     let content;
-    syn::parenthesized!(content in input);
+    let paren = syn::parenthesized!(content in input);
+    // The body first, so that a missing input shape can be shown in the
+    // form this network's first layer needs.
+    let tail = parse_tail(
+        cx,
+        input,
+        "network",
+        "write the chain of layers, e.g. `{ x -> conv1: Conv2d(6, kernel = 5) -> relu }`",
+    );
+    let guess = |input: &str| {
+        let body = tail.as_ref().ok().and_then(|(_, b)| b.as_ref());
+        input_shape_guess(body, input)
+    };
+    if content.is_empty() {
+        // The name the body starts from, if it reads one no `let` binds.
+        let body = tail.as_ref().ok().and_then(|(_, b)| b.as_ref());
+        let start = body
+            .and_then(|b| {
+                let bound: Vec<String> = b
+                    .lets
+                    .iter()
+                    .flat_map(|l| l.names.iter().map(ToString::to_string))
+                    .collect();
+                b.lets
+                    .iter()
+                    .filter_map(|l| l.expr.as_ref())
+                    .chain([&b.output])
+                    .find_map(|e| match &e.head {
+                        Head::Var(v) if !bound.contains(&v.to_string()) => Some(v.to_string()),
+                        _ => None,
+                    })
+            })
+            .unwrap_or_else(|| "x".to_string());
+        return Err(syn::Error::new(
+            paren.span.join(),
+            format!(
+                "`{name}` needs an input: a name and its shape, `{name}({start}: {})`",
+                guess(&start)
+            ),
+        ));
+    }
     let input_name: Ident = content.parse()?;
-    content.parse::<Token![:]>()?;
+    if !content.peek(Token![:]) {
+        return Err(syn::Error::new(
+            input_name.span(),
+            format!(
+                "the input `{input_name}` needs its shape: write `{input_name}: {}`",
+                guess(&input_name.to_string())
+            ),
+        ));
+    }
+    let colon = content.parse::<Token![:]>()?;
+    if !content.peek(syn::token::Bracket) && (content.is_empty() || content.peek(Token![,])) {
+        return Err(syn::Error::new(
+            colon.span,
+            format!(
+                "the input `{input_name}` has no shape after `:`: write `{input_name}: {}`",
+                guess(&input_name.to_string())
+            ),
+        ));
+    }
     let input_shape = parse_shape(&content)?;
     let input_ids = parse_ids_dtype(&content)?;
     // Further inputs: `, lengths: [B] u32, h0: [2, B, 64]`.
@@ -184,12 +242,7 @@ fn parse_network(
             "expected `,` and a further input (`lengths: [B] u32`), or `)`: inputs are `name: [shape]`, separated by commas",
         ));
     }
-    let (mut output_shapes, body) = parse_tail(
-        cx,
-        input,
-        "network",
-        "write the chain of layers, e.g. `{ x -> conv1: Conv2d(6, kernel = 5) -> relu }`",
-    )?;
+    let (mut output_shapes, body) = tail?;
     Ok(Network {
         attrs,
         vis,
@@ -206,6 +259,56 @@ fn parse_network(
         extra_output_shapes: output_shapes,
         body,
     })
+}
+
+/// The shape an input reads as from the first layer applied to it: `[B,
+/// 784]` before `Linear(784 -> ..)`, `[B, 3, H, W]` before
+/// `Conv2d(3 -> ..)`, `[B, T] u32` before an `Embedding`; `[B, ..]` when the
+/// layer does not say.
+fn input_shape_guess(body: Option<&Body>, input: &str) -> String {
+    let first = body.and_then(|b| {
+        b.lets
+            .iter()
+            .filter_map(|l| l.expr.as_ref())
+            .chain([&b.output])
+            .find_map(|e| match (&e.head, e.items.first()) {
+                (Head::Var(v), Some(ChainItem::Layer(l))) if v == input => Some(l),
+                _ => None,
+            })
+    });
+    let Some(layer) = first else {
+        return "[B, ..]".to_string();
+    };
+    let op = layer.op.to_string();
+    let features = layer
+        .args
+        .as_ref()
+        .and_then(|a| a.as_ref().ok())
+        .and_then(|args| {
+            args.iter().find_map(|a| match &a.value {
+                Value::Arrow(inner, _, _) => match inner.as_ref() {
+                    Value::Int(n, _) => Some(*n),
+                    _ => None,
+                },
+                _ => None,
+            })
+        });
+    match (crate::ops::lookup(&op).map(|d| d.name), features) {
+        (Some("Embedding"), _) => "[B, T] u32".to_string(),
+        (Some("Linear"), Some(n)) => format!("[B, {n}]"),
+        (Some("Conv2d" | "ConvTranspose2d"), Some(n)) => format!("[B, {n}, H, W]"),
+        (Some("Conv1d"), Some(n)) => format!("[B, {n}, T]"),
+        (Some("RNN" | "LSTM" | "GRU"), Some(n)) => format!("[B, T, {n}]"),
+        (Some("Conv2d" | "ConvTranspose2d" | "MaxPool2d" | "AvgPool2d" | "BatchNorm2d"), None) => {
+            "[B, C, H, W]".to_string()
+        }
+        (Some("Conv1d"), None) => "[B, C, T]".to_string(),
+        (Some("RNN" | "LSTM" | "GRU" | "MultiHeadAttention" | "LayerNorm"), None) => {
+            "[B, T, E]".to_string()
+        }
+        (Some("Linear"), None) => "[B, F]".to_string(),
+        _ => "[B, ..]".to_string(),
+    }
 }
 
 /// The dtype after a network's input shape that makes it token ids:
