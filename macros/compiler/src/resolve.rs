@@ -1588,7 +1588,19 @@ fn resolve_layer(cx: &Ctxt, scope: Scope, layer: &Layer, path: Vec<String>) -> R
                     _ => &[],
                 };
                 let before = cx.error_count();
-                let op = ops::resolve(cx, canonical, layer, args);
+                // The names that stand for numbers here (not sizes the
+                // input decides).
+                let mut known: Vec<String> = scope
+                    .env
+                    .iter()
+                    .filter(|(_, v)| match v {
+                        EnvVal::Dim(d) => d.known().is_some(),
+                        _ => true,
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                known.sort();
+                let op = ops::resolve(cx, canonical, layer, args, known);
                 op.filter(|_| cx.error_count() == before)
             }
         },

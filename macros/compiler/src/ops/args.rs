@@ -31,6 +31,9 @@ pub struct Args<'a> {
     /// An unknown keyword was reported: a "missing argument" error would
     /// most likely be the same typo twice.
     had_unknown: bool,
+    /// The names bound where the layer is written, for the message about
+    /// a name bound nowhere.
+    pub known: Vec<String>,
 }
 
 impl<'a> Args<'a> {
@@ -120,6 +123,7 @@ impl<'a> Args<'a> {
             whole,
             values,
             had_unknown,
+            known: Vec::new(),
         }
     }
 
@@ -161,10 +165,30 @@ impl<'a> Args<'a> {
                 "`{i}` is only valid for `padding`; `{key}` of `{}` takes {want}",
                 self.op
             ),
-            Value::Ident(i) => format!(
-                "`{i}` is a symbol, but `{key}` of `{}` needs {want} known at compile time",
-                self.op
-            ),
+            // Bound names were put in already: this one is bound nowhere.
+            Value::Ident(i) => {
+                let bound = if self.known.is_empty() {
+                    "no name stands for a number here".to_string()
+                } else {
+                    format!(
+                        "the names that stand for numbers here are {}",
+                        self.known
+                            .iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                let hint = match did_you_mean(&i.to_string(), self.known.iter().map(String::as_str))
+                {
+                    Some(s) => format!("did you mean `{s}`? ({bound})"),
+                    None => format!("write a number; {bound}"),
+                };
+                format!(
+                    "`{i}` is bound nowhere, but `{key}` of `{}` needs {want} known at compile time\nhelp: {hint}",
+                    self.op
+                )
+            }
             _ => format!("`{key}` of `{}` takes {want}, found {}", self.op, v.kind()),
         };
         self.cx.error(v.span(), msg);

@@ -241,8 +241,17 @@ pub fn lookup(name: &str) -> Option<&'static OpDef> {
 
 /// The op `layer` names, resolved against `def`: the arguments matched to
 /// its schema, then read into its parameters.
-pub fn resolve(cx: &Ctxt, def: &OpDef, layer: &Layer, args: &[Arg]) -> Option<Op> {
-    let a = Args::new(cx, def, layer.span, args);
+/// `known`: the names bound where the layer is written (the input's sizes,
+/// a block's parameters, named values), for messages about an unbound one.
+pub fn resolve(
+    cx: &Ctxt,
+    def: &OpDef,
+    layer: &Layer,
+    args: &[Arg],
+    known: Vec<String>,
+) -> Option<Op> {
+    let mut a = Args::new(cx, def, layer.span, args);
+    a.known = known;
     (def.resolve)(&a, layer)
 }
 
