@@ -474,3 +474,15 @@ fn reversing_along_time_whole_and_within_lengths() {
     let net = RevLen::new_seeded(0, &dev).unwrap();
     assert_eq!(net.forward(&x, &lens).unwrap().dims(), [2, 4, 2]);
 }
+
+#[test]
+fn summary_at_takes_the_further_inputs_sizes() {
+    let s = ReadmeSeq2Seq::summary_at(&[("S", 7), ("T", 5)]).unwrap();
+    let dec = s.lines().find(|l| l.starts_with("dec")).unwrap();
+    assert!(dec.contains("[B, 5, 128]"), "{dec}");
+    assert!(!dec.contains('?'), "{dec}");
+    let e = ReadmeSeq2Seq::summary_at(&[("T", 5)])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`S` has no size"), "{e}");
+}

@@ -22,6 +22,9 @@ pub struct SummarySpec {
     pub rows: &'static [SummaryRow],
     /// Printed after the table (the notes on time of 1-D networks).
     pub notes: &'static str,
+    /// Symbols only the network's further inputs have (`S` of `src: [B,
+    /// S]` when the first input is `[B, T]`): they take sizes too.
+    pub more: &'static [&'static str],
 }
 
 /// One row of the summary; sizes are expressions (`H/2 - 2`, `16*H*W`).
@@ -46,6 +49,11 @@ impl SummarySpec {
                 if !out.contains(&s) {
                     out.push(s);
                 }
+            }
+        }
+        for s in self.more {
+            if !out.contains(s) {
+                out.push(s);
             }
         }
         out
@@ -195,6 +203,7 @@ mod tests {
             },
         ],
         notes: "",
+        more: &[],
     };
 
     #[test]

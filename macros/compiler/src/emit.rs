@@ -278,8 +278,21 @@ fn summary_spec(name: &str, input: &str, dims: &[TokenStream], ir: Option<&NetIr
         }
     });
     let notes = text_literal(ir.map_or("", |ir| &ir.notes));
+    // The further inputs' own symbols.
+    let mut more: Vec<String> = Vec::new();
+    if let Some(ir) = ir {
+        let first: Vec<String> = ir.input_shape.iter().map(ToString::to_string).collect();
+        for e in &ir.extra_inputs {
+            for d in &e.shape {
+                let s = d.to_string();
+                if d.known().is_none() && !first.contains(&s) && !more.contains(&s) {
+                    more.push(s);
+                }
+            }
+        }
+    }
     quote! {
-        #p::SummarySpec { network: #name, input: #input, dims: &[#(#dims),*], rows: &[#(#rows),*], notes: #notes }
+        #p::SummarySpec { network: #name, input: #input, dims: &[#(#dims),*], rows: &[#(#rows),*], notes: #notes, more: &[#(#more),*] }
     }
 }
 
