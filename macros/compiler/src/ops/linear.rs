@@ -5,7 +5,7 @@ use proc_macro2::{Ident, Literal, TokenStream};
 use quote::quote;
 
 use crate::ast::Layer;
-use crate::check::FailKind;
+use crate::check::{FailKind, Failure};
 use crate::infer::{Step, StepResult};
 use crate::lower::{Fold, Holder, InitIr, StepOp};
 use crate::ops::args::{Args, WeightInit};
@@ -78,30 +78,41 @@ pub fn infer_linear(cx: &Step, l: &Linear) -> StepResult {
         return Err(f);
     }
     let fin = cx.known(last, "number of input features")?;
-    if let Some(written) = l.in_f {
-        if written.value != fin {
-            let mut f = cx.fail(
-                FailKind::Mismatch,
-                written.span,
-                format!(
-                    "`{}` expects {} input features, but {} gives {fin} ({})",
-                    cx.name(),
-                    written.value,
-                    cx.prev,
-                    fmt_shape(cx.input)
-                ),
-            );
-            f.help.push(format!(
-                "write `Linear({fin} -> {})`, or `Linear({})` to infer it",
-                l.out_f.value, l.out_f.value
-            ));
-            return Err(f);
-        }
-    }
+    in_features(cx, l.in_f, fin, "Linear", l.out_f.value)?;
     let mut out = cx.input.clone();
     out[last] = Dim::Known(l.out_f.value);
     let trace = cx.reshape_trace(&out);
     Ok((out, Some(trace)))
+}
+
+/// A written input size (`Linear(784 -> 10)`, `LSTM(8 -> 32)`) against
+/// the `fin` features the input has: the mismatch at the written number,
+/// with both working forms of `op`.
+pub fn in_features(
+    cx: &Step,
+    written: Option<Spanned<u64>>,
+    fin: u64,
+    op: &str,
+    out: u64,
+) -> Result<(), Failure> {
+    let Some(written) = written.filter(|w| w.value != fin) else {
+        return Ok(());
+    };
+    let mut f = cx.fail(
+        FailKind::Mismatch,
+        written.span,
+        format!(
+            "`{}` expects {} input features, but {} gives {fin} ({})",
+            cx.name(),
+            written.value,
+            cx.prev,
+            fmt_shape(cx.input)
+        ),
+    );
+    f.help.push(format!(
+        "write `{op}({fin} -> {out})`, or `{op}({out})` to infer it"
+    ));
+    Err(f)
 }
 
 /// `weight` `[out, in]` and `bias` `[out]`; `in` MACs per output value.

@@ -384,29 +384,7 @@ pub fn infer_rnn(cx: &Step, r: &Rnn) -> StepResult {
         return Err(f);
     }
     let fin = cx.known(2, "number of input features")?;
-    if let Some(written) = r.input {
-        if written.value != fin {
-            let mut f = cx.fail(
-                FailKind::Mismatch,
-                written.span,
-                format!(
-                    "`{}` expects {} input features, but {} gives {fin} ({})",
-                    cx.name(),
-                    written.value,
-                    cx.prev,
-                    fmt_shape(cx.input)
-                ),
-            );
-            f.help.push(format!(
-                "write `{}({fin} -> {})`, or `{}({})` to infer it",
-                r.cell.name(),
-                r.hidden.value,
-                r.cell.name(),
-                r.hidden.value
-            ));
-            return Err(f);
-        }
-    }
+    crate::ops::linear::in_features(cx, r.input, fin, r.cell.name(), r.hidden.value)?;
     let d = r.directions();
     let h = r.out_size();
     let mut out = cx.input.clone();
