@@ -252,19 +252,11 @@ impl Default for Sdpa {
 /// key `j` is at or past sequence `b`'s length (blocked, for
 /// [`Mask::Block`]). Each length must be a whole number in `1..=tk`.
 pub fn key_padding_mask(lengths: &Tensor, tk: usize) -> Result<Tensor> {
-    let lens: Vec<f64> = lengths.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?;
-    if let Some((b, l)) = lens
-        .iter()
-        .enumerate()
-        .find(|(_, &l)| l < 1.0 || l > tk as f64 || l.fract() != 0.0)
-    {
-        return Err(msg(format!(
-            "key_padding_mask: sequence {b} has length {l}; lengths must be whole numbers in 1..={tk} (the number of keys)"
-        )));
-    }
+    let lens = crate::seq::read_lengths(lengths, 1, tk)?
+        .map_err(|m| msg(format!("key_padding_mask: {m} (the number of keys)")))?;
     let v: Vec<u8> = lens
         .iter()
-        .flat_map(|&l| (0..tk).map(move |j| u8::from(j as f64 >= l)))
+        .flat_map(|&l| (0..tk).map(move |j| u8::from(j >= l)))
         .collect();
     Ok(Tensor::from_vec(
         v,

@@ -327,29 +327,15 @@ fn lengths_of(
     t_len: usize,
     batch: usize,
 ) -> Result<Vec<usize>> {
-    let lens: Vec<f64> = lengths
-        .flatten_all()?
-        .to_dtype(DType::F64)?
-        .to_vec1::<f64>()?;
+    let lens = crate::seq::read_lengths(lengths, 1, t_len)?
+        .map_err(|m| bad(layer, format!("{m} (the padded length)")))?;
     if lens.len() != batch {
         return Err(bad(
             layer,
             format!("was given {} lengths for a batch of {batch}", lens.len()),
         ));
     }
-    if let Some((b, &len)) = lens
-        .iter()
-        .enumerate()
-        .find(|(_, &l)| l < 1.0 || l > t_len as f64 || l.fract() != 0.0)
-    {
-        return Err(bad(
-            layer,
-            format!(
-                "sequence {b} has length {len}; lengths must be whole numbers in 1..={t_len} (the padded length)"
-            ),
-        ));
-    }
-    Ok(lens.into_iter().map(|l| l as usize).collect())
+    Ok(lens)
 }
 
 /// Per step `t`, a `[B, 1]` mask: 1 where `t < length`, 0 past the end.

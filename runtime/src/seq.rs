@@ -211,6 +211,28 @@ pub fn embedding(
     Ok(rows.reshape(shape)?)
 }
 
+/// Sequence lengths read from a tensor of any numeric dtype: each a whole
+/// number in `min..=max`. `Err` names the first that is not ("sequence 1
+/// has length 5; lengths must be whole numbers in 1..=4"), for the caller
+/// to prefix with what it is.
+pub(crate) fn read_lengths(
+    lengths: &Tensor,
+    min: usize,
+    max: usize,
+) -> Result<std::result::Result<Vec<usize>, String>> {
+    let lens: Vec<f64> = lengths.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?;
+    let bad = lens
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| l < min as f64 || l > max as f64 || l.fract() != 0.0);
+    Ok(match bad {
+        Some((b, l)) => Err(format!(
+            "sequence {b} has length {l}; lengths must be whole numbers in {min}..={max}"
+        )),
+        None => Ok(lens.into_iter().map(|l| l as usize).collect()),
+    })
+}
+
 /// `x` reversed along `dim` (`torch.flip(x, [dim])`); with `lengths`
 /// (`[B]`, dim 0 the batch), each sequence `b` reversed within its first
 /// `lengths[b]` steps, the rest left in place. Differentiable.
@@ -227,24 +249,14 @@ pub fn reverse(x: &Tensor, dim: usize, lengths: Option<&Tensor>) -> Result<Tenso
         let idx = Tensor::from_vec(idx, n, x.device())?;
         return Ok(x.index_select(&idx, dim)?);
     };
-    let lens: Vec<f64> = lengths.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?;
+    let fail = |m: String| -> Error { candle_core::Error::Msg(format!("reverse: {m}")).into() };
+    let lens = read_lengths(lengths, 0, n)?.map_err(fail)?;
     let batch = dims[0];
     if dim == 0 || lens.len() != batch {
-        return Err(candle_core::Error::Msg(format!(
-            "reverse: {} lengths for a batch of {batch} along dim {dim} (lengths need a dim after the batch)",
+        return Err(fail(format!(
+            "{} lengths for a batch of {batch} along dim {dim} (lengths need a dim after the batch)",
             lens.len()
-        ))
-        .into());
-    }
-    if let Some((b, l)) = lens
-        .iter()
-        .enumerate()
-        .find(|(_, &l)| l < 0.0 || l > n as f64 || l.fract() != 0.0)
-    {
-        return Err(candle_core::Error::Msg(format!(
-            "reverse: sequence {b} has length {l}; lengths must be whole numbers in 0..={n}"
-        ))
-        .into());
+        )));
     }
     // index[b, .., t, ..] = len_b - 1 - t inside the sequence, t past it.
     let mut shape = vec![1usize; dims.len()];
@@ -252,10 +264,7 @@ pub fn reverse(x: &Tensor, dim: usize, lengths: Option<&Tensor>) -> Result<Tenso
     shape[dim] = n;
     let idx: Vec<u32> = lens
         .iter()
-        .flat_map(|&l| {
-            let l = l as usize;
-            (0..n).map(move |t| if t < l { (l - 1 - t) as u32 } else { t as u32 })
-        })
+        .flat_map(|&l| (0..n).map(move |t| if t < l { (l - 1 - t) as u32 } else { t as u32 }))
         .collect();
     let idx = Tensor::from_vec(idx, shape, x.device())?
         .broadcast_as(dims.as_slice())?

@@ -198,6 +198,38 @@ impl Step<'_> {
         &self.layer.label
     }
 
+    /// A lengths argument (`lengths = lens`, `key_lengths = lens`) names a
+    /// `[batch]` tensor: the error at the name otherwise. `what`: "length",
+    /// "key length".
+    pub fn lengths_arg(
+        &self,
+        arg: Option<&(proc_macro2::Ident, Option<usize>)>,
+        batch: &Dim,
+        what: &str,
+    ) -> Result<(), Failure> {
+        let Some((name, Some(v))) = arg else {
+            return Ok(());
+        };
+        let Some(got) = self.ctx.values.get(*v).cloned().flatten() else {
+            return Ok(());
+        };
+        if got == [batch.clone()] {
+            return Ok(());
+        }
+        let mut f = self.fail(
+            FailKind::Other,
+            SpanRange::single(name.span()),
+            format!(
+                "`{}` reads one {what} per sequence from `{name}`, which must be [{batch}], but is {}",
+                self.name(),
+                fmt_shape(&got)
+            ),
+        );
+        f.help
+            .push(format!("declare it as `{name}: [{batch}] u32`"));
+        Err(f)
+    }
+
     /// `name: [in] -> [out]`, the trace of a step that reshapes.
     pub fn reshape_trace(&self, out: &[Dim]) -> String {
         format!(

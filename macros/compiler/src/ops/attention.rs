@@ -285,25 +285,7 @@ pub fn infer_mha(cx: &Step, m: &MultiHeadAttention) -> StepResult {
             }
         }
     }
-    if let Some((name, v)) = m.key_lengths_arg() {
-        if let Some(lens) = shape_of(v) {
-            if lens != vec![cx.input[0].clone()] {
-                let mut f = cx.fail(
-                    FailKind::Other,
-                    crate::diag::SpanRange::single(name.span()),
-                    format!(
-                        "`{}` reads one key length per sequence from `{name}`, which must be [{}], but is {}",
-                        cx.name(),
-                        cx.input[0],
-                        fmt_shape(&lens)
-                    ),
-                );
-                f.help
-                    .push(format!("declare it as `{name}: [{}] u32`", cx.input[0]));
-                return Err(f);
-            }
-        }
-    }
+    cx.lengths_arg(m.key_lengths_arg(), &cx.input[0], "key length")?;
     if let Some((name, v)) = m.mask_arg() {
         if let Some(mask) = shape_of(v) {
             let s_len = m

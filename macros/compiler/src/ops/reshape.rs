@@ -265,8 +265,7 @@ pub fn infer_reverse(cx: &Step, r: &Reverse) -> StepResult {
             ),
         ));
     };
-    if let Some((name, v)) = r.lengths.first() {
-        let span = crate::diag::SpanRange::single(name.span());
+    if !r.lengths.is_empty() {
         if d == 0 {
             let mut f = cx.fail(
                 FailKind::Other,
@@ -280,23 +279,7 @@ pub fn infer_reverse(cx: &Step, r: &Reverse) -> StepResult {
                 .push("reverse along time: `dim = 1` for `[B, T, F]`".to_string());
             return Err(f);
         }
-        if let Some(got) = v.and_then(|v| cx.ctx.values.get(v).cloned().flatten()) {
-            if got != vec![cx.input[0].clone()] {
-                let mut f = cx.fail(
-                    FailKind::Other,
-                    span,
-                    format!(
-                        "`{}` reads one length per sequence from `{name}`, which must be [{}], but is {}",
-                        cx.name(),
-                        cx.input[0],
-                        fmt_shape(&got)
-                    ),
-                );
-                f.help
-                    .push(format!("declare it as `{name}: [{}] u32`", cx.input[0]));
-                return Err(f);
-            }
-        }
+        cx.lengths_arg(r.lengths.first(), &cx.input[0], "length")?;
     }
     Ok((cx.input.clone(), None))
 }

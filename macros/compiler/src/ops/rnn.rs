@@ -389,25 +389,11 @@ pub fn infer_rnn(cx: &Step, r: &Rnn) -> StepResult {
     let h = r.out_size();
     let mut out = cx.input.clone();
     out[2] = Dim::Known(d * h);
-    if let Some((name, Some(v))) = r.lengths_arg() {
-        if let Some(got) = cx.ctx.values.get(*v).cloned().flatten() {
-            let batch = out[if r.batch_first { 0 } else { 1 }].clone();
-            if got != vec![batch.clone()] {
-                let mut f = cx.fail(
-                    FailKind::Other,
-                    SpanRange::single(name.span()),
-                    format!(
-                        "`{}` reads one length per sequence from `{name}`, which must be [{batch}], but is {}",
-                        cx.name(),
-                        fmt_shape(&got)
-                    ),
-                );
-                f.help
-                    .push(format!("declare it as `{name}: [{batch}] u32`"));
-                return Err(f);
-            }
-        }
-    }
+    cx.lengths_arg(
+        r.lengths_arg(),
+        &out[if r.batch_first { 0 } else { 1 }],
+        "length",
+    )?;
     for (k, (name, value)) in r.init().iter().enumerate() {
         let want = r.state_shape(&out, k);
         let Some(got) = value.and_then(|v| cx.ctx.values.get(v).cloned().flatten()) else {
