@@ -45,16 +45,23 @@ network! {
         y + m
     }
 
+    /// torchvision's `Encoder`: the position embedding, two encoder blocks
+    /// and the final norm, under torchvision's names (`encoder.pos_embedding`,
+    /// `encoder.layers.encoder_layer_0`, `encoder.ln`).
+    block Encoder(x: [B, N, E], heads: usize, mlp_dim: usize) -> [B, N, E] {
+        x -> pos_embedding: PosEmbedding
+          -> dropout: Dropout(0.0)
+          -> layers: seq { encoder_layer_0: EncoderBlock(heads, mlp_dim) -> encoder_layer_1: EncoderBlock(heads, mlp_dim) }
+          -> ln: LayerNorm(eps = 1e-6)
+    }
+
     /// torchvision's `VisionTransformer(image_size = 32, patch_size = 8,
     /// num_layers = 2, num_heads = 2, hidden_dim = 16, mlp_dim = 32,
     /// num_classes = 10)`.
     pub VitSmall(x: [B, 3, 32, 32]) -> [B, 10] {
         x -> conv_proj: PatchEmbed(16, patch = 8)                  : [B, 16, 16]
           -> class_token: ClassToken
-          -> encoder.pos_embedding: PosEmbedding
-          -> encoder.dropout: Dropout(0.0)
-          -> encoder.layers: seq { encoder_layer_0: EncoderBlock(2, 32) -> encoder_layer_1: EncoderBlock(2, 32) }
-          -> encoder.ln: LayerNorm(eps = 1e-6)
+          -> encoder: Encoder(2, 32)
           -> Select(1, 0)
           -> heads.head: Linear(10)
     }
@@ -65,10 +72,7 @@ network! {
     pub VitTiny(x: [B, 3, 224, 224]) -> [B, 10] {
         x -> conv_proj: PatchEmbed(8, patch = 16)                  : [B, 196, 8]
           -> class_token: ClassToken
-          -> encoder.pos_embedding: PosEmbedding
-          -> encoder.dropout: Dropout(0.0)
-          -> encoder.layers: seq { encoder_layer_0: EncoderBlock(2, 16) -> encoder_layer_1: EncoderBlock(2, 16) }
-          -> encoder.ln: LayerNorm(eps = 1e-6)
+          -> encoder: Encoder(2, 16)
           -> Select(1, 0)
           -> heads.head: Linear(10)
     }
@@ -77,10 +81,7 @@ network! {
     pub VitTiny288(x: [B, 3, 288, 288]) -> [B, 10] {
         x -> conv_proj: PatchEmbed(8, patch = 16)                  : [B, 324, 8]
           -> class_token: ClassToken
-          -> encoder.pos_embedding: PosEmbedding
-          -> encoder.dropout: Dropout(0.0)
-          -> encoder.layers: seq { encoder_layer_0: EncoderBlock(2, 16) -> encoder_layer_1: EncoderBlock(2, 16) }
-          -> encoder.ln: LayerNorm(eps = 1e-6)
+          -> encoder: Encoder(2, 16)
           -> Select(1, 0)
           -> heads.head: Linear(10)
     }
@@ -89,10 +90,7 @@ network! {
     pub VitTiny160(x: [B, 3, 160, 160]) -> [B, 10] {
         x -> conv_proj: PatchEmbed(8, patch = 16)                  : [B, 100, 8]
           -> class_token: ClassToken
-          -> encoder.pos_embedding: PosEmbedding
-          -> encoder.dropout: Dropout(0.0)
-          -> encoder.layers: seq { encoder_layer_0: EncoderBlock(2, 16) -> encoder_layer_1: EncoderBlock(2, 16) }
-          -> encoder.ln: LayerNorm(eps = 1e-6)
+          -> encoder: Encoder(2, 16)
           -> Select(1, 0)
           -> heads.head: Linear(10)
     }
