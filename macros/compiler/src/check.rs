@@ -9,7 +9,7 @@ use crate::ast::{ArithOp, DimExpr, DimLit, ShapeLit};
 use crate::block::Blocks;
 use crate::diag::{Ctxt, SpanRange};
 use crate::infer::{conv_padding, infer, Inferred, Overrides};
-use crate::resolve::{Env, EnvVal, Item, MergeKind, Node, NodeKind, Op, Program};
+use crate::resolve::{Env, EnvVal, Item, Node, NodeKind, Op, Program};
 use crate::shape::{fmt_shape, Constraints, Dim, Shape};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -337,6 +337,8 @@ pub fn check_program(
     let mut ids: Vec<bool> = vec![input_ids.first().copied().unwrap_or(false)];
     let mut chains: Vec<Option<Inferred>> = Vec::with_capacity(program.nodes.len());
     let mut constraints = Constraints::default();
+    // Each node's further outputs (a `chunk`'s pieces after the first).
+    let mut further: Vec<Vec<Shape>> = Vec::with_capacity(program.nodes.len());
     let name_of = |v: usize| value_name(input_name, program, v);
     for (i, node) in program.nodes.iter().enumerate() {
         let is_output = program.output == Some(i + 1);
@@ -346,8 +348,10 @@ pub fn check_program(
             values.push(None);
             chains.push(None);
             ids.push(false);
+            further.push(Vec::new());
             continue;
         }
+        let mut more = Vec::new();
         let (value, chain) = match &node.kind {
             NodeKind::Chain { input, items } => {
                 match input.and_then(|v| values.get(v).cloned().flatten()) {
@@ -368,23 +372,29 @@ pub fn check_program(
                 }
             }
             NodeKind::Input { index } => (inputs.get(*index).cloned(), None),
-            NodeKind::State { src, index } => {
+            NodeKind::Output { src, index } => {
                 let out = src.and_then(|v| {
                     let shape = values.get(v).cloned().flatten()?;
-                    let NodeKind::Chain { items, .. } = &program.node_of(v)?.kind else {
-                        return None;
-                    };
-                    items.iter().rev().find_map(|i| match i {
-                        Item::Layer(l) => match &l.op {
-                            Some(crate::resolve::Op::Rnn(r)) => Some(r.state_shape(&shape, *index)),
-                            _ => None,
-                        },
-                        Item::Assert(_) => None,
-                    })
+                    match &program.node_of(v)?.kind {
+                        // A final state of the layer ending the chain.
+                        NodeKind::Chain { items, .. } => items.iter().rev().find_map(|i| match i {
+                            Item::Layer(l) => match &l.op {
+                                Some(crate::resolve::Op::Rnn(r)) => {
+                                    Some(r.state_shape(&shape, index.checked_sub(1)?))
+                                }
+                                _ => None,
+                            },
+                            Item::Assert(_) => None,
+                        }),
+                        _ => further.get(v - 1)?.get(index.checked_sub(1)?).cloned(),
+                    }
                 });
+                let what = match program.node_of(src.unwrap_or(0)).map(|n| &n.kind) {
+                    Some(NodeKind::Merge { .. }) => "the piece",
+                    _ => "the final state",
+                };
                 if let (Some(decl), Some(shape)) = (decl, &out) {
-                    if let Some(f) = declared_output(0, shape, decl, "the final state", env, owner)
-                    {
+                    if let Some(f) = declared_output(0, shape, decl, what, env, owner) {
                         cx.error(f.span, f.message);
                     }
                 }
@@ -409,8 +419,12 @@ pub fn check_program(
                     })
                     .collect();
                 let out = shapes.and_then(|shapes| {
-                    match crate::infer::merge(kind, &shapes, *span, &mut constraints) {
-                        Ok(shape) => Some(shape),
+                    match crate::ops::merge::infer(kind, &shapes, *span, &mut constraints) {
+                        Ok(mut outs) if !outs.is_empty() => {
+                            more = outs.split_off(1);
+                            outs.pop()
+                        }
+                        Ok(_) => None,
                         Err((span, message)) => {
                             // How each input got its shape: the arithmetic of
                             // the chain that made it.
@@ -445,28 +459,32 @@ pub fn check_program(
                             // sequence: say what it holds.
                             for (v, _) in inputs {
                                 let Some(Node {
-                                    kind: NodeKind::State { src: Some(src), index },
+                                    kind: NodeKind::Output { src: Some(src), index },
                                     ..
                                 }) = v.and_then(|v| program.node_of(v))
                                 else {
                                     continue;
                                 };
-                                let layer = match program.node_of(*src).map(|n| &n.kind) {
-                                    Some(NodeKind::Chain { items, .. }) => items
-                                        .iter()
-                                        .rev()
-                                        .find_map(|i| match i {
-                                            Item::Layer(l) => Some(format!("`{}`", l.positional())),
-                                            Item::Assert(_) => None,
-                                        })
-                                        .unwrap_or_else(|| name_of(*src)),
-                                    _ => name_of(*src),
+                                let Some(Node {
+                                    kind: NodeKind::Chain { items, .. },
+                                    ..
+                                }) = program.node_of(*src)
+                                else {
+                                    continue;
                                 };
+                                let layer = items
+                                    .iter()
+                                    .rev()
+                                    .find_map(|i| match i {
+                                        Item::Layer(l) => Some(format!("`{}`", l.positional())),
+                                        Item::Assert(_) => None,
+                                    })
+                                    .unwrap_or_else(|| name_of(*src));
                                 derivations.push(format!(
                                     "{} is {layer}'s final {} state, [layers * directions, B, size]: one vector per \
                                      layer and direction, not one per step; the last layer's is `{} -> Select(0, -1)`",
                                     name_of(v.unwrap_or(0)),
-                                    if *index == 0 { "hidden" } else { "cell" },
+                                    if *index == 1 { "hidden" } else { "cell" },
                                     name_of(v.unwrap_or(0)).trim_matches('`'),
                                 ));
                             }
@@ -483,7 +501,7 @@ pub fn check_program(
                     }
                 });
                 if let (Some(decl), Some(shape)) = (decl, &out) {
-                    let what = format!("the `{}`", merge_symbol(kind));
+                    let what = format!("the `{}`", kind.symbol());
                     if let Some(f) = declared_output(0, shape, decl, &what, env, owner) {
                         let help = if f.help.is_empty() {
                             String::new()
@@ -504,6 +522,7 @@ pub fn check_program(
         });
         values.push(value);
         chains.push(chain);
+        further.push(more);
     }
     if let (Some(0), Some(decl)) = (program.output, out_decl) {
         if let Some(f) = declared_output(
@@ -591,20 +610,11 @@ fn merge_of_ids(
         format!(
             "the `{}` works on floats, but {} holds integer token ids\n\
              help: turn the ids into vectors first: `{} -> Embedding(vocab, dim)`",
-            merge_symbol(kind),
+            kind.symbol(),
             name_of(v),
             name_of(v).trim_matches('`')
         ),
     ))
-}
-
-fn merge_symbol(kind: &MergeKind) -> &'static str {
-    match kind {
-        MergeKind::Cat { .. } => "cat",
-        MergeKind::Crop | MergeKind::CropSize { .. } => "crop",
-        MergeKind::Piece { .. } => "chunk",
-        MergeKind::Binary(op) => op.symbol(),
-    }
 }
 
 /// How a value is called in messages: its `let` name, or what made it.
@@ -615,7 +625,7 @@ pub fn value_name(input: &Ident, program: &Program, value: usize) -> String {
         Some(Node {
             kind: NodeKind::Merge { kind, .. },
             ..
-        }) => format!("the `{}`", merge_symbol(kind)),
+        }) => format!("the `{}`", kind.symbol()),
         Some(Node {
             kind: NodeKind::Select { .. },
             ..
@@ -625,12 +635,17 @@ pub fn value_name(input: &Ident, program: &Program, value: usize) -> String {
             ..
         }) => "a further input".to_string(),
         Some(Node {
-            kind: NodeKind::State { index, .. },
+            kind: NodeKind::Output { src, index },
             ..
-        }) => format!(
-            "the final {} state",
-            if *index == 0 { "hidden" } else { "cell" }
-        ),
+        }) => match src.and_then(|v| program.node_of(v)).map(|n| &n.kind) {
+            Some(NodeKind::Merge { kind, .. }) => {
+                format!("piece {} of the `{}`", index + 1, kind.symbol())
+            }
+            _ => format!(
+                "the final {} state",
+                if *index == 1 { "hidden" } else { "cell" }
+            ),
+        },
         Some(Node {
             kind: NodeKind::Chain { items, .. },
             ..

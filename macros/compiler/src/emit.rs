@@ -10,10 +10,7 @@ use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote, ToTokens};
 use syn::{Attribute, Visibility};
 
-use crate::ast::BinOp;
-use crate::lower::{
-    FieldIr, FieldKind, Holder, InitIr, MergeIr, NetIr, Registry, Segment, StepIr, StepOp,
-};
+use crate::lower::{FieldIr, FieldKind, Holder, InitIr, NetIr, Registry, Segment, StepIr, StepOp};
 use crate::ops;
 use crate::resolve::WeightInit;
 use crate::shape::{fmt_shape, Dim};
@@ -864,7 +861,6 @@ fn chain_code(
 
 /// One segment: `let dst = ..;`.
 fn gen_segment(ir: &NetIr, segment: &Segment, x: &Ident, env: &CodeEnv) -> TokenStream {
-    let p = quote!(::netdsl::__private);
     let value = |v: usize| {
         let id = &ir.values[v];
         quote!(#id)
@@ -912,44 +908,7 @@ fn gen_segment(ir: &NetIr, segment: &Segment, x: &Ident, env: &CodeEnv) -> Token
         } => {
             let dst = &ir.values[*dst];
             let args: Vec<TokenStream> = inputs.iter().map(|&v| value(v)).collect();
-            let code = match kind {
-                MergeIr::Cat { dim } => {
-                    let d = usize_lit(*dim as u64);
-                    quote!(let #dst = #p::Tensor::cat(&[#(&#args),*], #d)?;)
-                }
-                MergeIr::Crop { size: Some((h, w)) } => {
-                    let (a, h, w) = (&args[0], usize_lit(*h), usize_lit(*w));
-                    quote!(let #dst = #p::center_crop(&#a, #h, #w)?;)
-                }
-                MergeIr::Crop { size: None } => {
-                    let (a, b) = (&args[0], &args[1]);
-                    quote!(let #dst = #p::center_crop(&#a, #b.dim(2)?, #b.dim(3)?)?;)
-                }
-                MergeIr::CropAt { top, left, h, w } => {
-                    let a = &args[0];
-                    let (t, l, h, w) = (
-                        usize_lit(*top),
-                        usize_lit(*left),
-                        usize_lit(*h),
-                        usize_lit(*w),
-                    );
-                    quote!(let #dst = #a.narrow(2, #t, #h)?.narrow(3, #l, #w)?;)
-                }
-                MergeIr::Piece { dim, start, len } => {
-                    let a = &args[0];
-                    let (d, st, l) = (usize_lit(*dim as u64), usize_lit(*start), usize_lit(*len));
-                    quote!(let #dst = #a.narrow(#d, #st, #l)?;)
-                }
-                MergeIr::Binary(op) => {
-                    let (a, b) = (&args[0], &args[1]);
-                    let f = match op {
-                        BinOp::Add => quote!(broadcast_add),
-                        BinOp::Sub => quote!(broadcast_sub),
-                        BinOp::Mul => quote!(broadcast_mul),
-                    };
-                    quote!(let #dst = #a.#f(&#b)?;)
-                }
-            };
+            let code = crate::ops::merge::emit(kind, dst, &args);
             if env.block {
                 code
             } else {

@@ -9,13 +9,13 @@ use syn::{Attribute, Visibility};
 use crate::ast::Network;
 use crate::block::Blocks;
 use crate::check::ProgramShapes;
-use crate::infer::{piece_ranges, Inferred};
+use crate::infer::Inferred;
 use crate::ops;
 pub use crate::ops::resize::UpsampleOut;
 use crate::resolve::{
     Activation, Item, MergeKind, NodeKind, Op, PoolKind, Program, ResolvedLayer, WeightInit,
 };
-use crate::shape::{fmt_shape, normalize_dim, Constraints, Dim, Shape};
+use crate::shape::{fmt_shape, Constraints, Shape};
 
 /// Every block instance lowered so far, per block definition.
 #[derive(Default)]
@@ -597,8 +597,30 @@ pub fn lower_graph(
                     states: false,
                 });
             }
-            NodeKind::State { src, index } => {
+            NodeKind::Output { src, index } => {
                 let Some(src) = *src else { continue };
+                let Some(made_by) = program.node_of(src) else {
+                    continue;
+                };
+                if let NodeKind::Merge { kind, inputs, .. } = &made_by.kind {
+                    // A further piece: the graph op's output `index`.
+                    let inputs: Vec<usize> = inputs.iter().filter_map(|(v, _)| *v).collect();
+                    merge_segment(
+                        MergeSeg {
+                            kind,
+                            index: *index,
+                            inputs,
+                            dst,
+                            name: node.name.as_ref(),
+                            branch,
+                        },
+                        shapes,
+                        &values,
+                        &mut rows,
+                        &mut segments,
+                    );
+                    continue;
+                }
                 // The chain that makes `src` keeps its states.
                 let mut found = false;
                 for seg in segments.iter_mut() {
@@ -612,7 +634,7 @@ pub fn lower_graph(
                 if found {
                     segments.push(Segment::State {
                         src,
-                        index: *index,
+                        index: index - 1,
                         dst,
                         branch,
                     });
@@ -632,110 +654,21 @@ pub fn lower_graph(
                 }
             }
             NodeKind::Merge { kind, inputs, .. } => {
-                let out = shapes.values[dst].clone().unwrap_or_default();
                 let inputs: Vec<usize> = inputs.iter().filter_map(|(v, _)| *v).collect();
-                let in_shape = |k: usize| {
-                    inputs
-                        .get(k)
-                        .and_then(|&v| shapes.values.get(v).cloned().flatten())
-                        .unwrap_or_default()
-                };
-                let mut row_op = None;
-                let (label, op, kind) = match kind {
-                    MergeKind::Cat { dim, .. } => {
-                        let d = normalize_dim(*dim, out.len()).unwrap_or(0);
-                        (
-                            "cat".to_string(),
-                            format!("Cat(dim {d})"),
-                            MergeIr::Cat { dim: d },
-                        )
-                    }
-                    MergeKind::Crop => {
-                        let size = match (out[2].known(), out[3].known()) {
-                            (Some(h), Some(w)) => Some((h, w)),
-                            _ => None,
-                        };
-                        // The summary's text has its symbolic sizes in
-                        // braces: `summary_at` evaluates them.
-                        row_op = Some(format!(
-                            "CenterCrop({} x {})",
-                            ops::sized(&out[2]),
-                            ops::sized(&out[3])
-                        ));
-                        (
-                            "crop".to_string(),
-                            format!("CenterCrop({} x {})", out[2], out[3]),
-                            MergeIr::Crop { size },
-                        )
-                    }
-                    MergeKind::CropSize { size, offset } => {
-                        let (h, w) = size.value;
-                        match offset {
-                            None => (
-                                "crop".to_string(),
-                                format!("CenterCrop({h} x {w})"),
-                                MergeIr::Crop { size: Some((h, w)) },
-                            ),
-                            Some(o) => (
-                                "crop".to_string(),
-                                format!("Crop({h} x {w} at {}, {})", o.value.0, o.value.1),
-                                MergeIr::CropAt {
-                                    top: o.value.0,
-                                    left: o.value.1,
-                                    h,
-                                    w,
-                                },
-                            ),
-                        }
-                    }
-                    MergeKind::Piece {
-                        how, dim, index, ..
-                    } => {
-                        let src = in_shape(0);
-                        let d = normalize_dim(*dim, src.len()).unwrap_or(0);
-                        let total = src.get(d).and_then(Dim::known).unwrap_or(0);
-                        let (start, len) = piece_ranges(how, total)
-                            .ok()
-                            .and_then(|r| r.get(*index).copied())
-                            .unwrap_or((0, 0));
-                        (
-                            "piece".to_string(),
-                            format!("Narrow(dim {d}, {start}..{})", start + len),
-                            MergeIr::Piece { dim: d, start, len },
-                        )
-                    }
-                    MergeKind::Binary(op) => {
-                        let name = match op {
-                            crate::ast::BinOp::Add => "Add",
-                            crate::ast::BinOp::Sub => "Sub",
-                            crate::ast::BinOp::Mul => "Mul",
-                        };
-                        (
-                            op.symbol().to_string(),
-                            name.to_string(),
-                            MergeIr::Binary(*op),
-                        )
-                    }
-                };
-                let label = match &node.name {
-                    Some(n) => format!("{n} = {label}"),
-                    None => label,
-                };
-                let args: Vec<String> = inputs.iter().map(|&v| values[v].to_string()).collect();
-                rows.push(SummaryRow {
-                    layer: label.clone(),
-                    op: row_op.unwrap_or_else(|| op.clone()),
-                    output: out.clone(),
-                    params: 0,
-                    macs: ops::Macs::zero(),
-                });
-                segments.push(Segment::Merge {
-                    kind,
-                    inputs,
-                    dst,
-                    comment: format!("{op}({})  -> {}", args.join(", "), fmt_shape(&out)),
-                    branch,
-                });
+                merge_segment(
+                    MergeSeg {
+                        kind,
+                        index: 0,
+                        inputs,
+                        dst,
+                        name: node.name.as_ref(),
+                        branch,
+                    },
+                    shapes,
+                    &values,
+                    &mut rows,
+                    &mut segments,
+                );
             }
         }
     }
@@ -802,6 +735,54 @@ struct ChainCx<'a, 'b> {
     /// The graph's value variables and shapes so far.
     values: &'a [Ident],
     shapes: &'a [Option<Shape>],
+}
+
+/// Output `index` of a graph op (`+`, `cat`, `crop`, a `chunk`'s piece)
+/// becoming the value `dst`.
+struct MergeSeg<'a> {
+    kind: &'a MergeKind,
+    index: usize,
+    inputs: Vec<usize>,
+    dst: usize,
+    name: Option<&'a Ident>,
+    branch: Branch,
+}
+
+/// Lowers one output of a graph op (by [`ops::merge::lower`]): its summary
+/// row and its segment.
+fn merge_segment(
+    m: MergeSeg,
+    shapes: &ProgramShapes,
+    values: &[Ident],
+    rows: &mut Vec<SummaryRow>,
+    segments: &mut Vec<Segment>,
+) {
+    let out = shapes.values[m.dst].clone().unwrap_or_default();
+    let ins: Vec<Shape> = m
+        .inputs
+        .iter()
+        .map(|&v| shapes.values.get(v).cloned().flatten().unwrap_or_default())
+        .collect();
+    let low = ops::merge::lower(m.kind, &ins, &out, m.index);
+    let label = match m.name {
+        Some(n) => format!("{n} = {}", low.label),
+        None => low.label.to_string(),
+    };
+    let args: Vec<String> = m.inputs.iter().map(|&v| values[v].to_string()).collect();
+    rows.push(SummaryRow {
+        layer: label,
+        op: low.row_op.unwrap_or_else(|| low.op.clone()),
+        output: out.clone(),
+        params: 0,
+        macs: ops::Macs::zero(),
+    });
+    segments.push(Segment::Merge {
+        kind: low.ir,
+        inputs: m.inputs,
+        dst: m.dst,
+        comment: format!("{}({})  -> {}", low.op, args.join(", "), fmt_shape(&out)),
+        branch: m.branch,
+    });
 }
 
 /// One chain's layers: their steps, fields and summary rows.

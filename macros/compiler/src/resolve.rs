@@ -9,7 +9,7 @@ use proc_macro2::Ident;
 
 use crate::ast::{
     Arg, ArithOp, BlockDef, Body, ChainItem, CmpOp, Cond, CropTo, DimLit, Layer, Network,
-    RepeatBody, ShapeLit, SplitHow, Value,
+    RepeatBody, ShapeLit, Value,
 };
 use crate::diag::{did_you_mean, Ctxt, SpanRange};
 use crate::ops;
@@ -19,6 +19,7 @@ pub use crate::ops::attention::MultiHeadAttention;
 pub use crate::ops::conv::{Conv2d, ConvTranspose2d, Padding};
 pub use crate::ops::layer_norm::LayerNorm;
 pub use crate::ops::linear::Linear;
+pub use crate::ops::merge::{MergeKind, SplitSpec};
 pub use crate::ops::norm::BatchNorm;
 pub use crate::ops::pool::{Pool2d, PoolKind};
 pub use crate::ops::resize::{Upsample, UpsampleSize};
@@ -254,46 +255,17 @@ pub enum NodeKind {
     /// A block's further tensor input number `index` (1 for the first after
     /// the chain's tensor).
     Input { index: usize },
-    /// Final state `index` (0: `h`, 1: `c`) of the recurrent layer that ends
-    /// the chain making `src`: `let (y, (h, c)) = x -> lstm: LSTM(..)`.
-    State { src: Option<usize>, index: usize },
+    /// Further output `index` (1 for the second) of the node making `src`,
+    /// whose own value is output 0: a piece of a `chunk`/`split` (a
+    /// `Merge`), or a final state of the layer ending a chain (1: `h`,
+    /// 2: `c` of `let (y, (h, c)) = x -> lstm: LSTM(..)`).
+    Output { src: Option<usize>, index: usize },
     /// The value of `if cond { a } else { b }`: the branch taken.
     Select {
         id: usize,
         taken: bool,
         value: Option<usize>,
     },
-}
-
-#[derive(Clone, Debug)]
-pub enum MergeKind {
-    Cat {
-        dim: i64,
-        dim_span: SpanRange,
-    },
-    /// Centre crop of input 0 to input 1's height and width.
-    Crop,
-    /// Crop of input 0 to `size`, centred or at `offset` (top, left).
-    CropSize {
-        size: Spanned<(u64, u64)>,
-        offset: Option<Spanned<(u64, u64)>>,
-    },
-    /// Piece `index` of `count` of a `chunk`/`split` of input 0.
-    Piece {
-        how: SplitSpec,
-        dim: i64,
-        dim_span: SpanRange,
-        index: usize,
-        count: usize,
-    },
-    Binary(crate::ast::BinOp),
-}
-
-#[derive(Clone, Debug)]
-pub enum SplitSpec {
-    Chunk(Spanned<u64>),
-    Size(Spanned<u64>),
-    Sizes(Vec<Spanned<u64>>),
 }
 
 impl Program {
@@ -705,7 +677,10 @@ impl Resolver<'_> {
                 return None;
             }
             me.push(
-                NodeKind::State { src: value, index },
+                NodeKind::Output {
+                    src: value,
+                    index: index + 1,
+                },
                 format!("__s{id}_{index}"),
             )
         };
@@ -736,90 +711,27 @@ impl Resolver<'_> {
             return vec![None; names.len()];
         };
         let input = self.expr(src);
-        let env = &self.env;
         let count = names.len();
-        let uint = |v: &Value, what: &str| -> Option<Spanned<u64>> {
-            match subst(self.cx, env, v) {
-                Some(Value::Int(n, s)) if n >= 1 => Some(Spanned {
-                    value: n as u64,
-                    span: s,
-                    written: true,
-                }),
-                Some(other) => {
-                    self.cx.error(
-                        other.span(),
-                        format!("`{what}` needs a positive integer, found {other}"),
-                    );
-                    None
-                }
-                None => None,
-            }
-        };
-        let spec = match how {
-            SplitHow::Chunk(n) => uint(n, "chunk").and_then(|n| {
-                if n.value as usize != count {
-                    self.cx.error(
-                        n.span,
-                        format!(
-                            "`chunk(.., {})` gives {} tensors, but `let` binds {count}\n\
-                             help: write `chunk(.., {count}, ..)` or bind {} names",
-                            n.value, n.value, n.value
-                        ),
-                    );
-                    return None;
-                }
-                Some(SplitSpec::Chunk(n))
-            }),
-            SplitHow::Sizes(sizes, false) => uint(&sizes[0], "split").map(SplitSpec::Size),
-            SplitHow::Sizes(sizes, true) => {
-                let sizes: Option<Vec<Spanned<u64>>> =
-                    sizes.iter().map(|v| uint(v, "split")).collect();
-                sizes.and_then(|sizes| {
-                    if sizes.len() != count {
-                        self.cx.error(
-                            *span,
-                            format!(
-                                "`split` into {} sizes gives {} tensors, but `let` binds {count}",
-                                sizes.len(),
-                                sizes.len()
-                            ),
-                        );
-                        return None;
-                    }
-                    Some(SplitSpec::Sizes(sizes))
-                })
-            }
-        };
-        let (dim, dim_span) = match dim {
-            Some((d, s)) => (*d, *s),
-            None => {
-                self.cx.error(
-                    *span,
-                    "`chunk`/`split` needs `dim`\nhelp: write `chunk(x, 2, dim = 1)` to split channels",
-                );
-                (1, *span)
-            }
-        };
-        let Some(how) = spec else {
+        let Some(kind) = ops::merge::read_split(self.cx, &self.env, how, *dim, *span, count) else {
             return vec![None; count];
         };
-        (0..count)
-            .map(|index| {
+        // One node gives every piece: its value is the first, an `Output`
+        // node each further one.
+        let first = self.push(
+            NodeKind::Merge {
+                kind,
+                inputs: vec![(input, src.span)],
+                span: *span,
+            },
+            format!("__p{}_0", e.id),
+        );
+        std::iter::once(first)
+            .chain((1..count).map(|index| {
                 self.push(
-                    NodeKind::Merge {
-                        kind: MergeKind::Piece {
-                            how: how.clone(),
-                            dim,
-                            dim_span,
-                            index,
-                            count,
-                        },
-                        inputs: vec![(input, src.span)],
-                        span: *span,
-                    },
+                    NodeKind::Output { src: first, index },
                     format!("__p{}_{index}", e.id),
                 )
-            })
+            }))
             .collect()
     }
 
@@ -833,25 +745,10 @@ impl Resolver<'_> {
             Head::Cat { args, dim, span } => {
                 let inputs: Vec<(Option<usize>, SpanRange)> =
                     args.iter().map(|a| (self.expr(a), a.span)).collect();
-                if inputs.len() < 2 {
-                    self.cx.error(
-                        *span,
-                        "`cat` joins two or more tensors: `cat(a, b, dim = 1)`",
-                    );
-                }
-                let (dim, dim_span) = match dim {
-                    Some((d, s)) => (*d, *s),
-                    None => {
-                        self.cx.error(
-                            *span,
-                            "`cat` needs `dim`\nhelp: write `cat(a, b, dim = 1)` to join channels",
-                        );
-                        (1, *span)
-                    }
-                };
+                let kind = ops::merge::read_cat(self.cx, inputs.len(), *dim, *span);
                 self.push(
                     NodeKind::Merge {
-                        kind: MergeKind::Cat { dim, dim_span },
+                        kind,
                         inputs,
                         span: *span,
                     },
@@ -872,50 +769,16 @@ impl Resolver<'_> {
                 }
                 CropTo::Size { size, offset } => {
                     let input = self.expr(src);
-                    let pair =
-                        |(a, b): &(Value, Value), what: &str| -> Option<Spanned<(u64, u64)>> {
-                            let mut out = [0u64; 2];
-                            for (slot, v) in out.iter_mut().zip([a, b]) {
-                                match subst(self.cx, &self.env, v)? {
-                                    Value::Int(n, _) if n >= 0 => *slot = n as u64,
-                                    other => {
-                                        self.cx.error(
-                                            other.span(),
-                                            format!("`crop` {what} needs integers, found {other}"),
-                                        );
-                                        return None;
-                                    }
-                                }
-                            }
-                            Some(Spanned {
-                                value: (out[0], out[1]),
-                                span: a.span().to(b.span()),
-                                written: true,
-                            })
-                        };
-                    let size = pair(size, "size");
-                    let offset = offset.as_ref().map(|o| pair(o, "top/left"));
-                    match (size, offset) {
-                        (Some(size), None) => self.push(
+                    match ops::merge::read_crop_size(self.cx, &self.env, size, offset.as_deref()) {
+                        Some(kind) => self.push(
                             NodeKind::Merge {
-                                kind: MergeKind::CropSize { size, offset: None },
+                                kind,
                                 inputs: vec![(input, src.span)],
                                 span: *span,
                             },
                             merge,
                         ),
-                        (Some(size), Some(Some(o))) => self.push(
-                            NodeKind::Merge {
-                                kind: MergeKind::CropSize {
-                                    size,
-                                    offset: Some(o),
-                                },
-                                inputs: vec![(input, src.span)],
-                                span: *span,
-                            },
-                            merge,
-                        ),
-                        _ => None,
+                        None => None,
                     }
                 }
             },

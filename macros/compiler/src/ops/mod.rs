@@ -18,6 +18,7 @@ pub mod embedding;
 pub mod filter;
 pub mod layer_norm;
 pub mod linear;
+pub mod merge;
 pub mod norm;
 pub mod pool;
 pub mod pool1d;
