@@ -791,12 +791,18 @@ mod tests {
             dim_span: span,
             count: 3,
         };
-        let outs = infer(&chunk, &[x.clone()], span, &mut Constraints::default()).unwrap();
+        let outs = infer(
+            &chunk,
+            std::slice::from_ref(&x),
+            span,
+            &mut Constraints::default(),
+        )
+        .unwrap();
         let sizes: Vec<u64> = outs.iter().map(|s| s[1].known().unwrap()).collect();
         assert_eq!(sizes, [4, 4, 2]);
         assert_eq!(chunk.outputs(), 3);
         let ranges: Vec<MergeIr> = (0..3)
-            .map(|k| lower(&chunk, &[x.0.clone()], &outs[k], k).ir)
+            .map(|k| lower(&chunk, std::slice::from_ref(&x.0), &outs[k], k).ir)
             .collect();
         assert!(matches!(
             ranges[2],
@@ -812,7 +818,13 @@ mod tests {
             dim_span: span,
             count: 2,
         };
-        let outs = infer(&split, &[x.clone()], span, &mut Constraints::default()).unwrap();
+        let outs = infer(
+            &split,
+            std::slice::from_ref(&x),
+            span,
+            &mut Constraints::default(),
+        )
+        .unwrap();
         assert_eq!(outs.len(), 2);
         assert_eq!(outs[1], vec![Dim::Known(2), Dim::Known(7), Dim::Known(4)]);
         // Sizes that do not add up: one error, at the sizes.
