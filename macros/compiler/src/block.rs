@@ -12,8 +12,9 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use crate::ast::{BlockDef, DimLit, ParamKind, Value};
-use crate::check::{check_program, eval_dim, ProgramShapes};
+use crate::declared::eval_dim;
 use crate::diag::{did_you_mean, Ctxt, SpanRange};
+use crate::infer::ProgramShapes;
 use crate::resolve::{resolve_body, subst, BlockUse, Env, EnvVal, Program, Scope};
 use crate::shape::{fmt_shape, Dim, Shape};
 
@@ -315,8 +316,7 @@ impl<'a> Blocks<'a> {
             owner: "block",
         };
         let program = resolve_body(&inner, scope, &def.input, &extra_names, def.body.as_ref());
-        let shapes = check_program(
-            &inner,
+        let shapes = crate::infer::program(
             self,
             &def.input,
             inputs.to_vec(),
@@ -326,6 +326,15 @@ impl<'a> Blocks<'a> {
             report,
             "block",
             &[],
+        );
+        crate::check::report(
+            &inner,
+            self,
+            &program,
+            &shapes,
+            def.output_shape.as_ref(),
+            &program.env,
+            "block",
         );
         self.depth.set(self.depth.get() - 1);
         let errors = inner.into_errors();
@@ -369,7 +378,7 @@ pub fn bind_args(cx: &Ctxt, def: &BlockDef, u: &BlockUse) -> Option<Bound> {
         def.params
             .iter()
             .map(|p| match (&p.default, &p.shape) {
-                (_, Some(s)) => format!("{}: {}", p.name, crate::check::shape_text(s)),
+                (_, Some(s)) => format!("{}: {}", p.name, crate::declared::shape_text(s)),
                 (Some(d), _) => format!("{}: {} = {d}", p.name, p.kind.name()),
                 (None, _) => format!("{}: {}", p.name, p.kind.name()),
             })
@@ -600,7 +609,7 @@ fn bind_input(
     input: &Shape,
     env: &mut Env,
 ) -> Option<()> {
-    let written = crate::check::shape_text(pattern);
+    let written = crate::declared::shape_text(pattern);
     if pattern.dims.len() != input.len() {
         let what = if what == "an input" {
             "a".to_string()

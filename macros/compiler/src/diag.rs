@@ -61,20 +61,47 @@ impl ToTokens for SpanRange {
 #[derive(Clone, Debug)]
 pub struct Diagnostic {
     pub span: SpanRange,
-    /// What is wrong (older rules still carry their `help:` lines in it).
+    /// What is wrong: the first line, and the lines that belong to it (the
+    /// arithmetic of each step).
     pub message: String,
     pub help: Vec<String>,
     pub notes: Vec<String>,
 }
 
 impl Diagnostic {
+    /// A diagnostic from a rule's text: the lines up to the first `help:`
+    /// or `note:` line are the message; each such line starts a help or a
+    /// note, and the lines after it (`      or ..`) continue it. Rules may
+    /// write their help inline or add it with [`Diagnostic::with_help`]:
+    /// either way it is held in `help`, and rendering gives the same text.
     pub fn new(span: SpanRange, message: impl Into<String>) -> Self {
-        Self {
+        let text: String = message.into();
+        let mut d = Self {
             span,
-            message: message.into(),
+            message: String::new(),
             help: Vec::new(),
             notes: Vec::new(),
+        };
+        for (i, line) in text.split('\n').enumerate() {
+            if let Some(h) = line.strip_prefix("help: ") {
+                d.help.push(h.to_string());
+            } else if let Some(n) = line.strip_prefix("note: ") {
+                d.notes.push(n.to_string());
+            } else {
+                // A line continues what came before it: the latest note, or
+                // else the latest help, or else the message.
+                let slot = match (d.notes.last_mut(), d.help.last_mut()) {
+                    (Some(n), _) => n,
+                    (None, Some(h)) => h,
+                    (None, None) => &mut d.message,
+                };
+                if i > 0 {
+                    slot.push('\n');
+                }
+                slot.push_str(line);
+            }
         }
+        d
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
@@ -252,5 +279,22 @@ mod tests {
             Some("max_pool")
         );
         assert_eq!(did_you_mean("lstm", ["relu", "tanh"]), None);
+    }
+
+    /// A rule's text is held as fields, and renders back unchanged.
+    #[test]
+    fn text_is_held_as_fields() {
+        let span = SpanRange::single(Span::call_site());
+        let text = "`conv2` gives [B, 16, 4, 4]\n  conv1: H = 24\nhelp: `padding = 2`\n      or assert it\nhelp: another\nnote: in `layer1`";
+        let d = Diagnostic::new(span, text);
+        assert_eq!(d.message, "`conv2` gives [B, 16, 4, 4]\n  conv1: H = 24");
+        assert_eq!(d.help, ["`padding = 2`\n      or assert it", "another"]);
+        assert_eq!(d.notes, ["in `layer1`"]);
+        assert_eq!(d.render(), text);
+        let plain = Diagnostic::new(span, "unknown op `Relu`").with_help("did you mean `ReLU`?");
+        assert_eq!(
+            plain.render(),
+            "unknown op `Relu`\nhelp: did you mean `ReLU`?"
+        );
     }
 }

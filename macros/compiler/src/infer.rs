@@ -6,14 +6,39 @@
 
 use std::cell::RefCell;
 
+use proc_macro2::Ident;
+
 use crate::ast::{DimLit, ShapeLit};
 use crate::block::Blocks;
-use crate::check::{self, FailKind, Failure};
+use crate::declared::{self, declared_output};
+use crate::diag::Diagnostic;
 use crate::diag::SpanRange;
 use crate::ops;
 pub use crate::ops::conv::conv_padding;
-use crate::resolve::{Env, Item, Op, ResolvedLayer};
+use crate::resolve::{Env, Item, Node as GraphNode, NodeKind, Op, Program, ResolvedLayer};
 use crate::shape::{fmt_shape, Constraints, Dim, Shape};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailKind {
+    /// Two shapes disagree: worth showing the chain of sizes and searching
+    /// for the earlier layer that would make them agree.
+    Mismatch,
+    Other,
+}
+
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// The chain item at fault (the item count for the declared output).
+    pub item: usize,
+    pub span: SpanRange,
+    pub message: String,
+    pub kind: FailKind,
+    /// Lines shown after the chain of sizes (this step's own arithmetic).
+    pub tail: Vec<String>,
+    pub help: Vec<String>,
+    /// Already reported where it happened (inside a block's use).
+    pub reported: bool,
+}
 
 /// What inference runs against: the blocks (for block uses), the names in
 /// scope (for assertions), and whether errors inside block uses are
@@ -90,13 +115,13 @@ pub fn infer(
             Item::Assert(lit) => {
                 if let Some(shape) = &cur {
                     if let Some(f) =
-                        check::assertion(i, shape, lit, &prev_label, ctx.env, ctx.owner)
+                        declared::assertion(i, shape, lit, &prev_label, ctx.env, ctx.owner)
                     {
                         failures.push(f);
                     }
                 }
                 // Carry on with what the user says the shape is.
-                let asserted = check::eval_shape(&crate::diag::Ctxt::new(), lit, ctx.env);
+                let asserted = declared::eval_shape(&crate::diag::Ctxt::new(), lit, ctx.env);
                 if !lit.dims.iter().any(|d| matches!(d, DimLit::Wild(_))) {
                     cur = Some(asserted);
                 }
@@ -138,8 +163,7 @@ pub fn infer(
         });
     }
     if let (Some(decl), Some(shape)) = (output, &cur) {
-        if let Some(f) =
-            check::declared_output(items.len(), shape, decl, &prev_label, ctx.env, ctx.owner)
+        if let Some(f) = declared_output(items.len(), shape, decl, &prev_label, ctx.env, ctx.owner)
         {
             failures.push(f);
         }
@@ -358,5 +382,333 @@ pub fn pair_text((a, b): (u64, u64)) -> String {
         a.to_string()
     } else {
         format!("({a}, {b})")
+    }
+}
+
+/// What inference learned about a whole graph: every value's shape
+/// (`None` where an error made it unknown) and each chain node's details.
+pub struct ProgramShapes {
+    pub values: Vec<Option<Shape>>,
+    /// Per node: the chain's inference (`None` for merges and chains whose
+    /// input is unknown).
+    pub chains: Vec<Option<Inferred>>,
+    /// What the input's symbols must satisfy (checked at `forward`'s entry).
+    pub constraints: Constraints,
+    /// Per chain node: whether its input holds token ids (for the fix
+    /// search, which infers the chain again).
+    pub chain_ids: Vec<bool>,
+    /// The failures outside chains, by node (the input's declared output
+    /// at `nodes.len()`), each rendered with its derivation.
+    pub problems: Vec<(usize, Diagnostic)>,
+}
+
+/// Infers every value of a graph (a network's, or a block instance's),
+/// recording every failure where it happened: a chain's in its
+/// [`Inferred`], a graph op's or a declared shape's in
+/// [`ProgramShapes::problems`]. Nothing is reported here:
+/// [`check::report`](crate::check::report) does that, in node order.
+#[allow(clippy::too_many_arguments)]
+pub fn program(
+    blocks: &Blocks,
+    input_name: &Ident,
+    inputs: Vec<Shape>,
+    program: &Program,
+    out_decl: Option<&ShapeLit>,
+    env: &Env,
+    report: bool,
+    owner: &'static str,
+    // Which inputs hold integer token ids, in order (the first, then a
+    // network's further inputs); missing ones are floats.
+    input_ids: &[bool],
+) -> ProgramShapes {
+    let mut values: Vec<Option<Shape>> = vec![inputs.first().cloned()];
+    // Which values hold integer token ids: the input declared so, and a
+    // chain of no layers from it.
+    let mut ids: Vec<bool> = vec![input_ids.first().copied().unwrap_or(false)];
+    let mut chains: Vec<Option<Inferred>> = Vec::with_capacity(program.nodes.len());
+    let mut chain_ids = Vec::with_capacity(program.nodes.len());
+    let mut problems: Vec<(usize, Diagnostic)> = Vec::new();
+    let mut constraints = Constraints::default();
+    // Each node's further outputs (a `chunk`'s pieces after the first).
+    let mut further: Vec<Vec<Shape>> = Vec::with_capacity(program.nodes.len());
+    let name_of = |v: usize| value_name(input_name, program, v);
+    for (i, node) in program.nodes.iter().enumerate() {
+        let is_output = program.output == Some(i + 1);
+        let decl = if is_output { out_decl } else { None };
+        let mut fail = |span, message: String| problems.push((i, Diagnostic::new(span, message)));
+        chain_ids.push(match &node.kind {
+            NodeKind::Chain { input, .. } => input.is_some_and(|v| ids.get(v) == Some(&true)),
+            _ => false,
+        });
+        if let Some(f) = merge_of_ids(node, &ids, &name_of) {
+            fail(f.0, f.1);
+            values.push(None);
+            chains.push(None);
+            ids.push(false);
+            further.push(Vec::new());
+            continue;
+        }
+        let mut more = Vec::new();
+        let (value, chain) = match &node.kind {
+            NodeKind::Chain { input, items } => {
+                match input.and_then(|v| values.get(v).cloned().flatten()) {
+                    Some(shape) => {
+                        let ctx = InferCx {
+                            blocks,
+                            env,
+                            report,
+                            owner,
+                            values: &values,
+                            ids: input.is_some_and(|v| ids.get(v) == Some(&true)),
+                        };
+                        let result = infer(&shape, items, decl, Overrides::default(), &ctx);
+                        constraints.merge(&result.constraints);
+                        (result.output.clone(), Some(result))
+                    }
+                    None => (None, None),
+                }
+            }
+            NodeKind::Input { index } => (inputs.get(*index).cloned(), None),
+            NodeKind::Output { src, index } => {
+                let out = src.and_then(|v| {
+                    let shape = values.get(v).cloned().flatten()?;
+                    match &program.node_of(v)?.kind {
+                        // A final state of the layer ending the chain.
+                        NodeKind::Chain { items, .. } => items.iter().rev().find_map(|i| match i {
+                            Item::Layer(l) => match &l.op {
+                                Some(crate::resolve::Op::Rnn(r)) => {
+                                    Some(r.state_shape(&shape, index.checked_sub(1)?))
+                                }
+                                _ => None,
+                            },
+                            Item::Assert(_) => None,
+                        }),
+                        _ => further.get(v - 1)?.get(index.checked_sub(1)?).cloned(),
+                    }
+                });
+                let what = match program.node_of(src.unwrap_or(0)).map(|n| &n.kind) {
+                    Some(NodeKind::Merge { .. }) => "the piece",
+                    _ => "the final state",
+                };
+                if let (Some(decl), Some(shape)) = (decl, &out) {
+                    if let Some(f) = declared_output(0, shape, decl, what, env, owner) {
+                        fail(f.span, f.message);
+                    }
+                }
+                (out, None)
+            }
+            NodeKind::Select { value, .. } => {
+                let out = value.and_then(|v| values.get(v).cloned().flatten());
+                if let (Some(decl), Some(shape)) = (decl, &out) {
+                    if let Some(f) = declared_output(0, shape, decl, "the branch", env, owner) {
+                        fail(f.span, f.message);
+                    }
+                }
+                (out, None)
+            }
+            NodeKind::Merge { kind, inputs, span } => {
+                let shapes: Option<Vec<(Shape, SpanRange, String)>> = inputs
+                    .iter()
+                    .map(|(v, s)| {
+                        let v = (*v)?;
+                        let shape = values.get(v).cloned().flatten()?;
+                        Some((shape, *s, name_of(v)))
+                    })
+                    .collect();
+                let out = shapes.and_then(|shapes| {
+                    match crate::ops::merge::infer(kind, &shapes, *span, &mut constraints) {
+                        Ok(mut outs) if !outs.is_empty() => {
+                            more = outs.split_off(1);
+                            outs.pop()
+                        }
+                        Ok(_) => None,
+                        Err((span, message)) => {
+                            // How each input got its shape: the arithmetic of
+                            // the chain that made it.
+                            let mut message = message;
+                            let mut derivations = Vec::new();
+                            for (v, _) in inputs {
+                                let Some(v) = *v else { continue };
+                                let Some(Some(inferred)) =
+                                    v.checked_sub(1).and_then(|i| chains.get(i))
+                                else {
+                                    continue;
+                                };
+                                let traces: Vec<&String> = inferred
+                                    .nodes
+                                    .iter()
+                                    .filter_map(|n| n.trace.as_ref())
+                                    .collect();
+                                if traces.is_empty() {
+                                    continue;
+                                }
+                                let skip = traces.len().saturating_sub(3);
+                                let mut line = format!("{} came from", name_of(v));
+                                if skip > 0 {
+                                    line.push_str(&format!(" ({skip} earlier steps) .."));
+                                }
+                                derivations.push(line);
+                                for t in &traces[skip..] {
+                                    derivations.push(format!("  {t}"));
+                                }
+                            }
+                            // A recurrent layer's final state is not a
+                            // sequence: say what it holds.
+                            for (v, _) in inputs {
+                                let Some(GraphNode {
+                                    kind: NodeKind::Output { src: Some(src), index },
+                                    ..
+                                }) = v.and_then(|v| program.node_of(v))
+                                else {
+                                    continue;
+                                };
+                                let Some(GraphNode {
+                                    kind: NodeKind::Chain { items, .. },
+                                    ..
+                                }) = program.node_of(*src)
+                                else {
+                                    continue;
+                                };
+                                let layer = items
+                                    .iter()
+                                    .rev()
+                                    .find_map(|i| match i {
+                                        Item::Layer(l) => Some(format!("`{}`", l.positional())),
+                                        Item::Assert(_) => None,
+                                    })
+                                    .unwrap_or_else(|| name_of(*src));
+                                derivations.push(format!(
+                                    "{} is {layer}'s final {} state, [layers * directions, B, size]: one vector per \
+                                     layer and direction, not one per step; the last layer's is `{} -> Select(0, -1)`",
+                                    name_of(v.unwrap_or(0)),
+                                    if *index == 1 { "hidden" } else { "cell" },
+                                    name_of(v.unwrap_or(0)).trim_matches('`'),
+                                ));
+                            }
+                            if !derivations.is_empty() {
+                                // Before the help line, if there is one.
+                                let at = message.find("\nhelp:").unwrap_or(message.len());
+                                let lines: String =
+                                    derivations.iter().map(|l| format!("\n  {l}")).collect();
+                                message.insert_str(at, &lines);
+                            }
+                            fail(span, message);
+                            None
+                        }
+                    }
+                });
+                if let (Some(decl), Some(shape)) = (decl, &out) {
+                    let what = format!("the `{}`", kind.symbol());
+                    if let Some(f) = declared_output(0, shape, decl, &what, env, owner) {
+                        let help = if f.help.is_empty() {
+                            String::new()
+                        } else {
+                            format!("\nhelp: {}", f.help.join("\n      or "))
+                        };
+                        fail(f.span, format!("{}{help}", f.message));
+                    }
+                }
+                (out, None)
+            }
+        };
+        ids.push(match &node.kind {
+            NodeKind::Chain { .. } => chain.as_ref().is_some_and(|c| c.ids),
+            NodeKind::Input { index } => input_ids.get(*index).copied().unwrap_or(false),
+            NodeKind::Select { value, .. } => value.is_some_and(|v| ids.get(v) == Some(&true)),
+            _ => false,
+        });
+        values.push(value);
+        chains.push(chain);
+        further.push(more);
+    }
+    if let (Some(0), Some(decl)) = (program.output, out_decl) {
+        if let Some(f) = declared_output(
+            0,
+            &values[0].clone().unwrap_or_default(),
+            decl,
+            "the input",
+            env,
+            owner,
+        ) {
+            problems.push((program.nodes.len(), Diagnostic::new(f.span, f.message)));
+        }
+    }
+    ProgramShapes {
+        values,
+        chains,
+        constraints,
+        chain_ids,
+        problems,
+    }
+}
+
+/// Rule: a merge (`+`, `cat`, `crop`, `chunk`) takes floats, never token ids.
+///
+/// ```text
+/// pub Net(ids: [B, T] u32) { let e = ids -> emb: Embedding(10, 4); cat(ids, e, dim = 1) }
+/// ```
+fn merge_of_ids(
+    node: &GraphNode,
+    ids: &[bool],
+    name_of: &dyn Fn(usize) -> String,
+) -> Option<(SpanRange, String)> {
+    let NodeKind::Merge { kind, inputs, .. } = &node.kind else {
+        return None;
+    };
+    let (v, span) = inputs
+        .iter()
+        .find_map(|(v, s)| v.filter(|v| ids.get(*v) == Some(&true)).map(|v| (v, *s)))?;
+    Some((
+        span,
+        format!(
+            "the `{}` works on floats, but {} holds integer token ids\n\
+             help: turn the ids into vectors first: `{} -> Embedding(vocab, dim)`",
+            kind.symbol(),
+            name_of(v),
+            name_of(v).trim_matches('`')
+        ),
+    ))
+}
+
+/// How a value is called in messages: its `let` name, or what made it.
+pub fn value_name(input: &Ident, program: &Program, value: usize) -> String {
+    match program.node_of(value) {
+        None => format!("`{input}`"),
+        Some(GraphNode { name: Some(n), .. }) => format!("`{n}`"),
+        Some(GraphNode {
+            kind: NodeKind::Merge { kind, .. },
+            ..
+        }) => format!("the `{}`", kind.symbol()),
+        Some(GraphNode {
+            kind: NodeKind::Select { .. },
+            ..
+        }) => "the `if`".to_string(),
+        Some(GraphNode {
+            kind: NodeKind::Input { .. },
+            ..
+        }) => "a further input".to_string(),
+        Some(GraphNode {
+            kind: NodeKind::Output { src, index },
+            ..
+        }) => match src.and_then(|v| program.node_of(v)).map(|n| &n.kind) {
+            Some(NodeKind::Merge { kind, .. }) => {
+                format!("piece {} of the `{}`", index + 1, kind.symbol())
+            }
+            _ => format!(
+                "the final {} state",
+                if *index == 1 { "hidden" } else { "cell" }
+            ),
+        },
+        Some(GraphNode {
+            kind: NodeKind::Chain { items, .. },
+            ..
+        }) => items
+            .iter()
+            .rev()
+            .find_map(|i| match i {
+                Item::Layer(l) => Some(format!("`{}`", l.label)),
+                Item::Assert(_) => None,
+            })
+            .unwrap_or_else(|| "a chain".to_string()),
     }
 }

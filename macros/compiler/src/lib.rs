@@ -3,7 +3,8 @@
 //! A pipeline of small passes over plain data, one module each:
 //! [`parse`] (tokens to AST, every node keeps its span) -> [`resolve`] (ops,
 //! arguments, names, named values) -> [`infer`] (every tensor's shape, by
-//! PyTorch's rules in [`shape`]) -> [`check`] (declared shapes, fixes) ->
+//! PyTorch's rules in [`shape`] and [`declared`] shapes, recording what does
+//! not fit) -> [`check`] (reports it in order, with fixes) ->
 //! [`lower`] (IR) -> [`passes`] (the fusion passes, one file each) ->
 //! [`graph`] (Mermaid and DOT) -> [`emit`] (Rust tokens). [`expand`] runs
 //! them in that order. Every error of one invocation is collected and
@@ -17,6 +18,7 @@
 pub mod ast;
 pub mod block;
 pub mod check;
+pub mod declared;
 pub mod diag;
 pub mod emit;
 pub mod graph;
@@ -74,9 +76,9 @@ pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
     let blocks = block::Blocks::new(&cx, &spec.blocks);
     blocks.check_definitions();
     check_names(&cx, &spec);
-    // Per network: resolve (ops, arguments, names, named values), then
-    // infer and check every shape (block uses are checked there, each with
-    // its arguments and input), then lower to IR.
+    // Per network: resolve (ops, arguments, names, named values), infer
+    // every shape (block uses are instantiated there, each with its
+    // arguments and input), check (report, with fixes), then lower to IR.
     let mut reg = lower::Registry::default();
     let mut irs = Vec::new();
     for net in &spec.networks {
@@ -86,17 +88,18 @@ pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
             env.extend(resolve::input_env(&extra.shape));
         }
         let program = resolve::resolve(&cx, net, &spec.blocks, &env);
-        check::check_input_shape(&cx, &net.input_shape);
+        declared::check_input_shape(&cx, &net.input_shape);
         let mut inputs = vec![infer::shape_of(&net.input_shape)];
         let input_ids: Vec<bool> = std::iter::once(net.input_ids.is_some())
             .chain(net.extra.iter().map(|e| e.ids.is_some()))
             .collect();
         for extra in &net.extra {
-            check::check_input_shape(&cx, &extra.shape);
+            declared::check_input_shape(&cx, &extra.shape);
             inputs.push(infer::shape_of(&extra.shape));
         }
-        let shapes = check::check_program(
-            &cx,
+        // Infer every value's shape, recording what does not fit; then
+        // report it, in order, with the fixes found.
+        let shapes = infer::program(
             &blocks,
             &net.input,
             inputs,
@@ -106,6 +109,15 @@ pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
             true,
             "network",
             &input_ids,
+        );
+        check::report(
+            &cx,
+            &blocks,
+            &program,
+            &shapes,
+            net.output_shape.as_ref(),
+            &program.env,
+            "network",
         );
         check::check_extra_outputs(
             &cx,

@@ -8,8 +8,7 @@ use syn::{Attribute, Visibility};
 
 use crate::ast::Network;
 use crate::block::Blocks;
-use crate::check::ProgramShapes;
-use crate::infer::Inferred;
+use crate::infer::{Inferred, ProgramShapes};
 use crate::ops;
 pub use crate::ops::resize::UpsampleOut;
 use crate::resolve::{

@@ -577,7 +577,7 @@ impl Resolver<'_> {
             crate::ast::value_to_dim(v)
                 .map_err(|e| self.cx.syn_error(e))
                 .ok()
-                .and_then(|lit| crate::check::eval_dim(self.cx, &lit, &self.env))
+                .and_then(|lit| crate::declared::eval_dim(self.cx, &lit, &self.env))
                 .map(EnvVal::Dim)
         } else {
             match subst(self.cx, &self.env, v) {

@@ -10,8 +10,8 @@ use proc_macro2::{Ident, Literal, TokenStream};
 use quote::quote;
 
 use crate::ast::{Layer, Value};
-use crate::check::FailKind;
 use crate::emit::usize_lit;
+use crate::infer::FailKind;
 use crate::infer::{Step, StepResult};
 use crate::lower::{Holder, InitIr, StepOp};
 use crate::ops::args::{Args, WeightInit};

@@ -5,9 +5,9 @@ use proc_macro2::{Ident, Literal, TokenStream};
 use quote::quote;
 
 use crate::ast::Layer;
-use crate::check::{FailKind, Failure};
 use crate::emit::usize_lit;
 use crate::infer::{pair_text, Overrides, Step, StepResult};
+use crate::infer::{FailKind, Failure};
 use crate::lower::{Fold, Holder, InitIr, StepOp};
 use crate::ops::activation::Activation;
 use crate::ops::args::{Args, WeightInit};

@@ -8,8 +8,8 @@ use proc_macro2::{Ident, TokenStream};
 use quote::quote;
 
 use crate::ast::Layer;
-use crate::check::{FailKind, Failure};
 use crate::emit::usize_lit;
+use crate::infer::{FailKind, Failure};
 use crate::infer::{Step, StepResult};
 use crate::lower::{Holder, InitIr, StepOp};
 use crate::ops::args::Args;

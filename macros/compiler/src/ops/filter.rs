@@ -9,9 +9,9 @@ use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 
 use crate::ast::{Layer, Value};
-use crate::check::FailKind;
 use crate::diag::SpanRange;
 use crate::emit::usize_lit;
+use crate::infer::FailKind;
 use crate::infer::{Step, StepResult};
 use crate::lower::StepOp;
 use crate::ops::args::Args;

@@ -5,7 +5,7 @@ use proc_macro2::{Ident, Literal, TokenStream};
 use quote::quote;
 
 use crate::ast::Layer;
-use crate::check::{FailKind, Failure};
+use crate::infer::{FailKind, Failure};
 use crate::infer::{Step, StepResult};
 use crate::lower::{Fold, Holder, InitIr, StepOp};
 use crate::ops::args::{Args, WeightInit};

@@ -8,8 +8,8 @@ use proc_macro2::{Ident, Literal, TokenStream};
 use quote::quote;
 
 use crate::ast::{Layer, Value};
-use crate::check::FailKind;
 use crate::emit::{usize_lit, CodeEnv};
+use crate::infer::FailKind;
 use crate::infer::{Step, StepResult};
 use crate::lower::{Fold, Holder, InitIr, StepOp};
 use crate::ops::args::Args;

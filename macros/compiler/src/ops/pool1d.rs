@@ -5,8 +5,8 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use crate::check::{FailKind, Failure};
 use crate::emit::usize_lit;
+use crate::infer::{FailKind, Failure};
 use crate::infer::{Step, StepResult};
 use crate::lower::StepOp;
 use crate::ops::pool::{pool_text, read_adaptive, read_pool, Pool, PoolKind, COUNT_INCLUDE_PAD};

@@ -12,9 +12,9 @@ use proc_macro2::{Ident, Literal, TokenStream};
 use quote::quote;
 
 use crate::ast::{Layer, Value};
-use crate::check::{FailKind, Failure};
 use crate::diag::SpanRange;
 use crate::emit::usize_lit;
+use crate::infer::{FailKind, Failure};
 use crate::infer::{Step, StepResult};
 use crate::lower::{Holder, InitIr, StepOp};
 use crate::ops::args::Args;

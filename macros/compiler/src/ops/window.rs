@@ -3,9 +3,9 @@
 //! arithmetic printed in a message is the arithmetic that ran; a symbolic
 //! one through the same formula on [`Lin`](crate::shape::Lin).
 
-use crate::check::{FailKind, Failure};
 use crate::diag::SpanRange;
 use crate::infer::Step;
+use crate::infer::{FailKind, Failure};
 use crate::resolve::Op;
 use crate::shape::{fmt_shape, Dim, Window};
 

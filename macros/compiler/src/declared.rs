@@ -1,0 +1,281 @@
+//! Declared shapes: a network's input literals, the assertions `: [..]`
+//! written in a chain and the declared outputs `-> [..]`, evaluated with
+//! the names in scope and compared with what inference found. These rules
+//! belong to no stage: inference applies an assertion where it is written
+//! (the chain carries on with the asserted shape), and check reports.
+
+use proc_macro2::Ident;
+
+use crate::ast::{ArithOp, DimExpr, DimLit, ShapeLit};
+use crate::diag::{Ctxt, SpanRange};
+use crate::infer::{FailKind, Failure};
+use crate::resolve::{Env, EnvVal};
+use crate::shape::{fmt_shape, Dim, Shape};
+
+/// Rule: a network's input shape has dims >= 1 and no `_`.
+///
+/// ```text
+/// pub Net(x: [B, 0, _, 28]) ..   // error at `0` and at `_`
+/// ```
+pub fn check_input_shape(cx: &Ctxt, lit: &ShapeLit) {
+    for d in &lit.dims {
+        match d {
+            DimLit::Lit(0, s) => cx.error(SpanRange::single(*s), "an input dim must be at least 1"),
+            DimLit::Wild(s) => cx.error(
+                SpanRange::single(*s),
+                "`_` is only allowed in shape assertions; the input needs a number or a symbol \
+                 (`B`) for every dim",
+            ),
+            DimLit::Expr(_, s) => cx.error(
+                *s,
+                "a network's input dims are numbers or symbols; arithmetic (`H / 2`) belongs in \
+                 assertions and block shapes",
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// A shape as written, `[B, 2*C, H/2, _]`.
+pub fn shape_text(lit: &ShapeLit) -> String {
+    let dims: Vec<String> = lit.dims.iter().map(dim_text).collect();
+    format!("[{}]", dims.join(", "))
+}
+
+fn dim_text(d: &DimLit) -> String {
+    fn expr(e: &DimExpr, top: bool) -> String {
+        match e {
+            DimExpr::Num(n, _) => n.to_string(),
+            DimExpr::Sym(s) => s.to_string(),
+            DimExpr::Bin(op, a, b) => {
+                let t = format!("{}{}{}", expr(a, false), op.symbol(), expr(b, false));
+                if top {
+                    t
+                } else {
+                    format!("({t})")
+                }
+            }
+        }
+    }
+    match d {
+        DimLit::Lit(n, _) => n.to_string(),
+        DimLit::Sym(s) => s.to_string(),
+        DimLit::Wild(_) => "_".to_string(),
+        DimLit::Expr(e, _) => expr(e, true),
+    }
+}
+
+/// The dim a written dim stands for, with `env`'s names put in; `None` for
+/// `_`, or after an error (reported).
+pub fn eval_dim(cx: &Ctxt, d: &DimLit, env: &Env) -> Option<Dim> {
+    fn sym(cx: &Ctxt, s: &Ident, env: &Env) -> Option<Dim> {
+        match env.get(&s.to_string()) {
+            None => Some(Dim::sym(s.to_string())),
+            Some(EnvVal::Dim(d)) => Some(d.clone()),
+            Some(EnvVal::Int(n)) if *n >= 0 => Some(Dim::Known(*n as u64)),
+            Some(EnvVal::Failed) => None,
+            Some(_) => {
+                cx.error(
+                    SpanRange::single(s.span()),
+                    format!(
+                        "`{s}` is not a size: a dim is a number, a symbol or arithmetic over them"
+                    ),
+                );
+                None
+            }
+        }
+    }
+    fn expr(cx: &Ctxt, e: &DimExpr, env: &Env, span: SpanRange) -> Option<Dim> {
+        match e {
+            DimExpr::Num(n, _) => Some(Dim::Known(*n)),
+            DimExpr::Sym(s) => sym(cx, s, env),
+            DimExpr::Bin(op, a, b) => {
+                let (a, b) = (expr(cx, a, env, span)?, expr(cx, b, env, span)?);
+                let fail = |why: String| {
+                    cx.error(span, why);
+                    None
+                };
+                let big = |v: Option<u64>| match v {
+                    Some(v) if v < 1 << 48 => Some(Dim::Known(v)),
+                    _ => {
+                        cx.error(span, "this dim is too large");
+                        None
+                    }
+                };
+                match (op, &a, &b) {
+                    (ArithOp::Add, Dim::Known(x), Dim::Known(y)) => big(x.checked_add(*y)),
+                    (ArithOp::Sub, Dim::Known(x), Dim::Known(y)) if x >= y => {
+                        Some(Dim::Known(x - y))
+                    }
+                    (ArithOp::Mul, Dim::Known(x), Dim::Known(y)) => big(x.checked_mul(*y)),
+                    (ArithOp::Div, Dim::Known(x), Dim::Known(y)) if *y > 0 && x % y == 0 => {
+                        Some(Dim::Known(x / y))
+                    }
+                    (ArithOp::Div, Dim::Known(x), Dim::Known(y)) => fail(format!(
+                        "{x} / {y} is not a whole number: `/` in a shape divides exactly"
+                    )),
+                    (ArithOp::Sub, Dim::Known(x), Dim::Known(y)) => {
+                        fail(format!("{x} - {y} is negative"))
+                    }
+                    (ArithOp::Add, Dim::Lin(l), Dim::Known(k))
+                    | (ArithOp::Add, Dim::Known(k), Dim::Lin(l)) => {
+                        Some(Dim::Lin(l.shift(*k as i64)))
+                    }
+                    (ArithOp::Sub, Dim::Lin(l), Dim::Known(k)) => {
+                        Some(Dim::Lin(l.shift(-(*k as i64))))
+                    }
+                    (ArithOp::Mul, Dim::Lin(l), Dim::Known(k))
+                    | (ArithOp::Mul, Dim::Known(k), Dim::Lin(l))
+                        if *k > 0 =>
+                    {
+                        Some(Dim::Lin(l.scale(*k)))
+                    }
+                    (ArithOp::Div, Dim::Lin(l), Dim::Known(k)) if *k > 0 => match l.div_exact(*k) {
+                        Some(l) => Some(Dim::Lin(l)),
+                        None => fail(format!("({l}) / {k} leaves a fraction")),
+                    },
+                    (ArithOp::Add, Dim::Lin(x), Dim::Lin(y)) if x.sym == y.sym => {
+                        Some(Dim::Lin(x.add(y)))
+                    }
+                    (ArithOp::Sub, Dim::Lin(x), Dim::Lin(y)) if x.sym == y.sym => {
+                        // x - y = (qx - qy)*S + (ox - oy)
+                        let (a, b) = (x.num * y.den, y.num * x.den);
+                        let den = x.den * y.den;
+                        let off = x.off - y.off;
+                        match a.cmp(&b) {
+                            std::cmp::Ordering::Equal if off >= 0 => Some(Dim::Known(off as u64)),
+                            std::cmp::Ordering::Greater => Some(Dim::Lin(
+                                crate::shape::Lin::sym(x.sym.clone())
+                                    .scale(a - b)
+                                    .floor_div(den)
+                                    .shift(off),
+                            )),
+                            _ => fail(format!("{a} - {b} can be negative", a = x, b = y)),
+                        }
+                    }
+                    _ => Some(Dim::Sym(format!("{a}{}{b}", op.symbol()))),
+                }
+            }
+        }
+    }
+    match d {
+        DimLit::Lit(n, _) => Some(Dim::Known(*n)),
+        DimLit::Sym(s) => sym(cx, s, env),
+        DimLit::Wild(_) => None,
+        DimLit::Expr(e, span) => expr(cx, e, env, *span),
+    }
+}
+
+/// A written shape evaluated in `env`; `_` and failed dims become `_`.
+pub fn eval_shape(cx: &Ctxt, lit: &ShapeLit, env: &Env) -> Shape {
+    lit.dims
+        .iter()
+        .map(|d| eval_dim(cx, d, env).unwrap_or_else(|| Dim::Sym("_".into())))
+        .collect()
+}
+
+fn agrees(inferred: &Shape, lit: &ShapeLit, env: &Env) -> bool {
+    let scratch = Ctxt::new();
+    inferred.len() == lit.dims.len()
+        && inferred.iter().zip(&lit.dims).all(|(d, l)| match l {
+            DimLit::Wild(_) => true,
+            l => eval_dim(&scratch, l, env).as_ref() == Some(d),
+        })
+}
+
+/// Rule: a shape assertion `: [..]` equals the shape inferred at that point.
+///
+/// ```text
+/// x -> conv1: Conv2d(6, kernel = 5) -> max_pool(2) : [B, 6, 14, 14]   // 28 -> 24 -> 12
+/// ```
+pub fn assertion(
+    item: usize,
+    inferred: &Shape,
+    lit: &ShapeLit,
+    prev: &str,
+    env: &Env,
+    owner: &str,
+) -> Option<Failure> {
+    disagreement(item, inferred, lit, env, owner, |written| {
+        (
+            format!(
+                "shape assertion failed: {prev} gives {}, but the assertion says {written}",
+                fmt_shape(inferred)
+            ),
+            format!("assert `: {}`", fmt_shape(inferred)),
+        )
+    })
+}
+
+/// A failure when `inferred` does not agree with the written `lit`:
+/// `texts(written shape)` gives the message and the fix in numbers.
+fn disagreement(
+    item: usize,
+    inferred: &Shape,
+    lit: &ShapeLit,
+    env: &Env,
+    owner: &str,
+    texts: impl FnOnce(String) -> (String, String),
+) -> Option<Failure> {
+    if agrees(inferred, lit, env) {
+        return None;
+    }
+    let (message, help) = texts(format!("{}{}", shape_text(lit), evaluated(lit, env)));
+    Some(Failure {
+        item,
+        span: lit.span,
+        message,
+        kind: FailKind::Mismatch,
+        tail: Vec::new(),
+        help: numeric_help(owner, help),
+        reported: false,
+    })
+}
+
+/// ` (= [B, 16, 16, 16] here)` when a written shape has names or arithmetic
+/// that evaluate to something else, and why a dim did not evaluate.
+fn evaluated(lit: &ShapeLit, env: &Env) -> String {
+    let scratch = Ctxt::new();
+    let shape = eval_shape(&scratch, lit, env);
+    let errors = scratch.into_errors();
+    let text = fmt_shape(&shape);
+    let mut out = if text != shape_text(lit) && errors.is_empty() {
+        format!(" (= {text} here)")
+    } else {
+        String::new()
+    };
+    for e in errors {
+        out.push_str(&format!("\n  {}", e.message));
+    }
+    out
+}
+
+/// A fix in numbers suits a network; in a block it would break the other
+/// uses, so none is offered there.
+fn numeric_help(owner: &str, help: String) -> Vec<String> {
+    if owner == "block" {
+        Vec::new()
+    } else {
+        vec![help]
+    }
+}
+
+/// Rule: the declared output `-> [..]` equals the last layer's shape.
+pub fn declared_output(
+    item: usize,
+    inferred: &Shape,
+    lit: &ShapeLit,
+    prev: &str,
+    env: &Env,
+    owner: &str,
+) -> Option<Failure> {
+    disagreement(item, inferred, lit, env, owner, |written| {
+        (
+            format!(
+                "the {owner} is declared to give {written}, but {prev} gives {}",
+                fmt_shape(inferred)
+            ),
+            format!("declare `-> {}`", fmt_shape(inferred)),
+        )
+    })
+}
