@@ -1,0 +1,276 @@
+//! Chains: their layers named and numbered as PyTorch's module paths
+//! (`features.3`, `layer1.0.conv1`), `seq` and `repeat` expanded, names
+//! checked for uniqueness.
+
+use std::collections::HashMap;
+
+use proc_macro2::Ident;
+
+use super::layer::resolve_layer;
+use super::{subst, Item, Node, NodeKind, ResolvedLayer, Scope};
+use crate::ast::{ChainItem, RepeatBody, Value};
+use crate::diag::{Ctxt, SpanRange};
+
+/// Numbers the unnamed layers of a body that share a label, in source
+/// order (nodes are made in source order).
+pub(super) fn number_unnamed(nodes: &mut [Node]) {
+    let mut count: HashMap<String, usize> = HashMap::new();
+    let unnamed = |nodes: &mut [Node], f: &mut dyn FnMut(&mut ResolvedLayer)| {
+        for node in nodes.iter_mut() {
+            if let NodeKind::Chain { items, .. } = &mut node.kind {
+                for item in items.iter_mut() {
+                    if let Item::Layer(l) = item {
+                        if l.path.is_empty() {
+                            f(l);
+                        }
+                    }
+                }
+            }
+        }
+    };
+    unnamed(nodes, &mut |l| {
+        *count.entry(l.label.clone()).or_default() += 1
+    });
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    unnamed(nodes, &mut |l| {
+        if count.get(&l.label).copied().unwrap_or(0) > 1 {
+            let n = seen.entry(l.label.clone()).or_default();
+            *n += 1;
+            l.nth = Some(*n);
+        }
+    });
+}
+
+/// Resolves a chain's items in order, giving each layer its module path:
+/// its name, or inside a `seq` its index there (every op counts, as in
+/// `nn.Sequential`).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn flatten(
+    cx: &Ctxt,
+    scope: Scope,
+    items: &[ChainItem],
+    prefix: &[String],
+    in_seq: bool,
+    out: &mut Vec<Item>,
+    seen: &mut HashMap<String, SpanRange>,
+) {
+    walk_items(cx, scope, items, prefix, in_seq, 0, out, seen)
+}
+
+/// A `seq`'s items numbered from `start`.
+pub(super) fn flatten_from(
+    cx: &Ctxt,
+    scope: Scope,
+    items: &[ChainItem],
+    prefix: &[String],
+    start: usize,
+    out: &mut Vec<Item>,
+    seen: &mut HashMap<String, SpanRange>,
+) {
+    walk_items(cx, scope, items, prefix, true, start, out, seen)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn walk_items(
+    cx: &Ctxt,
+    scope: Scope,
+    items: &[ChainItem],
+    prefix: &[String],
+    in_seq: bool,
+    start: usize,
+    out: &mut Vec<Item>,
+    seen: &mut HashMap<String, SpanRange>,
+) {
+    let mut index = start;
+    for item in items {
+        match item {
+            ChainItem::Assert(s) => out.push(Item::Assert(s.clone())),
+            ChainItem::Layer(layer) => {
+                let name_span = layer
+                    .name
+                    .as_ref()
+                    .map_or(layer.span, |n| SpanRange::single(n.span()));
+                let path = own_path(
+                    cx,
+                    layer.name.as_ref(),
+                    &layer.name_rest,
+                    name_span,
+                    prefix,
+                    in_seq,
+                    &mut index,
+                    seen,
+                )
+                .unwrap_or_default();
+                out.push(Item::Layer(Box::new(resolve_layer(cx, scope, layer, path))));
+            }
+            ChainItem::Repeat(rep) => {
+                let count = match subst(cx, scope.env, &rep.count) {
+                    Some(Value::Int(n, _)) if n >= 1 => n as usize,
+                    Some(other) => {
+                        cx.error(
+                            other.span(),
+                            format!("`repeat` needs a count of at least 1, found {other}"),
+                        );
+                        0
+                    }
+                    None => 0,
+                };
+                let name_span = rep
+                    .name
+                    .as_ref()
+                    .map_or(rep.span, |n| SpanRange::single(n.span()));
+                // Named: the copies are `name.0`, `name.1`, ..; unnamed inside
+                // a `seq`: they take the `seq`'s next indices.
+                let base = if rep.name.is_some() {
+                    own_path(
+                        cx,
+                        rep.name.as_ref(),
+                        &rep.name_rest,
+                        name_span,
+                        prefix,
+                        in_seq,
+                        &mut index,
+                        seen,
+                    )
+                } else if in_seq {
+                    None
+                } else {
+                    let body = match &rep.body {
+                        RepeatBody::Layer(l) => format!("{}(..)", l.op),
+                        RepeatBody::Items(_) => "{ .. }".to_string(),
+                    };
+                    cx.error(
+                        SpanRange::single(rep.keyword.span()),
+                        format!(
+                            "a `repeat` needs a name, which prefixes its copies' parameter names \
+                             (`layers.0.weight`)\nhelp: write `layers: repeat {} {body}`",
+                            rep.count
+                        ),
+                    );
+                    Some(vec!["repeat".to_string()])
+                };
+                let mut inner = 0usize;
+                for _ in 0..count {
+                    let path = match &base {
+                        Some(b) => own_path(cx, None, &[], rep.span, b, true, &mut inner, seen),
+                        None => own_path(cx, None, &[], rep.span, prefix, true, &mut index, seen),
+                    }
+                    .unwrap_or_default();
+                    match &rep.body {
+                        RepeatBody::Layer(layer) => {
+                            out.push(Item::Layer(Box::new(resolve_layer(cx, scope, layer, path))))
+                        }
+                        RepeatBody::Items(items) => {
+                            flatten(cx, scope, items, &path, true, out, seen)
+                        }
+                    }
+                }
+            }
+            ChainItem::Seq(seq) => {
+                let name_span = seq
+                    .name
+                    .as_ref()
+                    .map_or(seq.span, |n| SpanRange::single(n.span()));
+                match own_path(
+                    cx,
+                    seq.name.as_ref(),
+                    &seq.name_rest,
+                    name_span,
+                    prefix,
+                    in_seq,
+                    &mut index,
+                    seen,
+                ) {
+                    Some(path) => flatten(cx, scope, &seq.items, &path, true, out, seen),
+                    // A block whose body is an unnamed `seq` is an
+                    // `nn.Sequential`: its children are `0`, `1`, ..
+                    None if scope.owner == "block" && prefix.is_empty() && !in_seq => {
+                        // Numbering goes on from the block's earlier numbered children.
+                        let start = seen
+                            .keys()
+                            .filter_map(|k| k.parse::<usize>().ok())
+                            .max()
+                            .map_or(0, |m| m + 1);
+                        flatten_from(cx, scope, &seq.items, &[], start, out, seen)
+                    }
+                    None => {
+                        cx.error(
+                            SpanRange::single(seq.keyword.span()),
+                            format!(
+                                "a `{}` needs a name, which prefixes its children's parameter names \
+                                 (`features.0.weight`)\nhelp: write `features: {} {{ .. }}`",
+                                seq.keyword, seq.keyword
+                            ),
+                        );
+                        flatten(cx, scope, &seq.items, &["seq".to_string()], true, out, seen);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The module path of the next item of a chain, registered as taken.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn own_path(
+    cx: &Ctxt,
+    name: Option<&Ident>,
+    name_rest: &[String],
+    span: SpanRange,
+    prefix: &[String],
+    in_seq: bool,
+    index: &mut usize,
+    seen: &mut HashMap<String, SpanRange>,
+) -> Option<Vec<String>> {
+    let own = match name {
+        Some(n) => n.to_string(),
+        None if in_seq => index.to_string(),
+        None => {
+            *index += 1;
+            return None;
+        }
+    };
+    *index += 1;
+    let mut path = prefix.to_vec();
+    path.push(own.clone());
+    path.extend(name_rest.iter().cloned());
+    let own = path.last().cloned().unwrap_or(own);
+    let key = path.join(".");
+    // Each layer with parameters becomes a struct field named by its path
+    // (`features.0` -> `features_0`): those must be unique too, and must not
+    // be the fields every network has.
+    let field = format!("#field:{}", path.join("_"));
+    let reserved = ["fusion", "training", "rng", "cfg", "cff", "branches"];
+    if prefix.is_empty() && reserved.contains(&own.as_str()) {
+        cx.error(
+            span,
+            format!(
+                "`{own}` is a name every generated network uses for its own state\n\
+                 help: name this layer differently, e.g. `{own}_layer`"
+            ),
+        );
+    } else if seen.contains_key(&key) {
+        cx.error(
+            span,
+            format!(
+                "duplicate layer name `{key}`: parameter names must be unique \
+                 (`{key}.weight` would be ambiguous)\n\
+                 help: rename this layer, e.g. `{own}_2`"
+            ),
+        );
+    } else if let Some(other) = seen.get(&field).map(|s| s.start) {
+        let _ = other;
+        cx.error(
+            span,
+            format!(
+                "`{key}` would be the struct field `{}`, which another layer already is\n\
+                 help: rename one of them",
+                path.join("_")
+            ),
+        );
+    } else {
+        seen.insert(key, span);
+        seen.insert(field, span);
+    }
+    Some(path)
+}
