@@ -10,29 +10,33 @@
 //!
 //! Users normally reach it through the `netdsl` facade crate.
 
+mod activation;
 mod attention;
 mod block;
 mod checkpoint;
 pub mod conv;
 mod debug_build;
+mod dropout;
 mod error;
 mod filter;
-mod fusion;
 pub mod layers;
-mod modes;
+mod merge;
+mod norm;
 mod params;
 mod pool;
+mod resize;
 mod rng;
 mod rnn;
 mod seq;
 mod shape;
 mod summary;
 pub mod train;
-mod upsample;
+mod vars;
 mod vit;
 mod weights;
 mod weights_file;
 
+pub use activation::{hardswish, relu6};
 pub use attention::{
     add_sinusoidal, attention_mask, attention_mask_ref, causal_mask, key_padding_mask, layer_norm,
     multi_head_attention, patch_embed, prepend_token, rms_norm, scaled_dot_product_attention,
@@ -40,16 +44,18 @@ pub use attention::{
 };
 pub use block::{missing_child, next_param, scaled_size, BlockCx};
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
-pub use conv::{conv2d, Conv2dSpec, Epilogue};
+pub use conv::{conv2d, conv_transpose2d, Conv2dSpec, ConvTranspose2dSpec, Epilogue};
 pub use debug_build::{silence_debug_build_warning, warn_if_unoptimized};
+pub use dropout::{dropout, Generator};
 pub use error::{Error, FileProblem, Result, WeightProblem, WeightsError};
 pub use filter::{
     filter2d, gradient_magnitude, median2d, pad2d, pad_dim, Border, FilterSpec, Lowering, Taps,
 };
-pub use fusion::{batch_norm_eval, bn_fold, hardswish, relu6, Fusion};
-pub use modes::{batch_norm, dropout, make_var, param, var_of, Generator};
+pub use merge::{center_crop, center_crop_offset};
+pub use norm::{batch_norm, batch_norm_eval, bn_fold, Fusion};
 pub use params::{take, Init, Initializer, ParamSource, ParamSpec};
 pub use pool::{adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d, Pool2d};
+pub use resize::{pixel_shuffle, pixel_unshuffle, upsample_bilinear2d, upsample_nearest2d};
 pub use rng::Rng;
 pub use rnn::{rnn, Cell, RnnInputs, RnnOutput, RnnSpec};
 pub use seq::{
@@ -58,10 +64,7 @@ pub use seq::{
 };
 pub use shape::{check_input, check_same_size, check_token_input, InputDim};
 pub use summary::{summary_at, SummaryRow, SummarySpec};
-pub use upsample::{
-    center_crop, center_crop_offset, conv_transpose2d, pixel_shuffle, pixel_unshuffle,
-    upsample_bilinear2d, upsample_nearest2d, ConvTranspose2dSpec,
-};
+pub use vars::{make_var, param, var_of};
 pub use vit::{drop_path, interpolate_embeddings, interpolate_pos_embedding};
 pub use weights::{
     check_weights, load_weights, save_weights, LoadOptions, LoadReport, LoadedWeights, SaveOptions,

@@ -14,7 +14,7 @@
 
 use candle_core::{DType, Tensor};
 
-use crate::modes::{dropout, Generator};
+use crate::dropout::{dropout, Generator};
 use crate::{Error, Result};
 
 /// The parameters of a recurrent layer in PyTorch's layout, one entry per

@@ -43,6 +43,7 @@ mod cpu;
 mod fallback;
 mod geom;
 mod math;
+mod transpose;
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -55,6 +56,7 @@ use candle_core::{
 
 use crate::Result;
 use geom::Geom;
+pub use transpose::{conv_transpose2d, ConvTranspose2dSpec};
 
 /// The options of a PyTorch `Conv2d`, per axis as `(h, w)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

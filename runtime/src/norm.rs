@@ -1,12 +1,78 @@
-//! Inference fusions the generated code uses: batch norm folded into the
+//! Batch norm, as PyTorch runs it in training (batch statistics, running
+//! statistics updated in place) and inference (running statistics), and
+//! the inference fusion the generated code uses: batch norm folded into the
 //! layer before it, computed once and cached until a source tensor changes.
 
 use std::sync::RwLock;
 
-use candle_core::{Tensor, TensorId};
+use candle_core::{Tensor, TensorId, Var};
 
 use crate::layers::{BatchNormParams, MaybeTensor};
 use crate::Result;
+
+/// Batch norm as PyTorch runs it. Training: normalise with the batch's
+/// mean and biased variance over every dim but 1, and update the running
+/// statistics in place (`running = (1 - momentum) * running + momentum *
+/// batch`, the variance unbiased) and `num_batches_tracked`. Inference: the
+/// running statistics.
+pub fn batch_norm<A: MaybeTensor>(
+    x: &Tensor,
+    bn: &BatchNormParams<A>,
+    eps: f64,
+    momentum: f64,
+    training: bool,
+) -> Result<Tensor> {
+    if !training {
+        return crate::batch_norm_eval(x, bn, eps);
+    }
+    let c = x.dim(1)?;
+    let dims: Vec<usize> = (0..x.rank()).filter(|&d| d != 1).collect();
+    let n = x.elem_count() / c;
+    let mut shape = vec![1usize; x.rank()];
+    shape[1] = c;
+    let mean = x.mean_keepdim(dims.as_slice())?;
+    let centered = x.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim(dims.as_slice())?;
+    let y = centered.broadcast_div(&var.affine(1.0, eps)?.sqrt()?)?;
+    let y = match (bn.weight.tensor(), bn.bias.tensor()) {
+        (Some(w), Some(b)) => y
+            .broadcast_mul(&w.reshape(shape.as_slice())?)?
+            .broadcast_add(&b.reshape(shape.as_slice())?)?,
+        _ => y,
+    };
+    // Running statistics: no gradient, updated in place.
+    let (mean, var) = (mean.detach().flatten_all()?, var.detach().flatten_all()?);
+    let unbiased = var.affine(n as f64 / (n.max(2) - 1) as f64, 0.0)?;
+    let rm = bn.running_mean.detach();
+    let rv = bn.running_var.detach();
+    let new_mean = rm
+        .affine(1.0 - momentum, 0.0)?
+        .add(&mean.affine(momentum, 0.0)?)?;
+    let new_var = rv
+        .affine(1.0 - momentum, 0.0)?
+        .add(&unbiased.affine(momentum, 0.0)?)?;
+    set_in_place(&bn.running_mean, &new_mean)?;
+    set_in_place(&bn.running_var, &new_var)?;
+    let count = bn.num_batches_tracked.detach();
+    let one = Tensor::ones((), count.dtype(), count.device())?;
+    set_in_place(&bn.num_batches_tracked, &count.add(&one)?)?;
+    Ok(y)
+}
+
+/// Writes `value` into the storage of `target` (a variable) in place.
+fn set_in_place(target: &Tensor, value: &Tensor) -> Result<()> {
+    if target.is_variable() {
+        Var::from_tensor(target)?.set(value)?;
+        Ok(())
+    } else {
+        Err(candle_core::Error::Msg(
+            "batch norm statistics must be variables to be updated in training; \
+             build the network with new/load/from_source"
+                .into(),
+        )
+        .into())
+    }
+}
 
 /// Batch norm in inference mode: `(x - running_mean) / sqrt(running_var + eps)
 /// * weight + bias`, over dim 1 of a rank-2, 3 or 4 tensor.
@@ -144,19 +210,10 @@ impl std::fmt::Debug for Fusion {
     }
 }
 
-/// ReLU6: `min(max(x, 0), 6)`.
-pub fn relu6(x: &Tensor) -> Result<Tensor> {
-    Ok(x.clamp(0f32, 6f32)?)
-}
-
-/// Hardswish: `x * relu6(x + 3) / 6`.
-pub fn hardswish(x: &Tensor) -> Result<Tensor> {
-    Ok(x.mul(&(x.affine(1.0, 3.0)?.clamp(0f32, 6f32)? / 6.0)?)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::make_var;
     use candle_core::{DType, Device};
 
     #[test]
@@ -211,5 +268,34 @@ mod tests {
         let b = Tensor::zeros(2, DType::F32, &dev).unwrap();
         get(&b);
         assert_eq!(calls, 2);
+    }
+
+    #[test]
+    fn training_batch_norm_updates_running_stats() {
+        let dev = Device::Cpu;
+        let bn = BatchNormParams {
+            weight: make_var(Tensor::ones(2, DType::F32, &dev).unwrap()).unwrap(),
+            bias: make_var(Tensor::zeros(2, DType::F32, &dev).unwrap()).unwrap(),
+            running_mean: make_var(Tensor::zeros(2, DType::F32, &dev).unwrap()).unwrap(),
+            running_var: make_var(Tensor::ones(2, DType::F32, &dev).unwrap()).unwrap(),
+            num_batches_tracked: make_var(Tensor::zeros((), DType::I64, &dev).unwrap()).unwrap(),
+        };
+        // channel 0: values 1, 3 (mean 2, biased var 1, unbiased 2);
+        // channel 1: values 0, 2 (mean 1, biased var 1, unbiased 2)
+        let x = Tensor::new(&[[1f32, 0.], [3., 2.]], &dev).unwrap();
+        let y = batch_norm(&x, &bn, 0.0, 0.1, true).unwrap();
+        assert_eq!(y.to_vec2::<f32>().unwrap(), [[-1.0, -1.0], [1.0, 1.0]]);
+        let rm: Vec<f32> = bn.running_mean.to_vec1().unwrap();
+        let rv: Vec<f32> = bn.running_var.to_vec1().unwrap();
+        // 0.9 * 0 + 0.1 * 2 = 0.2 and 0.1; 0.9 * 1 + 0.1 * 2 = 1.1
+        assert!(
+            (rm[0] - 0.2).abs() < 1e-6 && (rm[1] - 0.1).abs() < 1e-6,
+            "{rm:?}"
+        );
+        assert!(
+            (rv[0] - 1.1).abs() < 1e-6 && (rv[1] - 1.1).abs() < 1e-6,
+            "{rv:?}"
+        );
+        assert_eq!(bn.num_batches_tracked.to_scalar::<i64>().unwrap(), 1);
     }
 }
