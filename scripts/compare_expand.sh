@@ -3,7 +3,7 @@
 # interleaved round by round in one process (this machine's speed drifts by
 # 30 % from minute to minute, so only per-round ratios are compared).
 #
-#   scripts/compare_expand.sh [BASE (default HEAD~1)] [ROUNDS (default 31)]
+#   scripts/compare_expand.sh [BASE (default HEAD~1)] [ROUNDS (default 31)] [ONLY (a network name part)]
 #
 # Prints, for VGG-16, ResNet-34 and the U-Net: each side's median time and
 # the median and quartiles of the per-round ratio new/old.
@@ -30,6 +30,21 @@ quote = "1"
 proc-macro2 = "1"
 prettyplease = "0.2"
 TOML
+# Since the summary table moved to its own crate, the compiler links it
+# (renamed, so that it and the working tree's copy link side by side).
+if git -C "$root" cat-file -e "$base:summary/Cargo.toml" 2>/dev/null; then
+    git -C "$root" archive "$base" summary/src | tar -x -C "$work"
+    cat > "$work/summary/Cargo.toml" <<TOML
+[package]
+name = "netdsl-summary-old"
+version = "0.1.0"
+edition = "2021"
+[lib]
+name = "netdsl_summary"
+path = "src/lib.rs"
+TOML
+    echo 'netdsl-summary = { package = "netdsl-summary-old", path = "../summary" }' >> "$work/old/Cargo.toml"
+fi
 cat > "$work/Cargo.toml" <<TOML
 [package]
 name = "compare-expand"
@@ -45,4 +60,4 @@ syn = { version = "2", features = ["full"] }
 TOML
 cp "$root/scripts/compare_expand/main.rs" "$work/src/main.rs"
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target/compare-expand}" \
-    cargo run --release --quiet --manifest-path "$work/Cargo.toml" -- "$root" "$rounds"
+    cargo run --release --quiet --manifest-path "$work/Cargo.toml" -- "$root" "$rounds" "${3:-}"

@@ -31,11 +31,16 @@ fn q(v: &mut Vec<f64>, p: f64) -> f64 {
 fn main() {
     let root = std::env::args().nth(1).unwrap();
     let rounds: usize = std::env::args().nth(2).map_or(15, |s| s.parse().unwrap());
+    // A third argument keeps only the networks whose name contains it.
+    let only = std::env::args().nth(3).unwrap_or_default();
     for (name, file, n) in [
         ("VGG-16", "vgg16.rs", 40),
         ("ResNet-34", "resnet34.rs", 20),
         ("U-Net", "unet.rs", 40),
     ] {
+        if !name.contains(only.as_str()) {
+            continue;
+        }
         let t = spec(&format!("{root}/examples/networks/{file}"));
         let o = || {
             old::expand(t.clone()).unwrap();
@@ -60,7 +65,23 @@ fn main() {
             news.push(b);
             ratios.push(b / a);
         }
-        println!("{name}: old {:.2} ms, new {:.2} ms (medians), new/old median {:.3} (q1 {:.3}, q3 {:.3}), {rounds} rounds",
+        // Expansion time follows the size of the code emitted: say how it changed.
+        let tokens = |s: TokenStream| {
+            fn count(s: TokenStream) -> usize {
+                s.into_iter()
+                    .map(|t| match t {
+                        proc_macro2::TokenTree::Group(g) => 1 + count(g.stream()),
+                        _ => 1,
+                    })
+                    .sum()
+            }
+            count(s)
+        };
+        let (to, tn) = (
+            tokens(old::expand(t.clone()).unwrap()),
+            tokens(new::expand(t.clone()).unwrap()),
+        );
+        println!("{name}: old {:.2} ms, new {:.2} ms (medians), new/old median {:.3} (q1 {:.3}, q3 {:.3}), {rounds} rounds; tokens emitted: old {to}, new {tn}",
             q(&mut olds, 0.5), q(&mut news, 0.5), q(&mut ratios.clone(), 0.5), q(&mut ratios.clone(), 0.25), q(&mut ratios, 0.75));
     }
 }
