@@ -88,7 +88,10 @@ pub fn check_extra_outputs(
         return;
     }
     for (k, (v, decl)) in program.extra_outputs.iter().zip(decls).enumerate() {
-        let Some(shape) = v.and_then(|v| shapes.values.get(v).cloned().flatten()) else {
+        let Some(shape) = v
+            .and_then(|v| shapes.values.get(v).cloned().flatten())
+            .filter(|s| !crate::shape::has_unknown(s))
+        else {
             continue;
         };
         let what = format!("output {}", k + 2);
@@ -142,7 +145,14 @@ fn report_chain(
 /// the spatial sizes in a line (`H: 28 -> 24 -> 12 -> 8 -> 4`).
 fn trace_before(result: &Inferred, item: usize) -> Vec<String> {
     let nodes = &result.nodes[..item.min(result.nodes.len())];
-    let mut lines: Vec<String> = nodes.iter().filter_map(|n| n.trace.clone()).collect();
+    // After an earlier failure, only what is known since (the sizes that
+    // failure left unknown say nothing).
+    let known = |s: &String| !s.contains('?');
+    let mut lines: Vec<String> = nodes
+        .iter()
+        .filter_map(|n| n.trace.clone())
+        .filter(known)
+        .collect();
     let mut sizes: Vec<String> = Vec::new();
     let first = nodes.first().and_then(|n| n.input.as_ref());
     for shape in first
@@ -156,7 +166,7 @@ fn trace_before(result: &Inferred, item: usize) -> Vec<String> {
             }
         }
     }
-    if sizes.len() > 2 {
+    if sizes.len() > 2 && sizes.iter().all(known) {
         lines.push(format!("H: {}", sizes.join(" -> ")));
     }
     lines

@@ -16,7 +16,7 @@ use crate::diag::SpanRange;
 use crate::ops;
 pub use crate::ops::conv::conv_padding;
 use crate::resolve::{Env, Item, Node as GraphNode, NodeKind, Op, Program, ResolvedLayer};
-use crate::shape::{fmt_shape, Constraints, Dim, Shape};
+use crate::shape::{fmt_shape, has_unknown, is_unknown, unknown_dim, Constraints, Dim, Shape};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailKind {
@@ -108,12 +108,14 @@ pub fn infer(
     let mut failures = Vec::new();
     let mut prev_label = String::from("the input");
     let mut ids = ctx.ids;
+    // How many unknown sizes recovery has made (each a fresh symbol).
+    let mut unknowns = 0;
     for (i, item) in items.iter().enumerate() {
         let before = cur.clone();
         let mut trace = None;
         match item {
             Item::Assert(lit) => {
-                if let Some(shape) = &cur {
+                if let Some(shape) = cur.as_ref().filter(|s| !has_unknown(s)) {
                     if let Some(f) =
                         declared::assertion(i, shape, lit, &prev_label, ctx.env, ctx.owner)
                     {
@@ -145,9 +147,13 @@ pub fn infer(
                                 trace = t;
                                 Some(out)
                             }
-                            Err(f) => {
+                            Err(mut f) => {
+                                if follows_from_unknown(&cx, op) {
+                                    f.reported = true;
+                                }
                                 failures.push(f);
-                                None
+                                // Go on with what the layer decides itself.
+                                recover(&cx, op, &mut unknowns)
                             }
                         }
                     }
@@ -162,18 +168,29 @@ pub fn infer(
             trace,
         });
     }
-    if let (Some(decl), Some(shape)) = (output, &cur) {
-        if let Some(f) = declared_output(items.len(), shape, decl, &prev_label, ctx.env, ctx.owner)
+    if let (Some(decl), Some(shape)) = (output, cur.as_ref().filter(|s| !has_unknown(s))) {
+        if let Some(mut f) =
+            declared_output(items.len(), shape, decl, &prev_label, ctx.env, ctx.owner)
         {
+            // The layer that decides the size comes first, then the
+            // declaration (a fix in numbers only suits a network).
+            if ctx.owner == "network" {
+                let want = declared::eval_shape(&crate::diag::Ctxt::new(), decl, ctx.env);
+                if let Some(edit) = deciding_edit(items, &nodes, shape, &want) {
+                    f.help.insert(0, edit);
+                }
+            }
             failures.push(f);
         }
     }
+    let mut cons = cons.into_inner();
+    cons.rules.retain(|sym, _| !is_unknown(sym));
     Inferred {
         nodes,
         output: cur,
         ids,
         failures,
-        constraints: cons.into_inner(),
+        constraints: cons,
     }
 }
 
@@ -303,19 +320,23 @@ pub type StepResult = Result<(Shape, Option<String>), Failure>;
 fn step(cx: &Step, op: &Op) -> StepResult {
     match op {
         Op::Block(u) => {
+            // Over sizes unknown after an earlier error, the block's own
+            // checks would only echo it: what it gives is still worked out,
+            // silently.
+            let report = cx.ctx.report && !has_unknown(cx.input);
             let mut inputs = vec![cx.input.clone()];
             for (_, v) in &u.tensors {
                 match v.and_then(|v| cx.ctx.values.get(v).cloned().flatten()) {
-                    Some(shape) => inputs.push(shape),
+                    Some(shape) if !has_unknown(&shape) => inputs.push(shape),
                     // Unknown after an earlier error, already reported.
-                    None => {
+                    _ => {
                         let mut f = cx.fail(FailKind::Other, u.span, String::new());
                         f.reported = true;
                         return Err(f);
                     }
                 }
             }
-            let Some(inst) = cx.ctx.blocks.instantiate(u, &inputs, cx.ctx.report) else {
+            let Some(inst) = cx.ctx.blocks.instantiate(u, &inputs, report) else {
                 let mut f = cx.fail(
                     FailKind::Other,
                     u.span,
@@ -374,6 +395,161 @@ fn step(cx: &Step, op: &Op) -> StepResult {
         Op::AdaptivePool1d { kind, out } => ops::pool1d::infer_adaptive_pool1d(cx, *kind, out),
         Op::Transpose { d0, d1 } => ops::reshape::infer_transpose(cx, d0, d1),
         Op::Embedding(e) => ops::embedding::infer_embedding(cx, e),
+    }
+}
+
+/// Whether a layer's failure could be caused by sizes unknown after an
+/// earlier error (in its input or a tensor it reads). An unknown size could
+/// be anything: if some size lets the layer fit, the failure is not
+/// reported, as it would follow from the first. Tried: a large, highly
+/// divisible size (every window fits, every common stride divides), then
+/// each number the rule names when it fails at that size (a `Linear`'s
+/// expected input features).
+fn follows_from_unknown(cx: &Step, op: &Op) -> bool {
+    let unknown_arg = op.tensor_args().iter().any(|(_, v)| {
+        v.and_then(|v| cx.ctx.values.get(v).cloned().flatten())
+            .is_some_and(|s| has_unknown(&s))
+    });
+    if unknown_arg {
+        return true;
+    }
+    if !has_unknown(cx.input) {
+        return false;
+    }
+    // 2^6 * 3^2 * 5 * 7.
+    const LARGE: u64 = 20_160;
+    let ctx = InferCx {
+        report: false,
+        ..*cx.ctx
+    };
+    let fits = |size: u64| -> Result<(), Failure> {
+        let sized: Shape = cx
+            .input
+            .iter()
+            .map(|d| {
+                if d.is_unknown() {
+                    Dim::Known(size)
+                } else {
+                    d.clone()
+                }
+            })
+            .collect();
+        let cons = RefCell::new(Constraints::default());
+        let trial = Step {
+            input: &sized,
+            ctx: &ctx,
+            cons: &cons,
+            ..*cx
+        };
+        step(&trial, op).map(|_| ())
+    };
+    let Err(f) = fits(LARGE) else {
+        return true;
+    };
+    let text = format!("{} {}", f.message, f.help.join(" "));
+    let named: Vec<u64> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .filter(|&n| n > 0 && n != LARGE)
+        .collect();
+    named.into_iter().take(8).any(|n| fits(n).is_ok())
+}
+
+/// The edit of the layer that decides the first dim where the chain's
+/// output (`got`) and the declared shape (`want`) disagree: walking back
+/// from the end over layers that keep that dim, the first one that sets
+/// it (a `Linear`'s features, a convolution's channels, an adaptive
+/// pool's size).
+fn deciding_edit(items: &[Item], nodes: &[Node], got: &Shape, want: &Shape) -> Option<String> {
+    if got.len() != want.len() {
+        return None;
+    }
+    let (axis, value) = got
+        .iter()
+        .zip(want)
+        .enumerate()
+        .find_map(|(a, (g, w))| match w {
+            Dim::Known(v) if g != w => Some((a, *v)),
+            _ => None,
+        })?;
+    let rank = got.len();
+    for (item, node) in items.iter().zip(nodes).rev() {
+        let Item::Layer(layer) = item else { continue };
+        let (Some(op), Some(input), Some(output)) =
+            (&layer.op, node.input.as_ref(), node.output.as_ref())
+        else {
+            return None;
+        };
+        let label = layer.positional();
+        let edit = match op {
+            Op::Linear(l) => ops::linear::output_edit(&label, l, axis, rank, value),
+            Op::Conv2d(c) => ops::conv::output_edit(&label, "Conv2d", c.in_ch, axis, value),
+            Op::ConvTranspose2d(c) => {
+                ops::conv::output_edit(&label, "ConvTranspose2d", c.in_ch, axis, value)
+            }
+            Op::Conv1d(c) => ops::conv::output_edit(&label, "Conv1d", c.in_ch, axis, value),
+            Op::AdaptivePool2d { kind, out } if rank == 4 && axis >= 2 => {
+                ops::pool::adaptive_output_edit(
+                    &label,
+                    *kind,
+                    out.value,
+                    (want[2].known(), want[3].known()),
+                )
+            }
+            _ => None,
+        };
+        if edit.is_some() {
+            return edit;
+        }
+        // A layer that changes this dim (or the rank) decides it in a way
+        // no single number fixes.
+        if input.len() != output.len() || input.get(axis) != output.get(axis) {
+            return None;
+        }
+    }
+    None
+}
+
+/// The shape after a layer that failed: what the layer decides on its own
+/// (a convolution's output channels, a `Linear`'s features, an elementwise
+/// op's whole shape), and fresh unknown sizes for the rest; `None` where
+/// the op cannot say (its rank, or everything, depends on the input).
+fn recover(cx: &Step, op: &Op, unknowns: &mut usize) -> Option<Shape> {
+    let mut fresh = || {
+        *unknowns += 1;
+        unknown_dim(*unknowns)
+    };
+    let input = cx.input;
+    let channels_first = |channels: u64, spatial: usize, fresh: &mut dyn FnMut() -> Dim| {
+        (input.len() == spatial + 2).then(|| {
+            let mut out = vec![input[0].clone(), Dim::Known(channels)];
+            out.extend((0..spatial).map(|_| fresh()));
+            out
+        })
+    };
+    match op {
+        Op::Conv2d(c) => channels_first(c.out_ch.value, 2, &mut fresh),
+        Op::ConvTranspose2d(c) => channels_first(c.out_ch.value, 2, &mut fresh),
+        Op::Conv1d(c) => channels_first(c.out_ch.value, 1, &mut fresh),
+        Op::Pool2d(_) | Op::Upsample(_) | Op::Filter(_) => {
+            (input.len() == 4).then(|| vec![input[0].clone(), input[1].clone(), fresh(), fresh()])
+        }
+        Op::Pool1d(_) => {
+            (input.len() == 3).then(|| vec![input[0].clone(), input[1].clone(), fresh()])
+        }
+        Op::Linear(l) if input.len() >= 2 => {
+            let mut out = input.clone();
+            *out.last_mut()? = Dim::Known(l.out_f.value);
+            Some(out)
+        }
+        // Shape-preserving: a mismatch there does not change the shape.
+        Op::BatchNorm(_)
+        | Op::LayerNorm(_)
+        | Op::Act(_)
+        | Op::Dropout { .. }
+        | Op::DropPath { .. }
+        | Op::Softmax { .. } => Some(input.clone()),
+        _ => None,
     }
 }
 
@@ -490,7 +666,8 @@ pub fn program(
                     Some(NodeKind::Merge { .. }) => "the piece",
                     _ => "the final state",
                 };
-                if let (Some(decl), Some(shape)) = (decl, &out) {
+                if let (Some(decl), Some(shape)) = (decl, out.as_ref().filter(|s| !has_unknown(s)))
+                {
                     if let Some(f) = declared_output(0, shape, decl, what, env, owner) {
                         fail(f.span, f.message);
                     }
@@ -499,7 +676,8 @@ pub fn program(
             }
             NodeKind::Select { value, .. } => {
                 let out = value.and_then(|v| values.get(v).cloned().flatten());
-                if let (Some(decl), Some(shape)) = (decl, &out) {
+                if let (Some(decl), Some(shape)) = (decl, out.as_ref().filter(|s| !has_unknown(s)))
+                {
                     if let Some(f) = declared_output(0, shape, decl, "the branch", env, owner) {
                         fail(f.span, f.message);
                     }
@@ -516,12 +694,16 @@ pub fn program(
                     })
                     .collect();
                 let out = shapes.and_then(|shapes| {
+                    let unknown = shapes.iter().any(|(s, _, _)| has_unknown(s));
                     match crate::ops::merge::infer(kind, &shapes, *span, &mut constraints) {
                         Ok(mut outs) if !outs.is_empty() => {
                             more = outs.split_off(1);
                             outs.pop()
                         }
                         Ok(_) => None,
+                        // Over a size unknown after an earlier error: that
+                        // error is the one to fix.
+                        Err(_) if unknown => None,
                         Err((span, message)) => {
                             // How each input got its shape: the arithmetic of
                             // the chain that made it.
@@ -597,7 +779,8 @@ pub fn program(
                         }
                     }
                 });
-                if let (Some(decl), Some(shape)) = (decl, &out) {
+                if let (Some(decl), Some(shape)) = (decl, out.as_ref().filter(|s| !has_unknown(s)))
+                {
                     let what = format!("the `{}`", kind.symbol());
                     if let Some(f) = declared_output(0, shape, decl, &what, env, owner) {
                         let help = if f.help.is_empty() {

@@ -133,11 +133,17 @@ impl Lin {
 
 impl fmt::Display for Lin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // An unknown size (after an earlier error) prints as `?`.
+        let sym = if is_unknown(&self.sym) {
+            "?"
+        } else {
+            &self.sym
+        };
         match (self.num, self.den) {
-            (1, 1) => write!(f, "{}", self.sym)?,
-            (n, 1) => write!(f, "{n}*{}", self.sym)?,
-            (1, d) => write!(f, "{}/{d}", self.sym)?,
-            (n, d) => write!(f, "{n}*{}/{d}", self.sym)?,
+            (1, 1) => write!(f, "{sym}")?,
+            (n, 1) => write!(f, "{n}*{sym}")?,
+            (1, d) => write!(f, "{sym}/{d}")?,
+            (n, d) => write!(f, "{n}*{sym}/{d}")?,
         }
         match self.off {
             0 => Ok(()),
@@ -174,6 +180,19 @@ impl fmt::Display for Dim {
         match self {
             Dim::Known(n) => write!(f, "{n}"),
             Dim::Lin(l) => write!(f, "{l}"),
+            Dim::Sym(s) if is_unknown(s) => {
+                // `?3` prints as `?`.
+                let mut digits = false;
+                for c in s.chars() {
+                    digits = match c {
+                        UNKNOWN => true,
+                        c if digits && c.is_ascii_digit() => continue,
+                        _ => false,
+                    };
+                    write!(f, "{c}")?;
+                }
+                Ok(())
+            }
             Dim::Sym(s) => f.write_str(s),
         }
     }
@@ -253,6 +272,41 @@ impl Constraints {
 }
 
 pub type Shape = Vec<Dim>;
+
+/// Marks a size no rule could give because of an earlier error: inference
+/// goes on past a failed layer with the sizes the layer decides on its own
+/// (a convolution's output channels, a `Linear`'s features) and a fresh
+/// unknown symbol for the rest, so a later layer whose own numbers are wrong
+/// is still reported, while any failure that reads an unknown size is not
+/// (it would follow from the first). Prints as `?`.
+const UNKNOWN: char = '?';
+
+/// A fresh unknown size, `n` telling it from others (two unknowns are not
+/// equal).
+pub fn unknown_dim(n: usize) -> Dim {
+    Dim::sym(format!("{UNKNOWN}{n}"))
+}
+
+/// Whether a symbol (or a symbolic size's text) involves an unknown size.
+pub fn is_unknown(sym: &str) -> bool {
+    sym.contains(UNKNOWN)
+}
+
+impl Dim {
+    /// Involves a size unknown after an earlier error.
+    pub fn is_unknown(&self) -> bool {
+        match self {
+            Dim::Known(_) => false,
+            Dim::Lin(l) => is_unknown(&l.sym),
+            Dim::Sym(s) => is_unknown(s),
+        }
+    }
+}
+
+/// Whether any dim of a shape is unknown after an earlier error.
+pub fn has_unknown(shape: &[Dim]) -> bool {
+    shape.iter().any(Dim::is_unknown)
+}
 
 pub fn fmt_shape(shape: &[Dim]) -> String {
     let dims: Vec<String> = shape.iter().map(Dim::to_string).collect();

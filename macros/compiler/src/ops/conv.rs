@@ -658,3 +658,18 @@ fn conv_call(
         #after
     }
 }
+
+/// The edit that makes a convolution (1-D, 2-D or transposed, `name`)
+/// give `want` channels (axis 1): `conv3: Conv2d(64 -> 10, ..)`.
+pub fn output_edit(
+    label: &str,
+    name: &str,
+    in_ch: Option<Spanned<u64>>,
+    axis: usize,
+    want: u64,
+) -> Option<String> {
+    (axis == 1).then(|| match in_ch {
+        Some(i) => format!("write `{label}: {name}({} -> {want}, ..)`", i.value),
+        None => format!("write `{label}: {name}({want}, ..)`"),
+    })
+}

@@ -85,6 +85,15 @@ pub fn infer_linear(cx: &Step, l: &Linear) -> StepResult {
     Ok((out, Some(trace)))
 }
 
+/// The edit that makes a `Linear` give `want` features (its last axis):
+/// `fc: Linear(84 -> 10)`.
+pub fn output_edit(label: &str, l: &Linear, axis: usize, rank: usize, want: u64) -> Option<String> {
+    (axis + 1 == rank).then(|| match l.in_f {
+        Some(i) => format!("write `{label}: Linear({} -> {want})`", i.value),
+        None => format!("write `{label}: Linear({want})`"),
+    })
+}
+
 /// A written input size (`Linear(784 -> 10)`, `LSTM(8 -> 32)`) against
 /// the `fin` features the input has: the mismatch at the written number,
 /// with both working forms of `op`.

@@ -367,6 +367,31 @@ pub fn infer_pool2d(cx: &Step, p: &Pool2d) -> StepResult {
 }
 
 /// `[B, C, H, W]` -> `[B, C, out_h, out_w]`, any H and W.
+/// The edit that makes an adaptive pool give the declared spatial size
+/// (`want`: the declared H and W where they are numbers).
+pub fn adaptive_output_edit(
+    label: &str,
+    kind: PoolKind,
+    out: (u64, u64),
+    want: (Option<u64>, Option<u64>),
+) -> Option<String> {
+    let name = if kind == PoolKind::Max {
+        "AdaptiveMaxPool2d"
+    } else {
+        "AdaptiveAvgPool2d"
+    };
+    let (h, w) = (want.0.unwrap_or(out.0), want.1.unwrap_or(out.1));
+    if (h, w) == out {
+        return None;
+    }
+    let size = if h == w {
+        h.to_string()
+    } else {
+        format!("({h}, {w})")
+    };
+    Some(format!("write `{label}: {name}({size})`"))
+}
+
 pub fn infer_adaptive_pool2d(cx: &Step, kind: PoolKind, out: &Spanned<(u64, u64)>) -> StepResult {
     let name = if kind == PoolKind::Max {
         "AdaptiveMaxPool2d"

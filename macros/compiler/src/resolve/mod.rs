@@ -143,6 +143,17 @@ impl Op {
         }
     }
 
+    /// [`Op::tensor_args_mut`], to read.
+    pub fn tensor_args(&self) -> &[(Ident, Option<usize>)] {
+        match self {
+            Op::Block(u) => &u.tensors,
+            Op::Rnn(r) => &r.tensors,
+            Op::MultiHeadAttention(m) => &m.tensors,
+            Op::Reverse(r) => &r.lengths,
+            _ => &[],
+        }
+    }
+
     pub fn has_params(&self) -> bool {
         matches!(
             self,
