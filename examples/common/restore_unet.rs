@@ -29,7 +29,10 @@ network! {
     /// A two-level U-Net for restoration over any image size that two 2x2
     /// poolings divide (`forward` checks H and W are multiples of 4): same
     /// padding keeps the size, skips are concatenated without cropping, and
-    /// the output is a residual added to the input.
+    /// the output is a residual added to the input. Strict: at a known size
+    /// no pooling may drop a row (at symbolic H and W, `forward` already
+    /// requires multiples of 4).
+    #[netdsl(strict)]
     pub Restorer(x: [B, 1, H, W]) -> [B, 1, H, W] {
         let e1 = x -> enc1: DoubleConv(16);
         let e2 = e1 -> max_pool(2) -> enc2: DoubleConv(32)                                    : [B, 32, H/2, W/2];

@@ -9,6 +9,9 @@ network! {
     /// U-Net, original (Ronneberger et al., 2015): valid 3x3 convolutions,
     /// 2x2 max pooling, 2x2 up-convolutions, and copy-and-crop skips from the
     /// contracting path into the expanding one. 572x572 in, 388x388x2 out.
+    /// Strict: every pooling divides its input exactly, so no row or column
+    /// is dropped (at 570x570 the third pooling would drop one, an error).
+    #[netdsl(strict)]
     pub UNet(x: [B, 1, 572, 572]) -> [B, 2, 388, 388] {
         let d1 = x -> down1: DoubleConv(64)                       : [B, 64, 568, 568];
         let d2 = d1 -> max_pool(2) -> down2: DoubleConv(128)      : [B, 128, 280, 280];

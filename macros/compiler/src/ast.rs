@@ -59,6 +59,9 @@ impl ParamKind {
 /// `/// docs  pub Name(x: [B, 1, 28, 28]) -> [B, 10] { body }`
 pub struct Network {
     pub attrs: Vec<Attribute>,
+    /// `#[netdsl(strict)]`: a window op that leaves input rows or columns
+    /// out of every window is an error (PyTorch drops them silently).
+    pub strict: bool,
     pub vis: Visibility,
     pub name: Ident,
     pub input: Ident,

@@ -32,6 +32,12 @@ pub struct Blocks<'a> {
     /// agree in all three (`repeat 5 BasicBlock(256)`) are checked once, and
     /// lowering reuses what checking found.
     memo: RefCell<HashMap<String, Rc<Instance>>>,
+    /// The network being inferred is `#[netdsl(strict)]`: window ops that
+    /// leave input rows out are errors, in its blocks' bodies too.
+    pub strict: Cell<bool>,
+    /// For those errors: the nearest input sizes that lose nothing, found
+    /// before the network is inferred for its messages.
+    pub strict_help: RefCell<Option<String>>,
 }
 
 /// One use of a block, checked: its own dataflow graph with every shape.
@@ -53,6 +59,8 @@ impl<'a> Blocks<'a> {
             recursive: RefCell::new(vec![false; defs.len()]),
             seen: RefCell::new(HashSet::new()),
             memo: RefCell::new(HashMap::new()),
+            strict: Cell::new(false),
+            strict_help: RefCell::new(None),
         }
     }
 
@@ -253,7 +261,8 @@ impl<'a> Blocks<'a> {
     ) -> Option<Rc<Instance>> {
         let shapes: Vec<String> = inputs.iter().map(|s| fmt_shape(s)).collect();
         let key = format!(
-            "{}|{}|{}",
+            "{}|{}|{}|{}",
+            self.strict.get(),
             u.def,
             crate::resolve::fmt_args(&u.args),
             shapes.join("|")

@@ -11,7 +11,7 @@ use crate::infer::{
     conv_padding, infer, FailKind, Failure, InferCx, Inferred, Overrides, ProgramShapes,
 };
 use crate::resolve::{Env, Item, NodeKind, Op, Program};
-use crate::shape::{fmt_shape, Shape};
+use crate::shape::{fmt_shape, Dim, Shape};
 
 /// Reports every failure inference recorded for a graph (a network's, or
 /// a block instance's), in node order: a chain's with the chain of sizes
@@ -237,4 +237,94 @@ fn fixes(
             format!("`{label}` with `padding = {p}` gives {here} here")
         })
         .collect()
+}
+
+/// What a dry run of a strict network needs: the network and its inputs.
+pub struct StrictRun<'a> {
+    pub blocks: &'a Blocks<'a>,
+    pub input_name: &'a proc_macro2::Ident,
+    pub inputs: &'a [Shape],
+    pub program: &'a Program,
+    pub out_decl: Option<&'a ShapeLit>,
+    pub input_ids: &'a [bool],
+}
+
+impl StrictRun<'_> {
+    /// Infers the network with `input` as its first input, reporting
+    /// nothing: whether anything failed.
+    fn fails(&self, input: Shape, strict: bool) -> bool {
+        self.blocks.strict.set(strict);
+        let mut inputs = self.inputs.to_vec();
+        inputs[0] = input;
+        let shapes = crate::infer::program(
+            self.blocks,
+            self.input_name,
+            inputs,
+            self.program,
+            self.out_decl,
+            &self.program.env,
+            false,
+            "network",
+            self.input_ids,
+        );
+        !shapes.problems.is_empty()
+            || shapes
+                .chains
+                .iter()
+                .flatten()
+                .any(|c| !c.failures.is_empty())
+    }
+
+    /// For a strict network whose only failures are rows its window ops
+    /// leave out: the nearest sizes of the input's known spatial dims
+    /// (varied together when they are equal, as in a square image) at
+    /// which nothing is left out, as a help line. `None` when the network
+    /// fits as it is, fails for another reason, or no size near fits.
+    pub fn lossless_sizes(&self) -> Option<String> {
+        let input = self.inputs.first()?;
+        let result = (|| {
+            if !self.fails(input.clone(), true) || self.fails(input.clone(), false) {
+                return None;
+            }
+            // The spatial dims: after [B, C] (or after [B] for a rank-2 input).
+            let first = if input.len() >= 3 { 2 } else { 1 };
+            let known: Vec<(usize, u64)> = input
+                .iter()
+                .enumerate()
+                .skip(first)
+                .filter_map(|(a, d)| d.known().map(|n| (a, n)))
+                .collect();
+            let &(_, size) = known.first()?;
+            if known.iter().any(|&(_, n)| n != size) {
+                return None;
+            }
+            let at = |n: u64| {
+                let mut s = input.clone();
+                for &(a, _) in &known {
+                    s[a] = Dim::Known(n);
+                }
+                s
+            };
+            const REACH: u64 = 256;
+            let below = (1..=REACH.min(size - 1))
+                .map(|d| size - d)
+                .find(|&n| !self.fails(at(n), true));
+            let above = (1..=REACH)
+                .map(|d| size + d)
+                .find(|&n| !self.fails(at(n), true));
+            let sizes: Vec<String> = below
+                .into_iter()
+                .chain(above)
+                .map(|n| n.to_string())
+                .collect();
+            let example = fmt_shape(&at(above.or(below)?));
+            Some(format!(
+                "the nearest input sizes that lose nothing are {} (`{}: {example}`)",
+                sizes.join(" and "),
+                self.input_name
+            ))
+        })();
+        self.blocks.strict.set(true);
+        result
+    }
 }

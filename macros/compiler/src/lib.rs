@@ -97,6 +97,20 @@ pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
             declared::check_input_shape(&cx, &extra.shape);
             inputs.push(infer::shape_of(&extra.shape));
         }
+        // A strict network: the input sizes that lose nothing, for the
+        // messages of the layers that do.
+        if net.strict {
+            let run = check::StrictRun {
+                blocks: &blocks,
+                input_name: &net.input,
+                inputs: &inputs,
+                program: &program,
+                out_decl: net.output_shape.as_ref(),
+                input_ids: &input_ids,
+            };
+            *blocks.strict_help.borrow_mut() = run.lossless_sizes();
+        }
+        blocks.strict.set(net.strict);
         // Infer every value's shape, recording what does not fit; then
         // report it, in order, with the fixes found.
         let shapes = infer::program(
@@ -131,6 +145,8 @@ pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
         } else {
             irs.push(Err(net));
         }
+        blocks.strict.set(false);
+        *blocks.strict_help.borrow_mut() = None;
     }
     // Each used block's body on its own: its mistakes are reported even
     // where no use of it could be checked.

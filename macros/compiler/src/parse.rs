@@ -42,6 +42,37 @@ pub fn parse(cx: &Ctxt, tokens: TokenStream) -> Spec {
     Spec { networks, blocks }
 }
 
+/// Takes the `#[netdsl(..)]` attributes out of a network's attributes
+/// (the rest go on its struct): `strict` is the one option.
+fn netdsl_attrs(cx: &Ctxt, attrs: Vec<Attribute>) -> (Vec<Attribute>, bool) {
+    let mut strict = false;
+    let mut rest = Vec::new();
+    for attr in attrs {
+        if !attr.path().is_ident("netdsl") {
+            rest.push(attr);
+            continue;
+        }
+        let read = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("strict") {
+                strict = true;
+                Ok(())
+            } else {
+                Err(meta.error(format!(
+                    "unknown netdsl option `{}`: the one option is `strict` (`#[netdsl(strict)]`: \
+                     a window op that leaves input rows or columns out of every window is an error)",
+                    meta.path
+                        .get_ident()
+                        .map_or_else(|| "..".to_string(), ToString::to_string)
+                )))
+            }
+        });
+        if let Err(e) = read {
+            cx.syn_error(e);
+        }
+    }
+    (rest, strict)
+}
+
 /// `block Name(x: [B, C, H, W], out: usize, stride: usize = 1) -> [..] { body }`
 fn parse_block(
     cx: &Ctxt,
@@ -243,8 +274,10 @@ fn parse_network(
         ));
     }
     let (mut output_shapes, body) = tail?;
+    let (attrs, strict) = netdsl_attrs(cx, attrs);
     Ok(Network {
         attrs,
+        strict,
         vis,
         name,
         input: input_name,

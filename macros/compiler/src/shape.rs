@@ -406,6 +406,13 @@ impl Window {
         }
     }
 
+    /// How many rows of the real input (not padding) at the end no window
+    /// covers, given the output size `out`: PyTorch drops them silently.
+    pub fn lost(&self, out: u64) -> u64 {
+        let covered = (out.saturating_sub(1)) * self.stride + self.effective_kernel();
+        (self.pad_lo + self.input).saturating_sub(covered)
+    }
+
     /// The formula with this window's numbers, e.g.
     /// `floor((28 + 2 + 2 - 1*(5-1) - 1) / 1) + 1 = 28`.
     pub fn arithmetic(&self) -> String {

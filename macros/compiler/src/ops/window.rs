@@ -75,6 +75,9 @@ pub fn spatial(
                     ceil,
                 };
                 match w.out() {
+                    Ok(n) if cx.ctx.blocks.strict.get() && w.lost(n) > 0 => {
+                        return Err(size_loss(cx, axis_name, &w, n, kernel_span));
+                    }
                     Ok(n) => {
                         out.push(Dim::Known(n));
                         lines.push((axis_name, w.arithmetic()));
@@ -130,4 +133,45 @@ pub fn spatial(
         _ => None,
     };
     Ok((out, trace))
+}
+
+/// Rule (strict networks): every row of the real input is in some window.
+///
+/// ```text
+/// #[netdsl(strict)] pub Net(x: [B, 3, 57, 57]) { x -> max_pool(2) }   // row 56 is in no window
+/// ```
+fn size_loss(cx: &Step, axis: &str, w: &Window, out: u64, kernel_span: SpanRange) -> Failure {
+    let lost = w.lost(out);
+    let rows = if axis == "T" { "steps" } else { "rows" };
+    let (lo, hi) = (w.pad_lo + w.input - lost, w.pad_lo + w.input - 1);
+    let mut f = cx.fail(
+        FailKind::Other,
+        kernel_span,
+        format!(
+            "`{}` leaves {lost} of its {} input {rows} along {axis} out of every window \
+             (strict network): {out} windows of {} with stride {} end before {}",
+            cx.name(),
+            w.input,
+            w.effective_kernel(),
+            w.stride,
+            if lost == 1 {
+                format!("{axis} index {}", lo - w.pad_lo)
+            } else {
+                format!("{axis} indices {}..={}", lo - w.pad_lo, hi - w.pad_lo)
+            }
+        ),
+    );
+    f.tail
+        .push(format!("{}: {axis} = {}", cx.name(), w.arithmetic()));
+    if let Some(help) = cx.ctx.blocks.strict_help.borrow().as_ref() {
+        f.help.push(help.clone());
+    }
+    let is_pool = matches!(cx.layer.op, Some(Op::Pool2d(_) | Op::Pool1d(_)));
+    let more = w.stride - (w.padded() - w.effective_kernel()) % w.stride;
+    f.help.push(if is_pool && !w.ceil {
+        "pool with `ceil_mode = true`, whose last window takes the rest".to_string()
+    } else {
+        format!("pad this layer's input by {more} more at the end, so that a window reaches them")
+    });
+    f
 }
