@@ -69,17 +69,7 @@ pub fn dropout(x: &Tensor, p: f64, rng: &Generator) -> Result<Tensor> {
         return Ok(x.zeros_like()?);
     }
     let keep = 1.0 - p;
-    let mask: Vec<f32> = rng
-        .uniform(x.elem_count())
-        .into_iter()
-        .map(|u| {
-            if (u as f64) < keep {
-                (1.0 / keep) as f32
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let mask = keep_mask(rng.uniform(x.elem_count()), keep);
     let mask = Tensor::from_vec(mask, x.shape(), &candle_core::Device::Cpu)?
         .to_dtype(x.dtype())?
         .to_device(x.device())?;
@@ -104,4 +94,19 @@ mod tests {
             .iter()
             .all(|v| *v == 0.0 || (*v - 1.0 / 0.7).abs() < 1e-6));
     }
+}
+
+/// Inverted-dropout scales from uniform draws: `1/keep` where a draw is
+/// below `keep`, else 0 (shared by dropout and drop path).
+pub(crate) fn keep_mask(draws: Vec<f32>, keep: f64) -> Vec<f32> {
+    draws
+        .into_iter()
+        .map(|u| {
+            if (u as f64) < keep {
+                (1.0 / keep) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }

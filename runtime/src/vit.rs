@@ -37,17 +37,7 @@ pub fn drop_path(x: &Tensor, p: f64, training: bool, rng: &Generator) -> Result<
     }
     let b = x.dim(0)?;
     let keep = 1.0 - p;
-    let mask: Vec<f32> = rng
-        .uniform(b)
-        .into_iter()
-        .map(|u| {
-            if (u as f64) < keep {
-                (1.0 / keep) as f32
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let mask = crate::dropout::keep_mask(rng.uniform(b), keep);
     let mut shape = vec![1usize; x.rank()];
     shape[0] = b;
     let mask = Tensor::from_vec(mask, shape, &Device::Cpu)?
