@@ -76,6 +76,21 @@ pub fn dropout(x: &Tensor, p: f64, rng: &Generator) -> Result<Tensor> {
     Ok(x.mul(&mask)?)
 }
 
+/// Inverted-dropout scales from uniform draws: `1/keep` where a draw is
+/// below `keep`, else 0 (shared by dropout and drop path).
+pub(crate) fn keep_mask(draws: Vec<f32>, keep: f64) -> Vec<f32> {
+    draws
+        .into_iter()
+        .map(|u| {
+            if (u as f64) < keep {
+                (1.0 / keep) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,19 +109,4 @@ mod tests {
             .iter()
             .all(|v| *v == 0.0 || (*v - 1.0 / 0.7).abs() < 1e-6));
     }
-}
-
-/// Inverted-dropout scales from uniform draws: `1/keep` where a draw is
-/// below `keep`, else 0 (shared by dropout and drop path).
-pub(crate) fn keep_mask(draws: Vec<f32>, keep: f64) -> Vec<f32> {
-    draws
-        .into_iter()
-        .map(|u| {
-            if (u as f64) < keep {
-                (1.0 / keep) as f32
-            } else {
-                0.0
-            }
-        })
-        .collect()
 }
