@@ -74,8 +74,9 @@ impl<'a> Blocks<'a> {
                 self.cx.error(
                     SpanRange::single(def.name.span()),
                     format!(
-                        "a block named `{}` is already defined\nhelp: rename one of them",
-                        def.name
+                        "a block named `{}` is already defined\n\
+                         help: rename this one, e.g. `{}2` (and its uses), or remove it",
+                        def.name, def.name
                     ),
                 );
             }
@@ -83,7 +84,10 @@ impl<'a> Blocks<'a> {
                 if def.params[..j].iter().any(|q| q.name == p.name) || p.name == def.input {
                     self.cx.error(
                         SpanRange::single(p.name.span()),
-                        format!("parameter `{}` is declared twice", p.name),
+                        format!(
+                            "parameter `{}` is declared twice\nhelp: rename this one, e.g. `{}_2`, or remove it",
+                            p.name, p.name
+                        ),
                     );
                 }
             }
@@ -404,12 +408,13 @@ pub fn bind_args(cx: &Ctxt, def: &BlockDef, u: &BlockUse) -> Option<Bound> {
                     cx.error(
                         arg.span,
                         format!(
-                            "block `{}` takes {} argument{} ({}), but {} were given",
+                            "block `{}` takes {} argument{} ({}), but {} were given\nhelp: remove `{}`",
                             def.name,
                             def.params.len(),
                             if def.params.len() == 1 { "" } else { "s" },
                             signature(),
-                            u.args.len()
+                            u.args.len(),
+                            arg.value
                         ),
                     );
                     ok = false;
@@ -519,6 +524,23 @@ pub fn bind_args(cx: &Ctxt, def: &BlockDef, u: &BlockUse) -> Option<Bound> {
                 let found = match &v {
                     Value::Int(n, _) if *n < 0 => format!("the negative number {n}"),
                     other => format!("{} `{other}`", other.kind()),
+                };
+                // The value of the parameter's kind nearest to what was written.
+                let near = match (p.kind, &v) {
+                    (ParamKind::Usize, Value::Int(n, _)) => Some(n.unsigned_abs().to_string()),
+                    (ParamKind::Usize, Value::Float(x, _)) => {
+                        Some((x.abs().round() as u64).to_string())
+                    }
+                    (ParamKind::Usize, Value::Bool(b, _)) => Some(u64::from(*b).to_string()),
+                    (ParamKind::F64, Value::Bool(b, _)) => {
+                        Some(if *b { "1.0" } else { "0.0" }.to_string())
+                    }
+                    (ParamKind::Bool, Value::Int(n, _)) => Some((*n != 0).to_string()),
+                    _ => None,
+                };
+                let found = match near {
+                    Some(n) => format!("{found}\nhelp: write `{n}`"),
+                    None => found,
                 };
                 cx.error(
                     v.span(),

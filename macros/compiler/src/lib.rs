@@ -203,8 +203,9 @@ fn check_names(cx: &diag::Ctxt, spec: &ast::Spec) {
             cx.error(
                 diag::SpanRange::single(def.name.span()),
                 format!(
-                    "`{}` names both a network and a block\nhelp: rename one of them",
-                    def.name
+                    "`{}` names both a network and a block\n\
+                     help: rename the block, e.g. `{}Block` (and its uses)",
+                    def.name, def.name
                 ),
             );
         }

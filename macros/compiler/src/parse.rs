@@ -158,11 +158,22 @@ fn parse_block(
             "a block gives one tensor; declare one output shape\nhelp: several outputs are for networks",
         );
     }
-    if let Some(e) = body.as_ref().and_then(|b| b.extra_outputs.first()) {
-        cx.error(
-            e.span,
-            "a block gives one tensor, but its body ends in a tuple\nhelp: return one tensor; several outputs are for networks",
-        );
+    if let Some(b) = body.as_ref() {
+        if let Some(last) = b.extra_outputs.last() {
+            let help = match (&b.output.head, b.output.items.is_empty()) {
+                (crate::ast::Head::Var(first), true) => {
+                    format!("return one tensor: write `{first}`")
+                }
+                _ => "return one tensor".to_string(),
+            };
+            cx.error(
+                b.output.span.to(last.span),
+                format!(
+                    "a block gives one tensor, but its body ends in a tuple\n\
+                     help: {help} (several outputs are for networks)"
+                ),
+            );
+        }
     }
     let output_shape = output_shapes.into_iter().next();
     Ok(BlockDef {
@@ -874,7 +885,9 @@ fn parse_atom_head(cx: &Ctxt, input: ParseStream) -> syn::Result<Head> {
         input.parse::<Token![else]>().map_err(|_| {
             syn::Error::new(
                 kw.span,
-                "an `if` needs an `else`: both branches give the tensor, e.g. `if C != out { x -> proj: Conv2d(out, kernel = 1) } else { x }`",
+                "an `if` needs an `else`: both branches give the tensor\n\
+                 help: write `else { x }` after the branch (the block's input, or a tensor bound earlier), \
+                 e.g. `if C != out { x -> proj: Conv2d(out, kernel = 1) } else { x }`",
             )
         })?;
         let content;

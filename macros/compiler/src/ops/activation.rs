@@ -201,7 +201,9 @@ fn resolve_gelu(a: &Args, _layer: &Layer) -> Option<Op> {
             a.cx.error(
                 other.span(),
                 format!(
-                    "`approximate` of `GELU` is `none` (exact, erf) or `tanh`, found `{other}`"
+                    "`approximate` of `GELU` is `none` (exact, erf) or `tanh`, found `{other}`\n\
+                     help: write {} for the fast approximation, or leave it out for the exact GELU",
+                    a.edit("approximate", other, "tanh")
                 ),
             );
             return None;

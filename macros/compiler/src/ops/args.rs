@@ -22,6 +22,46 @@ pub enum WeightInit {
     XavierNormal,
 }
 
+/// Whether a written value could be an argument of this kind (to name a
+/// positional argument by the parameter it most likely is).
+fn fits(kind: &crate::ops::ArgKind, v: &Value) -> bool {
+    use crate::ops::ArgKind as K;
+    match v {
+        Value::Int(..) | Value::Arith(..) => matches!(
+            kind,
+            K::Channels
+                | K::Int
+                | K::Count
+                | K::Pair
+                | K::Padding
+                | K::Number
+                | K::Scale
+                | K::Shape
+        ),
+        Value::Float(..) => matches!(kind, K::Number | K::Scale),
+        Value::Bool(..) => matches!(kind, K::Bool),
+        Value::Tuple(..) => matches!(
+            kind,
+            K::Pair | K::Padding | K::Scale | K::Shape | K::Tensors
+        ),
+        Value::Arrow(..) => matches!(kind, K::Channels),
+        Value::Ident(_) => !matches!(kind, K::Bool),
+    }
+}
+
+/// A float as DSL source writes it (`1.0`, not `1`).
+struct Float(f64);
+
+impl std::fmt::Display for Float {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.fract() == 0.0 && self.0.abs() < 1e15 {
+            write!(f, "{:.1}", self.0)
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
 /// A layer's arguments matched to the op's parameters.
 pub struct Args<'a> {
     pub cx: &'a Ctxt,
@@ -34,6 +74,9 @@ pub struct Args<'a> {
     /// The names bound where the layer is written, for the message about
     /// a name bound nowhere.
     pub known: Vec<String>,
+    /// The arguments written by keyword (`stride = 2`), so that an edit
+    /// is written the way the argument was.
+    keyword: Vec<&'static str>,
 }
 
 impl<'a> Args<'a> {
@@ -46,30 +89,85 @@ impl<'a> Args<'a> {
         let mut next_positional = 0;
         let mut seen_keyword = false;
         let mut had_unknown = false;
+        let mut keyword = Vec::new();
         for arg in args {
             let key: &'static str = match &arg.key {
                 None => {
                     if seen_keyword {
+                        // Name it: the first parameter not given yet, in
+                        // the schema's order.
+                        let given: Vec<&str> = args
+                            .iter()
+                            .filter_map(|a| a.key.as_ref().map(|k| k.to_string()))
+                            .map(|k| {
+                                def.args
+                                    .iter()
+                                    .find(|a| a.name == k || a.aliases.contains(&k.as_str()))
+                                    .map_or("", |a| a.name)
+                            })
+                            .chain(positional[..next_positional].iter().copied())
+                            .collect();
+                        let free = positional
+                            .iter()
+                            .skip(next_positional)
+                            .chain(keys.iter())
+                            .find(|k| {
+                                !given.contains(k)
+                                    && def
+                                        .args
+                                        .iter()
+                                        .any(|a| a.name == **k && fits(&a.kind, &arg.value))
+                            });
+                        let help = match free {
+                            Some(k) => format!("\nhelp: name it: write `{k} = {}`", arg.value),
+                            None => String::new(),
+                        };
                         cx.error(
                             arg.span,
-                            "a positional argument cannot follow a keyword argument",
+                            format!("a positional argument cannot follow a keyword argument{help}"),
                         );
                         continue;
                     }
                     let Some(k) = positional.get(next_positional) else {
                         let msg = if keys.is_empty() {
-                            format!("`{op}` takes no arguments")
+                            format!("`{op}` takes no arguments\nhelp: remove `{}`", arg.value)
                         } else if positional.is_empty() {
                             format!(
-                                "`{op}` takes no positional arguments (only {})",
+                                "`{op}` takes no positional arguments (only {})\nhelp: remove `{}`",
                                 keys.iter()
                                     .map(|k| format!("`{k} = ..`"))
                                     .collect::<Vec<_>>()
-                                    .join(", ")
+                                    .join(", "),
+                                arg.value
                             )
                         } else {
+                            // Name it as the next parameter in the schema's
+                            // order (PyTorch's: stride after kernel).
+                            let given: Vec<String> = args
+                                .iter()
+                                .filter_map(|a| a.key.as_ref().map(|k| k.to_string()))
+                                .collect();
+                            let surplus = args
+                                .iter()
+                                .filter(|a| a.key.is_none())
+                                .position(|a| std::ptr::eq(a, arg))
+                                .unwrap_or(positional.len())
+                                - positional.len();
+                            let next = def
+                                .args
+                                .iter()
+                                .filter(|a| fits(&a.kind, &arg.value))
+                                .map(|a| a.name)
+                                .filter(|k| {
+                                    !positional.contains(k) && !given.iter().any(|g| g == k)
+                                })
+                                .nth(surplus);
+                            let help = match next {
+                                Some(k) => format!("\nhelp: write `{k} = {}`", arg.value),
+                                None => String::new(),
+                            };
                             format!(
-                                "`{op}` takes at most {} positional argument{} ({}); name the others",
+                                "`{op}` takes at most {} positional argument{} ({}); name the others{help}",
                                 positional.len(),
                                 if positional.len() == 1 { "" } else { "s" },
                                 positional.join(", ")
@@ -84,6 +182,10 @@ impl<'a> Args<'a> {
                 Some(k) => {
                     seen_keyword = true;
                     let written = k.to_string();
+                    let by_meaning = keys
+                        .iter()
+                        .copied()
+                        .find(|key| key.contains(written.as_str()) || written.contains(key));
                     let spec = def
                         .args
                         .iter()
@@ -91,11 +193,15 @@ impl<'a> Args<'a> {
                     match spec {
                         Some(spec) => spec.name,
                         None => {
-                            let hint = match did_you_mean(&written, keys.iter().copied()) {
-                                Some(s) => format!("\nhelp: did you mean `{s}`?"),
-                                None if keys.is_empty() => String::new(),
-                                None => format!("\nhelp: `{op}` takes {}", keys.join(", ")),
-                            };
+                            let hint =
+                                match did_you_mean(&written, keys.iter().copied()).or(by_meaning) {
+                                    Some(s) => format!("\nhelp: did you mean `{s}`?"),
+                                    None if keys.is_empty() => String::new(),
+                                    None => format!(
+                                        "\nhelp: remove `{written}`: `{op}` takes {}",
+                                        keys.join(", ")
+                                    ),
+                                };
                             let msg = if keys.is_empty() {
                                 format!("`{op}` takes no arguments")
                             } else {
@@ -109,11 +215,20 @@ impl<'a> Args<'a> {
                 }
             };
             if values.contains_key(key) {
+                let written = match &arg.key {
+                    Some(k) => format!("{k} = {}", arg.value),
+                    None => arg.value.to_string(),
+                };
                 cx.error(
                     arg.span,
-                    format!("duplicate argument `{key}` for `{op}`\nhelp: give each argument once"),
+                    format!(
+                        "duplicate argument `{key}` for `{op}`\nhelp: give each argument once: remove `{written}`"
+                    ),
                 );
                 continue;
+            }
+            if arg.key.is_some() {
+                keyword.push(key);
             }
             values.insert(key, &arg.value);
         }
@@ -124,6 +239,19 @@ impl<'a> Args<'a> {
             values,
             had_unknown,
             known: Vec::new(),
+            keyword,
+        }
+    }
+
+    /// The edit that writes `value` for `v`: `key = value` when `v` is the
+    /// whole argument written by keyword, else just the value (a positional
+    /// argument, or one item of a tuple).
+    pub fn edit(&self, key: &str, v: &Value, value: impl std::fmt::Display) -> String {
+        let whole = self.get(key).is_some_and(|w| std::ptr::eq(w, v));
+        if whole && self.keyword.contains(&key) {
+            format!("`{key} = {value}`")
+        } else {
+            format!("`{value}`")
         }
     }
 
@@ -162,8 +290,11 @@ impl<'a> Args<'a> {
     pub fn wrong_kind(&self, key: &str, want: &str, v: &Value) {
         let msg = match v {
             Value::Ident(i) if i == "same" || i == "valid" => format!(
-                "`{i}` is only valid for `padding`; `{key}` of `{}` takes {want}",
-                self.op
+                "`{i}` is only valid for `padding`; `{key}` of `{}` takes {want}{}",
+                self.op,
+                self.kind_fix(key, want, v)
+                    .map(|f| format!("\nhelp: write {f}"))
+                    .unwrap_or_default()
             ),
             // Bound names were put in already: this one is bound nowhere.
             Value::Ident(i) => {
@@ -189,22 +320,61 @@ impl<'a> Args<'a> {
                     self.op
                 )
             }
-            _ => format!("`{key}` of `{}` takes {want}, found {}", self.op, v.kind()),
+            _ => {
+                let fix = self
+                    .kind_fix(key, want, v)
+                    .map(|f| format!("\nhelp: write {f}"))
+                    .unwrap_or_default();
+                format!(
+                    "`{key}` of `{}` takes {want}, found {}{fix}",
+                    self.op,
+                    v.kind()
+                )
+            }
         };
         self.cx.error(v.span(), msg);
+    }
+
+    /// The value of the wanted kind nearest to what was written: a float
+    /// rounded, a flag as 0 or 1, an integer as a flag, a tuple cut to a
+    /// pair. `None` where nothing written says what was meant.
+    fn kind_fix(&self, key: &str, want: &str, v: &Value) -> Option<String> {
+        let integer = want.contains("integer");
+        let value = match v {
+            Value::Float(x, _) if integer => format!("{}", x.round().max(1.0) as u64),
+            Value::Bool(b, _) if integer => format!("{}", u64::from(*b)),
+            Value::Ident(i) if integer && (i == "same" || i == "valid") => {
+                if key == "kernel" { "3" } else { "1" }.to_string()
+            }
+            Value::Int(n, _) if want.contains("`true`") => format!("{}", *n != 0),
+            Value::Tuple(items, _) if want.contains("`(h, w)`") && items.len() > 2 => {
+                format!("({}, {})", items[0], items[1])
+            }
+            Value::Tuple(items, _) if want.contains("`(h, w)`") && items.len() == 1 => {
+                format!("{}", items[0])
+            }
+            _ => return None,
+        };
+        Some(self.edit(key, v, value))
     }
 
     /// A non-negative integer >= `min`.
     pub fn uint_value(&self, key: &str, min: u64, v: &Value) -> Option<u64> {
         match v {
             Value::Int(n, s) if *n < 0 => {
-                self.cx
-                    .error(*s, format!("`{key}` cannot be negative, found {n}"));
+                let fix = self.edit(key, v, min);
+                self.cx.error(
+                    *s,
+                    format!("`{key}` cannot be negative, found {n}\nhelp: write {fix}"),
+                );
                 None
             }
             Value::Int(n, s) if (*n as u64) < min => {
-                self.cx
-                    .error(*s, format!("`{key}` must be at least {min}, found {n}"));
+                let fix = self.edit(key, v, min);
+                self.cx.error(
+                    *s,
+                    format!("`{key}` must be at least {min}, found {n}\nhelp: write {fix}"),
+                );
                 None
             }
             Value::Int(n, _) => Some(*n as u64),
@@ -348,9 +518,24 @@ impl<'a> Args<'a> {
                 (true, false) => format!("at least {lo}"),
                 (false, false) => format!("greater than {lo}"),
             };
+            // The default when it is in range (PyTorch's value), else the
+            // nearest bound that is.
+            let in_range = |d: f64| (if lo_inclusive { d >= lo } else { d > lo }) && d <= hi;
+            let fix = if in_range(default) {
+                format!("{}, the default", self.edit(key, v, Float(default)))
+            } else if x > hi {
+                self.edit(key, v, Float(hi))
+            } else if lo_inclusive {
+                self.edit(key, v, Float(lo))
+            } else {
+                self.edit(key, v, Float(lo + 1.0))
+            };
             self.cx.error(
                 v.span(),
-                format!("`{key}` of `{}` must be {range}, found {x}", self.op),
+                format!(
+                    "`{key}` of `{}` must be {range}, found {x}\nhelp: write {fix}",
+                    self.op
+                ),
             );
             return None;
         }
@@ -418,7 +603,7 @@ impl<'a> Args<'a> {
         match self.get(key) {
             None => {
                 self.missing(format!(
-                    "`{}` needs its output size as the first argument, e.g. `{}(16)`",
+                    "`{}` needs its output size as the first argument\nhelp: write `{}(16)` (16 or the size you want)",
                     self.op, self.op
                 ));
                 None

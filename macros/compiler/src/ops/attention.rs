@@ -160,12 +160,24 @@ fn resolve_mha(a: &Args, _layer: &Layer) -> Option<Op> {
         Some(Value::Ident(i)) if i == "timm" => Some(MhaLayout::Timm),
         Some(Value::Ident(i)) if i == "hf" => Some(MhaLayout::Hf),
         Some(other) => {
+            // By spelling, then by meaning (`huggingface`, `pytorch`).
+            let written = other.to_string().to_lowercase();
+            let meant = crate::diag::did_you_mean(&written, ["torch", "timm", "hf"]).unwrap_or(
+                if written.contains("hug") || written.contains("transformers") {
+                    "hf"
+                } else if written.contains("timm") || written.contains("image") {
+                    "timm"
+                } else {
+                    "torch"
+                },
+            );
             a.cx.error(
                 other.span(),
                 format!(
                     "`layout` of `{}` is `torch` (`in_proj_weight`, `out_proj`), `timm` (`qkv`, `proj`) \
-                     or `hf` (`q_proj`, `k_proj`, `v_proj`, `out_proj`), found `{other}`",
-                    a.op
+                     or `hf` (`q_proj`, `k_proj`, `v_proj`, `out_proj`), found `{other}`\nhelp: write {}",
+                    a.op,
+                    a.edit("layout", other, meant)
                 ),
             );
             None

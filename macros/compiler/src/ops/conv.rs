@@ -194,10 +194,25 @@ fn resolve_conv_transpose2d(a: &Args, _layer: &Layer) -> Option<Op> {
             output_padding.span,
             format!(
                 "`output_padding` must be smaller than the stride or the dilation (as in PyTorch): \
-                 output_padding {} with stride {} and dilation {}",
+                 output_padding {} with stride {} and dilation {}\nhelp: write {}, the largest allowed",
                 pair_text(op_),
                 pair_text(s_),
-                pair_text(d_)
+                pair_text(d_),
+                {
+                    let most = (
+                        s_.0.max(d_.0).saturating_sub(1).min(op_.0),
+                        s_.1.max(d_.1).saturating_sub(1).min(op_.1),
+                    );
+                    let text = if most.0 == most.1 {
+                        most.0.to_string()
+                    } else {
+                        format!("({}, {})", most.0, most.1)
+                    };
+                    a.get("output_padding")
+                        .map_or(format!("`output_padding = {text}`"), |v| {
+                            a.edit("output_padding", v, &text)
+                        })
+                }
             ),
         );
         return None;

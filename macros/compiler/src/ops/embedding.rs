@@ -79,9 +79,12 @@ fn resolve_embedding(a: &Args, layer: &Layer) -> Option<Op> {
                 a.cx.error(
                     p.span,
                     format!(
-                        "`padding_idx` must be an id of the vocabulary, in -{v}..={} (as in PyTorch), found {}",
+                        "`padding_idx` must be an id of the vocabulary, in -{v}..={} (as in PyTorch), found {}\n\
+                         help: write {}, the vocabulary's last id, or `padding_idx = 0`",
                         v - 1,
-                        p.value
+                        p.value,
+                        a.get("padding_idx")
+                            .map_or(format!("`{}`", v - 1), |w| a.edit("padding_idx", w, v - 1))
                     ),
                 );
                 return None;

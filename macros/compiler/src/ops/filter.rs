@@ -363,8 +363,8 @@ fn choice<T: Copy>(a: &Args, key: &str, names: &[(&str, T)]) -> Option<Option<Sp
     let hint = match v {
         Value::Ident(i) => crate::diag::did_you_mean(&i.to_string(), names.iter().map(|(n, _)| *n))
             .map(|s| format!("\nhelp: did you mean `{s}`?"))
-            .unwrap_or_default(),
-        _ => String::new(),
+            .unwrap_or_else(|| format!("\nhelp: write {}", a.edit(key, v, names[0].0))),
+        _ => format!("\nhelp: write {}", a.edit(key, v, names[0].0)),
     };
     a.cx.error(
         v.span(),
@@ -546,14 +546,16 @@ fn resolve_gaussian(a: &Args, _layer: &Layer) -> Option<Op> {
             let fix = if s < 0.0 {
                 let r = gaussian_radius(-s);
                 format!(
-                    "help: the spread is `sigma = {:?}` (a {} x {} kernel); a negative sigma has no meaning",
-                    -s,
+                    "help: write {}: the spread (a {} x {} kernel); a negative sigma has no meaning",
+                    a.edit("sigma", v, format!("{:?}", -s)),
                     2 * r + 1,
                     2 * r + 1
                 )
             } else {
-                "help: `sigma = 1.0` blurs over a 9 x 9 kernel; for no blur at all, `Impulse`"
-                    .to_string()
+                format!(
+                    "help: write {}: it blurs over a 9 x 9 kernel; for no blur at all, `Impulse`",
+                    a.edit("sigma", v, "1.0")
+                )
             };
             a.cx.error(
                 v.span(),
@@ -724,10 +726,17 @@ fn resolve_filter(a: &Args, _layer: &Layer) -> Option<Op> {
                     *span,
                     format!(
                         "row {} of the kernel of `Filter` has {} value{}, but row 1 has {w}: a kernel is a rectangle\n\
-                         help: give every row {w} values (pad with 0)",
+                         help: give every row {w} values (padded with 0): write `[{}]`",
                         r + 1,
                         items.len(),
-                        if items.len() == 1 { "" } else { "s" }
+                        if items.len() == 1 { "" } else { "s" },
+                        items
+                            .iter()
+                            .map(|v| v.to_string())
+                            .chain(std::iter::repeat("0".to_string()))
+                            .take(w)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 );
                 ok = false;

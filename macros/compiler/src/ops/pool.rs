@@ -292,10 +292,16 @@ pub fn read_pool<A: Axes>(a: &Args, layer: &Layer, kind: PoolKind) -> Option<Poo
             padding.span,
             format!(
                 "`{op}` padding must be at most half the kernel (as in PyTorch): padding {} \
-                 with kernel {} allows at most {}",
+                 with kernel {} allows at most {}\nhelp: write {}",
                 p.text(),
                 k.text(),
-                k.half().text()
+                k.half().text(),
+                a.get("padding")
+                    .map_or(format!("`padding = {}`", k.half().text()), |v| a.edit(
+                        "padding",
+                        v,
+                        k.half().text()
+                    ))
             ),
         );
         return None;

@@ -113,7 +113,7 @@ fn resolve_upsample(a: &Args, _layer: &Layer) -> Option<Op> {
         (Some(_), Some(v)) => {
             cx.error(
                 v.span(),
-                "give `Upsample` either `scale_factor` or `size`, not both",
+                "give `Upsample` either `scale_factor` or `size`, not both\nhelp: remove `size`",
             );
             None
         }

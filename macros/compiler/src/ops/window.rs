@@ -112,11 +112,12 @@ pub fn spatial(
                             .push(format!("{}: {axis_name} = {}", cx.name(), w.arithmetic()));
                         let smaller = (e.padded - 1) / dilation + 1;
                         f.help.push(if is_pool {
-                            format!("use a kernel of at most {smaller}")
+                            format!("use a kernel of at most {smaller}: write `{smaller}`")
                         } else {
                             let need = (e.effective_kernel - input).div_ceil(2);
                             format!(
-                                "pad the input by at least {need} on each side, or use a kernel of at most {smaller}"
+                                "pad the input by at least {need} on each side: write `padding = {need}`, \
+                                 or use a kernel of at most {smaller}"
                             )
                         });
                         return Err(f);
