@@ -113,6 +113,17 @@ pub enum DimExpr {
     Bin(ArithOp, Box<DimExpr>, Box<DimExpr>),
 }
 
+impl DimExpr {
+    /// The first symbol the expression names, left to right.
+    pub fn first_symbol(&self) -> Option<&Ident> {
+        match self {
+            DimExpr::Num(..) => None,
+            DimExpr::Sym(s) => Some(s),
+            DimExpr::Bin(_, a, b) => a.first_symbol().or_else(|| b.first_symbol()),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ArithOp {
     Add,

@@ -719,10 +719,30 @@ fn bind_input(
             continue;
         };
         if want != *got {
+            // The features or channels: a projection before the use.
+            let rank = input.len();
+            let name = u.label.split(':').next().unwrap_or("block").trim();
+            let project = match (&want, rank, axis) {
+                (Dim::Known(n), 2, 1) | (Dim::Known(n), 3, 2) if role.is_empty() => {
+                    Some(format!("{name}_proj: Linear({n})"))
+                }
+                (Dim::Known(n), 4, 1) if role.is_empty() => {
+                    Some(format!("{name}_proj: Conv2d({n}, kernel = 1)"))
+                }
+                _ => None,
+            };
+            let help = project
+                .map(|p| {
+                    format!(
+                        "\nhelp: project to {want} first: write `{p} -> {}`",
+                        u.label
+                    )
+                })
+                .unwrap_or_default();
             cx.error(
                 u.span,
                 format!(
-                    "`{}` takes {written}{role}, so dim {axis} must be {want}, but is given {}",
+                    "`{}` takes {written}{role}, so dim {axis} must be {want}, but is given {}{help}",
                     u.label,
                     fmt_shape(input)
                 ),

@@ -18,18 +18,54 @@ use crate::shape::{fmt_shape, Dim, Shape};
 /// pub Net(x: [B, 0, _, 28]) ..   // error at `0` and at `_`
 /// ```
 pub fn check_input_shape(cx: &Ctxt, lit: &ShapeLit) {
-    for d in &lit.dims {
+    // A symbol for a dim written wrong: the usual one for its place, unless
+    // the shape uses it already.
+    let rank = lit.dims.len();
+    let symbol = |i: usize| {
+        let usual: &[&str] = match (rank, i) {
+            (_, 0) => &["B", "N"],
+            (4, 1) | (3, 1) if rank == 4 => &["C"],
+            (4, 2) => &["H"],
+            (4, 3) => &["W"],
+            (3, 1) => &["T", "L"],
+            _ => &["D", "E", "F"],
+        };
+        let written: Vec<String> = lit
+            .dims
+            .iter()
+            .filter_map(|d| match d {
+                DimLit::Sym(s) => Some(s.to_string()),
+                _ => None,
+            })
+            .collect();
+        usual
+            .iter()
+            .chain(["D1", "D2", "D3", "D4"].iter())
+            .find(|s| !written.iter().any(|w| w == *s))
+            .copied()
+            .unwrap_or("D")
+    };
+    for (i, d) in lit.dims.iter().enumerate() {
         match d {
-            DimLit::Lit(0, s) => cx.error(SpanRange::single(*s), "an input dim must be at least 1"),
+            DimLit::Lit(0, s) => cx.error(
+                SpanRange::single(*s),
+                "an input dim must be at least 1\nhelp: write `1`, or a symbol for a size the input decides",
+            ),
             DimLit::Wild(s) => cx.error(
                 SpanRange::single(*s),
-                "`_` is only allowed in shape assertions; the input needs a number or a symbol \
-                 (`B`) for every dim",
+                format!(
+                    "`_` is only allowed in shape assertions; the input needs a number or a symbol \
+                     (`B`) for every dim\nhelp: write `{}`, a symbol the input decides",
+                    symbol(i)
+                ),
             ),
-            DimLit::Expr(_, s) => cx.error(
+            DimLit::Expr(e, s) => cx.error(
                 *s,
-                "a network's input dims are numbers or symbols; arithmetic (`H / 2`) belongs in \
-                 assertions and block shapes",
+                format!(
+                    "a network's input dims are numbers or symbols; arithmetic (`H / 2`) belongs in \
+                     assertions and block shapes\nhelp: write `{}`",
+                    e.first_symbol().map_or_else(|| symbol(i).to_string(), |s| s.to_string())
+                ),
             ),
             _ => {}
         }
@@ -229,6 +265,7 @@ fn disagreement(
         tail: Vec::new(),
         help: numeric_help(owner, help),
         reported: false,
+        wants_input: None,
     })
 }
 

@@ -38,6 +38,10 @@ pub struct Failure {
     pub help: Vec<String>,
     /// Already reported where it happened (inside a block's use).
     pub reported: bool,
+    /// An input this layer would take: the help then offers first the
+    /// edit of the earlier layer that decides the size at fault (the
+    /// convolution before a `PixelShuffle`, say).
+    pub wants_input: Option<Box<Shape>>,
 }
 
 /// What inference runs against: the blocks (for block uses), the names in
@@ -151,6 +155,13 @@ pub fn infer(
                                 if follows_from_unknown(&cx, op) {
                                     f.reported = true;
                                 }
+                                if let Some(want) = f.wants_input.take() {
+                                    if let Some(edit) =
+                                        deciding_edit(&items[..i], &nodes, shape, &want)
+                                    {
+                                        f.help.insert(0, edit);
+                                    }
+                                }
                                 failures.push(f);
                                 // Go on with what the layer decides itself.
                                 recover(&cx, op, &mut unknowns)
@@ -217,6 +228,7 @@ impl Step<'_> {
             tail: Vec::new(),
             help: Vec::new(),
             reported: false,
+            wants_input: None,
         }
     }
 
@@ -283,7 +295,7 @@ impl Step<'_> {
 
     pub fn need_rank(&self, op: &str, rank: usize, layout: &str) -> Result<(), Failure> {
         if self.input.len() != rank {
-            return Err(self.fail(
+            let mut f = self.fail(
                 FailKind::Other,
                 self.layer.span,
                 format!(
@@ -292,7 +304,13 @@ impl Step<'_> {
                     self.prev,
                     fmt_shape(self.input)
                 ),
-            ));
+            );
+            // A `flatten` just before a layer that wants the image.
+            if self.prev == "`flatten`" && self.input.len() < rank {
+                f.help
+                    .push("the `flatten` comes too early: remove `flatten ->`".to_string());
+            }
+            return Err(f);
         }
         Ok(())
     }
@@ -693,6 +711,7 @@ pub fn program(
                         Some((shape, *s, name_of(v)))
                     })
                     .collect();
+                let shapes_for_help = shapes.clone().unwrap_or_default();
                 let out = shapes.and_then(|shapes| {
                     let unknown = shapes.iter().any(|(s, _, _)| has_unknown(s));
                     match crate::ops::merge::infer(kind, &shapes, *span, &mut constraints) {
@@ -709,6 +728,7 @@ pub fn program(
                             // the chain that made it.
                             let mut message = message;
                             let mut derivations = Vec::new();
+                            let mut notes: Vec<String> = Vec::new();
                             for (v, _) in inputs {
                                 let Some(v) = *v else { continue };
                                 let Some(Some(inferred)) =
@@ -724,15 +744,13 @@ pub fn program(
                                 if traces.is_empty() {
                                     continue;
                                 }
-                                let skip = traces.len().saturating_sub(3);
-                                let mut line = format!("{} came from", name_of(v));
-                                if skip > 0 {
-                                    line.push_str(&format!(" ({skip} earlier steps) .."));
+                                // Every step, in order: the note is the
+                                // operand's whole history.
+                                let mut note = format!("note: {} came from", name_of(v));
+                                for t in &traces {
+                                    note.push_str(&format!("\n  {t}"));
                                 }
-                                derivations.push(line);
-                                for t in &traces[skip..] {
-                                    derivations.push(format!("  {t}"));
-                                }
+                                notes.push(note);
                             }
                             // A recurrent layer's final state is not a
                             // sequence: say what it holds.
@@ -773,6 +791,21 @@ pub fn program(
                                 let lines: String =
                                     derivations.iter().map(|l| format!("\n  {l}")).collect();
                                 message.insert_str(at, &lines);
+                            }
+                            // The layer that makes the operands fit, first.
+                            let uses_bn = program.nodes.iter().any(|n| match &n.kind {
+                                NodeKind::Chain { items, .. } => items.iter().any(|i| {
+                                    matches!(i, Item::Layer(l) if matches!(l.op, Some(Op::BatchNorm(_))))
+                                }),
+                                _ => false,
+                            });
+                            if let Some(r) = crate::ops::merge::remedy(kind, &shapes_for_help, uses_bn) {
+                                let at = message.find("\nhelp:").unwrap_or(message.len());
+                                message.insert_str(at, &format!("\nhelp: {r}"));
+                            }
+                            for n in notes {
+                                message.push('\n');
+                                message.push_str(&n);
                             }
                             fail(span, message);
                             None

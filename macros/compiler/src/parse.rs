@@ -59,7 +59,8 @@ fn netdsl_attrs(cx: &Ctxt, attrs: Vec<Attribute>) -> (Vec<Attribute>, bool) {
             } else {
                 Err(meta.error(format!(
                     "unknown netdsl option `{}`: the one option is `strict` (`#[netdsl(strict)]`: \
-                     a window op that leaves input rows or columns out of every window is an error)",
+                     a window op that leaves input rows or columns out of every window is an error)\n\
+                     help: write `strict`",
                     meta.path
                         .get_ident()
                         .map_or_else(|| "..".to_string(), ToString::to_string)
@@ -239,7 +240,7 @@ fn parse_network(
         return Err(syn::Error::new(
             paren.span.join(),
             format!(
-                "`{name}` needs an input: a name and its shape, `{name}({start}: {})`",
+                "`{name}` needs an input: a name and its shape\nhelp: write `({start}: {})`",
                 guess(&start)
             ),
         ));
@@ -249,7 +250,7 @@ fn parse_network(
         return Err(syn::Error::new(
             input_name.span(),
             format!(
-                "the input `{input_name}` needs its shape: write `{input_name}: {}`",
+                "the input `{input_name}` needs its shape\nhelp: write `{input_name}: {}`",
                 guess(&input_name.to_string())
             ),
         ));
@@ -259,7 +260,7 @@ fn parse_network(
         return Err(syn::Error::new(
             colon.span,
             format!(
-                "the input `{input_name}` has no shape after `:`: write `{input_name}: {}`",
+                "the input `{input_name}` has no shape after `:`\nhelp: write `{input_name}: {}`",
                 guess(&input_name.to_string())
             ),
         ));
@@ -366,7 +367,7 @@ fn parse_ids_dtype(input: ParseStream) -> syn::Result<Option<Ident>> {
         let next: Ident = input.fork().parse()?;
         return Err(syn::Error::new(
             next.span(),
-            format!("expected `,` before the input `{next}`: inputs are separated by commas, `(x: [B, 784], {next}: [..])`"),
+            format!("expected `,` before the input `{next}`: inputs are separated by commas\nhelp: write `, {next}`"),
         ));
     }
     let dtype: Ident = input.parse()?;
@@ -430,6 +431,19 @@ fn parse_tail(
 
 fn parse_shape(input: ParseStream) -> syn::Result<ShapeLit> {
     if !input.peek(syn::token::Bracket) {
+        // `(B, 784)`: the dims written in the wrong brackets.
+        if let Ok(proc_macro2::TokenTree::Group(g)) = input.fork().parse::<proc_macro2::TokenTree>()
+        {
+            if g.delimiter() != proc_macro2::Delimiter::Bracket {
+                return Err(syn::Error::new(
+                    g.span(),
+                    format!(
+                        "expected a shape in brackets\nhelp: write `[{}]`",
+                        g.stream()
+                    ),
+                ));
+            }
+        }
         return Err(input.error("expected a shape in brackets, e.g. `[B, 1, 28, 28]`"));
     }
     let content;
@@ -936,7 +950,8 @@ fn parse_items(
             if input.is_empty() {
                 return Err(syn::Error::new_spanned(
                     arrow,
-                    "expected a layer after `->`, e.g. `relu` or `conv1: Conv2d(6, kernel = 5)`",
+                    "expected a layer after `->`\nhelp: write one, e.g. `-> relu` or `-> conv1: Conv2d(6, kernel = 5)`, \
+                     or remove the `->`",
                 ));
             }
             items.push(parse_layer(cx, input)?);
@@ -1096,6 +1111,14 @@ fn parse_args(input: ParseStream) -> syn::Result<Vec<Arg>> {
             None => value.span(),
         };
         args.push(Arg { key, value, span });
+        if !input.is_empty() && !input.peek(Token![,]) {
+            // `kernel = 3 stride = 2`: the comma between two arguments.
+            let next = input.fork().parse::<proc_macro2::TokenTree>()?;
+            return Err(syn::Error::new(
+                next.span(),
+                format!("expected `,` between arguments\nhelp: write `, {next}`"),
+            ));
+        }
         if !input.is_empty() {
             input.parse::<Token![,]>()?;
         }
@@ -1158,8 +1181,8 @@ fn parse_atom(input: ParseStream) -> syn::Result<Value> {
             Value::Int(n, s) => Ok(Value::Int(-n, start.to(s))),
             Value::Float(f, s) => Ok(Value::Float(-f, start.to(s))),
             other => Err(syn::Error::new_spanned(
-                other.span(),
-                "only a number can be negated",
+                start.to(other.span()),
+                format!("only a number can be negated\nhelp: write `{other}`"),
             )),
         };
     }

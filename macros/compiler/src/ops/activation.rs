@@ -234,7 +234,8 @@ pub fn infer_softmax(cx: &Step, dim: &Spanned<i64>) -> StepResult {
             FailKind::Other,
             dim.span,
             format!(
-                "`{}`: dim {} is out of range for a rank-{} tensor {} (valid: {}..={})",
+                "`{}`: dim {} is out of range for a rank-{} tensor {} (valid: {}..={})\n\
+                 help: write `dim = -1`, the last dim",
                 cx.name(),
                 dim.value,
                 cx.input.len(),

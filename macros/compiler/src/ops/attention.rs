@@ -395,7 +395,7 @@ pub fn heads_fix(e: u64, h: u64) -> String {
         format!("{below} or {}", below + h)
     };
     format!(
-        "`heads = {nearest}` gives {} features per head (head counts that divide {e}: {}); \
+        "write `heads = {nearest}`: {} features per head (head counts that divide {e}: {}); \
          or make the width a multiple of {h}: {widths}",
         e / nearest,
         shown.join(", ")
@@ -582,7 +582,7 @@ mod tests {
     fn the_fix_names_dividing_head_counts_and_widths() {
         let s = heads_fix(250, 8);
         assert!(
-            s.starts_with("`heads = 10` gives 25 features per head"),
+            s.starts_with("write `heads = 10`: 25 features per head"),
             "{s}"
         );
         assert!(s.contains("1, 2, 5, 10, 25, 50, 125, 250"), "{s}");
@@ -591,7 +591,7 @@ mod tests {
         assert_eq!(fmt_ratio(100, 3), "33.33..");
         // Many divisors: a window around the nearest.
         let s = heads_fix(720, 7);
-        assert!(s.starts_with("`heads = 6`"), "{s}");
+        assert!(s.starts_with("write `heads = 6`"), "{s}");
         assert!(s.contains(".."), "{s}");
     }
 }

@@ -289,10 +289,11 @@ fn conv_channels(
             groups.span,
             format!(
                 "`{}`: groups = {g} must divide both the input channels and the output channels, \
-                 but {cin} % {g} = {} and {out_ch} % {g} = {}\nhelp: groups that divide both: {}",
+                 but {cin} % {g} = {} and {out_ch} % {g} = {}\nhelp: write `groups = {}` (groups that divide both: {})",
                 cx.name(),
                 cin % g,
                 out_ch % g,
+                divisors.last().map_or("1", String::as_str),
                 divisors.join(", ")
             ),
         ));

@@ -288,10 +288,11 @@ pub fn infer_conv1d(cx: &Step, c: &Conv1d) -> StepResult {
             c.groups.span,
             format!(
                 "`{}`: groups = {g} must divide both the input channels and the output channels, \
-                 but {cin} % {g} = {} and {cout} % {g} = {}\nhelp: groups that divide both: {}",
+                 but {cin} % {g} = {} and {cout} % {g} = {}\nhelp: write `groups = {}` (groups that divide both: {})",
                 cx.name(),
                 cin % g,
                 cout % g,
+                divisors.last().map_or("1", String::as_str),
                 divisors.join(", ")
             ),
         ));

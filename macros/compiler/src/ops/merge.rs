@@ -251,7 +251,7 @@ pub fn infer(
             let name = big.2.trim_matches('`');
             let like = small.2.trim_matches('`');
             format!(
-                "\nhelp: crop {} from {h}x{w} to {sh}x{sw}: `crop({name}, like = {like})`",
+                "\nhelp: crop {} from {h}x{w} to {sh}x{sw}: write `crop({name}, like = {like})` for `{name}`",
                 big.2
             )
         }
@@ -331,7 +331,7 @@ pub fn infer(
                             (other, first)
                         };
                         return Err((
-                            other.1,
+                            SpanRange::single(span.start),
                             format!(
                                 "`cat` along dim {d} needs every other dim equal, but dim {i} is {x} in {} and {y} in {}\n  {}: {}\n  {}: {}{}",
                                 first.2,
@@ -372,8 +372,16 @@ pub fn infer(
                     Err((
                         like.1,
                         format!(
-                            "`crop` cannot make {} larger: its {name} is {s}, {} asks for {l}",
-                            src.2, like.2
+                            "`crop` cannot make {} larger: its {name} is {s}, {} asks for {l}{}",
+                            src.2,
+                            like.2,
+                            // Both plain names: crop the other way round.
+                            match (plain(&src.2), plain(&like.2)) {
+                                (Some(a), Some(b)) => format!(
+                                    "\nhelp: crop the larger one to the smaller: write `crop({b}, like = {a})`"
+                                ),
+                                _ => String::new(),
+                            }
                         ),
                     ))
                 };
@@ -447,10 +455,15 @@ pub fn infer(
                         return Err((
                             size.span,
                             format!(
-                                "`crop` is larger than its source: {name} = {want}, but {} has {name} = {n}\n  {}: {}",
+                                "`crop` is larger than its source: {name} = {want}, but {} has {name} = {n}\n  {}: {}\n\
+                                 help: write `size = {}`, the source's size",
                                 src.2,
                                 src.2,
-                                fmt_shape(&src.0)
+                                fmt_shape(&src.0),
+                                match (&src.0[2], &src.0[3]) {
+                                    (Dim::Known(a), Dim::Known(b)) => format!("({}, {})", a.min(&h), b.min(&w)),
+                                    _ => format!("({n}, {n})"),
+                                }
                             ),
                         ))
                     }
@@ -518,10 +531,11 @@ pub fn infer(
                 },
             };
             let ranges = piece_ranges(&how, total).map_err(|m| {
+                let (m, edit) = m.split_once('\n').unwrap_or((m.as_str(), ""));
                 (
                     how_span,
                     format!(
-                        "{m}, but dim {d} of {} is {total} ({})\nhelp: write sizes that add up to {total}",
+                        "{m}, but dim {d} of {} is {total} ({})\nhelp: write sizes that add up to {total}{edit}",
                         src.2,
                         fmt_shape(&src.0)
                     ),
@@ -606,13 +620,31 @@ pub fn piece_ranges(how: &SplitSpec, total: u64) -> Result<Vec<(u64, u64)>, Stri
         SplitSpec::Sizes(sizes) => {
             let sum: u64 = sizes.iter().map(|s| s.value).sum();
             if sum != total {
+                // The last size takes the rest (or the sizes are cut).
+                let mut fixed: Vec<u64> = Vec::new();
+                let mut left = total;
+                for (i, s) in sizes.iter().enumerate() {
+                    let v = if i + 1 == sizes.len() {
+                        left
+                    } else {
+                        s.value.min(left)
+                    };
+                    left -= v;
+                    fixed.push(v);
+                }
+                let fixed: Vec<String> = fixed
+                    .iter()
+                    .filter(|v| **v > 0)
+                    .map(u64::to_string)
+                    .collect();
                 return Err(format!(
-                    "`split` sizes add up to {sum} ({})",
+                    "`split` sizes add up to {sum} ({})\n: `{}`",
                     sizes
                         .iter()
                         .map(|s| s.value.to_string())
                         .collect::<Vec<_>>()
-                        .join(" + ")
+                        .join(" + "),
+                    fixed.join(", ")
                 ));
             }
             let mut start = 0;
@@ -755,6 +787,88 @@ pub fn emit(ir: &MergeIr, dst: &Ident, args: &[TokenStream]) -> TokenStream {
             };
             quote!(let #dst = #a.#f(&#b)?;)
         }
+    }
+}
+
+/// The name in a display name written as a plain `` `name` ``.
+fn plain(display: &str) -> Option<&str> {
+    let inner = display.strip_prefix('`')?.strip_suffix('`')?;
+    inner
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '_')
+        .then_some(inner)
+}
+
+/// The edit that makes a merge's operands fit, when one layer does it:
+/// for `+`, `-` and `*` of [B, C, H, W] tensors, a projection shortcut on
+/// the operand with fewer channels or more rows (a 1x1 convolution with
+/// the stride that halves the rows, as torchvision's `downsample`, with
+/// its batch norm when the network uses batch norm); for `cat`, an
+/// up-sampling of the operand whose rows are a whole fraction of the
+/// other's. Only for operands written as a name, which the edit replaces:
+/// `help: .. write `(x -> ..)` for `x``.
+pub fn remedy(kind: &MergeKind, inputs: &[Operand], uses_batch_norm: bool) -> Option<String> {
+    let known = |o: &Operand| -> Option<[u64; 3]> {
+        match o.0.as_slice() {
+            [_, Dim::Known(c), Dim::Known(h), Dim::Known(w)] => Some([*c, *h, *w]),
+            _ => None,
+        }
+    };
+    match kind {
+        MergeKind::Binary(_) => {
+            let (a, b) = (&inputs[0], &inputs[1]);
+            let (sa, sb) = (known(a)?, known(b)?);
+            // The shortcut: fewer channels, or as many and more rows.
+            let (short, s, main) = if (sa[0], sb[1]) < (sb[0], sa[1]) {
+                (a, sa, sb)
+            } else {
+                (b, sb, sa)
+            };
+            let stride = s[1] / main[1];
+            let fits = stride >= 1
+                && (s[1].div_ceil(stride), s[2].div_ceil(stride)) == (main[1], main[2])
+                && (s[0], stride) != (main[0], 1);
+            let name = plain(&short.2)?;
+            if !fits {
+                return None;
+            }
+            let stride_arg = if stride > 1 {
+                format!(", stride = {stride}")
+            } else {
+                String::new()
+            };
+            let (conv, bn) = if uses_batch_norm {
+                (
+                    format!("Conv2d({}, kernel = 1{stride_arg}, bias = false)", main[0]),
+                    " -> BatchNorm2d",
+                )
+            } else {
+                (format!("Conv2d({}, kernel = 1{stride_arg})", main[0]), "")
+            };
+            Some(format!(
+                "project the shortcut to [B, {}, {}, {}]: write `({name} -> downsample: seq {{ {conv}{bn} }})` for `{name}`",
+                main[0], main[1], main[2]
+            ))
+        }
+        MergeKind::Cat { .. } => {
+            let (a, b) = (&inputs[0], &inputs[1]);
+            let (sa, sb) = (known(a)?, known(b)?);
+            let (small, s, big) = if sa[1] < sb[1] {
+                (a, sa, sb)
+            } else {
+                (b, sb, sa)
+            };
+            let f = big[1] / s[1];
+            if f < 2 || s[1] * f != big[1] || s[2] * f != big[2] {
+                return None;
+            }
+            let name = plain(&small.2)?;
+            Some(format!(
+                "up-sample {} from {}x{} to {}x{}: write `({name} -> Upsample(scale_factor = {f}))` for `{name}`",
+                small.2, s[1], s[2], big[1], big[2]
+            ))
+        }
+        _ => None,
     }
 }
 

@@ -65,9 +65,10 @@ pub fn infer_flatten(cx: &Step, start: &Spanned<i64>, end: &Spanned<i64>) -> Ste
                 FailKind::Other,
                 dim.span,
                 format!(
-                    "`{}`: {key} = {} is out of range: {valid}",
+                    "`{}`: {key} = {} is out of range: {valid}\nhelp: write `{key} = {}`",
                     cx.name(),
-                    dim.value
+                    dim.value,
+                    dim.value.clamp(-(rank as i64), rank as i64 - 1)
                 ),
             ));
         }
@@ -79,7 +80,11 @@ pub fn infer_flatten(cx: &Step, start: &Spanned<i64>, end: &Spanned<i64>) -> Ste
         return Err(cx.fail(
             FailKind::Other,
             start.span,
-            format!("`{}`: start_dim {s} comes after end_dim {e}", cx.name()),
+            format!(
+                "`{}`: start_dim {s} comes after end_dim {e}\nhelp: write `start_dim = {e}` \
+                 (or swap them: start_dim {e}, end_dim {s})",
+                cx.name()
+            ),
         ));
     }
     let mut out: Shape = cx.input[..s].to_vec();
@@ -161,12 +166,14 @@ pub fn infer_transpose(cx: &Step, d0: &Spanned<i64>, d1: &Spanned<i64>) -> StepR
                     FailKind::Other,
                     d.span,
                     format!(
-                        "`{}`: {key} = {} is out of range: valid dims for a rank-{rank} tensor {} are {}..={}",
+                        "`{}`: {key} = {} is out of range: valid dims for a rank-{rank} tensor {} are {}..={}\n\
+                         help: write `{key} = {}`",
                         cx.name(),
                         d.value,
                         fmt_shape(cx.input),
                         -(rank as i64),
-                        rank as i64 - 1
+                        rank as i64 - 1,
+                        d.value.clamp(-(rank as i64), rank as i64 - 1)
                     ),
                 ))
             }

@@ -231,18 +231,22 @@ pub fn infer_pixel_shuffle(cx: &Step, r: &Spanned<u64>) -> StepResult {
     let c = cx.known(1, "number of channels")?;
     let rr = r.value * r.value;
     if c % rr != 0 {
-        return Err(cx.fail(
+        let fits = (c / rr).max(1) * rr;
+        let mut f = cx.fail(
             FailKind::Other,
             r.span,
             format!(
                 "`{}` needs channels divisible by r² = {rr}, but {} gives {c} ({c} % {rr} = {})\n\
-                 help: give the layer before it {} channels",
+                 help: give the layer before it {fits} channels",
                 cx.name(),
                 cx.prev,
                 c % rr,
-                (c / rr).max(1) * rr
             ),
-        ));
+        );
+        let mut want = cx.input.clone();
+        want[1] = Dim::Known(fits);
+        f.wants_input = Some(Box::new(want));
+        return Err(f);
     }
     let out = vec![
         cx.input[0].clone(),

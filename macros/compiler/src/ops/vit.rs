@@ -112,8 +112,15 @@ pub fn infer_patch_embed(cx: &Step, pe: &PatchEmbed) -> StepResult {
             } else {
                 format!("{below} or {}", below + p)
             };
+            // The dividing patch nearest the one written.
+            let nearest = divisors
+                .iter()
+                .filter_map(|d| d.parse::<u64>().ok())
+                .min_by_key(|d| (d.abs_diff(p), std::cmp::Reverse(*d)))
+                .unwrap_or(1);
             f.help.push(format!(
-                "resize the image to a multiple of {p} ({sizes}), or use a patch that divides {h}x{w}: {}",
+                "write `patch = {nearest}`, a patch that divides {h}x{w} ({}), \
+                 or resize the image to a multiple of {p} ({sizes})",
                 divisors.join(", ")
             ));
             return Err(f);

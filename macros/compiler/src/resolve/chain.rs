@@ -109,7 +109,10 @@ pub(super) fn walk_items(
                     Some(other) => {
                         cx.error(
                             other.span(),
-                            format!("`repeat` needs a count of at least 1, found {other}"),
+                            format!(
+                                "`repeat` needs a count of at least 1, found {other}\nhelp: write `1`, \
+                                 or remove the layer"
+                            ),
                         );
                         0
                     }
@@ -264,7 +267,7 @@ pub(super) fn own_path(
             span,
             format!(
                 "`{key}` would be the struct field `{}`, which another layer already is\n\
-                 help: rename one of them",
+                 help: rename this layer, e.g. `{key}b`",
                 path.join("_")
             ),
         );

@@ -122,7 +122,10 @@ pub fn resolve_body(
             if *input == name || r.names.iter().any(|(n, ..)| *n == name) {
                 cx.error(
                     SpanRange::single(ident.span()),
-                    format!("`{name}` is already bound\nhelp: give this tensor another name"),
+                    format!(
+                        "`{name}` is already bound\n\
+                         help: give this tensor another name, e.g. `{name}2` (and its uses)"
+                    ),
                 );
             }
             if let Some(node) = value

@@ -45,7 +45,10 @@ impl Resolver<'_> {
         if let Some(what) = taken {
             self.cx.error(
                 SpanRange::single(name.span()),
-                format!("`{text}` is already bound, as {what}\nhelp: give this value another name"),
+                format!(
+                    "`{text}` is already bound, as {what}\n\
+                     help: give this value another name, e.g. `{text}2` (and its uses)"
+                ),
             );
             return;
         }
