@@ -257,16 +257,72 @@ fn disagreement(
         return None;
     }
     let (message, help) = texts(format!("{}{}", shape_text(lit), evaluated(lit, env)));
+    // In a block, the fix is written in the block's names, so that it
+    // holds at every use.
+    let help = if owner == "block" {
+        vec![help.replace(&fmt_shape(inferred), &in_names(inferred, lit, env))]
+    } else {
+        numeric_help(owner, help)
+    };
     Some(Failure {
         item,
         span: lit.span,
         message,
         kind: FailKind::Mismatch,
         tail: Vec::new(),
-        help: numeric_help(owner, help),
+        help,
         reported: false,
         wants_input: None,
     })
+}
+
+/// An inferred shape written in the names of the written one: a dim that
+/// agrees keeps its text; one that is its symbol's value, a whole fraction
+/// or multiple of it becomes `H`, `H/2`, `2*H`; else a name in scope with
+/// that value (`out`), else the number.
+fn in_names(inferred: &Shape, lit: &ShapeLit, env: &Env) -> String {
+    let scratch = Ctxt::new();
+    let value = |name: &str| match env.get(name) {
+        Some(EnvVal::Int(n)) if *n > 0 => Some(*n as u64),
+        Some(EnvVal::Dim(Dim::Known(n))) => Some(*n),
+        _ => None,
+    };
+    let mut names: Vec<&String> = env.keys().collect();
+    names.sort();
+    let dims: Vec<String> = inferred
+        .iter()
+        .enumerate()
+        .map(|(i, got)| {
+            let written = lit.dims.get(i);
+            if let Some(w) = written {
+                if eval_dim(&scratch, w, env).as_ref() == Some(got) {
+                    return dim_text(w);
+                }
+            }
+            let Dim::Known(a) = got else {
+                return got.to_string();
+            };
+            let sym = match written {
+                Some(DimLit::Sym(s)) => Some(s.to_string()),
+                Some(DimLit::Expr(e, _)) => e.first_symbol().map(|s| s.to_string()),
+                _ => None,
+            };
+            if let Some((s, v)) = sym.and_then(|s| value(&s).map(|v| (s, v))) {
+                if v == *a {
+                    return s;
+                } else if *a > 0 && v % a == 0 {
+                    return format!("{s}/{}", v / a);
+                } else if v > 0 && a % v == 0 {
+                    return format!("{}*{s}", a / v);
+                }
+            }
+            names
+                .iter()
+                .find(|n| value(n) == Some(*a))
+                .map_or_else(|| a.to_string(), |n| n.to_string())
+        })
+        .collect();
+    format!("[{}]", dims.join(", "))
 }
 
 /// ` (= [B, 16, 16, 16] here)` when a written shape has names or arithmetic
