@@ -179,7 +179,14 @@ pub fn infer(
             trace,
         });
     }
-    if let (Some(decl), Some(shape)) = (output, cur.as_ref().filter(|s| !has_unknown(s))) {
+    // After a failure, a declared output of another rank is the same
+    // mistake seen again (a missing `flatten`), not a second one.
+    let follow_on =
+        |s: &Shape| !failures.is_empty() && output.is_some_and(|decl| decl.dims.len() != s.len());
+    if let (Some(decl), Some(shape)) = (
+        output,
+        cur.as_ref().filter(|s| !has_unknown(s) && !follow_on(s)),
+    ) {
         if let Some(mut f) =
             declared_output(items.len(), shape, decl, &prev_label, ctx.env, ctx.owner)
         {

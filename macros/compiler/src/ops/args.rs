@@ -310,8 +310,19 @@ impl<'a> Args<'a> {
                             .join(", ")
                     )
                 };
-                let hint = match did_you_mean(&i.to_string(), self.known.iter().map(String::as_str))
-                {
+                // The names in scope, and the words this argument takes.
+                let words: &[&str] = if want.contains("`same`") {
+                    &["same", "valid"]
+                } else {
+                    &[]
+                };
+                let hint = match did_you_mean(
+                    &i.to_string(),
+                    self.known
+                        .iter()
+                        .map(String::as_str)
+                        .chain(words.iter().copied()),
+                ) {
                     Some(s) => format!("did you mean `{s}`? ({bound})"),
                     None => format!("write a number; {bound}"),
                 };

@@ -292,7 +292,11 @@ pub fn infer_conv1d(cx: &Step, c: &Conv1d) -> StepResult {
                 cx.name(),
                 cin % g,
                 cout % g,
-                divisors.last().map_or("1", String::as_str),
+                divisors
+                    .iter()
+                    // The divisor nearest the groups written (the smaller on a tie).
+                    .min_by_key(|d| d.parse::<u64>().map_or(u64::MAX, |d| d.abs_diff(g)))
+                    .map_or("1", String::as_str),
                 divisors.join(", ")
             ),
         ));

@@ -118,6 +118,17 @@ pub fn in_features(
             fmt_shape(cx.input)
         ),
     );
+    // [B, 512, 1, 1] into a `Linear(512 -> ..)`: the features are the
+    // channels, and a `flatten` is missing.
+    let channels_are_features = cx.input.len() >= 3
+        && cx.input.get(1) == Some(&Dim::Known(written.value))
+        && cx.input[2..].iter().all(|d| *d == Dim::Known(1));
+    if let (true, Some(name)) = (channels_are_features, cx.layer.name.as_ref()) {
+        f.help.push(format!(
+            "flatten the {} first: write `flatten -> {name}` for `{name}`",
+            fmt_shape(cx.input)
+        ));
+    }
     f.help.push(format!(
         "write `{op}({fin} -> {out})`, or `{op}({out})` to infer it"
     ));

@@ -101,7 +101,15 @@ fn resolve_upsample(a: &Args, _layer: &Layer) -> Option<Op> {
         Some(other) => {
             cx.error(
                 other.span(),
-                format!("`mode` of `Upsample` is `nearest` or `bilinear`, found `{other}`"),
+                format!(
+                    "`mode` of `Upsample` is `nearest` or `bilinear`, found `{other}`\nhelp: write {}",
+                    a.edit(
+                        "mode",
+                        other,
+                        crate::diag::did_you_mean(&other.to_string(), ["nearest", "bilinear"])
+                            .unwrap_or("nearest")
+                    )
+                ),
             );
             None
         }

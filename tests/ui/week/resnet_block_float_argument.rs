@@ -1,0 +1,15 @@
+use netdsl::network;
+
+network! {
+    /// A block's width written as a float.
+    block BasicBlock(x: [B, C, H, W], out: usize, stride: usize = 1) {
+        let y = x -> conv1: Conv2d(out, kernel = 3, stride = stride, padding = 1, bias = false) -> bn1: BatchNorm2d -> relu
+          -> conv2: Conv2d(out, kernel = 3, padding = 1, bias = false) -> bn2: BatchNorm2d;
+        y
+    }
+    pub ResNet(x: [B, 64, 56, 56]) {
+        x -> layer1: BasicBlock(64.0)
+    }
+}
+
+fn main() {}
