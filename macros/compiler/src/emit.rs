@@ -1276,13 +1276,16 @@ struct Merger<'a> {
 impl Merger<'_> {
     fn pieces(&mut self, group: &[(usize, &[Piece])]) -> Option<TokenStream> {
         let p = quote!(::netdsl::__private);
-        let len = group[0].1.len();
+        // No instance (a block used nowhere, or only by a network with an
+        // error): nothing to merge.
+        let first = group.first()?;
+        let len = first.1.len();
         if group.iter().any(|(_, ps)| ps.len() != len) {
             return None;
         }
         let mut out = TokenStream::new();
         for pos in 0..len {
-            match &group[0].1[pos] {
+            match &first.1[pos] {
                 Piece::Code(_) => {
                     let codes: Option<Vec<(usize, TokenStream)>> = group
                         .iter()
@@ -1367,7 +1370,7 @@ impl Merger<'_> {
             .iter()
             .map(|(m, ts)| (*m, ts.clone().into_iter().collect()))
             .collect();
-        let len = trees[0].1.len();
+        let len = trees.first()?.1.len();
         if trees.iter().any(|(_, t)| t.len() != len) {
             return None;
         }
@@ -1623,6 +1626,9 @@ fn merge_class(
     code: &BlockCode,
     ident: Ident,
 ) -> Option<Class> {
+    if members.is_empty() {
+        return None;
+    }
     let irs: Vec<&NetIr> = members.iter().map(|&m| &reg.instances[d][m]).collect();
     // The union of the instances' fields, in order.
     let mut order: Vec<(Ident, &FieldIr)> = Vec::new();

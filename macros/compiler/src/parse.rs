@@ -966,11 +966,14 @@ fn parse_items(
 }
 
 fn parse_layer(cx: &Ctxt, input: ParseStream) -> syn::Result<ChainItem> {
+    let doubled = input.peek(Token![->]);
     let first: Ident = input.parse().map_err(|e| {
-        syn::Error::new(
-            e.span(),
-            "expected a layer after `->`, e.g. `relu` or `conv1: Conv2d(6, kernel = 5)`",
-        )
+        let help = if doubled {
+            "help: remove `->`, the extra one"
+        } else {
+            "help: write a layer there, e.g. `relu` or `conv1: Conv2d(6, kernel = 5)`"
+        };
+        syn::Error::new(e.span(), format!("expected a layer after `->`\n{help}"))
     })?;
     // A dotted name (`layer1.0.conv1: Conv2d(..)`) spells a PyTorch module path.
     let mut name_rest = Vec::new();

@@ -425,8 +425,12 @@ fn edit(src: &str, err: &Error) -> Option<((usize, usize), String)> {
 
     if before.trim_end().ends_with("remove") {
         // Text written verbatim near the caret (`flatten ->`).
-        if !snippet.contains('=') && snippet.contains(' ') {
-            let at = src[..caret.1]
+        if !snippet.contains('=') && (snippet.contains(' ') || !snippet.bytes().all(is_ident_byte))
+        {
+            // The nearest at or before the caret (which may cover only
+            // the snippet's first token).
+            let limit = (caret.0 + snippet.len()).min(src.len());
+            let at = src[..limit]
                 .rmatch_indices(snippet.as_str())
                 .next()
                 .or_else(|| src.match_indices(snippet.as_str()).next())?
