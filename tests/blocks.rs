@@ -16,7 +16,7 @@ use netdsl::network;
 use netdsl::train::{cross_entropy, Optimizer, Sgd, SgdConfig};
 
 mod common;
-use common::{fixture, formula_input, rel_err, tensors};
+use common::{formula_input, metadata_list, rel_err, state_dict, tensors};
 
 network! {
     /// ResNet's basic block, as torchvision's `BasicBlock`.
@@ -78,28 +78,6 @@ network! {
 const RESNET: &str = "blocks_resnet_small.safetensors";
 const UNET: &str = "blocks_restore_unet.safetensors";
 const OPS: &str = "blocks_ops.safetensors";
-
-/// A fixture's tensors without the ones that are not the state_dict.
-fn state_dict(file: &str) -> HashMap<String, Tensor> {
-    tensors(file)
-        .into_iter()
-        .filter(|(k, _)| {
-            !(k.starts_with("input")
-                || k.starts_with("output")
-                || k.starts_with("train.")
-                || k.starts_with("grad."))
-        })
-        .collect()
-}
-
-/// A JSON list of names from a fixture's safetensors metadata.
-fn metadata_list(file: &str, key: &str) -> Vec<String> {
-    let bytes = std::fs::read(fixture(file)).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let list = header["__metadata__"][key].as_str().unwrap();
-    serde_json::from_str(list).unwrap()
-}
 
 fn max_abs(t: &Tensor) -> f32 {
     t.abs().unwrap().max_all().unwrap().to_scalar().unwrap()

@@ -14,6 +14,30 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A fixture's tensors without the ones that are not the state_dict
+/// (`input*`, `output*`, `train.*`, `grad.*`).
+pub fn state_dict(file: &str) -> HashMap<String, Tensor> {
+    tensors(file)
+        .into_iter()
+        .filter(|(k, _)| {
+            !(k.starts_with("input")
+                || k.starts_with("output")
+                || k.starts_with("train.")
+                || k.starts_with("grad."))
+        })
+        .collect()
+}
+
+/// A JSON list of names from a fixture's safetensors metadata
+/// (`state_dict_order`: the keys in PyTorch's order).
+pub fn metadata_list(file: &str, key: &str) -> Vec<String> {
+    let bytes = std::fs::read(fixture(file)).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let list = header["__metadata__"][key].as_str().unwrap();
+    serde_json::from_str(list).unwrap()
+}
+
 /// Every tensor of a fixture file, on the CPU.
 pub fn tensors(name: &str) -> HashMap<String, Tensor> {
     netdsl::candle::safetensors::load(fixture(name), &Device::Cpu).unwrap()

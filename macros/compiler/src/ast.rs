@@ -334,6 +334,21 @@ pub enum ChainItem {
     Seq(Seq),
     /// `: [B, 16, 5, 5]`, checked against the shape inferred so far.
     Assert(ShapeLit),
+    /// `if t != 1 { ConvBNReLU(hidden, kernel = 1) } -> ..`: layers that
+    /// exist only when a condition on the block's parameters holds (or the
+    /// `else` ones when it does not). Inside a `seq` they take its next
+    /// indices, so the numbering after them shifts as `nn.Sequential`'s
+    /// does when a layer is left out.
+    If(ChainIf),
+}
+
+pub struct ChainIf {
+    pub keyword: Span,
+    pub cond: Cond,
+    pub then: Vec<ChainItem>,
+    /// Empty without an `else`.
+    pub els: Vec<ChainItem>,
+    pub span: SpanRange,
 }
 
 pub struct Repeat {
@@ -486,6 +501,10 @@ pub fn visit_layers(e: &Expr, f: &mut impl FnMut(&Layer)) {
                     RepeatBody::Items(i) => items_of(i, f),
                     RepeatBody::Layer(l) => f(l),
                 },
+                ChainItem::If(c) => {
+                    items_of(&c.then, f);
+                    items_of(&c.els, f);
+                }
                 ChainItem::Assert(_) => {}
             }
         }

@@ -938,6 +938,48 @@ fn parse_atom_head(cx: &Ctxt, input: ParseStream) -> syn::Result<Head> {
 
 /// `-> layer`, `: [shape]`, repeated while they come; the caller decides
 /// what may follow (`;`, `,`, the end of a group).
+/// `if cond { layers } [else { layers }]` as an item of a chain.
+fn parse_chain_if(cx: &Ctxt, input: ParseStream) -> syn::Result<ChainItem> {
+    let kw: Token![if] = input.parse()?;
+    let cond = parse_cond(input)?;
+    let branch = |input: ParseStream| -> syn::Result<(Vec<ChainItem>, proc_macro2::Span)> {
+        let content;
+        let brace = syn::braced!(content in input);
+        if content.is_empty() {
+            return Err(syn::Error::new(
+                brace.span.join(),
+                "an empty branch: a branch holds the layers that exist when it is taken\n\
+                 help: write its layers, e.g. `{ relu }`; an `else` with no layers is left out",
+            ));
+        }
+        let first = parse_layer(cx, &content)?;
+        let items = parse_items(cx, &content, vec![first])?;
+        if !content.is_empty() {
+            return Err(content.error("expected `->`, `:` or the end of the branch"));
+        }
+        Ok((items, brace.span.close()))
+    };
+    let (then, mut end) = branch(input)?;
+    let els = if input.peek(Token![else]) {
+        input.parse::<Token![else]>()?;
+        let (els, e) = branch(input)?;
+        end = e;
+        els
+    } else {
+        Vec::new()
+    };
+    Ok(ChainItem::If(ChainIf {
+        keyword: kw.span,
+        cond,
+        then,
+        els,
+        span: SpanRange {
+            start: kw.span,
+            end,
+        },
+    }))
+}
+
 fn parse_items(
     cx: &Ctxt,
     input: ParseStream,
@@ -966,6 +1008,9 @@ fn parse_items(
 }
 
 fn parse_layer(cx: &Ctxt, input: ParseStream) -> syn::Result<ChainItem> {
+    if input.peek(Token![if]) {
+        return parse_chain_if(cx, input);
+    }
     let doubled = input.peek(Token![->]);
     let first: Ident = input.parse().map_err(|e| {
         let help = if doubled {

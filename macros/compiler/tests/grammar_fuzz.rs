@@ -520,7 +520,13 @@ impl Gen {
         } else {
             String::new()
         };
-        let drop = if with_p { " -> Dropout(p)" } else { "" };
+        let drop = match (with_p, self.rng.random_range(0..3)) {
+            (true, _) => " -> Dropout(p)",
+            // Layers that exist only for some uses (an `if` in the chain).
+            (false, 0) => " -> if out > 4 { extra: Conv2d(hidden, kernel = 1) -> relu }",
+            (false, 1) => " -> if out > 4 { gelu } else { tanh }",
+            _ => "",
+        };
         let merge = if self.chance(0.7) {
             format!(
                 "let s = if {stride} != 1 || C != out {{ x -> proj: Conv2d(out, kernel = 1, stride = {stride}) }} else {{ x }};\n        (y + s) -> relu"

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use proc_macro2::Ident;
 
 use super::layer::resolve_layer;
-use super::{subst, Item, Node, NodeKind, ResolvedLayer, Scope};
+use super::{eval_cond, subst, Item, Node, NodeKind, ResolvedLayer, Scope};
 use crate::ast::{ChainItem, RepeatBody, Value};
 use crate::diag::{Ctxt, SpanRange};
 
@@ -82,8 +82,67 @@ pub(super) fn walk_items(
     seen: &mut HashMap<String, SpanRange>,
 ) {
     let mut index = start;
+    walk_items_at(cx, scope, items, prefix, in_seq, &mut index, out, seen)
+}
+
+/// A chain's items numbered from `*index`, which ends past the last.
+#[allow(clippy::too_many_arguments)]
+fn walk_items_at(
+    cx: &Ctxt,
+    scope: Scope,
+    items: &[ChainItem],
+    prefix: &[String],
+    in_seq: bool,
+    index: &mut usize,
+    out: &mut Vec<Item>,
+    seen: &mut HashMap<String, SpanRange>,
+) {
     for item in items {
         match item {
+            ChainItem::If(c) => match eval_cond(cx, scope.env, &c.cond) {
+                // Decided: the branch's layers are the chain's, numbered on.
+                Some(taken) => {
+                    let branch = if taken { &c.then } else { &c.els };
+                    walk_items_at(cx, scope, branch, prefix, in_seq, index, out, seen);
+                }
+                // Undecided (a block's body checked on its own, where its
+                // parameters have no values) or a condition already
+                // reported: both branches are read for their ops and names,
+                // and the shapes after it are not inferred.
+                None => {
+                    let (mut i, mut s) = (*index, seen.clone());
+                    let mut scratch = Vec::new();
+                    walk_items_at(
+                        cx,
+                        scope,
+                        &c.then,
+                        prefix,
+                        in_seq,
+                        &mut i,
+                        &mut scratch,
+                        &mut s,
+                    );
+                    let (mut i, mut s) = (*index, seen.clone());
+                    walk_items_at(
+                        cx,
+                        scope,
+                        &c.els,
+                        prefix,
+                        in_seq,
+                        &mut i,
+                        &mut scratch,
+                        &mut s,
+                    );
+                    out.push(Item::Layer(Box::new(ResolvedLayer {
+                        name: None,
+                        path: Vec::new(),
+                        label: "if".to_string(),
+                        op: None,
+                        span: c.span,
+                        nth: None,
+                    })));
+                }
+            },
             ChainItem::Assert(s) => out.push(Item::Assert(s.clone())),
             ChainItem::Layer(layer) => {
                 let name_span = layer
@@ -97,7 +156,7 @@ pub(super) fn walk_items(
                     name_span,
                     prefix,
                     in_seq,
-                    &mut index,
+                    index,
                     seen,
                 )
                 .unwrap_or_default();
@@ -132,7 +191,7 @@ pub(super) fn walk_items(
                         name_span,
                         prefix,
                         in_seq,
-                        &mut index,
+                        index,
                         seen,
                     )
                 } else if in_seq {
@@ -156,7 +215,7 @@ pub(super) fn walk_items(
                 for _ in 0..count {
                     let path = match &base {
                         Some(b) => own_path(cx, None, &[], rep.span, b, true, &mut inner, seen),
-                        None => own_path(cx, None, &[], rep.span, prefix, true, &mut index, seen),
+                        None => own_path(cx, None, &[], rep.span, prefix, true, index, seen),
                     }
                     .unwrap_or_default();
                     match &rep.body {
@@ -181,7 +240,7 @@ pub(super) fn walk_items(
                     name_span,
                     prefix,
                     in_seq,
-                    &mut index,
+                    index,
                     seen,
                 ) {
                     Some(path) => flatten(cx, scope, &seq.items, &path, true, out, seen),
