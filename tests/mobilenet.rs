@@ -4,7 +4,7 @@
 //! depthwise convolution when there is no expansion, `conv.1` when there
 //! is). A tiny MobileNetV2 built from torchvision's own `InvertedResidual`
 //! and `Conv2dNormActivation` loads unchanged and gives PyTorch's output.
-//! Fixture: `scripts/gen_mobilenet_fixtures.py`.
+//! Fixture: `scripts/gen_layout_fixtures.py`.
 
 use netdsl::candle::Device;
 use netdsl::network;

@@ -358,6 +358,10 @@ pub struct Repeat {
     pub count: Value,
     pub body: RepeatBody,
     pub span: SpanRange,
+    /// `..repeat 2 { .. }`: the copies' layers take the enclosing `seq`'s
+    /// next indices one by one, with no level per copy (as
+    /// torchvision's `make_layers` lists them).
+    pub splice: bool,
 }
 
 pub enum RepeatBody {
@@ -386,6 +390,10 @@ pub struct Layer {
     pub args: Option<Result<Vec<Arg>, ()>>,
     /// The whole layer, name to closing parenthesis.
     pub span: SpanRange,
+    /// `..Stage(64, convs = 2)`: a block use whose layers are spliced into
+    /// the enclosing chain (numbered in its `seq`), with no name level of
+    /// its own. The span of the `..`.
+    pub splice: Option<Span>,
 }
 
 /// `value` or `key = value`.

@@ -124,7 +124,9 @@ impl<'a> Blocks<'a> {
     /// that fixing the use does not reveal a second round of errors. A
     /// mistake a checked use already reported is not reported again.
     pub fn check_bodies_alone(&self, networks: &[crate::ast::Network]) {
-        let named = self.named(networks);
+        // A block only ever spliced is read at each splice, in the caller's
+        // chain (a `seq` numbers its unnamed `repeat`): not on its own.
+        let named = self.named_by(networks, false);
         for def in self.defs {
             let Some(body) = def.body.as_ref() else {
                 continue;
@@ -173,9 +175,17 @@ impl<'a> Blocks<'a> {
 
     /// The names layers are written with, in every network and block body.
     fn named(&self, networks: &[crate::ast::Network]) -> HashSet<String> {
+        self.named_by(networks, true)
+    }
+
+    /// The names layers are written with; spliced uses (`..Stage(..)`)
+    /// only when `splices`.
+    fn named_by(&self, networks: &[crate::ast::Network], splices: bool) -> HashSet<String> {
         let mut named = HashSet::new();
         let mut visit = |layer: &crate::ast::Layer| {
-            named.insert(layer.op.to_string());
+            if splices || layer.splice.is_none() {
+                named.insert(layer.op.to_string());
+            }
         };
         let bodies = networks
             .iter()

@@ -1011,6 +1011,35 @@ fn parse_layer(cx: &Ctxt, input: ParseStream) -> syn::Result<ChainItem> {
     if input.peek(Token![if]) {
         return parse_chain_if(cx, input);
     }
+    if input.peek(Token![..]) {
+        // `..Stage(64)`: a block's layers spliced into this chain.
+        let dots: Token![..] = input.parse()?;
+        return match parse_layer(cx, input)? {
+            ChainItem::Layer(mut l) if l.name.is_none() => {
+                l.splice = Some(dots.spans[0]);
+                l.span.start = dots.spans[0];
+                Ok(ChainItem::Layer(l))
+            }
+            ChainItem::Repeat(mut r) if r.name.is_none() => {
+                r.splice = true;
+                r.span.start = dots.spans[0];
+                Ok(ChainItem::Repeat(r))
+            }
+            ChainItem::Layer(l) => Err(syn::Error::new(
+                l.name.as_ref().map_or(dots.spans[0], |n| n.span()),
+                format!(
+                    "a spliced block has no name of its own: its layers take the enclosing chain's \
+                     names\nhelp: remove `{}:`",
+                    l.name.as_ref().map_or(String::new(), |n| n.to_string())
+                ),
+            )),
+            _ => Err(syn::Error::new(
+                dots.spans[0],
+                "only a block use or an unnamed `repeat` can be spliced: `..Stage(64)`, \
+                 `..repeat 2 { .. }`\nhelp: remove `..`",
+            )),
+        };
+    }
     let doubled = input.peek(Token![->]);
     let first: Ident = input.parse().map_err(|e| {
         let help = if doubled {
@@ -1097,6 +1126,7 @@ fn parse_layer(cx: &Ctxt, input: ParseStream) -> syn::Result<ChainItem> {
             count,
             body,
             span: SpanRange { start, end },
+            splice: false,
         }));
     }
     if (op == "seq" || op == "Sequential") && input.peek(syn::token::Brace) {
@@ -1140,6 +1170,7 @@ fn parse_layer(cx: &Ctxt, input: ParseStream) -> syn::Result<ChainItem> {
         op,
         args,
         span: SpanRange { start, end },
+        splice: None,
     }))
 }
 

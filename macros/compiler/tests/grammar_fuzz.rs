@@ -216,6 +216,15 @@ impl Gen {
                         let mut cur = sh.clone();
                         let mut parts = Vec::new();
                         for _ in 0..self.rng.random_range(1..4) {
+                            let stage = blocks.iter().find(|b| b.stage).map(|b| b.name.clone());
+                            if let (Some(stage), true, Sh::Image(_, h, w)) =
+                                (stage, self.chance(0.3), &cur)
+                            {
+                                let (h, w) = (*h, *w);
+                                parts.push(format!("..{stage}(8, n = 2)"));
+                                cur = Sh::Image(8, h, w);
+                                continue;
+                            }
                             let (t, next) = self.layer(&cur, blocks, depth + 1);
                             parts.push(t);
                             cur = next;
@@ -223,9 +232,9 @@ impl Gen {
                         let name = self.name("stage");
                         (format!("{name}: seq {{ {} }}", parts.join(" -> ")), cur)
                     }
-                    12 if !blocks.is_empty() && depth < 2 => {
-                        let b = self.rng.random_range(0..blocks.len());
-                        let sig = &blocks[b];
+                    12 if blocks.iter().any(|b| !b.stage) && depth < 2 => {
+                        let usable: Vec<&BlockSig> = blocks.iter().filter(|b| !b.stage).collect();
+                        let sig = usable[self.rng.random_range(0..usable.len())];
                         let out = *self.pick(&[4u64, 8]);
                         let name = self.name("blk");
                         let repeat = if self.chance(0.3) {
@@ -468,6 +477,19 @@ impl Gen {
             out.push(text);
             blocks.push(sig);
         }
+        if self.chance(0.3) {
+            // A stage to splice: one chain over its parameters.
+            let name = format!("Stage{}", self.rng.random_range(0..1000));
+            let size = if self.oops() { "C" } else { "out" };
+            out.push(format!(
+                "block {name}(x: [B, C, H, W], out: usize, n: usize = 1) {{ x -> ..repeat n {{ Conv2d({size}, kernel = 3, padding = 1) -> relu }} }}"
+            ));
+            blocks.push(BlockSig {
+                name,
+                stride: false,
+                stage: true,
+            });
+        }
         for _ in 0..self.rng.random_range(1..3) {
             let (shape, sh) = self.input();
             let name = self.name("Net");
@@ -491,7 +513,13 @@ impl Gen {
             let uses: Vec<String> = blocks
                 .iter()
                 .enumerate()
-                .map(|(i, b)| format!("u{i}: {}(8)", b.name))
+                .map(|(i, b)| {
+                    if b.stage {
+                        format!("s{i}: seq {{ ..{}(8) }}", b.name)
+                    } else {
+                        format!("u{i}: {}(8)", b.name)
+                    }
+                })
                 .collect();
             out.push(format!(
                 "pub Uses(x: [B, 8, 16, 16]) {{ x -> {} }}",
@@ -543,6 +571,7 @@ impl Gen {
             BlockSig {
                 name,
                 stride: with_stride,
+                stage: false,
             },
         )
     }
@@ -551,6 +580,8 @@ impl Gen {
 struct BlockSig {
     name: String,
     stride: bool,
+    /// One chain over its parameters: it can be spliced (`..Stage(8)`).
+    stage: bool,
 }
 
 impl BlockSig {

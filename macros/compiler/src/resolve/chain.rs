@@ -99,6 +99,9 @@ fn walk_items_at(
 ) {
     for item in items {
         match item {
+            ChainItem::Layer(layer) if layer.splice.is_some() => {
+                splice(cx, scope, layer, prefix, in_seq, index, out, seen);
+            }
             ChainItem::If(c) => match eval_cond(cx, scope.env, &c.cond) {
                 // Decided: the branch's layers are the chain's, numbered on.
                 Some(taken) => {
@@ -133,14 +136,7 @@ fn walk_items_at(
                         &mut scratch,
                         &mut s,
                     );
-                    out.push(Item::Layer(Box::new(ResolvedLayer {
-                        name: None,
-                        path: Vec::new(),
-                        label: "if".to_string(),
-                        op: None,
-                        span: c.span,
-                        nth: None,
-                    })));
+                    out.push(unresolved("if", c.span));
                 }
             },
             ChainItem::Assert(s) => out.push(Item::Assert(s.clone())),
@@ -183,6 +179,25 @@ fn walk_items_at(
                     .map_or(rep.span, |n| SpanRange::single(n.span()));
                 // Named: the copies are `name.0`, `name.1`, ..; unnamed inside
                 // a `seq`: they take the `seq`'s next indices.
+                // Spliced: each copy's layers go on in this chain.
+                if rep.splice {
+                    for _ in 0..count {
+                        match &rep.body {
+                            RepeatBody::Layer(layer) => {
+                                let path =
+                                    own_path(cx, None, &[], rep.span, prefix, in_seq, index, seen)
+                                        .unwrap_or_default();
+                                out.push(Item::Layer(Box::new(resolve_layer(
+                                    cx, scope, layer, path,
+                                ))))
+                            }
+                            RepeatBody::Items(items) => {
+                                walk_items_at(cx, scope, items, prefix, in_seq, index, out, seen)
+                            }
+                        }
+                    }
+                    continue;
+                }
                 let base = if rep.name.is_some() {
                     own_path(
                         cx,
@@ -270,6 +285,147 @@ fn walk_items_at(
             }
         }
     }
+}
+
+/// A place in a chain whose layers are not known (an undecided `if`, a
+/// splice that failed): the shapes after it are not inferred.
+fn unresolved(label: &str, span: SpanRange) -> Item {
+    Item::Layer(Box::new(ResolvedLayer {
+        name: None,
+        path: Vec::new(),
+        label: label.to_string(),
+        op: None,
+        span,
+        nth: None,
+    }))
+}
+
+/// `..Block(args)`: the block's body, one chain from its input, walked
+/// here with the block's parameters bound to the arguments, so that its
+/// layers take this chain's places (in a `seq`, its next indices) with no
+/// name level of their own.
+#[allow(clippy::too_many_arguments)]
+fn splice(
+    cx: &Ctxt,
+    scope: Scope,
+    layer: &crate::ast::Layer,
+    prefix: &[String],
+    in_seq: bool,
+    index: &mut usize,
+    out: &mut Vec<Item>,
+    seen: &mut HashMap<String, SpanRange>,
+) {
+    use crate::ast::{Arg, DimLit, Head};
+    let written = layer.op.to_string();
+    let Some(d) = scope.blocks.iter().position(|b| b.name == written) else {
+        cx.error(
+            SpanRange::single(layer.op.span()),
+            format!("only a block can be spliced, and `{written}` is not one\nhelp: remove `..`"),
+        );
+        out.push(unresolved(&written, layer.span));
+        return;
+    };
+    let def = &scope.blocks[d];
+    let args: Option<Vec<Arg>> = match &layer.args {
+        None => Some(Vec::new()),
+        Some(Err(())) => None,
+        Some(Ok(args)) => args
+            .iter()
+            .map(|arg| {
+                subst(cx, scope.env, &arg.value).map(|value| Arg {
+                    key: arg.key.clone(),
+                    value,
+                    span: arg.span,
+                })
+            })
+            .collect(),
+    };
+    let bound = args.and_then(|args| {
+        let u = super::BlockUse {
+            def: d,
+            block: written.clone(),
+            label: format!("..{written}"),
+            args,
+            span: layer.span,
+            tensors: Vec::new(),
+        };
+        crate::block::bind_args(cx, def, &u)
+    });
+    let Some(bound) = bound else {
+        out.push(unresolved(&written, layer.span));
+        return;
+    };
+    let Some(body) = &def.body else {
+        out.push(unresolved(&written, layer.span));
+        return;
+    };
+    let one_chain = body.lets.is_empty()
+        && body.extra_outputs.is_empty()
+        && bound.tensors.is_empty()
+        && matches!(&body.output.head, Head::Var(v) if *v == def.input);
+    if !one_chain {
+        cx.error(
+            layer.span,
+            format!(
+                "`{written}` cannot be spliced: its body is not one chain from its input \
+                 (`{} -> ..`, no `let`, merge or further tensor)\nhelp: remove `..`, and give the \
+                 use a name: `stage: {written}(..)`",
+                def.input
+            ),
+        );
+        out.push(unresolved(&written, layer.span));
+        return;
+    }
+    // Its layers are resolved before the shapes are known: they may use
+    // the block's parameters, not the sizes of its input.
+    let sizes: Vec<String> = def
+        .input_shape
+        .dims
+        .iter()
+        .filter_map(|d| match d {
+            DimLit::Sym(s) if !bound.env.contains_key(&s.to_string()) => Some(s.to_string()),
+            _ => None,
+        })
+        .collect();
+    let mut size_used = None;
+    crate::ast::visit_layers(&body.output, &mut |l| {
+        for arg in l.args.iter().flatten().flatten() {
+            arg.value.visit_idents(&mut |i| {
+                if size_used.is_none() && sizes.contains(&i.to_string()) {
+                    size_used = Some(i.clone());
+                }
+            });
+        }
+    });
+    if let Some(size) = size_used {
+        cx.error(
+            SpanRange::single(size.span()),
+            format!(
+                "`{written}` is spliced, so its layers are read before its input's shape is known: \
+                 `{size}` is a size of its input `{}` {}\nhelp: remove `..` (a use of its own reads \
+                 the input), or make `{size}` a parameter of `{written}`",
+                def.input,
+                crate::declared::shape_text(&def.input_shape)
+            ),
+        );
+        out.push(unresolved(&written, layer.span));
+        return;
+    }
+    let inner = Scope {
+        env: &bound.env,
+        blocks: scope.blocks,
+        owner: "block",
+    };
+    walk_items_at(
+        cx,
+        inner,
+        &body.output.items,
+        prefix,
+        in_seq,
+        index,
+        out,
+        seen,
+    );
 }
 
 /// The module path of the next item of a chain, registered as taken.

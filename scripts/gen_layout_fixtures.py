@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""Generate tests/fixtures/mobilenet_tiny.safetensors for tests/mobilenet.rs.
+"""Generate the fixtures of torchvision layouts written with blocks:
+tests/fixtures/mobilenet_tiny.safetensors (tests/mobilenet.rs) and
+tests/fixtures/vgg_spliced.safetensors (tests/splice.rs).
+
+mobilenet_tiny:
 
 A tiny MobileNetV2 built from torchvision's own building blocks
 (torchvision.models.mobilenetv2.InvertedResidual and
@@ -19,6 +23,14 @@ eval mode matters. Keys: the state_dict, plus
     input   [2, 3, 32, 32]  the formula input (scripts/fixture_common.py)
     output  [2, 5]          model.eval()(input)
 Metadata `state_dict_order`: the state_dict's keys in PyTorch's order.
+
+vgg_spliced: torchvision's VGG feature layout, a flat Sequential made by
+torchvision.models.vgg.make_layers([8, "M", 16, 16, "M"]) (conv 3x3
+padding 1 + ReLU per number, max pool 2 per "M": features.0, .3, .5 hold
+parameters), then flatten and classifier = Sequential(Linear(16*8*8, 10)).
+torch.manual_seed(3), default initialisation, eval mode. Keys: the
+state_dict, input [2, 3, 32, 32] (the formula input), output [2, 10];
+metadata `state_dict_order`.
 """
 import json
 import os
@@ -32,6 +44,7 @@ from fixture_common import formula_input, save_checked
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATH = os.path.join(REPO_ROOT, "tests", "fixtures", "mobilenet_tiny.safetensors")
+VGG_PATH = os.path.join(REPO_ROOT, "tests", "fixtures", "vgg_spliced.safetensors")
 
 
 class MobileNetTiny(nn.Module):
@@ -52,6 +65,35 @@ class MobileNetTiny(nn.Module):
         return self.classifier(x)
 
 
+class VggSpliced(nn.Module):
+    def __init__(self):
+        super().__init__()
+        from torchvision.models.vgg import make_layers
+        self.features = make_layers([8, "M", 16, 16, "M"], batch_norm=False)
+        self.classifier = nn.Sequential(nn.Linear(16 * 8 * 8, 10))
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+
+
+def save_model(model, path):
+    x = formula_input([2, 3, 32, 32])
+    with torch.no_grad():
+        y = model(x)
+    sd = model.state_dict()
+    tensors = {k: v.contiguous() for k, v in sd.items()}
+    tensors["input"] = x
+    tensors["output"] = y.contiguous()
+    meta = {
+        "generator": "scripts/gen_layout_fixtures.py",
+        "torch": torch.__version__,
+        "state_dict_order": json.dumps(list(sd.keys())),
+    }
+    save_checked(tensors, path, meta)
+    assert os.path.getsize(path) < 100_000, os.path.getsize(path)
+    print(path, os.path.getsize(path), "bytes")
+
+
 def main():
     torch.manual_seed(1)
     torch.set_num_threads(1)
@@ -67,21 +109,11 @@ def main():
                 m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
                 m.num_batches_tracked.fill_(3)
     model.eval()
-    x = formula_input([2, 3, 32, 32])
-    with torch.no_grad():
-        y = model(x)
-    sd = model.state_dict()
-    tensors = {k: v.contiguous() for k, v in sd.items()}
-    tensors["input"] = x
-    tensors["output"] = y.contiguous()
-    meta = {
-        "generator": "scripts/gen_mobilenet_fixtures.py",
-        "torch": torch.__version__,
-        "state_dict_order": json.dumps(list(sd.keys())),
-    }
-    save_checked(tensors, PATH, meta)
-    assert os.path.getsize(PATH) < 100_000, os.path.getsize(PATH)
-    print(PATH, os.path.getsize(PATH), "bytes")
+    save_model(model, PATH)
+
+    torch.manual_seed(3)
+    vgg = VggSpliced().eval()
+    save_model(vgg, VGG_PATH)
 
 
 if __name__ == "__main__":
