@@ -19,7 +19,8 @@ stored in the files, the Rust side recomputes it):
 
 What it writes (all under tests/fixtures/, relative to the repo root):
 
-  torchvision_manifests.json
+  torchvision_manifests.json (alexnet, vgg16, vgg16_bn, resnet18, resnet34,
+  mobilenet_v2: names, shapes, dtypes of the state_dict; the zoo's test)
       {"alexnet": [...], "vgg16": [...], "resnet18": [...], "resnet34": [...]}: for each
       torchvision.models.<name>(weights=None), its state_dict in order as
       {"name": key, "shape": [...], "dtype": "F32" | "I64"}. resnet18 has
@@ -128,7 +129,7 @@ def manifest(model):
 
 def gen_manifests():
     out = {}
-    for name in ("alexnet", "vgg16", "resnet18", "resnet34"):
+    for name in ("alexnet", "vgg16", "vgg16_bn", "resnet18", "resnet34", "mobilenet_v2"):
         model = getattr(torchvision.models, name)(weights=None)
         out[name] = manifest(model)
     path = os.path.join(FIXTURES, "torchvision_manifests.json")

@@ -45,6 +45,8 @@ extern crate self as netdsl;
 pub mod data;
 #[cfg(feature = "expand")]
 pub mod expand;
+#[cfg(feature = "models")]
+pub mod models;
 #[cfg(feature = "pictures")]
 pub mod pictures;
 
