@@ -168,6 +168,12 @@ pub fn infer(
                             }
                         }
                     }
+                    // The layer did not resolve (a wrong argument, a
+                    // misspelt op): go on with what its op keeps whatever
+                    // its arguments, so a later mistake is still reported.
+                    (Some(shape), None) => layer
+                        .meant
+                        .and_then(|m| recover_unresolved(m, shape, &mut unknowns)),
                     _ => None,
                 };
                 prev_label = format!("`{}`", layer.label);
@@ -574,6 +580,40 @@ fn recover(cx: &Step, op: &Op, unknowns: &mut usize) -> Option<Shape> {
         | Op::Dropout { .. }
         | Op::DropPath { .. }
         | Op::Softmax { .. } => Some(input.clone()),
+        _ => None,
+    }
+}
+
+/// The shape after a layer whose arguments were wrong, from its op alone:
+/// the shape-keeping ops keep it, the window ops keep the batch and rank
+/// (the rest unknown), `Linear` keeps all but the features. `None` where
+/// the op's rank depends on its arguments.
+fn recover_unresolved(op: &str, input: &Shape, unknowns: &mut usize) -> Option<Shape> {
+    let mut fresh = || {
+        *unknowns += 1;
+        unknown_dim(*unknowns)
+    };
+    let rank = |r: usize, fresh: &mut dyn FnMut() -> Dim| {
+        (input.len() == r).then(|| {
+            std::iter::once(input[0].clone())
+                .chain((1..r).map(|_| fresh()))
+                .collect()
+        })
+    };
+    match op {
+        "ReLU" | "Sigmoid" | "Tanh" | "ReLU6" | "LeakyReLU" | "GELU" | "SiLU" | "Hardswish"
+        | "Softmax" | "LogSoftmax" | "Dropout" | "DropPath" | "BatchNorm2d" | "BatchNorm1d"
+        | "LayerNorm" | "RMSNorm" => Some(input.clone()),
+        "Conv2d" | "ConvTranspose2d" | "MaxPool2d" | "AvgPool2d" | "AdaptiveAvgPool2d"
+        | "AdaptiveMaxPool2d" | "Upsample" | "PixelShuffle" => rank(4, &mut fresh),
+        "Conv1d" | "MaxPool1d" | "AvgPool1d" | "AdaptiveAvgPool1d" | "AdaptiveMaxPool1d" => {
+            rank(3, &mut fresh)
+        }
+        "Linear" if input.len() >= 2 => {
+            let mut out = input.clone();
+            *out.last_mut()? = fresh();
+            Some(out)
+        }
         _ => None,
     }
 }

@@ -297,6 +297,7 @@ fn unresolved(label: &str, span: SpanRange) -> Item {
         op: None,
         span,
         nth: None,
+        meant: None,
     }))
 }
 
