@@ -21,7 +21,8 @@ pub fn spatial(
 ) -> Result<(Vec<Dim>, Option<String>), Failure> {
     let mut out = Vec::new();
     let mut lines = Vec::new();
-    for &(axis_name, axis, kernel, stride, (lo, hi), dilation, ceil) in axes {
+    for (k, &(axis_name, axis, kernel, stride, (lo, hi), dilation, ceil)) in axes.iter().enumerate()
+    {
         match &cx.input[axis] {
             Dim::Lin(l) if !ceil => {
                 // floor((l + lo + hi - eff) / stride) + 1, exact once the
@@ -76,7 +77,34 @@ pub fn spatial(
                 };
                 match w.out() {
                     Ok(n) if cx.ctx.blocks.strict.get() && w.lost(n) > 0 => {
-                        return Err(size_loss(cx, axis_name, &w, n, kernel_span));
+                        let mut f = size_loss(cx, axis_name, &w, n, kernel_span);
+                        // The later axes that lose rows too, in the same message.
+                        for &(name, ax, kernel, stride, (lo, hi), dilation, ceil) in &axes[k + 1..]
+                        {
+                            let Dim::Known(input) = cx.input[ax] else {
+                                continue;
+                            };
+                            let w = Window {
+                                input,
+                                kernel,
+                                stride,
+                                pad_lo: lo,
+                                pad_hi: hi,
+                                dilation,
+                                ceil,
+                            };
+                            if let Ok(n) = w.out() {
+                                if w.lost(n) > 0 {
+                                    let first = f.message.lines().next().unwrap_or("").to_string();
+                                    let rest = f.message[first.len()..].to_string();
+                                    f.message = format!(
+                                        "{first}; along {name} it leaves {} of {input} out too{rest}",
+                                        w.lost(n)
+                                    );
+                                }
+                            }
+                        }
+                        return Err(f);
                     }
                     Ok(n) => {
                         out.push(Dim::Known(n));
