@@ -2,7 +2,8 @@
 //! 138M parameters): parse, resolve, infer, check, lower and emit, and the
 //! same again with an error (which also runs the search for a fix); and
 //! networks built from blocks: ResNet-34 (16 uses of one block, each checked
-//! at its use, merged into one struct) and the original U-Net (nine uses).
+//! at its use, merged into one struct) and the original U-Net (nine uses);
+//! and the whole model zoo, `src/models.rs`, as one invocation.
 //!
 //! `cargo bench --bench expand`
 
@@ -14,7 +15,10 @@ use proc_macro2::TokenStream;
 fn spec(path: &str) -> TokenStream {
     let source = std::fs::read_to_string(path).unwrap();
     let file: syn::File = syn::parse_str(&source).unwrap();
-    let syn::Item::Macro(m) = &file.items[0] else {
+    let Some(m) = file.items.iter().find_map(|i| match i {
+        syn::Item::Macro(m) => Some(m),
+        _ => None,
+    }) else {
         panic!("{path} holds no network! invocation")
     };
     TokenStream::from_str(&m.mac.tokens.to_string()).unwrap()
@@ -38,6 +42,7 @@ fn bench(c: &mut Criterion) {
     for (name, path) in [
         ("ResNet-34", "examples/networks/resnet34.rs"),
         ("U-Net", "examples/networks/unet.rs"),
+        ("the model zoo (8 networks, 6 blocks)", "src/models.rs"),
     ] {
         let tokens = spec(path);
         assert!(netdsl_compiler::expand(tokens.clone()).is_ok());

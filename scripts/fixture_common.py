@@ -55,3 +55,18 @@ def save_checked(tensors, path, metadata):
     assert list(back) and set(back) == set(tensors), path
     for k, v in tensors.items():
         assert back[k].dtype == v.dtype and torch.equal(back[k], v), (path, k)
+
+
+def randomize_batch_norms(model, seed):
+    """Seeded, non-trivial affine parameters and running statistics for
+    every BatchNorm2d, so that eval mode's normalisation matters."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.2)
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
+                m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+                m.num_batches_tracked.fill_(3)

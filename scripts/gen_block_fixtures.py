@@ -101,7 +101,7 @@ import torchvision.transforms.functional as TF
 from safetensors.torch import load_file
 from torchvision.models.resnet import BasicBlock
 
-from fixture_common import formula_input, save_checked
+from fixture_common import formula_input, randomize_batch_norms, save_checked
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO_ROOT, "tests", "fixtures")
@@ -124,21 +124,6 @@ def save(tensors, name, **extra):
     save_checked(tensors, path, meta(**extra))
     assert os.path.getsize(path) < MAX_BYTES, (name, os.path.getsize(path))
     return path
-
-
-def randomize_batch_norms(model, seed):
-    """Seeded, non-trivial affine parameters and running statistics for
-    every BatchNorm2d, so that eval mode's normalisation matters."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.2)
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-                m.num_batches_tracked.fill_(3)
 
 
 def reset_statistics(model):

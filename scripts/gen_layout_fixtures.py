@@ -40,7 +40,7 @@ import torch.nn as nn
 from torchvision.models.mobilenetv2 import InvertedResidual
 from torchvision.ops.misc import Conv2dNormActivation
 
-from fixture_common import formula_input, save_checked
+from fixture_common import formula_input, randomize_batch_norms, save_checked
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATH = os.path.join(REPO_ROOT, "tests", "fixtures", "mobilenet_tiny.safetensors")
@@ -98,16 +98,7 @@ def main():
     torch.manual_seed(1)
     torch.set_num_threads(1)
     model = MobileNetTiny()
-    g = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.2)
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-                m.num_batches_tracked.fill_(3)
+    randomize_batch_norms(model, 2)
     model.eval()
     save_model(model, PATH)
 

@@ -6,8 +6,8 @@
 //! | --- | --- | --- | --- |
 //! | [`LeNet5`] | `[B, 1, 28, 28]` | (none) | |
 //! | [`AlexNet`] | `[B, 3, 224, 224]` | `alexnet` | |
-//! | [`Vgg16`] | `[B, 3, 224, 224]` | `vgg16` | [`VggStage`] spliced into `features` |
-//! | [`Vgg16Bn`] | `[B, 3, 224, 224]` | `vgg16_bn` | [`VggStageBn`] spliced into `features` |
+//! | [`Vgg16`] | `[B, 3, 224, 224]` | `vgg16` | [`VggStage`], [`VggClassifier`] spliced |
+//! | [`Vgg16Bn`] | `[B, 3, 224, 224]` | `vgg16_bn` | [`VggStageBn`], [`VggClassifier`] spliced |
 //! | [`ResNet18`], [`ResNet34`] | `[B, 3, 224, 224]` | `resnet18`, `resnet34` | [`BasicBlock`] |
 //! | [`MobileNetV2`] | `[B, 3, 224, 224]` | `mobilenet_v2` | [`ConvBNReLU`], [`InvertedResidual`] |
 //! | [`UNet`] | `[B, 1, 572, 572]` | (none; Ronneberger et al.) | [`DoubleConv`] |
@@ -73,6 +73,12 @@ network! {
         x -> ..repeat convs { Conv2d(out, kernel = 3, padding = 1) -> BatchNorm2d -> ReLU } -> MaxPool2d(2)
     }
 
+    /// VGG's classifier: two 4096-wide layers with ReLU and dropout, then
+    /// the 1000 classes (spliced into `classifier`).
+    pub block VggClassifier(x: [B, F]) {
+        x -> Linear(4096) -> ReLU -> Dropout(0.5) -> Linear(4096) -> ReLU -> Dropout(0.5) -> Linear(1000)
+    }
+
     /// Two valid 3x3 convolutions with ReLU: one level of the original
     /// U-Net, children numbered like `nn.Sequential` (`down1.0.weight`).
     pub block DoubleConv(x: [B, C, H, W], out: usize) -> [B, out, H - 4, W - 4] {
@@ -116,13 +122,8 @@ network! {
                 ..VggStage(64, convs = 2) -> ..VggStage(128, convs = 2) -> ..VggStage(256, convs = 3)
                 -> ..VggStage(512, convs = 3) -> ..VggStage(512, convs = 3)
              }                                                            : [B, 512, 7, 7]
-          -> avgpool: AdaptiveAvgPool2d(7)
-          -> flatten
-          -> classifier: seq {
-                Linear(4096) -> ReLU -> Dropout(0.5)
-                -> Linear(4096) -> ReLU -> Dropout(0.5)
-                -> Linear(1000)
-             }
+          -> avgpool: AdaptiveAvgPool2d(7) -> flatten
+          -> classifier: seq { ..VggClassifier }
     }
 
     /// VGG-16 with batch norm after every convolution (torchvision's
@@ -132,13 +133,8 @@ network! {
                 ..VggStageBn(64, convs = 2) -> ..VggStageBn(128, convs = 2) -> ..VggStageBn(256, convs = 3)
                 -> ..VggStageBn(512, convs = 3) -> ..VggStageBn(512, convs = 3)
              }                                                            : [B, 512, 7, 7]
-          -> avgpool: AdaptiveAvgPool2d(7)
-          -> flatten
-          -> classifier: seq {
-                Linear(4096) -> ReLU -> Dropout(0.5)
-                -> Linear(4096) -> ReLU -> Dropout(0.5)
-                -> Linear(1000)
-             }
+          -> avgpool: AdaptiveAvgPool2d(7) -> flatten
+          -> classifier: seq { ..VggClassifier }
     }
 
     /// ResNet-18: a stem with padded max pooling, four stages of two basic

@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use netdsl::candle::{DType, Device, Tensor};
-use netdsl::{network, ParamSpec};
+use netdsl::network;
 
 mod common;
-use common::{fixture, formula_input, rel_err, tensors};
+use common::{fixture, formula_input, manifest, rel_err, tensors, torchvision};
 
 include!("../examples/networks/alexnet.rs");
 include!("../examples/networks/vgg16.rs");
@@ -95,42 +95,6 @@ network! {
     Relu6(x: [B, 3, 5, 7]) -> [B, 3, 5, 7] { x -> ReLU6 }
     HardSwish(x: [B, 3, 5, 7]) -> [B, 3, 5, 7] { x -> Hardswish }
     DropoutEval(x: [B, 3, 5, 7]) -> [B, 3, 5, 7] { x -> Dropout(p = 0.3) }
-}
-
-fn manifest(specs: &[ParamSpec]) -> Vec<(String, Vec<usize>, String)> {
-    specs
-        .iter()
-        .map(|s| {
-            (
-                s.name.to_string(),
-                s.shape.to_vec(),
-                format!("{:?}", s.dtype).to_uppercase(),
-            )
-        })
-        .collect()
-}
-
-fn torchvision(model: &str) -> Vec<(String, Vec<usize>, String)> {
-    let text = std::fs::read_to_string(fixture("torchvision_manifests.json")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    json[model]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let shape = e["shape"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_u64().unwrap() as usize)
-                .collect();
-            (
-                e["name"].as_str().unwrap().to_string(),
-                shape,
-                e["dtype"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 #[test]

@@ -6,46 +6,9 @@
 
 use netdsl::candle::{DType, Device, Tensor};
 use netdsl::models::*;
-use netdsl::ParamSpec;
 
 mod common;
-use common::fixture;
-
-fn manifest(specs: &[ParamSpec]) -> Vec<(String, Vec<usize>, String)> {
-    specs
-        .iter()
-        .map(|s| {
-            (
-                s.name.to_string(),
-                s.shape.to_vec(),
-                format!("{:?}", s.dtype).to_uppercase(),
-            )
-        })
-        .collect()
-}
-
-fn torchvision(model: &str) -> Vec<(String, Vec<usize>, String)> {
-    let text = std::fs::read_to_string(fixture("torchvision_manifests.json")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    json[model]
-        .as_array()
-        .unwrap_or_else(|| panic!("no manifest for {model}"))
-        .iter()
-        .map(|e| {
-            let shape = e["shape"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_u64().unwrap() as usize)
-                .collect();
-            (
-                e["name"].as_str().unwrap().to_string(),
-                shape,
-                e["dtype"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
+use common::{manifest, torchvision};
 
 #[test]
 fn state_dicts_equal_torchvision() {

@@ -72,3 +72,42 @@ pub fn formula_weights(manifest: &[netdsl::ParamSpec]) -> HashMap<String, Tensor
         })
         .collect()
 }
+
+/// A network's manifest as (name, shape, dtype) rows.
+pub fn manifest(specs: &[netdsl::ParamSpec]) -> Vec<(String, Vec<usize>, String)> {
+    specs
+        .iter()
+        .map(|s| {
+            (
+                s.name.to_string(),
+                s.shape.to_vec(),
+                format!("{:?}", s.dtype).to_uppercase(),
+            )
+        })
+        .collect()
+}
+
+/// A torchvision model's state_dict manifest from
+/// `tests/fixtures/torchvision_manifests.json` (`scripts/gen_cnn_fixtures.py`).
+pub fn torchvision(model: &str) -> Vec<(String, Vec<usize>, String)> {
+    let text = std::fs::read_to_string(fixture("torchvision_manifests.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json[model]
+        .as_array()
+        .unwrap_or_else(|| panic!("no manifest for {model}"))
+        .iter()
+        .map(|e| {
+            let shape = e["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
+            (
+                e["name"].as_str().unwrap().to_string(),
+                shape,
+                e["dtype"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}

@@ -4,12 +4,14 @@
 //! replaced, and random token soup; the generator is seeded, so a failure
 //! reproduces.
 
-use std::panic;
 use std::str::FromStr;
 
-use proc_macro2::{Delimiter, TokenStream, TokenTree};
+use proc_macro2::TokenStream;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+mod support;
+use support::{check, pieces};
 
 const CORPUS: &[&str] = &[
     "/// LeNet
@@ -58,26 +60,6 @@ const CORPUS: &[&str] = &[
         (z -> fc: Linear(11), h, c -> Select(0, -1))
     }",
 ];
-
-/// The tokens of `s`, flattened: delimiters become separate pieces.
-fn pieces(ts: TokenStream, out: &mut Vec<String>) {
-    for tt in ts {
-        match tt {
-            TokenTree::Group(g) => {
-                let (open, close) = match g.delimiter() {
-                    Delimiter::Parenthesis => ("(", ")"),
-                    Delimiter::Bracket => ("[", "]"),
-                    Delimiter::Brace => ("{", "}"),
-                    Delimiter::None => ("", ""),
-                };
-                out.push(open.into());
-                pieces(g.stream(), out);
-                out.push(close.into());
-            }
-            other => out.push(other.to_string()),
-        }
-    }
-}
 
 const POOL: &[&str] = &[
     "->",
@@ -136,33 +118,6 @@ const POOL: &[&str] = &[
     "||",
     "Res",
 ];
-
-fn check(source: &str) {
-    // A leading newline: real tokens start on line 2, the macro call site is line 1.
-    let source = format!("\n{source}");
-    let Ok(tokens) = TokenStream::from_str(&source) else {
-        return; // not Rust tokens: rustc rejects these before any macro runs
-    };
-    let lines = source.lines().count();
-    let result = panic::catch_unwind(|| netdsl_compiler::expand(tokens));
-    let Ok(result) = result else {
-        panic!("the compiler panicked on:\n{source}");
-    };
-    if let Err(d) = result {
-        assert!(!d.errors.is_empty());
-        for e in &d.errors {
-            for at in [e.span.start.start(), e.span.end.end()] {
-                assert!(
-                    (2..=lines).contains(&at.line),
-                    "error `{}` at line {} outside the input ({} lines):\n{source}",
-                    e.render(),
-                    at.line,
-                    lines
-                );
-            }
-        }
-    }
-}
 
 #[test]
 fn valid_corpus_expands() {

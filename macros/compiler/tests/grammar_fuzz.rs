@@ -7,13 +7,15 @@
 //! compiler must never panic, and every error must point inside the input.
 //! Seeded: a failure prints the spec, and reproduces.
 
-use std::panic;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use proc_macro2::{Delimiter, TokenStream, TokenTree};
+use proc_macro2::TokenStream;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+mod support;
+use support::{check, invocations, pieces};
 
 /// The shape the generator believes a tensor has (it keeps most layers
 /// valid; the compiler is the judge).
@@ -599,32 +601,6 @@ impl BlockSig {
     }
 }
 
-/// Expands `source`: it must not panic, and every error must point inside
-/// it (lines 1..=its last).
-fn check(source: &str) {
-    let Ok(tokens) = TokenStream::from_str(source) else {
-        return;
-    };
-    let lines = source.lines().count().max(1);
-    let result = panic::catch_unwind(|| netdsl_compiler::expand(tokens));
-    let Ok(result) = result else {
-        panic!("the compiler panicked on:\n{source}");
-    };
-    if let Err(d) = result {
-        assert!(!d.errors.is_empty(), "an Err without errors on:\n{source}");
-        for e in &d.errors {
-            for at in [e.span.start.start(), e.span.end.end()] {
-                assert!(
-                    (1..=lines).contains(&at.line),
-                    "error `{}` at line {} outside the input ({lines} lines):\n{source}",
-                    e.render(),
-                    at.line,
-                );
-            }
-        }
-    }
-}
-
 #[test]
 fn generated_specs_never_panic() {
     let mut g = Gen {
@@ -659,23 +635,6 @@ fn generated_specs_never_panic() {
     );
 }
 
-/// The bodies of every `network! { .. }` in a token stream.
-fn invocations(tokens: TokenStream, out: &mut Vec<TokenStream>) {
-    let trees: Vec<TokenTree> = tokens.into_iter().collect();
-    for (i, tree) in trees.iter().enumerate() {
-        if let TokenTree::Group(g) = tree {
-            let is_call = i >= 2
-                && matches!(&trees[i - 1], TokenTree::Punct(p) if p.as_char() == '!')
-                && matches!(&trees[i - 2], TokenTree::Ident(id) if id == "network");
-            if is_call && g.delimiter() == Delimiter::Brace {
-                out.push(g.stream());
-            } else {
-                invocations(g.stream(), out);
-            }
-        }
-    }
-}
-
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -686,27 +645,6 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
             rust_files(&path, out);
         } else if path.extension().is_some_and(|e| e == "rs") {
             out.push(path);
-        }
-    }
-}
-
-/// A token stream as its leaves, groups opened (so a mutation can break
-/// a bracket).
-fn leaves(tokens: TokenStream, out: &mut Vec<String>) {
-    for t in tokens {
-        match t {
-            TokenTree::Group(g) => {
-                let (open, close) = match g.delimiter() {
-                    Delimiter::Parenthesis => ("(", ")"),
-                    Delimiter::Bracket => ("[", "]"),
-                    Delimiter::Brace => ("{", "}"),
-                    Delimiter::None => ("", ""),
-                };
-                out.push(open.to_string());
-                leaves(g.stream(), out);
-                out.push(close.to_string());
-            }
-            other => out.push(other.to_string()),
         }
     }
 }
@@ -729,7 +667,7 @@ fn every_network_in_the_repository_survives_token_mutation() {
             invocations(tokens, &mut found);
             bodies.extend(found.into_iter().map(|b| {
                 let mut v = Vec::new();
-                leaves(b, &mut v);
+                pieces(b, &mut v);
                 v
             }));
         }

@@ -20,7 +20,10 @@
 
 use std::path::{Path, PathBuf};
 
-use proc_macro2::{LineColumn, TokenStream, TokenTree};
+use proc_macro2::{LineColumn, TokenStream};
+
+mod support;
+use support::invocations;
 
 /// The share of cases (percent) that must carry a working edit.
 const MIN_PERCENT: usize = 90;
@@ -97,23 +100,6 @@ fn cases(dir: &Path, out: &mut Vec<PathBuf>) {
             cases(&path, out);
         } else if path.extension().is_some_and(|e| e == "rs") {
             out.push(path);
-        }
-    }
-}
-
-/// The bodies of every `network! { .. }` in a token stream, recursively.
-fn invocations(tokens: TokenStream, out: &mut Vec<TokenStream>) {
-    let trees: Vec<TokenTree> = tokens.into_iter().collect();
-    for (i, tree) in trees.iter().enumerate() {
-        if let TokenTree::Group(g) = tree {
-            let is_call = i >= 2
-                && matches!(&trees[i - 1], TokenTree::Punct(p) if p.as_char() == '!')
-                && matches!(&trees[i - 2], TokenTree::Ident(id) if id == "network");
-            if is_call {
-                out.push(g.stream());
-            } else {
-                invocations(g.stream(), out);
-            }
         }
     }
 }

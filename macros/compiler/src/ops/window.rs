@@ -12,6 +12,19 @@ use crate::shape::{fmt_shape, Dim, Window};
 /// Name, dim, kernel, stride, (pad_lo, pad_hi), dilation, ceil_mode.
 pub type Axis = (&'static str, usize, u64, u64, (u64, u64), u64, bool);
 
+/// The window of one axis over an input of `input` rows.
+fn window(&(_, _, kernel, stride, (lo, hi), dilation, ceil): &Axis, input: u64) -> Window {
+    Window {
+        input,
+        kernel,
+        stride,
+        pad_lo: lo,
+        pad_hi: hi,
+        dilation,
+        ceil,
+    }
+}
+
 /// The spatial output of a window op over its axes (H and W, or T), with
 /// its arithmetic.
 pub fn spatial(
@@ -66,33 +79,17 @@ pub fn spatial(
                 out.push(s.clone());
             }
             Dim::Known(input) => {
-                let w = Window {
-                    input: *input,
-                    kernel,
-                    stride,
-                    pad_lo: lo,
-                    pad_hi: hi,
-                    dilation,
-                    ceil,
-                };
+                let w = window(&axes[k], *input);
                 match w.out() {
                     Ok(n) if cx.ctx.blocks.strict.get() && w.lost(n) > 0 => {
                         let mut f = size_loss(cx, axis_name, &w, n, kernel_span);
                         // The later axes that lose rows too, in the same message.
-                        for &(name, ax, kernel, stride, (lo, hi), dilation, ceil) in &axes[k + 1..]
-                        {
+                        for axis in &axes[k + 1..] {
+                            let (name, ax) = (axis.0, axis.1);
                             let Dim::Known(input) = cx.input[ax] else {
                                 continue;
                             };
-                            let w = Window {
-                                input,
-                                kernel,
-                                stride,
-                                pad_lo: lo,
-                                pad_hi: hi,
-                                dilation,
-                                ceil,
-                            };
+                            let w = window(axis, input);
                             if let Ok(n) = w.out() {
                                 if w.lost(n) > 0 {
                                     let first = f.message.lines().next().unwrap_or("").to_string();

@@ -316,7 +316,7 @@ fn splice(
     out: &mut Vec<Item>,
     seen: &mut HashMap<String, SpanRange>,
 ) {
-    use crate::ast::{Arg, DimLit, Head};
+    use crate::ast::{DimLit, Head};
     let written = layer.op.to_string();
     let Some(d) = scope.blocks.iter().position(|b| b.name == written) else {
         cx.error(
@@ -327,19 +327,10 @@ fn splice(
         return;
     };
     let def = &scope.blocks[d];
-    let args: Option<Vec<Arg>> = match &layer.args {
+    let args: Option<Vec<crate::ast::Arg>> = match &layer.args {
         None => Some(Vec::new()),
         Some(Err(())) => None,
-        Some(Ok(args)) => args
-            .iter()
-            .map(|arg| {
-                subst(cx, scope.env, &arg.value).map(|value| Arg {
-                    key: arg.key.clone(),
-                    value,
-                    span: arg.span,
-                })
-            })
-            .collect(),
+        Some(Ok(args)) => super::layer::subst_args(cx, scope.env, args),
     };
     let bound = args.and_then(|args| {
         let u = super::BlockUse {

@@ -15,17 +15,7 @@ pub(super) fn resolve_layer(
     // Block parameters and known dims put into the arguments.
     let args: Option<Result<Vec<Arg>, ()>> = layer.args.as_ref().map(|a| match a {
         Err(()) => Err(()),
-        Ok(args) => args
-            .iter()
-            .map(|arg| {
-                subst(cx, scope.env, &arg.value).map(|value| Arg {
-                    key: arg.key.clone(),
-                    value,
-                    span: arg.span,
-                })
-            })
-            .collect::<Option<Vec<Arg>>>()
-            .ok_or(()),
+        Ok(args) => subst_args(cx, scope.env, args).ok_or(()),
     });
     let label = match (&path, &args) {
         (p, _) if !p.is_empty() => p.join("."),
@@ -176,6 +166,20 @@ pub(super) fn resolve_layer(
         nth: None,
         meant,
     }
+}
+
+/// A layer's arguments with block parameters and known dims put in;
+/// `None` after an error (reported).
+pub(super) fn subst_args(cx: &Ctxt, env: &super::Env, args: &[Arg]) -> Option<Vec<Arg>> {
+    args.iter()
+        .map(|arg| {
+            subst(cx, env, &arg.value).map(|value| Arg {
+                key: arg.key.clone(),
+                value,
+                span: arg.span,
+            })
+        })
+        .collect()
 }
 
 pub fn fmt_args(args: &[Arg]) -> String {
