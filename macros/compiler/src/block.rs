@@ -127,11 +127,19 @@ impl<'a> Blocks<'a> {
         // A block only ever spliced is read at each splice, in the caller's
         // chain (a `seq` numbers its unnamed `repeat`): not on its own.
         let named = self.named_by(networks, false);
+        let spliced = self.named_by(networks, true);
         for def in self.defs {
             let Some(body) = def.body.as_ref() else {
                 continue;
             };
-            if !named.contains(&def.name.to_string()) {
+            // Used ones, and `pub` ones no network here uses (made for
+            // others). An unused one may be meant for splicing, where its
+            // unnamed layers take a `seq`'s indices: its missing names are
+            // not mistakes.
+            let name = def.name.to_string();
+            let unused_pub =
+                matches!(def.vis, syn::Visibility::Public(_)) && !spliced.contains(&name);
+            if !unused_pub && !named.contains(&name) {
                 continue;
             }
             // Every number, flag and dim of the inputs is unknown, so
@@ -160,6 +168,9 @@ impl<'a> Blocks<'a> {
             let alone = Ctxt::new();
             resolve_body(&alone, scope, &def.input, &extra, Some(body));
             for e in alone.into_errors() {
+                if unused_pub && e.message.contains("needs a name") {
+                    continue;
+                }
                 let key = format!("{:?}{:?}{}", e.span.start, e.span.end, e.render());
                 if !self.seen.borrow_mut().insert(key) {
                     continue;
@@ -209,7 +220,10 @@ impl<'a> Blocks<'a> {
     pub fn check_unused(&self, networks: &[crate::ast::Network]) {
         let named = self.named(networks);
         for def in self.defs {
-            if !named.contains(&def.name.to_string()) && def.body.is_some() {
+            // A `pub` block is made for others to use: it is checked on its
+            // own (`check_bodies_alone`), and never called unused.
+            let public = matches!(def.vis, syn::Visibility::Public(_));
+            if !public && !named.contains(&def.name.to_string()) && def.body.is_some() {
                 self.cx.error(
                     SpanRange::single(def.name.span()),
                     format!(
