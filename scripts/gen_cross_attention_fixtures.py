@@ -17,6 +17,9 @@ name)`, parameters by their state_dict names without the layer's path).
   cross_mask_bool.y   cross with that attn_mask and key_padding_mask from (7, 4)
   cross_mask_float.y  cross with the additive attn_mask formula([5, 7], "fmask")
   decoder.y      TransformerDecoderLayer(8, 2, 16)(q, mem, causal tgt mask)
+  cross_kdim.y   MultiheadAttention(8, 2, kdim=6, vdim=6)(q, memk, memk),
+                 memk = formula([2, 7, 6], "memk"): q_proj_weight [8, 8],
+                 k_proj_weight and v_proj_weight [8, 6], in_proj_bias [24]
 
     python3 scripts/gen_cross_attention_fixtures.py
 """
@@ -61,6 +64,10 @@ def main():
         out["cross_mask_bool.y"] = mha(q, mem, mem, attn_mask=bmask, key_padding_mask=pad([7, 4], 7),
                                        need_weights=False)[0]
         out["cross_mask_float.y"] = mha(q, mem, mem, attn_mask=fmask, need_weights=False)[0]
+        # kdim/vdim: a memory of another width (6), separate projections.
+        memk = formula((2, 7, 6), "memk")
+        mhak = filled(nn.MultiheadAttention(8, 2, kdim=6, vdim=6, batch_first=True))
+        out["cross_kdim.y"] = mhak(q, memk, memk, need_weights=False)[0]
         dec = filled(nn.TransformerDecoderLayer(8, 2, 16, dropout=0.0, batch_first=True))
         mask = nn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64)
         out["decoder.y"] = dec(q, mem, tgt_mask=mask, tgt_is_causal=True)

@@ -19,6 +19,15 @@ network! {
     pub CrossPad(q: [B, 5, 8], mem: [B, S, 8], lens: [B] u32) -> [B, 5, 8] {
         q -> attn: MultiHeadAttention(heads = 2, memory = mem, key_lengths = lens)
     }
+    /// `nn.MultiheadAttention(8, 2, kdim = 6, vdim = 6)`: a memory of
+    /// another width, keys and values projected from it.
+    pub CrossKdim(q: [B, 5, 8], mem: [B, S, 6]) -> [B, 5, 8] {
+        q -> attn: MultiHeadAttention(heads = 2, memory = mem, kdim = 6)
+    }
+    /// The same with Hugging Face's names (`k_proj.weight` [8, 6]).
+    pub CrossKdimHf(q: [B, 5, 8], mem: [B, S, 6]) -> [B, 5, 8] {
+        q -> attn: MultiHeadAttention(heads = 2, memory = mem, kdim = 6, layout = hf)
+    }
     pub SelfPad(x: [B, T, 8], lens: [B] u32) -> [B, T, 8] {
         x -> attn: MultiHeadAttention(heads = 2, key_lengths = lens)
     }
@@ -106,4 +115,49 @@ fn boolean_and_additive_masks_equal_pytorch() {
         &net.forward(&q, &mem, &formula(&[5, 7], "fmask")).unwrap(),
         "cross_mask_float",
     );
+}
+
+#[test]
+fn a_memory_of_another_width_equals_pytorch_kdim() {
+    let dev = Device::Cpu;
+    let (q, mem) = (formula(&[2, 5, 8], "q"), formula(&[2, 7, 6], "memk"));
+    let names: Vec<&str> = CrossKdim::MANIFEST.iter().map(|s| s.name).collect();
+    assert_eq!(
+        names,
+        [
+            "attn.q_proj_weight",
+            "attn.k_proj_weight",
+            "attn.v_proj_weight",
+            "attn.in_proj_bias",
+            "attn.out_proj.weight",
+            "attn.out_proj.bias"
+        ]
+    );
+    let weights = formula_weights(CrossKdim::MANIFEST);
+    let net = CrossKdim::from_tensors(weights.clone(), &dev).unwrap();
+    check(&net.forward(&q, &mem).unwrap(), "cross_kdim");
+    // Hugging Face's layout holds the same projections under other names.
+    let bias = &weights["attn.in_proj_bias"];
+    let third = |i: usize| bias.narrow(0, 8 * i, 8).unwrap();
+    let hf = [
+        ("attn.q_proj.weight", weights["attn.q_proj_weight"].clone()),
+        ("attn.q_proj.bias", third(0)),
+        ("attn.k_proj.weight", weights["attn.k_proj_weight"].clone()),
+        ("attn.k_proj.bias", third(1)),
+        ("attn.v_proj.weight", weights["attn.v_proj_weight"].clone()),
+        ("attn.v_proj.bias", third(2)),
+        (
+            "attn.out_proj.weight",
+            weights["attn.out_proj.weight"].clone(),
+        ),
+        ("attn.out_proj.bias", weights["attn.out_proj.bias"].clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let net = CrossKdimHf::from_tensors(hf, &dev).unwrap();
+    check(&net.forward(&q, &mem).unwrap(), "cross_kdim");
+    // A memory of the wrong width at run time is an error, not a panic.
+    let wrong = formula(&[2, 7, 5], "memk");
+    assert!(net.forward(&q, &wrong).is_err());
 }

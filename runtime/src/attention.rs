@@ -23,8 +23,8 @@ use candle_core::{CpuStorage, DType, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
 use crate::layers::{
-    LinearParams, MaybeTensor, MultiheadAttentionParams, QkvAttentionParams,
-    SeparateQkvAttentionParams,
+    LinearParams, MaybeTensor, MultiheadAttentionKvParams, MultiheadAttentionParams,
+    QkvAttentionParams, SeparateQkvAttentionParams,
 };
 use crate::{param, Generator, Result};
 
@@ -452,6 +452,9 @@ fn project(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     Ok(y.reshape(out)?)
 }
 
+/// A projection's weight `[out, in]` and its bias.
+pub type Projection = (Tensor, Option<Tensor>);
+
 /// The parameters of a multi-head attention in any of its layouts: the
 /// query, key and value projections as one weight `[3E, E]` (Q, K, V
 /// stacked) with its bias, and the output projection.
@@ -460,6 +463,12 @@ pub trait AttentionParams {
     fn in_proj(&self, training: bool) -> Result<(Tensor, Option<Tensor>)>;
     /// `(weight [E, E], bias [E])`.
     fn out_proj(&self, training: bool) -> (Tensor, Option<Tensor>);
+    /// The query, key and value projections apart, `(weight, bias)` each,
+    /// for layouts that keep them apart (the key and value weights may then
+    /// read another width than the query's, PyTorch's `kdim`/`vdim`).
+    fn separate(&self, _training: bool) -> Option<Result<[Projection; 3]>> {
+        None
+    }
 }
 
 fn linear_params<B: MaybeTensor>(l: &LinearParams<B>, training: bool) -> (Tensor, Option<Tensor>) {
@@ -518,6 +527,53 @@ impl<B: MaybeTensor> AttentionParams for SeparateQkvAttentionParams<B> {
     fn out_proj(&self, training: bool) -> (Tensor, Option<Tensor>) {
         linear_params(&self.out_proj, training)
     }
+
+    fn separate(&self, training: bool) -> Option<Result<[Projection; 3]>> {
+        Some(Ok([
+            linear_params(&self.q_proj, training),
+            linear_params(&self.k_proj, training),
+            linear_params(&self.v_proj, training),
+        ]))
+    }
+}
+
+/// PyTorch with `kdim`/`vdim`: three weights, one stacked bias `[3E]`.
+impl<B: MaybeTensor> AttentionParams for MultiheadAttentionKvParams<B> {
+    /// Stacked for self-attention, where every width is the query's.
+    fn in_proj(&self, training: bool) -> Result<(Tensor, Option<Tensor>)> {
+        let ws = [
+            &self.q_proj_weight,
+            &self.k_proj_weight,
+            &self.v_proj_weight,
+        ];
+        let w = Tensor::cat(&ws.map(|w| param(w, training)), 0)?;
+        Ok((w, self.in_proj_bias.tensor().map(|t| param(t, training))))
+    }
+
+    fn out_proj(&self, training: bool) -> (Tensor, Option<Tensor>) {
+        linear_params(&self.out_proj, training)
+    }
+
+    fn separate(&self, training: bool) -> Option<Result<[Projection; 3]>> {
+        let e = match self.q_proj_weight.dim(0) {
+            Ok(e) => e,
+            Err(err) => return Some(Err(err.into())),
+        };
+        let bias = |i: usize| -> Result<Option<Tensor>> {
+            match self.in_proj_bias.tensor() {
+                Some(b) => Ok(Some(param(b, training).narrow(0, i * e, e)?)),
+                None => Ok(None),
+            }
+        };
+        let parts = (|| {
+            Ok([
+                (param(&self.q_proj_weight, training), bias(0)?),
+                (param(&self.k_proj_weight, training), bias(1)?),
+                (param(&self.v_proj_weight, training), bias(2)?),
+            ])
+        })();
+        Some(parts)
+    }
 }
 
 /// `[B, T, heads * D]` -> `[B, heads, T, D]`, contiguous.
@@ -554,6 +610,27 @@ pub fn multi_head_attention<P: AttentionParams>(
         return Err(msg(format!(
             "multi_head_attention: the width {e} is not a multiple of {heads} heads"
         )));
+    }
+    // Cross-attention with the projections apart (PyTorch's kdim/vdim, or
+    // Hugging Face's q/k/v_proj): the memory may have its own width.
+    if let (Some(mem), Some(parts)) = (memory, p.separate(training)) {
+        let [(wq, bq), (wk, bk), (wv, bv)] = parts?;
+        let (bm, _, em) = mem.dims3()?;
+        if bm != b || wk.dims() != [e, em] || wv.dims() != [e, em] || wq.dims() != [e, e] {
+            return Err(msg(format!(
+                "multi_head_attention: the query {:?} and the memory {:?} do not fit the projections \
+                 (query {:?}, key {:?}, value {:?})",
+                query.dims(),
+                mem.dims(),
+                wq.dims(),
+                wk.dims(),
+                wv.dims()
+            )));
+        }
+        let q = split_heads(&project(query, &wq, bq.as_ref())?, heads)?;
+        let k = split_heads(&project(mem, &wk, bk.as_ref())?, heads)?;
+        let v = split_heads(&project(mem, &wv, bv.as_ref())?, heads)?;
+        return attend(p, (q, k, v), (b, tq, e), spec, mask, training, rng);
     }
     let (w, bias) = p.in_proj(training)?;
     if w.dims() != [3 * e, e] {
@@ -598,6 +675,22 @@ pub fn multi_head_attention<P: AttentionParams>(
             (q, kv.get(0)?, kv.get(1)?)
         }
     };
+    attend(p, (q, k, v), (b, tq, e), spec, mask, training, rng)
+}
+
+/// The heads' scaled dot-product attention over projected `[B, heads, T,
+/// D]` queries, keys and values, merged back to `[B, Tq, E]` and projected
+/// out.
+#[allow(clippy::too_many_arguments)]
+fn attend<P: AttentionParams>(
+    p: &P,
+    (q, k, v): (Tensor, Tensor, Tensor),
+    (b, tq, e): (usize, usize, usize),
+    spec: &MhaSpec,
+    mask: Option<Mask<'_>>,
+    training: bool,
+    rng: Option<&Generator>,
+) -> Result<Tensor> {
     let sdpa = Sdpa {
         scale: None,
         causal: spec.causal,

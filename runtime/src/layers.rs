@@ -68,6 +68,20 @@ pub struct MultiheadAttentionParams<B = Tensor> {
     pub out_proj: LinearParams<B>,
 }
 
+/// `nn.MultiheadAttention(E, heads, kdim=K, vdim=V)`'s parameters when the
+/// keys or values have another width than the queries: PyTorch then keeps
+/// the three projections apart, `q_proj_weight` `[E, E]`, `k_proj_weight`
+/// `[E, K]`, `v_proj_weight` `[E, V]`, with one `in_proj_bias` `[3E]` and
+/// `out_proj`.
+#[derive(Debug, Clone)]
+pub struct MultiheadAttentionKvParams<B = Tensor> {
+    pub q_proj_weight: Tensor,
+    pub k_proj_weight: Tensor,
+    pub v_proj_weight: Tensor,
+    pub in_proj_bias: B,
+    pub out_proj: LinearParams<B>,
+}
+
 pub use crate::rnn::RnnParams;
 
 /// Multi-head attention as timm's `Attention` names it (`layout = timm`):

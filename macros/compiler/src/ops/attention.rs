@@ -39,6 +39,9 @@ pub struct MultiHeadAttention {
     pub key_lengths: bool,
     /// A mask tensor over the scores (after the memory and key lengths).
     pub mask: bool,
+    /// The width of the keys and the values (the memory's), when it is not
+    /// the query's: PyTorch's `kdim`/`vdim` (one memory gives both).
+    pub kdim: Option<Spanned<u64>>,
 }
 
 impl MultiHeadAttention {
@@ -138,6 +141,18 @@ pub const MULTI_HEAD_ATTENTION: OpDef = OpDef {
         )
         .aka(&["attn_mask"]),
         ArgSpec::new(
+            "kdim",
+            ArgKind::Count,
+            Some("`dim`"),
+            "the memory's width, when it differs from the query's: the key and value projections then read it (`k_proj_weight` `[E, kdim]`), as `nn.MultiheadAttention(kdim=..)`",
+        ),
+        ArgSpec::new(
+            "vdim",
+            ArgKind::Count,
+            Some("`kdim`"),
+            "the values' width; one memory gives keys and values, so it equals `kdim`",
+        ),
+        ArgSpec::new(
             "key_lengths",
             ArgKind::Tensors,
             Some("none"),
@@ -205,6 +220,24 @@ fn resolve_mha(a: &Args, _layer: &Layer) -> Option<Op> {
         }
     };
     let memory = a.tensor("memory", "a `[B, S, E]` tensor");
+    let kdim = a.uint("kdim", 1, None);
+    let vdim = a.uint("vdim", 1, None);
+    let (kdim, vdim) = (kdim?, vdim?);
+    // One memory gives the keys and the values: one width.
+    if let (Some(k), Some(v)) = (&kdim, &vdim) {
+        if k.value != v.value {
+            a.cx.error(
+                v.span,
+                format!(
+                    "`vdim` = {} but `kdim` = {}: one memory gives the keys and the values, so they \
+                     have one width\nhelp: write `vdim = {}`",
+                    v.value, k.value, k.value
+                ),
+            );
+            return None;
+        }
+    }
+    let kdim = kdim.or(vdim);
     let key_lengths = a.tensor("key_lengths", "a `[B]` tensor");
     let mask = a.tensor("mask", "a mask tensor");
     let (memory, key_lengths, mask) = (memory?, key_lengths?, mask?);
@@ -225,6 +258,7 @@ fn resolve_mha(a: &Args, _layer: &Layer) -> Option<Op> {
         memory: memory.is_some(),
         key_lengths: key_lengths.is_some(),
         mask: mask.is_some(),
+        kdim,
     }))
 }
 
@@ -267,26 +301,61 @@ pub fn infer_mha(cx: &Step, m: &MultiHeadAttention) -> StepResult {
         f.help.push(heads_fix(e, h));
         return Err(f);
     }
+    // `kdim`: the memory's width, in a layout that keeps the key and value
+    // projections apart.
+    if let Some(k) = m.kdim.as_ref().filter(|k| k.value != e) {
+        let why = if m.memory_arg().is_none() {
+            Some(format!(
+                "`kdim` = {} is the width of a memory, but `{}` attends to its own input, of width {e} \
+                 (self-attention)\nhelp: remove `kdim`",
+                k.value,
+                cx.name()
+            ))
+        } else if m.layout == MhaLayout::Timm {
+            Some(format!(
+                "`kdim` = {} needs the key and value projections apart, but timm's `qkv` is one [3E, E] \
+                 weight\nhelp: write `layout = torch` (`q_proj_weight`, `k_proj_weight`, `v_proj_weight`)",
+                k.value
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(cx.fail(FailKind::Other, k.span, why));
+        }
+    }
     // Cross-attention: the memory is [B, S, E] with the query's B and E.
     let shape_of = |v: &Option<usize>| v.and_then(|v| cx.ctx.values.get(v).cloned().flatten());
     if let Some((name, v)) = m.memory_arg() {
         if let Some(mem) = shape_of(v) {
             let span = crate::diag::SpanRange::single(name.span());
-            let ok = mem.len() == 3 && mem[0] == cx.input[0] && mem[2] == Dim::Known(e);
+            let width = m.kdim.as_ref().map_or(e, |k| k.value);
+            let ok = mem.len() == 3 && mem[0] == cx.input[0] && mem[2] == Dim::Known(width);
             if !ok {
                 let mut f = cx.fail(
                     FailKind::Other,
                     span,
                     format!(
-                        "`{}` attends from {} to the memory `{name}`, which must be [{}, S, {e}] \
-                         (the query's batch and width), but is {}",
+                        "`{}` attends from {} to the memory `{name}`, which must be [{}, S, {width}] \
+                         (the query's batch, and {}), but is {}",
                         cx.name(),
                         fmt_shape(cx.input),
                         cx.input[0],
+                        if m.kdim.is_some() { "`kdim`" } else { "the query's width" },
                         fmt_shape(&mem)
                     ),
                 );
                 match mem.last().and_then(Dim::known) {
+                    // The keys and values read the memory's width (timm's
+                    // fused qkv cannot).
+                    Some(w) if mem.len() == 3 && w != width && m.layout != MhaLayout::Timm => {
+                        f.help.push(format!(
+                            "let the key and value projections read {w} features: write `kdim = {w}`"
+                        ));
+                        f.help.push(format!(
+                            "project the memory to the query's width first: `{name} -> Linear({w} -> {e})`"
+                        ));
+                    }
                     Some(w) if mem.len() == 3 && w != e => f.help.push(format!(
                         "project the memory to the query's width first: `{name} -> Linear({w} -> {e})`, \
                          or give the query {w} features"
@@ -423,8 +492,27 @@ pub fn lower_mha(cx: &LowerCx, m: &MultiHeadAttention) -> Lowered {
     };
     // (member, shape, init, is a bias)
     let mut members: Vec<(&'static str, Vec<u64>, InitIr, bool)> = Vec::new();
-    let (holder, out) = match m.layout {
-        MhaLayout::Torch => {
+    // The memory's width when the keys and values read another than `E`.
+    let kv = m.kdim.as_ref().map(|k| k.value).filter(|k| *k != e);
+    let xavier_kv = |rows: u64, cols: u64| InitIr::Weight {
+        fan_in: cols,
+        fan_out: rows,
+        scheme: WeightInit::XavierUniform,
+    };
+    let (holder, out) = match (m.layout, kv) {
+        (MhaLayout::Torch, Some(k)) => {
+            // nn.MultiheadAttention with kdim/vdim: three weights, each
+            // Xavier uniform over its own shape, one stacked bias.
+            members.push(("q_proj_weight", vec![e, e], xavier_kv(e, e), false));
+            members.push(("k_proj_weight", vec![e, k], xavier_kv(e, k), false));
+            members.push(("v_proj_weight", vec![e, k], xavier_kv(e, k), false));
+            members.push(("in_proj_bias", vec![3 * e], InitIr::Zeros, true));
+            (
+                Holder::new("MultiheadAttentionKvParams").with_sub("out_proj", "LinearParams"),
+                "out_proj",
+            )
+        }
+        (MhaLayout::Torch, None) => {
             members.push(("in_proj_weight", vec![3 * e, e], xavier(3 * e), false));
             members.push(("in_proj_bias", vec![3 * e], InitIr::Zeros, true));
             (
@@ -432,7 +520,7 @@ pub fn lower_mha(cx: &LowerCx, m: &MultiHeadAttention) -> Lowered {
                 "out_proj",
             )
         }
-        MhaLayout::Timm => {
+        (MhaLayout::Timm, _) => {
             members.push(("qkv.weight", vec![3 * e, e], xavier(3 * e), false));
             members.push(("qkv.bias", vec![3 * e], InitIr::Zeros, true));
             (
@@ -442,13 +530,14 @@ pub fn lower_mha(cx: &LowerCx, m: &MultiHeadAttention) -> Lowered {
                 "proj",
             )
         }
-        MhaLayout::Hf => {
-            for (w, b) in [
-                ("q_proj.weight", "q_proj.bias"),
-                ("k_proj.weight", "k_proj.bias"),
-                ("v_proj.weight", "v_proj.bias"),
+        (MhaLayout::Hf, kv) => {
+            let width = kv.unwrap_or(e);
+            for (w, b, cols) in [
+                ("q_proj.weight", "q_proj.bias", e),
+                ("k_proj.weight", "k_proj.bias", width),
+                ("v_proj.weight", "v_proj.bias", width),
             ] {
-                members.push((w, vec![e, e], xavier(e), false));
+                members.push((w, vec![e, cols], xavier_kv(e, cols), false));
                 members.push((b, vec![e], InitIr::Zeros, true));
             }
             (
@@ -483,6 +572,9 @@ pub fn lower_mha(cx: &LowerCx, m: &MultiHeadAttention) -> Lowered {
     if !m.bias {
         desc += ", no bias";
     }
+    if let Some(k) = kv {
+        desc += &format!(", kdim {k}");
+    }
     match m.layout {
         MhaLayout::Torch => {}
         MhaLayout::Timm => desc += ", timm names",
@@ -500,7 +592,7 @@ pub fn lower_mha(cx: &LowerCx, m: &MultiHeadAttention) -> Lowered {
         .and_then(|mem| mem.get(1).cloned())
         .unwrap_or_else(|| t.clone());
     let macs = Macs::term(2 * e * e, std::slice::from_ref(&t))
-        + &Macs::term(2 * e * e, std::slice::from_ref(&s_len))
+        + &Macs::term(2 * e * kv.unwrap_or(e), std::slice::from_ref(&s_len))
         + &Macs::term(2 * e, &[t.clone(), s_len]);
     if m.memory {
         desc.insert_str(desc.len() - 1, ", cross");
