@@ -497,9 +497,20 @@ pub fn value_to_dim(v: &Value) -> syn::Result<DimLit> {
     })
 }
 
+/// Calls `f` on every layer of a chain's items: inside `seq`s, `repeat`s
+/// and both branches of `if`s.
+pub fn visit_item_layers(items: &[ChainItem], f: &mut impl FnMut(&Layer)) {
+    visit_layers_items(items, f)
+}
+
 /// Calls `f` on every layer written in `e`: its chain, `seq`s, `repeat`s,
 /// and the expressions inside its head.
 pub fn visit_layers(e: &Expr, f: &mut impl FnMut(&Layer)) {
+    visit_layers_head(e, f);
+    visit_layers_items(&e.items, f);
+}
+
+fn visit_layers_items(list: &[ChainItem], f: &mut impl FnMut(&Layer)) {
     fn items(items: &[ChainItem], f: &mut impl FnMut(&Layer)) {
         for item in items {
             match item {
@@ -520,6 +531,11 @@ pub fn visit_layers(e: &Expr, f: &mut impl FnMut(&Layer)) {
     fn items_of(i: &[ChainItem], f: &mut impl FnMut(&Layer)) {
         items(i, f)
     }
+    items(list, f);
+}
+
+/// Calls `f` on every layer in the expressions inside `e`'s head.
+fn visit_layers_head(e: &Expr, f: &mut impl FnMut(&Layer)) {
     match &e.head {
         Head::Var(_) => {}
         Head::Paren(inner) => visit_layers(inner, f),
@@ -540,5 +556,4 @@ pub fn visit_layers(e: &Expr, f: &mut impl FnMut(&Layer)) {
             visit_layers(rhs, f);
         }
     }
-    items(&e.items, f);
 }

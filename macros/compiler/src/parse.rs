@@ -1116,6 +1116,29 @@ fn parse_layer(cx: &Ctxt, input: ParseStream) -> syn::Result<ChainItem> {
                     "the copies of a `repeat` are numbered; name the `repeat` instead: `layer1: repeat 2 BasicBlock(64)`",
                 ));
             }
+            if let Some(dots) = layer.splice {
+                let call = match &layer.args {
+                    Some(Ok(args)) => format!(
+                        "{}({})",
+                        layer.op,
+                        args.iter()
+                            .map(|a| match &a.key {
+                                Some(k) => format!("{k} = {}", a.value),
+                                None => a.value.to_string(),
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    _ => layer.op.to_string(),
+                };
+                return Err(syn::Error::new(
+                    dots,
+                    format!(
+                        "a spliced use is repeated inside braces, where its layers are numbered on\n\
+                         help: write `{{ ..{call} }}` for `..{call}`"
+                    ),
+                ));
+            }
             let end = layer.span.end;
             (RepeatBody::Layer(Box::new(layer)), end)
         };

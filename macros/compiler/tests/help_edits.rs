@@ -32,6 +32,10 @@ const MIN_PERCENT: usize = 90;
 /// offer an edit that works.
 const NO_EDIT: &[(&str, &str)] = &[
     (
+        "graph/cat_of_one_tensor_out_of_range",
+        "a `cat` of one tensor: which tensor joins it is the author's",
+    ),
+    (
         "args/symbolic_out_channels",
         "a name bound nowhere: the number it stood for is the author's; the help lists the names that stand for numbers",
     ),

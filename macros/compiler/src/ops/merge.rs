@@ -808,15 +808,20 @@ fn plain(display: &str) -> Option<&str> {
 /// other's. Only for operands written as a name, which the edit replaces:
 /// `help: .. write `(x -> ..)` for `x``.
 pub fn remedy(kind: &MergeKind, inputs: &[Operand], uses_batch_norm: bool) -> Option<String> {
+    // Known, non-zero sizes only (a zero was reported where it was made).
     let known = |o: &Operand| -> Option<[u64; 3]> {
         match o.0.as_slice() {
-            [_, Dim::Known(c), Dim::Known(h), Dim::Known(w)] => Some([*c, *h, *w]),
+            [_, Dim::Known(c), Dim::Known(h), Dim::Known(w)] if *c > 0 && *h > 0 && *w > 0 => {
+                Some([*c, *h, *w])
+            }
             _ => None,
         }
     };
+    let [a, b, ..] = inputs else {
+        return None;
+    };
     match kind {
         MergeKind::Binary(_) => {
-            let (a, b) = (&inputs[0], &inputs[1]);
             let (sa, sb) = (known(a)?, known(b)?);
             // The shortcut: fewer channels, or as many and more rows.
             let (short, s, main) = if (sa[0], sb[1]) < (sb[0], sa[1]) {
@@ -851,7 +856,6 @@ pub fn remedy(kind: &MergeKind, inputs: &[Operand], uses_batch_norm: bool) -> Op
             ))
         }
         MergeKind::Cat { .. } => {
-            let (a, b) = (&inputs[0], &inputs[1]);
             let (sa, sb) = (known(a)?, known(b)?);
             let (small, s, big) = if sa[1] < sb[1] {
                 (a, sa, sb)

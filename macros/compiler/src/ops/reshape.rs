@@ -68,7 +68,8 @@ pub fn infer_flatten(cx: &Step, start: &Spanned<i64>, end: &Spanned<i64>) -> Ste
                     "`{}`: {key} = {} is out of range: {valid}\nhelp: write `{key} = {}`",
                     cx.name(),
                     dim.value,
-                    dim.value.clamp(-(rank as i64), rank as i64 - 1)
+                    dim.value
+                        .clamp(-(rank as i64), (rank as i64 - 1).max(-(rank as i64)))
                 ),
             ));
         }
@@ -173,7 +174,7 @@ pub fn infer_transpose(cx: &Step, d0: &Spanned<i64>, d1: &Spanned<i64>) -> StepR
                         fmt_shape(cx.input),
                         -(rank as i64),
                         rank as i64 - 1,
-                        d.value.clamp(-(rank as i64), rank as i64 - 1)
+                        d.value.clamp(-(rank as i64), (rank as i64 - 1).max(-(rank as i64)))
                     ),
                 ))
             }

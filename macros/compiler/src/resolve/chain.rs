@@ -327,6 +327,20 @@ fn splice(
         return;
     };
     let def = &scope.blocks[d];
+    // A block that splices itself, directly or through others, would
+    // never end.
+    let cycle = SPLICING.with(|s| s.borrow().contains(&d));
+    if cycle {
+        cx.error(
+            layer.span,
+            format!(
+                "`{written}` is spliced into itself (directly or through other blocks), which never ends\n\
+                 help: remove `..{written}` from its own body"
+            ),
+        );
+        out.push(unresolved(&written, layer.span));
+        return;
+    }
     let args: Option<Vec<crate::ast::Arg>> = match &layer.args {
         None => Some(Vec::new()),
         Some(Err(())) => None,
@@ -380,15 +394,52 @@ fn splice(
         })
         .collect();
     let mut size_used = None;
+    let mut note = |i: &Ident| {
+        if size_used.is_none() && sizes.contains(&i.to_string()) {
+            size_used = Some(i.clone());
+        }
+    };
     crate::ast::visit_layers(&body.output, &mut |l| {
         for arg in l.args.iter().flatten().flatten() {
-            arg.value.visit_idents(&mut |i| {
-                if size_used.is_none() && sizes.contains(&i.to_string()) {
-                    size_used = Some(i.clone());
-                }
-            });
+            arg.value.visit_idents(&mut note);
         }
     });
+    // The conditions of its `if`s and its `repeat` counts too.
+    fn conds(items: &[ChainItem], f: &mut impl FnMut(&Ident)) {
+        fn cond(c: &crate::ast::Cond, f: &mut impl FnMut(&Ident)) {
+            use crate::ast::Cond;
+            match c {
+                Cond::Cmp(_, a, b) => {
+                    a.visit_idents(f);
+                    b.visit_idents(f);
+                }
+                Cond::And(a, b) | Cond::Or(a, b) => {
+                    cond(a, f);
+                    cond(b, f);
+                }
+                Cond::Not(c) => cond(c, f),
+                Cond::Bool(..) => {}
+            }
+        }
+        for item in items {
+            match item {
+                ChainItem::If(c) => {
+                    cond(&c.cond, f);
+                    conds(&c.then, f);
+                    conds(&c.els, f);
+                }
+                ChainItem::Seq(s) => conds(&s.items, f),
+                ChainItem::Repeat(r) => {
+                    r.count.visit_idents(f);
+                    if let RepeatBody::Items(i) = &r.body {
+                        conds(i, f);
+                    }
+                }
+                ChainItem::Layer(_) | ChainItem::Assert(_) => {}
+            }
+        }
+    }
+    conds(&body.output.items, &mut note);
     if let Some(size) = size_used {
         cx.error(
             SpanRange::single(size.span()),
@@ -408,6 +459,8 @@ fn splice(
         blocks: scope.blocks,
         owner: "block",
     };
+    let start = out.len();
+    SPLICING.with(|s| s.borrow_mut().push(d));
     walk_items_at(
         cx,
         inner,
@@ -418,6 +471,42 @@ fn splice(
         out,
         seen,
     );
+    SPLICING.with(|s| s.borrow_mut().pop());
+    // Assertions in the body, in the caller's terms: the parameters put in,
+    // the input's sizes (not known here) left free.
+    for item in &mut out[start..] {
+        if let Item::Assert(s) = item {
+            *s = assertion_in(s, &bound.env);
+        }
+    }
+}
+
+thread_local! {
+    /// The blocks being spliced, innermost last (a splice of one of them
+    /// again is a cycle).
+    static SPLICING: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A spliced block's assertion with its parameters' values put in; a dim
+/// that names anything else (a size of the block's input) becomes `_`.
+fn assertion_in(s: &crate::ast::ShapeLit, env: &super::Env) -> crate::ast::ShapeLit {
+    use crate::ast::DimLit;
+    let dims = s
+        .dims
+        .iter()
+        .map(|d| {
+            let scratch = Ctxt::new();
+            let value = crate::declared::eval_dim(&scratch, d, env);
+            match (d, value) {
+                (DimLit::Lit(..) | DimLit::Wild(_), _) => d.clone(),
+                (_, Some(crate::shape::Dim::Known(n))) if scratch.error_count() == 0 => {
+                    DimLit::Lit(n, s.span.start)
+                }
+                _ => DimLit::Wild(s.span.start),
+            }
+        })
+        .collect();
+    crate::ast::ShapeLit { dims, ..s.clone() }
 }
 
 /// The module path of the next item of a chain, registered as taken.

@@ -447,20 +447,19 @@ impl Resolver<'_> {
         // A tensor named in a layer's arguments counts as used even where
         // the layer does not resolve (its error is reported already, or its
         // block's body is checked alone with unknown parameters).
-        for item in &e.items {
-            if let crate::ast::ChainItem::Layer(l) = item {
-                if let Some(Ok(args)) = &l.args {
-                    for arg in args {
-                        arg.value.visit_idents(&mut |i| {
-                            let name = i.to_string();
-                            if let Some(entry) = self.names.iter_mut().find(|(n, ..)| *n == name) {
-                                entry.3 = true;
-                            }
-                        });
-                    }
+        let names = &mut self.names;
+        crate::ast::visit_item_layers(&e.items, &mut |l| {
+            if let Some(Ok(args)) = &l.args {
+                for arg in args {
+                    arg.value.visit_idents(&mut |i| {
+                        let name = i.to_string();
+                        if let Some(entry) = names.iter_mut().find(|(n, ..)| *n == name) {
+                            entry.3 = true;
+                        }
+                    });
                 }
             }
-        }
+        });
         // Tensor arguments (a block use's further inputs, a recurrent
         // layer's initial states) name tensors bound before.
         for item in &mut out {
