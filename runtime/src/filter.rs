@@ -19,7 +19,15 @@
 //!   `A_h · x · A_w`, with banded matrices built on the host; the border rule
 //!   is folded into the matrices, so no padded copy is made;
 //! - [`Lowering::Tap`]: a kernel with a single non-zero tap (the impulse, a
-//!   shift) is a crop of the padded input, times the tap (exact).
+//!   shift) is a crop of the padded input, times the tap (exact);
+//! - [`Lowering::Fft`]: the convolution theorem: the input padded by the
+//!   border rule, then the correlation as a product of spectra (`realfft`
+//!   along the rows, `rustfft` down the columns, on a transform of the padded
+//!   size rounded up to a fast length), cropped to the output. Any kernel;
+//!   its cost grows as `N log N` in the padded size and hardly with the
+//!   kernel. Computed in f32 on the CPU (a tensor elsewhere is moved there
+//!   and back); differentiable through a candle custom op whose backward is
+//!   the same op with the kernel flipped.
 //!
 //! Border rules, for the input `a b c d` padded by 2 on each side:
 //!
@@ -37,6 +45,7 @@
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
+use crate::filter_fft::{fft_correlate, FftCorrelate, Kern};
 use crate::{conv2d, Conv2dSpec, Epilogue, Result};
 
 fn msg(s: String) -> crate::Error {
@@ -120,6 +129,8 @@ pub enum Lowering {
     /// The kernel's only non-zero tap is at `(t, s)`: a crop of the padded
     /// input, times the tap.
     Tap { t: usize, s: usize },
+    /// The padded input and the kernel multiplied in the frequency domain.
+    Fft,
 }
 
 /// A linear filter: its kernel, border and output size, and how to run it.
@@ -319,6 +330,21 @@ pub fn filter2d(x: &Tensor, spec: &FilterSpec) -> Result<Tensor> {
             // Along H: per channel, [oh, h] x [h, ow].
             let y = ah.broadcast_left(n)?.matmul(&y.reshape((n, h, ow))?)?;
             Ok(y.reshape((b, c, oh, ow))?)
+        }
+        (Lowering::Fft, taps) => {
+            let xp = if spec.border == Border::Zeros {
+                pad2d(x, spec.pad, spec.border)?
+            } else {
+                xp
+            };
+            let kern = match taps {
+                Taps::Full(k) => Kern::Full(k.to_vec()),
+                Taps::Outer { col, row } => Kern::Outer {
+                    col: col.to_vec(),
+                    row: row.to_vec(),
+                },
+            };
+            fft_correlate(&xp, FftCorrelate { kern, kh, kw })
         }
         (Lowering::Tap { t, s }, taps) => {
             let xp = if spec.border == Border::Zeros {
