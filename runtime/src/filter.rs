@@ -304,7 +304,7 @@ pub fn filter2d(x: &Tensor, spec: &FilterSpec) -> Result<Tensor> {
     // Zeros are folded into the convolutions' own padding; the other rules
     // pad first.
     let (xp, ((pt, pb), (pl, pr))) = match (spec.border, spec.lowering) {
-        (_, Lowering::Banded) | (Border::Zeros, _) => (x.clone(), spec.pad),
+        (_, Lowering::Banded | Lowering::Fft) | (Border::Zeros, _) => (x.clone(), spec.pad),
         _ => (pad2d(x, spec.pad, spec.border)?, ((0, 0), (0, 0))),
     };
     match (spec.lowering, spec.taps) {
@@ -332,11 +332,6 @@ pub fn filter2d(x: &Tensor, spec: &FilterSpec) -> Result<Tensor> {
             Ok(y.reshape((b, c, oh, ow))?)
         }
         (Lowering::Fft, taps) => {
-            let xp = if spec.border == Border::Zeros {
-                pad2d(x, spec.pad, spec.border)?
-            } else {
-                xp
-            };
             let kern = match taps {
                 Taps::Full(k) => Kern::Full(k.to_vec()),
                 Taps::Outer { col, row } => Kern::Outer {
@@ -344,7 +339,14 @@ pub fn filter2d(x: &Tensor, spec: &FilterSpec) -> Result<Tensor> {
                     row: row.to_vec(),
                 },
             };
-            fft_correlate(&xp, FftCorrelate { kern, kh, kw })
+            let op = FftCorrelate {
+                kern,
+                kh,
+                kw,
+                pad: spec.pad,
+                border: spec.border,
+            };
+            fft_correlate(x, op)
         }
         (Lowering::Tap { t, s }, taps) => {
             let xp = if spec.border == Border::Zeros {
@@ -412,24 +414,215 @@ pub fn median2d(
         .collect();
     let mid = kh * kw / 2;
     let mut out = vec![0f32; b * c * oh * ow];
-    out.par_chunks_mut(ow).enumerate().for_each(|(r, out_row)| {
-        let (img, i) = (r / oh, r % oh);
-        let plane = &data[img * h * w..(img + 1) * h * w];
-        let mut win = Vec::with_capacity(kh * kw);
-        for (j, o) in out_row.iter_mut().enumerate() {
-            win.clear();
-            for src_r in &rows[i..i + kh] {
-                for src_c in &cols[j..j + kw] {
-                    win.push(match (src_r, src_c) {
-                        (Some(y), Some(x)) => plane[y * w + x],
-                        _ => 0.0,
-                    });
+    if kh * kw <= MEDIAN_NETWORK_MAX && !data.iter().any(|v| v.is_nan()) {
+        median_by_network(&data, (h, w), (kh, kw), &rows, &cols, (oh, ow), &mut out);
+    } else {
+        out.par_chunks_mut(ow).enumerate().for_each(|(r, out_row)| {
+            let (img, i) = (r / oh, r % oh);
+            let plane = &data[img * h * w..(img + 1) * h * w];
+            let mut win = Vec::with_capacity(kh * kw);
+            for (j, o) in out_row.iter_mut().enumerate() {
+                win.clear();
+                for src_r in &rows[i..i + kh] {
+                    for src_c in &cols[j..j + kw] {
+                        win.push(match (src_r, src_c) {
+                            (Some(y), Some(x)) => plane[y * w + x],
+                            _ => 0.0,
+                        });
+                    }
                 }
+                let (_, m, _) = win.select_nth_unstable_by(mid, f32::total_cmp);
+                *o = *m;
             }
-            let (_, m, _) = win.select_nth_unstable_by(mid, f32::total_cmp);
-            *o = *m;
-        }
-    });
+        });
+    }
     let y = Tensor::from_vec(out, (b, c, oh, ow), &Device::Cpu)?;
     Ok(y.to_dtype(x.dtype())?.to_device(x.device())?)
+}
+
+/// Windows of up to this many taps (7 x 7) take the median by a
+/// compare-exchange network run on many pixels at once.
+const MEDIAN_NETWORK_MAX: usize = 49;
+
+/// A compare-exchange network `(lo, hi)` (each puts the smaller value on
+/// wire `lo`) that leaves the `mid`-th smallest of `n` values on wire
+/// `mid`: Batcher's odd-even merge sort of the next power of two, without
+/// the comparators that touch a wire past `n` (those wires hold +inf, and
+/// such a comparator changes nothing), pruned to the comparators wire `mid`
+/// depends on.
+fn selection_network(n: usize, mid: usize) -> Vec<(usize, usize)> {
+    let p2 = n.next_power_of_two();
+    let mut net = Vec::new();
+    let mut p = 1;
+    while p < p2 {
+        let mut k = p;
+        while k >= 1 {
+            let mut j = k % p;
+            while j + k < p2 {
+                for i in 0..k.min(p2 - j - k) {
+                    if (i + j) / (2 * p) == (i + j + k) / (2 * p) && i + j + k < n {
+                        net.push((i + j, i + j + k));
+                    }
+                }
+                j += 2 * k;
+            }
+            k /= 2;
+        }
+        p *= 2;
+    }
+    let mut need = vec![false; n];
+    if let Some(m) = need.get_mut(mid) {
+        *m = true;
+    }
+    let mut kept: Vec<(usize, usize)> = net
+        .into_iter()
+        .rev()
+        .filter(|&(a, b)| {
+            let keep = need[a] || need[b];
+            if keep {
+                need[a] = true;
+                need[b] = true;
+            }
+            keep
+        })
+        .collect();
+    kept.reverse();
+    kept
+}
+
+/// The median of every window by [`selection_network`], `LANES` output
+/// pixels of a row at a time (the compare-exchanges of a lane block are
+/// elementwise min / max, which vectorise). The input has no NaN (the
+/// network would order it differently from `total_cmp`).
+fn median_by_network(
+    data: &[f32],
+    (h, w): (usize, usize),
+    (kh, kw): (usize, usize),
+    rows: &[Option<usize>],
+    cols: &[Option<usize>],
+    (oh, ow): (usize, usize),
+    out: &mut [f32],
+) {
+    const LANES: usize = 64;
+    let n = kh * kw;
+    let mid = n / 2;
+    let net = selection_network(n, mid);
+    let (ph, pw) = (rows.len(), cols.len());
+    // Each plane extended by the border rule once.
+    let planes = data.len() / (h * w).max(1);
+    let mut padded = vec![0f32; planes * ph * pw];
+    padded.par_chunks_mut(pw).enumerate().for_each(|(r, prow)| {
+        let (img, i) = (r / ph, r % ph);
+        if let Some(y) = rows[i] {
+            let src = &data[img * h * w + y * w..img * h * w + (y + 1) * w];
+            for (o, c) in prow.iter_mut().zip(cols) {
+                *o = c.map_or(0.0, |x| src[x]);
+            }
+        }
+    });
+    out.par_chunks_mut(ow).enumerate().for_each_init(
+        || vec![[0f32; LANES]; n],
+        |v, (r, out_row)| {
+            let (img, i) = (r / oh, r % oh);
+            let plane = &padded[img * ph * pw..(img + 1) * ph * pw];
+            for j0 in (0..ow).step_by(LANES) {
+                let m = LANES.min(ow - j0);
+                for t in 0..kh {
+                    let src = &plane[(i + t) * pw..(i + t + 1) * pw];
+                    for s in 0..kw {
+                        v[t * kw + s][..m].copy_from_slice(&src[j0 + s..j0 + s + m]);
+                    }
+                }
+                run_network(v, &net);
+                out_row[j0..j0 + m].copy_from_slice(&v[mid][..m]);
+            }
+        },
+    );
+}
+
+/// Runs the compare-exchanges `net` on the lanes of `v` (no NaN there),
+/// in the widest vectors the CPU has.
+fn run_network<const L: usize>(v: &mut [[f32; L]], net: &[(usize, usize)]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { run_network_avx2(v, net) };
+            return;
+        }
+    }
+    run_network_plain(v, net);
+}
+
+/// `(a, b) <- (min(a, b), max(a, b))` lane by lane, for each `(a, b)` of
+/// `net` (`a < b`).
+#[inline(always)]
+fn run_network_plain<const L: usize>(v: &mut [[f32; L]], net: &[(usize, usize)]) {
+    for &(a, b) in net {
+        let (lo, hi) = v.split_at_mut(b);
+        for (x, y) in lo[a].iter_mut().zip(hi[0].iter_mut()) {
+            let (p, q) = (*x, *y);
+            *x = p.min(q);
+            *y = p.max(q);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn run_network_avx2<const L: usize>(v: &mut [[f32; L]], net: &[(usize, usize)]) {
+    run_network_plain(v, net);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pruned networks select the median of every 0/1 input (the 0-1
+    /// principle: then of every input) for the small windows, and of many
+    /// random inputs for the larger ones.
+    #[test]
+    fn selection_networks_select_the_median() {
+        let run = |net: &[(usize, usize)], v: &mut [f32]| {
+            for &(a, b) in net {
+                if v[b] < v[a] {
+                    v.swap(a, b);
+                }
+            }
+        };
+        for n in [1usize, 3, 9, 15, 25] {
+            let mid = n / 2;
+            let net = selection_network(n, mid);
+            if n <= 15 {
+                for bits in 0u32..(1 << n) {
+                    let mut v: Vec<f32> = (0..n).map(|i| ((bits >> i) & 1) as f32).collect();
+                    let mut sorted = v.clone();
+                    sorted.sort_by(f32::total_cmp);
+                    run(&net, &mut v);
+                    assert_eq!(v[mid], sorted[mid], "n {n} bits {bits:b}");
+                }
+            }
+        }
+        let mut state = 12345u64;
+        for n in [25usize, 35, 49] {
+            let mid = n / 2;
+            let net = selection_network(n, mid);
+            for _ in 0..2000 {
+                let mut v: Vec<f32> = (0..n)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        ((state >> 40) % 17) as f32
+                    })
+                    .collect();
+                let mut sorted = v.clone();
+                sorted.sort_by(f32::total_cmp);
+                run(&net, &mut v);
+                assert_eq!(v[mid], sorted[mid], "n {n}");
+            }
+        }
+        // Pruning keeps fewer comparators than the sort: 5 x 5.
+        assert!(selection_network(25, 12).len() < 150);
+    }
 }
