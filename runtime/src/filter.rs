@@ -234,10 +234,122 @@ pub fn pad_dim(x: &Tensor, dim: usize, (lo, hi): (usize, usize), border: Border)
 
 /// `x` `[B, C, H, W]` padded by `((top, bottom), (left, right))` with the
 /// `border` rule.
+/// `border` rule. On the CPU in f32 one pass of row copies (a custom op
+/// whose backward adds each extended position into the one it reads);
+/// otherwise two `index_select`s.
 pub fn pad2d(x: &Tensor, pad: ((usize, usize), (usize, usize)), border: Border) -> Result<Tensor> {
-    dims4("pad2d", x)?;
+    let (_, _, h, w) = dims4("pad2d", x)?;
+    if pad == ((0, 0), (0, 0)) {
+        return Ok(x.clone());
+    }
+    if x.device().is_cpu() && x.dtype() == DType::F32 && h > 0 && w > 0 {
+        return Ok(x.contiguous()?.apply_op1(BorderPad { pad, border })?);
+    }
     let x = pad_dim(x, 2, pad.0, border)?;
     pad_dim(&x, 3, pad.1, border)
+}
+
+/// The index maps of `h x w` extended by `pad` with `border`: for each
+/// extended row (column), the input row (column) it reads, or `None` for
+/// a zero.
+pub(crate) fn border_maps(
+    (h, w): (usize, usize),
+    ((t, b), (l, r)): ((usize, usize), (usize, usize)),
+    border: Border,
+) -> (Vec<Option<usize>>, Vec<Option<usize>>) {
+    let rows = (0..h + t + b)
+        .map(|i| border.source(i as i64 - t as i64, h))
+        .collect();
+    let cols = (0..w + l + r)
+        .map(|j| border.source(j as i64 - l as i64, w))
+        .collect();
+    (rows, cols)
+}
+
+/// The adjoint of the extension: each plane of `gp` (`rows.len() x
+/// cols.len()`) added into the `h x w` input positions it reads.
+pub(crate) fn fold_border(
+    gp: &[f32],
+    (h, w): (usize, usize),
+    rows: &[Option<usize>],
+    cols: &[Option<usize>],
+) -> Vec<f32> {
+    let (hp, wp) = (rows.len(), cols.len());
+    let planes = gp.len() / (hp * wp).max(1);
+    let mut gx = vec![0f32; planes * h * w];
+    gx.par_chunks_mut(h * w)
+        .zip(gp.par_chunks(hp * wp))
+        .for_each(|(gx, gp)| {
+            for (i, r) in rows.iter().enumerate() {
+                let Some(r) = r else { continue };
+                let (src, dst) = (&gp[i * wp..(i + 1) * wp], &mut gx[r * w..(r + 1) * w]);
+                for (v, c) in src.iter().zip(cols) {
+                    if let Some(c) = c {
+                        dst[*c] += v;
+                    }
+                }
+            }
+        });
+    gx
+}
+
+/// [`pad2d`] on the CPU in f32.
+struct BorderPad {
+    pad: ((usize, usize), (usize, usize)),
+    border: Border,
+}
+
+impl candle_core::CustomOp1 for BorderPad {
+    fn name(&self) -> &'static str {
+        "pad2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let candle_core::CpuStorage::F32(data) = storage else {
+            candle_core::bail!("pad2d: expected an f32 input");
+        };
+        let Some((o1, o2)) = layout.contiguous_offsets() else {
+            candle_core::bail!("pad2d: the input must be contiguous");
+        };
+        let [b, c, h, w] = *layout.shape().dims() else {
+            candle_core::bail!("pad2d: expected [B, C, H, W], got {:?}", layout.shape());
+        };
+        let data = &data[o1..o2];
+        let (rows, cols) = border_maps((h, w), self.pad, self.border);
+        let (hp, wp) = (rows.len(), cols.len());
+        let l = self.pad.1 .0;
+        let mut out = vec![0f32; b * c * hp * wp];
+        out.par_chunks_mut(wp).enumerate().for_each(|(r, orow)| {
+            let (img, i) = (r / hp, r % hp);
+            let Some(y) = rows[i] else { return };
+            let src = &data[img * h * w + y * w..img * h * w + (y + 1) * w];
+            orow[l..l + w].copy_from_slice(src);
+            for j in (0..l).chain(l + w..wp) {
+                orow[j] = cols[j].map_or(0.0, |x| src[x]);
+            }
+        });
+        Ok((
+            candle_core::CpuStorage::F32(out),
+            candle_core::Shape::from((b, c, hp, wp)),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let (b, c, h, w) = arg.dims4()?;
+        let (rows, cols) = border_maps((h, w), self.pad, self.border);
+        let gp: Vec<f32> = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let gx = fold_border(&gp, (h, w), &rows, &cols);
+        Ok(Some(Tensor::from_vec(gx, (b, c, h, w), arg.device())?))
+    }
 }
 
 /// A depthwise kernel tensor `[C, 1, kh, kw]` holding `k` for every channel.
@@ -299,7 +411,7 @@ impl Taps<'_> {
 /// `[B, C, oh, ow]` with `(oh, ow)` = [`FilterSpec::out_size`].
 /// Differentiable in `x`.
 pub fn filter2d(x: &Tensor, spec: &FilterSpec) -> Result<Tensor> {
-    let (b, c, h, w, oh, ow) = spec.check(x)?;
+    let (_, _, _, _, oh, ow) = spec.check(x)?;
     let (kh, kw) = spec.size;
     // Zeros are folded into the convolutions' own padding; the other rules
     // pad first.
@@ -318,18 +430,17 @@ pub fn filter2d(x: &Tensor, spec: &FilterSpec) -> Result<Tensor> {
         (Lowering::Banded, Taps::Outer { col, row }) => {
             // y = A_h · x · A_w with A_h [oh, h] and A_w [w, ow]: the border
             // rule lives in the matrices, so nothing is padded.
-            let dev = x.device();
-            let ah = Tensor::from_vec(band(col, h, pt, oh, spec.border), (oh, h), dev)?
-                .to_dtype(x.dtype())?;
-            let aw = Tensor::from_vec(band(row, w, pl, ow, spec.border), (ow, w), dev)?
-                .to_dtype(x.dtype())?
-                .t()?;
-            let n = b * c;
-            // Along W: one [n*h, w] x [w, ow] product.
-            let y = x.contiguous()?.reshape((n * h, w))?.matmul(&aw)?;
-            // Along H: per channel, [oh, h] x [h, ow].
-            let y = ah.broadcast_left(n)?.matmul(&y.reshape((n, h, ow))?)?;
-            Ok(y.reshape((b, c, oh, ow))?)
+            let op = BandedOp {
+                col: col.to_vec(),
+                row: row.to_vec(),
+                pad: spec.pad,
+                border: spec.border,
+            };
+            if x.device().is_cpu() && x.dtype() == DType::F32 {
+                Ok(x.contiguous()?.apply_op1(op)?)
+            } else {
+                Ok(op.dense(x)?)
+            }
         }
         (Lowering::Fft, taps) => {
             let kern = match taps {
@@ -624,5 +735,268 @@ mod tests {
         }
         // Pruning keeps fewer comparators than the sort: 5 x 5.
         assert!(selection_network(25, 12).len() < 150);
+    }
+}
+
+/// Output rows (columns) per block of a banded product, for a band of `k`
+/// taps: each block reads only the `bs + k - 1` input rows its band
+/// touches, so a block twice the band or more does at most 1.5x the
+/// multiply-adds of the band itself, and is wide enough for the matrix
+/// multiply to run at speed.
+fn band_block(k: usize) -> usize {
+    (2 * k.saturating_sub(1))
+        .next_multiple_of(16)
+        .clamp(64, 256)
+}
+
+/// The blocks `(o0, o1, s0, s1)` of a banded `[n_out, n]` matrix of `taps`
+/// over an input extended by `lo` with `border`: output rows `o0..o1` read
+/// only input rows `s0..s1` (`s0 == s1`: none, the rows are zeros).
+fn band_blocks(
+    taps: usize,
+    n: usize,
+    lo: usize,
+    n_out: usize,
+    border: Border,
+) -> Vec<(usize, usize, usize, usize)> {
+    let bs = band_block(taps);
+    (0..n_out)
+        .step_by(bs)
+        .map(|o0| {
+            let o1 = (o0 + bs).min(n_out);
+            let (mut s0, mut s1) = (usize::MAX, 0);
+            for o in o0..o1 {
+                for t in 0..taps {
+                    if let Some(j) = border.source(o as i64 + t as i64 - lo as i64, n) {
+                        s0 = s0.min(j);
+                        s1 = s1.max(j + 1);
+                    }
+                }
+            }
+            (o0, o1, s0.min(s1), s1)
+        })
+        .collect()
+}
+
+/// `dst (m x n, row stride dst_rs) = lhs (m x k) * rhs (k x n)` (strides
+/// as given, `dst` columns adjacent) with the given parallelism.
+///
+/// # Safety
+/// The pointers must cover the described matrices.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul_par(
+    par: gemm::Parallelism,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    lhs: *const f32,
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: *const f32,
+    rhs_rs: usize,
+    rhs_cs: usize,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        false,
+        lhs,
+        lhs_cs as isize,
+        lhs_rs as isize,
+        rhs,
+        rhs_cs as isize,
+        rhs_rs as isize,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        par,
+    )
+}
+
+/// The banded form: `A_h · x · A_w` per plane (see [`band`]).
+struct BandedOp {
+    col: Vec<f32>,
+    row: Vec<f32>,
+    pad: ((usize, usize), (usize, usize)),
+    border: Border,
+}
+
+impl BandedOp {
+    /// `(A_h [oh, h], A_w [ow, w])` for an `h x w` input.
+    fn matrices(&self, h: usize, w: usize) -> Option<(Vec<f32>, Vec<f32>, usize, usize)> {
+        let ((t, b), (l, r)) = self.pad;
+        let oh = (h + t + b + 1).checked_sub(self.col.len())?;
+        let ow = (w + l + r + 1).checked_sub(self.row.len())?;
+        Some((
+            band(&self.col, h, t, oh, self.border),
+            band(&self.row, w, l, ow, self.border),
+            oh,
+            ow,
+        ))
+    }
+
+    /// The same with candle's matrix multiply, for any device and dtype
+    /// (differentiable as it is).
+    fn dense(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = dims4("filter2d", x)?;
+        let Some((ah, aw, oh, ow)) = self.matrices(h, w) else {
+            return Err(msg(format!(
+                "filter2d: the banded form leaves no output on {h} x {w}"
+            )));
+        };
+        let dev = x.device();
+        let ah = Tensor::from_vec(ah, (oh, h), dev)?.to_dtype(x.dtype())?;
+        let aw = Tensor::from_vec(aw, (ow, w), dev)?
+            .to_dtype(x.dtype())?
+            .t()?;
+        let n = b * c;
+        let y = x.contiguous()?.reshape((n * h, w))?.matmul(&aw)?;
+        let y = ah.broadcast_left(n)?.matmul(&y.reshape((n, h, ow))?)?;
+        Ok(y.reshape((b, c, oh, ow))?)
+    }
+}
+
+impl candle_core::CustomOp1 for BandedOp {
+    fn name(&self) -> &'static str {
+        "filter2d-banded"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use crate::conv::cpu::SyncPtr;
+        // Few jobs: let the matrix multiply split each over the threads.
+        let threads = candle_core::utils::get_num_threads();
+        let inner = |jobs: usize| {
+            if jobs < 2 * threads && threads > 1 {
+                gemm::Parallelism::Rayon(threads)
+            } else {
+                gemm::Parallelism::None
+            }
+        };
+        let candle_core::CpuStorage::F32(data) = storage else {
+            candle_core::bail!("filter2d (banded): expected an f32 input");
+        };
+        let Some((o1, o2)) = layout.contiguous_offsets() else {
+            candle_core::bail!("filter2d (banded): the input must be contiguous");
+        };
+        let [b, c, h, w] = *layout.shape().dims() else {
+            candle_core::bail!(
+                "filter2d (banded): expected [B, C, H, W], got {:?}",
+                layout.shape()
+            );
+        };
+        let x = &data[o1..o2];
+        let Some((ah, aw, oh, ow)) = self.matrices(h, w) else {
+            candle_core::bail!("filter2d (banded): no output on {h} x {w}");
+        };
+        let planes = b * c;
+        let ((t, _), (l, _)) = self.pad;
+        // Along W: y [planes * h, ow] = x [planes * h, w] · A_wᵀ, by column
+        // blocks and chunks of rows.
+        const ROWS: usize = 256;
+        let cb = band_blocks(self.row.len(), w, l, ow, self.border);
+        let m = planes * h;
+        let mut y = vec![0f32; m * ow];
+        let yp = SyncPtr(y.as_mut_ptr());
+        let chunks = m.div_ceil(ROWS);
+        let par = inner(cb.len() * chunks);
+        (0..cb.len() * chunks).into_par_iter().for_each(|job| {
+            let ((o0, o1, s0, s1), r0) = (cb[job / chunks], (job % chunks) * ROWS);
+            let rows = ROWS.min(m - r0);
+            if s1 <= s0 {
+                return;
+            }
+            // SAFETY: job (block, chunk) alone writes rows r0..r0 + rows,
+            // columns o0..o1 of y; x and A_w cover what is read.
+            unsafe {
+                matmul_par(
+                    par,
+                    rows,
+                    o1 - o0,
+                    s1 - s0,
+                    yp.ptr().add(r0 * ow + o0),
+                    ow,
+                    x.as_ptr().add(r0 * w + s0),
+                    w,
+                    1,
+                    aw.as_ptr().add(o0 * w + s0),
+                    1,
+                    w,
+                );
+            }
+        });
+        // Along H: z [oh, ow] = A_h · y [h, ow] per plane, by row blocks
+        // and chunks of columns.
+        const COLS: usize = 512;
+        let rb = band_blocks(self.col.len(), h, t, oh, self.border);
+        let mut z = vec![0f32; planes * oh * ow];
+        let zp = SyncPtr(z.as_mut_ptr());
+        let cchunks = ow.div_ceil(COLS);
+        let per_plane = rb.len() * cchunks;
+        let par = inner(planes * per_plane);
+        (0..planes * per_plane).into_par_iter().for_each(|job| {
+            let (p, rest) = (job / per_plane, job % per_plane);
+            let ((i0, i1, s0, s1), c0) = (rb[rest / cchunks], (rest % cchunks) * COLS);
+            let cols = COLS.min(ow - c0);
+            if s1 <= s0 {
+                return;
+            }
+            // SAFETY: job (plane, block, chunk) alone writes rows i0..i1,
+            // columns c0..c0 + cols of plane p of z.
+            unsafe {
+                matmul_par(
+                    par,
+                    i1 - i0,
+                    cols,
+                    s1 - s0,
+                    zp.ptr().add(p * oh * ow + i0 * ow + c0),
+                    ow,
+                    ah.as_ptr().add(i0 * h + s0),
+                    h,
+                    1,
+                    y.as_ptr().add(p * h * ow + s0 * ow + c0),
+                    ow,
+                    1,
+                );
+            }
+        });
+        Ok((
+            candle_core::CpuStorage::F32(z),
+            candle_core::Shape::from((b, c, oh, ow)),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        // x -> A_h x A_w: the gradient is A_hᵀ g A_wᵀ... with A_w as
+        // stored ([ow, w], applied transposed): A_hᵀ · g · A_w.
+        let (b, c, h, w) = arg.dims4()?;
+        let Some((ah, aw, oh, ow)) = self.matrices(h, w) else {
+            candle_core::bail!("filter2d (banded): no output on {h} x {w}");
+        };
+        let dev = arg.device();
+        let ah = Tensor::from_vec(ah, (oh, h), dev)?
+            .to_dtype(grad.dtype())?
+            .t()?;
+        let aw = Tensor::from_vec(aw, (ow, w), dev)?.to_dtype(grad.dtype())?;
+        let n = b * c;
+        let g = grad.contiguous()?.reshape((n * oh, ow))?.matmul(&aw)?;
+        let g = ah.broadcast_left(n)?.matmul(&g.reshape((n, oh, w))?)?;
+        Ok(Some(g.reshape((b, c, h, w))?))
     }
 }

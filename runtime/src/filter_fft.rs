@@ -25,7 +25,7 @@ use realfft::num_complex::Complex32;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use rustfft::{Fft, FftPlanner};
 
-use crate::filter::Border;
+use crate::filter::{border_maps, fold_border, Border};
 use crate::Result;
 
 /// A kernel the op owns: all taps row-major, or the two 1-D factors.
@@ -48,15 +48,16 @@ pub(crate) struct FftCorrelate {
     pub border: Border,
 }
 
-/// The smallest even size at least `n` whose only prime factors are 2, 3,
-/// 5 and 7 (sizes `rustfft` has fast butterflies for; even, so `realfft`
-/// uses its half-length complex transform).
+/// The smallest even size at least `n` whose only prime factors are 2, 3
+/// and 5 (sizes `rustfft` is fastest on; 7 is slower: 2058 = 2·3·7³ took
+/// twice as long as 2160; even, so `realfft` uses its half-length complex
+/// transform).
 pub fn fast_len(n: usize) -> usize {
     let mut m = n.max(2);
     loop {
         if m % 2 == 0 {
             let mut r = m;
-            for p in [2, 3, 5, 7] {
+            for p in [2, 3, 5] {
                 while r % p == 0 {
                     r /= p;
                 }
@@ -334,17 +335,9 @@ impl FftCorrelate {
         )
     }
 
-    /// The extended plane's index maps: for each extended row (column),
-    /// the input row (column) it reads, or `None` for a zero.
+    /// The extended plane's index maps (see [`border_maps`]).
     fn maps(&self, h: usize, w: usize) -> (Vec<Option<usize>>, Vec<Option<usize>>) {
-        let ((t, b), (l, r)) = self.pad;
-        let rows = (0..h + t + b)
-            .map(|i| self.border.source(i as i64 - t as i64, h))
-            .collect();
-        let cols = (0..w + l + r)
-            .map(|j| self.border.source(j as i64 - l as i64, w))
-            .collect();
-        (rows, cols)
+        border_maps((h, w), self.pad, self.border)
     }
 }
 
@@ -441,21 +434,7 @@ impl CustomOp1 for FftCorrelate {
         let gp = g.apply_op1(self.adjoint())?;
         let gp: Vec<f32> = gp.flatten_all()?.to_vec1()?;
         let (rows, cols) = self.maps(h, w);
-        let (hp, wp) = (rows.len(), cols.len());
-        let mut gx = vec![0f32; b * c * h * w];
-        gx.par_chunks_mut(h * w)
-            .zip(gp.par_chunks(hp * wp))
-            .for_each(|(gx, gp)| {
-                for (i, r) in rows.iter().enumerate() {
-                    let Some(r) = r else { continue };
-                    let (src, dst) = (&gp[i * wp..(i + 1) * wp], &mut gx[r * w..(r + 1) * w]);
-                    for (v, c) in src.iter().zip(&cols) {
-                        if let Some(c) = c {
-                            dst[*c] += v;
-                        }
-                    }
-                }
-            });
+        let gx = fold_border(&gp, (h, w), &rows, &cols);
         let gx = Tensor::from_vec(gx, (b, c, h, w), arg.device())?;
         Ok(Some(gx.to_dtype(arg.dtype())?))
     }
@@ -482,8 +461,9 @@ mod tests {
     fn fast_lengths() {
         assert_eq!(fast_len(1), 2);
         assert_eq!(fast_len(11), 12);
-        assert_eq!(fast_len(97), 98);
+        assert_eq!(fast_len(97), 100);
         assert_eq!(fast_len(127), 128);
+        assert_eq!(fast_len(2050), 2160);
         assert_eq!(fast_len(2108), 2160);
     }
 }

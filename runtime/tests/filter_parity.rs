@@ -289,10 +289,12 @@ fn odd_kernel(kh: usize, kw: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     (col, row, full)
 }
 
-/// The FFT form against the direct one on random images of odd sizes,
-/// every border, `same` and `valid`, full and rank-one kernels (wider than
-/// the image on one side, so reflection continues periodically), within
-/// 1e-5 of the output's scale; the input gradient too.
+/// The FFT form (and the banded and separable ones) against the direct
+/// one on random images of odd sizes, every border, `same` and `valid`,
+/// full and rank-one kernels (wider than the image on one side, so
+/// reflection continues periodically; and an image large enough for the
+/// banded products to run in several blocks), within 1e-5 of the output's
+/// scale; the input gradient too.
 #[test]
 fn fft_agrees_with_direct_on_random_odd_images() {
     use Border::*;
@@ -303,6 +305,7 @@ fn fft_agrees_with_direct_on_random_odd_images() {
         (9, 21, 11, 3),
         (7, 5, 9, 9),
         (31, 19, 15, 15),
+        (151, 137, 9, 5),
     ] {
         let x = Tensor::randn(0f32, 1.0, (2, 3, h, w), &dev).unwrap();
         let gout_full = Tensor::randn(0f32, 1.0, (2, 3, h, w), &dev).unwrap();
@@ -338,30 +341,33 @@ fn fft_agrees_with_direct_on_random_odd_images() {
                     (y, g)
                 };
                 let (want, want_g) = run(spec(Taps::Full(&full), Lowering::Direct));
-                for taps in [
-                    Taps::Full(&full),
-                    Taps::Outer {
-                        col: &col,
-                        row: &row,
-                    },
+                let outer = Taps::Outer {
+                    col: &col,
+                    row: &row,
+                };
+                for (taps, lowering) in [
+                    (Taps::Full(&full), Lowering::Fft),
+                    (outer, Lowering::Fft),
+                    (outer, Lowering::Banded),
+                    (outer, Lowering::Separable),
                 ] {
-                    let (got, g) = run(spec(taps, Lowering::Fft));
+                    let (got, g) = run(spec(taps, lowering));
                     let err = max_abs_diff(&got, &want);
                     assert!(
                         err <= 1e-5 * scale(&want),
-                        "{h}x{w} k {kh}x{kw} {border:?} same {is_same}: output differs by {err}"
+                        "{h}x{w} k {kh}x{kw} {border:?} same {is_same} {lowering:?}: output differs by {err}"
                     );
                     let err = max_abs_diff(&g, &want_g);
                     assert!(
                         err <= 1e-5 * scale(&want_g),
-                        "{h}x{w} k {kh}x{kw} {border:?} same {is_same}: gradient differs by {err}"
+                        "{h}x{w} k {kh}x{kw} {border:?} same {is_same} {lowering:?}: gradient differs by {err}"
                     );
                     checked += 1;
                 }
             }
         }
     }
-    assert_eq!(checked, 60, "checks run");
+    assert_eq!(checked, 160, "checks run");
 }
 
 /// The FFT form keeps the input's dtype (it computes in f32).
