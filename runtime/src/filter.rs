@@ -243,7 +243,13 @@ pub fn pad2d(x: &Tensor, pad: ((usize, usize), (usize, usize)), border: Border) 
         return Ok(x.clone());
     }
     if x.device().is_cpu() && x.dtype() == DType::F32 && h > 0 && w > 0 {
-        return Ok(x.contiguous()?.apply_op1(BorderPad { pad, border })?);
+        let ((t, b), (l, r)) = pad;
+        let op = BorderWindow {
+            off: (-(t as i64), -(l as i64)),
+            out: (h + t + b, w + l + r),
+            border,
+        };
+        return Ok(x.contiguous()?.apply_op1(op)?);
     }
     let x = pad_dim(x, 2, pad.0, border)?;
     pad_dim(&x, 3, pad.1, border)
@@ -293,15 +299,33 @@ pub(crate) fn fold_border(
     gx
 }
 
-/// [`pad2d`] on the CPU in f32.
-struct BorderPad {
-    pad: ((usize, usize), (usize, usize)),
+/// A window of the input extended by the border rule, on the CPU in f32:
+/// output `(i, j)` reads extended position `(i + off.0, j + off.1)`
+/// (input coordinates; outside the input the border rule decides). A
+/// [`pad2d`] is the window at `(-top, -left)` of the extended size; a crop
+/// of the padded input ([`Lowering::Tap`]) is the window at
+/// `(t - top, s - left)` of the output size.
+struct BorderWindow {
+    off: (i64, i64),
+    out: (usize, usize),
     border: Border,
 }
 
-impl candle_core::CustomOp1 for BorderPad {
+impl BorderWindow {
+    fn maps(&self, h: usize, w: usize) -> (Vec<Option<usize>>, Vec<Option<usize>>) {
+        let rows = (0..self.out.0)
+            .map(|i| self.border.source(i as i64 + self.off.0, h))
+            .collect();
+        let cols = (0..self.out.1)
+            .map(|j| self.border.source(j as i64 + self.off.1, w))
+            .collect();
+        (rows, cols)
+    }
+}
+
+impl candle_core::CustomOp1 for BorderWindow {
     fn name(&self) -> &'static str {
-        "pad2d"
+        "border-window"
     }
 
     fn cpu_fwd(
@@ -319,22 +343,27 @@ impl candle_core::CustomOp1 for BorderPad {
             candle_core::bail!("pad2d: expected [B, C, H, W], got {:?}", layout.shape());
         };
         let data = &data[o1..o2];
-        let (rows, cols) = border_maps((h, w), self.pad, self.border);
-        let (hp, wp) = (rows.len(), cols.len());
-        let l = self.pad.1 .0;
-        let mut out = vec![0f32; b * c * hp * wp];
-        out.par_chunks_mut(wp).enumerate().for_each(|(r, orow)| {
-            let (img, i) = (r / hp, r % hp);
+        let (rows, cols) = self.maps(h, w);
+        let (oh, ow) = self.out;
+        // The output columns that read the input in order: one copy.
+        let lo = (-self.off.1).clamp(0, ow as i64) as usize;
+        let hi = (w as i64 - self.off.1).clamp(lo as i64, ow as i64) as usize;
+        let mut out = vec![0f32; b * c * oh * ow];
+        out.par_chunks_mut(ow).enumerate().for_each(|(r, orow)| {
+            let (img, i) = (r / oh, r % oh);
             let Some(y) = rows[i] else { return };
             let src = &data[img * h * w + y * w..img * h * w + (y + 1) * w];
-            orow[l..l + w].copy_from_slice(src);
-            for j in (0..l).chain(l + w..wp) {
+            if hi > lo {
+                let s0 = (lo as i64 + self.off.1) as usize;
+                orow[lo..hi].copy_from_slice(&src[s0..s0 + hi - lo]);
+            }
+            for j in (0..lo).chain(hi..ow) {
                 orow[j] = cols[j].map_or(0.0, |x| src[x]);
             }
         });
         Ok((
             candle_core::CpuStorage::F32(out),
-            candle_core::Shape::from((b, c, hp, wp)),
+            candle_core::Shape::from((b, c, oh, ow)),
         ))
     }
 
@@ -345,7 +374,7 @@ impl candle_core::CustomOp1 for BorderPad {
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
         let (b, c, h, w) = arg.dims4()?;
-        let (rows, cols) = border_maps((h, w), self.pad, self.border);
+        let (rows, cols) = self.maps(h, w);
         let gp: Vec<f32> = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
         let gx = fold_border(&gp, (h, w), &rows, &cols);
         Ok(Some(Tensor::from_vec(gx, (b, c, h, w), arg.device())?))
@@ -416,7 +445,9 @@ pub fn filter2d(x: &Tensor, spec: &FilterSpec) -> Result<Tensor> {
     // Zeros are folded into the convolutions' own padding; the other rules
     // pad first.
     let (xp, ((pt, pb), (pl, pr))) = match (spec.border, spec.lowering) {
-        (_, Lowering::Banded | Lowering::Fft) | (Border::Zeros, _) => (x.clone(), spec.pad),
+        (_, Lowering::Banded | Lowering::Fft | Lowering::Tap { .. }) | (Border::Zeros, _) => {
+            (x.clone(), spec.pad)
+        }
         _ => (pad2d(x, spec.pad, spec.border)?, ((0, 0), (0, 0))),
     };
     match (spec.lowering, spec.taps) {
@@ -460,12 +491,22 @@ pub fn filter2d(x: &Tensor, spec: &FilterSpec) -> Result<Tensor> {
             fft_correlate(x, op)
         }
         (Lowering::Tap { t, s }, taps) => {
-            let xp = if spec.border == Border::Zeros {
-                pad2d(x, spec.pad, spec.border)?
+            let y = if x.device().is_cpu() && x.dtype() == DType::F32 {
+                // The crop read straight from the input.
+                let op = BorderWindow {
+                    off: (
+                        t as i64 - spec.pad.0 .0 as i64,
+                        s as i64 - spec.pad.1 .0 as i64,
+                    ),
+                    out: (oh, ow),
+                    border: spec.border,
+                };
+                x.contiguous()?.apply_op1(op)?
             } else {
-                xp
+                pad2d(x, spec.pad, spec.border)?
+                    .narrow(2, t, oh)?
+                    .narrow(3, s, ow)?
             };
-            let y = xp.narrow(2, t, oh)?.narrow(3, s, ow)?;
             let k = taps.full()[t * kw + s];
             if k == 1.0 {
                 Ok(y.contiguous()?)
@@ -875,8 +916,9 @@ impl candle_core::CustomOp1 for BandedOp {
         layout: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
         use crate::conv::cpu::SyncPtr;
-        // Few jobs: let the matrix multiply split each over the threads.
         let threads = candle_core::utils::get_num_threads();
+        // Few jobs: let the matrix multiply split each over the threads
+        // (even at 64 x 64 this beat one thread: 63 against 83 us).
         let inner = |jobs: usize| {
             if jobs < 2 * threads && threads > 1 {
                 gemm::Parallelism::Rayon(threads)
