@@ -228,8 +228,8 @@ impl FftCorrelate {
         Ok(out)
     }
 
-    /// One plane: `x` `h x w` into `y` `oh x ow`, through the buffers
-    /// `rowspec` (`[h, wc]`) and `blocks` (`[nb, oh, BLOCK]`).
+    /// One plane: `x` `h x w` (rows `w` long) into `y` `oh x ow`, through
+    /// the buffers `rowspec` (`[h, wc]`) and `blocks` (`[nb, oh, BLOCK]`).
     #[allow(clippy::too_many_arguments)]
     fn plane(
         &self,
@@ -237,7 +237,7 @@ impl FftCorrelate {
         spec: &[Complex32],
         (fh, fw): (usize, usize),
         x: &[f32],
-        (h, w): (usize, usize),
+        w: usize,
         (src_rows, src_cols): (&[Option<usize>], &[Option<usize>]),
         y: &mut [f32],
         (oh, ow): (usize, usize),
@@ -263,7 +263,6 @@ impl FftCorrelate {
                     .map_err(fft_err)
             },
         )?;
-        let _ = h;
         // Columns, BLOCK at a time: gathered down the extended rows,
         // forward, times the kernel's spectrum, inverse, and the `oh` rows
         // kept, written block-major so each output row reads whole lines.
@@ -397,7 +396,7 @@ impl CustomOp1 for FftCorrelate {
                     &spec,
                     (fh, fw),
                     x,
-                    (h, w),
+                    w,
                     (&rows, &cols),
                     yp,
                     (oh, ow),

@@ -39,9 +39,8 @@ pub fn run(ir: &mut Pass) {
             ),
             Lowering::Tap => "a single non-zero tap: a crop of the padded input".to_string(),
             Lowering::Fft => match sizes {
-                Some(((h, w), (oh, ow))) => {
+                Some((_, (oh, ow))) => {
                     let (hp, wp) = (oh + k.kh - 1, ow + k.kw - 1);
-                    let _ = (h, w);
                     format!(
                         "the convolution theorem: the padded {hp} x {wp} input times the kernel in a {} x {} transform",
                         fft_len(hp),
