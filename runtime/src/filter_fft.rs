@@ -104,10 +104,13 @@ fn fft_err(e: realfft::FftError) -> candle_core::Error {
 /// the transform's sizes.
 type SpectrumKey = (Vec<u32>, bool, usize, usize, usize, usize);
 
+/// A kernel's spectrum and what identifies it.
+type CachedSpectrum = (SpectrumKey, Arc<Vec<Complex32>>);
+
 /// The last few kernel spectra computed (a network's filters keep their
 /// kernels, so each is computed once per size).
-fn spectrum_cache() -> &'static Mutex<Vec<(SpectrumKey, Arc<Vec<Complex32>>)>> {
-    static CACHE: OnceLock<Mutex<Vec<(SpectrumKey, Arc<Vec<Complex32>>)>>> = OnceLock::new();
+fn spectrum_cache() -> &'static Mutex<Vec<CachedSpectrum>> {
+    static CACHE: OnceLock<Mutex<Vec<CachedSpectrum>>> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(Vec::new()))
 }
 

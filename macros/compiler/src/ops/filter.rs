@@ -909,6 +909,14 @@ pub fn cost_us(
     };
     let ns = match l {
         Lowering::Direct => DIRECT_NS + pad + DIRECT_NS_PER_MAC * (oh * ow * kh * kw) as f64,
+        // Up to 1024^2 the runtime's own two passes, the border read in
+        // place (per element of the two passes' outputs, per multiply-add);
+        // above, two depthwise convolutions on a padded copy.
+        Lowering::Separable if h * w <= SEPARABLE_IN_PLACE_MAX => {
+            SEPARABLE_NS
+                + SEPARABLE_IN_PLACE_NS_PER_ELEMENT * (h * ow + oh * ow) as f64
+                + SEPARABLE_IN_PLACE_NS_PER_MAC * (oh * wp * kh + oh * ow * kw) as f64
+        }
         Lowering::Separable => {
             SEPARABLE_NS + pad + SEPARABLE_NS_PER_MAC * (oh * wp * kh + oh * ow * kw) as f64
         }
@@ -967,6 +975,11 @@ const DIRECT_NS_PER_MAC: f64 = 0.088;
 /// Two 1-D passes: per call (both), and per multiply-add.
 const SEPARABLE_NS: f64 = 60_000.0;
 const SEPARABLE_NS_PER_MAC: f64 = 0.103;
+/// The runtime's in-place two passes (`h * w` up to this many): per
+/// element written, and per multiply-add (AVX2 FMA).
+const SEPARABLE_IN_PLACE_MAX: u64 = 1 << 20;
+const SEPARABLE_IN_PLACE_NS_PER_ELEMENT: f64 = 0.5;
+const SEPARABLE_IN_PLACE_NS_PER_MAC: f64 = 0.045;
 /// The banded products: per call (the matrices built on the host), and
 /// per multiply-add of the blocks.
 const BANDED_NS: f64 = 10_000.0;
@@ -1180,14 +1193,16 @@ mod tests {
         // padded copy) win at every size of kernel.
         assert_eq!(pick(0.25, 64, Border::Zeros), Lowering::Banded);
         assert_eq!(pick(7.5, 64, Border::Reflect), Lowering::Banded);
-        // From 256 up, two 1-D passes for kernels up to 15 taps...
+        // From 256 up, two 1-D passes: every kernel on 256, up to 31 taps
+        // on 512, up to 15 on 2048...
         assert_eq!(pick(0.25, 256, Border::Reflect), Lowering::Separable);
         assert_eq!(pick(1.75, 256, Border::Reflect), Lowering::Separable);
+        assert_eq!(pick(7.5, 256, Border::Reflect), Lowering::Separable);
+        assert_eq!(pick(3.75, 512, Border::Reflect), Lowering::Separable);
         assert_eq!(pick(1.75, 2048, Border::Reflect), Lowering::Separable);
         // ...and the FFT for wider ones (its cost hardly grows with the
         // kernel); at 2048 on `zeros` (no padded copy) 31 taps stay
         // separable.
-        assert_eq!(pick(3.75, 256, Border::Reflect), Lowering::Fft);
         assert_eq!(pick(7.5, 512, Border::Reflect), Lowering::Fft);
         assert_eq!(pick(7.5, 2048, Border::Reflect), Lowering::Fft);
         assert_eq!(pick(3.75, 2048, Border::Zeros), Lowering::Separable);
