@@ -12,14 +12,26 @@
 //! - [`Lowering::Direct`]: one depthwise convolution with the `kh x kw`
 //!   kernel (the runtime's [`conv2d`](crate::conv2d), a vectorised direct
 //!   loop on the CPU);
-//! - [`Lowering::Separable`]: a rank-one kernel `k = col ⊗ row` as two
-//!   depthwise 1-D convolutions, `kh + kw` multiply-adds per pixel instead of
-//!   `kh * kw`;
+//! - [`Lowering::Separable`]: a rank-one kernel `k = col ⊗ row` as two 1-D
+//!   passes, `kh + kw` multiply-adds per pixel instead of `kh * kw`: on the
+//!   CPU in f32 up to 1024² pixels per plane the runtime's own loops, which
+//!   read the border through its index maps; otherwise two depthwise 1-D
+//!   convolutions of a padded copy;
 //! - [`Lowering::Banded`]: the same two 1-D passes as two matrix products,
 //!   `A_h · x · A_w`, with banded matrices built on the host; the border rule
-//!   is folded into the matrices, so no padded copy is made;
+//!   is folded into the matrices, so no padded copy is made (on the CPU in
+//!   f32, `gemm` on the blocks of each matrix its band reaches);
 //! - [`Lowering::Tap`]: a kernel with a single non-zero tap (the impulse, a
-//!   shift) is a crop of the padded input, times the tap (exact).
+//!   shift) is a crop of the padded input, times the tap (exact; on the CPU
+//!   in f32 read straight from the input);
+//! - [`Lowering::Fft`]: the convolution theorem: the input padded by the
+//!   border rule, then the correlation as a product of spectra (`realfft`
+//!   along the rows, `rustfft` down the columns, on a transform of the padded
+//!   size rounded up to a fast length), cropped to the output. Any kernel;
+//!   its cost grows as `N log N` in the padded size and hardly with the
+//!   kernel. Computed in f32 on the CPU (a tensor elsewhere is moved there
+//!   and back); differentiable through a candle custom op whose backward is
+//!   the same op with the kernel flipped.
 //!
 //! Border rules, for the input `a b c d` padded by 2 on each side:
 //!
@@ -37,6 +49,7 @@
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
+use crate::filter_fft::{fft_correlate, FftCorrelate, Kern};
 use crate::{conv2d, Conv2dSpec, Epilogue, Result};
 
 fn msg(s: String) -> crate::Error {
@@ -120,6 +133,8 @@ pub enum Lowering {
     /// The kernel's only non-zero tap is at `(t, s)`: a crop of the padded
     /// input, times the tap.
     Tap { t: usize, s: usize },
+    /// The padded input and the kernel multiplied in the frequency domain.
+    Fft,
 }
 
 /// A linear filter: its kernel, border and output size, and how to run it.
@@ -223,10 +238,151 @@ pub fn pad_dim(x: &Tensor, dim: usize, (lo, hi): (usize, usize), border: Border)
 
 /// `x` `[B, C, H, W]` padded by `((top, bottom), (left, right))` with the
 /// `border` rule.
+/// `border` rule. On the CPU in f32 one pass of row copies (a custom op
+/// whose backward adds each extended position into the one it reads);
+/// otherwise two `index_select`s.
 pub fn pad2d(x: &Tensor, pad: ((usize, usize), (usize, usize)), border: Border) -> Result<Tensor> {
-    dims4("pad2d", x)?;
+    let (_, _, h, w) = dims4("pad2d", x)?;
+    if pad == ((0, 0), (0, 0)) {
+        return Ok(x.clone());
+    }
+    if x.device().is_cpu() && x.dtype() == DType::F32 && h > 0 && w > 0 {
+        let ((t, b), (l, r)) = pad;
+        let op = BorderWindow {
+            off: (-(t as i64), -(l as i64)),
+            out: (h + t + b, w + l + r),
+            border,
+        };
+        return Ok(x.contiguous()?.apply_op1(op)?);
+    }
     let x = pad_dim(x, 2, pad.0, border)?;
     pad_dim(&x, 3, pad.1, border)
+}
+
+/// The index maps of `h x w` extended by `pad` with `border`: for each
+/// extended row (column), the input row (column) it reads, or `None` for
+/// a zero.
+pub(crate) fn border_maps(
+    (h, w): (usize, usize),
+    ((t, b), (l, r)): ((usize, usize), (usize, usize)),
+    border: Border,
+) -> (Vec<Option<usize>>, Vec<Option<usize>>) {
+    let rows = (0..h + t + b)
+        .map(|i| border.source(i as i64 - t as i64, h))
+        .collect();
+    let cols = (0..w + l + r)
+        .map(|j| border.source(j as i64 - l as i64, w))
+        .collect();
+    (rows, cols)
+}
+
+/// The adjoint of the extension: each plane of `gp` (`rows.len() x
+/// cols.len()`) added into the `h x w` input positions it reads.
+pub(crate) fn fold_border(
+    gp: &[f32],
+    (h, w): (usize, usize),
+    rows: &[Option<usize>],
+    cols: &[Option<usize>],
+) -> Vec<f32> {
+    let (hp, wp) = (rows.len(), cols.len());
+    let planes = gp.len() / (hp * wp).max(1);
+    let mut gx = vec![0f32; planes * h * w];
+    gx.par_chunks_mut(h * w)
+        .zip(gp.par_chunks(hp * wp))
+        .for_each(|(gx, gp)| {
+            for (i, r) in rows.iter().enumerate() {
+                let Some(r) = r else { continue };
+                let (src, dst) = (&gp[i * wp..(i + 1) * wp], &mut gx[r * w..(r + 1) * w]);
+                for (v, c) in src.iter().zip(cols) {
+                    if let Some(c) = c {
+                        dst[*c] += v;
+                    }
+                }
+            }
+        });
+    gx
+}
+
+/// A window of the input extended by the border rule, on the CPU in f32:
+/// output `(i, j)` reads extended position `(i + off.0, j + off.1)`
+/// (input coordinates; outside the input the border rule decides). A
+/// [`pad2d`] is the window at `(-top, -left)` of the extended size; a crop
+/// of the padded input ([`Lowering::Tap`]) is the window at
+/// `(t - top, s - left)` of the output size.
+struct BorderWindow {
+    off: (i64, i64),
+    out: (usize, usize),
+    border: Border,
+}
+
+impl BorderWindow {
+    fn maps(&self, h: usize, w: usize) -> (Vec<Option<usize>>, Vec<Option<usize>>) {
+        let rows = (0..self.out.0)
+            .map(|i| self.border.source(i as i64 + self.off.0, h))
+            .collect();
+        let cols = (0..self.out.1)
+            .map(|j| self.border.source(j as i64 + self.off.1, w))
+            .collect();
+        (rows, cols)
+    }
+}
+
+impl candle_core::CustomOp1 for BorderWindow {
+    fn name(&self) -> &'static str {
+        "border-window"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let candle_core::CpuStorage::F32(data) = storage else {
+            candle_core::bail!("pad2d: expected an f32 input");
+        };
+        let Some((o1, o2)) = layout.contiguous_offsets() else {
+            candle_core::bail!("pad2d: the input must be contiguous");
+        };
+        let [b, c, h, w] = *layout.shape().dims() else {
+            candle_core::bail!("pad2d: expected [B, C, H, W], got {:?}", layout.shape());
+        };
+        let data = &data[o1..o2];
+        let (rows, cols) = self.maps(h, w);
+        let (oh, ow) = self.out;
+        // The output columns that read the input in order: one copy.
+        let lo = (-self.off.1).clamp(0, ow as i64) as usize;
+        let hi = (w as i64 - self.off.1).clamp(lo as i64, ow as i64) as usize;
+        let mut out = vec![0f32; b * c * oh * ow];
+        out.par_chunks_mut(ow).enumerate().for_each(|(r, orow)| {
+            let (img, i) = (r / oh, r % oh);
+            let Some(y) = rows[i] else { return };
+            let src = &data[img * h * w + y * w..img * h * w + (y + 1) * w];
+            if hi > lo {
+                let s0 = (lo as i64 + self.off.1) as usize;
+                orow[lo..hi].copy_from_slice(&src[s0..s0 + hi - lo]);
+            }
+            for j in (0..lo).chain(hi..ow) {
+                orow[j] = cols[j].map_or(0.0, |x| src[x]);
+            }
+        });
+        Ok((
+            candle_core::CpuStorage::F32(out),
+            candle_core::Shape::from((b, c, oh, ow)),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let (b, c, h, w) = arg.dims4()?;
+        let (rows, cols) = self.maps(h, w);
+        let gp: Vec<f32> = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let gx = fold_border(&gp, (h, w), &rows, &cols);
+        Ok(Some(Tensor::from_vec(gx, (b, c, h, w), arg.device())?))
+    }
 }
 
 /// A depthwise kernel tensor `[C, 1, kh, kw]` holding `k` for every channel.
@@ -288,12 +444,14 @@ impl Taps<'_> {
 /// `[B, C, oh, ow]` with `(oh, ow)` = [`FilterSpec::out_size`].
 /// Differentiable in `x`.
 pub fn filter2d(x: &Tensor, spec: &FilterSpec) -> Result<Tensor> {
-    let (b, c, h, w, oh, ow) = spec.check(x)?;
+    let (_, _, _, _, oh, ow) = spec.check(x)?;
     let (kh, kw) = spec.size;
     // Zeros are folded into the convolutions' own padding; the other rules
     // pad first.
     let (xp, ((pt, pb), (pl, pr))) = match (spec.border, spec.lowering) {
-        (_, Lowering::Banded) | (Border::Zeros, _) => (x.clone(), spec.pad),
+        (_, Lowering::Banded | Lowering::Fft | Lowering::Tap { .. }) | (Border::Zeros, _) => {
+            (x.clone(), spec.pad)
+        }
         _ => (pad2d(x, spec.pad, spec.border)?, ((0, 0), (0, 0))),
     };
     match (spec.lowering, spec.taps) {
@@ -301,32 +459,69 @@ pub fn filter2d(x: &Tensor, spec: &FilterSpec) -> Result<Tensor> {
             depthwise_conv(&xp, &taps.full(), (kh, kw), ((pt, pb), (pl, pr)))
         }
         (Lowering::Separable, Taps::Outer { col, row }) => {
+            let (h, w) = (x.dim(2)?, x.dim(3)?);
+            if x.device().is_cpu() && x.dtype() == DType::F32 && h * w <= SEPARABLE_IN_PLACE_MAX {
+                // Both passes read the border through its index maps.
+                let op = SeparableOp(BandedOp {
+                    col: col.to_vec(),
+                    row: row.to_vec(),
+                    pad: spec.pad,
+                    border: spec.border,
+                });
+                return Ok(x.contiguous()?.apply_op1(op)?);
+            }
             let y = depthwise_conv(&xp, col, (kh, 1), ((pt, pb), (0, 0)))?;
             depthwise_conv(&y, row, (1, kw), ((0, 0), (pl, pr)))
         }
         (Lowering::Banded, Taps::Outer { col, row }) => {
             // y = A_h · x · A_w with A_h [oh, h] and A_w [w, ow]: the border
             // rule lives in the matrices, so nothing is padded.
-            let dev = x.device();
-            let ah = Tensor::from_vec(band(col, h, pt, oh, spec.border), (oh, h), dev)?
-                .to_dtype(x.dtype())?;
-            let aw = Tensor::from_vec(band(row, w, pl, ow, spec.border), (ow, w), dev)?
-                .to_dtype(x.dtype())?
-                .t()?;
-            let n = b * c;
-            // Along W: one [n*h, w] x [w, ow] product.
-            let y = x.contiguous()?.reshape((n * h, w))?.matmul(&aw)?;
-            // Along H: per channel, [oh, h] x [h, ow].
-            let y = ah.broadcast_left(n)?.matmul(&y.reshape((n, h, ow))?)?;
-            Ok(y.reshape((b, c, oh, ow))?)
+            let op = BandedOp {
+                col: col.to_vec(),
+                row: row.to_vec(),
+                pad: spec.pad,
+                border: spec.border,
+            };
+            if x.device().is_cpu() && x.dtype() == DType::F32 {
+                Ok(x.contiguous()?.apply_op1(op)?)
+            } else {
+                Ok(op.dense(x)?)
+            }
+        }
+        (Lowering::Fft, taps) => {
+            let kern = match taps {
+                Taps::Full(k) => Kern::Full(k.to_vec()),
+                Taps::Outer { col, row } => Kern::Outer {
+                    col: col.to_vec(),
+                    row: row.to_vec(),
+                },
+            };
+            let op = FftCorrelate {
+                kern,
+                kh,
+                kw,
+                pad: spec.pad,
+                border: spec.border,
+            };
+            fft_correlate(x, op)
         }
         (Lowering::Tap { t, s }, taps) => {
-            let xp = if spec.border == Border::Zeros {
-                pad2d(x, spec.pad, spec.border)?
+            let y = if x.device().is_cpu() && x.dtype() == DType::F32 {
+                // The crop read straight from the input.
+                let op = BorderWindow {
+                    off: (
+                        t as i64 - spec.pad.0 .0 as i64,
+                        s as i64 - spec.pad.1 .0 as i64,
+                    ),
+                    out: (oh, ow),
+                    border: spec.border,
+                };
+                x.contiguous()?.apply_op1(op)?
             } else {
-                xp
+                pad2d(x, spec.pad, spec.border)?
+                    .narrow(2, t, oh)?
+                    .narrow(3, s, ow)?
             };
-            let y = xp.narrow(2, t, oh)?.narrow(3, s, ow)?;
             let k = taps.full()[t * kw + s];
             if k == 1.0 {
                 Ok(y.contiguous()?)
@@ -386,24 +581,625 @@ pub fn median2d(
         .collect();
     let mid = kh * kw / 2;
     let mut out = vec![0f32; b * c * oh * ow];
-    out.par_chunks_mut(ow).enumerate().for_each(|(r, out_row)| {
-        let (img, i) = (r / oh, r % oh);
-        let plane = &data[img * h * w..(img + 1) * h * w];
-        let mut win = Vec::with_capacity(kh * kw);
-        for (j, o) in out_row.iter_mut().enumerate() {
-            win.clear();
-            for src_r in &rows[i..i + kh] {
-                for src_c in &cols[j..j + kw] {
-                    win.push(match (src_r, src_c) {
-                        (Some(y), Some(x)) => plane[y * w + x],
-                        _ => 0.0,
-                    });
+    if kh * kw <= MEDIAN_NETWORK_MAX && !data.iter().any(|v| v.is_nan()) {
+        median_by_network(&data, (h, w), (kh, kw), &rows, &cols, (oh, ow), &mut out);
+    } else {
+        out.par_chunks_mut(ow).enumerate().for_each(|(r, out_row)| {
+            let (img, i) = (r / oh, r % oh);
+            let plane = &data[img * h * w..(img + 1) * h * w];
+            let mut win = Vec::with_capacity(kh * kw);
+            for (j, o) in out_row.iter_mut().enumerate() {
+                win.clear();
+                for src_r in &rows[i..i + kh] {
+                    for src_c in &cols[j..j + kw] {
+                        win.push(match (src_r, src_c) {
+                            (Some(y), Some(x)) => plane[y * w + x],
+                            _ => 0.0,
+                        });
+                    }
                 }
+                let (_, m, _) = win.select_nth_unstable_by(mid, f32::total_cmp);
+                *o = *m;
             }
-            let (_, m, _) = win.select_nth_unstable_by(mid, f32::total_cmp);
-            *o = *m;
-        }
-    });
+        });
+    }
     let y = Tensor::from_vec(out, (b, c, oh, ow), &Device::Cpu)?;
     Ok(y.to_dtype(x.dtype())?.to_device(x.device())?)
+}
+
+/// Windows of up to this many taps (7 x 7) take the median by a
+/// compare-exchange network run on many pixels at once.
+const MEDIAN_NETWORK_MAX: usize = 49;
+
+/// A compare-exchange network `(lo, hi)` (each puts the smaller value on
+/// wire `lo`) that leaves the `mid`-th smallest of `n` values on wire
+/// `mid`: Batcher's odd-even merge sort of the next power of two, without
+/// the comparators that touch a wire past `n` (those wires hold +inf, and
+/// such a comparator changes nothing), pruned to the comparators wire `mid`
+/// depends on.
+fn selection_network(n: usize, mid: usize) -> Vec<(usize, usize)> {
+    let p2 = n.next_power_of_two();
+    let mut net = Vec::new();
+    let mut p = 1;
+    while p < p2 {
+        let mut k = p;
+        while k >= 1 {
+            let mut j = k % p;
+            while j + k < p2 {
+                for i in 0..k.min(p2 - j - k) {
+                    if (i + j) / (2 * p) == (i + j + k) / (2 * p) && i + j + k < n {
+                        net.push((i + j, i + j + k));
+                    }
+                }
+                j += 2 * k;
+            }
+            k /= 2;
+        }
+        p *= 2;
+    }
+    let mut need = vec![false; n];
+    if let Some(m) = need.get_mut(mid) {
+        *m = true;
+    }
+    let mut kept: Vec<(usize, usize)> = net
+        .into_iter()
+        .rev()
+        .filter(|&(a, b)| {
+            let keep = need[a] || need[b];
+            if keep {
+                need[a] = true;
+                need[b] = true;
+            }
+            keep
+        })
+        .collect();
+    kept.reverse();
+    kept
+}
+
+/// The median of every window by [`selection_network`], `LANES` output
+/// pixels of a row at a time (the compare-exchanges of a lane block are
+/// elementwise min / max, which vectorise). The input has no NaN (the
+/// network would order it differently from `total_cmp`).
+fn median_by_network(
+    data: &[f32],
+    (h, w): (usize, usize),
+    (kh, kw): (usize, usize),
+    rows: &[Option<usize>],
+    cols: &[Option<usize>],
+    (oh, ow): (usize, usize),
+    out: &mut [f32],
+) {
+    const LANES: usize = 64;
+    let n = kh * kw;
+    let mid = n / 2;
+    let net = selection_network(n, mid);
+    let (ph, pw) = (rows.len(), cols.len());
+    // Each plane extended by the border rule once.
+    let planes = data.len() / (h * w).max(1);
+    let mut padded = vec![0f32; planes * ph * pw];
+    padded.par_chunks_mut(pw).enumerate().for_each(|(r, prow)| {
+        let (img, i) = (r / ph, r % ph);
+        if let Some(y) = rows[i] {
+            let src = &data[img * h * w + y * w..img * h * w + (y + 1) * w];
+            for (o, c) in prow.iter_mut().zip(cols) {
+                *o = c.map_or(0.0, |x| src[x]);
+            }
+        }
+    });
+    out.par_chunks_mut(ow).enumerate().for_each_init(
+        || vec![[0f32; LANES]; n],
+        |v, (r, out_row)| {
+            let (img, i) = (r / oh, r % oh);
+            let plane = &padded[img * ph * pw..(img + 1) * ph * pw];
+            for j0 in (0..ow).step_by(LANES) {
+                let m = LANES.min(ow - j0);
+                for t in 0..kh {
+                    let src = &plane[(i + t) * pw..(i + t + 1) * pw];
+                    for s in 0..kw {
+                        v[t * kw + s][..m].copy_from_slice(&src[j0 + s..j0 + s + m]);
+                    }
+                }
+                run_network(v, &net);
+                out_row[j0..j0 + m].copy_from_slice(&v[mid][..m]);
+            }
+        },
+    );
+}
+
+/// Runs the compare-exchanges `net` on the lanes of `v` (no NaN there),
+/// in the widest vectors the CPU has.
+fn run_network<const L: usize>(v: &mut [[f32; L]], net: &[(usize, usize)]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { run_network_avx2(v, net) };
+            return;
+        }
+    }
+    run_network_plain(v, net);
+}
+
+/// `(a, b) <- (min(a, b), max(a, b))` lane by lane, for each `(a, b)` of
+/// `net` (`a < b`).
+#[inline(always)]
+fn run_network_plain<const L: usize>(v: &mut [[f32; L]], net: &[(usize, usize)]) {
+    for &(a, b) in net {
+        let (lo, hi) = v.split_at_mut(b);
+        for (x, y) in lo[a].iter_mut().zip(hi[0].iter_mut()) {
+            let (p, q) = (*x, *y);
+            *x = p.min(q);
+            *y = p.max(q);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn run_network_avx2<const L: usize>(v: &mut [[f32; L]], net: &[(usize, usize)]) {
+    run_network_plain(v, net);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pruned networks select the median of every 0/1 input (the 0-1
+    /// principle: then of every input) for the small windows, and of many
+    /// random inputs for the larger ones.
+    #[test]
+    fn selection_networks_select_the_median() {
+        let run = |net: &[(usize, usize)], v: &mut [f32]| {
+            for &(a, b) in net {
+                if v[b] < v[a] {
+                    v.swap(a, b);
+                }
+            }
+        };
+        for n in [1usize, 3, 9, 15, 25] {
+            let mid = n / 2;
+            let net = selection_network(n, mid);
+            if n <= 15 {
+                for bits in 0u32..(1 << n) {
+                    let mut v: Vec<f32> = (0..n).map(|i| ((bits >> i) & 1) as f32).collect();
+                    let mut sorted = v.clone();
+                    sorted.sort_by(f32::total_cmp);
+                    run(&net, &mut v);
+                    assert_eq!(v[mid], sorted[mid], "n {n} bits {bits:b}");
+                }
+            }
+        }
+        let mut state = 12345u64;
+        for n in [25usize, 35, 49] {
+            let mid = n / 2;
+            let net = selection_network(n, mid);
+            for _ in 0..2000 {
+                let mut v: Vec<f32> = (0..n)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        ((state >> 40) % 17) as f32
+                    })
+                    .collect();
+                let mut sorted = v.clone();
+                sorted.sort_by(f32::total_cmp);
+                run(&net, &mut v);
+                assert_eq!(v[mid], sorted[mid], "n {n}");
+            }
+        }
+        // Pruning keeps fewer comparators than the sort: 5 x 5.
+        assert!(selection_network(25, 12).len() < 150);
+    }
+}
+
+/// Output rows (columns) per block of a banded product, for a band of `k`
+/// taps: each block reads only the `bs + k - 1` input rows its band
+/// touches, so a block twice the band or more does at most 1.5x the
+/// multiply-adds of the band itself, and is wide enough for the matrix
+/// multiply to run at speed.
+fn band_block(k: usize) -> usize {
+    (2 * k.saturating_sub(1))
+        .next_multiple_of(16)
+        .clamp(64, 256)
+}
+
+/// The blocks `(o0, o1, s0, s1)` of a banded `[n_out, n]` matrix of `taps`
+/// over an input extended by `lo` with `border`: output rows `o0..o1` read
+/// only input rows `s0..s1` (`s0 == s1`: none, the rows are zeros).
+fn band_blocks(
+    taps: usize,
+    n: usize,
+    lo: usize,
+    n_out: usize,
+    border: Border,
+) -> Vec<(usize, usize, usize, usize)> {
+    let bs = band_block(taps);
+    (0..n_out)
+        .step_by(bs)
+        .map(|o0| {
+            let o1 = (o0 + bs).min(n_out);
+            let (mut s0, mut s1) = (usize::MAX, 0);
+            for o in o0..o1 {
+                for t in 0..taps {
+                    if let Some(j) = border.source(o as i64 + t as i64 - lo as i64, n) {
+                        s0 = s0.min(j);
+                        s1 = s1.max(j + 1);
+                    }
+                }
+            }
+            (o0, o1, s0.min(s1), s1)
+        })
+        .collect()
+}
+
+/// `dst (m x n, row stride dst_rs) = lhs (m x k) * rhs (k x n)` (strides
+/// as given, `dst` columns adjacent) with the given parallelism.
+///
+/// # Safety
+/// The pointers must cover the described matrices.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul_par(
+    par: gemm::Parallelism,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    lhs: *const f32,
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: *const f32,
+    rhs_rs: usize,
+    rhs_cs: usize,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        false,
+        lhs,
+        lhs_cs as isize,
+        lhs_rs as isize,
+        rhs,
+        rhs_cs as isize,
+        rhs_rs as isize,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        par,
+    )
+}
+
+/// The banded form: `A_h · x · A_w` per plane (see [`band`]).
+struct BandedOp {
+    col: Vec<f32>,
+    row: Vec<f32>,
+    pad: ((usize, usize), (usize, usize)),
+    border: Border,
+}
+
+impl BandedOp {
+    /// `(A_h [oh, h], A_w [ow, w])` for an `h x w` input.
+    fn matrices(&self, h: usize, w: usize) -> Option<(Vec<f32>, Vec<f32>, usize, usize)> {
+        let ((t, b), (l, r)) = self.pad;
+        let oh = (h + t + b + 1).checked_sub(self.col.len())?;
+        let ow = (w + l + r + 1).checked_sub(self.row.len())?;
+        Some((
+            band(&self.col, h, t, oh, self.border),
+            band(&self.row, w, l, ow, self.border),
+            oh,
+            ow,
+        ))
+    }
+
+    /// The same with candle's matrix multiply, for any device and dtype
+    /// (differentiable as it is).
+    fn dense(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = dims4("filter2d", x)?;
+        let Some((ah, aw, oh, ow)) = self.matrices(h, w) else {
+            return Err(msg(format!(
+                "filter2d: the banded form leaves no output on {h} x {w}"
+            )));
+        };
+        let dev = x.device();
+        let ah = Tensor::from_vec(ah, (oh, h), dev)?.to_dtype(x.dtype())?;
+        let aw = Tensor::from_vec(aw, (ow, w), dev)?
+            .to_dtype(x.dtype())?
+            .t()?;
+        let n = b * c;
+        let y = x.contiguous()?.reshape((n * h, w))?.matmul(&aw)?;
+        let y = ah.broadcast_left(n)?.matmul(&y.reshape((n, h, ow))?)?;
+        Ok(y.reshape((b, c, oh, ow))?)
+    }
+}
+
+impl candle_core::CustomOp1 for BandedOp {
+    fn name(&self) -> &'static str {
+        "filter2d-banded"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use crate::conv::cpu::SyncPtr;
+        let threads = candle_core::utils::get_num_threads();
+        // Few jobs: let the matrix multiply split each over the threads
+        // (even at 64 x 64 this beat one thread: 63 against 83 us).
+        let inner = |jobs: usize| {
+            if jobs < 2 * threads && threads > 1 {
+                gemm::Parallelism::Rayon(threads)
+            } else {
+                gemm::Parallelism::None
+            }
+        };
+        let candle_core::CpuStorage::F32(data) = storage else {
+            candle_core::bail!("filter2d (banded): expected an f32 input");
+        };
+        let Some((o1, o2)) = layout.contiguous_offsets() else {
+            candle_core::bail!("filter2d (banded): the input must be contiguous");
+        };
+        let [b, c, h, w] = *layout.shape().dims() else {
+            candle_core::bail!(
+                "filter2d (banded): expected [B, C, H, W], got {:?}",
+                layout.shape()
+            );
+        };
+        let x = &data[o1..o2];
+        let Some((ah, aw, oh, ow)) = self.matrices(h, w) else {
+            candle_core::bail!("filter2d (banded): no output on {h} x {w}");
+        };
+        let planes = b * c;
+        let ((t, _), (l, _)) = self.pad;
+        // Along W: y [planes * h, ow] = x [planes * h, w] · A_wᵀ, by column
+        // blocks and chunks of rows.
+        const ROWS: usize = 256;
+        let cb = band_blocks(self.row.len(), w, l, ow, self.border);
+        let m = planes * h;
+        let mut y = vec![0f32; m * ow];
+        let yp = SyncPtr(y.as_mut_ptr());
+        let chunks = m.div_ceil(ROWS);
+        let par = inner(cb.len() * chunks);
+        (0..cb.len() * chunks).into_par_iter().for_each(|job| {
+            let ((o0, o1, s0, s1), r0) = (cb[job / chunks], (job % chunks) * ROWS);
+            let rows = ROWS.min(m - r0);
+            if s1 <= s0 {
+                return;
+            }
+            // SAFETY: job (block, chunk) alone writes rows r0..r0 + rows,
+            // columns o0..o1 of y; x and A_w cover what is read.
+            unsafe {
+                matmul_par(
+                    par,
+                    rows,
+                    o1 - o0,
+                    s1 - s0,
+                    yp.ptr().add(r0 * ow + o0),
+                    ow,
+                    x.as_ptr().add(r0 * w + s0),
+                    w,
+                    1,
+                    aw.as_ptr().add(o0 * w + s0),
+                    1,
+                    w,
+                );
+            }
+        });
+        // Along H: z [oh, ow] = A_h · y [h, ow] per plane, by row blocks
+        // and chunks of columns.
+        const COLS: usize = 512;
+        let rb = band_blocks(self.col.len(), h, t, oh, self.border);
+        let mut z = vec![0f32; planes * oh * ow];
+        let zp = SyncPtr(z.as_mut_ptr());
+        let cchunks = ow.div_ceil(COLS);
+        let per_plane = rb.len() * cchunks;
+        let par = inner(planes * per_plane);
+        (0..planes * per_plane).into_par_iter().for_each(|job| {
+            let (p, rest) = (job / per_plane, job % per_plane);
+            let ((i0, i1, s0, s1), c0) = (rb[rest / cchunks], (rest % cchunks) * COLS);
+            let cols = COLS.min(ow - c0);
+            if s1 <= s0 {
+                return;
+            }
+            // SAFETY: job (plane, block, chunk) alone writes rows i0..i1,
+            // columns c0..c0 + cols of plane p of z.
+            unsafe {
+                matmul_par(
+                    par,
+                    i1 - i0,
+                    cols,
+                    s1 - s0,
+                    zp.ptr().add(p * oh * ow + i0 * ow + c0),
+                    ow,
+                    ah.as_ptr().add(i0 * h + s0),
+                    h,
+                    1,
+                    y.as_ptr().add(p * h * ow + s0 * ow + c0),
+                    ow,
+                    1,
+                );
+            }
+        });
+        Ok((
+            candle_core::CpuStorage::F32(z),
+            candle_core::Shape::from((b, c, oh, ow)),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        // x -> A_h x A_w: the gradient is A_hᵀ g A_wᵀ... with A_w as
+        // stored ([ow, w], applied transposed): A_hᵀ · g · A_w.
+        let (b, c, h, w) = arg.dims4()?;
+        let Some((ah, aw, oh, ow)) = self.matrices(h, w) else {
+            candle_core::bail!("filter2d (banded): no output on {h} x {w}");
+        };
+        let dev = arg.device();
+        let ah = Tensor::from_vec(ah, (oh, h), dev)?
+            .to_dtype(grad.dtype())?
+            .t()?;
+        let aw = Tensor::from_vec(aw, (ow, w), dev)?.to_dtype(grad.dtype())?;
+        let n = b * c;
+        let g = grad.contiguous()?.reshape((n * oh, ow))?.matmul(&aw)?;
+        let g = ah.broadcast_left(n)?.matmul(&g.reshape((n, oh, w))?)?;
+        Ok(Some(g.reshape((b, c, h, w))?))
+    }
+}
+
+/// The separable form on the CPU in f32: along W, each input row extended
+/// by the border's column map and correlated with `row` (`h x ow`); then
+/// down H, each output row the sum of `col[t]` times the rows the border's
+/// row map names. Both passes are
+/// `y += a * x` over contiguous rows. The backward is the banded form's
+/// (the same linear map).
+struct SeparableOp(BandedOp);
+
+/// The largest `h * w` the in-place separable form takes (1024^2); above,
+/// its fresh intermediate's page faults cost more than the two depthwise
+/// convolutions (2048^2, 3 taps: 12 ms against 8 ms), which take over.
+const SEPARABLE_IN_PLACE_MAX: usize = 1 << 20;
+
+thread_local! {
+    /// The separable form's intermediate, kept between calls.
+    static SEPARABLE_TMP: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `y += a * x`, lane by lane.
+#[inline(always)]
+fn axpy_plain(y: &mut [f32], a: f32, x: &[f32]) {
+    for (o, v) in y.iter_mut().zip(x) {
+        *o += a * v;
+    }
+}
+
+#[inline(always)]
+fn taps_sum_plain<'a>(y: &mut [f32], taps: &[f32], src: impl Fn(usize) -> &'a [f32]) {
+    y.fill(0.0);
+    for (t, a) in taps.iter().enumerate() {
+        axpy_plain(y, *a, src(t));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn taps_sum_avx2<'a>(y: &mut [f32], taps: &[f32], src: impl Fn(usize) -> &'a [f32]) {
+    taps_sum_plain(y, taps, src);
+}
+
+/// `y = sum_t taps[t] * src(t)`, in the widest vectors the CPU has.
+fn taps_sum<'a>(y: &mut [f32], taps: &[f32], src: impl Fn(usize) -> &'a [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            unsafe { taps_sum_avx2(y, taps, src) };
+            return;
+        }
+    }
+    taps_sum_plain(y, taps, src);
+}
+
+impl candle_core::CustomOp1 for SeparableOp {
+    fn name(&self) -> &'static str {
+        "filter2d-separable"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let candle_core::CpuStorage::F32(data) = storage else {
+            candle_core::bail!("filter2d (separable): expected an f32 input");
+        };
+        let Some((o1, o2)) = layout.contiguous_offsets() else {
+            candle_core::bail!("filter2d (separable): the input must be contiguous");
+        };
+        let [b, c, h, w] = *layout.shape().dims() else {
+            candle_core::bail!(
+                "filter2d (separable): expected [B, C, H, W], got {:?}",
+                layout.shape()
+            );
+        };
+        let x = &data[o1..o2];
+        let op = &self.0;
+        let (kh, kw) = (op.col.len(), op.row.len());
+        let (rows, cols) = border_maps((h, w), op.pad, op.border);
+        let (hp, wp) = (rows.len(), cols.len());
+        if hp < kh || wp < kw || h == 0 || w == 0 {
+            candle_core::bail!("filter2d (separable): no output on {h} x {w}");
+        }
+        let (oh, ow) = (hp - kh + 1, wp - kw + 1);
+        let planes = b * c;
+        // Along W: every input row, extended, correlated with `row`.
+        let l = op.pad.1 .0;
+        // The intermediate is kept for the thread's next call (a fresh
+        // large buffer costs a page fault per page); a nested call finds it
+        // borrowed and allocates its own.
+        let mut own = Vec::new();
+        let mut kept =
+            SEPARABLE_TMP.with(|c| c.try_borrow_mut().ok().map(|mut v| std::mem::take(&mut *v)));
+        let tmp = kept.as_mut().unwrap_or(&mut own);
+        tmp.resize(planes * h * ow, 0.0);
+        let tmp = &mut tmp[..planes * h * ow];
+        tmp.par_chunks_mut(ow).enumerate().for_each_init(
+            || vec![0f32; wp],
+            |ext, (r, out)| {
+                let src = &x[r * w..(r + 1) * w];
+                ext[l..l + w].copy_from_slice(src);
+                for j in (0..l).chain(l + w..wp) {
+                    ext[j] = cols[j].map_or(0.0, |c| src[c]);
+                }
+                let ext = &ext[..];
+                taps_sum(out, &op.row, |s| &ext[s..s + ow]);
+            },
+        );
+        // Down H: each output row from the `kh` rows the row map names (a
+        // zero row where it names none); consecutive rows share their
+        // window, which stays in cache.
+        let zeros = vec![0f32; ow];
+        let tmp_ref = &*tmp;
+        let mut y = vec![0f32; planes * oh * ow];
+        y.par_chunks_mut(ow).enumerate().for_each(|(r, out)| {
+            let (p, i) = (r / oh, r % oh);
+            let plane = &tmp_ref[p * h * ow..(p + 1) * h * ow];
+            taps_sum(out, &op.col, |t| match rows[i + t] {
+                Some(r) => &plane[r * ow..(r + 1) * ow],
+                None => &zeros[..],
+            });
+        });
+        if let Some(v) = kept {
+            SEPARABLE_TMP.with(|c| {
+                if let Ok(mut slot) = c.try_borrow_mut() {
+                    *slot = v;
+                }
+            });
+        }
+        Ok((
+            candle_core::CpuStorage::F32(y),
+            candle_core::Shape::from((b, c, oh, ow)),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        candle_core::CustomOp1::bwd(&self.0, arg, res, grad)
+    }
 }

@@ -19,6 +19,7 @@ mod debug_build;
 mod dropout;
 mod error;
 mod filter;
+mod filter_fft;
 pub mod layers;
 mod merge;
 mod norm;

@@ -31,7 +31,7 @@ const PANEL_FLOATS: usize = 96 * 1024;
 
 /// A raw pointer that jobs may share because each writes a disjoint part.
 #[derive(Clone, Copy)]
-pub(super) struct SyncPtr(pub *mut f32);
+pub(crate) struct SyncPtr(pub *mut f32);
 // SAFETY: used only for writes to disjoint regions, see each use.
 unsafe impl Send for SyncPtr {}
 unsafe impl Sync for SyncPtr {}

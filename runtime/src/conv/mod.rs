@@ -39,7 +39,7 @@
 //! on that pool instead, so a caller can choose the count per call.
 
 mod backward;
-mod cpu;
+pub(crate) mod cpu;
 mod fallback;
 mod geom;
 mod math;

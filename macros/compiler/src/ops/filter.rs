@@ -57,6 +57,9 @@ pub enum Lowering {
     Banded,
     /// A crop of the padded input (a kernel with one non-zero tap).
     Tap,
+    /// The convolution theorem: the padded input and the kernel multiplied
+    /// in the frequency domain (any kernel).
+    Fft,
 }
 
 const LOWERINGS: &[(&str, Lowering)] = &[
@@ -64,6 +67,7 @@ const LOWERINGS: &[(&str, Lowering)] = &[
     ("separable", Lowering::Separable),
     ("banded", Lowering::Banded),
     ("tap", Lowering::Tap),
+    ("fft", Lowering::Fft),
 ];
 
 impl Lowering {
@@ -107,7 +111,7 @@ impl Kernel {
     /// What the lowerings that need a property of the kernel say about it.
     fn allows(&self, l: Lowering) -> bool {
         match l {
-            Lowering::Direct => true,
+            Lowering::Direct | Lowering::Fft => true,
             Lowering::Separable | Lowering::Banded => self.factors.is_some(),
             Lowering::Tap => self.tap.is_some(),
         }
@@ -201,7 +205,7 @@ const PADDING: ArgSpec = ArgSpec::new(
 );
 const LOWERING: ArgSpec = ArgSpec::new(
     "lowering",
-    ArgKind::Choice(&["auto", "direct", "separable", "banded", "tap"]),
+    ArgKind::Choice(&["auto", "direct", "separable", "banded", "tap", "fft"]),
     Some("auto"),
     "how it runs: `auto` lets the cost model choose; the others force one",
 );
@@ -397,6 +401,7 @@ fn common(a: &Args, linear: bool) -> Option<Common> {
                 ("separable", Some(Lowering::Separable)),
                 ("banded", Some(Lowering::Banded)),
                 ("tap", Some(Lowering::Tap)),
+                ("fft", Some(Lowering::Fft)),
             ],
         )
     } else {
@@ -891,11 +896,13 @@ pub fn lower_filter(cx: &LowerCx, f: &Filter) -> Lowered {
 /// The estimated time in microseconds of one lowering of a `kh x kw`
 /// kernel over one `h x w` channel giving `oh x ow`, on the CPU.
 ///
-/// The rates are the runtime's, measured on the 2-core development machine
-/// (docs/performance.md, "Filters"): the depthwise direct loop per
-/// multiply-add, the two banded products per multiply-add (with their
-/// fixed cost of building the matrices), the border's gather per padded
-/// element, and a fixed cost per runtime call.
+/// The rates are the runtime's, fitted to the timings of every form on the
+/// issue's grid (Gaussians of 3 to 61 taps on 64^2 to 2048^2, one channel,
+/// 2 threads, on the 2-core development machine: docs/performance.md,
+/// "Filters"): per call, per element of the border's extension, per
+/// multiply-add of the depthwise loop or of the banded matrix products
+/// (only the band's blocks are multiplied), per `n log2 n` of the FFT's
+/// `n` points.
 pub fn cost_us(
     l: Lowering,
     (kh, kw): (u64, u64),
@@ -910,29 +917,90 @@ pub fn cost_us(
         PAD_NS * (hp * wp) as f64
     };
     let ns = match l {
-        Lowering::Direct => CALL_NS + pad + CONV_NS_PER_MAC * (oh * ow * kh * kw) as f64,
+        Lowering::Direct => DIRECT_NS + pad + DIRECT_NS_PER_MAC * (oh * ow * kh * kw) as f64,
+        // Up to 1024^2 the runtime's own two passes, the border read in
+        // place (per element of the two passes' outputs, per multiply-add);
+        // above, two depthwise convolutions on a padded copy.
+        Lowering::Separable if h * w <= SEPARABLE_IN_PLACE_MAX => {
+            SEPARABLE_NS
+                + SEPARABLE_IN_PLACE_NS_PER_ELEMENT * (h * ow + oh * ow) as f64
+                + SEPARABLE_IN_PLACE_NS_PER_MAC * (oh * wp * kh + oh * ow * kw) as f64
+        }
         Lowering::Separable => {
-            2.0 * CALL_NS + pad + CONV_NS_PER_MAC * (oh * wp * kh + oh * ow * kw) as f64
+            SEPARABLE_NS + pad + SEPARABLE_NS_PER_MAC * (oh * wp * kh + oh * ow * kw) as f64
         }
         // A_h [oh, h] · x [h, w] · A_w [w, ow], the border inside the
-        // matrices.
-        Lowering::Banded => BANDED_NS + GEMM_NS_PER_MAC * (h * w * ow + oh * h * ow) as f64,
-        Lowering::Tap => CALL_NS + PAD_NS * (hp * wp) as f64,
+        // matrices, each block of outputs reading only its band's span.
+        Lowering::Banded => {
+            let span = |k: u64, n: u64| n.min(band_block(k) + k - 1);
+            BANDED_NS + GEMM_NS_PER_MAC * (h * ow * span(kw, w) + oh * ow * span(kh, h)) as f64
+        }
+        Lowering::Tap => TAP_NS + TAP_NS_PER_ELEMENT * (oh * ow) as f64,
+        // The extension is read in place; the transforms of an `fh x fw`
+        // plane: rows and columns forward and back.
+        Lowering::Fft => {
+            let n = (fft_len(hp) * fft_len(wp)) as f64;
+            FFT_NS + FFT_NS_PER_POINT_LOG * n * n.log2()
+        }
     };
     ns / 1000.0
 }
 
-/// Per call of a runtime op (allocation, dispatch).
-const CALL_NS: f64 = 10_000.0;
-/// The depthwise convolution's direct loop, per multiply-add.
-const CONV_NS_PER_MAC: f64 = 0.13;
-/// The border's gather (or a crop's copy), per element of the extended input.
-const PAD_NS: f64 = 5.0;
-/// The banded products, per multiply-add (the matrix multiply at 512 x 512
-/// as the filter runs it, matrices built on the host included)...
-const GEMM_NS_PER_MAC: f64 = 0.09;
-/// ...and their fixed cost.
-const BANDED_NS: f64 = 70_000.0;
+/// Output rows (columns) per block of the runtime's banded products (as
+/// `band_block` in runtime/src/filter.rs).
+pub fn band_block(k: u64) -> u64 {
+    (2 * k.saturating_sub(1))
+        .next_multiple_of(16)
+        .clamp(64, 256)
+}
+
+/// The transform size the runtime's FFT form uses for a padded length `n`:
+/// the smallest even size at least `n` with no prime factor above 5 (as
+/// `fast_len` in runtime/src/filter_fft.rs).
+pub fn fft_len(n: u64) -> u64 {
+    let mut m = n.max(2);
+    loop {
+        if m % 2 == 0 {
+            let mut r = m;
+            for p in [2, 3, 5] {
+                while r % p == 0 {
+                    r /= p;
+                }
+            }
+            if r == 1 {
+                return m;
+            }
+        }
+        m += 1;
+    }
+}
+
+/// The border's extension (a copy for the direct and separable forms),
+/// per element.
+const PAD_NS: f64 = 0.65;
+/// The direct form: per call, and per multiply-add of the depthwise loop.
+const DIRECT_NS: f64 = 50_000.0;
+const DIRECT_NS_PER_MAC: f64 = 0.088;
+/// Two 1-D passes: per call (both), and per multiply-add.
+const SEPARABLE_NS: f64 = 60_000.0;
+const SEPARABLE_NS_PER_MAC: f64 = 0.103;
+/// The runtime's in-place two passes (`h * w` up to this many): per
+/// element written, and per multiply-add (AVX2 FMA).
+const SEPARABLE_IN_PLACE_MAX: u64 = 1 << 20;
+const SEPARABLE_IN_PLACE_NS_PER_ELEMENT: f64 = 0.5;
+const SEPARABLE_IN_PLACE_NS_PER_MAC: f64 = 0.045;
+/// The banded products: per call (the matrices built on the host), and
+/// per multiply-add of the blocks.
+const BANDED_NS: f64 = 10_000.0;
+const GEMM_NS_PER_MAC: f64 = 0.068;
+/// A crop (read straight from the input): per call, and per output
+/// element.
+const TAP_NS: f64 = 5_000.0;
+const TAP_NS_PER_ELEMENT: f64 = 0.3;
+/// The FFT form: per call (plans and kernel spectra are cached), and per
+/// `n log2 n` of the transform's `n` points.
+const FFT_NS: f64 = 100_000.0;
+const FFT_NS_PER_POINT_LOG: f64 = 0.265;
 
 /// The cheapest lowering of `k` for the sizes given (`None` when a size is
 /// symbolic: then the fewest multiply-adds), with every candidate's cost.
@@ -975,9 +1043,10 @@ fn f32_lits(v: &[f64]) -> TokenStream {
 fn spec_tokens(k: &Kernel, s: &FilterStep) -> TokenStream {
     let p = quote!(::netdsl::__private);
     let taps = match (&k.factors, s.lowering) {
-        (Some((col, row)), Lowering::Separable | Lowering::Banded | Lowering::Direct)
-            if s.lowering != Lowering::Direct || k.kh * k.kw > k.kh + k.kw =>
-        {
+        (
+            Some((col, row)),
+            Lowering::Separable | Lowering::Banded | Lowering::Direct | Lowering::Fft,
+        ) if s.lowering != Lowering::Direct || k.kh * k.kw > k.kh + k.kw => {
             let (col, row) = (f32_lits(col), f32_lits(row));
             quote!(#p::Taps::Outer { col: #col, row: #row })
         }
@@ -996,6 +1065,7 @@ fn spec_tokens(k: &Kernel, s: &FilterStep) -> TokenStream {
         Lowering::Direct => quote!(#p::Lowering::Direct),
         Lowering::Separable => quote!(#p::Lowering::Separable),
         Lowering::Banded => quote!(#p::Lowering::Banded),
+        Lowering::Fft => quote!(#p::Lowering::Fft),
         Lowering::Tap => {
             let (t, u) = k.tap.unwrap_or((0, 0));
             let (t, u) = (usize_lit(t), usize_lit(u));
@@ -1128,16 +1198,25 @@ mod tests {
         };
         // sigma 0.25: 3 x 3; 1.75: 15 x 15; 3.75: 31 x 31; 7.5: 61 x 61.
         assert_eq!(gaussian_kernel(7.5).kh, 61);
-        // 3 x 3 on a small image: one pass beats two.
-        assert_eq!(pick(0.25, 64, Border::Zeros), Lowering::Direct);
-        // Wider kernels: two 1-D passes...
-        assert_eq!(pick(1.75, 256, Border::Reflect), Lowering::Separable);
-        assert_eq!(pick(7.5, 512, Border::Reflect), Lowering::Separable);
-        assert_eq!(pick(3.75, 2048, Border::Zeros), Lowering::Separable);
-        // ...except a very wide one on a small image, where the banded
-        // products (and no padded copy) win.
+        // On 64 x 64 the banded products (two small matrix multiplies, no
+        // padded copy) win at every size of kernel.
+        assert_eq!(pick(0.25, 64, Border::Zeros), Lowering::Banded);
         assert_eq!(pick(7.5, 64, Border::Reflect), Lowering::Banded);
-        // The Laplacian can only run directly; a shift is a crop.
+        // From 256 up, two 1-D passes: every kernel on 256, up to 31 taps
+        // on 512, up to 15 on 2048...
+        assert_eq!(pick(0.25, 256, Border::Reflect), Lowering::Separable);
+        assert_eq!(pick(1.75, 256, Border::Reflect), Lowering::Separable);
+        assert_eq!(pick(7.5, 256, Border::Reflect), Lowering::Separable);
+        assert_eq!(pick(3.75, 512, Border::Reflect), Lowering::Separable);
+        assert_eq!(pick(1.75, 2048, Border::Reflect), Lowering::Separable);
+        // ...and the FFT for wider ones (its cost hardly grows with the
+        // kernel); at 2048 on `zeros` (no padded copy) 31 taps stay
+        // separable.
+        assert_eq!(pick(7.5, 512, Border::Reflect), Lowering::Fft);
+        assert_eq!(pick(7.5, 2048, Border::Reflect), Lowering::Fft);
+        assert_eq!(pick(3.75, 2048, Border::Zeros), Lowering::Separable);
+        // The Laplacian runs directly (the FFT is dearer at 64); a shift
+        // is a crop.
         let lap = Kernel::new(3, 3, vec![0.0, 1.0, 0.0, 1.0, -4.0, 1.0, 0.0, 1.0, 0.0]);
         assert_eq!(
             choose(&lap, Some(((64, 64), (64, 64))), Border::Zeros).0,
@@ -1150,11 +1229,31 @@ mod tests {
             choose(&shift, Some(((256, 256), (256, 256))), Border::Reflect).0,
             Lowering::Tap
         );
-        // On zeros the 3 x 3 loop is as cheap as the crop's padded copy.
+        // On zeros too: the crop reads the input once.
         assert_eq!(
             choose(&shift, Some(((64, 64), (64, 64))), Border::Zeros).0,
+            Lowering::Tap
+        );
+        // A 3 x 3 kernel never goes to the FFT, even on 2048 x 2048; a wide
+        // kernel that is not rank one (a 31 x 31 disk) does from 64 up.
+        assert_eq!(
+            choose(&lap, Some(((2048, 2048), (2048, 2048))), Border::Reflect).0,
             Lowering::Direct
         );
+        let disk: Vec<f64> = (0..31 * 31)
+            .map(|i| {
+                let (y, x) = ((i / 31) as f64 - 15.0, (i % 31) as f64 - 15.0);
+                f64::from(u8::from(x * x + y * y <= 225.0))
+            })
+            .collect();
+        let disk = Kernel::new(31, 31, disk);
+        assert!(disk.factors.is_none());
+        for n in [64, 512] {
+            assert_eq!(
+                choose(&disk, Some(((n, n), (n, n))), Border::Reflect).0,
+                Lowering::Fft
+            );
+        }
         // Unknown sizes: the fewest multiply-adds.
         assert_eq!(
             choose(&gaussian_kernel(2.0), None, Border::Zeros).0,

@@ -2,13 +2,14 @@
 
 use super::Pass;
 use crate::lower::StepOp;
-use crate::ops::filter::{choose, Lowering};
+use crate::ops::filter::{choose, fft_len, Lowering};
 
 /// Every linear filter (`Gaussian`, `Sobel`, `MeanFilter`, ..) runs in the
 /// form the cost model of [`ops::filter`](crate::ops::filter) finds cheapest
 /// for its kernel and the known sizes: a rank-one kernel as two 1-D passes
-/// or two banded matrix products, a single-tap kernel as a crop, the rest
-/// as one depthwise convolution. `lowering = ..` on the layer forces one.
+/// or two banded matrix products, a single-tap kernel as a crop, a large
+/// kernel by the convolution theorem (FFT), the rest as one depthwise
+/// convolution. `lowering = ..` on the layer forces one.
 /// Every form gives the same result (to float rounding); a line says which
 /// ran and what the others were estimated to cost.
 pub fn run(ir: &mut Pass) {
@@ -37,6 +38,17 @@ pub fn run(ir: &mut Pass) {
                 k.kh, k.kw
             ),
             Lowering::Tap => "a single non-zero tap: a crop of the padded input".to_string(),
+            Lowering::Fft => match sizes {
+                Some((_, (oh, ow))) => {
+                    let (hp, wp) = (oh + k.kh - 1, ow + k.kw - 1);
+                    format!(
+                        "the convolution theorem: the padded {hp} x {wp} input times the kernel in a {} x {} transform",
+                        fft_len(hp),
+                        fft_len(wp)
+                    )
+                }
+                None => "the convolution theorem: the padded input times the kernel in the frequency domain".to_string(),
+            },
             Lowering::Direct => "one depthwise convolution".to_string(),
         };
         let how = if f.forced.is_some() {
