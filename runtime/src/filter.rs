@@ -337,16 +337,7 @@ impl candle_core::CustomOp1 for BorderWindow {
         storage: &candle_core::CpuStorage,
         layout: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let candle_core::CpuStorage::F32(data) = storage else {
-            candle_core::bail!("pad2d: expected an f32 input");
-        };
-        let Some((o1, o2)) = layout.contiguous_offsets() else {
-            candle_core::bail!("pad2d: the input must be contiguous");
-        };
-        let [b, c, h, w] = *layout.shape().dims() else {
-            candle_core::bail!("pad2d: expected [B, C, H, W], got {:?}", layout.shape());
-        };
-        let data = &data[o1..o2];
+        let (data, [b, c, h, w]) = f32_nchw("pad2d", storage, layout)?;
         let (rows, cols) = self.maps(h, w);
         let (oh, ow) = self.out;
         // The output columns that read the input in order: one copy.
@@ -741,6 +732,25 @@ unsafe fn run_network_avx2<const L: usize>(v: &mut [[f32; L]], net: &[(usize, us
     run_network_plain(v, net);
 }
 
+/// A custom op's input as contiguous f32 `[B, C, H, W]` data: the slice
+/// and the four sizes, or an error naming the op.
+pub(crate) fn f32_nchw<'a>(
+    op: &str,
+    storage: &'a candle_core::CpuStorage,
+    layout: &candle_core::Layout,
+) -> candle_core::Result<(&'a [f32], [usize; 4])> {
+    let candle_core::CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op}: expected an f32 input");
+    };
+    let Some((o1, o2)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: the input must be contiguous");
+    };
+    let [b, c, h, w] = *layout.shape().dims() else {
+        candle_core::bail!("{op}: expected [B, C, H, W], got {:?}", layout.shape());
+    };
+    Ok((&data[o1..o2], [b, c, h, w]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -941,19 +951,7 @@ impl candle_core::CustomOp1 for BandedOp {
                 gemm::Parallelism::None
             }
         };
-        let candle_core::CpuStorage::F32(data) = storage else {
-            candle_core::bail!("filter2d (banded): expected an f32 input");
-        };
-        let Some((o1, o2)) = layout.contiguous_offsets() else {
-            candle_core::bail!("filter2d (banded): the input must be contiguous");
-        };
-        let [b, c, h, w] = *layout.shape().dims() else {
-            candle_core::bail!(
-                "filter2d (banded): expected [B, C, H, W], got {:?}",
-                layout.shape()
-            );
-        };
-        let x = &data[o1..o2];
+        let (x, [b, c, h, w]) = f32_nchw("filter2d (banded)", storage, layout)?;
         let Some((ah, aw, oh, ow)) = self.matrices(h, w) else {
             candle_core::bail!("filter2d (banded): no output on {h} x {w}");
         };
@@ -1122,19 +1120,7 @@ impl candle_core::CustomOp1 for SeparableOp {
         storage: &candle_core::CpuStorage,
         layout: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let candle_core::CpuStorage::F32(data) = storage else {
-            candle_core::bail!("filter2d (separable): expected an f32 input");
-        };
-        let Some((o1, o2)) = layout.contiguous_offsets() else {
-            candle_core::bail!("filter2d (separable): the input must be contiguous");
-        };
-        let [b, c, h, w] = *layout.shape().dims() else {
-            candle_core::bail!(
-                "filter2d (separable): expected [B, C, H, W], got {:?}",
-                layout.shape()
-            );
-        };
-        let x = &data[o1..o2];
+        let (x, [b, c, h, w]) = f32_nchw("filter2d (separable)", storage, layout)?;
         let op = &self.0;
         let (kh, kw) = (op.col.len(), op.row.len());
         let (rows, cols) = border_maps((h, w), op.pad, op.border);

@@ -359,19 +359,7 @@ impl CustomOp1 for FftCorrelate {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("filter2d (fft): expected an f32 input");
-        };
-        let Some((o1, o2)) = layout.contiguous_offsets() else {
-            candle_core::bail!("filter2d (fft): the input must be contiguous");
-        };
-        let data = &data[o1..o2];
-        let [b, c, h, w] = *layout.shape().dims() else {
-            candle_core::bail!(
-                "filter2d (fft): expected [B, C, H, W], got {:?}",
-                layout.shape()
-            );
-        };
+        let (data, [b, c, h, w]) = crate::filter::f32_nchw("filter2d (fft)", storage, layout)?;
         let (kh, kw) = (self.kh, self.kw);
         let ((pt, pb), (pl, pr)) = self.pad;
         let (hp, wp) = (h + pt + pb, w + pl + pr);
