@@ -49,6 +49,8 @@
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
+use crate::conv::cpu::matmul_par;
+
 use crate::filter_fft::{fft_correlate, FftCorrelate, Kern};
 use crate::{conv2d, Conv2dSpec, Epilogue, Result};
 
@@ -844,49 +846,6 @@ fn band_blocks(
         .collect()
 }
 
-/// `dst (m x n, row stride dst_rs) = lhs (m x k) * rhs (k x n)` (strides
-/// as given, `dst` columns adjacent) with the given parallelism.
-///
-/// # Safety
-/// The pointers must cover the described matrices.
-#[allow(clippy::too_many_arguments)]
-unsafe fn matmul_par(
-    par: gemm::Parallelism,
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_rs: usize,
-    lhs: *const f32,
-    lhs_rs: usize,
-    lhs_cs: usize,
-    rhs: *const f32,
-    rhs_rs: usize,
-    rhs_cs: usize,
-) {
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst,
-        1,
-        dst_rs as isize,
-        false,
-        lhs,
-        lhs_cs as isize,
-        lhs_rs as isize,
-        rhs,
-        rhs_cs as isize,
-        rhs_rs as isize,
-        1.0,
-        1.0,
-        false,
-        false,
-        false,
-        par,
-    )
-}
-
 /// The banded form: `A_h · x · A_w` per plane (see [`band`]).
 struct BandedOp {
     col: Vec<f32>,
@@ -977,17 +936,10 @@ impl candle_core::CustomOp1 for BandedOp {
             unsafe {
                 matmul_par(
                     par,
-                    rows,
-                    o1 - o0,
-                    s1 - s0,
-                    yp.ptr().add(r0 * ow + o0),
-                    ow,
-                    x.as_ptr().add(r0 * w + s0),
-                    w,
-                    1,
-                    aw.as_ptr().add(o0 * w + s0),
-                    1,
-                    w,
+                    (rows, o1 - o0, s1 - s0),
+                    (yp.ptr().add(r0 * ow + o0), ow, false),
+                    (x.as_ptr().add(r0 * w + s0), w, 1),
+                    (aw.as_ptr().add(o0 * w + s0), 1, w),
                 );
             }
         });
@@ -1012,17 +964,10 @@ impl candle_core::CustomOp1 for BandedOp {
             unsafe {
                 matmul_par(
                     par,
-                    i1 - i0,
-                    cols,
-                    s1 - s0,
-                    zp.ptr().add(p * oh * ow + i0 * ow + c0),
-                    ow,
-                    ah.as_ptr().add(i0 * h + s0),
-                    h,
-                    1,
-                    y.as_ptr().add(p * h * ow + s0 * ow + c0),
-                    ow,
-                    1,
+                    (i1 - i0, cols, s1 - s0),
+                    (zp.ptr().add(p * oh * ow + i0 * ow + c0), ow, false),
+                    (ah.as_ptr().add(i0 * h + s0), h, 1),
+                    (y.as_ptr().add(p * h * ow + s0 * ow + c0), ow, 1),
                 );
             }
         });

@@ -71,6 +71,28 @@ pub(super) unsafe fn matmul(
     rhs_rs: usize,
     rhs_cs: usize,
 ) {
+    matmul_par(
+        Parallelism::None,
+        (m, n, k),
+        (dst, dst_rs, acc),
+        (lhs, lhs_rs, lhs_cs),
+        (rhs, rhs_rs, rhs_cs),
+    )
+}
+
+/// [`matmul`] with the given parallelism (the filters' banded products run
+/// it across threads): `(m, n, k)`, `(dst, row stride, accumulate)`, and
+/// each operand as `(pointer, row stride, column stride)`.
+///
+/// # Safety
+/// The pointers must cover the described matrices.
+pub(crate) unsafe fn matmul_par(
+    par: Parallelism,
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_rs, acc): (*mut f32, usize, bool),
+    (lhs, lhs_rs, lhs_cs): (*const f32, usize, usize),
+    (rhs, rhs_rs, rhs_cs): (*const f32, usize, usize),
+) {
     gemm::gemm(
         m,
         n,
@@ -90,7 +112,7 @@ pub(super) unsafe fn matmul(
         false,
         false,
         false,
-        Parallelism::None,
+        par,
     )
 }
 
