@@ -806,17 +806,6 @@ mod tests {
     }
 }
 
-/// Output rows (columns) per block of a banded product, for a band of `k`
-/// taps: each block reads only the `bs + k - 1` input rows its band
-/// touches, so a block twice the band or more does at most 1.5x the
-/// multiply-adds of the band itself, and is wide enough for the matrix
-/// multiply to run at speed.
-fn band_block(k: usize) -> usize {
-    (2 * k.saturating_sub(1))
-        .next_multiple_of(16)
-        .clamp(64, 256)
-}
-
 /// The blocks `(o0, o1, s0, s1)` of a banded `[n_out, n]` matrix of `taps`
 /// over an input extended by `lo` with `border`: output rows `o0..o1` read
 /// only input rows `s0..s1` (`s0 == s1`: none, the rows are zeros).
@@ -827,7 +816,7 @@ fn band_blocks(
     n_out: usize,
     border: Border,
 ) -> Vec<(usize, usize, usize, usize)> {
-    let bs = band_block(taps);
+    let bs = netdsl_summary::band_block(taps);
     (0..n_out)
         .step_by(bs)
         .map(|o0| {

@@ -48,28 +48,6 @@ pub(crate) struct FftCorrelate {
     pub border: Border,
 }
 
-/// The smallest even size at least `n` whose only prime factors are 2, 3
-/// and 5 (sizes `rustfft` is fastest on; 7 is slower: 2058 = 2·3·7³ took
-/// twice as long as 2160; even, so `realfft` uses its half-length complex
-/// transform).
-pub fn fast_len(n: usize) -> usize {
-    let mut m = n.max(2);
-    loop {
-        if m % 2 == 0 {
-            let mut r = m;
-            for p in [2, 3, 5] {
-                while r % p == 0 {
-                    r /= p;
-                }
-            }
-            if r == 1 {
-                return m;
-            }
-        }
-        m += 1;
-    }
-}
-
 /// The plans for one transform size.
 struct Plans {
     row_fwd: Arc<dyn RealToComplex<f32>>,
@@ -370,7 +348,7 @@ impl CustomOp1 for FftCorrelate {
             );
         }
         let (oh, ow) = (hp - kh + 1, wp - kw + 1);
-        let (fh, fw) = (fast_len(hp), fast_len(wp));
+        let (fh, fw) = (netdsl_summary::fft_len(hp), netdsl_summary::fft_len(wp));
         let wc = fw / 2 + 1;
         let p = plans(fh, fw);
         let spec = self.spectrum(&p, fh, fw)?;
@@ -441,19 +419,4 @@ pub(crate) fn fft_correlate(x: &Tensor, op: FftCorrelate) -> Result<Tensor> {
         .contiguous()?;
     let y = x.apply_op1(op)?;
     Ok(y.to_dtype(dt)?.to_device(&dev)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fast_lengths() {
-        assert_eq!(fast_len(1), 2);
-        assert_eq!(fast_len(11), 12);
-        assert_eq!(fast_len(97), 100);
-        assert_eq!(fast_len(127), 128);
-        assert_eq!(fast_len(2050), 2160);
-        assert_eq!(fast_len(2108), 2160);
-    }
 }

@@ -311,9 +311,55 @@ impl Parser<'_> {
     }
 }
 
+/// The transform size of the filters' FFT form for a padded length `n`:
+/// the smallest even size at least `n` whose only prime factors are 2, 3
+/// and 5 (the sizes `rustfft` is fastest on; 7 is slower: 2058 = 2·3·7³
+/// took twice as long as 2160; even, so `realfft` uses its half-length
+/// complex transform). The runtime transforms at this size and the
+/// compiler's cost model prices it, so both read it here.
+pub fn fft_len(n: usize) -> usize {
+    let mut m = n.max(2);
+    loop {
+        if m % 2 == 0 {
+            let mut r = m;
+            for p in [2, 3, 5] {
+                while r % p == 0 {
+                    r /= p;
+                }
+            }
+            if r == 1 {
+                return m;
+            }
+        }
+        m += 1;
+    }
+}
+
+/// The output rows (or columns) per block of the filters' banded form for
+/// a band of `k` taps: each block reads only the `bs + k - 1` input rows
+/// its band touches, so a block twice the band or more does at most 1.5x
+/// the multiply-adds of the band itself, and is wide enough for the matrix
+/// multiply to run at speed. Shared by the runtime and the compiler's cost
+/// model.
+pub fn band_block(k: usize) -> usize {
+    (2 * k.saturating_sub(1))
+        .next_multiple_of(16)
+        .clamp(64, 256)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_lengths() {
+        assert_eq!(fft_len(1), 2);
+        assert_eq!(fft_len(11), 12);
+        assert_eq!(fft_len(97), 100);
+        assert_eq!(fft_len(127), 128);
+        assert_eq!(fft_len(2050), 2160);
+        assert_eq!(fft_len(2108), 2160);
+    }
 
     fn at(expr: &str) -> Result<u64, EvalError> {
         eval(expr, &|s| match s {

@@ -946,33 +946,14 @@ pub fn cost_us(
     ns / 1000.0
 }
 
-/// Output rows (columns) per block of the runtime's banded products (as
-/// `band_block` in runtime/src/filter.rs).
-pub fn band_block(k: u64) -> u64 {
-    (2 * k.saturating_sub(1))
-        .next_multiple_of(16)
-        .clamp(64, 256)
+/// The transform size of the runtime's FFT form (shared with it).
+pub fn fft_len(n: u64) -> u64 {
+    netdsl_summary::fft_len(n as usize) as u64
 }
 
-/// The transform size the runtime's FFT form uses for a padded length `n`:
-/// the smallest even size at least `n` with no prime factor above 5 (as
-/// `fast_len` in runtime/src/filter_fft.rs).
-pub fn fft_len(n: u64) -> u64 {
-    let mut m = n.max(2);
-    loop {
-        if m % 2 == 0 {
-            let mut r = m;
-            for p in [2, 3, 5] {
-                while r % p == 0 {
-                    r /= p;
-                }
-            }
-            if r == 1 {
-                return m;
-            }
-        }
-        m += 1;
-    }
+/// The output rows per block of the runtime's banded form (shared with it).
+pub fn band_block(k: u64) -> u64 {
+    netdsl_summary::band_block(k as usize) as u64
 }
 
 /// The border's extension (a copy for the direct and separable forms),
