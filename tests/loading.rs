@@ -28,10 +28,36 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn scratch(name: &str) -> PathBuf {
+/// A file in this process's scratch folder, removed (with the folder, once
+/// empty) when dropped, so test runs leave nothing behind in the temp dir.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("netdsl-loading-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    Scratch(dir.join(name))
 }
 
 fn extras(name: &str) -> HashMap<String, Tensor> {
@@ -163,7 +189,7 @@ fn corrupted(
     net: &Small,
     name: &str,
     edit: impl FnOnce(&mut Vec<u8>, &serde_json::Value, usize),
-) -> PathBuf {
+) -> Scratch {
     let path = scratch(name);
     net.save(&path).unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
