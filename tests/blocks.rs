@@ -543,3 +543,57 @@ fn modes_switch_without_changing_eval_outputs() {
     );
     assert!(max_abs(&after).is_finite());
 }
+
+/// The same ResNet written in other modules, from the root's `BasicBlock`:
+/// `stages` imports it and defines its own shared block, `Stage`, from it;
+/// `nets` imports `Stage` (which brings `BasicBlock` along) and `BasicBlock`
+/// again (one copy is kept), and splices `Stage` into torchvision's `seq`s.
+mod stages {
+    netdsl::network! {
+        use crate::BasicBlock;
+
+        /// Two basic blocks, the first strided: spliced into a `seq`,
+        /// they are its `0` and `1`.
+        pub(crate) block Stage(x: [B, C, H, W], out: usize) -> [B, out, H / 2, W / 2] {
+            x -> BasicBlock(out, stride = 2) -> BasicBlock(out)
+        }
+    }
+}
+
+mod nets {
+    netdsl::network! {
+        use crate::stages::Stage;
+        use crate::BasicBlock;
+
+        pub ResNetImported(x: [B, 3, 32, 32]) -> [B, 10] {
+            x -> conv1: Conv2d(8, kernel = 3, padding = 1, bias = false) -> bn1: BatchNorm2d -> relu
+              -> layer1: repeat 2 BasicBlock(8)
+              -> layer2: seq { ..Stage(16) }
+              -> layer3: seq { ..Stage(32) }
+              -> avgpool: AdaptiveAvgPool2d(1) -> flatten -> fc: Linear(10)
+        }
+    }
+}
+
+#[test]
+fn a_block_imported_from_other_modules_builds_the_same_network() {
+    use nets::ResNetImported;
+    let names = |m: &[netdsl::ParamSpec]| -> Vec<(String, Vec<usize>)> {
+        m.iter()
+            .map(|s| (s.name.to_string(), s.shape.to_vec()))
+            .collect()
+    };
+    assert_eq!(
+        names(ResNetImported::MANIFEST),
+        names(ResNetSmall::MANIFEST)
+    );
+    let io = tensors(RESNET);
+    let x = formula_input((2, 3, 32, 32));
+    let mut net = ResNetImported::from_tensors(state_dict(RESNET), &Device::Cpu).unwrap();
+    net.eval();
+    let mut local = resnet();
+    local.eval();
+    let y = net.forward(&x).unwrap();
+    assert!(same_bits(&y, &local.forward(&x).unwrap()));
+    check("ResNetImported", &y, &io["output"]);
+}

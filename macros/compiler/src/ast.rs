@@ -24,6 +24,13 @@ pub struct BlockDef {
     pub params: Vec<BlockParam>,
     pub output_shape: Option<ShapeLit>,
     pub body: Option<Body>,
+    /// The definition's own tokens, attributes included: what the macro a
+    /// `pub block` emits hands to the invocations that import it.
+    pub tokens: proc_macro2::TokenStream,
+    /// Defined in another invocation and imported here (`use path::Name;`):
+    /// checked where it was defined, so only its uses are checked here,
+    /// and no macro is emitted for it again.
+    pub imported: bool,
 }
 
 /// `out: usize`, `stride: usize = 1`, `p: f64 = 0.1`, `affine: bool = true`.

@@ -81,6 +81,10 @@ impl<'a> Blocks<'a> {
                 );
             }
             for (j, p) in def.params.iter().enumerate() {
+                // An imported block's definition was checked where written.
+                if def.imported {
+                    break;
+                }
                 if def.params[..j].iter().any(|q| q.name == p.name) || p.name == def.input {
                     self.cx.error(
                         SpanRange::single(p.name.span()),
@@ -137,8 +141,11 @@ impl<'a> Blocks<'a> {
             // unnamed layers take a `seq`'s indices: its missing names are
             // not mistakes.
             let name = def.name.to_string();
+            if def.imported {
+                continue;
+            }
             let unused_pub =
-                matches!(def.vis, syn::Visibility::Public(_)) && !spliced.contains(&name);
+                !matches!(def.vis, syn::Visibility::Inherited) && !spliced.contains(&name);
             if !unused_pub && !named.contains(&name) {
                 continue;
             }
@@ -222,7 +229,9 @@ impl<'a> Blocks<'a> {
         for def in self.defs {
             // A `pub` block is made for others to use: it is checked on its
             // own (`check_bodies_alone`), and never called unused.
-            let public = matches!(def.vis, syn::Visibility::Public(_));
+            // An imported one was made for others too; leaving it unused
+            // is no more a mistake than an unused `pub` item.
+            let public = !matches!(def.vis, syn::Visibility::Inherited) || def.imported;
             if !public && !named.contains(&def.name.to_string()) && def.body.is_some() {
                 self.cx.error(
                     SpanRange::single(def.name.span()),

@@ -22,6 +22,7 @@ pub mod declared;
 pub mod diag;
 pub mod emit;
 pub mod graph;
+pub mod imports;
 pub mod infer;
 pub mod lower;
 pub mod ops;
@@ -71,8 +72,20 @@ impl std::fmt::Display for Diagnostics {
 /// Expands the contents of a `network! { .. }` invocation: the pipeline.
 pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
     let cx = diag::Ctxt::new();
+    // `use path::Block;`: hand the invocation to the block's macro, which
+    // hands it back with the block's tokens (see `imports`).
+    if let Some(handed) = imports::hand_over(&input) {
+        return handed.map_err(|e| {
+            cx.syn_error(e);
+            Diagnostics {
+                errors: cx.into_errors(),
+                fallback: TokenStream::new(),
+            }
+        });
+    }
     // Parse: tokens to syntax tree, every node spanned.
-    let spec = parse::parse(&cx, input);
+    let mut spec = parse::parse(&cx, input);
+    imports::dedup(&mut spec.blocks);
     let blocks = block::Blocks::new(&cx, &spec.blocks);
     blocks.check_definitions();
     check_names(&cx, &spec);
@@ -188,6 +201,12 @@ pub fn expand(input: TokenStream) -> Result<TokenStream, Diagnostics> {
     }
     out.extend(block_tokens.clone());
     fallback.extend(block_tokens);
+    // The macros that hand the shared blocks to other invocations: even
+    // with errors here, so those report their own mistakes, not a missing
+    // macro.
+    let exported = imports::export_macros(&spec.blocks);
+    out.extend(exported.clone());
+    fallback.extend(exported);
     let errors = cx.into_errors();
     if errors.is_empty() {
         Ok(out)

@@ -18,10 +18,34 @@ pub fn parse(cx: &Ctxt, tokens: TokenStream) -> Spec {
     let mut blocks = Vec::new();
     let result = (|input: ParseStream| {
         while !input.is_empty() {
+            // `@import { pub block .. }`: blocks another invocation defined,
+            // handed over by the macro a `pub block` emits (see `imports`).
+            if input.peek(Token![@]) {
+                input.parse::<Token![@]>()?;
+                let word: Ident = input.parse()?;
+                if word != "import" {
+                    return Err(syn::Error::new(word.span(), "expected `@import { .. }`"));
+                }
+                let content;
+                syn::braced!(content in input);
+                while !content.is_empty() {
+                    let begin = content.cursor();
+                    let attrs = content.call(Attribute::parse_outer)?;
+                    let vis: Visibility = content.parse()?;
+                    let mut def = parse_block(cx, &content, attrs, vis)?;
+                    def.tokens = between(begin, content.cursor());
+                    def.imported = true;
+                    blocks.push(def);
+                }
+                continue;
+            }
+            let begin = input.cursor();
             let attrs = input.call(Attribute::parse_outer)?;
             let vis: Visibility = input.parse()?;
             if input.peek(kw::block) && input.peek2(Ident) {
-                blocks.push(parse_block(cx, input, attrs, vis)?);
+                let mut def = parse_block(cx, input, attrs, vis)?;
+                def.tokens = between(begin, input.cursor());
+                blocks.push(def);
             } else {
                 networks.push(parse_network(cx, input, attrs, vis)?);
             }
@@ -40,6 +64,19 @@ pub fn parse(cx: &Ctxt, tokens: TokenStream) -> Spec {
         }
     }
     Spec { networks, blocks }
+}
+
+/// The tokens from `begin` up to (not including) `end`.
+fn between(mut begin: syn::buffer::Cursor<'_>, end: syn::buffer::Cursor<'_>) -> TokenStream {
+    let mut out = TokenStream::new();
+    while begin < end {
+        let Some((tt, next)) = begin.token_tree() else {
+            break;
+        };
+        out.extend([tt]);
+        begin = next;
+    }
+    out
 }
 
 /// Takes the `#[netdsl(..)]` attributes out of a network's attributes
@@ -187,6 +224,8 @@ fn parse_block(
         params,
         output_shape,
         body,
+        tokens: TokenStream::new(),
+        imported: false,
     })
 }
 

@@ -478,20 +478,32 @@ impl Gen {
     }
 
     fn spec(&mut self) -> String {
+        let (blocks, nets) = self.spec_parts();
+        blocks
+            .into_iter()
+            .map(|(text, _)| text)
+            .chain(nets)
+            .collect::<Vec<_>>()
+            .join("\n    ")
+    }
+
+    /// A spec's blocks (text, name) and networks.
+    fn spec_parts(&mut self) -> (Vec<(String, String)>, Vec<String>) {
         let mut out = Vec::new();
+        let mut defs = Vec::new();
         let mut blocks = Vec::new();
         for _ in 0..self.rng.random_range(0..3) {
             let (text, sig) = self.block(&blocks);
-            out.push(text);
+            defs.push((text, sig.name.clone()));
             blocks.push(sig);
         }
         if self.chance(0.3) {
             // A stage to splice: one chain over its parameters.
             let name = format!("Stage{}", self.rng.random_range(0..1000));
             let size = if self.oops() { "C" } else { "out" };
-            out.push(format!(
+            defs.push((format!(
                 "block {name}(x: [B, C, H, W], out: usize, n: usize = 1) {{ x -> ..repeat n {{ Conv2d({size}, kernel = 3, padding = 1) -> relu }} }}"
-            ));
+            ), name.clone()));
             blocks.push(BlockSig {
                 name,
                 stride: false,
@@ -534,7 +546,7 @@ impl Gen {
                 uses.join(" -> ")
             ));
         }
-        out.join("\n    ")
+        (defs, out)
     }
 
     /// A block over images with parameters: a main path, and an `if` on
@@ -651,6 +663,78 @@ fn generated_specs_never_panic() {
         "only {valid} of {} mistake-free specs compile",
         total / 3
     );
+}
+
+/// Every error of `source`'s invocations, expanded as rustc would (a `use`
+/// handed to the defining invocation), as (line, column, message), each
+/// once; the compiler must not panic.
+fn file_errors(source: &str) -> std::collections::BTreeSet<(usize, usize, String)> {
+    let tokens = TokenStream::from_str(source).unwrap();
+    let mut bodies = Vec::new();
+    invocations(tokens, &mut bodies);
+    let mut out = std::collections::BTreeSet::new();
+    for body in &bodies {
+        let run = std::panic::catch_unwind(|| support::expand_in_file(body.clone(), &bodies));
+        let Ok(result) = run else {
+            panic!("the compiler panicked on:\n{source}");
+        };
+        if let Err(d) = result {
+            for e in d.errors {
+                let at = e.span.start.start();
+                out.insert((at.line, at.column, e.render()));
+            }
+        }
+    }
+    out
+}
+
+/// Blocks shared between invocations are checked exactly like local ones:
+/// a spec whose blocks move to a first invocation, imported by a second
+/// holding the networks, reports the same errors at the same places as the
+/// spec written in one invocation.
+#[test]
+fn imported_blocks_report_what_local_ones_do() {
+    let mut g = Gen {
+        rng: ChaCha8Rng::seed_from_u64(0x696d_706f),
+        mistake: 0.0,
+        names: 0,
+    };
+    let n: usize = std::env::var("GRAMMAR_FUZZ_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(300, |n: usize| n / 5);
+    let mut compared = 0;
+    for i in 0..n {
+        g.mistake = [0.0, 0.03, 0.1][i % 3];
+        let (blocks, nets) = g.spec_parts();
+        if blocks.is_empty() {
+            continue;
+        }
+        let defs: Vec<String> = blocks
+            .iter()
+            .map(|(text, _)| format!("pub(crate) {text}"))
+            .collect();
+        let names: Vec<&str> = blocks.iter().map(|(_, n)| n.as_str()).collect();
+        // The same lines in both: the definitions first, then the networks.
+        let one = format!(
+            "network! {{\n    {}\n\n    {}\n}}",
+            defs.join("\n    "),
+            nets.join("\n    ")
+        );
+        let two = format!(
+            "network! {{\n    {}\n}} network! {{ use crate::{{{}}};\n    {}\n}}",
+            defs.join("\n    "),
+            names.join(", "),
+            nets.join("\n    ")
+        );
+        assert_eq!(
+            file_errors(&two),
+            file_errors(&one),
+            "imported and local blocks differ on:\n{two}"
+        );
+        compared += 1;
+    }
+    assert!(compared * 3 >= n, "only {compared} of {n} specs had blocks");
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -30,6 +30,13 @@ const MIN_PERCENT: usize = 90;
 
 /// Cases whose help cannot be one edit, and why. Every other case must
 /// offer an edit that works.
+/// Cases whose error is rustc's, not the compiler's: nothing here expands
+/// with an error.
+const RUSTC_ERROR: &[(&str, &str)] = &[(
+    "blocks/imported_block_not_shared",
+    "a private block emits no macro to import: rustc cannot find it",
+)];
+
 const NO_EDIT: &[(&str, &str)] = &[
     (
         "graph/cat_of_one_tensor_out_of_range",
@@ -122,8 +129,8 @@ fn errors(source: &str) -> Option<Vec<Error>> {
     let mut bodies = Vec::new();
     invocations(tokens, &mut bodies);
     let mut out = Vec::new();
-    for body in bodies {
-        if let Err(d) = netdsl_compiler::expand(body) {
+    for body in &bodies {
+        if let Err(d) = support::expand_in_file(body.clone(), &bodies) {
             for e in d.errors {
                 out.push(Error {
                     first_line: e.message.lines().next().unwrap_or("").to_string(),
@@ -556,6 +563,9 @@ fn each_help_edit_fixes_its_error() {
             continue;
         };
         let Some(first) = errs.first() else {
+            if RUSTC_ERROR.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
             failures.push(format!("{name}: expands without an error"));
             continue;
         };

@@ -72,3 +72,78 @@ pub fn invocations(tokens: TokenStream, out: &mut Vec<TokenStream>) {
         }
     }
 }
+
+/// Expands `body` as rustc would with the other invocations of its file,
+/// `file`, around it: a `use path::Block;` is handed to the macro that
+/// `Block`'s defining invocation emits, whose `@import { .. }` tokens come
+/// back in front of the rest. `Ok` with no tokens when no invocation of the
+/// file shares the block (rustc reports that, not the compiler).
+pub fn expand_in_file(
+    body: TokenStream,
+    file: &[TokenStream],
+) -> Result<TokenStream, netdsl_compiler::Diagnostics> {
+    let mut body = body;
+    // Each round hands over one `use`; a bound keeps a broken file finite.
+    for _ in 0..64 {
+        let Some(Ok(call)) = netdsl_compiler::imports::hand_over(&body) else {
+            return netdsl_compiler::expand(body);
+        };
+        let trees: Vec<TokenTree> = call.into_iter().collect();
+        let (Some(TokenTree::Group(rest)), Some(TokenTree::Ident(name))) =
+            (trees.last(), trees.len().checked_sub(3).map(|i| &trees[i]))
+        else {
+            return netdsl_compiler::expand(body);
+        };
+        let wanted = format!("__netdsl_block_{name}");
+        let shared = file.iter().find_map(|other| {
+            let out = match netdsl_compiler::expand(other.clone()) {
+                Ok(t) => t,
+                Err(d) => d.fallback,
+            };
+            handed_tokens(out, &wanted)
+        });
+        let Some(shared) = shared else {
+            return Ok(TokenStream::new());
+        };
+        let mut next: TokenStream = "@import".parse().unwrap();
+        next.extend([TokenTree::Group(proc_macro2::Group::new(
+            Delimiter::Brace,
+            shared,
+        ))]);
+        next.extend(rest.stream());
+        body = next;
+    }
+    netdsl_compiler::expand(body)
+}
+
+/// The `@import { .. }` tokens of the `macro_rules! wanted` in `out`.
+fn handed_tokens(out: TokenStream, wanted: &str) -> Option<TokenStream> {
+    let trees: Vec<TokenTree> = out.into_iter().collect();
+    let at = trees.windows(3).position(|w| {
+        matches!(&w[0], TokenTree::Ident(i) if i == "macro_rules")
+            && matches!(&w[2], TokenTree::Ident(i) if i == wanted)
+    })?;
+    let TokenTree::Group(def) = trees.get(at + 3)? else {
+        return None;
+    };
+    fn after_import(ts: TokenStream) -> Option<TokenStream> {
+        let trees: Vec<TokenTree> = ts.into_iter().collect();
+        for (i, t) in trees.iter().enumerate() {
+            match t {
+                TokenTree::Ident(id) if id == "import" => {
+                    if let Some(TokenTree::Group(g)) = trees.get(i + 1) {
+                        return Some(g.stream());
+                    }
+                }
+                TokenTree::Group(g) => {
+                    if let Some(found) = after_import(g.stream()) {
+                        return Some(found);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+    after_import(def.stream())
+}
