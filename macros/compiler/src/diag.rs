@@ -142,6 +142,9 @@ impl From<syn::Error> for Diagnostic {
 pub struct Ctxt {
     errors: RefCell<Vec<Diagnostic>>,
     next_id: Cell<usize>,
+    /// A parse error was recovered from inside a group (see
+    /// `parse::recover`).
+    pub recovered: Cell<bool>,
 }
 
 impl Ctxt {

@@ -126,10 +126,28 @@ pub fn infer(
                         failures.push(f);
                     }
                 }
-                // Carry on with what the user says the shape is.
+                // Carry on with what the user says the shape is, where
+                // inference knows no better; a size the two disagree on is
+                // unknown after it (either may be the mistake).
                 let asserted = declared::eval_shape(&crate::diag::Ctxt::new(), lit, ctx.env);
                 if !lit.dims.iter().any(|d| matches!(d, DimLit::Wild(_))) {
-                    cur = Some(asserted);
+                    cur = Some(match &cur {
+                        Some(known) if known.len() == asserted.len() => known
+                            .iter()
+                            .zip(asserted)
+                            .map(|(k, a)| {
+                                if k.is_unknown() {
+                                    a
+                                } else if *k == a {
+                                    k.clone()
+                                } else {
+                                    unknowns += 1;
+                                    unknown_dim(unknowns)
+                                }
+                            })
+                            .collect(),
+                        _ => asserted,
+                    });
                 }
             }
             Item::Layer(layer) => {
@@ -171,9 +189,14 @@ pub fn infer(
                     // The layer did not resolve (a wrong argument, a
                     // misspelt op): go on with what its op keeps whatever
                     // its arguments, so a later mistake is still reported.
-                    (Some(shape), None) => layer
-                        .meant
-                        .and_then(|m| recover_unresolved(m, shape, &mut unknowns)),
+                    (Some(shape), None) => {
+                        // Whatever it was meant to be, it is taken to give
+                        // what the next layer takes (not ids).
+                        ids = false;
+                        layer
+                            .meant
+                            .and_then(|m| recover_unresolved(m, shape, &mut unknowns))
+                    }
                     _ => None,
                 };
                 prev_label = format!("`{}`", layer.label);
@@ -573,13 +596,27 @@ fn recover(cx: &Step, op: &Op, unknowns: &mut usize) -> Option<Shape> {
             *out.last_mut()? = Dim::Known(l.out_f.value);
             Some(out)
         }
+        // A norm that disagrees with its input about the features: either
+        // may be the mistake, so what follows sees them as unknown (no
+        // follow-on error whichever it was).
+        Op::BatchNorm(_) if input.len() >= 2 => {
+            let mut out = input.clone();
+            out[1] = fresh();
+            Some(out)
+        }
+        Op::LayerNorm(n) => {
+            let k = n.shape.as_ref().map_or(1, |s| s.value.len());
+            let mut out = input.clone();
+            let from = out.len().saturating_sub(k).max(1);
+            for d in &mut out[from..] {
+                *d = fresh();
+            }
+            Some(out)
+        }
         // Shape-preserving: a mismatch there does not change the shape.
-        Op::BatchNorm(_)
-        | Op::LayerNorm(_)
-        | Op::Act(_)
-        | Op::Dropout { .. }
-        | Op::DropPath { .. }
-        | Op::Softmax { .. } => Some(input.clone()),
+        Op::Act(_) | Op::Dropout { .. } | Op::DropPath { .. } | Op::Softmax { .. } => {
+            Some(input.clone())
+        }
         _ => None,
     }
 }

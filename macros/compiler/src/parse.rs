@@ -55,6 +55,13 @@ pub fn parse(cx: &Ctxt, tokens: TokenStream) -> Spec {
     .parse2(tokens);
     if let Err(e) = result {
         for e in e {
+            // A group nested in one recovered from (the `(..)` of a `cat`
+            // whose `dim` was wrong) still held the tokens after the error
+            // when it was dropped, which syn reports here once more: the
+            // error is already reported where it happened.
+            if cx.recovered.get() && e.to_string().starts_with("unexpected token") {
+                continue;
+            }
             match last {
                 Some(span) if e.to_string().starts_with("unexpected end of input") => {
                     cx.error(SpanRange::single(span), e.to_string())
@@ -547,6 +554,7 @@ fn recover<T>(
         Ok(v) => Some(v),
         Err(e) => {
             cx.syn_error(e);
+            cx.recovered.set(true);
             // Drain what is left, or syn reports it again as unexpected.
             let _ = content.parse::<TokenStream>();
             None

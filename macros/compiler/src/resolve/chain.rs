@@ -169,9 +169,13 @@ fn walk_items_at(
                                  or remove the layer"
                             ),
                         );
-                        0
+                        out.push(unresolved("repeat", rep.span));
+                        continue;
                     }
-                    None => 0,
+                    None => {
+                        out.push(unresolved("repeat", rep.span));
+                        continue;
+                    }
                 };
                 let name_span = rep
                     .name

@@ -24,12 +24,6 @@ pub(super) fn resolve_layer(
     };
     let written = layer.op.to_string();
     let canonical = ops::lookup(&written);
-    let meant = canonical.map(|d| d.name).or_else(|| {
-        let all = ops::OPS.iter().flat_map(|d| d.spellings.iter().copied());
-        did_you_mean(&written, all)
-            .and_then(ops::lookup)
-            .map(|d| d.name)
-    });
     let block = scope.blocks.iter().position(|b| b.name == written);
     let op = match (canonical, block) {
         (None, Some(def)) => match &args {
@@ -164,7 +158,7 @@ pub(super) fn resolve_layer(
         op,
         span: layer.span,
         nth: None,
-        meant,
+        meant: canonical.map(|d| d.name),
     }
 }
 

@@ -193,9 +193,10 @@ pub struct ResolvedLayer {
     /// For an unnamed layer written the same way as another in the body
     /// (three `max_pool(2)`): which one it is, from 1 in source order.
     pub nth: Option<usize>,
-    /// The op meant (its canonical name), also when the layer did not
-    /// resolve: as written, or the closest spelling of a misspelt one. Lets
-    /// inference go on after a wrong argument with what the op keeps.
+    /// The op written (its canonical name), also when the layer did not
+    /// resolve. Lets inference go on after a wrong argument with what the
+    /// op keeps. `None` for a misspelt op: a guess at it would report the
+    /// guess's consequences (a rank, a dtype) as mistakes of their own.
     pub meant: Option<&'static str>,
 }
 

@@ -35,11 +35,17 @@ pub fn check(source: &str) {
     let Ok(tokens) = TokenStream::from_str(&source) else {
         return; // not Rust tokens: rustc rejects these before any macro runs
     };
-    let lines = source.lines().count();
     let result = panic::catch_unwind(|| netdsl_compiler::expand(tokens));
     let Ok(result) = result else {
         panic!("the compiler panicked on:\n{source}");
     };
+    check_spans(&source, &result);
+}
+
+/// Every error of an expansion of `source` (whose first line is left
+/// empty: the macro call's) points inside it, never at the macro call.
+pub fn check_spans(source: &str, result: &Result<TokenStream, netdsl_compiler::Diagnostics>) {
+    let lines = source.lines().count();
     if let Err(d) = result {
         assert!(!d.errors.is_empty());
         for e in &d.errors {
