@@ -145,6 +145,9 @@ pub struct Ctxt {
     /// A parse error was recovered from inside a group (see
     /// `parse::recover`).
     pub recovered: Cell<bool>,
+    /// Errors raised, counting those recorded once for several places:
+    /// what tells a pass that its input had an error.
+    raised: Cell<usize>,
 }
 
 impl Ctxt {
@@ -166,6 +169,7 @@ impl Ctxt {
 
     pub fn syn_error(&self, e: syn::Error) {
         for e in e {
+            self.raised.set(self.raised.get() + 1);
             self.errors.borrow_mut().push(e.into());
         }
     }
@@ -180,6 +184,7 @@ impl Ctxt {
     /// Records an error unless the same message is already recorded at the
     /// same place (a block used several times with the same mistake).
     pub fn error_once(&self, d: Diagnostic) {
+        self.raised.set(self.raised.get() + 1);
         let mut errors = self.errors.borrow_mut();
         let same = |e: &Diagnostic| {
             e.render() == d.render()
@@ -191,8 +196,11 @@ impl Ctxt {
         }
     }
 
+    /// Errors raised so far, each time (an error already recorded, raised
+    /// again for another network, counts again): compare two counts to
+    /// learn whether a pass met an error.
     pub fn error_count(&self) -> usize {
-        self.errors.borrow().len()
+        self.raised.get()
     }
 
     pub fn into_errors(self) -> Vec<Diagnostic> {

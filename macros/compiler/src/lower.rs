@@ -756,12 +756,19 @@ fn merge_segment(
     rows: &mut Vec<SummaryRow>,
     segments: &mut Vec<Segment>,
 ) {
-    let out = shapes.values[m.dst].clone().unwrap_or_default();
-    let ins: Vec<Shape> = m
+    // Unknown shapes come only from errors, and a network with errors is
+    // not lowered; should one get here, no code is better than a panic.
+    let Some(out) = shapes.values.get(m.dst).cloned().flatten() else {
+        return;
+    };
+    let Some(ins) = m
         .inputs
         .iter()
-        .map(|&v| shapes.values.get(v).cloned().flatten().unwrap_or_default())
-        .collect();
+        .map(|&v| shapes.values.get(v).cloned().flatten())
+        .collect::<Option<Vec<Shape>>>()
+    else {
+        return;
+    };
     let low = ops::merge::lower(m.kind, &ins, &out, m.index);
     let label = match m.name {
         Some(n) => format!("{n} = {}", low.label),
