@@ -161,6 +161,29 @@ fn resnet_small_matches_pytorch_folded_and_unfolded() {
     assert!(rel_err(&moved, &io["output"]) > 0.1);
 }
 
+/// The block's struct names what differs between uses after the block's
+/// own names: each use holds its `stride`, its input's `C` and its `out`,
+/// and the shortcut is the block's condition over them.
+#[test]
+fn block_fields_are_named_after_its_parameters() {
+    let net = resnet();
+    let uses = [
+        (&net.layer1_0, 1, 8, 8),
+        (&net.layer1_1, 1, 8, 8),
+        (&net.layer2_0, 2, 8, 16),
+        (&net.layer2_1, 1, 16, 16),
+        (&net.layer3_0, 2, 16, 32),
+        (&net.layer3_1, 1, 32, 32),
+    ];
+    for (i, (block, stride, c, out)) in uses.into_iter().enumerate() {
+        assert_eq!(
+            (block.stride, block.C, block.out),
+            (stride, c, out),
+            "use {i}"
+        );
+    }
+}
+
 #[test]
 fn resnet_small_manifest_equals_state_dict() {
     let state = state_dict(RESNET);

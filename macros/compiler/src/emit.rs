@@ -11,6 +11,8 @@ use quote::{format_ident, quote, ToTokens};
 use syn::{Attribute, Visibility};
 
 use crate::lower::{FieldIr, FieldKind, Holder, InitIr, NetIr, Registry, Segment, StepIr, StepOp};
+
+mod named;
 use crate::ops;
 use crate::resolve::WeightInit;
 use crate::shape::{fmt_shape, Dim};
@@ -1271,6 +1273,8 @@ struct Merger<'a> {
     /// Optional fields bound at the start of each branch.
     binds: &'a std::collections::HashMap<(usize, bool), Vec<Ident>>,
     block: String,
+    /// Fields named after the block's names (`self.stride`).
+    names: named::Names<'a>,
 }
 
 impl Merger<'_> {
@@ -1345,6 +1349,10 @@ impl Merger<'_> {
                     }
                     match (code[0].take(), code[1].take()) {
                         (Some(then), Some(els)) => {
+                            if let Some(cond) = self.names.condition(*id) {
+                                out.extend(quote!(let #dst = if #cond #then else #els;));
+                                continue;
+                            }
                             let k = Literal::usize_unsuffixed(self.flags.len());
                             let mut taken = vec![false; self.members];
                             for (m, _, _) in &sides[0] {
@@ -1410,6 +1418,14 @@ impl Merger<'_> {
                         .map(|t| t.trim_end_matches("usize").parse().ok())
                         .collect();
                     let members: Vec<usize> = trees.iter().map(|(m, _)| *m).collect();
+                    if let Some(ints) = &ints {
+                        if let Some(named) =
+                            self.names.int(&members, ints, texts[0].ends_with("usize"))
+                        {
+                            out.extend(named);
+                            continue;
+                        }
+                    }
                     if let Some(ints) = ints {
                         let k = Literal::usize_unsuffixed(hole(
                             &mut self.ints,
@@ -1424,8 +1440,20 @@ impl Merger<'_> {
                         }
                         continue;
                     }
-                    let floats: Option<Vec<f64>> = texts.iter().map(|t| t.parse().ok()).collect();
-                    let k = hole(&mut self.floats, self.members, &members, floats?);
+                    let floats: Vec<f64> = texts
+                        .iter()
+                        .map(|t| {
+                            t.trim_end_matches("f64")
+                                .trim_end_matches("f32")
+                                .parse()
+                                .ok()
+                        })
+                        .collect::<Option<_>>()?;
+                    if let Some(named) = self.names.float(&members, &floats) {
+                        out.extend(named);
+                        continue;
+                    }
+                    let k = hole(&mut self.floats, self.members, &members, floats);
                     let k = Literal::usize_unsuffixed(k);
                     out.extend(quote!((self.cff[#k] as _)));
                 }
@@ -1483,6 +1511,8 @@ struct Class {
     ints: Vec<Vec<u64>>,
     floats: Vec<Vec<f64>>,
     flags: Vec<Vec<bool>>,
+    /// Fields named after the block's names, after the arrays in `data`.
+    named: Vec<named::Named>,
     folds: usize,
 }
 
@@ -1510,6 +1540,7 @@ impl BlockCode {
         let mut out: Vec<u64> = class.ints.iter().map(|v| v[pos]).collect();
         out.extend(class.floats.iter().map(|v| v[pos].to_bits()));
         out.extend(class.flags.iter().map(|v| u64::from(v[pos])));
+        out.extend(class.named.iter().map(|n| n.values[pos]));
         let ir = &reg.instances[def][instance];
         for uf in &class.fields {
             let present = ir.fields.iter().find(|f| f.ident == uf.ident);
@@ -1704,6 +1735,16 @@ fn merge_class(
         .enumerate()
         .map(|(m, p)| (m, p.as_slice()))
         .collect();
+    let reserved = fields
+        .iter()
+        .map(|f| f.ident.to_string())
+        .chain(["cfg", "cff", "branches", "fusion"].map(String::from))
+        .collect();
+    let names = named::Names::new(
+        irs.iter().map(|ir| ir.env.as_slice()).collect(),
+        defs[d].body.as_ref(),
+        reserved,
+    );
     let mut merger = Merger {
         members: members.len(),
         ints: Vec::new(),
@@ -1711,6 +1752,7 @@ fn merge_class(
         flags: Vec::new(),
         binds: &binds,
         block: defs[d].name.to_string(),
+        names,
     };
     let forward = merger.pieces(&group)?;
     Some(Class {
@@ -1721,6 +1763,7 @@ fn merge_class(
         ints: merger.ints,
         floats: merger.floats,
         flags: merger.flags,
+        named: merger.names.fields,
         folds: irs.iter().map(|ir| ir.folds).max().unwrap_or(0),
     })
 }
@@ -1738,9 +1781,20 @@ fn block_struct(def: &crate::ast::BlockDef, class: &Class, uses: usize) -> Token
         .filter(|p| p.kind == crate::ast::ParamKind::Tensor)
         .map(|p| Ident::new(&p.name.to_string(), Span::mixed_site()));
     let cx = cx_ident();
+    let differ = match (
+        class.named.is_empty(),
+        class.ints.is_empty() && class.floats.is_empty() && class.flags.is_empty(),
+    ) {
+        (true, true) => ".",
+        (false, true) => "; the numbers that differ between uses are fields named after the block's names.",
+        (true, false) => "; the numbers that differ between uses are in `cfg`, `cff` and `branches`.",
+        (false, false) => {
+            "; the numbers that differ between uses are fields named after the block's names, \
+             or in `cfg`, `cff` and `branches` where no name stands for them."
+        }
+    };
     let doc = format!(
-        " Block `{}` (one struct for {} of its {uses} use{}): each use holds its own weights; \
-         the sizes that differ between uses are in `cfg`.",
+        " Block `{}` (one struct for {} of its {uses} use{}): each use holds its own weights{differ}",
         def.name,
         class.members.len(),
         if uses == 1 { "" } else { "s" }
@@ -1848,15 +1902,43 @@ fn block_struct(def: &crate::ast::BlockDef, class: &Class, uses: usize) -> Token
             }
         });
     let forward = &class.forward;
+    // The arrays only where some number has no name.
+    let (arrays, reads, inits) = {
+        let mut arrays = TokenStream::new();
+        let mut reads = TokenStream::new();
+        let mut inits = TokenStream::new();
+        if !class.ints.is_empty() {
+            arrays.extend(quote!(cfg: [usize; #n_int],));
+            reads.extend(quote!(let cfg: [usize; #n_int] = ::core::array::from_fn(|_| data.next().copied().unwrap_or(0) as usize);));
+            inits.extend(quote!(cfg,));
+        }
+        if !class.floats.is_empty() {
+            arrays.extend(quote!(cff: [f64; #n_float],));
+            reads.extend(quote!(let cff: [f64; #n_float] = ::core::array::from_fn(|_| f64::from_bits(data.next().copied().unwrap_or(0)));));
+            inits.extend(quote!(cff,));
+        }
+        if !class.flags.is_empty() {
+            arrays.extend(quote!(branches: [bool; #n_flag],));
+            reads.extend(quote!(let branches: [bool; #n_flag] = ::core::array::from_fn(|_| data.next().copied().unwrap_or(0) != 0);));
+            inits.extend(quote!(branches,));
+        }
+        for n in &class.named {
+            let (id, ty, decode) = (&n.ident, n.ty_tokens(), n.decode());
+            let doc = format!(" `{id}` of this use of `{}`.", def.name);
+            arrays.extend(quote!(#[doc = #doc] pub #id: #ty,));
+            reads.extend(quote!(let #id: #ty = #decode;));
+            inits.extend(quote!(#id,));
+        }
+        (arrays, reads, inits)
+    };
     quote! {
         #(#attrs)*
         #[doc = #doc]
         #[derive(Debug, Clone)]
+        #[allow(non_snake_case)]
         #vis struct #name {
             #(#decls)*
-            cfg: [usize; #n_int],
-            cff: [f64; #n_float],
-            branches: [bool; #n_flag],
+            #arrays
             fusion: #p::Fusion,
         }
 
@@ -1875,11 +1957,9 @@ fn block_struct(def: &crate::ast::BlockDef, class: &Class, uses: usize) -> Token
                 next: &mut usize,
                 data: &mut ::core::slice::Iter<'_, u64>,
             ) -> #p::Result<Self> {
-                let cfg: [usize; #n_int] = ::core::array::from_fn(|_| data.next().copied().unwrap_or(0) as usize);
-                let cff: [f64; #n_float] = ::core::array::from_fn(|_| f64::from_bits(data.next().copied().unwrap_or(0)));
-                let branches: [bool; #n_flag] = ::core::array::from_fn(|_| data.next().copied().unwrap_or(0) != 0);
+                #reads
                 #(#builds)*
-                ::core::result::Result::Ok(Self { #(#idents,)* cfg, cff, branches, fusion: #p::Fusion::new(#folds) })
+                ::core::result::Result::Ok(Self { #(#idents,)* #inits fusion: #p::Fusion::new(#folds) })
             }
 
             #[doc(hidden)]

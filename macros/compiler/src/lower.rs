@@ -71,6 +71,10 @@ pub struct NetIr {
     pub macs: ops::Macs,
     /// For a block instance: its block's index.
     pub block: Option<usize>,
+    /// For a block instance: the numbers its names stand for (parameters,
+    /// then the input's known sizes, then named values, each as a number),
+    /// from which the block's struct names its fields (`self.stride`).
+    pub env: Vec<(String, Num)>,
     /// The input's token-id dtype (`u32`, `i64`, `u8`); `None`: floats.
     pub input_ids: Option<String>,
     /// A network's further inputs, in order: the variable the body reads,
@@ -707,6 +711,7 @@ pub fn lower_graph(
         constraints: shapes.constraints.clone(),
         macs,
         block: None,
+        env: Vec::new(),
         input_ids: None,
         extra_inputs: Vec::new(),
         extra_outputs: program
@@ -846,6 +851,43 @@ fn lower_chain(items: &[Item], inferred: &Inferred, cx: &mut ChainCx) -> Vec<Ste
     steps
 }
 
+/// A number a block instance's name stands for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Num {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+/// The numbers of an instance's names, in a fixed order: the block's
+/// parameters as declared, then its input's dims as written, then the
+/// other names (named values) by name.
+fn numbers_of(def: &crate::ast::BlockDef, env: &crate::resolve::Env) -> Vec<(String, Num)> {
+    use crate::resolve::EnvVal;
+    let mut names: Vec<String> = def.params.iter().map(|p| p.name.to_string()).collect();
+    for d in &def.input_shape.dims {
+        if let crate::ast::DimLit::Sym(s) = d {
+            names.push(s.to_string());
+        }
+    }
+    let mut rest: Vec<&String> = env.keys().filter(|k| !names.contains(k)).collect();
+    rest.sort();
+    names.extend(rest.into_iter().cloned());
+    names
+        .into_iter()
+        .filter_map(|n| {
+            let num = match env.get(&n)? {
+                EnvVal::Int(v) => Num::Int(*v),
+                EnvVal::Float(v) => Num::Float(*v),
+                EnvVal::Bool(v) => Num::Bool(*v),
+                EnvVal::Dim(d) => Num::Int(i64::try_from(d.known()?).ok()?),
+                EnvVal::Failed => return None,
+            };
+            Some((n, num))
+        })
+        .collect()
+}
+
 /// A block use: its instance lowered (and registered), a field of the
 /// block's type holding every parameter of the instance.
 fn lower_block_use(
@@ -875,6 +917,7 @@ fn lower_block_use(
         cx.reg,
     );
     sub.block = Some(u.def);
+    sub.env = numbers_of(def, &inst.program.env);
     let params: Vec<ParamIr> = sub.fields.iter().flat_map(|f| f.params.clone()).collect();
     let macs = sub.macs.clone();
     let instance = cx.reg.add(u.def, sub);
