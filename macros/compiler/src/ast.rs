@@ -513,8 +513,46 @@ pub fn visit_item_layers(items: &[ChainItem], f: &mut impl FnMut(&Layer)) {
 /// Calls `f` on every layer written in `e`: its chain, `seq`s, `repeat`s,
 /// and the expressions inside its head.
 pub fn visit_layers(e: &Expr, f: &mut impl FnMut(&Layer)) {
-    visit_layers_head(e, f);
-    visit_layers_items(&e.items, f);
+    visit_exprs(e, &mut |x| visit_layers_items(&x.items, f));
+}
+
+/// Calls `f` on every expression inside `e`'s head (a `cat`'s arguments,
+/// both sides of an `if` or a `+`, ..), then on `e`: in source order, as
+/// a head is written before the chain that follows it.
+pub fn visit_exprs<'a>(e: &'a Expr, f: &mut impl FnMut(&'a Expr)) {
+    match &e.head {
+        Head::Var(_) => {}
+        Head::Paren(inner) => visit_exprs(inner, f),
+        Head::Cat { args, .. } => args.iter().for_each(|a| visit_exprs(a, f)),
+        Head::Crop { src, to, .. } => {
+            visit_exprs(src, f);
+            if let CropTo::Like(l) = to {
+                visit_exprs(l, f);
+            }
+        }
+        Head::Split { src, .. } => visit_exprs(src, f),
+        Head::If { then, els, .. } => {
+            visit_exprs(then, f);
+            visit_exprs(els, f);
+        }
+        Head::Binary { lhs, rhs, .. } => {
+            visit_exprs(lhs, f);
+            visit_exprs(rhs, f);
+        }
+    }
+    f(e);
+}
+
+impl Body {
+    /// The body's tensor expressions: each `let`'s, then the output and
+    /// the further outputs.
+    pub fn exprs(&self) -> impl Iterator<Item = &Expr> {
+        self.lets
+            .iter()
+            .filter_map(|l| l.expr.as_ref())
+            .chain(std::iter::once(&self.output))
+            .chain(&self.extra_outputs)
+    }
 }
 
 fn visit_layers_items(list: &[ChainItem], f: &mut impl FnMut(&Layer)) {
@@ -539,28 +577,4 @@ fn visit_layers_items(list: &[ChainItem], f: &mut impl FnMut(&Layer)) {
         items(i, f)
     }
     items(list, f);
-}
-
-/// Calls `f` on every layer in the expressions inside `e`'s head.
-fn visit_layers_head(e: &Expr, f: &mut impl FnMut(&Layer)) {
-    match &e.head {
-        Head::Var(_) => {}
-        Head::Paren(inner) => visit_layers(inner, f),
-        Head::Cat { args, .. } => args.iter().for_each(|a| visit_layers(a, f)),
-        Head::Crop { src, to, .. } => {
-            visit_layers(src, f);
-            if let CropTo::Like(l) = to {
-                visit_layers(l, f);
-            }
-        }
-        Head::Split { src, .. } => visit_layers(src, f),
-        Head::If { then, els, .. } => {
-            visit_layers(then, f);
-            visit_layers(els, f);
-        }
-        Head::Binary { lhs, rhs, .. } => {
-            visit_layers(lhs, f);
-            visit_layers(rhs, f);
-        }
-    }
 }

@@ -210,12 +210,7 @@ impl<'a> Blocks<'a> {
             .filter_map(|n| n.body.as_ref())
             .chain(self.defs.iter().filter_map(|d| d.body.as_ref()));
         for body in bodies {
-            for e in body
-                .lets
-                .iter()
-                .filter_map(|l| l.expr.as_ref())
-                .chain([&body.output])
-            {
+            for e in body.exprs() {
                 crate::ast::visit_layers(e, &mut visit);
             }
         }
@@ -256,12 +251,7 @@ impl<'a> Blocks<'a> {
                     out.push((b, layer.span));
                 }
             };
-            for e in body
-                .lets
-                .iter()
-                .filter_map(|l| l.expr.as_ref())
-                .chain([&body.output])
-            {
+            for e in body.exprs() {
                 crate::ast::visit_layers(e, &mut visit);
             }
             out

@@ -1786,8 +1786,12 @@ fn block_struct(def: &crate::ast::BlockDef, class: &Class, uses: usize) -> Token
         class.ints.is_empty() && class.floats.is_empty() && class.flags.is_empty(),
     ) {
         (true, true) => ".",
-        (false, true) => "; the numbers that differ between uses are fields named after the block's names.",
-        (true, false) => "; the numbers that differ between uses are in `cfg`, `cff` and `branches`.",
+        (false, true) => {
+            "; the numbers that differ between uses are fields named after the block's names."
+        }
+        (true, false) => {
+            "; the numbers that differ between uses are in `cfg`, `cff` and `branches`."
+        }
         (false, false) => {
             "; the numbers that differ between uses are fields named after the block's names, \
              or in `cfg`, `cff` and `branches` where no name stands for them."

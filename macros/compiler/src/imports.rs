@@ -124,12 +124,7 @@ fn needed(defs: &[BlockDef], d: usize) -> Vec<usize> {
                 }
             }
         };
-        for e in body
-            .lets
-            .iter()
-            .filter_map(|l| l.expr.as_ref())
-            .chain([&body.output])
-        {
+        for e in body.exprs() {
             crate::ast::visit_layers(e, &mut visit);
         }
     }

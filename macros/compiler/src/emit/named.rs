@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::quote;
 
-use crate::ast::{ArithOp, Body, CmpOp, Cond, CropTo, Expr, Head, Value};
+use crate::ast::{ArithOp, Body, CmpOp, Cond, Head, Value};
 use crate::lower::Num;
 
 /// The Rust type of a named field.
@@ -72,16 +72,12 @@ impl<'a> Names<'a> {
         reserved: HashSet<String>,
     ) -> Self {
         let mut conds = HashMap::new();
-        if let Some(body) = body {
-            let exprs = body
-                .lets
-                .iter()
-                .filter_map(|l| l.expr.as_ref())
-                .chain(std::iter::once(&body.output))
-                .chain(&body.extra_outputs);
-            for e in exprs {
-                collect_conds(e, &mut conds);
-            }
+        for e in body.iter().flat_map(|b| b.exprs()) {
+            crate::ast::visit_exprs(e, &mut |x| {
+                if let Head::If { id, cond, .. } = &x.head {
+                    conds.insert(*id, cond);
+                }
+            });
         }
         Names {
             env,
@@ -260,36 +256,5 @@ fn same(a: &Num, b: &Num) -> bool {
         (Num::Float(x), Num::Float(y)) => x.to_bits() == y.to_bits(),
         (Num::Bool(x), Num::Bool(y)) => x == y,
         _ => false,
-    }
-}
-
-/// The conditions of every `if` in `e`, by id.
-fn collect_conds<'a>(e: &'a Expr, out: &mut HashMap<usize, &'a Cond>) {
-    match &e.head {
-        Head::Var(_) => {}
-        Head::Cat { args, .. } => args.iter().for_each(|a| collect_conds(a, out)),
-        Head::Crop { src, to, .. } => {
-            collect_conds(src, out);
-            if let CropTo::Like(l) = to {
-                collect_conds(l, out);
-            }
-        }
-        Head::Split { src, .. } => collect_conds(src, out),
-        Head::If {
-            id,
-            cond,
-            then,
-            els,
-            ..
-        } => {
-            out.insert(*id, cond);
-            collect_conds(then, out);
-            collect_conds(els, out);
-        }
-        Head::Binary { lhs, rhs, .. } => {
-            collect_conds(lhs, out);
-            collect_conds(rhs, out);
-        }
-        Head::Paren(inner) => collect_conds(inner, out),
     }
 }
