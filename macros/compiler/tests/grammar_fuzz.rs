@@ -143,14 +143,14 @@ fn search(seed: u64, n: usize) -> Search {
 /// Random specs from the grammar: no panic, every error inside the input,
 /// the compiler's work within a bound linear in the spec's size.
 ///
-/// CI runs 1,500 specs. The long run (`GRAMMAR_FUZZ_N=1000000
+/// CI runs 3,000 specs. The long run (`GRAMMAR_FUZZ_N=1000000
 /// GRAMMAR_FUZZ_THREADS=2 cargo test --release -p netdsl-compiler --test
 /// grammar_fuzz generated -- --nocapture`) splits the count over threads,
 /// seeded `GRAMMAR_FUZZ_SEED` + thread, and prints the count and the time
 /// per spec.
 #[test]
 fn generated_specs_never_panic() {
-    let n = env_usize("GRAMMAR_FUZZ_N").unwrap_or(1500);
+    let n = env_usize("GRAMMAR_FUZZ_N").unwrap_or(3000);
     let threads = env_usize("GRAMMAR_FUZZ_THREADS").unwrap_or(1).max(1);
     let seed = env_usize("GRAMMAR_FUZZ_SEED").map_or(0x6772_616d, |s| s as u64);
     let started = Instant::now();
@@ -284,7 +284,7 @@ fn one_mistake_found_by_the_fuzzer_gives_one_error() {
 /// layer, by design).
 #[test]
 fn each_mistake_gives_at_most_one_error() {
-    let n = env_usize("GRAMMAR_FUZZ_N").map_or(600, |n| n / 3);
+    let n = env_usize("GRAMMAR_FUZZ_N").map_or(1500, |n| n / 3);
     let (mut compared, mut with_mistakes) = (0, 0);
     for i in 0..n as u64 {
         let seed = 0x6f6e_6500 + i;
@@ -353,7 +353,7 @@ fn imported_blocks_report_what_local_ones_do() {
     let n: usize = std::env::var("GRAMMAR_FUZZ_N")
         .ok()
         .and_then(|v| v.parse().ok())
-        .map_or(300, |n: usize| n / 5);
+        .map_or(600, |n: usize| n / 5);
     let mut compared = 0;
     for i in 0..n {
         g.mistake = [0.0, 0.03, 0.1][i % 3];
