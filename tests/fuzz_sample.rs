@@ -4,8 +4,10 @@
 //! spec in its own module, with `#![deny(warnings)]`, and built and run by
 //! trybuild. Its `main` builds every network with random weights and runs
 //! `forward` on an input of the declared shape (each symbol at a size the
-//! generator chose), so a spec the compiler accepts but rustc rejects, or
-//! whose shapes only fail at run time, fails this test.
+//! generator chose) and checks the output against the shape the compiler
+//! inferred (`OUTPUT_SHAPE`), so a spec the compiler accepts but rustc
+//! rejects, whose shapes fail at run time, or whose output is not the
+//! shape the compiler said, fails this test.
 
 use std::fmt::Write as _;
 use std::str::FromStr;
@@ -15,6 +17,27 @@ mod gen;
 
 /// How many accepted specs go into the crate.
 const SAMPLE: usize = 50;
+
+/// The sample's check of an output against the shape the compiler inferred
+/// (`OUTPUT_SHAPE`, such as `[B, 16, H, W]`): every number and every plain
+/// symbol must agree; arithmetic over symbols (`H/2`) is left unchecked.
+const AGREES: &str = r#"
+fn agrees(net: &str, inferred: &str, dims: &[usize], side: usize) {
+    let entries: Vec<&str> = inferred.trim_matches(|c| c == '[' || c == ']').split(", ").collect();
+    assert_eq!(entries.len(), dims.len(), "{net}: {dims:?}, inferred {inferred}");
+    for (e, &d) in entries.iter().zip(dims) {
+        let want = match *e {
+            "B" => Some(2),
+            "T" => Some(5),
+            "H" | "W" => Some(side),
+            n => n.parse().ok(),
+        };
+        if let Some(want) = want {
+            assert_eq!(d, want, "{net}: {dims:?}, inferred {inferred}");
+        }
+    }
+}
+"#;
 
 #[test]
 fn accepted_specs_compile_without_warnings_and_run() {
@@ -52,10 +75,13 @@ fn accepted_specs_compile_without_warnings_and_run() {
             } else {
                 format!("Tensor::randn(0f32, 1f32, ({},), &dev)?", dims.join(", "))
             };
+            // The symbols' sizes: B and T as the generator runs them, H
+            // and W the image side it chose.
+            let side = if dims.len() == 4 { &dims[2] } else { "0" };
             writeln!(
                 runs,
                 "    let y = s{m}::{net}::new_seeded({m}, &dev)?.forward(&{input})?;\n    \
-                 assert_eq!(y.dims()[0], 2, \"s{m}::{net}: {{:?}}\", y.dims());"
+                 agrees(\"s{m}::{net}\", s{m}::{net}::OUTPUT_SHAPE, y.dims(), {side});"
             )
             .unwrap();
         }
@@ -65,6 +91,7 @@ fn accepted_specs_compile_without_warnings_and_run() {
          #![deny(warnings)]\n\n\
          use candle_core::{{Device, Tensor}};\n\n\
          {modules}\
+         {AGREES}\n\
          fn main() -> Result<(), Box<dyn std::error::Error>> {{\n    \
          netdsl::silence_debug_build_warning();\n    \
          let dev = Device::Cpu;\n\
