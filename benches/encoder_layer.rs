@@ -1,13 +1,21 @@
-//! The Attention issue's encoder layer (d = 256, 8 heads, FFN 1024, post-norm,
-//! ReLU) at batch 16, T = 128, in inference: the median of 7 timed runs after
-//! a warm-up.
+//! The Attention issue's transformer benchmarks, in inference: the encoder
+//! layer (d = 256, 8 heads, FFN 1024, post-norm, ReLU, as
+//! `nn.TransformerEncoderLayer(256, 8, 1024, batch_first=True)`) at batch 16,
+//! T = 128, and ViT-B/16 (torchvision's `vit_b_16`) at batch 1. Driven round
+//! by round against PyTorch by `scripts/bench_transformer.py`; alone:
 //!
 //! ```text
-//! cargo bench --bench encoder_layer
+//! cargo bench --bench encoder_layer -- encoder 5
+//! cargo bench --bench encoder_layer -- vit 5
 //! ```
+//!
+//! prints the times of 5 forwards (after one warm-up), in ms,
+//! space-separated.
 
 use netdsl::candle::{Device, Tensor};
 use netdsl::network;
+
+include!("../examples/networks/vit.rs");
 
 network! {
     /// `nn.TransformerEncoderLayer(256, 8, 1024, batch_first = True)`.
@@ -22,21 +30,40 @@ network! {
     BenchLayer(x: [B, 128, 256]) -> [B, 128, 256] { x -> layer: EncoderLayer(heads = 8, ff = 1024) }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dev = Device::Cpu;
-    let net = BenchLayer::new_seeded(0, &dev)?;
-    let x = Tensor::randn(0f32, 1.0, (16, 128, 256), &dev)?;
-    net.forward(&x)?;
-    let mut times = Vec::new();
-    for _ in 0..7 {
-        let t = std::time::Instant::now();
-        net.forward(&x)?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    println!(
-        "encoder layer d=256 h=8 ff=1024 [16, 128, 256]: median {:.1} ms, min {:.1} ms",
-        times[3], times[0]
-    );
+type R<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// `n` timed forwards in inference mode after one warm-up, in ms.
+macro_rules! forwards {
+    ($ty:ty, $shape:expr, $n:expr) => {{
+        let dev = Device::Cpu;
+        let mut net = <$ty>::new_seeded(0, &dev)?;
+        net.eval();
+        let x = Tensor::rand(0f32, 1.0, $shape, &dev)?;
+        let mut times = Vec::new();
+        for i in 0..=$n {
+            let t = std::time::Instant::now();
+            net.forward(&x)?;
+            if i > 0 {
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        times
+    }};
+}
+
+fn main() -> R<()> {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let model = args.first().map_or("encoder", String::as_str);
+    let n: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(7);
+    let times = match model {
+        "encoder" => forwards!(BenchLayer, (16, 128, 256), n),
+        "vit" => forwards!(VitB16, (1, 3, 224, 224), n),
+        m => return Err(format!("unknown model `{m}`: encoder or vit").into()),
+    };
+    let text: Vec<String> = times.iter().map(|t| format!("{t:.2}")).collect();
+    println!("{}", text.join(" "));
     Ok(())
 }

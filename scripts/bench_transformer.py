@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""The Attention issue's speed figures, interleaved with PyTorch: the
+encoder layer (nn.TransformerEncoderLayer(256, 8, 1024, batch_first=True),
+input [16, 128, 256]) and ViT-B/16 (torchvision's vit_b_16, one 224 x 224
+image), in inference, against the same networks written in `network!`
+(benches/encoder_layer.rs).
+
+    cargo build --bench encoder_layer      # the Rust side (dev profile: the
+                                           # runtime and candle at opt-level 3)
+    python3 scripts/bench_transformer.py [--rounds 7] [--steps 5] [--threads 2]
+
+Each round runs the Rust side (a fresh process, one warm-up forward, then
+--steps timed ones) and PyTorch (the same, under torch.inference_mode), in
+alternating order; each side's time in a round is the median of its steps.
+Reported: each side's median over the rounds and the median of the
+per-round ratios, the only figure worth comparing on a machine whose speed
+drifts.
+"""
+import argparse
+import glob
+import os
+import statistics
+import subprocess
+import time
+
+import torch
+import torch.nn as nn
+
+
+def rust_binary():
+    cands = [p for p in glob.glob("target/debug/deps/encoder_layer-*") if not p.endswith(".d")]
+    if not cands:
+        raise SystemExit("build it first: cargo build --bench encoder_layer")
+    return max(cands, key=os.path.getmtime)
+
+
+def rust_round(exe, model, steps, threads):
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    out = subprocess.run([exe, model, str(steps)], env=env, check=True, capture_output=True, text=True)
+    return statistics.median(float(t) for t in out.stdout.split())
+
+
+def torch_round(model, steps):
+    torch.manual_seed(0)
+    if model == "encoder":
+        m = nn.TransformerEncoderLayer(256, 8, 1024, batch_first=True)
+        x = torch.rand(16, 128, 256)
+    else:
+        import torchvision
+
+        m = torchvision.models.vit_b_16(weights=None)
+        x = torch.rand(1, 3, 224, 224)
+    m.eval()
+    times = []
+    with torch.inference_mode():
+        for i in range(steps + 1):
+            t = time.perf_counter()
+            m(x)
+            if i:
+                times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", default=None, help="encoder or vit")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    exe = rust_binary()
+    print(f"torch {torch.__version__}, threads {args.threads}, load average {os.getloadavg()[0]:.1f}")
+    print("| workload | netdsl ms | PyTorch eager ms | ratio (median of rounds) | ratio range |")
+    print("| --- | --- | --- | --- | --- |")
+    for model in ["encoder", "vit"]:
+        if args.only and args.only != model:
+            continue
+        ours, theirs, ratios = [], [], []
+        for r in range(args.rounds):
+            if r % 2 == 0:
+                a = rust_round(exe, model, args.steps, args.threads)
+                b = torch_round(model, args.steps)
+            else:
+                b = torch_round(model, args.steps)
+                a = rust_round(exe, model, args.steps, args.threads)
+            ours.append(a)
+            theirs.append(b)
+            ratios.append(a / b)
+        name = {"encoder": "encoder layer [16, 128, 256]", "vit": "ViT-B/16 b1 224x224"}[model]
+        print(f"| {name} | {statistics.median(ours):.1f} | {statistics.median(theirs):.1f} | "
+              f"{statistics.median(ratios):.2f}x | {min(ratios):.2f}-{max(ratios):.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
