@@ -28,6 +28,7 @@ mod pool;
 mod resize;
 mod rng;
 mod rnn;
+mod rnn_kernel;
 mod seq;
 mod shape;
 mod summary;
