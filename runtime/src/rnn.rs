@@ -701,19 +701,153 @@ mod fast {
         }
     }
 
-    /// `sigmoid` over a slice, in place: a plain map loop, which vectorises
-    /// (inlined, so at the width of the function it is inlined into).
-    #[inline(always)]
+    /// `sigmoid` over a slice, in place: 8 lanes at a time with AVX2 and
+    /// FMA (LLVM leaves the scalar loop scalar: the float-to-integer
+    /// conversion in `exp` defeats its vectoriser), else the plain loop.
     fn sigmoid_all(v: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                return unsafe { simd::activate::<false>(v) };
+            }
+        }
         for x in v.iter_mut() {
             *x = sigmoid(*x);
         }
     }
 
-    #[inline(always)]
+    /// `tanh` over a slice, in place, as [`sigmoid_all`].
     fn tanh_all(v: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                return unsafe { simd::activate::<true>(v) };
+            }
+        }
         for x in v.iter_mut() {
             *x = tanh(*x);
+        }
+    }
+
+    /// The activations with AVX2 and FMA intrinsics: the same `exp` as the
+    /// scalar one (range reduction by `ln 2`, degree-6 polynomial, the
+    /// exponent written into the bits), 8 lanes at a time.
+    #[cfg(target_arch = "x86_64")]
+    mod simd {
+        use std::arch::x86_64::*;
+
+        /// # Safety
+        /// The CPU has AVX2 and FMA.
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn exp8(x: __m256) -> __m256 {
+            // SAFETY: register-only intrinsics, on a CPU that has them.
+            unsafe { exp8_body(x) }
+        }
+
+        #[inline(always)]
+        unsafe fn exp8_body(x: __m256) -> __m256 {
+            let x = _mm256_min_ps(
+                _mm256_max_ps(x, _mm256_set1_ps(-87.3)),
+                _mm256_set1_ps(88.3),
+            );
+            let t = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E));
+            let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(t);
+            let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_145_75), x);
+            let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428_606_8e-6), r);
+            let mut p = _mm256_set1_ps(1.0 / 720.0);
+            for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+                p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+            }
+            let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+                _mm256_cvtps_epi32(n),
+                _mm256_set1_epi32(127),
+            ));
+            _mm256_mul_ps(p, _mm256_castsi256_ps(bits))
+        }
+
+        /// `sigmoid` (`TANH = false`) or `tanh` over `v`, in place.
+        ///
+        /// # Safety
+        /// The CPU has AVX2 and FMA.
+        #[target_feature(enable = "avx2,fma")]
+        pub(super) unsafe fn activate<const TANH: bool>(v: &mut [f32]) {
+            let mut chunks = v.chunks_exact_mut(8);
+            for c in &mut chunks {
+                // SAFETY: `c` holds 8 floats; the CPU has AVX2 and FMA.
+                unsafe {
+                    let one = _mm256_set1_ps(1.0);
+                    let x = _mm256_loadu_ps(c.as_ptr());
+                    let y = if TANH {
+                        let e = exp8(_mm256_add_ps(x, x));
+                        let two = _mm256_set1_ps(2.0);
+                        _mm256_sub_ps(one, _mm256_div_ps(two, _mm256_add_ps(e, one)))
+                    } else {
+                        let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
+                        _mm256_div_ps(one, _mm256_add_ps(one, e))
+                    };
+                    _mm256_storeu_ps(c.as_mut_ptr(), y);
+                }
+            }
+            for x in chunks.into_remainder() {
+                *x = if TANH {
+                    super::tanh(*x)
+                } else {
+                    super::sigmoid(*x)
+                };
+            }
+        }
+
+        #[cfg(test)]
+        mod tests {
+            /// The 8-lane activations equal the scalar ones (the same
+            /// polynomial), from far negative to far positive, with a tail.
+            #[test]
+            fn simd_activations_equal_the_scalar_ones() {
+                if !(std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma"))
+                {
+                    return;
+                }
+                let xs: Vec<f32> = (0..1003).map(|i| (i as f32 - 501.0) / 5.0).collect();
+                for tanh in [false, true] {
+                    let mut v = xs.clone();
+                    // SAFETY: the CPU has AVX2 and FMA (checked above).
+                    unsafe {
+                        if tanh {
+                            super::activate::<true>(&mut v)
+                        } else {
+                            super::activate::<false>(&mut v)
+                        }
+                    };
+                    for (&x, &y) in xs.iter().zip(&v) {
+                        let want = if tanh {
+                            super::super::tanh(x)
+                        } else {
+                            super::super::sigmoid(x)
+                        };
+                        assert!(
+                            (y - want).abs() <= 1e-6,
+                            "tanh {tanh}: f({x}) = {y}, scalar {want}"
+                        );
+                        let exact = if tanh {
+                            x.tanh()
+                        } else {
+                            1.0 / (1.0 + (-x).exp())
+                        };
+                        assert!(
+                            (y - exact).abs() <= 1e-6,
+                            "tanh {tanh}: f({x}) = {y}, exact {exact}"
+                        );
+                    }
+                }
+            }
         }
     }
 
@@ -753,9 +887,8 @@ mod fast {
         for j in 0..hid {
             c[j] = f[j] * c[j] + i[j] * g[j];
         }
-        for j in 0..hid {
-            h[j] = tanh(c[j]);
-        }
+        h.copy_from_slice(c);
+        tanh_all(h);
         for j in 0..hid {
             h[j] *= o[j];
         }
