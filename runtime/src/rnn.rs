@@ -977,15 +977,12 @@ mod fast {
         let x = data(xs)?;
         let w_ih = data(&p.weight_ih[k])?;
         // xp += x [rows, F] x W_ih^T (W_ih is [G·H, F] row-major).
-        matmul(
+        crate::rnn_kernel::recurrent(
             &mut xp,
-            (gh, 1),
             true,
             &x,
-            (feat, 1),
-            &w_ih,
-            (1, feat),
-            (rows, gh, feat),
+            rows,
+            &crate::rnn_kernel::Packed::new(&w_ih, gh, feat),
         );
         // W_hh [G·H, H_out] packed once for the recurrent product's kernel.
         let w_hh = crate::rnn_kernel::Packed::new(&data(&p.weight_hh[k])?, gh, hout);
