@@ -166,7 +166,7 @@ fn training_curve_refuses_what_it_cannot_draw() {
 /// `n` gray `size`x`size` squares, the i-th at value `(i + 1) / (n + 1)`.
 fn squares(n: usize, size: usize) -> Tensor {
     let v: Vec<f32> = (0..n)
-        .flat_map(|i| std::iter::repeat((i + 1) as f32 / (n + 1) as f32).take(size * size))
+        .flat_map(|i| std::iter::repeat_n((i + 1) as f32 / (n + 1) as f32, size * size))
         .collect();
     Tensor::from_vec(v, (n, 1, size, size), &Device::Cpu).unwrap()
 }

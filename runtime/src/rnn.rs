@@ -1002,7 +1002,7 @@ mod fast {
         let mut proj = vec![0.0f32; if w_hr.is_some() { batch * hout } else { 0 }];
         for step in 0..t_len {
             let t = if reverse { t_len - 1 - step } else { step };
-            let live = |b: usize| lens.map_or(true, |l| l.get(b).is_some_and(|&n| t < n));
+            let live = |b: usize| lens.is_none_or(|l| l.get(b).is_some_and(|&n| t < n));
             gates.copy_from_slice(&xp[t * batch * gh..(t + 1) * batch * gh]);
             // gates[b, :] (+)= W_hh h[b, :], a row per batch element.
             let (dst, acc) = if gru {

@@ -6,8 +6,9 @@
 //! 16 gate columns (`k` rows of 16 consecutive floats, 16 KB for `H` =
 //! 256, so a panel stays in L1 while every row of the batch passes over
 //! it), and an AVX2 FMA kernel keeps a tile of up to 6 batch rows x 16
-//! columns in registers. The panels are split between threads; each writes
-//! its own columns.
+//! columns in registers; with AVX-512, panels of 32 columns and tiles of
+//! 8 rows x 32 columns (16 of the 32 `zmm` registers). The panels are
+//! split between threads; each writes its own columns.
 
 use rayon::prelude::*;
 
@@ -17,31 +18,57 @@ const PANEL: usize = 16;
 /// a broadcast fill 15 of the 16 `ymm` registers.
 const ROWS: usize = 6;
 
-/// `W_hh` (`[cols, k]` row-major) in panels of [`PANEL`] columns: panel
-/// `p` holds, for each `kk < k`, `W[p * 16 + c, kk]` for `c < 16` (zero
-/// past `cols`).
+/// With AVX-512: two `zmm` vectors per panel row, 8 batch rows per tile.
+const PANEL_512: usize = 32;
+const ROWS_512: usize = 8;
+
+/// Whether this CPU runs the AVX-512 tile.
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `W_hh` (`[cols, k]` row-major) in panels of `width` columns (16, or 32
+/// with AVX-512): panel `p` holds, for each `kk < k`, `W[p * width + c,
+/// kk]` for `c < width` (zero past `cols`).
 pub(crate) struct Packed {
     data: Vec<f32>,
     cols: usize,
     k: usize,
+    width: usize,
 }
 
 impl Packed {
     pub(crate) fn new(w: &[f32], cols: usize, k: usize) -> Packed {
-        let panels = cols.div_ceil(PANEL);
-        let mut data = vec![0.0f32; panels * k * PANEL];
+        Packed::with_width(w, cols, k, if has_avx512() { PANEL_512 } else { PANEL })
+    }
+
+    fn with_width(w: &[f32], cols: usize, k: usize, width: usize) -> Packed {
+        let panels = cols.div_ceil(width);
+        let mut data = vec![0.0f32; panels * k * width];
         for (j, row) in w.chunks_exact(k.max(1)).enumerate().take(cols) {
-            let (p, c) = (j / PANEL, j % PANEL);
-            let panel = &mut data[p * k * PANEL..(p + 1) * k * PANEL];
+            let (p, c) = (j / width, j % width);
+            let panel = &mut data[p * k * width..(p + 1) * k * width];
             for (kk, &v) in row.iter().enumerate() {
-                panel[kk * PANEL + c] = v;
+                panel[kk * width + c] = v;
             }
         }
-        Packed { data, cols, k }
+        Packed {
+            data,
+            cols,
+            k,
+            width,
+        }
     }
 
     fn panel(&self, p: usize) -> &[f32] {
-        &self.data[p * self.k * PANEL..(p + 1) * self.k * PANEL]
+        &self.data[p * self.k * self.width..(p + 1) * self.k * self.width]
     }
 }
 
@@ -75,7 +102,12 @@ pub(crate) fn recurrent(dst: &mut [f32], acc: bool, h: &[f32], batch: usize, w: 
         }
         return;
     }
-    let panels = cols.div_ceil(PANEL);
+    let (width, tile_rows) = if w.width == PANEL_512 {
+        (PANEL_512, ROWS_512)
+    } else {
+        (PANEL, ROWS)
+    };
+    let panels = cols.div_ceil(width);
     let threads = if batch * cols * k >= 1 << 18 {
         rayon::current_num_threads().min(panels)
     } else {
@@ -84,22 +116,23 @@ pub(crate) fn recurrent(dst: &mut [f32], acc: bool, h: &[f32], batch: usize, w: 
     let out = Shared(dst.as_mut_ptr());
     let run = |range: std::ops::Range<usize>| {
         for p in range {
-            let width = PANEL.min(cols - p * PANEL);
-            for b0 in (0..batch).step_by(ROWS) {
-                let rows = ROWS.min(batch - b0);
+            let valid = width.min(cols - p * width);
+            for b0 in (0..batch).step_by(tile_rows) {
+                let rows = tile_rows.min(batch - b0);
                 // SAFETY: rows b0..b0 + rows of `dst` and `h` exist (checked
-                // above), columns p * 16 .. p * 16 + width of `dst` too; this
-                // call writes only those, and no other panel range holds p.
+                // above), columns p * width .. p * width + valid of `dst`
+                // too; this call writes only those, and no other panel range
+                // holds p.
                 unsafe {
                     tile(
-                        out.at(b0 * cols + p * PANEL),
+                        out.at(b0 * cols + p * width),
                         cols,
                         acc,
                         h.as_ptr().add(b0 * k),
                         k,
-                        w.panel(p),
+                        (w.panel(p), width),
                         rows,
-                        width,
+                        valid,
                     )
                 };
             }
@@ -115,11 +148,12 @@ pub(crate) fn recurrent(dst: &mut [f32], acc: bool, h: &[f32], batch: usize, w: 
     }
 }
 
-/// One tile: `rows` (<= 6) batch rows by `width` (<= 16) columns.
+/// One tile: `rows` batch rows (at most 6, or 8 for a 32-wide panel) by
+/// `width` (at most the panel's width) columns.
 ///
 /// # Safety
 /// `dst` points at `rows` rows of `width` floats, `dst_stride` apart; `h`
-/// at `rows` rows of `panel.len() / 16` floats, `h_stride` apart.
+/// at `rows` rows of `panel.len() / panel_width` floats, `h_stride` apart.
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile(
     dst: *mut f32,
@@ -127,12 +161,19 @@ unsafe fn tile(
     acc: bool,
     h: *const f32,
     h_stride: usize,
-    panel: &[f32],
+    (panel, panel_width): (&[f32], usize),
     rows: usize,
     width: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
     {
+        if panel_width == PANEL_512 {
+            // SAFETY: 32-wide panels are packed only where the CPU has
+            // AVX-512F (`Packed::new`; the tests build them only there);
+            // the pointers are as the caller promises.
+            unsafe { tile_avx512(dst, dst_stride, acc, h, h_stride, panel, rows, width) };
+            return;
+        }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU has AVX2 and FMA (checked just above); the
@@ -142,7 +183,18 @@ unsafe fn tile(
         }
     }
     // SAFETY: as the caller promises.
-    unsafe { tile_plain(dst, dst_stride, acc, h, h_stride, panel, rows, width) }
+    unsafe {
+        tile_plain(
+            dst,
+            dst_stride,
+            acc,
+            h,
+            h_stride,
+            (panel, panel_width),
+            rows,
+            width,
+        )
+    }
 }
 
 /// The tile in plain Rust, for CPUs without AVX2 and FMA.
@@ -156,17 +208,17 @@ unsafe fn tile_plain(
     acc: bool,
     h: *const f32,
     h_stride: usize,
-    panel: &[f32],
+    (panel, pw): (&[f32], usize),
     rows: usize,
     width: usize,
 ) {
-    let k = panel.len() / PANEL;
+    let k = panel.len() / pw;
     for r in 0..rows {
-        let mut sum = [0.0f32; PANEL];
+        let mut sum = [0.0f32; PANEL_512];
         for kk in 0..k {
             // SAFETY: row r of `h` has k floats.
             let hv = unsafe { *h.add(r * h_stride + kk) };
-            for (s, &wv) in sum.iter_mut().zip(&panel[kk * PANEL..(kk + 1) * PANEL]) {
+            for (s, &wv) in sum.iter_mut().zip(&panel[kk * pw..(kk + 1) * pw]) {
                 *s += hv * wv;
             }
         }
@@ -257,6 +309,74 @@ unsafe fn tile_avx2(
     }
 }
 
+/// The tile with AVX-512: 8 x 32 accumulators in registers over `k`,
+/// partial columns through masks.
+///
+/// # Safety
+/// As [`tile`], with a 32-wide panel, on a CPU with AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_avx512(
+    dst: *mut f32,
+    dst_stride: usize,
+    acc: bool,
+    h: *const f32,
+    h_stride: usize,
+    panel: &[f32],
+    rows: usize,
+    width: usize,
+) {
+    use std::arch::x86_64::*;
+    let k = panel.len() / PANEL_512;
+    let w = panel.as_ptr();
+    // Lanes of the two vectors that hold real columns.
+    let lanes = |from: usize| -> __mmask16 {
+        let n = width.saturating_sub(from).min(16);
+        ((1u32 << n) - 1) as __mmask16
+    };
+    let (m0, m1) = (lanes(0), lanes(16));
+    // SAFETY (for the whole body): `w` has k * 32 floats; rows < `rows` of
+    // `h` have k floats and of `dst` `width` floats, which the masks keep
+    // to (the caller's promise).
+    unsafe {
+        let mut a = [[_mm512_setzero_ps(); 2]; ROWS_512];
+        if acc {
+            for (r, ar) in a.iter_mut().enumerate().take(rows) {
+                ar[0] = _mm512_maskz_loadu_ps(m0, dst.add(r * dst_stride));
+                ar[1] = _mm512_maskz_loadu_ps(m1, dst.add(r * dst_stride + 16));
+            }
+        }
+        macro_rules! rows_loop {
+            ($n:literal) => {{
+                for kk in 0..k {
+                    let w0 = _mm512_loadu_ps(w.add(kk * PANEL_512));
+                    let w1 = _mm512_loadu_ps(w.add(kk * PANEL_512 + 16));
+                    for r in 0..$n {
+                        let hv = _mm512_set1_ps(*h.add(r * h_stride + kk));
+                        a[r][0] = _mm512_fmadd_ps(hv, w0, a[r][0]);
+                        a[r][1] = _mm512_fmadd_ps(hv, w1, a[r][1]);
+                    }
+                }
+            }};
+        }
+        match rows {
+            8 => rows_loop!(8),
+            7 => rows_loop!(7),
+            6 => rows_loop!(6),
+            5 => rows_loop!(5),
+            4 => rows_loop!(4),
+            3 => rows_loop!(3),
+            2 => rows_loop!(2),
+            _ => rows_loop!(1),
+        }
+        for (r, ar) in a.iter().enumerate().take(rows) {
+            _mm512_mask_storeu_ps(dst.add(r * dst_stride), m0, ar[0]);
+            _mm512_mask_storeu_ps(dst.add(r * dst_stride + 16), m1, ar[1]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,7 +388,7 @@ mod tests {
         let (rows, width, k) = (5, 11, 9);
         let w: Vec<f32> = (0..width * k).map(|i| (i % 13) as f32 - 6.0).collect();
         let h: Vec<f32> = (0..rows * k).map(|i| (i % 7) as f32 - 3.0).collect();
-        let packed = Packed::new(&w, width, k);
+        let packed = Packed::with_width(&w, width, k, PANEL);
         let mut dst = vec![1.0f32; rows * width];
         // SAFETY: dst has `rows` rows of `width`, h `rows` rows of k.
         unsafe {
@@ -278,7 +398,7 @@ mod tests {
                 true,
                 h.as_ptr(),
                 k,
-                packed.panel(0),
+                (packed.panel(0), PANEL),
                 rows,
                 width,
             )
@@ -309,8 +429,15 @@ mod tests {
                 .map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0)
                 .collect();
             let init: Vec<f32> = (0..batch * cols).map(|i| (i % 7) as f32).collect();
-            let packed = Packed::new(&w, cols, k);
-            for acc in [false, true] {
+            // The 16-wide panels (AVX2, or plain), and the 32-wide ones
+            // where the CPU has AVX-512.
+            let widths: &[usize] = if has_avx512() {
+                &[PANEL, PANEL_512]
+            } else {
+                &[PANEL]
+            };
+            for (&width, acc) in widths.iter().flat_map(|w| [(w, false), (w, true)]) {
+                let packed = Packed::with_width(&w, cols, k, width);
                 let mut got = init.clone();
                 recurrent(&mut got, acc, &h, batch, &packed);
                 for b in 0..batch {
@@ -320,7 +447,7 @@ mod tests {
                         let g = got[b * cols + j];
                         assert!(
                             (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                            "batch {batch} cols {cols} k {k} acc {acc}: [{b}, {j}] {g} vs {want}"
+                            "width {width} batch {batch} cols {cols} k {k} acc {acc}: [{b}, {j}] {g} vs {want}"
                         );
                     }
                 }

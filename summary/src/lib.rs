@@ -27,7 +27,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -320,10 +320,10 @@ impl Parser<'_> {
 pub fn fft_len(n: usize) -> usize {
     let mut m = n.max(2);
     loop {
-        if m % 2 == 0 {
+        if m.is_multiple_of(2) {
             let mut r = m;
             for p in [2, 3, 5] {
-                while r % p == 0 {
+                while r.is_multiple_of(p) {
                     r /= p;
                 }
             }

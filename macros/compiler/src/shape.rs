@@ -238,7 +238,7 @@ impl Constraints {
         }
         // A raised multiple raises the minimum to a multiple too (a size
         // must be at least one multiple: the same layer needs it).
-        if r.min % r.multiple != 0 {
+        if !r.min.is_multiple_of(r.multiple) {
             r.min = r.min.div_ceil(r.multiple) * r.multiple;
             r.min_why = r.multiple_why.clone();
         }
@@ -263,7 +263,7 @@ impl Constraints {
                 r.min = o.min;
                 r.min_why = o.min_why.clone();
             }
-            if r.min % r.multiple != 0 {
+            if !r.min.is_multiple_of(r.multiple) {
                 r.min = r.min.div_ceil(r.multiple) * r.multiple;
                 r.min_why = r.multiple_why.clone();
             }

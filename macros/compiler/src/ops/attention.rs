@@ -435,7 +435,7 @@ fn fmt_ratio(e: u64, h: u64) -> String {
 /// The head counts that divide `e` (nearest to `h` named) and the widths
 /// near `e` that `h` divides.
 pub fn heads_fix(e: u64, h: u64) -> String {
-    let divisors: Vec<u64> = (1..=e).filter(|d| e % d == 0).collect();
+    let divisors: Vec<u64> = (1..=e).filter(|d| e.is_multiple_of(*d)).collect();
     let nearest = divisors
         .iter()
         .copied()

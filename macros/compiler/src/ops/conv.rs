@@ -279,9 +279,9 @@ fn conv_channels(
         }
     }
     let g = groups.value;
-    if cin % g != 0 || out_ch % g != 0 {
+    if cin % g != 0 || !out_ch.is_multiple_of(g) {
         let divisors: Vec<String> = (1..=gcd(cin, out_ch))
-            .filter(|d| cin % d == 0 && out_ch % d == 0)
+            .filter(|d| cin % d == 0 && out_ch.is_multiple_of(*d))
             .map(|d| d.to_string())
             .collect();
         return Err(cx.fail(

@@ -416,7 +416,7 @@ fn common(a: &Args, linear: bool) -> Option<Common> {
     });
     Some(Common {
         border: border?.map_or(Border::Reflect, |s| s.value),
-        same: same?.map_or(true, |s| s.value),
+        same: same?.is_none_or(|s| s.value),
         forced,
     })
 }
@@ -435,7 +435,13 @@ fn odd_size(
     };
     let (kh, kw) = size.value;
     if kh % 2 == 0 || kw % 2 == 0 {
-        let fix = |k: u64| if k % 2 == 0 { (k - 1, k + 1) } else { (k, k) };
+        let fix = |k: u64| {
+            if k.is_multiple_of(2) {
+                (k - 1, k + 1)
+            } else {
+                (k, k)
+            }
+        };
         let ((h1, h2), (w1, w2)) = (fix(kh), fix(kw));
         let write = |h: u64, w: u64| {
             if h == w {
