@@ -1,17 +1,35 @@
-//! Property test from the grammar: random `network!` specs (networks,
-//! blocks with parameters, nested blocks, `repeat`, `if`, `seq`, `let` of
-//! tensors and of values, merges, splits and crops, every op family with
-//! its arguments, symbolic and concrete sizes), mostly valid, with
-//! deliberate mistakes mixed in; and token-level mutation of every
-//! `network!` invocation in the repository's tests and examples. The
-//! compiler must never panic, and every error must point inside the input.
-//! Seeded: a failure prints the spec, and reproduces.
+//! Property tests from the grammar: random `network!` specs (networks,
+//! blocks with parameters, nested blocks, blocks shared between
+//! invocations, `repeat`, `if`, `seq`, `let` of tensors and of values,
+//! merges, splits and crops, every op family with its arguments, symbolic
+//! and concrete sizes), mostly valid, with deliberate mistakes mixed in; and
+//! token-level mutation of every `network!` invocation in the repository's
+//! tests, examples, benches and the model zoo. Properties: the compiler
+//! never panics; every error points inside the input (never at the macro
+//! call); each injected mistake gives at most one error; the work
+//! (allocations) is bounded per token and does not grow per token with the
+//! network's depth; blocks imported from another invocation report exactly
+//! what local ones do. `tests/fuzz_sample.rs` (the root crate) builds and
+//! runs 50 accepted specs with rustc. Seeded: a failure prints the spec,
+//! and reproduces.
 //!
-//! CI runs 1,500 specs and 6 mutations per invocation. A longer local
-//! search: `GRAMMAR_FUZZ_N=6000 GRAMMAR_FUZZ_SEED=1 GRAMMAR_FUZZ_ROUNDS=1000
-//! cargo test --release -p netdsl-compiler --test grammar_fuzz` (on
-//! 2026-12-05: 18,000 specs over seeds 1-3 and about 300,000 mutations, no
-//! panic).
+//! CI: 3,000 specs, 500 mistake twins, 120 imported-block pairs, 6
+//! mutations per invocation (about 9 s in a debug build). The long run
+//! (release build, 2 threads):
+//!
+//! ```text
+//! GRAMMAR_FUZZ_N=1000000 GRAMMAR_FUZZ_THREADS=2 GRAMMAR_FUZZ_SEED=100 \
+//!     cargo test --release -p netdsl-compiler --test grammar_fuzz generated -- --nocapture
+//! ```
+//!
+//! On 2026-12-06: 1,000,000 specs in 1,047 s, no panic, every span inside
+//! its spec, 333,216 of 333,334 mistake-free specs compiled; per spec
+//! median 0.92 ms, maximum 437 ms (a strict network's search for lossless
+//! input sizes); at most 266 allocations per token outside strict specs.
+//! Its earlier runs found a panic (an error recorded once for two networks
+//! left the second looking clean, lowered over unknown shapes) and, with
+//! the mistake property, five follow-on errors, all fixed (see
+//! `one_mistake_found_by_the_fuzzer_gives_one_error`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
