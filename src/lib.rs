@@ -77,9 +77,9 @@ pub mod __private {
     };
     pub use netdsl_runtime::{
         adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, batch_norm, bn_fold, candle_nn,
-        check_input, check_weights, dropout, hardswish, layers, load_weights, make_var, max_pool2d,
-        param, relu6, save_weights, take, var_of, Fusion, Generator, Init, Initializer, InputDim,
-        LoadedWeights, ParamSource, ParamSpec, Pool2d, Result,
+        check_input, check_weights, dropout, hardswish, layers, linear, load_weights, make_var,
+        max_pool2d, param, relu6, save_weights, take, var_of, Fusion, Generator, Init, Initializer,
+        InputDim, LoadedWeights, ParamSource, ParamSpec, Pool2d, Result,
     };
     pub use netdsl_runtime::{
         add_sinusoidal, attention_mask, attention_mask_ref, key_padding_mask, layer_norm,

@@ -434,22 +434,9 @@ pub struct MhaSpec {
     pub dropout: f64,
 }
 
-/// `x W^T + b` for `x` `[.., in]`, `w` `[out, in]`, as one matrix multiply
-/// over the flattened leading dims.
+/// `x W^T + b` for `x` `[.., in]`, `w` `[out, in]` ([`crate::linear`]).
 fn project(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let fin = *dims.last().unwrap_or(&0);
-    let rows = x.elem_count() / fin.max(1);
-    let y = x.contiguous()?.reshape((rows, fin))?.matmul(&w.t()?)?;
-    let y = match b {
-        Some(b) => y.broadcast_add(b)?,
-        None => y,
-    };
-    let mut out = dims;
-    if let Some(last) = out.last_mut() {
-        *last = w.dim(0)?;
-    }
-    Ok(y.reshape(out)?)
+    crate::linear(x, w, b)
 }
 
 /// A projection's weight `[out, in]` and its bias.

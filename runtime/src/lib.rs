@@ -21,6 +21,7 @@ mod error;
 mod filter;
 mod filter_fft;
 pub mod layers;
+mod linear;
 mod merge;
 mod norm;
 mod params;
@@ -53,6 +54,7 @@ pub use error::{Error, FileProblem, Result, WeightProblem, WeightsError};
 pub use filter::{
     filter2d, gradient_magnitude, median2d, pad2d, pad_dim, Border, FilterSpec, Lowering, Taps,
 };
+pub use linear::linear;
 pub use merge::{center_crop, center_crop_offset};
 pub use norm::{batch_norm, batch_norm_eval, bn_fold, Fusion};
 pub use params::{take, Init, Initializer, ParamSource, ParamSpec};

@@ -192,10 +192,14 @@ pub fn emit_linear(
         }
     };
     let f = env.field(field);
-    let mut plain = matmul(quote!(#p::param(&#f.weight, #training)));
-    if bias {
-        plain.extend(quote!(let #x = #x.broadcast_add(&#p::param(&#f.bias, #training))?;));
-    }
+    // `linear` runs the packed kernel in inference where it pays, candle's
+    // matmul otherwise (and whenever a gradient is tracked).
+    let b = if bias {
+        quote!(::core::option::Option::Some(&#p::param(&#f.bias, #training)))
+    } else {
+        quote!(::core::option::Option::None)
+    };
+    let plain = quote!(let #x = #p::linear(&#src, &#p::param(&#f.weight, #training), #b)?;);
     match fold {
         None => plain,
         Some(fold) => {
