@@ -1,5 +1,7 @@
-//! The recurrent product of the fused inference path, `gates[b, j] (+)=
-//! Σ_k h[b, k] W_hh[j, k]`, for every step of a recurrent layer: a small
+//! The packed product `dst[b, j] (+)= Σ_k h[b, k] W[j, k]` of inference:
+//! each step's recurrent product and the input projection of a recurrent
+//! layer, and [`crate::linear`] from 512 rows. Made for the recurrent
+//! product `gates[b, j] (+)= Σ_k h[b, k] W_hh[j, k]` of every step: a small
 //! multiply (`[B, H] x [H, G·H]`, 32 x 256 x 1024 in the benchmark) done
 //! once per step, where a general matrix multiply spends much of its time
 //! packing and dispatching. `W_hh` is packed once per call into panels of
