@@ -17,22 +17,15 @@ median over the rounds and the median of the per-round ratios, the only
 figure worth comparing on a machine whose speed drifts.
 """
 import argparse
-import glob
 import os
 import statistics
 import subprocess
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-def rust_binary():
-    cands = [p for p in glob.glob("target/debug/deps/recurrent-*") if not p.endswith(".d")]
-    if not cands:
-        raise SystemExit("build it first: cargo build --bench recurrent")
-    return max(cands, key=os.path.getmtime)
+from interleave import bench_binary, interleave, timed
 
 
 def rust_round(exe, model, kind, steps, threads):
@@ -47,26 +40,19 @@ def torch_round(model, kind, steps):
     m = cls(128, 256, num_layers=2, batch_first=True)
     x = torch.rand(32, 100, 128)
     y = torch.tensor([(i * 7) % 256 for i in range(32)])
-    times = []
     if kind == "train":
         m.train()
         opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
-        for i in range(steps + 1):
-            t = time.perf_counter()
+
+        def step():
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(m(x)[0][:, -1], y).backward()
             opt.step()
-            if i:
-                times.append((time.perf_counter() - t) * 1e3)
-    else:
-        m.eval()
-        with torch.inference_mode():
-            for i in range(steps + 1):
-                t = time.perf_counter()
-                m(x)
-                if i:
-                    times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+
+        return timed(step, steps)
+    m.eval()
+    with torch.inference_mode():
+        return timed(lambda: m(x), steps)
 
 
 def main():
@@ -77,7 +63,7 @@ def main():
     ap.add_argument("--only", default=None, help="e.g. lstm-infer")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    exe = rust_binary()
+    exe = bench_binary("recurrent")
     print(f"torch {torch.__version__}, threads {args.threads}, load average {os.getloadavg()[0]:.1f}")
     print("| workload | netdsl ms | PyTorch ms | ratio (median of rounds) | ratio range |")
     print("| --- | --- | --- | --- | --- |")
@@ -85,19 +71,9 @@ def main():
         for kind in ["infer", "train"]:
             if args.only and args.only != f"{model}-{kind}":
                 continue
-            ours, theirs, ratios = [], [], []
-            for r in range(args.rounds):
-                if r % 2 == 0:
-                    a = rust_round(exe, model, kind, args.steps, args.threads)
-                    b = torch_round(model, kind, args.steps)
-                else:
-                    b = torch_round(model, kind, args.steps)
-                    a = rust_round(exe, model, kind, args.steps, args.threads)
-                ours.append(a)
-                theirs.append(b)
-                ratios.append(a / b)
-            print(f"| {model} {kind} | {statistics.median(ours):.1f} | {statistics.median(theirs):.1f} | "
-                  f"{statistics.median(ratios):.2f}x | {min(ratios):.2f}-{max(ratios):.2f} |", flush=True)
+            row = interleave(lambda: rust_round(exe, model, kind, args.steps, args.threads),
+                             lambda: torch_round(model, kind, args.steps), args.rounds)
+            print(f"| {model} {kind} | {row} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -17,21 +17,14 @@ per-round ratios, the only figure worth comparing on a machine whose speed
 drifts.
 """
 import argparse
-import glob
 import os
 import statistics
 import subprocess
-import time
 
 import torch
 import torch.nn as nn
 
-
-def rust_binary():
-    cands = [p for p in glob.glob("target/debug/deps/encoder_layer-*") if not p.endswith(".d")]
-    if not cands:
-        raise SystemExit("build it first: cargo build --bench encoder_layer")
-    return max(cands, key=os.path.getmtime)
+from interleave import bench_binary, interleave, timed
 
 
 def rust_round(exe, model, steps, threads):
@@ -51,14 +44,8 @@ def torch_round(model, steps):
         m = torchvision.models.vit_b_16(weights=None)
         x = torch.rand(1, 3, 224, 224)
     m.eval()
-    times = []
     with torch.inference_mode():
-        for i in range(steps + 1):
-            t = time.perf_counter()
-            m(x)
-            if i:
-                times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+        return timed(lambda: m(x), steps)
 
 
 def main():
@@ -69,27 +56,17 @@ def main():
     ap.add_argument("--only", default=None, help="encoder or vit")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    exe = rust_binary()
+    exe = bench_binary("encoder_layer")
     print(f"torch {torch.__version__}, threads {args.threads}, load average {os.getloadavg()[0]:.1f}")
     print("| workload | netdsl ms | PyTorch eager ms | ratio (median of rounds) | ratio range |")
     print("| --- | --- | --- | --- | --- |")
     for model in ["encoder", "vit"]:
         if args.only and args.only != model:
             continue
-        ours, theirs, ratios = [], [], []
-        for r in range(args.rounds):
-            if r % 2 == 0:
-                a = rust_round(exe, model, args.steps, args.threads)
-                b = torch_round(model, args.steps)
-            else:
-                b = torch_round(model, args.steps)
-                a = rust_round(exe, model, args.steps, args.threads)
-            ours.append(a)
-            theirs.append(b)
-            ratios.append(a / b)
         name = {"encoder": "encoder layer [16, 128, 256]", "vit": "ViT-B/16 b1 224x224"}[model]
-        print(f"| {name} | {statistics.median(ours):.1f} | {statistics.median(theirs):.1f} | "
-              f"{statistics.median(ratios):.2f}x | {min(ratios):.2f}-{max(ratios):.2f} |", flush=True)
+        row = interleave(lambda: rust_round(exe, model, args.steps, args.threads),
+                         lambda: torch_round(model, args.steps), args.rounds)
+        print(f"| {name} | {row} |", flush=True)
 
 
 if __name__ == "__main__":
