@@ -7,6 +7,7 @@ use std::sync::RwLock;
 
 use candle_core::{Tensor, TensorId, Var};
 
+use crate::conv::PreparedConv;
 use crate::layers::{BatchNormParams, MaybeTensor};
 use crate::Result;
 
@@ -127,19 +128,26 @@ pub fn bn_fold<B: MaybeTensor, A: MaybeTensor>(
     Ok((w, b))
 }
 
-type Slot = RwLock<Option<(Vec<TensorId>, (Tensor, Tensor))>>;
+/// What one slot caches: a folded pair, or a convolution's prepared weights.
+#[derive(Clone)]
+enum Cached {
+    Pair(Tensor, Tensor),
+    Conv(PreparedConv),
+}
 
-/// The fused weights of one network: a switch, and one cached pair of
-/// tensors per fold, recomputed when any tensor it was computed from is
-/// replaced. (Tensors changed in place, as a training step does, keep their
-/// id: call [`Fusion::clear`] after such a change.)
+type Slot = RwLock<Option<(Vec<TensorId>, Cached)>>;
+
+/// The fused weights of one network: a switch, and one cached value per
+/// fold or prepared convolution, recomputed when any tensor it was computed
+/// from is replaced. (Tensors changed in place, as a training step does,
+/// keep their id: call [`Fusion::clear`] after such a change.)
 pub struct Fusion {
     enabled: bool,
     slots: Vec<Slot>,
 }
 
 impl Fusion {
-    /// `folds` cached pairs, fusion on.
+    /// `folds` cache slots, fusion on.
     pub fn new(folds: usize) -> Self {
         Self {
             enabled: true,
@@ -165,14 +173,14 @@ impl Fusion {
         }
     }
 
-    /// The cached pair of fold `index`, computed by `compute` when absent or
-    /// when `sources` are not the tensors it was computed from.
-    pub fn get(
+    /// The value of slot `index` computed from `sources`: cached while
+    /// every source is the same tensor, else recomputed by `compute`.
+    fn cached(
         &self,
         index: usize,
         sources: &[&Tensor],
-        compute: impl FnOnce() -> Result<(Tensor, Tensor)>,
-    ) -> Result<(Tensor, Tensor)> {
+        compute: impl FnOnce() -> Result<Cached>,
+    ) -> Result<Cached> {
         let ids: Vec<TensorId> = sources.iter().map(|t| t.id()).collect();
         let Some(slot) = self.slots.get(index) else {
             return compute();
@@ -190,6 +198,46 @@ impl Fusion {
         }
         Ok(value)
     }
+
+    /// The pair of slot `index` (a folded weight and bias), computed from
+    /// `sources` by `compute` when they changed.
+    pub fn get(
+        &self,
+        index: usize,
+        sources: &[&Tensor],
+        compute: impl FnOnce() -> Result<(Tensor, Tensor)>,
+    ) -> Result<(Tensor, Tensor)> {
+        match self.cached(index, sources, || {
+            compute().map(|(a, b)| Cached::Pair(a, b))
+        })? {
+            Cached::Pair(a, b) => Ok((a, b)),
+            Cached::Conv(_) => Err(slot_kind(index, "a prepared convolution")),
+        }
+    }
+
+    /// The prepared convolution of slot `index` ([`crate::prepare_conv`] of its
+    /// weights, folded or not), computed from `sources` by `compute` when
+    /// they changed.
+    pub fn get_conv(
+        &self,
+        index: usize,
+        sources: &[&Tensor],
+        compute: impl FnOnce() -> Result<PreparedConv>,
+    ) -> Result<PreparedConv> {
+        match self.cached(index, sources, || compute().map(Cached::Conv))? {
+            Cached::Conv(c) => Ok(c),
+            Cached::Pair(..) => Err(slot_kind(index, "a folded pair")),
+        }
+    }
+}
+
+/// A slot asked for one kind of value while it holds the other: two layers
+/// were given the same slot, which the compiler never does.
+fn slot_kind(index: usize, holds: &str) -> crate::Error {
+    candle_core::Error::Msg(format!(
+        "fusion slot {index} holds {holds}, not what was asked"
+    ))
+    .into()
 }
 
 impl Clone for Fusion {

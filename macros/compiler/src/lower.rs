@@ -311,6 +311,17 @@ impl StepIr {
     }
 }
 
+/// A 3x3 convolution's weights prepared once for inference.
+#[derive(Clone, Copy)]
+pub struct Prepared {
+    /// The slot of the network's `Fusion` that caches them (the fold's
+    /// slot when a batch norm is folded in).
+    pub slot: usize,
+    /// Winograd F(4x4, 3x3) chosen: emitted as a number (1 or 0), so that
+    /// uses of one block that differ in the choice share one struct.
+    pub winograd: bool,
+}
+
 /// A batch norm folded into the layer before it.
 #[derive(Clone)]
 pub struct Fold {
@@ -344,11 +355,15 @@ pub enum StepOp {
         dilation: (u64, u64),
         groups: u64,
         out_ch: u64,
+        kernel: (u64, u64),
         bias: bool,
         fold: Option<Fold>,
         /// An activation applied to each output tile in the convolution's
         /// epilogue, while it is in cache.
         epilogue: Option<Activation>,
+        /// A 3x3 convolution: in inference, weights prepared once and
+        /// cached, for Winograd F(4x4, 3x3) where the pass chose it.
+        prepared: Option<Prepared>,
     },
     Pool2d {
         kind: PoolKind,

@@ -8,7 +8,7 @@ use crate::ast::Layer;
 use crate::emit::usize_lit;
 use crate::infer::{pair_text, Overrides, Step, StepResult};
 use crate::infer::{FailKind, Failure};
-use crate::lower::{Fold, Holder, InitIr, StepOp};
+use crate::lower::{Fold, Holder, InitIr, Prepared, StepOp};
 use crate::ops::activation::Activation;
 use crate::ops::args::{Args, WeightInit};
 use crate::ops::window::spatial;
@@ -459,9 +459,11 @@ pub fn lower_conv2d(cx: &LowerCx, c: &Conv2d) -> Lowered {
         dilation: c.dilation.value,
         groups: g,
         out_ch: cout,
+        kernel: c.kernel.value,
         bias: c.bias,
         fold: None,
         epilogue: None,
+        prepared: None,
     };
     (
         desc,
@@ -529,19 +531,28 @@ pub fn lower_conv_transpose2d(cx: &LowerCx, c: &ConvTranspose2d) -> Lowered {
     )
 }
 
-/// The runtime's convolution; with a folded batch norm, its weights in
-/// inference and the two layers as written otherwise.
+/// A convolution's options, as the runtime's `Conv2dSpec` takes them.
+#[derive(Clone, Copy)]
+pub struct ConvGeom {
+    pub pad: ((u64, u64), (u64, u64)),
+    pub stride: (u64, u64),
+    pub dilation: (u64, u64),
+    pub groups: u64,
+}
+
+/// The runtime's convolution. With a folded batch norm, the folded weights
+/// in inference and the two layers as written otherwise; a prepared 3x3
+/// convolution takes its weights, prepared once, from the cache in
+/// inference (Winograd where chosen).
 #[allow(clippy::too_many_arguments)]
 pub fn emit_conv2d(
     e: &EmitCx,
     field: &Ident,
-    pad: ((u64, u64), (u64, u64)),
-    stride: (u64, u64),
-    dilation: (u64, u64),
-    groups: u64,
+    geom: ConvGeom,
     bias: bool,
     fold: Option<&Fold>,
     epilogue: Option<Activation>,
+    prepared: Option<Prepared>,
 ) -> TokenStream {
     let p = quote!(::netdsl::__private);
     let (src, x, env) = (e.src, e.x, e.env);
@@ -549,36 +560,73 @@ pub fn emit_conv2d(
     let f = env.field(field);
     let weight = quote!(#p::param(&#f.weight, #training));
     let plain_bias = bias.then(|| quote!(#p::param(&#f.bias, #training)));
-    match fold {
-        None => conv_call(
-            src, x, weight, plain_bias, pad, stride, dilation, groups, epilogue,
-        ),
-        Some(fold) => {
+    let prepare = |slot: usize, sources: Vec<TokenStream>, compute: TokenStream| {
+        let slot = usize_lit(slot as u64);
+        let call = conv_call(src, x, Weights::Prepared, geom, epilogue);
+        quote! {
+            let prepared = self.fusion.get_conv(#slot, &[#(#sources),*], || #compute)?;
+            #call
+        }
+    };
+    let winograd = prepared.map(|w| usize_lit(w.winograd.into()));
+    match (fold, prepared) {
+        (None, None) => conv_call(src, x, Weights::Plain(weight, plain_bias), geom, epilogue),
+        (None, Some(prepared)) => {
+            let mut sources = vec![quote!(&#f.weight)];
+            if bias {
+                sources.push(quote!(&#f.bias));
+            }
+            let fast = prepare(
+                prepared.slot,
+                sources,
+                quote!(#p::prepare_params(&#f.weight, &#f.bias, #winograd)),
+            );
+            let plain = conv_call(src, x, Weights::Plain(weight, plain_bias), geom, epilogue);
+            quote! {
+                let #x = if #fusion_on && !#training {
+                    #fast
+                    #x
+                } else {
+                    #plain
+                    #x
+                };
+            }
+        }
+        (Some(fold), prepared) => {
             let bn = env.field(&fold.bn);
             let eps = Literal::f64_unsuffixed(fold.eps);
             let momentum = Literal::f64_unsuffixed(fold.momentum);
-            let weights = crate::ops::norm::folded_weights(field, fold, env);
-            let folded = conv_call(
-                src,
-                x,
-                quote!(weight),
-                Some(quote!(bias)),
-                pad,
-                stride,
-                dilation,
-                groups,
-                epilogue,
-            );
-            let plain = conv_call(
-                src, x, weight, plain_bias, pad, stride, dilation, groups, None,
-            );
+            let fused = match prepared {
+                None => {
+                    let weights = crate::ops::norm::folded_weights(field, fold, env);
+                    let call = conv_call(
+                        src,
+                        x,
+                        Weights::Plain(quote!(weight), Some(quote!(bias))),
+                        geom,
+                        epilogue,
+                    );
+                    quote!(#weights #call)
+                }
+                Some(prepared) => prepare(
+                    prepared.slot,
+                    crate::ops::norm::fold_sources(field, fold, env),
+                    quote!(#p::prepare_folded(
+                        &#f.weight,
+                        &#f.bias,
+                        &#bn,
+                        #eps,
+                        #winograd
+                    )),
+                ),
+            };
+            let plain = conv_call(src, x, Weights::Plain(weight, plain_bias), geom, None);
             let act = epilogue
                 .map(|a| crate::ops::activation::act_code(a, &quote!(#x), x))
                 .unwrap_or_default();
             quote! {
                 let #x = if #fusion_on && !#training {
-                    #weights
-                    #folded
+                    #fused
                     #x
                 } else {
                     #plain
@@ -627,22 +675,25 @@ pub fn emit_conv_transpose2d(
     }
 }
 
+/// What a convolution call multiplies by.
+enum Weights {
+    /// A weight and an optional bias, as expressions.
+    Plain(TokenStream, Option<TokenStream>),
+    /// The `prepared` variable: weights prepared once (Winograd).
+    Prepared,
+}
+
 /// The runtime's convolution on `src`: any stride, padding, dilation and
 /// groups natively, bias and an activation applied in its epilogue.
-#[allow(clippy::too_many_arguments)]
 fn conv_call(
     src: &TokenStream,
     x: &Ident,
-    w: TokenStream,
-    bias: Option<TokenStream>,
-    pad: ((u64, u64), (u64, u64)),
-    stride: (u64, u64),
-    dilation: (u64, u64),
-    groups: u64,
+    weights: Weights,
+    geom: ConvGeom,
     act: Option<Activation>,
 ) -> TokenStream {
     let p = quote!(::netdsl::__private);
-    let ((top, bottom), (left, right)) = pad;
+    let ((top, bottom), (left, right)) = geom.pad;
     let (t, b, l, r) = (
         usize_lit(top),
         usize_lit(bottom),
@@ -650,14 +701,10 @@ fn conv_call(
         usize_lit(right),
     );
     let (st, dl, g) = (
-        pair_tokens(stride),
-        pair_tokens(dilation),
-        usize_lit(groups),
+        pair_tokens(geom.stride),
+        pair_tokens(geom.dilation),
+        usize_lit(geom.groups),
     );
-    let bias = match bias {
-        Some(b) => quote!(::core::option::Option::Some(&#b)),
-        None => quote!(::core::option::Option::None),
-    };
     let (epilogue, after) = match act.map(|a| (a, crate::ops::activation::epilogue(a))) {
         None => (quote!(None), TokenStream::new()),
         Some((_, Some(epilogue))) => (epilogue, TokenStream::new()),
@@ -667,14 +714,21 @@ fn conv_call(
             crate::ops::activation::act_code(a, &quote!(#x), x),
         ),
     };
+    let spec = quote!(&#p::Conv2dSpec { stride: #st, padding: ((#t, #b), (#l, #r)), dilation: #dl, groups: #g });
+    let call = match weights {
+        Weights::Plain(w, bias) => {
+            let bias = match bias {
+                Some(b) => quote!(::core::option::Option::Some(&#b)),
+                None => quote!(::core::option::Option::None),
+            };
+            quote!(#p::conv2d(&#src, &#w, #bias, #spec, #p::Epilogue::#epilogue))
+        }
+        Weights::Prepared => {
+            quote!(#p::conv2d_prepared(&#src, &prepared, #spec, #p::Epilogue::#epilogue))
+        }
+    };
     quote! {
-        let #x = #p::conv2d(
-            &#src,
-            &#w,
-            #bias,
-            &#p::Conv2dSpec { stride: #st, padding: ((#t, #b), (#l, #r)), dilation: #dl, groups: #g },
-            #p::Epilogue::#epilogue,
-        )?;
+        let #x = #call?;
         #after
     }
 }

@@ -231,9 +231,23 @@ pub fn emit_batch_norm(
 pub fn folded_weights(field: &Ident, fold: &Fold, env: &CodeEnv) -> TokenStream {
     let p = quote!(::netdsl::__private);
     let bn = env.field(&fold.bn);
+    let sources = fold_sources(field, fold, env);
     let field = env.field(field);
     let slot = usize_lit(fold.slot as u64);
     let eps = Literal::f64_unsuffixed(fold.eps);
+    quote! {
+        let (weight, bias) = self.fusion.get(
+            #slot,
+            &[#(#sources),*],
+            || #p::bn_fold(&#field.weight, &#field.bias, &#bn, #eps),
+        )?;
+    }
+}
+
+/// The tensors a fold reads: its cache key.
+pub fn fold_sources(field: &Ident, fold: &Fold, env: &CodeEnv) -> Vec<TokenStream> {
+    let bn = env.field(&fold.bn);
+    let field = env.field(field);
     let mut sources = vec![quote!(&#field.weight)];
     if fold.layer_bias {
         sources.push(quote!(&#field.bias));
@@ -242,11 +256,5 @@ pub fn folded_weights(field: &Ident, fold: &Fold, env: &CodeEnv) -> TokenStream 
         sources.extend([quote!(&#bn.weight), quote!(&#bn.bias)]);
     }
     sources.extend([quote!(&#bn.running_mean), quote!(&#bn.running_var)]);
-    quote! {
-        let (weight, bias) = self.fusion.get(
-            #slot,
-            &[#(#sources),*],
-            || #p::bn_fold(&#field.weight, &#field.bias, &#bn, #eps),
-        )?;
-    }
+    sources
 }

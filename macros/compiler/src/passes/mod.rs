@@ -11,6 +11,7 @@ pub mod activation_into_conv;
 pub mod filter_lowering;
 pub mod fold_batch_norm;
 pub mod pool_before_activation;
+pub mod winograd;
 
 use crate::lower::{FieldKind, NetIr, Registry, Segment, StepIr};
 
@@ -47,6 +48,7 @@ pub const PASSES: &[(&str, PassFn)] = &[
     ("activation_into_conv", activation_into_conv::run),
     ("pool_before_activation", pool_before_activation::run),
     ("filter_lowering", filter_lowering::run),
+    ("winograd", winograd::run),
 ];
 
 /// Runs every pass over the networks and every block instance, then lists
