@@ -31,7 +31,7 @@ macro_rules! simd {
         }
     };
 }
-pub(super) use simd;
+pub(crate) use simd;
 
 /// `e^x` within 2 ulp on `[-87, 88]` (clamped outside): Cephes' `expf`
 /// polynomial with round-to-nearest by the 1.5 * 2^23 trick.

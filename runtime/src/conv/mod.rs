@@ -42,7 +42,7 @@ mod backward;
 pub(crate) mod cpu;
 mod fallback;
 mod geom;
-mod math;
+pub(crate) mod math;
 mod transpose;
 mod winograd;
 
