@@ -176,6 +176,9 @@ pub fn conv_transpose2d(
         ))
     })?;
 
+    if (kh, kw) == s && p == (0, 0) && op == (0, 0) && d == (1, 1) && g == 1 {
+        return patch_transpose(x, w, bias, (cout, kh, kw));
+    }
     // The input with `s - 1` zeros between its rows and columns.
     let mut xu = zero_insert(x, 2, s.0)?;
     xu = zero_insert(&xu, 3, s.1)?;
@@ -200,6 +203,34 @@ pub fn conv_transpose2d(
     let y = conv2d(&xu3, &wt, bias, &conv, Epilogue::None)?;
     debug_assert_eq!(y.dims()[2..], [oh, ow]);
     Ok(y)
+}
+
+/// The transposed convolution whose footprints tile the output exactly
+/// (kernel = stride, no padding, dilation or groups: U-Net's 2x2 stride-2
+/// up-convolution): every output pixel is one input pixel's contribution,
+/// `y[b, co, kh i + dy, kw j + dx] = bias[co] + Σ_ci x[b, ci, i, j]
+/// w[ci, co, dy, dx]`, so one matrix product `[Cout kh kw, Cin] x [Cin, H W]`
+/// per image and a reordering give it, without the stride-1 convolution
+/// over a zero-inserted input (which multiplies `kh kw` times as many zeros
+/// as values). Differentiable through candle's matmul and reshapes.
+fn patch_transpose(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    (cout, kh, kw): (usize, usize, usize),
+) -> Result<Tensor> {
+    let (b, cin, h, wd) = x.dims4()?;
+    let wt = w.reshape((cin, cout * kh * kw))?.t()?;
+    let z = wt
+        .broadcast_matmul(&x.reshape((b, cin, h * wd))?)?
+        .reshape((b, cout, kh, kw, h, wd))?
+        .permute((0, 1, 4, 2, 5, 3))?
+        .contiguous()?
+        .reshape((b, cout, h * kh, wd * kw))?;
+    Ok(match bias {
+        Some(bias) => z.broadcast_add(&bias.reshape((1, cout, 1, 1))?)?,
+        None => z,
+    })
 }
 
 /// Inserts `s - 1` zeros between consecutive elements along `dim`:
