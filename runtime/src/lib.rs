@@ -24,6 +24,7 @@ pub mod layers;
 mod linear;
 mod merge;
 mod norm;
+mod norm_kernel;
 mod params;
 mod pool;
 mod resize;

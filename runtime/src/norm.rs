@@ -5,7 +5,7 @@
 
 use std::sync::RwLock;
 
-use candle_core::{Tensor, TensorId, Var};
+use candle_core::{DType, Tensor, TensorId, Var};
 
 use crate::conv::PreparedConv;
 use crate::layers::{BatchNormParams, MaybeTensor};
@@ -27,8 +27,11 @@ pub fn batch_norm<A: MaybeTensor>(
         return crate::batch_norm_eval(x, bn, eps);
     }
     let c = x.dim(1)?;
-    let dims: Vec<usize> = (0..x.rank()).filter(|&d| d != 1).collect();
     let n = x.elem_count() / c;
+    if x.dtype() == DType::F32 && x.device().is_cpu() {
+        return batch_norm_train_cpu(x, bn, eps, momentum, c, n);
+    }
+    let dims: Vec<usize> = (0..x.rank()).filter(|&d| d != 1).collect();
     let mut shape = vec![1usize; x.rank()];
     shape[1] = c;
     let mean = x.mean_keepdim(dims.as_slice())?;
@@ -41,8 +44,65 @@ pub fn batch_norm<A: MaybeTensor>(
             .broadcast_add(&b.reshape(shape.as_slice())?)?,
         _ => y,
     };
-    // Running statistics: no gradient, updated in place.
-    let (mean, var) = (mean.detach().flatten_all()?, var.detach().flatten_all()?);
+    update_running(
+        bn,
+        &mean.detach().flatten_all()?,
+        &var.detach().flatten_all()?,
+        momentum,
+        n,
+    )?;
+    Ok(y)
+}
+
+/// Batch norm in training on f32 CPU data: the statistics and the
+/// normalisation as one custom op with its own backward pass
+/// ([`crate::norm_kernel`]), the running statistics updated as PyTorch does.
+fn batch_norm_train_cpu<A: MaybeTensor>(
+    x: &Tensor,
+    bn: &BatchNormParams<A>,
+    eps: f64,
+    momentum: f64,
+    c: usize,
+    n: usize,
+) -> Result<Tensor> {
+    let x = x.contiguous()?;
+    let (mean, var) = {
+        let xv = x.flatten_all()?.to_vec1::<f32>()?;
+        crate::norm_kernel::channel_stats(&xv, x.dims())
+    };
+    let invstd: Vec<f32> = var
+        .iter()
+        .map(|v| 1.0 / (*v as f64 + eps).sqrt() as f32)
+        .collect();
+    let dev = x.device();
+    let (weight, bias) = match (bn.weight.tensor(), bn.bias.tensor()) {
+        (Some(w), Some(b)) => (w.clone(), b.clone()),
+        _ => (
+            Tensor::ones(c, DType::F32, dev)?,
+            Tensor::zeros(c, DType::F32, dev)?,
+        ),
+    };
+    let op = crate::norm_kernel::BnTrain {
+        mean: std::sync::Arc::new(mean.clone()),
+        invstd: std::sync::Arc::new(invstd),
+    };
+    let y = x.apply_op3(&weight, &bias, op)?;
+    let mean = Tensor::from_vec(mean, c, dev)?;
+    let var = Tensor::from_vec(var, c, dev)?;
+    update_running(bn, &mean, &var, momentum, n)?;
+    Ok(y)
+}
+
+/// The running statistics (no gradient, updated in place) from the batch's
+/// mean and biased variance over `n` values per channel, and
+/// `num_batches_tracked`.
+fn update_running<A: MaybeTensor>(
+    bn: &BatchNormParams<A>,
+    mean: &Tensor,
+    var: &Tensor,
+    momentum: f64,
+    n: usize,
+) -> Result<()> {
     let unbiased = var.affine(n as f64 / (n.max(2) - 1) as f64, 0.0)?;
     let rm = bn.running_mean.detach();
     let rv = bn.running_var.detach();
@@ -57,7 +117,7 @@ pub fn batch_norm<A: MaybeTensor>(
     let count = bn.num_batches_tracked.detach();
     let one = Tensor::ones((), count.dtype(), count.device())?;
     set_in_place(&bn.num_batches_tracked, &count.add(&one)?)?;
-    Ok(y)
+    Ok(())
 }
 
 /// Writes `value` into the storage of `target` (a variable) in place.
