@@ -246,6 +246,7 @@ fn epilogues_match_candle_ops() -> Result<()> {
         (Epilogue::Gelu, z.gelu_erf()?),
         (Epilogue::Silu, (&z * &sig)?),
         (Epilogue::Sigmoid, sig.clone()),
+        (Epilogue::Relu6, z.clamp(0f32, 6f32)?),
     ];
     for (act, want) in cases {
         assert_close(
@@ -253,6 +254,46 @@ fn epilogues_match_candle_ops() -> Result<()> {
             &want,
             &format!("{act:?}"),
         );
+    }
+    Ok(())
+}
+
+/// The ReLU6 epilogue's gradients equal those of the convolution followed
+/// by a separate clamp (values on both sides of 0 and of 6).
+#[test]
+fn relu6_epilogue_gradients_match_a_separate_clamp() -> Result<()> {
+    let spec = sym(1, 1, 1, 1);
+    let grads = |fused: bool| -> Result<Vec<Vec<f32>>> {
+        let x = Var::from_tensor(&rand(&[2, 4, 9, 8], 1).affine(4.0, 0.0)?)?;
+        let w = Var::from_tensor(&rand(&[5, 4, 3, 3], 2))?;
+        let b = Var::from_tensor(&rand(&[5], 3))?;
+        let y = if fused {
+            conv2d(&x, &w, Some(&b), &spec, Epilogue::Relu6)?
+        } else {
+            conv2d(&x, &w, Some(&b), &spec, Epilogue::None)?.clamp(0f32, 6f32)?
+        };
+        let above = y
+            .ge(6f32)?
+            .to_dtype(netdsl_runtime::candle::DType::F32)?
+            .sum_all()?;
+        assert!(above.to_scalar::<f32>()? > 0.0, "some outputs reach 6");
+        let gy = rand(y.dims(), 4);
+        let g = (y * gy)?.sum_all()?.backward()?;
+        [x.as_tensor(), w.as_tensor(), b.as_tensor()]
+            .iter()
+            .map(|v| {
+                Ok(g.get(v)
+                    .expect("a gradient")
+                    .flatten_all()?
+                    .to_vec1::<f32>()?)
+            })
+            .collect()
+    };
+    let (a, b) = (grads(true)?, grads(false)?);
+    for (ga, gb) in a.iter().zip(&b) {
+        for (p, q) in ga.iter().zip(gb) {
+            assert!((p - q).abs() <= 1e-4 * (1.0 + q.abs()), "{p} vs {q}");
+        }
     }
     Ok(())
 }

@@ -52,6 +52,7 @@ pub(super) fn conv2d(
         Epilogue::Gelu => y.gelu_erf(),
         Epilogue::Silu => y.silu(),
         Epilogue::Sigmoid => candle_nn::ops::sigmoid(&y),
+        Epilogue::Relu6 => y.clamp(0f32, 6f32),
     }
 }
 

@@ -100,6 +100,7 @@ simd! {
                 *x = z * sigmoid(z);
             }),
             Epilogue::Sigmoid => v.iter_mut().for_each(|x| *x = sigmoid(*x + bias)),
+            Epilogue::Relu6 => v.iter_mut().for_each(|x| *x = (*x + bias).clamp(0.0, 6.0)),
         }
     }
 }
@@ -108,7 +109,7 @@ simd! {
 /// backward pass recomputes `z`.
 pub(super) fn derivative_from_output(act: Epilogue) -> bool {
     match act {
-        Epilogue::None | Epilogue::Relu | Epilogue::Sigmoid => true,
+        Epilogue::None | Epilogue::Relu | Epilogue::Relu6 | Epilogue::Sigmoid => true,
         Epilogue::LeakyRelu(s) => s >= 0.0,
         Epilogue::Gelu | Epilogue::Silu => false,
     }
@@ -128,6 +129,8 @@ simd! {
                 it.for_each(|(g, &v)| *g = if v > 0.0 { *g } else { *g * s })
             }
             Epilogue::Sigmoid => it.for_each(|(g, &y)| *g *= y * (1.0 - y)),
+            // PyTorch's hardtanh: 1 strictly inside (0, 6), else 0.
+            Epilogue::Relu6 => it.for_each(|(g, &y)| *g = if y > 0.0 && y < 6.0 { *g } else { 0.0 }),
             Epilogue::Silu => it.for_each(|(g, &z)| {
                 let s = sigmoid(z);
                 *g *= s * (1.0 + z * (1.0 - s));

@@ -116,6 +116,8 @@ pub enum Epilogue {
     Silu,
     /// `1 / (1 + e^-z)`.
     Sigmoid,
+    /// `min(max(z, 0), 6)`; gradient 1 strictly between 0 and 6, as PyTorch.
+    Relu6,
 }
 
 /// `y = act(conv(x, w) + bias[c])`: x `[B, Cin, H, W]`, w

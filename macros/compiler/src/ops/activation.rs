@@ -294,10 +294,8 @@ pub fn epilogue(a: Activation) -> Option<TokenStream> {
         Activation::Gelu { tanh: false } => Some(quote!(Gelu)),
         Activation::Silu => Some(quote!(Silu)),
         Activation::Sigmoid => Some(quote!(Sigmoid)),
-        Activation::Gelu { tanh: true }
-        | Activation::Tanh
-        | Activation::Relu6
-        | Activation::Hardswish => None,
+        Activation::Relu6 => Some(quote!(Relu6)),
+        Activation::Gelu { tanh: true } | Activation::Tanh | Activation::Hardswish => None,
     }
 }
 
