@@ -19,8 +19,10 @@
 //! with `maximum` or `add`. Averages are then divided by a precomputed
 //! divisor tensor `[1, 1, oh, ow]`, exactly as PyTorch counts it.
 //!
-//! Fast path: when the input records no autograd graph (`!x.track_op()`),
-//! and candle's own `max_pool2d_with_stride` / `avg_pool2d_with_stride`
+//! Fast paths: max pooling of f32 CPU data without an autograd graph runs
+//! a direct kernel ([`max_pool_planes`]: the window maxima along W, then
+//! along H, planes split over the threads). Otherwise, when the input
+//! records no autograd graph (`!x.track_op()`), and candle's own `max_pool2d_with_stride` / `avg_pool2d_with_stride`
 //! compute exactly the same thing (no padding, no dilation, floor-sized
 //! output; adaptive pooling whose output divides the input), those are used.
 //! Inputs that track gradients always take the composed path, so gradients
@@ -283,6 +285,12 @@ fn candle_fast_path(
 pub fn max_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
     let (h, w) = spatial(x)?;
     let (oh, ow) = p.check("max_pool2d", h, w)?;
+    if !x.track_op() && x.dtype() == candle_core::DType::F32 && x.device().is_cpu() {
+        let (b, c, _, _) = x.dims4()?;
+        let xv = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let y = max_pool_planes(&xv, (h, w), &p.axis_windows(0, oh), &p.axis_windows(1, ow));
+        return Ok(Tensor::from_vec(y, (b, c, oh, ow), x.device())?);
+    }
     if p.padding == (0, 0)
         && p.dilation == (1, 1)
         && candle_fast_path(x, p.kernel, p.stride, (oh, ow))?
@@ -291,6 +299,53 @@ pub fn max_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
     }
     let y = fold_axis(x, 3, &p.axis_windows(1, ow), Fold::Max)?;
     fold_axis(&y, 2, &p.axis_windows(0, oh), Fold::Max)
+}
+
+/// Max pooling of every `h x w` plane of `x` without a gradient graph: the
+/// maximum over each window's columns, then over its rows (exact, as a
+/// maximum is), planes split over the threads. Window positions outside
+/// the plane are padding (`-inf`); a NaN in a window is the result, as in
+/// PyTorch.
+fn max_pool_planes(
+    x: &[f32],
+    (h, w): (usize, usize),
+    rows: &[Vec<i64>],
+    cols: &[Vec<i64>],
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let (oh, ow) = (rows.len(), cols.len());
+    let fold = |m: f32, v: f32| if v > m || v.is_nan() { v } else { m };
+    let inside = |p: i64, n: usize| (p >= 0 && (p as usize) < n).then_some(p as usize);
+    let cols: Vec<Vec<usize>> = cols
+        .iter()
+        .map(|win| win.iter().filter_map(|&p| inside(p, w)).collect())
+        .collect();
+    let rows: Vec<Vec<usize>> = rows
+        .iter()
+        .map(|win| win.iter().filter_map(|&p| inside(p, h)).collect())
+        .collect();
+    let mut y = vec![0f32; (x.len() / (h * w).max(1)) * oh * ow];
+    y.par_chunks_mut((oh * ow).max(1))
+        .zip(x.par_chunks((h * w).max(1)))
+        .for_each_init(
+            || vec![0f32; h * ow],
+            |across, (out, plane)| {
+                for (r, line) in plane.chunks_exact(w).enumerate() {
+                    for (o, win) in across[r * ow..(r + 1) * ow].iter_mut().zip(&cols) {
+                        *o = win.iter().fold(f32::NEG_INFINITY, |m, &c| fold(m, line[c]));
+                    }
+                }
+                for (orow, win) in out.chunks_exact_mut(ow).zip(&rows) {
+                    orow.fill(f32::NEG_INFINITY);
+                    for &r in win {
+                        for (o, &v) in orow.iter_mut().zip(&across[r * ow..(r + 1) * ow]) {
+                            *o = fold(*o, v);
+                        }
+                    }
+                }
+            },
+        );
+    y
 }
 
 /// PyTorch's per-axis divisor factors for average pooling: for the window
@@ -420,4 +475,50 @@ pub fn adaptive_avg_pool2d(x: &Tensor, out: (usize, usize)) -> Result<Tensor> {
 /// size.
 pub fn adaptive_max_pool2d(x: &Tensor, out: (usize, usize)) -> Result<Tensor> {
     adaptive(x, out, Fold::Max, "adaptive_max_pool2d")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// The direct kernel (no gradient graph) equals the composed path
+    /// (a variable's input) on negative values with padding, dilation and
+    /// `ceil_mode`, and a NaN in a window is the window's result.
+    #[test]
+    fn direct_max_pool_equals_the_composed_path() {
+        let dev = Device::Cpu;
+        let x = (Tensor::randn(0f32, 1.0, (2, 3, 11, 9), &dev).unwrap() - 5.0).unwrap();
+        let pools = [
+            Pool2d {
+                kernel: (3, 3),
+                stride: (2, 2),
+                padding: (1, 1),
+                dilation: (1, 1),
+                ceil_mode: false,
+                count_include_pad: true,
+            },
+            Pool2d {
+                kernel: (3, 2),
+                stride: (2, 3),
+                padding: (1, 1),
+                dilation: (2, 1),
+                ceil_mode: true,
+                count_include_pad: true,
+            },
+        ];
+        for p in pools {
+            let direct = max_pool2d(&x, &p).unwrap();
+            let v = Var::from_tensor(&x).unwrap();
+            let composed = max_pool2d(v.as_tensor(), &p).unwrap();
+            let diff = (direct - composed.detach()).unwrap().abs().unwrap();
+            assert_eq!(diff.max_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+        }
+        let mut v = vec![1f32; 16];
+        v[15] = f32::NAN;
+        let x = Tensor::from_vec(v, (1, 1, 4, 4), &dev).unwrap();
+        let y = max_pool2d(&x, &pools[0]).unwrap().flatten_all().unwrap();
+        let y = y.to_vec1::<f32>().unwrap();
+        assert!(y[3].is_nan() && y[..3] == [1.0; 3], "{y:?}");
+    }
 }
