@@ -299,8 +299,13 @@ fn depthwise(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>, act: Epilogue
 
 simd! {
     /// One output plane of a depthwise convolution: for every output row and
-    /// kernel tap, `out_row[ox] += w * in_row[ox * sw + kx * dw - pl]`.
+    /// kernel tap, `out_row[ox] += w * in_row[ox * sw + kx * dw - pl]`. With
+    /// a stride, each input row is first split into its `sw` phases
+    /// (`phase[q][j] = in_row[q + sw * j]`), so that every tap reads one
+    /// phase contiguously instead of gathering every `sw`-th value.
     fn depthwise_plane(g: &Geom, x: &[f32], wk: &[f32], out: &mut [f32]) {
+        let plen = g.w.div_ceil(g.sw);
+        let mut phases = vec![0f32; if g.sw > 1 { g.sw * plen } else { 0 }];
         for oy in 0..g.oh {
             let orow = &mut out[oy * g.ow..(oy + 1) * g.ow];
             for ky in 0..g.kh {
@@ -310,6 +315,11 @@ simd! {
                 }
                 let iy = oy * g.sh + ky * g.dh - g.pt;
                 let irow = &x[iy * g.w..(iy + 1) * g.w];
+                if g.sw > 1 {
+                    for (i, &v) in irow.iter().enumerate() {
+                        phases[(i % g.sw) * plen + i / g.sw] = v;
+                    }
+                }
                 for kx in 0..g.kw {
                     let wv = wk[ky * g.kw + kx];
                     let (a, b) = g.cols(kx);
@@ -323,8 +333,9 @@ simd! {
                             *o += wv * i;
                         }
                     } else {
-                        for (j, o) in o.iter_mut().enumerate() {
-                            *o += wv * irow[ix0 + j * g.sw];
+                        let at = (ix0 % g.sw) * plen + ix0 / g.sw;
+                        for (o, &i) in o.iter_mut().zip(&phases[at..at + (b - a)]) {
+                            *o += wv * i;
                         }
                     }
                 }
