@@ -24,16 +24,25 @@ const ROWS: usize = 6;
 const PANEL_512: usize = 32;
 const ROWS_512: usize = 8;
 
-/// Whether this CPU runs the AVX-512 tile.
+/// Whether the AVX-512 tile runs: the CPU has AVX-512F and the
+/// environment variable `NETDSL_NO_AVX512` is not set (CI sets it to run
+/// the parity tests on the AVX2 tile too, on machines that all have
+/// AVX-512). Read once per process.
 fn has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        if std::env::var_os("NETDSL_NO_AVX512").is_some() {
+            return false;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
 }
 
 /// `W_hh` (`[cols, k]` row-major) in panels of `width` columns (16, or 32
