@@ -741,16 +741,11 @@ pub(crate) fn f32_nchw<'a>(
     storage: &'a candle_core::CpuStorage,
     layout: &candle_core::Layout,
 ) -> candle_core::Result<(&'a [f32], [usize; 4])> {
-    let candle_core::CpuStorage::F32(data) = storage else {
-        candle_core::bail!("{op}: expected an f32 input");
-    };
-    let Some((o1, o2)) = layout.contiguous_offsets() else {
-        candle_core::bail!("{op}: the input must be contiguous");
-    };
+    let data = crate::host::f32_slice(op, storage, layout)?;
     let [b, c, h, w] = *layout.shape().dims() else {
         candle_core::bail!("{op}: expected [B, C, H, W], got {:?}", layout.shape());
     };
-    Ok((&data[o1..o2], [b, c, h, w]))
+    Ok((data, [b, c, h, w]))
 }
 
 #[cfg(test)]

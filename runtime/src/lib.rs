@@ -20,6 +20,7 @@ mod dropout;
 mod error;
 mod filter;
 mod filter_fft;
+mod host;
 pub mod layers;
 mod linear;
 mod merge;

@@ -11,9 +11,10 @@
 //! classifiers read 234 and 494 MB of weights per image). Otherwise, and
 //! whenever a gradient is tracked, candle's matmul and a bias add.
 
-use candle_core::{CpuStorage, DType, Storage, Tensor};
+use candle_core::{DType, Tensor};
 
 use crate::conv::math::simd;
+use crate::host::with_f32;
 use crate::Result;
 
 /// Rows from which the packed kernel pays for packing the weight per call.
@@ -82,17 +83,6 @@ fn plain_product(
 /// products ([`matvec`]): each weight row is read once from memory for all
 /// of them, where a matrix multiply packs the weight first.
 const MATVEC_ROWS: usize = 8;
-
-/// The f32 data of a contiguous CPU tensor, borrowed (no copy: a
-/// classifier's weight is hundreds of megabytes).
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(CpuStorage::F32(v)) = &*storage else {
-        return None;
-    };
-    let (a, b) = layout.contiguous_offsets()?;
-    Some(f(&v[a..b]))
-}
 
 simd! {
     /// `y[r, j] = b[j] + Σ_k x[r, k] w[j, k]` for output columns `j0..j0 + n`

@@ -66,10 +66,9 @@ fn batch_norm_train_cpu<A: MaybeTensor>(
     n: usize,
 ) -> Result<Tensor> {
     let x = x.contiguous()?;
-    let (mean, var) = {
-        let xv = x.flatten_all()?.to_vec1::<f32>()?;
-        crate::norm_kernel::channel_stats(&xv, x.dims())
-    };
+    let dims = x.dims().to_vec();
+    let (mean, var) = crate::host::with_f32(&x, |xv| crate::norm_kernel::channel_stats(xv, &dims))
+        .ok_or_else(|| candle_core::Error::Msg("batch_norm: f32 CPU data expected".into()))?;
     let invstd: Vec<f32> = var
         .iter()
         .map(|v| 1.0 / (*v as f64 + eps).sqrt() as f32)

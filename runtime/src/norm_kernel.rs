@@ -16,6 +16,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::conv::cpu::SyncPtr;
+use crate::host::f32_slice;
 
 /// `x` `[N, C, S..]` as `(N, C, S)`.
 fn ncs(dims: &[usize]) -> (usize, usize, usize) {
@@ -52,15 +53,6 @@ pub(crate) struct BnTrain {
     pub invstd: Arc<Vec<f32>>,
 }
 
-fn f32s<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => Err(candle_core::Error::Msg(format!(
-            "batch_norm: {what} must be contiguous f32 on the CPU"
-        ))),
-    }
-}
-
 impl CustomOp3 for BnTrain {
     fn name(&self) -> &'static str {
         "netdsl-batch-norm-train"
@@ -75,10 +67,11 @@ impl CustomOp3 for BnTrain {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let op = "batch_norm";
         let (x, g, b) = (
-            f32s(s1, l1, "x")?,
-            f32s(s2, l2, "weight")?,
-            f32s(s3, l3, "bias")?,
+            f32_slice(op, s1, l1)?,
+            f32_slice(op, s2, l2)?,
+            f32_slice(op, s3, l3)?,
         );
         let (n, c, s) = ncs(l1.dims());
         let mut y = vec![0f32; x.len()];

@@ -22,9 +22,10 @@
 //! Fast paths: max pooling of f32 CPU data without an autograd graph runs
 //! a direct kernel ([`max_pool_planes`]: the window maxima along W, then
 //! along H, planes split over the threads). Otherwise, when the input
-//! records no autograd graph (`!x.track_op()`), and candle's own `max_pool2d_with_stride` / `avg_pool2d_with_stride`
-//! compute exactly the same thing (no padding, no dilation, floor-sized
-//! output; adaptive pooling whose output divides the input), those are used.
+//! records no autograd graph (`!x.track_op()`), and candle's own
+//! `max_pool2d_with_stride` / `avg_pool2d_with_stride` compute exactly
+//! the same thing (no padding, no dilation, floor-sized output; adaptive
+//! pooling whose output divides the input), those are used.
 //! Inputs that track gradients always take the composed path, so gradients
 //! never go through candle's pooling backward.
 
@@ -287,9 +288,11 @@ pub fn max_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
     let (oh, ow) = p.check("max_pool2d", h, w)?;
     if !x.track_op() && x.dtype() == candle_core::DType::F32 && x.device().is_cpu() {
         let (b, c, _, _) = x.dims4()?;
-        let xv = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let y = max_pool_planes(&xv, (h, w), &p.axis_windows(0, oh), &p.axis_windows(1, ow));
-        return Ok(Tensor::from_vec(y, (b, c, oh, ow), x.device())?);
+        let (rows, cols) = (p.axis_windows(0, oh), p.axis_windows(1, ow));
+        let x = x.contiguous()?;
+        if let Some(y) = crate::host::with_f32(&x, |xv| max_pool_planes(xv, (h, w), &rows, &cols)) {
+            return Ok(Tensor::from_vec(y, (b, c, oh, ow), x.device())?);
+        }
     }
     if p.padding == (0, 0)
         && p.dilation == (1, 1)

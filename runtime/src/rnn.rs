@@ -500,13 +500,7 @@ mod cell_op {
     }
 
     fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-        let data = s.as_slice::<f32>()?;
-        match l.contiguous_offsets() {
-            Some((a, b)) if b <= data.len() => Ok(&data[a..b]),
-            _ => Err(candle_core::Error::Msg(
-                "lstm cell: inputs must be contiguous".into(),
-            )),
-        }
+        crate::host::f32_slice("lstm cell", s, l)
     }
 
     fn sig(x: f32) -> f32 {

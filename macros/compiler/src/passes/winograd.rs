@@ -74,15 +74,15 @@ pub fn run(ir: &mut Pass) {
             {
                 let batch = size(&step.input[0], 1);
                 let (direct, wino) = costs(cin, *out_ch, batch, size(oh, 32), size(ow, 32));
-                Some(wino / direct).filter(|r| *r <= 0.8)
+                wino <= 0.8 * direct
             }
-            _ => None,
+            _ => false,
         };
         *prepared = Some(Prepared {
             slot,
-            winograd: chosen.is_some(),
+            winograd: chosen,
         });
-        if chosen.is_some() {
+        if chosen {
             // The same line at every use of a block (listed once): the
             // modelled ratio differs between uses.
             ir.fusions.push(super::line(
