@@ -32,6 +32,7 @@ mod resize;
 mod rng;
 mod rnn;
 mod rnn_kernel;
+mod rnn_train;
 mod seq;
 mod shape;
 mod summary;

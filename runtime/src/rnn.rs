@@ -243,7 +243,10 @@ pub fn rnn(
         && !tracked(Some(x))
         && !tracked(inputs.h0)
         && !tracked(inputs.c0);
-    let masks = match (&lens, fast) {
+    // Differentiable on the CPU in f32 without a projection: one op per
+    // layer-direction with its own backward (`rnn_train`).
+    let whole = !fast && x.dtype() == DType::F32 && x.device().is_cpu() && spec.proj == 0;
+    let masks = match (&lens, fast || whole) {
         (Some(l), false) => Some(step_masks(l, t_len, x.dtype(), x)?),
         _ => None,
     };
@@ -263,7 +266,18 @@ pub fn rnn(
                 (Cell::Lstm, None) => Some(Tensor::zeros((batch, h), x.dtype(), x.device())?),
                 _ => None,
             };
-            let (out, hn, cn) = if fast {
+            let (out, hn, cn) = if whole {
+                whole_direction(
+                    &seq,
+                    p,
+                    k,
+                    spec,
+                    d == 1,
+                    &h_init,
+                    c_init.as_ref(),
+                    lens.as_deref(),
+                )?
+            } else if fast {
                 fast::direction(
                     &seq,
                     p,
@@ -373,19 +387,25 @@ fn input_projection(
     let mut xp = xs
         .reshape((t_len * batch, feat))?
         .matmul(&p.weight_ih[k].t()?)?;
-    if let Some(b) = p.bias_ih.get(k) {
-        xp = xp.broadcast_add(b)?;
-    }
+    // Both biases summed first (a `[G·H]` vector): one pass over `xp`.
+    let mut bias = p.bias_ih.get(k).cloned();
     let mut b_hn = None;
     if let Some(b) = p.bias_hh.get(k) {
-        if spec.cell == Cell::Gru {
+        let folded = if spec.cell == Cell::Gru {
             let rz = b.narrow(0, 0, 2 * hid)?;
             let zeros = Tensor::zeros(hid, b.dtype(), b.device())?;
-            xp = xp.broadcast_add(&Tensor::cat(&[&rz, &zeros], 0)?)?;
             b_hn = Some(b.narrow(0, 2 * hid, hid)?);
+            Tensor::cat(&[&rz, &zeros], 0)?
         } else {
-            xp = xp.broadcast_add(b)?;
-        }
+            b.clone()
+        };
+        bias = Some(match bias {
+            Some(a) => a.add(&folded)?,
+            None => folded,
+        });
+    }
+    if let Some(b) = bias {
+        xp = xp.broadcast_add(&b)?;
     }
     Ok((xp, b_hn))
 }
@@ -467,6 +487,84 @@ fn direction(
     }
     let outs: Vec<Tensor> = outs.into_iter().flatten().collect();
     let out = Tensor::stack(&outs, 0)?;
+    Ok((out, h, c))
+}
+
+/// One layer in one direction as one differentiable op over the whole
+/// sequence (`rnn_train::SeqOp`): the input projection, the steps and
+/// their backward in the op; only the weights' concatenation and the
+/// biases' sum are candle ops.
+#[allow(clippy::too_many_arguments)]
+fn whole_direction(
+    xs: &Tensor,
+    p: &RnnParams,
+    k: usize,
+    spec: RnnSpec,
+    reverse: bool,
+    h_init: &Tensor,
+    c_init: Option<&Tensor>,
+    lens: Option<&[usize]>,
+) -> Result<DirOut> {
+    let (t_len, batch, _) = xs.dims3()?;
+    let (hid, gh) = (spec.hidden, spec.cell.gates() * spec.hidden);
+    let w = Tensor::cat(&[&p.weight_ih[k], &p.weight_hh[k]], 1)?;
+    // b_ih + b_hh, but GRU's candidate part of b_hh (inside r * (..)).
+    let zeros = || Tensor::zeros(gh, xs.dtype(), xs.device());
+    let mut bias = match p.bias_ih.get(k) {
+        Some(b) => b.clone(),
+        None => zeros()?,
+    };
+    let mut b_hn = None;
+    if let Some(b) = p.bias_hh.get(k) {
+        if spec.cell == Cell::Gru {
+            let rz = b.narrow(0, 0, 2 * hid)?;
+            let pad = Tensor::zeros(hid, b.dtype(), b.device())?;
+            bias = bias.add(&Tensor::cat(&[&rz, &pad], 0)?)?;
+            b_hn = Some(b.narrow(0, 2 * hid, hid)?);
+        } else {
+            bias = bias.add(b)?;
+        }
+    }
+    let mut extra = vec![h_init.flatten_all()?];
+    if spec.cell == Cell::Lstm {
+        let c =
+            c_init.ok_or_else(|| candle_core::Error::Msg("LSTM without a cell state".into()))?;
+        extra.push(c.flatten_all()?);
+    }
+    extra.push(bias);
+    if spec.cell == Cell::Gru {
+        extra.push(match b_hn {
+            Some(b) => b,
+            None => Tensor::zeros(hid, xs.dtype(), xs.device())?,
+        });
+    }
+    let extra = Tensor::cat(&extra, 0)?.contiguous()?;
+    let op = crate::rnn_train::SeqOp {
+        cell: spec.cell,
+        hid,
+        reverse,
+        lens: lens.map(<[usize]>::to_vec),
+        saved: Default::default(),
+    };
+    // The state after each step, then (LSTM) the final cell state.
+    let all = xs.contiguous()?.apply_op3(&w.contiguous()?, &extra, op)?;
+    let states = all.narrow(0, 0, t_len)?;
+    let h = states.get(if reverse { 0 } else { t_len - 1 })?;
+    let c = match spec.cell {
+        Cell::Lstm => Some(all.get(t_len)?),
+        _ => None,
+    };
+    // Past a sequence's end the op carries the state; the output is zero.
+    let out = match lens {
+        Some(l) => {
+            let m: Vec<f32> = (0..t_len)
+                .flat_map(|t| l.iter().map(move |&n| if t < n { 1.0 } else { 0.0 }))
+                .collect();
+            let m = Tensor::from_vec(m, (t_len, batch, 1), xs.device())?;
+            states.broadcast_mul(&m)?
+        }
+        None => states,
+    };
     Ok((out, h, c))
 }
 
@@ -596,7 +694,7 @@ fn sigmoid(x: &Tensor) -> Result<Tensor> {
 /// projection) and the gates in one pass, with a vectorisable `exp`. Used
 /// when nothing needs a gradient; the candle path above is the reference
 /// and the training path.
-mod fast {
+pub(crate) mod fast {
     use candle_core::{Device, Tensor};
 
     use super::{Cell, DirOut, RnnParams, RnnSpec};
@@ -640,7 +738,7 @@ mod fast {
     /// `dst (+)= lhs x rhs` for `m x k` by `k x n`, each operand and the
     /// result given by its element strides `(row, column)`.
     #[allow(clippy::too_many_arguments)]
-    fn matmul(
+    pub(crate) fn matmul(
         dst: &mut [f32],
         (d_rs, d_cs): (usize, usize),
         acc: bool,
@@ -698,7 +796,7 @@ mod fast {
     /// `sigmoid` over a slice, in place: 8 lanes at a time with AVX2 and
     /// FMA (LLVM leaves the scalar loop scalar: the float-to-integer
     /// conversion in `exp` defeats its vectoriser), else the plain loop.
-    fn sigmoid_all(v: &mut [f32]) {
+    pub(crate) fn sigmoid_all(v: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2")
@@ -714,7 +812,7 @@ mod fast {
     }
 
     /// `tanh` over a slice, in place, as [`sigmoid_all`].
-    fn tanh_all(v: &mut [f32]) {
+    pub(crate) fn tanh_all(v: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2")
@@ -1057,5 +1155,189 @@ mod fast {
             None
         };
         Ok((out, h, c))
+    }
+}
+
+/// The whole-sequence op against the step-by-step candle path, the
+/// reference it replaces in training: outputs, final states and every
+/// gradient, for each cell, both directions, with and without lengths and
+/// initial states.
+#[cfg(test)]
+mod whole_tests {
+    use candle_core::{Device, Tensor, Var};
+
+    use super::*;
+
+    fn rand(shape: &[usize], seed: u64) -> Var {
+        // A fixed pseudo-random fill in (-1, 1).
+        let n: usize = shape.iter().product();
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect();
+        Var::from_tensor(&Tensor::from_vec(v, shape, &Device::Cpu).unwrap()).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        a.sub(b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_whole_sequence_op_equals_the_step_by_step_path() {
+        let (t_len, batch, feat, hid) = (5, 3, 4, 6);
+        let lens = [5usize, 2, 4];
+        let cells = [Cell::RnnTanh, Cell::RnnRelu, Cell::Lstm, Cell::Gru];
+        for (ci, cell) in cells.into_iter().enumerate() {
+            for reverse in [false, true] {
+                for with_lens in [false, true] {
+                    for init in [false, true] {
+                        for bias in [false, true] {
+                            let seed = (ci * 16 + usize::from(reverse) * 8) as u64
+                                + u64::from(with_lens) * 4
+                                + u64::from(init) * 2
+                                + u64::from(bias);
+                            let g = cell.gates() * hid;
+                            let x = rand(&[t_len, batch, feat], seed);
+                            let w_ih = rand(&[g, feat], seed + 100);
+                            let w_hh = rand(&[g, hid], seed + 200);
+                            let b_ih = rand(&[g], seed + 300);
+                            let b_hh = rand(&[g], seed + 400);
+                            let h0 = rand(&[batch, hid], seed + 500);
+                            let c0 = rand(&[batch, hid], seed + 600);
+                            let p = RnnParams {
+                                weight_ih: vec![w_ih.as_tensor().clone()],
+                                weight_hh: vec![w_hh.as_tensor().clone()],
+                                bias_ih: if bias {
+                                    vec![b_ih.as_tensor().clone()]
+                                } else {
+                                    vec![]
+                                },
+                                bias_hh: if bias {
+                                    vec![b_hh.as_tensor().clone()]
+                                } else {
+                                    vec![]
+                                },
+                                weight_hr: vec![],
+                            };
+                            let spec = RnnSpec {
+                                cell,
+                                hidden: hid,
+                                proj: 0,
+                                layers: 1,
+                                bidirectional: false,
+                                batch_first: false,
+                                dropout: 0.0,
+                            };
+                            let h_init = if init {
+                                h0.as_tensor().clone()
+                            } else {
+                                Tensor::zeros((batch, hid), DType::F32, &Device::Cpu).unwrap()
+                            };
+                            let c_init = (cell == Cell::Lstm).then(|| {
+                                if init {
+                                    c0.as_tensor().clone()
+                                } else {
+                                    Tensor::zeros((batch, hid), DType::F32, &Device::Cpu).unwrap()
+                                }
+                            });
+                            let l = with_lens.then_some(&lens[..]);
+                            let masks =
+                                l.map(|l| step_masks(l, t_len, DType::F32, x.as_tensor()).unwrap());
+                            let xs = x.as_tensor();
+                            let want = direction(
+                                xs,
+                                &p,
+                                0,
+                                spec,
+                                reverse,
+                                h_init.clone(),
+                                c_init.clone(),
+                                masks.as_deref(),
+                                cell.gates(),
+                            )
+                            .unwrap();
+                            let got = whole_direction(
+                                xs,
+                                &p,
+                                0,
+                                spec,
+                                reverse,
+                                &h_init,
+                                c_init.as_ref(),
+                                l,
+                            )
+                            .unwrap();
+                            let case = format!(
+                                "{cell:?} reverse {reverse} lengths {with_lens} init {init} bias {bias}"
+                            );
+                            // A loss that weighs every output and final state differently.
+                            let loss = |o: &DirOut| {
+                                let mut l =
+                                    o.0.mul(&rand(o.0.dims(), 7).as_tensor().clone())
+                                        .unwrap()
+                                        .sum_all()
+                                        .unwrap()
+                                        .add(
+                                            &o.1.mul(rand(o.1.dims(), 8).as_tensor())
+                                                .unwrap()
+                                                .sum_all()
+                                                .unwrap(),
+                                        )
+                                        .unwrap();
+                                if let Some(c) = &o.2 {
+                                    l = l
+                                        .add(
+                                            &c.mul(rand(c.dims(), 9).as_tensor())
+                                                .unwrap()
+                                                .sum_all()
+                                                .unwrap(),
+                                        )
+                                        .unwrap();
+                                }
+                                l.backward().unwrap()
+                            };
+                            assert!(max_diff(&want.0, &got.0) < 1e-5, "{case}: output");
+                            assert!(max_diff(&want.1, &got.1) < 1e-5, "{case}: h_n");
+                            if let (Some(a), Some(b)) = (&want.2, &got.2) {
+                                assert!(max_diff(a, b) < 1e-5, "{case}: c_n");
+                            }
+                            let (gw, gg) = (loss(&want), loss(&got));
+                            let mut vars = vec![("x", &x), ("w_ih", &w_ih), ("w_hh", &w_hh)];
+                            if bias {
+                                vars.extend([("b_ih", &b_ih), ("b_hh", &b_hh)]);
+                            }
+                            if init {
+                                vars.push(("h0", &h0));
+                                if cell == Cell::Lstm {
+                                    vars.push(("c0", &c0));
+                                }
+                            }
+                            for (name, v) in vars {
+                                let a = gw.get(v.as_tensor()).unwrap();
+                                let b = gg
+                                    .get(v.as_tensor())
+                                    .unwrap_or_else(|| panic!("{case}: no gradient for {name}"));
+                                let d = max_diff(a, b);
+                                assert!(d < 1e-4, "{case}: gradient of {name} differs by {d}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }

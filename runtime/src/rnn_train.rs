@@ -1,0 +1,521 @@
+//! The recurrent layers' differentiable path on the CPU in `f32`: one
+//! custom op per layer and direction runs every step, and its backward
+//! runs backpropagation through time in one pass.
+//!
+//! Built step by step from candle ops, a 100-step LSTM layer is about 800
+//! autograd nodes, and the backward of each step's `get(t)` of the input
+//! projection writes a zero tensor the size of the whole projection: the
+//! training step was 16x PyTorch's. Here the forward projects the whole
+//! input with one product on the packed kernel, and keeps, per step and
+//! batch row, what the backward needs (so nothing is recomputed); the
+//! backward walks the steps in reverse with one `[B, G·H] x [G·H, H]`
+//! product per step on the packed kernel, then gives the input's gradient
+//! in one product and both weights' in one matrix multiply over all steps.
+//! Nothing the size of the gates passes through candle's autograd, whose
+//! every edge allocates a zero tensor and adds to it.
+//!
+//! The op's inputs are the sequence `x` `[T, B, F]`, the weights `[W_ih |
+//! W_hh]` `[G·H, F + H]`, and one flat vector of the initial states, the
+//! summed bias `[G·H]` (`b_ih` plus `b_hh`, but GRU's candidate part) and
+//! GRU's `b_hn`. Its output is the hidden state after every step `[T, B,
+//! H]` (carried unchanged past a sequence's end, so that the final state is
+//! the last processed step's) and, for an LSTM, one more row: the final
+//! cell state. What the backward reads besides (LSTM: `c, i, f, g, o` per
+//! step and row; GRU: `r, z, n` and `W_hn h + b_hn`) stays inside the op,
+//! which the autograd graph keeps until the backward has run.
+
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+
+use crate::rnn::fast::{matmul, sigmoid_all, tanh_all};
+use crate::rnn::Cell;
+use crate::rnn_kernel::{recurrent, Packed};
+
+/// One layer-direction over a whole sequence, with its backward.
+pub(crate) struct SeqOp {
+    pub cell: Cell,
+    pub hid: usize,
+    pub reverse: bool,
+    /// Each batch row's length (packed-sequence semantics); all `T` when
+    /// absent.
+    pub lens: Option<Vec<usize>>,
+    /// Written by the forward for the backward: per step and row, `width`
+    /// floats.
+    pub saved: Mutex<Vec<f32>>,
+}
+
+/// The sizes of one call: steps, batch, input features.
+#[derive(Clone, Copy)]
+struct Dims {
+    t: usize,
+    b: usize,
+    f: usize,
+}
+
+/// The flat vector of initial states and biases, split.
+struct Extra<'a> {
+    h0: &'a [f32],
+    c0: &'a [f32],
+    bias: &'a [f32],
+    b_hn: &'a [f32],
+}
+
+impl SeqOp {
+    /// Floats per step and row kept for the backward.
+    fn width(&self) -> usize {
+        self.hid
+            * match self.cell {
+                Cell::RnnTanh | Cell::RnnRelu => 0,
+                Cell::Lstm => 5,
+                Cell::Gru => 4,
+            }
+    }
+
+    fn gh(&self) -> usize {
+        self.cell.gates() * self.hid
+    }
+
+    /// The flat vector's parts: `h0` `[B·H]`, `c0` `[B·H]` (LSTM), the
+    /// summed bias `[G·H]`, `b_hn` `[H]` (GRU).
+    fn extra_parts(&self, b: usize) -> [usize; 4] {
+        let bh = b * self.hid;
+        [
+            bh,
+            if self.cell == Cell::Lstm { bh } else { 0 },
+            self.gh(),
+            if self.cell == Cell::Gru { self.hid } else { 0 },
+        ]
+    }
+
+    fn split<'a>(&self, b: usize, v: &'a [f32]) -> Extra<'a> {
+        let [a, c, g, _] = self.extra_parts(b);
+        let (h0, rest) = v.split_at(a);
+        let (c0, rest) = rest.split_at(c);
+        let (bias, b_hn) = rest.split_at(g);
+        Extra { h0, c0, bias, b_hn }
+    }
+
+    /// The time index of processing step `s`.
+    fn time(&self, s: usize, t_len: usize) -> usize {
+        if self.reverse {
+            t_len - 1 - s
+        } else {
+            s
+        }
+    }
+
+    fn live(&self, b: usize, t: usize) -> bool {
+        self.lens
+            .as_ref()
+            .is_none_or(|l| l.get(b).is_some_and(|&n| t < n))
+    }
+
+    fn check(&self, x: &[usize], w: usize, extra: usize) -> candle_core::Result<Dims> {
+        let &[t, b, f] = x else {
+            candle_core::bail!("recurrent sequence op: the input must be [T, B, F], not {x:?}");
+        };
+        if t == 0
+            || b == 0
+            || self.hid == 0
+            || w != self.gh() * (f + self.hid)
+            || extra != self.extra_parts(b).iter().sum::<usize>()
+            || self.lens.as_ref().is_some_and(|l| l.len() != b)
+        {
+            candle_core::bail!(
+                "recurrent sequence op: weights of {w} and states of {extra} floats do not fit \
+                 an input {x:?} and a {:?} cell with hidden size {}",
+                self.cell,
+                self.hid
+            );
+        }
+        Ok(Dims { t, b, f })
+    }
+}
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    crate::host::f32_slice("recurrent sequence op", s, l)
+}
+
+fn floats(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+    t.flatten_all()?.to_vec1::<f32>()
+}
+
+/// `[W_ih | W_hh]` `[G·H, F + H]` split into its two row-major parts.
+fn split_weights(w: &[f32], f: usize, hid: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut w_ih = Vec::with_capacity(w.len() / (f + hid).max(1) * f);
+    let mut w_hh = Vec::with_capacity(w.len() / (f + hid).max(1) * hid);
+    for row in w.chunks_exact(f + hid) {
+        w_ih.extend_from_slice(&row[..f]);
+        w_hh.extend_from_slice(&row[f..]);
+    }
+    (w_ih, w_hh)
+}
+
+/// `w` `[rows, cols]` row-major, transposed.
+fn transposed(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; w.len()];
+    for (r, row) in w.chunks_exact(cols).enumerate().take(rows) {
+        for (c, &v) in row.iter().enumerate() {
+            t[c * rows + r] = v;
+        }
+    }
+    t
+}
+
+impl CustomOp3 for SeqOp {
+    fn name(&self) -> &'static str {
+        "netdsl-recurrent-sequence"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, w_cat, extra) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let Dims {
+            t: t_len,
+            b: batch,
+            f,
+        } = self.check(l1.dims(), w_cat.len(), extra.len())?;
+        let (hid, wd, gh) = (self.hid, self.width(), self.gh());
+        let lstm = self.cell == Cell::Lstm;
+        let e = self.split(batch, extra);
+        let (w_ih, w_hh) = split_weights(w_cat, f, hid);
+        // The input projection of every step, the bias first: [T·B, G·H].
+        let rows = t_len * batch;
+        let mut xp = e.bias.repeat(rows);
+        recurrent(&mut xp, true, x, rows, &Packed::new(&w_ih, gh, f));
+        let w = Packed::new(&w_hh, gh, hid);
+        let mut h = e.h0.to_vec();
+        let mut c = e.c0.to_vec();
+        // The hidden state after each step, then (LSTM) the final cell state.
+        let mut out = vec![0f32; (t_len + usize::from(lstm)) * batch * hid];
+        let mut saved = vec![0f32; t_len * batch * wd];
+        let mut hh = vec![
+            0f32;
+            if self.cell == Cell::Gru {
+                batch * gh
+            } else {
+                0
+            }
+        ];
+        for s in 0..t_len {
+            let t = self.time(s, t_len);
+            let gates = &mut xp[t * batch * gh..(t + 1) * batch * gh];
+            match self.cell {
+                Cell::Gru => recurrent(&mut hh, false, &h, batch, &w),
+                _ => recurrent(gates, true, &h, batch, &w),
+            }
+            let keep = &mut saved[t * batch * wd..(t + 1) * batch * wd];
+            for b in 0..batch {
+                let hr = &mut h[b * hid..(b + 1) * hid];
+                let row = &mut keep[b * wd..(b + 1) * wd];
+                if !self.live(b, t) {
+                    // The state is carried (and LSTM's cell state kept for
+                    // the next step's backward); the backward passes the
+                    // gradient through.
+                    if lstm {
+                        row[..hid].copy_from_slice(&c[b * hid..(b + 1) * hid]);
+                    }
+                    continue;
+                }
+                let gr = &mut gates[b * gh..(b + 1) * gh];
+                match self.cell {
+                    Cell::RnnTanh => {
+                        tanh_all(gr);
+                        hr.copy_from_slice(gr);
+                    }
+                    Cell::RnnRelu => {
+                        for (h, &x) in hr.iter_mut().zip(gr.iter()) {
+                            *h = x.max(0.0);
+                        }
+                    }
+                    Cell::Lstm => {
+                        sigmoid_all(&mut gr[..2 * hid]);
+                        tanh_all(&mut gr[2 * hid..3 * hid]);
+                        sigmoid_all(&mut gr[3 * hid..]);
+                        let cr = &mut c[b * hid..(b + 1) * hid];
+                        let (i, rest) = gr.split_at(hid);
+                        let (fg, rest) = rest.split_at(hid);
+                        let (g, o) = rest.split_at(hid);
+                        for j in 0..hid {
+                            cr[j] = fg[j] * cr[j] + i[j] * g[j];
+                        }
+                        hr.copy_from_slice(cr);
+                        tanh_all(hr);
+                        for j in 0..hid {
+                            hr[j] *= o[j];
+                        }
+                        row[..hid].copy_from_slice(cr);
+                        row[hid..].copy_from_slice(gr);
+                    }
+                    Cell::Gru => {
+                        let hhr = &hh[b * gh..(b + 1) * gh];
+                        let (rz, n) = gr.split_at_mut(2 * hid);
+                        for (x, y) in rz.iter_mut().zip(&hhr[..2 * hid]) {
+                            *x += y;
+                        }
+                        sigmoid_all(rz);
+                        let (r, z) = rz.split_at(hid);
+                        let hn = &mut row[3 * hid..];
+                        for j in 0..hid {
+                            hn[j] = hhr[2 * hid + j] + e.b_hn[j];
+                            n[j] += r[j] * hn[j];
+                        }
+                        tanh_all(n);
+                        for j in 0..hid {
+                            hr[j] = n[j] + z[j] * (hr[j] - n[j]);
+                        }
+                        row[..3 * hid].copy_from_slice(gr);
+                    }
+                }
+            }
+            out[t * batch * hid..(t + 1) * batch * hid].copy_from_slice(&h);
+        }
+        if lstm {
+            out[t_len * batch * hid..].copy_from_slice(&c);
+        }
+        *self
+            .saved
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("recurrent sequence op: poisoned".into()))? =
+            saved;
+        let rows = t_len + usize::from(lstm);
+        Ok((CpuStorage::F32(out), Shape::from((rows, batch, hid))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w_cat: &Tensor,
+        extra: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (xv, w, e) = (floats(x)?, floats(w_cat)?, floats(extra)?);
+        let dims = self.check(x.dims(), w.len(), e.len())?;
+        let (hid, wd) = (self.hid, self.width());
+        let lstm = self.cell == Cell::Lstm;
+        let saved = self
+            .saved
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("recurrent sequence op: poisoned".into()))?;
+        let (res, grad) = (res.contiguous()?, grad.contiguous()?);
+        let run = |out: &[f32], dy: &[f32]| {
+            let rows = (dims.t + usize::from(lstm)) * dims.b * hid;
+            if out.len() != rows || dy.len() != rows || saved.len() != dims.t * dims.b * wd {
+                candle_core::bail!(
+                    "recurrent sequence op: the backward's output or gradient is misshaped"
+                );
+            }
+            Ok(self.backward(dims, &xv, &w, &e, out, &saved, dy))
+        };
+        let (dx, dw, dextra) =
+            crate::host::with_f32(&res, |out| crate::host::with_f32(&grad, |dy| run(out, dy)))
+                .flatten()
+                .ok_or_else(|| {
+                    candle_core::Error::Msg("recurrent sequence op: not f32 CPU".into())
+                })??;
+        let dev = x.device();
+        Ok((
+            Some(Tensor::from_vec(dx, x.shape(), dev)?),
+            Some(Tensor::from_vec(dw, w_cat.shape(), dev)?),
+            Some(Tensor::from_vec(dextra, extra.shape(), dev)?),
+        ))
+    }
+}
+
+type Grads = (Vec<f32>, Vec<f32>, Vec<f32>);
+
+impl SeqOp {
+    /// Backpropagation through time: `out` is the forward's output (the
+    /// state after each step, then LSTM's final cell state), `saved` what
+    /// it kept, `dy` the gradient of `out`. Gives the gradients of `x`,
+    /// `[W_ih | W_hh]` and the flat initial states and biases.
+    #[allow(clippy::too_many_arguments)]
+    fn backward(
+        &self,
+        Dims {
+            t: t_len,
+            b: batch,
+            f,
+        }: Dims,
+        x: &[f32],
+        w_cat: &[f32],
+        extra: &[f32],
+        out: &[f32],
+        saved: &[f32],
+        dy: &[f32],
+    ) -> Grads {
+        let (hid, wd, gh) = (self.hid, self.width(), self.gh());
+        let lstm = self.cell == Cell::Lstm;
+        let gru = self.cell == Cell::Gru;
+        let e = self.split(batch, extra);
+        let (w_ih, w_hh) = split_weights(w_cat, f, hid);
+        // Packed transposes: dh[b, j] += Σ_g dg[b, g] W_hh[g, j], and the
+        // same for the input with W_ih.
+        let wt_hh = Packed::new(&transposed(&w_hh, gh, hid), hid, gh);
+        let bh = batch * hid;
+        // The hidden state each step started from, [T, B, H] in time order.
+        let mut h_prev = vec![0f32; t_len * bh];
+        for s in 0..t_len {
+            let t = self.time(s, t_len);
+            let src = if s == 0 {
+                e.h0
+            } else {
+                let p = self.time(s - 1, t_len);
+                &out[p * bh..(p + 1) * bh]
+            };
+            h_prev[t * bh..(t + 1) * bh].copy_from_slice(src);
+        }
+        let mut dxp = vec![0f32; t_len * batch * gh];
+        // The gradient of the recurrent product's output, where it differs
+        // from `dxp` (GRU's candidate part is multiplied by `r`).
+        let mut dhh = vec![0f32; if gru { t_len * batch * gh } else { 0 }];
+        let mut db_hn = vec![0f32; if gru { hid } else { 0 }];
+        let mut dh = vec![0f32; bh];
+        // The cell state's gradient starts from c_n's.
+        let mut dc = if lstm {
+            dy[t_len * bh..].to_vec()
+        } else {
+            Vec::new()
+        };
+        let mut tc = vec![0f32; hid];
+        for s in (0..t_len).rev() {
+            let t = self.time(s, t_len);
+            // The cell state each step started from (LSTM).
+            let c_prev = |b: usize| -> &[f32] {
+                if s == 0 {
+                    &e.c0[b * hid..(b + 1) * hid]
+                } else {
+                    let p = (self.time(s - 1, t_len) * batch + b) * wd;
+                    &saved[p..p + hid]
+                }
+            };
+            for b in 0..batch {
+                let dhr = &mut dh[b * hid..(b + 1) * hid];
+                let at = (t * batch + b) * hid;
+                for (d, g) in dhr.iter_mut().zip(&dy[at..at + hid]) {
+                    *d += g;
+                }
+                if !self.live(b, t) {
+                    // The state passed through unchanged: so does its gradient.
+                    continue;
+                }
+                let row = &saved[(t * batch + b) * wd..(t * batch + b + 1) * wd];
+                let hr = &out[at..at + hid];
+                let r0 = (t * batch + b) * gh;
+                let dg = &mut dxp[r0..r0 + gh];
+                match self.cell {
+                    Cell::RnnTanh => {
+                        for j in 0..hid {
+                            dg[j] = dhr[j] * (1.0 - hr[j] * hr[j]);
+                            dhr[j] = 0.0;
+                        }
+                    }
+                    Cell::RnnRelu => {
+                        for j in 0..hid {
+                            dg[j] = if hr[j] > 0.0 { dhr[j] } else { 0.0 };
+                            dhr[j] = 0.0;
+                        }
+                    }
+                    Cell::Lstm => {
+                        let cp = c_prev(b);
+                        let dcr = &mut dc[b * hid..(b + 1) * hid];
+                        let (cn, gates) = (&row[..hid], &row[hid..]);
+                        tc.copy_from_slice(cn);
+                        tanh_all(&mut tc);
+                        for j in 0..hid {
+                            let (i, fg) = (gates[j], gates[hid + j]);
+                            let (g, o) = (gates[2 * hid + j], gates[3 * hid + j]);
+                            let dct = dcr[j] + dhr[j] * o * (1.0 - tc[j] * tc[j]);
+                            dg[j] = dct * g * i * (1.0 - i);
+                            dg[hid + j] = dct * cp[j] * fg * (1.0 - fg);
+                            dg[2 * hid + j] = dct * i * (1.0 - g * g);
+                            dg[3 * hid + j] = dhr[j] * tc[j] * o * (1.0 - o);
+                            dcr[j] = dct * fg;
+                            dhr[j] = 0.0;
+                        }
+                    }
+                    Cell::Gru => {
+                        let hp = &h_prev[at..at + hid];
+                        let (r, z) = (&row[..hid], &row[hid..2 * hid]);
+                        let (n, hn) = (&row[2 * hid..3 * hid], &row[3 * hid..]);
+                        let dr = &mut dhh[r0..r0 + gh];
+                        for j in 0..hid {
+                            let d = dhr[j];
+                            let dnp = d * (1.0 - z[j]) * (1.0 - n[j] * n[j]);
+                            let drp = dnp * hn[j] * r[j] * (1.0 - r[j]);
+                            let dzp = d * (hp[j] - n[j]) * z[j] * (1.0 - z[j]);
+                            dg[j] = drp;
+                            dg[hid + j] = dzp;
+                            dg[2 * hid + j] = dnp;
+                            dr[j] = drp;
+                            dr[hid + j] = dzp;
+                            dr[2 * hid + j] = dnp * r[j];
+                            db_hn[j] += dnp * r[j];
+                            dhr[j] = d * z[j];
+                        }
+                    }
+                }
+            }
+            // dh_prev (+)= dg · W_hh for the whole batch (rows past their
+            // end have a zero dg: their dh passes through).
+            let g_rows = if gru { &dhh } else { &dxp };
+            recurrent(
+                &mut dh,
+                true,
+                &g_rows[t * batch * gh..(t + 1) * batch * gh],
+                batch,
+                &wt_hh,
+            );
+        }
+        let rows = t_len * batch;
+        // dx = dxp · W_ih: [T·B, G·H] x [G·H, F].
+        let mut dx = vec![0f32; rows * f];
+        let wt_ih = Packed::new(&transposed(&w_ih, gh, f), f, gh);
+        recurrent(&mut dx, false, &dxp, rows, &wt_ih);
+        // [dW_ih | dW_hh] = [dxp^T x | dhh^T h_prev]: [G·H, T·B] x [T·B, F]
+        // and [G·H, T·B] x [T·B, H], written side by side.
+        let width = f + hid;
+        let mut dw = vec![0f32; gh * width];
+        matmul(
+            &mut dw,
+            (width, 1),
+            false,
+            &dxp,
+            (1, gh),
+            x,
+            (f, 1),
+            (gh, f, rows),
+        );
+        matmul(
+            &mut dw[f..],
+            (width, 1),
+            false,
+            if gru { &dhh } else { &dxp },
+            (1, gh),
+            &h_prev,
+            (hid, 1),
+            (gh, hid, rows),
+        );
+        // The bias: the sum of dxp over all rows.
+        let mut dbias = vec![0f32; gh];
+        for row in dxp.chunks_exact(gh) {
+            for (d, g) in dbias.iter_mut().zip(row) {
+                *d += g;
+            }
+        }
+        let mut dextra = dh;
+        dextra.extend_from_slice(&dc);
+        dextra.extend_from_slice(&dbias);
+        dextra.extend_from_slice(&db_hn);
+        (dx, dw, dextra)
+    }
+}
