@@ -17,8 +17,8 @@ the 5 x 5 median on 512 x 512 (`replicate`, as medianBlur) against OpenCV's
 cv2.medianBlur.
 
     pip install torch opencv-python-headless
-    cargo build --bench filter_speed      # dev profile: the runtime and
-                                          # its dependencies at opt-level 3
+    cargo build --release --bench filter_speed   # release, as users deploy
+                                                 # (see interleave.bench_binary)
     python3 scripts/bench_filters.py [--rounds 7] [--threads 2] [--only 512]
                                      [--forms]
 
@@ -50,9 +50,9 @@ KERNELS = [3, 7, 15, 31, 61]
 
 
 def rust_binary():
-    cands = [p for p in glob.glob("target/debug/deps/filter_speed-*") if not p.endswith(".d")]
+    cands = [p for p in glob.glob("target/release/deps/filter_speed-*") if not p.endswith(".d")]
     if not cands:
-        raise SystemExit("build it first: cargo build --bench filter_speed")
+        raise SystemExit("build it first: cargo build --release --bench filter_speed")
     return max(cands, key=os.path.getmtime)
 
 

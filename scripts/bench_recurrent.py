@@ -6,8 +6,8 @@ batch_first) against the same networks written in `network!`
 cross-entropy of the last step's output against fixed targets, backward,
 SGD with momentum 0.9).
 
-    cargo build --bench recurrent          # the Rust side (dev profile: the
-                                           # runtime and candle at opt-level 3)
+    cargo build --release --bench recurrent # the Rust side, release (what
+                                           # users deploy; built if missing)
     python3 scripts/bench_recurrent.py [--rounds 7] [--steps 5] [--threads 2]
 
 Each round runs the Rust side (a fresh process, one warm-up step, then

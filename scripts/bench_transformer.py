@@ -5,8 +5,8 @@ input [16, 128, 256]) and ViT-B/16 (torchvision's vit_b_16, one 224 x 224
 image), in inference, against the same networks written in `network!`
 (benches/encoder_layer.rs).
 
-    cargo build --bench encoder_layer      # the Rust side (dev profile: the
-                                           # runtime and candle at opt-level 3)
+    cargo build --release --bench encoder_layer # the Rust side, release (what
+                                           # users deploy; built if missing)
     python3 scripts/bench_transformer.py [--rounds 7] [--steps 5] [--threads 2]
 
 Each round runs the Rust side (a fresh process, one warm-up forward, then

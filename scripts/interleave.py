@@ -36,13 +36,18 @@ def interleave(ours, theirs, rounds):
 
 
 def bench_binary(name):
-    """The bench binary `name` (built now if it is not, dev profile), by
-    asking cargo: `target/debug/deps/NAME-*` can also be a test target's
-    binary of the same name (tests/recurrent.rs)."""
+    """The bench binary `name`, built now if it is not, in the release
+    profile (what `cargo bench` builds, and what users deploy): in the dev
+    profile the runtime's SIMD kernels keep the standard library's debug
+    checks (each unaligned vector load goes through a checked copy, each
+    pointer offset and dereference is checked), which cost the recurrent
+    kernel about a third of its speed. Found by asking cargo:
+    `target/*/deps/NAME-*` can also be a test target's binary of the same
+    name (tests/recurrent.rs)."""
     import json
     import subprocess
 
-    out = subprocess.run(["cargo", "build", "--bench", name, "--message-format=json"],
+    out = subprocess.run(["cargo", "build", "--release", "--bench", name, "--message-format=json"],
                          check=True, capture_output=True, text=True).stdout
     for line in out.splitlines():
         msg = json.loads(line)
