@@ -560,11 +560,6 @@ pub fn median2d(
             "median2d: a {kh} x {kw} window leaves no output on a {h} x {w} input padded by {pad:?}"
         )));
     };
-    let data: Vec<f32> = x
-        .to_device(&Device::Cpu)?
-        .to_dtype(DType::F32)?
-        .flatten_all()?
-        .to_vec1()?;
     // Per output row and column: the input row / column each tap reads.
     let rows: Vec<Option<usize>> = (0..oh + kh - 1)
         .map(|i| border.source(i as i64 - pad.0 .0 as i64, h))
@@ -572,29 +567,31 @@ pub fn median2d(
     let cols: Vec<Option<usize>> = (0..ow + kw - 1)
         .map(|j| border.source(j as i64 - pad.1 .0 as i64, w))
         .collect();
-    let mid = kh * kw / 2;
     let mut out = vec![0f32; b * c * oh * ow];
-    if kh * kw <= MEDIAN_NETWORK_MAX && !data.iter().any(|v| v.is_nan()) {
-        median_by_network(&data, (h, w), (kh, kw), &rows, &cols, (oh, ow), &mut out);
-    } else {
-        out.par_chunks_mut(ow).enumerate().for_each(|(r, out_row)| {
-            let (img, i) = (r / oh, r % oh);
-            let plane = &data[img * h * w..(img + 1) * h * w];
-            let mut win = Vec::with_capacity(kh * kw);
-            for (j, o) in out_row.iter_mut().enumerate() {
-                win.clear();
-                for src_r in &rows[i..i + kh] {
-                    for src_c in &cols[j..j + kw] {
-                        win.push(match (src_r, src_c) {
-                            (Some(y), Some(x)) => plane[y * w + x],
-                            _ => 0.0,
-                        });
-                    }
-                }
-                let (_, m, _) = win.select_nth_unstable_by(mid, f32::total_cmp);
-                *o = *m;
-            }
-        });
+    let fill = |data: &[f32], out: &mut [f32]| {
+        let g = MedianGeom::new((h, w), (kh, kw), (oh, ow), &rows, &cols);
+        if (kh, kw) == (5, 5) && median5::available() {
+            median5::run(data, &g, out);
+            return;
+        }
+        if kh * kw <= MEDIAN_NETWORK_MAX && !has_nan(data) {
+            median_by_network(data, &g, out);
+        } else {
+            out.par_chunks_mut(ow).enumerate().for_each(|(r, out_row)| {
+                let plane = &data[(r / oh) * h * w..(r / oh + 1) * h * w];
+                median_row_sorting(plane, &g, r % oh, out_row);
+            });
+        }
+    };
+    // The input borrowed where it is contiguous f32 on the CPU.
+    let xc = x.contiguous()?;
+    if crate::host::with_f32(&xc, |d| fill(d, &mut out)).is_none() {
+        let data: Vec<f32> = xc
+            .to_device(&Device::Cpu)?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
+        fill(&data, &mut out);
     }
     let y = Tensor::from_vec(out, (b, c, oh, ow), &Device::Cpu)?;
     Ok(y.to_dtype(x.dtype())?.to_device(x.device())?)
@@ -603,6 +600,95 @@ pub fn median2d(
 /// Windows of up to this many taps (7 x 7) take the median by a
 /// compare-exchange network run on many pixels at once.
 const MEDIAN_NETWORK_MAX: usize = 49;
+
+/// A median filter's sizes, and the input row and column each padded row
+/// and column reads (`None`: zero).
+struct MedianGeom<'a> {
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    oh: usize,
+    ow: usize,
+    rows: &'a [Option<usize>],
+    cols: &'a [Option<usize>],
+    /// `cols` as runs `(first padded column, first source column or None
+    /// for zeros, length)`: a padded row is a few copies.
+    runs: Vec<(usize, Option<usize>, usize)>,
+}
+
+impl<'a> MedianGeom<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        (h, w): (usize, usize),
+        (kh, kw): (usize, usize),
+        (oh, ow): (usize, usize),
+        rows: &'a [Option<usize>],
+        cols: &'a [Option<usize>],
+    ) -> Self {
+        let mut runs: Vec<(usize, Option<usize>, usize)> = Vec::new();
+        for (j, c) in cols.iter().enumerate() {
+            match (runs.last_mut(), c) {
+                (Some((_, Some(s), n)), Some(x)) if *s + *n == *x => *n += 1,
+                (Some((_, None, n)), None) => *n += 1,
+                _ => runs.push((j, *c, 1)),
+            }
+        }
+        MedianGeom {
+            h,
+            w,
+            kh,
+            kw,
+            oh,
+            ow,
+            rows,
+            cols,
+            runs,
+        }
+    }
+
+    /// Padded row `i` of `plane` into `dst` (`cols.len()` floats).
+    fn pad_row(&self, plane: &[f32], i: usize, dst: &mut [f32]) {
+        let Some(y) = self.rows[i] else {
+            dst.fill(0.0);
+            return;
+        };
+        let src = &plane[y * self.w..(y + 1) * self.w];
+        for &(j, s, n) in &self.runs {
+            match s {
+                Some(s) => dst[j..j + n].copy_from_slice(&src[s..s + n]),
+                None => dst[j..j + n].fill(0.0),
+            }
+        }
+    }
+}
+
+/// Whether `v` holds a NaN: or-reductions over fixed chunks, which
+/// vectorise (an early exit per element does not).
+fn has_nan(v: &[f32]) -> bool {
+    v.chunks(256)
+        .any(|c| c.iter().fold(false, |a, &x| a | x.is_nan()))
+}
+
+/// Output row `i` of one plane by sorting each window (`total_cmp`: NaN
+/// sorts above every number, as SciPy and PyTorch order it).
+fn median_row_sorting(plane: &[f32], g: &MedianGeom, i: usize, out_row: &mut [f32]) {
+    let mid = g.kh * g.kw / 2;
+    let mut win = Vec::with_capacity(g.kh * g.kw);
+    for (j, o) in out_row.iter_mut().enumerate() {
+        win.clear();
+        for src_r in &g.rows[i..i + g.kh] {
+            for src_c in &g.cols[j..j + g.kw] {
+                win.push(match (src_r, src_c) {
+                    (Some(y), Some(x)) => plane[y * g.w + x],
+                    _ => 0.0,
+                });
+            }
+        }
+        let (_, m, _) = win.select_nth_unstable_by(mid, f32::total_cmp);
+        *o = *m;
+    }
+}
 
 /// A compare-exchange network `(lo, hi)` (each puts the smaller value on
 /// wire `lo`) that leaves the `mid`-th smallest of `n` values on wire
@@ -654,32 +740,14 @@ fn selection_network(n: usize, mid: usize) -> Vec<(usize, usize)> {
 /// pixels of a row at a time (the compare-exchanges of a lane block are
 /// elementwise min / max, which vectorise). The input has no NaN (the
 /// network would order it differently from `total_cmp`).
-fn median_by_network(
-    data: &[f32],
-    (h, w): (usize, usize),
-    (kh, kw): (usize, usize),
-    rows: &[Option<usize>],
-    cols: &[Option<usize>],
-    (oh, ow): (usize, usize),
-    out: &mut [f32],
-) {
+fn median_by_network(data: &[f32], g: &MedianGeom, out: &mut [f32]) {
+    let (kh, kw, oh, ow) = (g.kh, g.kw, g.oh, g.ow);
     const LANES: usize = 64;
     let n = kh * kw;
     let mid = n / 2;
     let net = selection_network(n, mid);
-    let (ph, pw) = (rows.len(), cols.len());
-    // Each plane extended by the border rule once.
-    let planes = data.len() / (h * w).max(1);
-    let mut padded = vec![0f32; planes * ph * pw];
-    padded.par_chunks_mut(pw).enumerate().for_each(|(r, prow)| {
-        let (img, i) = (r / ph, r % ph);
-        if let Some(y) = rows[i] {
-            let src = &data[img * h * w + y * w..img * h * w + (y + 1) * w];
-            for (o, c) in prow.iter_mut().zip(cols) {
-                *o = c.map_or(0.0, |x| src[x]);
-            }
-        }
-    });
+    let (ph, pw) = (g.rows.len(), g.cols.len());
+    let padded = pad_planes(data, g);
     out.par_chunks_mut(ow).enumerate().for_each_init(
         || vec![[0f32; LANES]; n],
         |v, (r, out_row)| {
@@ -697,6 +765,270 @@ fn median_by_network(
                 out_row[j0..j0 + m].copy_from_slice(&v[mid][..m]);
             }
         },
+    );
+}
+
+/// Each plane of `data` (`h x w`) extended by the border rule once
+/// (`rows.len() x cols.len()`).
+fn pad_planes(data: &[f32], g: &MedianGeom) -> Vec<f32> {
+    let (ph, pw) = (g.rows.len(), g.cols.len());
+    let planes = data.len() / (g.h * g.w).max(1);
+    let mut padded = vec![0f32; planes * ph * pw];
+    padded
+        .par_chunks_mut(pw.max(1))
+        .enumerate()
+        .for_each(|(r, prow)| {
+            let plane = &data[(r / ph) * g.h * g.w..(r / ph + 1) * g.h * g.w];
+            g.pad_row(plane, r % ph, prow);
+        });
+    padded
+}
+
+/// The 5 x 5 median with the compare-exchanges in vector registers (8
+/// pixels per AVX2 vector, 16 per AVX-512 vector). Per output row, each
+/// padded column's 5 values are sorted once (9 compare-exchanges), and
+/// shared by the 5 windows that contain the column. A window is then a 5 x
+/// 5 matrix with sorted columns; sorting its rows keeps the columns sorted,
+/// and in a matrix with sorted rows and columns the element at (row a,
+/// column b), 1-based, has at least `a * b - 1` values below it and
+/// `(6 - a) * (6 - b) - 1` above, so only the 13 with both counts at most
+/// 12 can be the median, and 6 of the others lie below it: the median of
+/// the 25 is the median of those 13. The network below is the row sorts
+/// and Batcher's odd-even merge network for the median of 13, pruned to
+/// what wire 12 depends on: 81 compare-exchanges per window instead of the
+/// 113 of a pruned 25-input network, with the column sorts' 9 on top (the
+/// unit test checks it against sorting).
+mod median5 {
+    /// Hands the window network to macro `$m` as `(lo, hi)` literals (so
+    /// that the kernels expand it into straight-line code, each value in a
+    /// register; a loop over an array left them on the stack). Wire
+    /// `5 * a + b` holds the `a`-th smallest value of the window's column
+    /// `b`; the median ends on wire 12.
+    macro_rules! window_network {
+        ($m:ident!($($args:tt)*)) => {
+            $m!($($args)*;
+        (0, 1) (2, 3) (0, 2) (1, 3) (1, 2) (0, 4) (2, 4) (3, 4) (5, 6) (7, 8) (5, 7) (6, 8)
+        (6, 7) (5, 9) (7, 9) (6, 7) (8, 9) (10, 11) (12, 13) (10, 12) (11, 13) (11, 12) (10, 14)
+        (12, 14) (11, 12) (13, 14) (15, 16) (17, 18) (15, 17) (16, 18) (16, 17) (15, 19)
+        (17, 19) (16, 17) (20, 21) (22, 23) (20, 22) (21, 23) (21, 22) (20, 24) (22, 24)
+        (21, 22) (3, 4) (7, 8) (9, 11) (12, 13) (15, 16) (17, 20) (3, 7) (4, 8) (9, 12) (11, 13)
+        (15, 17) (16, 20) (4, 7) (11, 12) (16, 17) (3, 9) (4, 11) (7, 12) (8, 13) (15, 21)
+        (7, 9) (8, 11) (17, 21) (4, 7) (8, 9) (11, 12) (16, 17) (20, 21) (3, 15) (4, 16) (7, 17)
+        (8, 20) (9, 21) (9, 15) (11, 16) (12, 17) (8, 11) (12, 15) (11, 12)
+            )
+        };
+    }
+
+    /// Compare-exchanges on literal wires of `$w` by `$min` and `$max`, in
+    /// straight-line code.
+    macro_rules! cx {
+        ($min:path, $max:path, $w:ident; $(($a:literal, $b:literal))*) => {
+            $(
+                let (p, q) = ($w[$a], $w[$b]);
+                $w[$a] = $min(p, q);
+                $w[$b] = $max(p, q);
+            )*
+        };
+    }
+
+    #[cfg(test)]
+    macro_rules! pair_array {
+        (; $(($a:literal, $b:literal))*) => {
+            [$(($a, $b)),*]
+        };
+    }
+
+    /// The window network as data (for the test).
+    #[cfg(test)]
+    pub(super) const WINDOW: [(usize, usize); 81] = window_network!(pair_array!());
+
+    /// Sorts 5 wires (Batcher's network for 5).
+    #[cfg(test)]
+    pub(super) const SORT5: [(usize, usize); 9] = [
+        (0, 1),
+        (2, 3),
+        (0, 2),
+        (1, 3),
+        (1, 2),
+        (0, 4),
+        (2, 4),
+        (1, 2),
+        (3, 4),
+    ];
+
+    /// Whether the CPU runs this kernel (AVX2).
+    pub(super) fn available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx2")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// Output rows per task: each task pads its rows' inputs (4 more rows)
+    /// into its own scratch.
+    const BLOCK: usize = 16;
+
+    /// The medians of every 5 x 5 window of each plane of `data` into
+    /// `out` (`oh x ow` per plane). A block of rows whose inputs hold a NaN
+    /// is sorted instead (min and max would order the NaN arbitrarily).
+    pub(super) fn run(data: &[f32], g: &super::MedianGeom, out: &mut [f32]) {
+        use rayon::prelude::*;
+        let (oh, ow) = (g.oh, g.ow);
+        let (ph, pw) = (g.rows.len(), g.cols.len());
+        if g.kh != 5 || g.kw != 5 || oh + 4 != ph || ow + 4 != pw || oh == 0 || ow == 0 {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let wide = crate::rnn_kernel::has_avx512();
+            out.par_chunks_mut(oh * ow)
+                .enumerate()
+                .flat_map(|(img, plane_out)| {
+                    plane_out
+                        .par_chunks_mut(BLOCK * ow)
+                        .enumerate()
+                        .map(move |(k, o)| (img, k, o))
+                })
+                .for_each_init(
+                    || (vec![0f32; (BLOCK + 4) * pw], vec![0f32; 5 * (pw + 16)]),
+                    |(rows, cs), (img, k, block_out)| {
+                        let plane = &data[img * g.h * g.w..(img + 1) * g.h * g.w];
+                        let i0 = k * BLOCK;
+                        let n = block_out.len() / ow;
+                        for t in 0..n + 4 {
+                            g.pad_row(plane, i0 + t, &mut rows[t * pw..(t + 1) * pw]);
+                        }
+                        if super::has_nan(&rows[..(n + 4) * pw]) {
+                            for (t, o) in block_out.chunks_exact_mut(ow).enumerate() {
+                                super::median_row_sorting(plane, g, i0 + t, o);
+                            }
+                            return;
+                        }
+                        for (t, o) in block_out.chunks_exact_mut(ow).enumerate() {
+                            let five = &rows[t * pw..(t + 5) * pw];
+                            // SAFETY: the CPU has AVX2 (`available`, checked
+                            // by the caller), and AVX-512F where `wide`; the
+                            // slices are as the kernels expect.
+                            unsafe {
+                                if wide {
+                                    avx512::row(five, pw, cs, o)
+                                } else {
+                                    avx2::row(five, pw, cs, o)
+                                }
+                            }
+                        }
+                    },
+                );
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (data, out);
+        }
+    }
+
+    /// One output row of one kernel: `rows` holds the 5 padded input rows
+    /// (`pw` each), `cs` is scratch for the 5 sorted rows of columns (at
+    /// least `5 * (pw + LANES)`), `out` gets `pw - 4` medians.
+    macro_rules! row_kernel {
+        ($name:ident, $feature:literal, $v:ty, $lanes:literal, $zero:ident, $load:ident, $store:ident, $min:ident, $max:ident) => {
+            #[cfg(target_arch = "x86_64")]
+            pub(super) mod $name {
+                use std::arch::x86_64::*;
+
+
+                /// # Safety
+                /// The CPU has the target feature; `rows` has 5 rows of
+                /// `pw` floats, `cs` at least `5 * (pw + LANES)`, `out`
+                /// `pw - 4`.
+                #[target_feature(enable = $feature)]
+                pub(in super::super) unsafe fn row(rows: &[f32], pw: usize, cs: &mut [f32], out: &mut [f32]) {
+                    const L: usize = $lanes;
+                    let stride = pw + L;
+                    let ow = pw - 4;
+                    if rows.len() < 5 * pw || cs.len() < 5 * stride || out.len() < ow {
+                        return;
+                    }
+                    // Sorted columns: cs[a * stride + x] is the a-th smallest
+                    // of column x of the 5 rows (the tail past pw zeros).
+                    let full = pw / L * L;
+                    let mut x = 0;
+                    while x < pw {
+                        let mut v: [$v; 5] = [$zero(); 5];
+                        if x < full {
+                            for (t, vt) in v.iter_mut().enumerate() {
+                                // SAFETY: x + L <= pw: inside row t.
+                                *vt = unsafe { $load(rows.as_ptr().add(t * pw + x)) };
+                            }
+                        } else {
+                            for (t, vt) in v.iter_mut().enumerate() {
+                                let mut buf = [0f32; L];
+                                buf[..pw - x].copy_from_slice(&rows[t * pw + x..(t + 1) * pw]);
+                                // SAFETY: `buf` holds L floats.
+                                *vt = unsafe { $load(buf.as_ptr()) };
+                            }
+                        }
+                        cx!($min, $max, v; (0, 1) (2, 3) (0, 2) (1, 3) (1, 2) (0, 4) (2, 4) (1, 2) (3, 4));
+                        for (a, va) in v.iter().enumerate() {
+                            // SAFETY: a * stride + x + L <= 5 * stride
+                            // (x < pw + L - L... x <= pw - 1 < stride - L + 1).
+                            unsafe { $store(cs.as_mut_ptr().add(a * stride + x), *va) };
+                        }
+                        x += L;
+                    }
+                    let mut j = 0;
+                    while j < ow {
+                        let mut v: [$v; 25] = [$zero(); 25];
+                        for a in 0..5 {
+                            for b in 0..5 {
+                                // SAFETY: j + b + L <= ow - 1 + 4 + L < stride
+                                // + 4... within row a of `cs` (j < ow, so
+                                // j + 4 + L <= pw + L - 1 < stride).
+                                v[5 * a + b] = unsafe { $load(cs.as_ptr().add(a * stride + j + b)) };
+                            }
+                        }
+                        window_network!(cx!($min, $max, v));
+                        let m = L.min(ow - j);
+                        if m == L {
+                            // SAFETY: j + L <= ow.
+                            unsafe { $store(out.as_mut_ptr().add(j), v[12]) };
+                        } else {
+                            let mut buf = [0f32; L];
+                            // SAFETY: `buf` holds L floats.
+                            unsafe { $store(buf.as_mut_ptr(), v[12]) };
+                            out[j..j + m].copy_from_slice(&buf[..m]);
+                        }
+                        j += L;
+                    }
+                }
+            }
+        };
+    }
+
+    row_kernel!(
+        avx2,
+        "avx2",
+        __m256,
+        8,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_min_ps,
+        _mm256_max_ps
+    );
+    row_kernel!(
+        avx512,
+        "avx512f",
+        __m512,
+        16,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_min_ps,
+        _mm512_max_ps
     );
 }
 
@@ -798,6 +1130,153 @@ mod tests {
         }
         // Pruning keeps fewer comparators than the sort: 5 x 5.
         assert!(selection_network(25, 12).len() < 150);
+    }
+
+    /// The 5 x 5 kernel's networks: SORT5 sorts every 0/1 column, and the
+    /// window network leaves the median on wire 12 for every 0/1 window
+    /// whose columns are sorted (each column is its count of ones, 6^5
+    /// windows; by the 0-1 principle this holds for every real input with
+    /// sorted columns, which is what the column sort gives it).
+    #[test]
+    fn the_5x5_networks_select_the_median() {
+        let run = |net: &[(usize, usize)], v: &mut [f32]| {
+            for &(a, b) in net {
+                if v[b] < v[a] {
+                    v.swap(a, b);
+                }
+            }
+        };
+        for bits in 0u32..32 {
+            let mut v: Vec<f32> = (0..5).map(|i| ((bits >> i) & 1) as f32).collect();
+            let mut sorted = v.clone();
+            sorted.sort_by(f32::total_cmp);
+            run(&median5::SORT5, &mut v);
+            assert_eq!(v, sorted);
+        }
+        for code in 0..6usize.pow(5) {
+            // Column b has `ones[b]` ones at its top ranks.
+            let ones: Vec<usize> = (0..5).map(|b| code / 6usize.pow(b as u32) % 6).collect();
+            let mut v = vec![0f32; 25];
+            for (b, &n) in ones.iter().enumerate() {
+                for a in 5 - n..5 {
+                    v[5 * a + b] = 1.0;
+                }
+            }
+            let total: usize = ones.iter().sum();
+            let want = if total > 12 { 1.0 } else { 0.0 };
+            run(&median5::WINDOW, &mut v);
+            assert_eq!(v[12], want, "ones per column {ones:?}");
+        }
+    }
+
+    /// `median2d` 5 x 5 through the kernel equals sorting every window,
+    /// for each border at odd sizes, and a block of rows whose input holds
+    /// a NaN is sorted (NaN above every number, as `total_cmp` orders it).
+    #[test]
+    fn median_5x5_equals_sorting_for_every_border_and_nan() {
+        let (b, c, h, w) = (1usize, 2usize, 37usize, 45usize);
+        let mut v: Vec<f32> = (0..b * c * h * w)
+            .map(|i| ((i * 7919) % 31) as f32 - 15.0)
+            .collect();
+        v[c * h * w / 2 + 3] = f32::NAN;
+        let x = Tensor::from_vec(v.clone(), (b, c, h, w), &Device::Cpu).unwrap();
+        for border in [
+            Border::Zeros,
+            Border::Reflect,
+            Border::Symmetric,
+            Border::Replicate,
+            Border::Circular,
+        ] {
+            for pad in [((2, 2), (2, 2)), ((0, 0), (0, 0)), ((1, 3), (4, 0))] {
+                let got = median2d(&x, (5, 5), pad, border).unwrap();
+                let (_, _, oh, ow) = got.dims4().unwrap();
+                let rows: Vec<Option<usize>> = (0..oh + 4)
+                    .map(|i| border.source(i as i64 - pad.0 .0 as i64, h))
+                    .collect();
+                let cols: Vec<Option<usize>> = (0..ow + 4)
+                    .map(|j| border.source(j as i64 - pad.1 .0 as i64, w))
+                    .collect();
+                let g = MedianGeom::new((h, w), (5, 5), (oh, ow), &rows, &cols);
+                let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
+                for p in 0..b * c {
+                    for i in 0..oh {
+                        let mut want = vec![0f32; ow];
+                        median_row_sorting(&v[p * h * w..(p + 1) * h * w], &g, i, &mut want);
+                        let row = &got[(p * oh + i) * ow..(p * oh + i + 1) * ow];
+                        for (a, e) in row.iter().zip(&want) {
+                            assert!(
+                                a.to_bits() == e.to_bits() || (a.is_nan() && e.is_nan()),
+                                "{border:?} {pad:?} plane {p} row {i}: {row:?} against {want:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The 5 x 5 kernel (AVX2, and AVX-512 where the CPU has it) equals the
+    /// median by sorting, at widths around the vector sizes, with ties.
+    #[test]
+    fn the_5x5_kernel_equals_sorting() {
+        if !median5::available() {
+            return;
+        }
+        let mut state = 99u64;
+        for (ph, pw) in [
+            (5usize, 5usize),
+            (6, 12),
+            (9, 13),
+            (7, 20),
+            (8, 21),
+            (5, 37),
+            (11, 40),
+        ] {
+            let planes = 2;
+            let padded: Vec<f32> = (0..planes * ph * pw)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 40) % 23) as f32 - 11.0
+                })
+                .collect();
+            let (oh, ow) = (ph - 4, pw - 4);
+            let mut want = vec![0f32; planes * oh * ow];
+            for p in 0..planes {
+                for i in 0..oh {
+                    for j in 0..ow {
+                        let mut win: Vec<f32> = (0..25)
+                            .map(|t| padded[(p * ph + i + t / 5) * pw + j + t % 5])
+                            .collect();
+                        win.sort_by(f32::total_cmp);
+                        want[(p * oh + i) * ow + j] = win[12];
+                    }
+                }
+            }
+            let mut got = vec![f32::NAN; planes * oh * ow];
+            let (rows, cols): (Vec<_>, Vec<_>) =
+                ((0..ph).map(Some).collect(), (0..pw).map(Some).collect());
+            let g = MedianGeom::new((ph, pw), (5, 5), (oh, ow), &rows, &cols);
+            median5::run(&padded, &g, &mut got);
+            assert_eq!(got, want, "{ph} x {pw}");
+            // The AVX2 kernel too, where the run above took AVX-512.
+            let mut cs = vec![0f32; 5 * (pw + 16)];
+            for p in 0..planes {
+                for i in 0..oh {
+                    let rows = &padded[(p * ph + i) * pw..(p * ph + i + 5) * pw];
+                    let mut row = vec![f32::NAN; ow];
+                    // SAFETY: the CPU has AVX2 (checked above); the slices
+                    // are as the kernel expects.
+                    unsafe { median5::avx2::row(rows, pw, &mut cs, &mut row) };
+                    assert_eq!(
+                        row[..],
+                        want[(p * oh + i) * ow..(p * oh + i + 1) * ow],
+                        "avx2 {ph} x {pw}"
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -28,7 +28,7 @@ const ROWS_512: usize = 8;
 /// environment variable `NETDSL_NO_AVX512` is not set (CI sets it to run
 /// the parity tests on the AVX2 tile too, on machines that all have
 /// AVX-512). Read once per process.
-fn has_avx512() -> bool {
+pub(crate) fn has_avx512() -> bool {
     static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *HAS.get_or_init(|| {
         if std::env::var_os("NETDSL_NO_AVX512").is_some() {
