@@ -266,19 +266,13 @@ pub fn rnn(
                 (Cell::Lstm, None) => Some(Tensor::zeros((batch, h), x.dtype(), x.device())?),
                 _ => None,
             };
-            let (out, hn, cn) = if whole {
-                whole_direction(
-                    &seq,
-                    p,
-                    k,
-                    spec,
-                    d == 1,
-                    &h_init,
-                    c_init.as_ref(),
-                    lens.as_deref(),
-                )?
-            } else if fast {
-                fast::direction(
+            let (out, hn, cn) = if whole || fast {
+                let run = if whole {
+                    whole_direction
+                } else {
+                    fast::direction
+                };
+                run(
                     &seq,
                     p,
                     k,
