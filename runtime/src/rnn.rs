@@ -5,8 +5,12 @@
 //! Each layer and direction projects its whole input sequence with one
 //! matrix multiply (both biases folded in where the cell allows), then runs
 //! the steps: one `[B, H] x [H, G·H]` multiply and the gate arithmetic per
-//! step. Everything is candle tensor arithmetic, so gradients flow to the
-//! parameters, the input and the initial states.
+//! step. Three paths run it: in f32 on the CPU, a fused loop on plain
+//! buffers when nothing tracks a gradient (`fast`), and one custom op per
+//! layer and direction with its own backward through time when something
+//! does (`crate::rnn_train`, not for LSTM's `proj_size`); elsewhere candle
+//! ops step by step. Gradients flow to the parameters, the input and the
+//! initial states.
 //!
 //! candle-nn's own recurrent layers are not used: their backward direction
 //! does not reverse time and their GRU sequence output is misshaped
