@@ -829,14 +829,14 @@ pub(crate) mod fast {
     /// scalar one (range reduction by `ln 2`, degree-6 polynomial, the
     /// exponent written into the bits), 8 lanes at a time.
     #[cfg(target_arch = "x86_64")]
-    mod simd {
+    pub(crate) mod simd {
         use std::arch::x86_64::*;
 
         /// # Safety
         /// The CPU has AVX2 and FMA.
         #[inline]
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn exp8(x: __m256) -> __m256 {
+        pub(crate) unsafe fn exp8(x: __m256) -> __m256 {
             // SAFETY: register-only intrinsics, on a CPU that has them.
             unsafe { exp8_body(x) }
         }
