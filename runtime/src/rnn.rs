@@ -944,7 +944,7 @@ pub(crate) mod fast {
     /// The LSTM cell on one row: gates `[i | f | g | o]` (each `hid`, turned
     /// into activations in place), the cell state updated in place, the
     /// hidden state written to `h`.
-    fn lstm_row(gr: &mut [f32], c: &mut [f32], h: &mut [f32], hid: usize) {
+    pub(crate) fn lstm_row(gr: &mut [f32], c: &mut [f32], h: &mut [f32], hid: usize) {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2")
@@ -987,7 +987,7 @@ pub(crate) mod fast {
     /// The GRU cell on one row: input parts `[r | z | n]` (in place),
     /// recurrent parts the same, `b_hn` inside the reset product; `h`
     /// updated in place.
-    fn gru_row(gr: &mut [f32], hh: &[f32], b_hn: &[f32], h: &mut [f32], hid: usize) {
+    pub(crate) fn gru_row(gr: &mut [f32], hh: &[f32], b_hn: &[f32], h: &mut [f32], hid: usize) {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2")

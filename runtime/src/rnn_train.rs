@@ -28,7 +28,7 @@ use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
-use crate::rnn::fast::{matmul, sigmoid_all, tanh_all};
+use crate::rnn::fast::{gru_row, lstm_row, matmul, tanh_all};
 use crate::rnn::Cell;
 use crate::rnn_kernel::{recurrent, Packed};
 
@@ -236,43 +236,23 @@ impl CustomOp3 for SeqOp {
                             *h = x.max(0.0);
                         }
                     }
+                    // The inference loop's cells (gates activated in
+                    // place), then what the backward reads.
                     Cell::Lstm => {
-                        sigmoid_all(&mut gr[..2 * hid]);
-                        tanh_all(&mut gr[2 * hid..3 * hid]);
-                        sigmoid_all(&mut gr[3 * hid..]);
                         let cr = &mut c[b * hid..(b + 1) * hid];
-                        let (i, rest) = gr.split_at(hid);
-                        let (fg, rest) = rest.split_at(hid);
-                        let (g, o) = rest.split_at(hid);
-                        for j in 0..hid {
-                            cr[j] = fg[j] * cr[j] + i[j] * g[j];
-                        }
-                        hr.copy_from_slice(cr);
-                        tanh_all(hr);
-                        for j in 0..hid {
-                            hr[j] *= o[j];
-                        }
+                        lstm_row(gr, cr, hr, hid);
                         row[..hid].copy_from_slice(cr);
                         row[hid..].copy_from_slice(gr);
                     }
                     Cell::Gru => {
                         let hhr = &hh[b * gh..(b + 1) * gh];
-                        let (rz, n) = gr.split_at_mut(2 * hid);
-                        for (x, y) in rz.iter_mut().zip(&hhr[..2 * hid]) {
-                            *x += y;
-                        }
-                        sigmoid_all(rz);
-                        let (r, z) = rz.split_at(hid);
-                        let hn = &mut row[3 * hid..];
-                        for j in 0..hid {
-                            hn[j] = hhr[2 * hid + j] + e.b_hn[j];
-                            n[j] += r[j] * hn[j];
-                        }
-                        tanh_all(n);
-                        for j in 0..hid {
-                            hr[j] = n[j] + z[j] * (hr[j] - n[j]);
-                        }
+                        gru_row(gr, hhr, e.b_hn, hr, hid);
                         row[..3 * hid].copy_from_slice(gr);
+                        for ((o, &x), &bn) in
+                            row[3 * hid..].iter_mut().zip(&hhr[2 * hid..]).zip(e.b_hn)
+                        {
+                            *o = x + bn;
+                        }
                     }
                 }
             }
