@@ -618,7 +618,6 @@ struct MedianGeom<'a> {
 }
 
 impl<'a> MedianGeom<'a> {
-    #[allow(clippy::too_many_arguments)]
     fn new(
         (h, w): (usize, usize),
         (kh, kw): (usize, usize),
@@ -1084,18 +1083,20 @@ pub(crate) fn f32_nchw<'a>(
 mod tests {
     use super::*;
 
+    /// Runs the compare-exchanges `net` on `v`, one value per wire.
+    fn run_network_scalar(net: &[(usize, usize)], v: &mut [f32]) {
+        for &(a, b) in net {
+            if v[b] < v[a] {
+                v.swap(a, b);
+            }
+        }
+    }
+
     /// The pruned networks select the median of every 0/1 input (the 0-1
     /// principle: then of every input) for the small windows, and of many
     /// random inputs for the larger ones.
     #[test]
     fn selection_networks_select_the_median() {
-        let run = |net: &[(usize, usize)], v: &mut [f32]| {
-            for &(a, b) in net {
-                if v[b] < v[a] {
-                    v.swap(a, b);
-                }
-            }
-        };
         for n in [1usize, 3, 9, 15, 25] {
             let mid = n / 2;
             let net = selection_network(n, mid);
@@ -1104,7 +1105,7 @@ mod tests {
                     let mut v: Vec<f32> = (0..n).map(|i| ((bits >> i) & 1) as f32).collect();
                     let mut sorted = v.clone();
                     sorted.sort_by(f32::total_cmp);
-                    run(&net, &mut v);
+                    run_network_scalar(&net, &mut v);
                     assert_eq!(v[mid], sorted[mid], "n {n} bits {bits:b}");
                 }
             }
@@ -1124,7 +1125,7 @@ mod tests {
                     .collect();
                 let mut sorted = v.clone();
                 sorted.sort_by(f32::total_cmp);
-                run(&net, &mut v);
+                run_network_scalar(&net, &mut v);
                 assert_eq!(v[mid], sorted[mid], "n {n}");
             }
         }
@@ -1139,18 +1140,11 @@ mod tests {
     /// sorted columns, which is what the column sort gives it).
     #[test]
     fn the_5x5_networks_select_the_median() {
-        let run = |net: &[(usize, usize)], v: &mut [f32]| {
-            for &(a, b) in net {
-                if v[b] < v[a] {
-                    v.swap(a, b);
-                }
-            }
-        };
         for bits in 0u32..32 {
             let mut v: Vec<f32> = (0..5).map(|i| ((bits >> i) & 1) as f32).collect();
             let mut sorted = v.clone();
             sorted.sort_by(f32::total_cmp);
-            run(&median5::SORT5, &mut v);
+            run_network_scalar(&median5::SORT5, &mut v);
             assert_eq!(v, sorted);
         }
         for code in 0..6usize.pow(5) {
@@ -1164,7 +1158,7 @@ mod tests {
             }
             let total: usize = ones.iter().sum();
             let want = if total > 12 { 1.0 } else { 0.0 };
-            run(&median5::WINDOW, &mut v);
+            run_network_scalar(&median5::WINDOW, &mut v);
             assert_eq!(v[12], want, "ones per column {ones:?}");
         }
     }

@@ -381,11 +381,23 @@ fn input_projection(
     spec: RnnSpec,
 ) -> Result<(Tensor, Option<Tensor>)> {
     let (t_len, batch, feat) = xs.dims3()?;
-    let hid = spec.hidden;
     let mut xp = xs
         .reshape((t_len * batch, feat))?
         .matmul(&p.weight_ih[k].t()?)?;
     // Both biases summed first (a `[G·H]` vector): one pass over `xp`.
+    let (bias, b_hn) = folded_bias(p, k, spec)?;
+    if let Some(b) = bias {
+        xp = xp.broadcast_add(&b)?;
+    }
+    Ok((xp, b_hn))
+}
+
+/// Layer-direction `k`'s biases as the input projection takes them:
+/// `b_ih + b_hh` `[G·H]` (`None` without biases), except GRU's
+/// candidate-gate part of `b_hh`, which sits inside `r * (W_hn h + b_hn)`
+/// and is returned apart.
+fn folded_bias(p: &RnnParams, k: usize, spec: RnnSpec) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let hid = spec.hidden;
     let mut bias = p.bias_ih.get(k).cloned();
     let mut b_hn = None;
     if let Some(b) = p.bias_hh.get(k) {
@@ -402,10 +414,7 @@ fn input_projection(
             None => folded,
         });
     }
-    if let Some(b) = bias {
-        xp = xp.broadcast_add(&b)?;
-    }
-    Ok((xp, b_hn))
+    Ok((bias, b_hn))
 }
 
 /// One layer in one direction over the time-major sequence `xs` `[T, B, F]`:
@@ -503,37 +512,25 @@ fn whole_direction(
     c_init: Option<&Tensor>,
     lens: Option<&[usize]>,
 ) -> Result<DirOut> {
-    let (t_len, batch, _) = xs.dims3()?;
+    let t_len = xs.dim(0)?;
     let (hid, gh) = (spec.hidden, spec.cell.gates() * spec.hidden);
     let w = Tensor::cat(&[&p.weight_ih[k], &p.weight_hh[k]], 1)?;
-    // b_ih + b_hh, but GRU's candidate part of b_hh (inside r * (..)).
-    let zeros = || Tensor::zeros(gh, xs.dtype(), xs.device());
-    let mut bias = match p.bias_ih.get(k) {
-        Some(b) => b.clone(),
-        None => zeros()?,
-    };
-    let mut b_hn = None;
-    if let Some(b) = p.bias_hh.get(k) {
-        if spec.cell == Cell::Gru {
-            let rz = b.narrow(0, 0, 2 * hid)?;
-            let pad = Tensor::zeros(hid, b.dtype(), b.device())?;
-            bias = bias.add(&Tensor::cat(&[&rz, &pad], 0)?)?;
-            b_hn = Some(b.narrow(0, 2 * hid, hid)?);
-        } else {
-            bias = bias.add(b)?;
-        }
-    }
+    let zeros = |n: usize| Tensor::zeros(n, xs.dtype(), xs.device());
+    let (bias, b_hn) = folded_bias(p, k, spec)?;
     let mut extra = vec![h_init.flatten_all()?];
     if spec.cell == Cell::Lstm {
         let c =
             c_init.ok_or_else(|| candle_core::Error::Msg("LSTM without a cell state".into()))?;
         extra.push(c.flatten_all()?);
     }
-    extra.push(bias);
+    extra.push(match bias {
+        Some(b) => b,
+        None => zeros(gh)?,
+    });
     if spec.cell == Cell::Gru {
         extra.push(match b_hn {
             Some(b) => b,
-            None => Tensor::zeros(hid, xs.dtype(), xs.device())?,
+            None => zeros(hid)?,
         });
     }
     let extra = Tensor::cat(&extra, 0)?.contiguous()?;
@@ -555,11 +552,7 @@ fn whole_direction(
     // Past a sequence's end the op carries the state; the output is zero.
     let out = match lens {
         Some(l) => {
-            let m: Vec<f32> = (0..t_len)
-                .flat_map(|t| l.iter().map(move |&n| if t < n { 1.0 } else { 0.0 }))
-                .collect();
-            let m = Tensor::from_vec(m, (t_len, batch, 1), xs.device())?;
-            states.broadcast_mul(&m)?
+            states.broadcast_mul(&Tensor::stack(&step_masks(l, t_len, xs.dtype(), xs)?, 0)?)?
         }
         None => states,
     };
