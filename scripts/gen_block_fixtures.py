@@ -192,9 +192,16 @@ def gen_resnet():
         reset_statistics(plain)
         moved = (plain.eval()(x) - out).abs().max().item()
         assert moved > 0.1 * max(1.0, out.abs().max().item()), moved
+    # The same weights over sizes no stride divides (any size PyTorch
+    # takes): the network over [B, 3, H, W] must give the same.
+    x_odd = formula_input([2, 3, 33, 27])
+    with torch.no_grad():
+        out_odd = model(x_odd)
     t = dict(state)
     t["input"] = x
     t["output"] = out
+    t["input_odd"] = x_odd
+    t["output_odd"] = out_odd
     t.update(sgd_step(state, x))
     params = [n for n, _ in model.named_parameters()]
     return save(t, "blocks_resnet_small.safetensors",

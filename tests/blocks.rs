@@ -20,7 +20,7 @@ use common::{formula_input, metadata_list, rel_err, state_dict, tensors};
 
 network! {
     /// ResNet's basic block, as torchvision's `BasicBlock`.
-    pub block BasicBlock(x: [B, C, H, W], out: usize, stride: usize = 1) -> [B, out, H / stride, W / stride] {
+    pub block BasicBlock(x: [B, C, H, W], out: usize, stride: usize = 1) -> [B, out, (H - 1) / stride + 1, (W - 1) / stride + 1] {
         let y = x -> conv1: Conv2d(out, kernel = 3, stride = stride, padding = 1, bias = false)
                   -> bn1: BatchNorm2d -> relu
                   -> conv2: Conv2d(out, kernel = 3, padding = 1, bias = false) -> bn2: BatchNorm2d;
@@ -38,6 +38,16 @@ network! {
           -> layer1: repeat 2 BasicBlock(8)
           -> layer2: seq { BasicBlock(16, stride = 2) -> BasicBlock(16) }
           -> layer3: seq { BasicBlock(32, stride = 2) -> BasicBlock(32) }
+          -> avgpool: AdaptiveAvgPool2d(1) -> flatten -> fc: Linear(10)
+    }
+
+    /// The same network over any image size: strides round down as in
+    /// PyTorch (33 x 27 gives 17 x 14, then 9 x 7).
+    pub ResNetSmallAny(x: [B, 3, H, W]) -> [B, 10] {
+        x -> conv1: Conv2d(8, kernel = 3, padding = 1, bias = false) -> bn1: BatchNorm2d -> relu
+          -> layer1: repeat 2 BasicBlock(8)
+          -> layer2: seq { BasicBlock(16, stride = 2) -> BasicBlock(16) }
+          -> layer3: seq { BasicBlock(32, stride = 2) -> BasicBlock(32) } : [B, 32, (H + 3) / 4, (W + 3) / 4]
           -> avgpool: AdaptiveAvgPool2d(1) -> flatten -> fc: Linear(10)
     }
 
@@ -117,6 +127,38 @@ fn check(what: &str, ours: &Tensor, torch: &Tensor) -> f32 {
 
 fn resnet() -> ResNetSmall {
     ResNetSmall::from_tensors(state_dict(RESNET), &Device::Cpu).unwrap()
+}
+
+#[test]
+fn resnet_over_any_size_matches_pytorch_at_odd_sizes() {
+    let io = tensors(RESNET);
+    let x = &io["input_odd"];
+    assert_eq!(x.dims(), &[2, 3, 33, 27]);
+    let mut net = ResNetSmallAny::from_tensors(state_dict(RESNET), &Device::Cpu).unwrap();
+    net.eval();
+    check(
+        "ResNetSmallAny at 33 x 27, folded",
+        &net.forward(x).unwrap(),
+        &io["output_odd"],
+    );
+    net.set_fusion(false);
+    check(
+        "ResNetSmallAny at 33 x 27",
+        &net.forward(x).unwrap(),
+        &io["output_odd"],
+    );
+    // At 32 x 32 it is the fixed-size network.
+    net.set_fusion(true);
+    check(
+        "ResNetSmallAny at 32 x 32",
+        &net.forward(&io["input"]).unwrap(),
+        &io["output"],
+    );
+    // One row still runs (every window is padded); none is an error.
+    let one = Tensor::zeros((1, 3, 1, 5), DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(net.forward(&one).unwrap().dims(), &[1, 10]);
+    let none = Tensor::zeros((1, 3, 0, 5), DType::F32, &Device::Cpu).unwrap();
+    assert!(net.forward(&none).is_err());
 }
 
 #[test]
@@ -334,7 +376,10 @@ fn restore_unet_rejects_sizes_its_pools_cannot_take() {
         eprintln!("{e}");
         assert!(e.contains(axis), "{e}");
         assert!(e.contains("must be a multiple of 4"), "{e}");
-        assert!(e.contains("`pool2`"), "the layer that needs it: {e}");
+        assert!(
+            e.contains("the `cat` of `e1` and `u1` needs equal sizes"),
+            "the merge that needs it: {e}"
+        );
         assert!(e.contains("try 16 or 20"), "{e}");
     }
     for shape in [(1, 1, 2, 2), (1, 1, 0, 8)] {

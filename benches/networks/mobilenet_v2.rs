@@ -4,7 +4,7 @@ network! {
     /// 3x3 depthwise convolution (`groups` = its channels), each with batch
     /// norm and ReLU6, `conv.2` the linear 1x1 projection, `conv.3` its batch
     /// norm; the input is added back where stride and width allow.
-    pub block InvertedResidual(x: [B, C, H, W], out: usize, stride: usize = 1, t: usize = 6) -> [B, out, H / stride, W / stride] {
+    pub block InvertedResidual(x: [B, C, H, W], out: usize, stride: usize = 1, t: usize = 6) -> [B, out, (H - 1) / stride + 1, (W - 1) / stride + 1] {
         let y = x -> conv: seq {
                 seq { Conv2d(t * C, kernel = 1, bias = false) -> BatchNorm2d -> ReLU6 }
                 -> seq { Conv2d(t * C, kernel = 3, stride = stride, padding = 1, groups = t * C, bias = false) -> BatchNorm2d -> ReLU6 }

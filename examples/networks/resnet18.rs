@@ -2,7 +2,7 @@ network! {
     /// ResNet's basic block (He et al., 2016): two 3x3 convolutions with
     /// batch norm, and a shortcut that is the identity, or a strided 1x1
     /// projection (`downsample`) where the width or the size changes.
-    pub block BasicBlock(x: [B, C, H, W], out: usize, stride: usize = 1) -> [B, out, H / stride, W / stride] {
+    pub block BasicBlock(x: [B, C, H, W], out: usize, stride: usize = 1) -> [B, out, (H - 1) / stride + 1, (W - 1) / stride + 1] {
         let y = x -> conv1: Conv2d(out, kernel = 3, stride = stride, padding = 1, bias = false)
                   -> bn1: BatchNorm2d -> relu
                   -> conv2: Conv2d(out, kernel = 3, padding = 1, bias = false) -> bn2: BatchNorm2d;

@@ -1,6 +1,6 @@
 network! {
     /// ResNet's basic block, as in `resnet18.rs`.
-    pub block BasicBlock(x: [B, C, H, W], out: usize, stride: usize = 1) -> [B, out, H / stride, W / stride] {
+    pub block BasicBlock(x: [B, C, H, W], out: usize, stride: usize = 1) -> [B, out, (H - 1) / stride + 1, (W - 1) / stride + 1] {
         let y = x -> conv1: Conv2d(out, kernel = 3, stride = stride, padding = 1, bias = false)
                   -> bn1: BatchNorm2d -> relu
                   -> conv2: Conv2d(out, kernel = 3, padding = 1, bias = false) -> bn2: BatchNorm2d;

@@ -9,12 +9,15 @@ pub enum InputDim {
     Fixed(usize),
     /// A symbol (`B`): any size, but every axis with the same symbol must agree.
     Sym(&'static str),
-    /// A symbol the network's shapes need to be a multiple of something
-    /// (`H` through four 2x2 poolings: 16) and at least some size, each
-    /// with the layer that needs it.
+    /// A symbol the network's shapes need to be at least some size (every
+    /// window an output), and, where a merge joins sizes that are equal
+    /// only for some of its values (a U-Net's skip and its upsampling:
+    /// `H/8` and `2*(H/16)`), one of those: `size % multiple` in
+    /// `residues` (`&[0]`: a multiple). Each with the layer that needs it.
     Rule {
         sym: &'static str,
         multiple: usize,
+        residues: &'static [usize],
         min: usize,
         multiple_why: &'static str,
         min_why: &'static str,
@@ -139,6 +142,7 @@ pub(crate) fn check_sizes(
         }
         if let InputDim::Rule {
             multiple,
+            residues,
             min,
             multiple_why,
             min_why,
@@ -150,16 +154,26 @@ pub(crate) fn check_sizes(
                     "dim {axis} (`{s}`) is {g}, but must be at least {min}: {min_why} needs it"
                 )));
             }
-            if multiple > 1 && g % multiple != 0 {
-                let lo = g / multiple * multiple;
-                let near = if lo >= min.max(1) {
-                    format!("{lo} or {}", lo + multiple)
+            let allowed = |v: usize| multiple <= 1 || residues.contains(&(v % multiple));
+            if !allowed(g) {
+                // The nearest allowed sizes below (not under `min`) and above.
+                let below = (min.max(1)..g).rev().find(|&v| allowed(v));
+                let above = (g + 1..=g + multiple).find(|&v| allowed(v));
+                let near = match (below, above) {
+                    (Some(lo), Some(hi)) => format!("{lo} or {hi}"),
+                    (None, Some(hi)) => hi.to_string(),
+                    (Some(lo), None) => lo.to_string(),
+                    (None, None) => String::from("another size"),
+                };
+                let what = if residues == [0] {
+                    format!("a multiple of {multiple}")
                 } else {
-                    (lo + multiple).to_string()
+                    let rs: Vec<String> = residues.iter().map(usize::to_string).collect();
+                    format!("{} modulo {multiple}", rs.join(", "))
                 };
                 return Err(fail(format!(
-                    "dim {axis} (`{s}`) is {g}, but must be a multiple of {multiple} \
-                     ({g} % {multiple} = {}): {multiple_why} divides it evenly only then; try {near}",
+                    "dim {axis} (`{s}`) is {g}, but must be {what} ({g} % {multiple} = {}): \
+                     {multiple_why} needs equal sizes, which it has only then; try {near}",
                     g % multiple
                 )));
             }
@@ -181,6 +195,7 @@ mod tests {
             InputDim::Rule {
                 sym: "H",
                 multiple: 16,
+                residues: &[0],
                 min: 16,
                 multiple_why: "`down4`",
                 min_why: "`down4`",
@@ -193,12 +208,33 @@ mod tests {
         assert!(check(&[2, 1, 64]).is_ok());
         let e = check(&[2, 1, 70]).unwrap_err().to_string();
         assert!(
-            e.contains("dim 2 (`H`) is 70, but must be a multiple of 16 (70 % 16 = 6): `down4` divides it evenly only then; try 64 or 80"),
+            e.contains("dim 2 (`H`) is 70, but must be a multiple of 16 (70 % 16 = 6): `down4` needs equal sizes, which it has only then; try 64 or 80"),
             "{e}"
         );
         let e = check(&[2, 1, 8]).unwrap_err().to_string();
         assert!(
             e.contains("dim 2 (`H`) is 8, but must be at least 16: `down4` needs it"),
+            "{e}"
+        );
+        // Sizes equal only in the lower half of each 16 (`H/8` and
+        // `2*(H/16)`).
+        let dims = [InputDim::Rule {
+            sym: "H",
+            multiple: 16,
+            residues: &[0, 1, 2, 3, 4, 5, 6, 7],
+            min: 2,
+            multiple_why: "the `cat` of `up` and `skip`",
+            min_why: "`pool`",
+        }];
+        let x = |h: usize| Tensor::zeros(h, DType::F32, &Device::Cpu).unwrap();
+        for h in [2, 7, 16, 23, 100 - 4] {
+            check_input("UNet", "[H]", &x(h), &dims).unwrap();
+        }
+        let e = check_input("UNet", "[H]", &x(12), &dims)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("dim 0 (`H`) is 12, but must be 0, 1, 2, 3, 4, 5, 6, 7 modulo 16 (12 % 16 = 12): the `cat` of `up` and `skip` needs equal sizes, which it has only then; try 7 or 16"),
             "{e}"
         );
     }

@@ -167,6 +167,7 @@ mod tests {
             InputDim::Rule {
                 sym: "H",
                 multiple: 2,
+                residues: &[0],
                 min: 4,
                 multiple_why: "`pool`",
                 min_why: "`pool`",
@@ -174,6 +175,7 @@ mod tests {
             InputDim::Rule {
                 sym: "W",
                 multiple: 2,
+                residues: &[0],
                 min: 4,
                 multiple_why: "`pool`",
                 min_why: "`pool`",

@@ -321,7 +321,19 @@ impl<'a> Blocks<'a> {
             return None;
         }
         let mut env = bind_args(out_cx, def, u)?.env;
-        bind_input(out_cx, &def.input_shape, "an input", u, input, &mut env)?;
+        // What binding needs of the input's symbols: one block symbol bound
+        // to sizes that are equal only for some of them (`H` to `(H + 1)/2`
+        // and to `H/2`: an even `H`).
+        let mut rules = crate::shape::Constraints::default();
+        bind_input(
+            out_cx,
+            &def.input_shape,
+            "an input",
+            u,
+            input,
+            &mut env,
+            &mut rules,
+        )?;
         let extra: Vec<&crate::ast::BlockParam> = def
             .params
             .iter()
@@ -339,6 +351,7 @@ impl<'a> Blocks<'a> {
                 u,
                 given,
                 &mut env,
+                &mut rules,
             )?;
         }
         bind_late_defaults(out_cx, def, u, &mut env)?;
@@ -352,7 +365,7 @@ impl<'a> Blocks<'a> {
             owner: "block",
         };
         let program = resolve_body(&inner, scope, &def.input, &extra_names, def.body.as_ref());
-        let shapes = crate::infer::program(
+        let mut shapes = crate::infer::program(
             self,
             &def.input,
             inputs.to_vec(),
@@ -387,6 +400,10 @@ impl<'a> Blocks<'a> {
                     self.cx.emit(e.with_note(note));
                 }
             }
+            return None;
+        }
+        if let Err(message) = shapes.constraints.merge(&rules) {
+            out_cx.error(u.span, message);
             return None;
         }
         let output = program
@@ -662,6 +679,7 @@ fn bind_input(
     u: &BlockUse,
     input: &Shape,
     env: &mut Env,
+    rules: &mut crate::shape::Constraints,
 ) -> Option<()> {
     let written = crate::declared::shape_text(pattern);
     if pattern.dims.len() != input.len() {
@@ -697,6 +715,18 @@ fn bind_input(
                     env.insert(s.to_string(), EnvVal::Dim(got.clone()));
                 }
                 Some(EnvVal::Dim(prev)) if prev == got => {}
+                Some(EnvVal::Dim(Dim::Lin(prev))) if matches!(got, Dim::Lin(g) if prev.equal_where(g).is_some()) =>
+                {
+                    let Dim::Lin(g) = got else { continue };
+                    let Some((period, residues)) = prev.equal_where(g) else {
+                        continue;
+                    };
+                    let why = format!("`{}`'s input `{s}`", u.label);
+                    if let Err(m) = rules.need_residues(&g.sym, period, &residues, &why) {
+                        cx.error(u.span, m);
+                        ok = false;
+                    }
+                }
                 Some(EnvVal::Int(n)) if Dim::Known(*n as u64) == *got => {}
                 Some(prev) => {
                     let prev = match prev {

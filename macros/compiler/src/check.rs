@@ -95,7 +95,15 @@ pub fn check_extra_outputs(
             continue;
         };
         let what = format!("output {}", k + 2);
-        if let Some(f) = declared_output(0, &shape, decl, &what, env, "network") {
+        if let Some(f) = declared_output(
+            0,
+            &shape,
+            decl,
+            &what,
+            env,
+            "network",
+            &mut Default::default(),
+        ) {
             let help = if f.help.is_empty() {
                 format!("declare it as `{}`", fmt_shape(&shape))
             } else {

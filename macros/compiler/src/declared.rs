@@ -10,6 +10,7 @@ use crate::ast::{ArithOp, DimExpr, DimLit, ShapeLit};
 use crate::diag::{Ctxt, SpanRange};
 use crate::infer::{FailKind, Failure};
 use crate::resolve::{Env, EnvVal};
+use crate::shape::Constraints;
 use crate::shape::{fmt_shape, Dim, Shape};
 
 /// Rule: a network's input shape has dims >= 1 and no `_`.
@@ -144,12 +145,12 @@ pub fn eval_dim(cx: &Ctxt, d: &DimLit, env: &Env) -> Option<Dim> {
                         Some(Dim::Known(x - y))
                     }
                     (ArithOp::Mul, Dim::Known(x), Dim::Known(y)) => big(x.checked_mul(*y)),
-                    (ArithOp::Div, Dim::Known(x), Dim::Known(y)) if *y > 0 && x % y == 0 => {
+                    // `/` in a shape rounds down, as PyTorch's size
+                    // formulas and Rust's integer `/` do.
+                    (ArithOp::Div, Dim::Known(x), Dim::Known(y)) if *y > 0 => {
                         Some(Dim::Known(x / y))
                     }
-                    (ArithOp::Div, Dim::Known(x), Dim::Known(y)) => fail(format!(
-                        "{x} / {y} is not a whole number: `/` in a shape divides exactly"
-                    )),
+                    (ArithOp::Div, _, Dim::Known(0)) => fail("division by zero in a shape".into()),
                     (ArithOp::Sub, Dim::Known(x), Dim::Known(y)) => {
                         fail(format!("{x} - {y} is negative"))
                     }
@@ -166,26 +167,18 @@ pub fn eval_dim(cx: &Ctxt, d: &DimLit, env: &Env) -> Option<Dim> {
                     {
                         Some(Dim::Lin(l.scale(*k)))
                     }
-                    (ArithOp::Div, Dim::Lin(l), Dim::Known(k)) if *k > 0 => match l.div_exact(*k) {
-                        Some(l) => Some(Dim::Lin(l)),
-                        None => fail(format!("({l}) / {k} leaves a fraction")),
-                    },
+                    (ArithOp::Div, Dim::Lin(l), Dim::Known(k)) if *k > 0 => {
+                        Some(Dim::Lin(l.floor_div(*k)))
+                    }
                     (ArithOp::Add, Dim::Lin(x), Dim::Lin(y)) if x.sym == y.sym => {
                         Some(Dim::Lin(x.add(y)))
                     }
                     (ArithOp::Sub, Dim::Lin(x), Dim::Lin(y)) if x.sym == y.sym => {
-                        // x - y = (qx - qy)*S + (ox - oy)
-                        let (a, b) = (x.num * y.den, y.num * x.den);
-                        let den = x.den * y.den;
-                        let off = x.off - y.off;
-                        match a.cmp(&b) {
-                            std::cmp::Ordering::Equal if off >= 0 => Some(Dim::Known(off as u64)),
-                            std::cmp::Ordering::Greater => Some(Dim::Lin(
-                                crate::shape::Lin::sym(x.sym.clone())
-                                    .scale(a - b)
-                                    .floor_div(den)
-                                    .shift(off),
-                            )),
+                        let d = x.sub(y);
+                        match (d.constant(), d.min_sym(0)) {
+                            // The same value at every size: a number.
+                            (Some(c), _) if c >= 0 => Some(Dim::Known(c as u64)),
+                            (None, Some(_)) => Some(Dim::Lin(d)),
                             _ => fail(format!("{a} - {b} can be negative", a = x, b = y)),
                         }
                     }
@@ -210,13 +203,36 @@ pub fn eval_shape(cx: &Ctxt, lit: &ShapeLit, env: &Env) -> Shape {
         .collect()
 }
 
-fn agrees(inferred: &Shape, lit: &ShapeLit, env: &Env) -> bool {
+/// Whether `inferred` is the written shape: a dim equal to the written one
+/// only for some values of its symbol (`2*(H/2)` written `H`) agrees under
+/// a rule on the input, recorded in `rules` (`why` names the shape).
+fn agrees(inferred: &Shape, lit: &ShapeLit, env: &Env, rules: &mut Constraints, why: &str) -> bool {
     let scratch = Ctxt::new();
-    inferred.len() == lit.dims.len()
-        && inferred.iter().zip(&lit.dims).all(|(d, l)| match l {
-            DimLit::Wild(_) => true,
-            l => eval_dim(&scratch, l, env).as_ref() == Some(d),
-        })
+    if inferred.len() != lit.dims.len() {
+        return false;
+    }
+    let mut needs = Vec::new();
+    for (d, l) in inferred.iter().zip(&lit.dims) {
+        if let DimLit::Wild(_) = l {
+            continue;
+        }
+        match (eval_dim(&scratch, l, env), d) {
+            (Some(w), d) if w == *d => {}
+            (Some(Dim::Lin(w)), Dim::Lin(g)) => match w.equal_where(g) {
+                Some((period, residues)) => needs.push((g.sym.clone(), period, residues)),
+                None => return false,
+            },
+            _ => return false,
+        }
+    }
+    let mut trial = rules.clone();
+    for (sym, period, residues) in &needs {
+        if trial.need_residues(sym, *period, residues, why).is_err() {
+            return false;
+        }
+    }
+    *rules = trial;
+    true
 }
 
 /// Rule: a shape assertion `: [..]` equals the shape inferred at that point.
@@ -231,8 +247,10 @@ pub fn assertion(
     prev: &str,
     env: &Env,
     owner: &str,
+    rules: &mut Constraints,
 ) -> Option<Failure> {
-    disagreement(item, inferred, lit, env, owner, |written| {
+    let why = format!("the assertion after {prev}");
+    disagreement(item, inferred, lit, env, owner, (rules, &why), |written| {
         (
             format!(
                 "shape assertion failed: {prev} gives {}, but the assertion says {written}",
@@ -251,9 +269,10 @@ fn disagreement(
     lit: &ShapeLit,
     env: &Env,
     owner: &str,
+    (rules, why): (&mut Constraints, &str),
     texts: impl FnOnce(String) -> (String, String),
 ) -> Option<Failure> {
-    if agrees(inferred, lit, env) {
+    if agrees(inferred, lit, env, rules, why) {
         return None;
     }
     let (message, help) = texts(format!("{}{}", shape_text(lit), evaluated(lit, env)));
@@ -361,8 +380,10 @@ pub fn declared_output(
     prev: &str,
     env: &Env,
     owner: &str,
+    rules: &mut Constraints,
 ) -> Option<Failure> {
-    disagreement(item, inferred, lit, env, owner, |written| {
+    let why = format!("the {owner}'s declared output");
+    disagreement(item, inferred, lit, env, owner, (rules, &why), |written| {
         (
             format!(
                 "the {owner} is declared to give {written}, but {prev} gives {}",

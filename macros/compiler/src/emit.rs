@@ -717,10 +717,11 @@ fn shape_dims(ir: &NetIr, shape: &[Dim]) -> Vec<TokenStream> {
             d => {
                 let s = d.to_string();
                 match ir.constraints.rules.get(&s) {
-                    Some(r) if r.multiple > 1 || r.min > 1 => {
-                        let (m, min) = (usize_lit(r.multiple), usize_lit(r.min));
-                        let (mw, nw) = (&r.multiple_why, &r.min_why);
-                        quote!(#p::InputDim::Rule { sym: #s, multiple: #m, min: #min, multiple_why: #mw, min_why: #nw })
+                    Some(r) if r.period > 1 || r.min > 1 => {
+                        let (m, min) = (usize_lit(r.period), usize_lit(r.min));
+                        let residues = r.residues.iter().map(|v| usize_lit(*v));
+                        let (mw, nw) = (&r.residues_why, &r.min_why);
+                        quote!(#p::InputDim::Rule { sym: #s, multiple: #m, residues: &[#(#residues),*], min: #min, multiple_why: #mw, min_why: #nw })
                     }
                     _ => quote!(#p::InputDim::Sym(#s)),
                 }

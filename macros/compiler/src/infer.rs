@@ -120,9 +120,15 @@ pub fn infer(
         match item {
             Item::Assert(lit) => {
                 if let Some(shape) = cur.as_ref().filter(|s| !has_unknown(s)) {
-                    if let Some(f) =
-                        declared::assertion(i, shape, lit, &prev_label, ctx.env, ctx.owner)
-                    {
+                    if let Some(f) = declared::assertion(
+                        i,
+                        shape,
+                        lit,
+                        &prev_label,
+                        ctx.env,
+                        ctx.owner,
+                        &mut cons.borrow_mut(),
+                    ) {
                         failures.push(f);
                     }
                 }
@@ -216,9 +222,15 @@ pub fn infer(
         output,
         cur.as_ref().filter(|s| !has_unknown(s) && !follow_on(s)),
     ) {
-        if let Some(mut f) =
-            declared_output(items.len(), shape, decl, &prev_label, ctx.env, ctx.owner)
-        {
+        if let Some(mut f) = declared_output(
+            items.len(),
+            shape,
+            decl,
+            &prev_label,
+            ctx.env,
+            ctx.owner,
+            &mut cons.borrow_mut(),
+        ) {
             // The layer that decides the size comes first, then the
             // declaration (a fix in numbers only suits a network).
             if ctx.owner == "network" {
@@ -406,13 +418,15 @@ fn step(cx: &Step, op: &Op) -> StepResult {
             let mut rules = inst.shapes.constraints.clone();
             let at = u.label.split(": ").next().unwrap_or(&u.label);
             for r in rules.rules.values_mut() {
-                for why in [&mut r.multiple_why, &mut r.min_why] {
+                for why in [&mut r.residues_why, &mut r.min_why] {
                     if !why.is_empty() {
                         *why = format!("{why} in `{at}`");
                     }
                 }
             }
-            cx.cons.borrow_mut().merge(&rules);
+            if let Err(message) = cx.cons.borrow_mut().merge(&rules) {
+                return Err(cx.fail(FailKind::Other, u.span, message));
+            }
             let trace = format!(
                 "{}: {} -> {}",
                 u.label,
@@ -740,7 +754,14 @@ pub fn program(
                             ids: input.is_some_and(|v| ids.get(v) == Some(&true)),
                         };
                         let result = infer(&shape, items, decl, Overrides::default(), &ctx);
-                        constraints.merge(&result.constraints);
+                        if let Err(message) = constraints.merge(&result.constraints) {
+                            if let Some(span) = items.iter().find_map(|it| match it {
+                                Item::Layer(l) => Some(l.span),
+                                Item::Assert(_) => None,
+                            }) {
+                                fail(span, message);
+                            }
+                        }
                         (result.output.clone(), Some(result))
                     }
                     None => (None, None),
@@ -770,7 +791,9 @@ pub fn program(
                 };
                 if let (Some(decl), Some(shape)) = (decl, out.as_ref().filter(|s| !has_unknown(s)))
                 {
-                    if let Some(f) = declared_output(0, shape, decl, what, env, owner) {
+                    if let Some(f) =
+                        declared_output(0, shape, decl, what, env, owner, &mut constraints)
+                    {
                         fail(f.span, f.message);
                     }
                 }
@@ -780,7 +803,9 @@ pub fn program(
                 let out = value.and_then(|v| values.get(v).cloned().flatten());
                 if let (Some(decl), Some(shape)) = (decl, out.as_ref().filter(|s| !has_unknown(s)))
                 {
-                    if let Some(f) = declared_output(0, shape, decl, "the branch", env, owner) {
+                    if let Some(f) =
+                        declared_output(0, shape, decl, "the branch", env, owner, &mut constraints)
+                    {
                         fail(f.span, f.message);
                     }
                 }
@@ -899,7 +924,9 @@ pub fn program(
                 if let (Some(decl), Some(shape)) = (decl, out.as_ref().filter(|s| !has_unknown(s)))
                 {
                     let what = format!("the `{}`", kind.symbol());
-                    if let Some(f) = declared_output(0, shape, decl, &what, env, owner) {
+                    if let Some(f) =
+                        declared_output(0, shape, decl, &what, env, owner, &mut constraints)
+                    {
                         let help = if f.help.is_empty() {
                             String::new()
                         } else {
@@ -929,6 +956,7 @@ pub fn program(
             "the input",
             env,
             owner,
+            &mut constraints,
         ) {
             problems.push((program.nodes.len(), Diagnostic::new(f.span, f.message)));
         }

@@ -8,22 +8,43 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Dim {
     Known(u64),
-    /// A symbol of the input shape, scaled and shifted: `H`, `H/2`, `2*H`,
-    /// `H/2 - 2`. Exact: a window op over it records the divisibility that
-    /// keeps it exact as a [`Constraints`] entry, checked at `forward`'s entry.
+    /// A size in one symbol of the input, PyTorch's output-size arithmetic
+    /// over it: `H`, `H/2`, `2*H`, `(H + 1)/2`, `H/2 - 2` (`/` rounds down).
     Lin(Lin),
     /// Anything else only the input can decide (`16*H*W`): equal only to itself.
     Sym(String),
 }
 
-/// `num/den * sym + off`, with `num/den` in lowest terms and `num > 0`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// A size in one symbol of the input, built from PyTorch's output-size
+/// arithmetic: `a*S + c1*floor(E1 / k1) + .. + off`, each `E` again such
+/// an expression. `/` in a printed size is that floor division (as Rust's
+/// `/` on integers): `H/2`, `(H + 1)/2`, `H/2 - 2`, `2*(H/4)`.
+///
+/// Kept in a canonical form: a floor's expression holds only the terms its
+/// divisor does not divide, an offset in `0..k`, no common factor with `k`,
+/// and `floor((floor(E / a) + r) / b)` is `floor((E + r*a) / (a*b))`. Two
+/// sizes are equal (`==`) when they are the same function of the symbol:
+/// the same slope and the same values over one period of their floors.
+#[derive(Clone, Debug, Eq)]
 pub struct Lin {
     pub sym: String,
-    pub num: u64,
-    pub den: u64,
+    /// The symbol's own coefficient.
+    pub a: i64,
+    /// `c * floor(inner / k)` terms, none with `c == 0`.
+    pub floors: Vec<(i64, Floor)>,
     pub off: i64,
 }
+
+/// `floor(inner / k)`, `k >= 2`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Floor {
+    pub inner: Box<Lin>,
+    pub k: u64,
+}
+
+/// Periods longer than this are not enumerated: two sizes are then equal
+/// only when they print the same.
+const MAX_PERIOD: u64 = 1 << 16;
 
 pub fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {
@@ -33,33 +54,80 @@ pub fn gcd(a: u64, b: u64) -> u64 {
     }
 }
 
+fn lcm(a: u64, b: u64) -> u64 {
+    (a / gcd(a, b).max(1)).saturating_mul(b)
+}
+
+impl PartialEq for Lin {
+    fn eq(&self, other: &Self) -> bool {
+        self.sym == other.sym
+            && (self.to_string() == other.to_string()
+                || (self.slope() == other.slope() && self.agree_over_period(other)))
+    }
+}
+
+impl std::hash::Hash for Lin {
+    /// Equal sizes share their symbol; the rest is `==`'s business.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.sym.hash(state);
+    }
+}
+
 impl Lin {
     pub fn sym(name: impl Into<String>) -> Self {
         Lin {
             sym: name.into(),
-            num: 1,
-            den: 1,
+            a: 1,
+            floors: Vec::new(),
             off: 0,
         }
     }
 
-    fn reduced(sym: String, num: u64, den: u64, off: i64) -> Self {
-        let g = gcd(num, den).max(1);
+    fn number(sym: &str, off: i64) -> Self {
         Lin {
-            sym,
-            num: num / g,
-            den: den / g,
+            sym: sym.to_string(),
+            a: 0,
+            floors: Vec::new(),
             off,
         }
     }
 
+    /// `c * floor(f)` added, merged with an equal floor term.
+    fn add_floor(&mut self, c: i64, f: Floor) {
+        if c == 0 {
+            return;
+        }
+        let key = f.to_string();
+        if let Some(pos) = self.floors.iter().position(|(_, g)| g.to_string() == key) {
+            self.floors[pos].0 = self.floors[pos].0.saturating_add(c);
+            if self.floors[pos].0 == 0 {
+                self.floors.remove(pos);
+            }
+        } else {
+            self.floors.push((c, f));
+            self.floors.sort_by_key(|(_, g)| (g.k, g.to_string()));
+        }
+    }
+
+    /// `self * k`.
     pub fn scale(&self, k: u64) -> Self {
-        Self::reduced(
-            self.sym.clone(),
-            self.num.saturating_mul(k),
-            self.den,
-            self.off.saturating_mul(k as i64),
-        )
+        self.times(k as i64)
+    }
+
+    fn times(&self, k: i64) -> Self {
+        if k == 0 {
+            return Self::number(&self.sym, 0);
+        }
+        Lin {
+            sym: self.sym.clone(),
+            a: self.a.saturating_mul(k),
+            floors: self
+                .floors
+                .iter()
+                .map(|(c, f)| (c.saturating_mul(k), f.clone()))
+                .collect(),
+            off: self.off.saturating_mul(k),
+        }
     }
 
     pub fn shift(&self, c: i64) -> Self {
@@ -71,63 +139,213 @@ impl Lin {
 
     /// `self + other`, same symbol.
     pub fn add(&self, other: &Lin) -> Self {
-        Self::reduced(
-            self.sym.clone(),
-            self.num
-                .saturating_mul(other.den)
-                .saturating_add(other.num.saturating_mul(self.den)),
-            self.den.saturating_mul(other.den),
-            self.off.saturating_add(other.off),
-        )
+        let mut out = self.clone();
+        out.a = out.a.saturating_add(other.a);
+        out.off = out.off.saturating_add(other.off);
+        for (c, f) in &other.floors {
+            out.add_floor(*c, f.clone());
+        }
+        out
     }
 
-    /// `self / k` when that is exact for every allowed value of the symbol
-    /// (the offset must divide; the symbol's multiple is the caller's).
-    pub fn div_exact(&self, k: u64) -> Option<Self> {
-        (self.off % k as i64 == 0).then(|| {
-            Self::reduced(
-                self.sym.clone(),
-                self.num,
-                self.den * k,
-                self.off / k as i64,
-            )
-        })
+    /// `self - other`, same symbol.
+    pub fn sub(&self, other: &Lin) -> Self {
+        self.add(&other.times(-1))
     }
 
-    /// The multiple the symbol must be for `self / k` to leave no fraction of
-    /// the symbol: `num*S / (den*k)` an integer.
-    pub fn multiple_for(&self, k: u64) -> u64 {
-        let d = self.den.saturating_mul(k);
-        d / gcd(self.num, d).max(1)
-    }
-
-    /// `floor(self / k)`, exact in the symbol once it is a multiple of
-    /// [`Lin::multiple_for`]`(k)`.
+    /// `floor(self / k)`, PyTorch's (and Rust's) rounding of a size.
     pub fn floor_div(&self, k: u64) -> Self {
-        Self::reduced(
-            self.sym.clone(),
-            self.num,
-            self.den.saturating_mul(k),
-            self.off.div_euclid(k.max(1) as i64),
-        )
-    }
-
-    /// The smallest symbol value (a multiple of `multiple`) for which
-    /// `self >= at_least`.
-    pub fn min_sym(&self, at_least: i64, multiple: u64) -> u64 {
-        // num/den * S + off >= at_least  <=>  S >= (at_least - off) * den / num
-        let need = (at_least - self.off) * self.den as i64;
-        let s = if need <= 0 {
-            1
+        if k <= 1 {
+            return self.clone();
+        }
+        let ki = k as i64;
+        // What `k` divides comes out of the floor whole.
+        let mut outer = Self::number(&self.sym, self.off.div_euclid(ki));
+        let mut inner = Self::number(&self.sym, self.off.rem_euclid(ki));
+        if self.a % ki == 0 {
+            outer.a = self.a / ki;
         } else {
-            (need as u64).div_ceil(self.num)
+            inner.a = self.a;
+        }
+        for (c, f) in &self.floors {
+            if c % ki == 0 {
+                outer.add_floor(c / ki, f.clone());
+            } else {
+                inner.add_floor(*c, f.clone());
+            }
+        }
+        if inner.a == 0 && inner.floors.is_empty() {
+            // 0 <= off < k: nothing left.
+            return outer;
+        }
+        // floor((g*T + r) / (g*m)) = floor((T + floor(r/g)) / m).
+        let g = inner
+            .floors
+            .iter()
+            .fold(gcd(k, inner.a.unsigned_abs()), |g, (c, _)| {
+                gcd(g, c.unsigned_abs())
+            });
+        let k = if g > 1 {
+            inner.a /= g as i64;
+            for (c, _) in inner.floors.iter_mut() {
+                *c /= g as i64;
+            }
+            inner.off = inner.off.div_euclid(g as i64);
+            k / g
+        } else {
+            k
         };
-        s.div_ceil(multiple.max(1)).max(1) * multiple.max(1)
+        if k == 1 {
+            return outer.add(&inner);
+        }
+        // floor((floor(E / a) + r) / b) = floor((E + r*a) / (a*b)).
+        if inner.a == 0 && inner.floors.len() == 1 && inner.floors[0].0 == 1 {
+            let f = &inner.floors[0].1;
+            let e = f.inner.shift(inner.off.saturating_mul(f.k as i64));
+            return outer.add(&e.floor_div(f.k.saturating_mul(k)));
+        }
+        outer.add_floor(
+            1,
+            Floor {
+                inner: Box::new(inner),
+                k,
+            },
+        );
+        outer
     }
 
-    /// The value for a given symbol value (assumed allowed).
+    /// `ceil(self / k)`.
+    pub fn ceil_div(&self, k: u64) -> Self {
+        self.shift(k as i64 - 1).floor_div(k)
+    }
+
+    /// `self / k` when it is a whole number for every value of the symbol.
+    pub fn div_exact(&self, k: u64) -> Option<Self> {
+        let q = self.floor_div(k);
+        (q.scale(k) == *self).then_some(q)
+    }
+
+    /// `n*S` (no floors, no offset): `Some(n)`.
+    pub fn as_multiple(&self) -> Option<u64> {
+        (self.floors.is_empty() && self.off == 0 && self.a > 0).then_some(self.a as u64)
+    }
+
+    /// Whether this is the symbol itself.
+    pub fn is_plain(&self) -> bool {
+        self.as_multiple() == Some(1)
+    }
+
+    /// The growth per unit of the symbol, as a fraction `(num, den)` in
+    /// lowest terms, `den > 0`.
+    pub fn slope(&self) -> (i128, i128) {
+        let (mut num, mut den) = (self.a as i128, 1i128);
+        for (c, f) in &self.floors {
+            let (n, d) = f.inner.slope();
+            let (n, d) = (n * *c as i128, d * f.k as i128);
+            num = num * d + n * den;
+            den *= d;
+            let g = gcd(num.unsigned_abs() as u64, den.unsigned_abs() as u64).max(1) as i128;
+            num /= g;
+            den /= g;
+        }
+        (num, den)
+    }
+
+    /// A period `p` of the floors: `self(S + p) - self(S)` is the same for
+    /// every `S`.
+    pub fn period(&self) -> u64 {
+        self.floors
+            .iter()
+            .fold(1, |p, (_, f)| lcm(p, f.inner.period().saturating_mul(f.k)))
+    }
+
+    /// The value at a symbol value `s`.
     pub fn at(&self, s: u64) -> i64 {
-        (self.num * s / self.den) as i64 + self.off
+        self.at_i(s as i64)
+    }
+
+    fn at_i(&self, s: i64) -> i64 {
+        let mut v = self.a.saturating_mul(s).saturating_add(self.off);
+        for (c, f) in &self.floors {
+            v = v.saturating_add(c.saturating_mul(f.inner.at_i(s).div_euclid(f.k as i64)));
+        }
+        v
+    }
+
+    /// `Some(c)` when the size is `c` whatever the symbol's value.
+    pub fn constant(&self) -> Option<i64> {
+        let p = self.period();
+        let c = self.at_i(1);
+        (self.slope().0 == 0 && p <= MAX_PERIOD && (1..=p as i64).all(|s| self.at_i(s) == c))
+            .then_some(c)
+    }
+
+    fn agree_over_period(&self, other: &Lin) -> bool {
+        let p = lcm(self.period(), other.period());
+        p <= MAX_PERIOD && (1..=p as i64).all(|s| self.at_i(s) == other.at_i(s))
+    }
+
+    /// The symbol values for which `self` and `other` are equal, as
+    /// `(period, residues)`: `S % period` in `residues`. `None` when they
+    /// are never equal, or only at finitely many sizes (slopes differ),
+    /// or the period is too long to list.
+    pub fn equal_where(&self, other: &Lin) -> Option<(u64, Vec<u64>)> {
+        if self.sym != other.sym || self.slope() != other.slope() {
+            return None;
+        }
+        let p = lcm(self.period(), other.period());
+        if p > MAX_PERIOD {
+            return None;
+        }
+        let residues: Vec<u64> = (0..p)
+            .filter(|&r| {
+                let s = (r + p) as i64;
+                self.at_i(s) == other.at_i(s)
+            })
+            .collect();
+        (!residues.is_empty()).then_some((p, residues))
+    }
+
+    /// The smallest value over one period (the slope taken out) and the
+    /// slope: `self(S) >= slope*S + low` for every `S`.
+    fn low(&self) -> ((i128, i128), (i128, i128)) {
+        let (n, d) = self.slope();
+        let p = self.period().min(MAX_PERIOD) as i64;
+        // self(s) - n/d * s, as a fraction over d.
+        let low = (1..=p)
+            .map(|s| self.at_i(s) as i128 * d - n * s as i128)
+            .min()
+            .unwrap_or(0);
+        ((n, d), (low, d))
+    }
+
+    /// The smallest symbol value `s >= 1` from which on `self >= at_least`
+    /// holds (for every larger value too); `None` if it never does for all.
+    pub fn min_sym(&self, at_least: i64) -> Option<u64> {
+        let ((n, d), (low, _)) = self.low();
+        if n < 0 {
+            return None;
+        }
+        if n == 0 {
+            // Periodic: it holds everywhere or fails again and again.
+            return (low >= at_least as i128 * d).then_some(1);
+        }
+        // slope*S + low/d >= at_least once S >= (at_least*d - low) / n.
+        let bound = (at_least as i128 * d - low).max(0) / n + 1;
+        let bound = bound.min(1 << 24) as i64;
+        let last_fail = (1..=bound).rev().find(|&s| self.at_i(s) < at_least);
+        Some(last_fail.map_or(1, |s| s as u64 + 1))
+    }
+}
+
+impl fmt::Display for Floor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = &*self.inner;
+        if e.floors.is_empty() && e.off == 0 && e.a > 0 {
+            write!(f, "{e}/{}", self.k)
+        } else {
+            write!(f, "({e})/{}", self.k)
+        }
     }
 }
 
@@ -139,16 +357,51 @@ impl fmt::Display for Lin {
         } else {
             &self.sym
         };
-        match (self.num, self.den) {
-            (1, 1) => write!(f, "{sym}")?,
-            (n, 1) => write!(f, "{n}*{sym}")?,
-            (1, d) => write!(f, "{sym}/{d}")?,
-            (n, d) => write!(f, "{n}*{sym}/{d}")?,
+        // Terms as (coefficient, text), the positive ones first.
+        let mut terms: Vec<(i64, String)> = Vec::new();
+        if self.a != 0 {
+            terms.push((self.a, sym.to_string()));
         }
-        match self.off {
-            0 => Ok(()),
-            o if o > 0 => write!(f, " + {o}"),
-            o => write!(f, " - {}", -o),
+        for (c, fl) in &self.floors {
+            let t = fl.to_string();
+            // `2*(H/4)`: the floor before the product, as printed sizes
+            // are evaluated left to right.
+            let t = if c.unsigned_abs() == 1 {
+                t
+            } else {
+                format!("({t})")
+            };
+            terms.push((*c, t));
+        }
+        terms.sort_by_key(|(c, _)| *c < 0);
+        let mut first = true;
+        for (c, t) in &terms {
+            let m = c.unsigned_abs();
+            let body = if m == 1 {
+                t.clone()
+            } else {
+                format!("{m}*{t}")
+            };
+            match (first, *c < 0) {
+                (true, false) => write!(f, "{body}")?,
+                (true, true) => {
+                    // All terms negative: the constant leads.
+                    write!(f, "{} - {body}", self.off)?;
+                    first = false;
+                    continue;
+                }
+                (false, false) => write!(f, " + {body}")?,
+                (false, true) => write!(f, " - {body}")?,
+            }
+            first = false;
+        }
+        let leading_constant = terms.first().is_some_and(|(c, _)| *c < 0);
+        match (first, self.off) {
+            (true, o) => write!(f, "{o}"),
+            _ if leading_constant => Ok(()),
+            (false, 0) => Ok(()),
+            (false, o) if o > 0 => write!(f, " + {o}"),
+            (false, o) => write!(f, " - {}", -o),
         }
     }
 }
@@ -198,9 +451,12 @@ impl fmt::Display for Dim {
     }
 }
 
-/// What the input's symbols must satisfy for the shapes inferred over them
-/// to be exact: each symbol a multiple of some number, and at least some
-/// size. Checked at `forward`'s entry, with the layer that needs it named.
+/// What the input's symbols must satisfy for the network to run: a
+/// smallest size (every window needs an output, a crop its rows), and,
+/// where two sizes must be equal (the inputs of a merge) for some values of
+/// the symbol only, those values: `S % period` in a set (`2*(H/2)` and `H`
+/// are equal for an even `H`). Checked at `forward`'s entry, with the layer
+/// that needs each named.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Constraints {
     pub rules: std::collections::BTreeMap<String, SymRule>,
@@ -208,66 +464,164 @@ pub struct Constraints {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SymRule {
-    pub multiple: u64,
-    /// The layer that needs the multiple.
-    pub multiple_why: String,
+    /// The allowed sizes: `S % period` in `residues` (period 1: any), the
+    /// period the shortest that describes them.
+    pub period: u64,
+    pub residues: Vec<u64>,
+    /// The layer that needs them.
+    pub residues_why: String,
+    /// The smallest size allowed.
     pub min: u64,
     pub min_why: String,
+}
+
+impl SymRule {
+    /// `Some(m)` when the allowed sizes are the multiples of `m`.
+    pub fn multiple(&self) -> Option<u64> {
+        (self.residues == [0]).then_some(self.period)
+    }
+
+    /// The allowed sizes in words: `a multiple of 16`, `8, 9 or 10 modulo 16`.
+    pub fn describe(&self) -> String {
+        match self.multiple() {
+            Some(m) => format!("a multiple of {m}"),
+            None => {
+                let rs: Vec<String> = self.residues.iter().map(u64::to_string).collect();
+                let (last, rest) = rs
+                    .split_last()
+                    .map_or(("", &[][..]), |(l, r)| (l.as_str(), r));
+                if rest.is_empty() {
+                    format!("{last} modulo {}", self.period)
+                } else {
+                    format!("{} or {last} modulo {}", rest.join(", "), self.period)
+                }
+            }
+        }
+    }
+
+    fn allows(&self, s: u64) -> bool {
+        self.residues.contains(&(s % self.period))
+    }
+
+    /// `min` raised to an allowed size.
+    fn round_min(&mut self) {
+        if !self.allows(self.min) {
+            let mut s = self.min;
+            while !self.allows(s) {
+                s += 1;
+            }
+            self.min = s;
+            self.min_why = self.residues_why.clone();
+        }
+    }
+}
+
+/// The shortest period that describes the same set of residues.
+fn reduce_residues(period: u64, residues: Vec<u64>) -> (u64, Vec<u64>) {
+    for d in 1..period {
+        if period.is_multiple_of(d)
+            && residues
+                .iter()
+                .all(|r| residues.contains(&((r + d) % period)))
+        {
+            let mut rs: Vec<u64> = residues.iter().map(|r| r % d).collect();
+            rs.sort_unstable();
+            rs.dedup();
+            return (d, rs);
+        }
+    }
+    (period, residues)
 }
 
 impl Constraints {
     fn rule(&mut self, sym: &str) -> &mut SymRule {
         self.rules.entry(sym.to_string()).or_insert(SymRule {
-            multiple: 1,
-            multiple_why: String::new(),
+            period: 1,
+            residues: vec![0],
+            residues_why: String::new(),
             min: 1,
             min_why: String::new(),
         })
     }
 
-    pub fn multiple(&self, sym: &str) -> u64 {
-        self.rules.get(sym).map_or(1, |r| r.multiple)
+    /// Records that `S % period` must be in `residues`; an error naming
+    /// both rules when no size is left that every rule allows.
+    pub fn need_residues(
+        &mut self,
+        sym: &str,
+        period: u64,
+        residues: &[u64],
+        why: &str,
+    ) -> Result<(), String> {
+        let r = self.rule(sym);
+        let p = lcm(r.period, period.max(1));
+        let both: Vec<u64> = if p > MAX_PERIOD {
+            Vec::new()
+        } else {
+            (0..p)
+                .filter(|s| r.allows(*s) && residues.contains(&(s % period.max(1))))
+                .collect()
+        };
+        if both.is_empty() {
+            let (period, residues) = reduce_residues(period.max(1), residues.to_vec());
+            let wanted = SymRule {
+                period,
+                residues,
+                residues_why: String::new(),
+                min: 1,
+                min_why: String::new(),
+            };
+            return Err(format!(
+                "no size of `{sym}` works: {why} needs `{sym}` to be {}, but {} needs it to be {}",
+                wanted.describe(),
+                r.residues_why,
+                r.describe()
+            ));
+        }
+        let (p, both) = reduce_residues(p, both);
+        if (p, &both) != (r.period, &r.residues) {
+            r.period = p;
+            r.residues = both;
+            r.residues_why = why.to_string();
+        }
+        r.round_min();
+        Ok(())
     }
 
-    pub fn need_multiple(&mut self, sym: &str, m: u64, why: &str) {
-        let r = self.rule(sym);
-        let l = r.multiple / gcd(r.multiple, m) * m;
-        if l != r.multiple {
-            r.multiple = l;
-            r.multiple_why = why.to_string();
-        }
-        // A raised multiple raises the minimum to a multiple too (a size
-        // must be at least one multiple: the same layer needs it).
-        if !r.min.is_multiple_of(r.multiple) {
-            r.min = r.min.div_ceil(r.multiple) * r.multiple;
-            r.min_why = r.multiple_why.clone();
-        }
+    /// Records that the symbol must be a multiple of `m`.
+    pub fn need_multiple(&mut self, sym: &str, m: u64, why: &str) -> Result<(), String> {
+        self.need_residues(sym, m, &[0], why)
     }
 
     /// Records that `lin >= at_least` must hold.
     pub fn need_at_least(&mut self, lin: &Lin, at_least: i64, why: &str) {
-        let m = self.multiple(&lin.sym);
-        let s = lin.min_sym(at_least, m);
+        let Some(s) = lin.min_sym(at_least) else {
+            return;
+        };
         let r = self.rule(&lin.sym);
         if s > r.min {
             r.min = s;
             r.min_why = why.to_string();
+            r.round_min();
         }
     }
 
-    pub fn merge(&mut self, other: &Constraints) {
+    /// Adds another set of rules (a block's, at its use); an error when
+    /// some symbol has no size left.
+    pub fn merge(&mut self, other: &Constraints) -> Result<(), String> {
+        let mut result = Ok(());
         for (sym, o) in &other.rules {
-            self.need_multiple(sym, o.multiple, &o.multiple_why);
+            if let Err(e) = self.need_residues(sym, o.period, &o.residues, &o.residues_why) {
+                result = result.and(Err(e));
+            }
             let r = self.rule(sym);
             if o.min > r.min {
                 r.min = o.min;
                 r.min_why = o.min_why.clone();
-            }
-            if !r.min.is_multiple_of(r.multiple) {
-                r.min = r.min.div_ceil(r.multiple) * r.multiple;
-                r.min_why = r.multiple_why.clone();
+                r.round_min();
             }
         }
+        result
     }
 }
 
@@ -544,30 +898,78 @@ mod tests {
     }
 
     #[test]
-    fn symbolic_dims_stay_exact() {
+    fn symbolic_dims_round_down_as_pytorch_does() {
         let h = Lin::sym("H");
-        // max_pool(2): floor(H / 2) is exact when H is a multiple of 2.
-        assert_eq!(h.multiple_for(2), 2);
-        let h2 = h.floor_div(2);
+        // max_pool(2): floor((H - 2) / 2) + 1 = H/2, for any H.
+        let h2 = h.shift(-2).floor_div(2).shift(1);
         assert_eq!(h2.to_string(), "H/2");
-        // Again: H/2 / 2 needs H a multiple of 4.
-        assert_eq!(h2.multiple_for(2), 4);
+        // Again: floor(floor(H/2) / 2) = floor(H/4).
         assert_eq!(h2.floor_div(2).to_string(), "H/4");
-        // A valid 3x3 convolution: H - 2; stride 2 with padding 1 on H:
-        // floor((H + 2 - 3) / 2) + 1 = H/2.
+        // Kernel 3, stride 2, padding 1: floor((H - 1) / 2) + 1 = ceil(H/2).
+        let c = h.shift(-1).floor_div(2).shift(1);
+        assert_eq!(c.to_string(), "(H + 1)/2");
+        assert_eq!(c, h.ceil_div(2));
+        // Twice: ((H + 1)/2 + 1)/2 collapses to (H + 3)/4.
+        let cc = c.shift(-1).floor_div(2).shift(1);
+        assert_eq!(cc.to_string(), "(H + 3)/4");
         assert_eq!(h.shift(-2).to_string(), "H - 2");
-        assert_eq!(h.shift(-1).floor_div(2).shift(1).to_string(), "H/2");
-        assert_eq!(h2.scale(2), h);
+        assert_eq!(h.shift(-4).floor_div(2).to_string(), "H/2 - 2");
         assert_eq!(h.scale(3).floor_div(2).to_string(), "3*H/2");
-        assert_eq!(h2.min_sym(1, 2), 2);
-        assert_eq!(h.shift(-4).min_sym(1, 1), 5);
+        assert_eq!(h.scale(2).shift(1).floor_div(4).to_string(), "H/2");
+        assert_eq!(h2.scale(2).to_string(), "2*(H/2)");
+        // Equality is as functions of H: 2*(H/2) is not H...
+        assert_ne!(h2.scale(2), h);
+        assert_eq!(h.scale(4).floor_div(2), h.scale(2));
+        assert_eq!(h.shift(-1).floor_div(2).shift(1), h.shift(1).floor_div(2));
+        assert_eq!(h.sub(&h2).to_string(), "H - H/2");
+        assert_eq!(h.sub(&h2), h.ceil_div(2));
+        // ...but is for an even H.
+        assert_eq!(h2.scale(2).equal_where(&h), Some((2, vec![0])));
+        // H/8 and 2*(H/16) (a U-Net's skip and its upsampling): the lower
+        // half of each 16.
+        let h8 = h.floor_div(8);
+        let up = h.floor_div(16).scale(2);
+        assert_eq!(up.equal_where(&h8), Some((16, (0..8).collect())));
+        assert_eq!(h.equal_where(&h.scale(2)), None);
+        // Values, as the runtime computes them.
+        for s in 1..50u64 {
+            assert_eq!(c.at(s), s.div_ceil(2) as i64);
+            assert_eq!(cc.at(s), s.div_ceil(2).div_ceil(2) as i64);
+            assert_eq!(h.sub(&h2).at(s), s.div_ceil(2) as i64);
+        }
+        assert_eq!(h.slope(), (1, 1));
+        assert_eq!(cc.slope(), (1, 4));
+        assert_eq!(cc.period(), 4);
+        // Smallest sizes: H/2 >= 1 from H = 2; H - 4 >= 1 from 5; H - 2*(H/2)
+        // (H's parity) is never at least 1 for all H.
+        assert_eq!(h2.min_sym(1), Some(2));
+        assert_eq!(h.shift(-4).min_sym(1), Some(5));
+        assert_eq!(h.sub(&h2.scale(2)).min_sym(1), None);
+        assert_eq!(h.sub(&h2.scale(2)).min_sym(0), Some(1));
         assert_eq!(h.shift(-4).at(10), 6);
+        assert_eq!(h.sub(&h).constant(), Some(0));
+        assert_eq!(h.sub(&h2.scale(2)).constant(), None);
         let mut c = Constraints::default();
-        c.need_multiple("H", 2, "pool1");
-        c.need_multiple("H", 8, "pool3");
+        c.need_multiple("H", 2, "pool1").unwrap();
+        c.need_multiple("H", 8, "pool3").unwrap();
         c.need_at_least(&h.floor_div(8), 1, "pool3");
-        assert_eq!(c.rules["H"].multiple, 8);
+        assert_eq!(c.rules["H"].multiple(), Some(8));
         assert_eq!(c.rules["H"].min, 8);
+        // Residues that are the multiples of 16 in the end.
+        let mut c = Constraints::default();
+        c.need_residues("H", 16, &(0..8).collect::<Vec<_>>(), "up1")
+            .unwrap();
+        assert_eq!(
+            c.rules["H"].describe(),
+            "0, 1, 2, 3, 4, 5, 6 or 7 modulo 16"
+        );
+        c.need_residues("H", 8, &[0, 1, 2, 3], "up2").unwrap();
+        c.need_residues("H", 2, &[0], "up4").unwrap();
+        assert_eq!(c.rules["H"].describe(), "0 or 2 modulo 16");
+        c.need_residues("H", 4, &[0], "up3").unwrap();
+        assert_eq!(c.rules["H"].multiple(), Some(16));
+        let e = c.need_residues("H", 2, &[1], "odd").unwrap_err();
+        assert!(e.contains("no size of `H` works: odd needs `H` to be 1 modulo 2, but up3 needs it to be a multiple of 16"), "{e}");
     }
 
     #[test]

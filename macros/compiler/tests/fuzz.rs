@@ -33,7 +33,7 @@ const CORPUS: &[&str] = &[
         let s = (crop(a, like = b) + b) -> bn: BatchNorm2d;
         cat(s, b, dim = 1) -> c2: Conv2d(16, kernel = 3) : [B, 16, 28, 28]
     }",
-    "block Res(x: [B, C, H, W], out: usize, stride: usize = 1, p: f64 = 0.5) -> [B, out, H / stride, W / stride] {
+    "block Res(x: [B, C, H, W], out: usize, stride: usize = 1, p: f64 = 0.5) -> [B, out, (H - 1) / stride + 1, (W - 1) / stride + 1] {
         let y = x -> c1: Conv2d(2 * out / 2, kernel = 3, stride = stride, padding = 1) -> relu -> d: Dropout(p);
         let s = if stride != 1 || C != out { x -> proj: seq { Conv2d(out, kernel = 1, stride = stride) -> BatchNorm2d } } else { x };
         (y + s) -> relu

@@ -265,6 +265,19 @@ pub fn infer(
             for i in 0..rank {
                 let da = (i + a.0.len()).checked_sub(rank).map(|j| &a.0[j]);
                 let db = (i + b.0.len()).checked_sub(rank).map(|j| &b.0[j]);
+                // Sizes equal only for some values of their symbol
+                // (`2*(H/2)` and `H`): a rule checked at the input.
+                if let (Some(Dim::Lin(x)), Some(Dim::Lin(y))) = (da, db) {
+                    if x != y {
+                        if let Some((p, rs)) = x.equal_where(y) {
+                            let why = format!("the `{}` of {} and {}", op.symbol(), a.2, b.2);
+                            cons.need_residues(&x.sym, p, &rs, &why)
+                                .map_err(|m| (span, m))?;
+                            out.push(Dim::Lin(x.clone()));
+                            continue;
+                        }
+                    }
+                }
                 out.push(match (da, db) {
                     (Some(x), None) | (None, Some(x)) => x.clone(),
                     (Some(x), Some(y)) if x == y => x.clone(),
@@ -324,6 +337,16 @@ pub fn infer(
                     ));
                 }
                 for (i, (x, y)) in first.0.iter().zip(&other.0).enumerate() {
+                    if let (Dim::Lin(lx), Dim::Lin(ly)) = (x, y) {
+                        if i != d && x != y {
+                            if let Some((p, rs)) = lx.equal_where(ly) {
+                                let why = format!("the `cat` of {} and {}", first.2, other.2);
+                                cons.need_residues(&lx.sym, p, &rs, &why)
+                                    .map_err(|m| (other.1, m))?;
+                                continue;
+                            }
+                        }
+                    }
                     if i != d && x != y {
                         let (big, small) = if x.known() >= y.known() {
                             (first, other)
@@ -390,25 +413,15 @@ pub fn infer(
                     (Dim::Known(_), Dim::Known(_)) => {}
                     (s, l) if s == l => {}
                     (Dim::Lin(s), Dim::Lin(l)) if s.sym == l.sym => {
-                        // s - l = (qs - ql)*S + (os - ol) must not be negative.
-                        let (a, b) = (
-                            (s.num as u128) * (l.den as u128),
-                            (l.num as u128) * (s.den as u128),
-                        );
-                        if a == b {
-                            if l.off > s.off {
-                                return larger(s, l);
+                        // s - l must not be negative: a smallest size where
+                        // it grows, never where it shrinks.
+                        let diff = s.sub(l);
+                        match diff.min_sym(0) {
+                            Some(_) if diff.slope().0 > 0 => {
+                                cons.need_at_least(&diff, 0, &format!("the `crop` to {}", like.2))
                             }
-                        } else if a < b {
-                            return larger(s, l);
-                        } else {
-                            let diff = crate::shape::Lin {
-                                sym: s.sym.clone(),
-                                num: (a - b).min(u64::MAX as u128) as u64,
-                                den: s.den.saturating_mul(l.den),
-                                off: s.off - l.off,
-                            };
-                            cons.need_at_least(&diff, 0, &format!("the `crop` to {}", like.2));
+                            Some(_) => {}
+                            None => return larger(s, l),
                         }
                     }
                     (Dim::Lin(s), Dim::Known(l)) => {

@@ -495,9 +495,13 @@ mod tests {
             h.scale(3).floor_div(2).shift(1),
             h.floor_div(4).shift(-3),
             h.shift(-1).floor_div(2).shift(1),
+            h.floor_div(4).scale(2),
+            h.shift(-1).floor_div(2).shift(-1).floor_div(2).shift(1),
+            h.sub(&h.floor_div(2)),
+            h.scale(3).shift(1).floor_div(6).scale(5).shift(2),
         ];
         for lin in &lins {
-            for s in [16u64, 24, 64] {
+            for s in [16u64, 17, 24, 29, 64, 99] {
                 let text = Dim::Lin(lin.clone()).to_string();
                 let v = netdsl_summary::eval(&text, &|n| (n == "H").then_some(s));
                 assert_eq!(v, Ok(lin.at(s) as u64), "{text} at H = {s}");

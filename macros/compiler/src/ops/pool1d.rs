@@ -190,7 +190,7 @@ pub fn length_as_features(cx: &Step, axis: usize) -> Option<Failure> {
     // The symbol and the known factor it is multiplied by: `T`, `8*T`.
     let (sym, factor) = match &cx.input[axis] {
         Dim::Known(_) => return None,
-        Dim::Lin(l) if l.den == 1 && l.off == 0 => (l.sym.clone(), Some(l.num)),
+        Dim::Lin(l) if l.as_multiple().is_some() => (l.sym.clone(), l.as_multiple()),
         Dim::Lin(l) => (l.sym.clone(), None),
         Dim::Sym(s) => {
             let parts: Vec<&str> = s.split('*').map(str::trim).collect();

@@ -38,14 +38,11 @@ pub fn spatial(
     {
         match &cx.input[axis] {
             Dim::Lin(l) if !ceil => {
-                // floor((l + lo + hi - eff) / stride) + 1, exact once the
-                // symbol is a multiple that leaves no fraction.
+                // floor((l + lo + hi - eff) / stride) + 1, symbolic: any
+                // size PyTorch takes, at least one window.
                 let eff = dilation * (kernel - 1) + 1;
                 let span = l.shift(lo as i64 + hi as i64 - eff as i64);
-                let why = cx.why();
-                let mut cons = cx.cons.borrow_mut();
-                cons.need_multiple(&l.sym, span.multiple_for(stride), &why);
-                cons.need_at_least(&span, 0, &why);
+                cx.cons.borrow_mut().need_at_least(&span, 0, &cx.why());
                 let n = span.floor_div(stride).shift(1);
                 lines.push((
                     axis_name,
