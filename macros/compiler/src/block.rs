@@ -714,17 +714,19 @@ fn bind_input(
                 None => {
                     env.insert(s.to_string(), EnvVal::Dim(got.clone()));
                 }
-                Some(EnvVal::Dim(prev)) if prev == got => {}
-                Some(EnvVal::Dim(Dim::Lin(prev))) if matches!(got, Dim::Lin(g) if prev.equal_where(g).is_some()) =>
-                {
-                    let Dim::Lin(g) = got else { continue };
-                    let Some((period, residues)) = prev.equal_where(g) else {
-                        continue;
-                    };
+                // Bound again: equal, or equal for some values of the
+                // input's symbol (`(H + 1)/2` and `H/2`: an even `H`).
+                Some(EnvVal::Dim(prev)) => {
                     let why = format!("`{}`'s input `{s}`", u.label);
-                    if let Err(m) = rules.need_residues(&g.sym, period, &residues, &why) {
-                        cx.error(u.span, m);
-                        ok = false;
+                    match rules.need_equal(prev, got, &why) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            conflicts.push((s.to_string(), prev.to_string(), got.to_string()))
+                        }
+                        Err(m) => {
+                            cx.error(u.span, m);
+                            ok = false;
+                        }
                     }
                 }
                 Some(EnvVal::Int(n)) if Dim::Known(*n as u64) == *got => {}

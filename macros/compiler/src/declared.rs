@@ -211,23 +211,16 @@ fn agrees(inferred: &Shape, lit: &ShapeLit, env: &Env, rules: &mut Constraints, 
     if inferred.len() != lit.dims.len() {
         return false;
     }
-    let mut needs = Vec::new();
+    // On a copy: a shape that does not agree leaves no rule behind.
+    let mut trial = rules.clone();
     for (d, l) in inferred.iter().zip(&lit.dims) {
         if let DimLit::Wild(_) = l {
             continue;
         }
-        match (eval_dim(&scratch, l, env), d) {
-            (Some(w), d) if w == *d => {}
-            (Some(Dim::Lin(w)), Dim::Lin(g)) => match w.equal_where(g) {
-                Some((period, residues)) => needs.push((g.sym.clone(), period, residues)),
-                None => return false,
-            },
-            _ => return false,
-        }
-    }
-    let mut trial = rules.clone();
-    for (sym, period, residues) in &needs {
-        if trial.need_residues(sym, *period, residues, why).is_err() {
+        let Some(w) = eval_dim(&scratch, l, env) else {
+            return false;
+        };
+        if trial.need_equal(&w, d, why) != Ok(true) {
             return false;
         }
     }

@@ -775,7 +775,7 @@ fn gen_forward(ir: &NetIr) -> TokenStream {
         body.extend(input_check(ir, &who, &e.ident, &e.shape, e.ids.as_deref()));
         for (axis, d) in e.shape.iter().enumerate() {
             let Dim::Lin(l) = d else { continue };
-            if l.to_string() != l.sym {
+            if !l.is_plain() {
                 continue;
             }
             let sym = l.sym.clone();

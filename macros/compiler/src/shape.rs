@@ -219,12 +219,6 @@ impl Lin {
         self.shift(k as i64 - 1).floor_div(k)
     }
 
-    /// `self / k` when it is a whole number for every value of the symbol.
-    pub fn div_exact(&self, k: u64) -> Option<Self> {
-        let q = self.floor_div(k);
-        (q.scale(k) == *self).then_some(q)
-    }
-
     /// `n*S` (no floors, no offset): `Some(n)`.
     pub fn as_multiple(&self) -> Option<u64> {
         (self.floors.is_empty() && self.off == 0 && self.a > 0).then_some(self.a as u64)
@@ -586,6 +580,25 @@ impl Constraints {
         }
         r.round_min();
         Ok(())
+    }
+
+    /// Whether `a` and `b` are one size: `Ok(true)` when they are equal for
+    /// every value of their symbol, or for some values, now recorded as a
+    /// rule (`2*(H/2)` and `H`: an even `H`; `why` names what joins them);
+    /// `Ok(false)` when never; an error when the rule leaves no size.
+    pub fn need_equal(&mut self, a: &Dim, b: &Dim, why: &str) -> Result<bool, String> {
+        if a == b {
+            return Ok(true);
+        }
+        let (Dim::Lin(x), Dim::Lin(y)) = (a, b) else {
+            return Ok(false);
+        };
+        match x.equal_where(y) {
+            Some((period, residues)) => self
+                .need_residues(&x.sym, period, &residues, why)
+                .map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// Records that the symbol must be a multiple of `m`.

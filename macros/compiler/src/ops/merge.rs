@@ -262,25 +262,20 @@ pub fn infer(
             let (a, b) = (&inputs[0], &inputs[1]);
             let rank = a.0.len().max(b.0.len());
             let mut out = Vec::with_capacity(rank);
+            let why = format!("the `{}` of {} and {}", op.symbol(), a.2, b.2);
             for i in 0..rank {
                 let da = (i + a.0.len()).checked_sub(rank).map(|j| &a.0[j]);
                 let db = (i + b.0.len()).checked_sub(rank).map(|j| &b.0[j]);
-                // Sizes equal only for some values of their symbol
-                // (`2*(H/2)` and `H`): a rule checked at the input.
-                if let (Some(Dim::Lin(x)), Some(Dim::Lin(y))) = (da, db) {
-                    if x != y {
-                        if let Some((p, rs)) = x.equal_where(y) {
-                            let why = format!("the `{}` of {} and {}", op.symbol(), a.2, b.2);
-                            cons.need_residues(&x.sym, p, &rs, &why)
-                                .map_err(|m| (span, m))?;
-                            out.push(Dim::Lin(x.clone()));
-                            continue;
-                        }
+                // Equal, or equal for some values of their symbol (`2*(H/2)`
+                // and `H`: a rule checked at the input).
+                if let (Some(x), Some(y)) = (da, db) {
+                    if cons.need_equal(x, y, &why).map_err(|m| (span, m))? {
+                        out.push(x.clone());
+                        continue;
                     }
                 }
                 out.push(match (da, db) {
                     (Some(x), None) | (None, Some(x)) => x.clone(),
-                    (Some(x), Some(y)) if x == y => x.clone(),
                     (Some(Dim::Known(1)), Some(y)) => y.clone(),
                     (Some(x), Some(Dim::Known(1))) => x.clone(),
                     (Some(x), Some(y)) => {
@@ -336,18 +331,9 @@ pub fn infer(
                         ),
                     ));
                 }
+                let why = format!("the `cat` of {} and {}", first.2, other.2);
                 for (i, (x, y)) in first.0.iter().zip(&other.0).enumerate() {
-                    if let (Dim::Lin(lx), Dim::Lin(ly)) = (x, y) {
-                        if i != d && x != y {
-                            if let Some((p, rs)) = lx.equal_where(ly) {
-                                let why = format!("the `cat` of {} and {}", first.2, other.2);
-                                cons.need_residues(&lx.sym, p, &rs, &why)
-                                    .map_err(|m| (other.1, m))?;
-                                continue;
-                            }
-                        }
-                    }
-                    if i != d && x != y {
+                    if i != d && !cons.need_equal(x, y, &why).map_err(|m| (other.1, m))? {
                         let (big, small) = if x.known() >= y.known() {
                             (first, other)
                         } else {
