@@ -8,9 +8,14 @@
 //! | [`AlexNet`] | `[B, 3, 224, 224]` | `alexnet` | |
 //! | [`Vgg16`] | `[B, 3, 224, 224]` | `vgg16` | [`VggStage`], [`VggClassifier`] spliced |
 //! | [`Vgg16Bn`] | `[B, 3, 224, 224]` | `vgg16_bn` | [`VggStageBn`], [`VggClassifier`] spliced |
-//! | [`ResNet18`], [`ResNet34`] | `[B, 3, 224, 224]` | `resnet18`, `resnet34` | [`BasicBlock`] |
-//! | [`MobileNetV2`] | `[B, 3, 224, 224]` | `mobilenet_v2` | [`ConvBNReLU`], [`InvertedResidual`] |
+//! | [`ResNet18`], [`ResNet34`] | `[B, 3, H, W]` | `resnet18`, `resnet34` | [`BasicBlock`] |
+//! | [`MobileNetV2`] | `[B, 3, H, W]` | `mobilenet_v2` | [`ConvBNReLU`], [`InvertedResidual`] |
 //! | [`UNet`] | `[B, 1, 572, 572]` | (none; Ronneberger et al.) | [`DoubleConv`] |
+//!
+//! ResNet-18/34 and MobileNetV2 take any image size, as torchvision's do:
+//! every strided layer rounds down as PyTorch's, so 97 x 113 runs and
+//! equals torchvision (`tests/models.rs`). AlexNet and VGG keep their
+//! 224 x 224 declaration, the size their classifiers were made for.
 //!
 //! The classifiers have ImageNet's 1000 classes (LeNet-5: 10, U-Net: 2
 //! segmentation classes). The blocks are public: build your own networks
@@ -139,24 +144,24 @@ network! {
 
     /// ResNet-18: a stem with padded max pooling, four stages of two basic
     /// blocks, adaptive average pooling and a classifier.
-    pub ResNet18(x: [B, 3, 224, 224]) -> [B, 1000] {
+    pub ResNet18(x: [B, 3, H, W]) -> [B, 1000] {
         x -> conv1: Conv2d(64, kernel = 7, stride = 2, padding = 3, bias = false) -> bn1: BatchNorm2d -> relu
           -> maxpool: MaxPool2d(3, stride = 2, padding = 1)
           -> layer1: repeat 2 BasicBlock(64)
           -> layer2: seq { BasicBlock(128, stride = 2) -> BasicBlock(128) }
           -> layer3: seq { BasicBlock(256, stride = 2) -> BasicBlock(256) }
-          -> layer4: seq { BasicBlock(512, stride = 2) -> BasicBlock(512) }      : [B, 512, 7, 7]
+          -> layer4: seq { BasicBlock(512, stride = 2) -> BasicBlock(512) }      : [B, 512, (H + 31) / 32, (W + 31) / 32]
           -> avgpool: AdaptiveAvgPool2d(1) -> flatten -> fc: Linear(1000)
     }
 
     /// ResNet-34: 3, 4, 6 and 3 basic blocks per stage.
-    pub ResNet34(x: [B, 3, 224, 224]) -> [B, 1000] {
+    pub ResNet34(x: [B, 3, H, W]) -> [B, 1000] {
         x -> conv1: Conv2d(64, kernel = 7, stride = 2, padding = 3, bias = false) -> bn1: BatchNorm2d -> relu
           -> maxpool: MaxPool2d(3, stride = 2, padding = 1)
           -> layer1: repeat 3 BasicBlock(64)
           -> layer2: seq { BasicBlock(128, stride = 2) -> repeat 3 BasicBlock(128) }
           -> layer3: seq { BasicBlock(256, stride = 2) -> repeat 5 BasicBlock(256) }
-          -> layer4: seq { BasicBlock(512, stride = 2) -> repeat 2 BasicBlock(512) } : [B, 512, 7, 7]
+          -> layer4: seq { BasicBlock(512, stride = 2) -> repeat 2 BasicBlock(512) } : [B, 512, (H + 31) / 32, (W + 31) / 32]
           -> avgpool: AdaptiveAvgPool2d(1) -> flatten -> fc: Linear(1000)
     }
 
@@ -164,7 +169,7 @@ network! {
     /// seventeen inverted residuals in seven groups (t, c, n, s: 1 16 1 1,
     /// 6 24 2 2, 6 32 3 2, 6 64 4 2, 6 96 3 1, 6 160 3 2, 6 320 1 1), a 1x1
     /// convolution to 1280, pooling and a dropout-regularised classifier.
-    pub MobileNetV2(x: [B, 3, 224, 224]) -> [B, 1000] {
+    pub MobileNetV2(x: [B, 3, H, W]) -> [B, 1000] {
         x -> features: seq {
                 ConvBNReLU(32, stride = 2)
                 -> InvertedResidual(16, stride = 1, t = 1)
@@ -175,7 +180,7 @@ network! {
                 -> InvertedResidual(160, stride = 2, t = 6) -> repeat 2 InvertedResidual(160, stride = 1, t = 6)
                 -> InvertedResidual(320, stride = 1, t = 6)
                 -> ConvBNReLU(1280, kernel = 1)
-             }                                                            : [B, 1280, 7, 7]
+             }                                                            : [B, 1280, (H + 31) / 32, (W + 31) / 32]
           -> AdaptiveAvgPool2d(1) -> flatten
           -> classifier: seq { Dropout(0.2) -> Linear(1000) }
     }

@@ -1,7 +1,9 @@
 //! The model zoo (`--features models`): every torchvision network's
 //! state_dict (names, shapes, dtypes, in order) equals torchvision's, so its
 //! weights load unchanged; the parameter counts are torchvision's; the
-//! networks run. Manifests: `scripts/gen_cnn_fixtures.py`.
+//! networks run, ResNet-18 and MobileNetV2 equal torchvision's at an odd
+//! image size. Manifests: `scripts/gen_cnn_fixtures.py`; the any-size
+//! outputs: `scripts/gen_zoo_fixtures.py`.
 #![cfg(feature = "models")]
 
 use netdsl::candle::{DType, Device, Tensor};
@@ -50,4 +52,69 @@ fn the_small_networks_run() {
     // A wrong input size is an error naming the expected shape, not a panic.
     let bad = lenet.forward(&Tensor::zeros((2, 1, 32, 32), DType::F32, &dev).unwrap());
     assert!(bad.is_err());
+}
+
+/// `scripts/gen_zoo_fixtures.py`'s `zoo_weight`: the recurrent fixtures'
+/// formula of the full state_dict name, scaled by a power of two near
+/// `1 / sqrt(fan_in)` for convolutions and linears, around 1 for batch
+/// norm scales and variances, by 1/4 for biases and means; batch counts 0.
+fn zoo_weights(manifest: &[netdsl::ParamSpec]) -> std::collections::HashMap<String, Tensor> {
+    manifest
+        .iter()
+        .map(|p| {
+            let f = common::formula(p.shape, p.name);
+            let t = if p.dtype != DType::F32 {
+                // num_batches_tracked: torchvision's 0 (eval does not read it).
+                Tensor::zeros(p.shape, p.dtype, &Device::Cpu)
+            } else if p.shape.len() >= 2 {
+                let fan_in: usize = p.shape[1..].iter().product();
+                let k = ((fan_in as f64).log2() / 2.0).floor() as i32 - 1;
+                f.affine(2f64.powi(-k), 0.0)
+            } else if p.name.ends_with("running_var") || p.name.ends_with("weight") {
+                f.affine(1.0, 1.0)
+            } else {
+                f.affine(0.25, 0.0)
+            };
+            (p.name.to_string(), t.unwrap())
+        })
+        .collect()
+}
+
+/// torchvision's networks take any image size; so do the zoo's: ResNet-18
+/// and MobileNetV2 at 97 x 113, where every strided layer rounds down
+/// (49 x 57, 25 x 29, 13 x 15, 7 x 8, 4 x 4), equal torchvision's at full
+/// width, with batch norms folded and not.
+#[test]
+fn resnet18_and_mobilenet_v2_at_97_by_113_equal_torchvision() {
+    let dev = Device::Cpu;
+    let io = common::tensors("zoo_any_size.safetensors");
+    let x = common::formula_input((1, 3, 97, 113));
+    let mut resnet = ResNet18::from_tensors(zoo_weights(ResNet18::MANIFEST), &dev).unwrap();
+    let mut mobilenet =
+        MobileNetV2::from_tensors(zoo_weights(MobileNetV2::MANIFEST), &dev).unwrap();
+    for fusion in [true, false] {
+        resnet.set_fusion(fusion);
+        mobilenet.set_fusion(fusion);
+        for (name, y, want) in [
+            (
+                "ResNet18",
+                resnet.forward(&x).unwrap(),
+                &io["resnet18.output"],
+            ),
+            (
+                "MobileNetV2",
+                mobilenet.forward(&x).unwrap(),
+                &io["mobilenet_v2.output"],
+            ),
+        ] {
+            let err = common::rel_err(&y, want);
+            assert!(err < 1e-4, "{name} (fusion {fusion}) at 97 x 113: {err}");
+        }
+    }
+    // 224 x 224 still gives [1, 1000]; a wrong channel count is an error,
+    // not a panic.
+    let x = Tensor::zeros((1, 3, 224, 224), DType::F32, &dev).unwrap();
+    assert_eq!(resnet.forward(&x).unwrap().dims(), &[1, 1000]);
+    let bad = Tensor::zeros((1, 4, 97, 113), DType::F32, &dev).unwrap();
+    assert!(resnet.forward(&bad).is_err());
 }
