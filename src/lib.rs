@@ -55,7 +55,8 @@ pub use netdsl_runtime::layers;
 pub use netdsl_runtime::silence_debug_build_warning;
 pub use netdsl_runtime::{candle, candle_nn};
 pub use netdsl_runtime::{
-    check_input, Error, Init, InputDim, ParamSource, ParamSpec, Result, WeightProblem, WeightsError,
+    check_input, BlockCx, Error, Init, InputDim, ParamSource, ParamSpec, Result, WeightProblem,
+    WeightsError,
 };
 /// Resizing a ViT's learned position embedding to another image size, as
 /// torchvision's `interpolate_embeddings`.
@@ -78,8 +79,8 @@ pub mod __private {
     pub use netdsl_runtime::{
         adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, batch_norm, bn_fold, candle_nn,
         check_input, check_weights, dropout, hardswish, layers, linear, load_weights, make_var,
-        max_pool2d, param, relu6, save_weights, take, var_of, Fusion, Generator, Init, Initializer,
-        InputDim, LoadedWeights, ParamSource, ParamSpec, Pool2d, Result,
+        max_pool2d, param, relu6, save_weights, take, var_of, Error, Fusion, Generator, Init,
+        Initializer, InputDim, LoadedWeights, ParamSource, ParamSpec, Pool2d, Result,
     };
     pub use netdsl_runtime::{
         add_sinusoidal, attention_mask, attention_mask_ref, key_padding_mask, layer_norm,

@@ -18,7 +18,9 @@
 //! 224 x 224 declaration, the size their classifiers were made for.
 //!
 //! The classifiers have ImageNet's 1000 classes (LeNet-5: 10, U-Net: 2
-//! segmentation classes). The blocks are public: build your own networks
+//! segmentation classes). The blocks are public: build one alone for a
+//! configuration the zoo uses (`BasicBlock::new_seeded(0, &dev, 64, 128, 2)`,
+//! `BasicBlock::CONFIGURATIONS` lists them), or build your own networks
 //! from them in your own `network!` by writing the block there (a block is
 //! used inside the invocation that defines it).
 //!

@@ -226,6 +226,99 @@ fn block_fields_are_named_after_its_parameters() {
     }
 }
 
+/// One block built and run alone: `BasicBlock::new(source, C, out,
+/// stride)` (and `from_tensors`, `manifest`, `new_seeded`) for the values
+/// its uses in this invocation have, under the block's own state_dict
+/// names; the same weights give the same output as the use inside the
+/// network (whose output equals PyTorch's); values no use has are a typed
+/// error naming the compiled ones.
+#[test]
+fn a_block_is_built_and_run_alone() {
+    let dev = Device::Cpu;
+    assert_eq!(
+        BasicBlock::CONFIGURATIONS,
+        [
+            "C = 8, out = 8, stride = 1",
+            "C = 8, out = 16, stride = 2",
+            "C = 16, out = 16, stride = 1",
+            "C = 16, out = 32, stride = 2",
+            "C = 32, out = 32, stride = 1",
+        ]
+    );
+    let net = resnet();
+    let weights = state_dict(RESNET);
+    for (prefix, (c, out, stride), in_network, size) in [
+        ("layer2.0.", (8, 16, 2), &net.layer2_0, 9),
+        ("layer3.1.", (32, 32, 1), &net.layer3_1, 8),
+    ] {
+        let own: HashMap<String, Tensor> = weights
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_string(), v.clone())))
+            .collect();
+        // The manifest is the network's entries of that use, prefix dropped.
+        let names: Vec<&str> = BasicBlock::manifest(c, out, stride)
+            .unwrap()
+            .iter()
+            .map(|s| s.name)
+            .collect();
+        let want: Vec<&str> = ResNetSmall::MANIFEST
+            .iter()
+            .filter_map(|s| s.name.strip_prefix(prefix))
+            .collect();
+        assert_eq!(names, want, "{prefix}");
+        assert_eq!(names.contains(&"downsample.0.weight"), stride != 1);
+        let alone = BasicBlock::from_tensors(own, &dev, c, out, stride).unwrap();
+        assert_eq!((alone.C, alone.out, alone.stride), (c, out, stride));
+        let x = formula_input((2, c, size, size));
+        let y = alone.forward_eval(&x).unwrap();
+        let cx_rng = netdsl::Generator::seeded(0);
+        let cx = netdsl::BlockCx {
+            training: false,
+            fusion: true,
+            rng: &cx_rng,
+        };
+        let (h, w) = ((size - 1) / stride + 1, (size - 1) / stride + 1);
+        assert_eq!(y.dims(), &[2, out, h, w]);
+        assert!(
+            same_bits(&y, &in_network.forward(&x, &cx).unwrap()),
+            "{prefix}"
+        );
+        // A missing tensor is named as the block names it.
+        let mut short: HashMap<String, Tensor> = HashMap::new();
+        short.insert(
+            "conv1.weight".into(),
+            weights[&format!("{prefix}conv1.weight")].clone(),
+        );
+        let err = BasicBlock::from_tensors(short, &dev, c, out, stride).unwrap_err();
+        assert!(err.to_string().contains("bn1.running_var"), "{err}");
+    }
+    let seeded = BasicBlock::new_seeded(3, &dev, 16, 32, 2).unwrap();
+    let again = BasicBlock::new_seeded(3, &dev, 16, 32, 2).unwrap();
+    let x = formula_input((1, 16, 6, 6));
+    assert!(same_bits(
+        &seeded.forward_eval(&x).unwrap(),
+        &again.forward_eval(&x).unwrap()
+    ));
+    // Values no use has: the code for them was never compiled or checked.
+    let err = BasicBlock::new_seeded(0, &dev, 3, 8, 3).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            netdsl::Error::BlockConfiguration {
+                block: "BasicBlock",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("C = 3, out = 8, stride = 3"), "{text}");
+    assert!(text.contains("C = 8, out = 16, stride = 2"), "{text}");
+    // A wrong input is an error, not a panic.
+    let alone = BasicBlock::new_seeded(0, &dev, 8, 8, 1).unwrap();
+    assert!(alone.forward_eval(&formula_input((1, 5, 4, 4))).is_err());
+}
+
 #[test]
 fn resnet_small_manifest_equals_state_dict() {
     let state = state_dict(RESNET);

@@ -118,3 +118,42 @@ fn resnet18_and_mobilenet_v2_at_97_by_113_equal_torchvision() {
     let bad = Tensor::zeros((1, 4, 97, 113), DType::F32, &dev).unwrap();
     assert!(resnet.forward(&bad).is_err());
 }
+
+/// The zoo's blocks build alone for the configurations its networks use:
+/// MobileNetV2's inverted residual (with its nested `ConvBNReLU`s and the
+/// expansion only `t != 1` has) and ResNet's basic block, named as their
+/// own state_dicts.
+#[test]
+fn zoo_blocks_build_alone() {
+    let dev = Device::Cpu;
+    let names = |specs: &[netdsl::ParamSpec]| -> Vec<String> {
+        specs.iter().map(|s| s.name.to_string()).collect()
+    };
+    assert_eq!(BasicBlock::CONFIGURATIONS.len(), 7);
+    let b = BasicBlock::new_seeded(0, &dev, 64, 128, 2).unwrap();
+    let x = Tensor::ones((1, 64, 9, 9), DType::F32, &dev).unwrap();
+    assert_eq!(b.forward_eval(&x).unwrap().dims(), &[1, 128, 5, 5]);
+    assert_eq!(
+        names(BasicBlock::manifest(64, 128, 2).unwrap())[..3],
+        ["conv1.weight", "bn1.weight", "bn1.bias"]
+    );
+    // The t = 1 use has no expansion, so its code differs: a struct of its
+    // own, with its one configuration.
+    assert_eq!(
+        InvertedResidual::CONFIGURATIONS,
+        ["C = 32, out = 16, stride = 1, t = 1"]
+    );
+    assert!(InvertedResidual2::CONFIGURATIONS.contains(&"C = 24, out = 32, stride = 2, t = 6"));
+    let specs = InvertedResidual2::manifest(24, 32, 2, 6).unwrap();
+    // torchvision's numbering inside the block: the expansion, the
+    // depthwise convolution, the projection and its batch norm.
+    let n = names(specs);
+    assert_eq!(n[0], "conv.0.0.weight");
+    assert!(n.contains(&"conv.1.0.weight".to_string()), "{n:?}");
+    assert!(n.contains(&"conv.3.running_var".to_string()), "{n:?}");
+    assert_eq!(specs[0].shape, &[144, 24, 1, 1]);
+    let r = InvertedResidual2::new_seeded(1, &dev, 24, 32, 2, 6).unwrap();
+    let x = Tensor::ones((2, 24, 7, 8), DType::F32, &dev).unwrap();
+    assert_eq!(r.forward_eval(&x).unwrap().dims(), &[2, 32, 4, 4]);
+    assert!(InvertedResidual2::new_seeded(1, &dev, 24, 32, 3, 6).is_err());
+}

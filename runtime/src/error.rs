@@ -127,6 +127,23 @@ pub enum Error {
         block: &'static str,
         message: String,
     },
+    /// A block built alone (`BasicBlock::new(source, C, out, stride)`) with
+    /// values none of its uses has: its code is compiled, and its shapes
+    /// checked, for the uses in its `network!` invocation.
+    #[error(
+        "block `{block}` is compiled for its uses in its `network!` invocation, and none has {got}; \
+         it is compiled for: {}. Use the block with these values in a network of that invocation \
+         (where they are shape-checked) to build it alone with them",
+        compiled.join("; ")
+    )]
+    BlockConfiguration {
+        /// The block's struct.
+        block: &'static str,
+        /// The values asked for (`C = 3, out = 8, stride = 2`).
+        got: String,
+        /// The values of its uses, one entry per configuration.
+        compiled: &'static [&'static str],
+    },
     /// Two inputs of a network disagree on a size they share by name.
     #[error("`{network}`: inputs `{first}` and `{second}` must agree on `{sym}`, but it is {first_size} in `{first}` and {second_size} in `{second}`")]
     InputsDisagree {

@@ -100,6 +100,19 @@ pub struct ShapeLit {
     pub span: SpanRange,
 }
 
+impl ShapeLit {
+    /// The symbols written as whole dims (`C` of `[B, C, H, W]`), in order.
+    pub fn symbols(&self) -> Vec<String> {
+        self.dims
+            .iter()
+            .filter_map(|d| match d {
+                DimLit::Sym(s) => Some(s.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 #[derive(Clone)]
 pub enum DimLit {
     /// A number.

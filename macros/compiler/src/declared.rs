@@ -31,14 +31,7 @@ pub fn check_input_shape(cx: &Ctxt, lit: &ShapeLit) {
             (3, 1) => &["T", "L"],
             _ => &["D", "E", "F"],
         };
-        let written: Vec<String> = lit
-            .dims
-            .iter()
-            .filter_map(|d| match d {
-                DimLit::Sym(s) => Some(s.to_string()),
-                _ => None,
-            })
-            .collect();
+        let written = lit.symbols();
         usual
             .iter()
             .chain(["D1", "D2", "D3", "D4"].iter())

@@ -12,10 +12,69 @@ use syn::{Attribute, Visibility};
 
 use crate::lower::{FieldIr, FieldKind, Holder, InitIr, NetIr, Registry, Segment, StepIr, StepOp};
 
+mod alone;
 mod named;
 use crate::ops;
 use crate::resolve::WeightInit;
 use crate::shape::{fmt_shape, Dim};
+
+/// A parameter's `ParamSpec` constructor, named `name` (the state_dict
+/// name: the network's, or a block's own when built alone).
+fn spec_tokens(param: &crate::lower::ParamIr, name: &str) -> TokenStream {
+    let p = quote!(::netdsl::__private);
+    let shape = param.shape.iter().map(|&d| lit(d));
+    let shape = quote!(&[#(#shape),*]);
+    match param.init {
+        InitIr::Weight {
+            fan_in,
+            fan_out,
+            scheme,
+        } => {
+            let (fi, fo) = (usize_lit(fan_in), usize_lit(fan_out));
+            match scheme {
+                WeightInit::Default => {
+                    let f = lit(fan_in);
+                    quote!(#p::ParamSpec::weight(#name, #shape, #f),)
+                }
+                WeightInit::KaimingUniform => quote! {
+                    #p::ParamSpec::weight_with(#name, #shape, #p::Init::KaimingUniform { a: 0.0, fan_in: #fi }),
+                },
+                WeightInit::KaimingNormal => quote! {
+                    #p::ParamSpec::weight_with(#name, #shape, #p::Init::KaimingNormal { fan_in: #fi }),
+                },
+                WeightInit::XavierUniform => quote! {
+                    #p::ParamSpec::weight_with(#name, #shape, #p::Init::XavierUniform { fan_in: #fi, fan_out: #fo }),
+                },
+                WeightInit::XavierNormal => quote! {
+                    #p::ParamSpec::weight_with(#name, #shape, #p::Init::XavierNormal { fan_in: #fi, fan_out: #fo }),
+                },
+            }
+        }
+        InitIr::Bias { fan_in } => {
+            let f = lit(fan_in);
+            quote!(#p::ParamSpec::bias(#name, #shape, #f),)
+        }
+        InitIr::Ones => quote!(#p::ParamSpec::ones(#name, #shape),),
+        InitIr::Zeros => quote!(#p::ParamSpec::zeros(#name, #shape),),
+        InitIr::BufferZeros => quote!(#p::ParamSpec::buffer(#name, #shape, #p::Init::Zeros),),
+        InitIr::BufferOnes => quote!(#p::ParamSpec::buffer(#name, #shape, #p::Init::Ones),),
+        InitIr::Counter => quote!(#p::ParamSpec::counter(#name),),
+        InitIr::Embedding { padding_idx } => {
+            let pad = match padding_idx {
+                Some(i) => {
+                    let i = usize_lit(i);
+                    quote!(::core::option::Option::Some(#i))
+                }
+                None => quote!(::core::option::Option::None),
+            };
+            quote!(#p::ParamSpec::weight_with(#name, #shape, #p::Init::Embedding { padding_idx: #pad }),)
+        }
+        InitIr::Normal { std_1e6 } => {
+            let std = Literal::f64_unsuffixed(std_1e6 as f64 / 1e6);
+            quote!(#p::ParamSpec::weight_with(#name, #shape, #p::Init::Normal { std: #std }),)
+        }
+    }
+}
 
 fn lit(n: u64) -> Literal {
     Literal::u64_unsuffixed(n)
@@ -331,61 +390,11 @@ pub fn emit(
             .join(", ");
         quote!(#[doc = #doc] pub #name: #ty,)
     });
-    let manifest = ir.fields.iter().flat_map(|f| &f.params).map(|param| {
-        let name = &param.name;
-        let shape = param.shape.iter().map(|&d| lit(d));
-        let shape = quote!(&[#(#shape),*]);
-        match param.init {
-            InitIr::Weight {
-                fan_in,
-                fan_out,
-                scheme,
-            } => {
-                let (fi, fo) = (usize_lit(fan_in), usize_lit(fan_out));
-                match scheme {
-                    WeightInit::Default => {
-                        let f = lit(fan_in);
-                        quote!(#p::ParamSpec::weight(#name, #shape, #f),)
-                    }
-                    WeightInit::KaimingUniform => quote! {
-                        #p::ParamSpec::weight_with(#name, #shape, #p::Init::KaimingUniform { a: 0.0, fan_in: #fi }),
-                    },
-                    WeightInit::KaimingNormal => quote! {
-                        #p::ParamSpec::weight_with(#name, #shape, #p::Init::KaimingNormal { fan_in: #fi }),
-                    },
-                    WeightInit::XavierUniform => quote! {
-                        #p::ParamSpec::weight_with(#name, #shape, #p::Init::XavierUniform { fan_in: #fi, fan_out: #fo }),
-                    },
-                    WeightInit::XavierNormal => quote! {
-                        #p::ParamSpec::weight_with(#name, #shape, #p::Init::XavierNormal { fan_in: #fi, fan_out: #fo }),
-                    },
-                }
-            }
-            InitIr::Bias { fan_in } => {
-                let f = lit(fan_in);
-                quote!(#p::ParamSpec::bias(#name, #shape, #f),)
-            }
-            InitIr::Ones => quote!(#p::ParamSpec::ones(#name, #shape),),
-            InitIr::Zeros => quote!(#p::ParamSpec::zeros(#name, #shape),),
-            InitIr::BufferZeros => quote!(#p::ParamSpec::buffer(#name, #shape, #p::Init::Zeros),),
-            InitIr::BufferOnes => quote!(#p::ParamSpec::buffer(#name, #shape, #p::Init::Ones),),
-            InitIr::Counter => quote!(#p::ParamSpec::counter(#name),),
-            InitIr::Embedding { padding_idx } => {
-                let pad = match padding_idx {
-                    Some(i) => {
-                        let i = usize_lit(i);
-                        quote!(::core::option::Option::Some(#i))
-                    }
-                    None => quote!(::core::option::Option::None),
-                };
-                quote!(#p::ParamSpec::weight_with(#name, #shape, #p::Init::Embedding { padding_idx: #pad }),)
-            }
-            InitIr::Normal { std_1e6 } => {
-                let std = Literal::f64_unsuffixed(std_1e6 as f64 / 1e6);
-                quote!(#p::ParamSpec::weight_with(#name, #shape, #p::Init::Normal { std: #std }),)
-            }
-        }
-    });
+    let manifest = ir
+        .fields
+        .iter()
+        .flat_map(|f| &f.params)
+        .map(|param| spec_tokens(param, &param.name));
     let input = fmt_shape(&ir.input_shape);
     let spec = summary_spec(&ir.name.to_string(), &input, &input_dims(ir), Some(ir));
     let consts = consts(
@@ -1580,7 +1589,16 @@ pub fn emit_blocks(defs: &[crate::ast::BlockDef], reg: &Registry) -> (TokenStrea
     let mut tokens = TokenStream::new();
     for (d, classes) in code.classes.iter().enumerate() {
         for class in classes {
-            tokens.extend(block_struct(&defs[d], class, reg.instances[d].len()));
+            let irs: Vec<&NetIr> = class
+                .members
+                .iter()
+                .map(|&m| &reg.instances[d][m])
+                .collect();
+            let named: std::collections::HashSet<String> =
+                class.named.iter().map(|n| n.ident.to_string()).collect();
+            let data = |pos: usize| code.data(reg, d, class.members[pos]);
+            let alone = alone::items(&defs[d], &class.ident, &irs, &named, &data, &spec_tokens);
+            tokens.extend(block_struct(&defs[d], class, reg.instances[d].len(), alone));
         }
     }
     (tokens, code)
@@ -1774,7 +1792,12 @@ fn merge_class(
     })
 }
 
-fn block_struct(def: &crate::ast::BlockDef, class: &Class, uses: usize) -> TokenStream {
+fn block_struct(
+    def: &crate::ast::BlockDef,
+    class: &Class,
+    uses: usize,
+    alone: TokenStream,
+) -> TokenStream {
     let p = quote!(::netdsl::__private);
     let name = &class.ident;
     let vis = &def.vis;
@@ -1952,8 +1975,10 @@ fn block_struct(def: &crate::ast::BlockDef, class: &Class, uses: usize) -> Token
             fusion: #p::Fusion,
         }
 
-        #[allow(dead_code, unused_variables, clippy::all)]
+        #[allow(dead_code, unused_variables, non_snake_case, clippy::all)]
         impl #name {
+            #alone
+
             /// Runs the block; `cx` carries the network's mode.
             pub fn forward(&self, #input: &#p::Tensor, #(#extra: &#p::Tensor,)* #cx: &#p::BlockCx<'_>) -> #p::Result<#p::Tensor> {
                 #forward

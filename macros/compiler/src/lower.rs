@@ -75,6 +75,9 @@ pub struct NetIr {
     /// then the input's known sizes, then named values, each as a number),
     /// from which the block's struct names its fields (`self.stride`).
     pub env: Vec<(String, Num)>,
+    /// For a block instance: its parameters' name prefix in the network
+    /// (`layer1.0.`), which a block built alone goes without.
+    pub prefix: String,
     /// The input's token-id dtype (`u32`, `i64`, `u8`); `None`: floats.
     pub input_ids: Option<String>,
     /// A network's further inputs, in order: the variable the body reads,
@@ -727,6 +730,7 @@ pub fn lower_graph(
         macs,
         block: None,
         env: Vec::new(),
+        prefix: prefix.to_string(),
         input_ids: None,
         extra_inputs: Vec::new(),
         extra_outputs: program
@@ -880,11 +884,7 @@ pub enum Num {
 fn numbers_of(def: &crate::ast::BlockDef, env: &crate::resolve::Env) -> Vec<(String, Num)> {
     use crate::resolve::EnvVal;
     let mut names: Vec<String> = def.params.iter().map(|p| p.name.to_string()).collect();
-    for d in &def.input_shape.dims {
-        if let crate::ast::DimLit::Sym(s) = d {
-            names.push(s.to_string());
-        }
-    }
+    names.extend(def.input_shape.symbols());
     let mut rest: Vec<&String> = env.keys().filter(|k| !names.contains(k)).collect();
     rest.sort();
     names.extend(rest.into_iter().cloned());
