@@ -31,7 +31,10 @@ mod pool;
 mod resize;
 mod rng;
 mod rnn;
-mod rnn_kernel;
+/// The packed product kernel; public for its benchmark
+/// (`benches/packed.rs`), not an API.
+#[doc(hidden)]
+pub mod rnn_kernel;
 mod rnn_train;
 mod seq;
 mod shape;

@@ -1023,6 +1023,187 @@ pub(crate) mod fast {
         }
     }
 
+    /// A barrier for the step loop's threads: they spin (the wait is a
+    /// step's product, tens of microseconds), then yield to the scheduler
+    /// if a thread is late (a loaded machine).
+    struct StepBarrier {
+        arrived: std::sync::atomic::AtomicUsize,
+        generation: std::sync::atomic::AtomicUsize,
+        parties: usize,
+    }
+
+    impl StepBarrier {
+        fn wait(&self) {
+            use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+            let gen = self.generation.load(Acquire);
+            if self.arrived.fetch_add(1, AcqRel) + 1 == self.parties {
+                self.arrived.store(0, Relaxed);
+                self.generation.fetch_add(1, Release);
+                return;
+            }
+            let mut spins = 0u32;
+            while self.generation.load(Acquire) == gen {
+                if spins < 1 << 16 {
+                    std::hint::spin_loop();
+                    spins += 1;
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+
+    /// Buffers the step loop's threads share, each writing only its own
+    /// hidden units' columns.
+    #[derive(Clone, Copy)]
+    struct Cols(*mut f32);
+    // SAFETY: the threads of `split_units` write disjoint columns, and read
+    // the other threads' columns only after the step's barrier.
+    unsafe impl Send for Cols {}
+    unsafe impl Sync for Cols {}
+
+    impl Cols {
+        /// `len` floats from `at` (a method, so closures capture the whole
+        /// `Cols`).
+        ///
+        /// # Safety
+        /// In bounds, and no other thread writes them meanwhile.
+        unsafe fn slice<'a>(self, at: usize, len: usize) -> &'a mut [f32] {
+            // SAFETY: as the caller promises.
+            unsafe { std::slice::from_raw_parts_mut(self.0.add(at), len) }
+        }
+    }
+
+    /// What the step loop needs besides the buffers it writes.
+    struct StepLoop<'a> {
+        xp: &'a [f32],
+        w_hh: &'a [f32],
+        b_hn: &'a [f32],
+        lens: Option<&'a [usize]>,
+        cell: Cell,
+        reverse: bool,
+        t_len: usize,
+        batch: usize,
+        hid: usize,
+    }
+
+    /// The step loop of an unprojected layer with its hidden units split
+    /// between `threads` threads for the whole sequence: each packs the
+    /// rows of `W_hh` of its units (every gate's), and per step runs its
+    /// part of the recurrent product and its units' gates, then waits at a
+    /// barrier for the others' `h`. One spawn per direction instead of a
+    /// fork and join of the thread pool per step, and the gates' arithmetic
+    /// split too. `h` is double-buffered: step `t` reads one buffer and
+    /// writes the other. Returns the output sequence and the final `h`;
+    /// `c` is updated in place.
+    fn split_units(
+        l: &StepLoop,
+        h0: Vec<f32>,
+        c: &mut [f32],
+        threads: usize,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let StepLoop {
+            t_len, batch, hid, ..
+        } = *l;
+        let g = l.cell.gates();
+        let gh = g * hid;
+        let mut bufs = [h0.clone(), h0];
+        let mut out = vec![0.0f32; t_len * batch * hid];
+        let barrier = StepBarrier {
+            arrived: 0.into(),
+            generation: 0.into(),
+            parties: threads,
+        };
+        let (h_a, h_b) = {
+            let [a, b] = &mut bufs;
+            (Cols(a.as_mut_ptr()), Cols(b.as_mut_ptr()))
+        };
+        let (out_p, c_p) = (Cols(out.as_mut_ptr()), Cols(c.as_mut_ptr()));
+        let worker = |i: usize| {
+            let (u0, u1) = (hid * i / threads, hid * (i + 1) / threads);
+            let nu = u1 - u0;
+            let cols = g * nu;
+            let mut rows = Vec::with_capacity(cols * hid);
+            for gi in 0..g {
+                rows.extend_from_slice(&l.w_hh[(gi * hid + u0) * hid..(gi * hid + u1) * hid]);
+            }
+            let w = crate::rnn_kernel::Packed::new(&rows, cols, hid);
+            let mut gates = vec![0.0f32; batch * cols];
+            let mut hh = vec![0.0f32; if l.cell == Cell::Gru { batch * cols } else { 0 }];
+            for step in 0..t_len {
+                let t = if l.reverse { t_len - 1 - step } else { step };
+                let (prev, next) = if step % 2 == 0 {
+                    (h_a, h_b)
+                } else {
+                    (h_b, h_a)
+                };
+                // SAFETY: every thread only reads `prev` in this step (its
+                // writes were before the last barrier).
+                let prev = unsafe { &*prev.slice(0, batch * hid) };
+                for b in 0..batch {
+                    let src = &l.xp[(t * batch + b) * gh..(t * batch + b + 1) * gh];
+                    for gi in 0..g {
+                        gates[b * cols + gi * nu..b * cols + (gi + 1) * nu]
+                            .copy_from_slice(&src[gi * hid + u0..gi * hid + u1]);
+                    }
+                }
+                if l.cell == Cell::Gru {
+                    crate::rnn_kernel::recurrent_serial(&mut hh, false, prev, batch, &w);
+                } else {
+                    crate::rnn_kernel::recurrent_serial(&mut gates, true, prev, batch, &w);
+                }
+                for b in 0..batch {
+                    // SAFETY: row b's columns u0..u1 of `next`, `c` and `out`
+                    // are this thread's alone.
+                    let (hr, o) = unsafe {
+                        (
+                            next.slice(b * hid + u0, nu),
+                            out_p.slice((t * batch + b) * hid + u0, nu),
+                        )
+                    };
+                    let before = &prev[b * hid + u0..b * hid + u1];
+                    if l.lens.is_some_and(|n| n.get(b).is_none_or(|&n| t >= n)) {
+                        // Past this sequence's end: the state stays, the
+                        // output is zero.
+                        hr.copy_from_slice(before);
+                        continue;
+                    }
+                    let gr = &mut gates[b * cols..(b + 1) * cols];
+                    match l.cell {
+                        Cell::RnnTanh => {
+                            tanh_all(gr);
+                            hr.copy_from_slice(gr);
+                        }
+                        Cell::RnnRelu => hr
+                            .iter_mut()
+                            .zip(gr.iter())
+                            .for_each(|(h, &x)| *h = x.max(0.0)),
+                        Cell::Lstm => {
+                            // SAFETY: as above.
+                            let cr = unsafe { c_p.slice(b * hid + u0, nu) };
+                            lstm_row(gr, cr, hr, nu);
+                        }
+                        Cell::Gru => {
+                            hr.copy_from_slice(before);
+                            gru_row(gr, &hh[b * cols..(b + 1) * cols], &l.b_hn[u0..u1], hr, nu);
+                        }
+                    }
+                    o.copy_from_slice(hr);
+                }
+                barrier.wait();
+            }
+        };
+        std::thread::scope(|s| {
+            for i in 1..threads {
+                let worker = &worker;
+                s.spawn(move || worker(i));
+            }
+            worker(0);
+        });
+        let [a, b] = bufs;
+        (out, if t_len % 2 == 0 { a } else { b })
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(super) fn direction(
         xs: &Tensor,
@@ -1067,6 +1248,39 @@ pub(crate) mod fast {
             rows,
             &crate::rnn_kernel::Packed::new(&w_ih, gh, feat),
         );
+        // Big enough to split: the hidden units between the threads for the
+        // whole sequence (an unprojected layer; at least 32 units each).
+        let threads = rayon::current_num_threads().min(hid / 32);
+        if p.weight_hr.get(k).is_none() && threads >= 2 && batch * gh * hid >= 1 << 18 {
+            let mut c = match c0 {
+                Some(c) => data(c)?,
+                None => vec![0.0; batch * hid],
+            };
+            let w_hh = data(&p.weight_hh[k])?;
+            let steps = StepLoop {
+                xp: &xp,
+                w_hh: &w_hh,
+                b_hn: &b_hn,
+                lens,
+                cell: spec.cell,
+                reverse,
+                t_len,
+                batch,
+                hid,
+            };
+            let (out, h) = split_units(&steps, data(h0)?, &mut c, threads);
+            let dev = Device::Cpu;
+            let c = if spec.cell == Cell::Lstm {
+                Some(Tensor::from_vec(c, (batch, hid), &dev)?)
+            } else {
+                None
+            };
+            return Ok((
+                Tensor::from_vec(out, (t_len, batch, hid), &dev)?,
+                Tensor::from_vec(h, (batch, hid), &dev)?,
+                c,
+            ));
+        }
         // W_hh [G·H, H_out] packed once for the recurrent product's kernel.
         let w_hh = crate::rnn_kernel::Packed::new(&data(&p.weight_hh[k])?, gh, hout);
         let w_hr = match p.weight_hr.get(k) {
@@ -1185,6 +1399,89 @@ mod whole_tests {
             .unwrap()
             .to_scalar()
             .unwrap()
+    }
+
+    /// Inference's step loop with the hidden units split between threads
+    /// (a layer big enough: 128 units, batch 24) equals the step-by-step
+    /// reference and the one-thread loop, for every cell, both directions,
+    /// with lengths and initial states; 3 threads split 128 units unevenly.
+    #[test]
+    fn the_split_step_loop_equals_the_reference() {
+        let (t_len, batch, feat, hid) = (4, 24, 8, 128);
+        let lens: Vec<usize> = (0..batch).map(|b| 1 + b % t_len).collect();
+        let pool = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        };
+        let (one, three) = (pool(1), pool(3));
+        for (ci, cell) in [Cell::RnnTanh, Cell::RnnRelu, Cell::Lstm, Cell::Gru]
+            .into_iter()
+            .enumerate()
+        {
+            for (reverse, with_lens) in [(false, false), (true, true), (false, true)] {
+                let seed = 1000 + ci as u64 * 10 + u64::from(reverse) * 2 + u64::from(with_lens);
+                let g = cell.gates() * hid;
+                let x = rand(&[t_len, batch, feat], seed);
+                let p = RnnParams {
+                    weight_ih: vec![rand(&[g, feat], seed + 1).as_tensor().clone()],
+                    weight_hh: vec![rand(&[g, hid], seed + 2)
+                        .as_tensor()
+                        .affine(0.2, 0.0)
+                        .unwrap()],
+                    bias_ih: vec![rand(&[g], seed + 3).as_tensor().clone()],
+                    bias_hh: vec![rand(&[g], seed + 4).as_tensor().clone()],
+                    weight_hr: vec![],
+                };
+                let spec = RnnSpec {
+                    cell,
+                    hidden: hid,
+                    proj: 0,
+                    layers: 1,
+                    bidirectional: false,
+                    batch_first: false,
+                    dropout: 0.0,
+                };
+                let h0 = rand(&[batch, hid], seed + 5).as_tensor().clone();
+                let c0 =
+                    (cell == Cell::Lstm).then(|| rand(&[batch, hid], seed + 6).as_tensor().clone());
+                let l = with_lens.then_some(&lens[..]);
+                let xs = x.as_tensor();
+                let masks = l.map(|l| step_masks(l, t_len, DType::F32, xs).unwrap());
+                let want = direction(
+                    xs,
+                    &p,
+                    0,
+                    spec,
+                    reverse,
+                    h0.clone(),
+                    c0.clone(),
+                    masks.as_deref(),
+                    cell.gates(),
+                )
+                .unwrap();
+                let run = |pool: &rayon::ThreadPool| {
+                    pool.install(|| {
+                        fast::direction(xs, &p, 0, spec, reverse, &h0, c0.as_ref(), l).unwrap()
+                    })
+                };
+                let (serial, split) = (run(&one), run(&three));
+                let case = format!("{cell:?} reverse {reverse} lengths {with_lens}");
+                for (what, a, b) in [
+                    ("output", &split.0, &want.0),
+                    ("h", &split.1, &want.1),
+                    ("output vs one thread", &split.0, &serial.0),
+                    ("h vs one thread", &split.1, &serial.1),
+                ] {
+                    let d = max_diff(a, b);
+                    assert!(d < 1e-4, "{case}: {what} differs by {d}");
+                }
+                if let (Some(a), Some(b)) = (&split.2, &want.2) {
+                    assert!(max_diff(a, b) < 1e-4, "{case}: c");
+                }
+            }
+        }
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub(crate) fn has_avx512() -> bool {
 /// `W_hh` (`[cols, k]` row-major) in panels of `width` columns (16, or 32
 /// with AVX-512): panel `p` holds, for each `kk < k`, `W[p * width + c,
 /// kk]` for `c < width` (zero past `cols`).
-pub(crate) struct Packed {
+pub struct Packed {
     data: Vec<f32>,
     cols: usize,
     k: usize,
@@ -56,7 +56,7 @@ pub(crate) struct Packed {
 }
 
 impl Packed {
-    pub(crate) fn new(w: &[f32], cols: usize, k: usize) -> Packed {
+    pub fn new(w: &[f32], cols: usize, k: usize) -> Packed {
         Packed::with_width(w, cols, k, if has_avx512() { PANEL_512 } else { PANEL })
     }
 
@@ -102,7 +102,17 @@ impl Shared {
 /// `dst[b, j] (+)= Σ_k h[b, k] W[j, k]` for `b < batch`, `j < w.cols`:
 /// `dst` rows of `w.cols` floats, `h` rows of `w.k`; `acc` adds to `dst`,
 /// otherwise overwrites it.
-pub(crate) fn recurrent(dst: &mut [f32], acc: bool, h: &[f32], batch: usize, w: &Packed) {
+pub fn recurrent(dst: &mut [f32], acc: bool, h: &[f32], batch: usize, w: &Packed) {
+    product(dst, acc, h, batch, w, true)
+}
+
+/// [`recurrent`] on the calling thread alone: for a caller that splits the
+/// work between its own threads (the recurrent layers' step loop).
+pub(crate) fn recurrent_serial(dst: &mut [f32], acc: bool, h: &[f32], batch: usize, w: &Packed) {
+    product(dst, acc, h, batch, w, false)
+}
+
+fn product(dst: &mut [f32], acc: bool, h: &[f32], batch: usize, w: &Packed, parallel: bool) {
     let (cols, k) = (w.cols, w.k);
     if batch == 0 || cols == 0 || dst.len() < batch * cols || h.len() < batch * k {
         return;
@@ -119,7 +129,7 @@ pub(crate) fn recurrent(dst: &mut [f32], acc: bool, h: &[f32], batch: usize, w: 
         (PANEL, ROWS)
     };
     let panels = cols.div_ceil(width);
-    let threads = if batch * cols * k >= 1 << 18 {
+    let threads = if parallel && batch * cols * k >= 1 << 18 {
         rayon::current_num_threads().min(panels)
     } else {
         1
