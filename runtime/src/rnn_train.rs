@@ -28,8 +28,11 @@ use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
-use crate::rnn::fast::{gru_row, lstm_row, matmul, tanh_all};
+use crate::rnn::fast::{
+    gru_row, lstm_row, matmul, split_units, tanh_all, Cols, Keep, StepBarrier, StepLoop,
+};
 use crate::rnn::Cell;
+use crate::rnn_kernel::recurrent_serial;
 use crate::rnn_kernel::{recurrent, Packed};
 
 /// One layer-direction over a whole sequence, with its backward.
@@ -163,6 +166,184 @@ fn transposed(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     t
 }
 
+/// What backpropagation through time reads.
+struct Through<'a> {
+    t_len: usize,
+    batch: usize,
+    e: &'a Extra<'a>,
+    out: &'a [f32],
+    saved: &'a [f32],
+    dy: &'a [f32],
+    /// The hidden state each step started from, `[T, B, H]` in time order.
+    h_prev: &'a [f32],
+    /// `W_hh` `[G·H, H]`.
+    w_hh: &'a [f32],
+}
+
+/// What it writes: the gates' gradients `dxp` `[T·B, G·H]` (and a GRU's
+/// recurrent part `dhh`), `db_hn` `[H]`, and the running `dh`, `dc` `[B,
+/// H]`. Each thread of `split_through_time` writes only its own units'
+/// columns.
+#[derive(Clone, Copy)]
+struct Bufs {
+    dxp: Cols,
+    dhh: Cols,
+    db_hn: Cols,
+    dh: Cols,
+    dc: Cols,
+}
+
+impl SeqOp {
+    /// Step `s`'s gate gradients for hidden units `units` of every row:
+    /// `dh` gains `dy`, the gates' gradients are written and `dh`, `dc`
+    /// passed on through the cell (not yet through `W_hh`).
+    ///
+    /// # Safety
+    /// No other thread reads or writes `units`' columns of `bufs` meanwhile;
+    /// `tc` holds at least `units.len()` floats.
+    unsafe fn step_grads(
+        &self,
+        l: &Through,
+        bufs: Bufs,
+        s: usize,
+        units: std::ops::Range<usize>,
+        tc: &mut [f32],
+    ) {
+        let (hid, wd, gh) = (self.hid, self.width(), self.gh());
+        let (t_len, batch) = (l.t_len, l.batch);
+        let t = self.time(s, t_len);
+        let (j0, n) = (units.start, units.len());
+        for b in 0..batch {
+            // SAFETY (for the whole body): columns j0..j0 + n of each row,
+            // which are this call's alone (the caller's promise).
+            let dhr = unsafe { bufs.dh.slice(b * hid + j0, n) };
+            let at = (t * batch + b) * hid;
+            for (d, g) in dhr.iter_mut().zip(&l.dy[at + j0..at + j0 + n]) {
+                *d += g;
+            }
+            if !self.live(b, t) {
+                // The state passed through unchanged: so does its gradient.
+                continue;
+            }
+            let row = &l.saved[(t * batch + b) * wd..(t * batch + b + 1) * wd];
+            let hr = &l.out[at + j0..at + j0 + n];
+            let r0 = (t * batch + b) * gh;
+            let dg = |gi: usize| unsafe { bufs.dxp.slice(r0 + gi * hid + j0, n) };
+            match self.cell {
+                Cell::RnnTanh => {
+                    let dg0 = dg(0);
+                    for k in 0..n {
+                        dg0[k] = dhr[k] * (1.0 - hr[k] * hr[k]);
+                        dhr[k] = 0.0;
+                    }
+                }
+                Cell::RnnRelu => {
+                    let dg0 = dg(0);
+                    for k in 0..n {
+                        dg0[k] = if hr[k] > 0.0 { dhr[k] } else { 0.0 };
+                        dhr[k] = 0.0;
+                    }
+                }
+                Cell::Lstm => {
+                    // The cell state the step started from.
+                    let cp = if s == 0 {
+                        &l.e.c0[b * hid + j0..b * hid + j0 + n]
+                    } else {
+                        let p = (self.time(s - 1, t_len) * batch + b) * wd;
+                        &l.saved[p + j0..p + j0 + n]
+                    };
+                    let dcr = unsafe { bufs.dc.slice(b * hid + j0, n) };
+                    let gate = |gi: usize| &row[hid + gi * hid + j0..hid + gi * hid + j0 + n];
+                    let (gi_, gf, gg, go) = (gate(0), gate(1), gate(2), gate(3));
+                    let tc = &mut tc[..n];
+                    tc.copy_from_slice(&row[j0..j0 + n]);
+                    tanh_all(tc);
+                    let (d0, d1, d2, d3) = (dg(0), dg(1), dg(2), dg(3));
+                    for k in 0..n {
+                        let (i, fg, g, o) = (gi_[k], gf[k], gg[k], go[k]);
+                        let dct = dcr[k] + dhr[k] * o * (1.0 - tc[k] * tc[k]);
+                        d0[k] = dct * g * i * (1.0 - i);
+                        d1[k] = dct * cp[k] * fg * (1.0 - fg);
+                        d2[k] = dct * i * (1.0 - g * g);
+                        d3[k] = dhr[k] * tc[k] * o * (1.0 - o);
+                        dcr[k] = dct * fg;
+                        dhr[k] = 0.0;
+                    }
+                }
+                Cell::Gru => {
+                    let hp = &l.h_prev[at + j0..at + j0 + n];
+                    let part = |gi: usize| &row[gi * hid + j0..gi * hid + j0 + n];
+                    let (r, z, nn, hn) = (part(0), part(1), part(2), part(3));
+                    let dr = |gi: usize| unsafe { bufs.dhh.slice(r0 + gi * hid + j0, n) };
+                    let (d0, d1, d2) = (dg(0), dg(1), dg(2));
+                    let (r0_, r1_, r2_) = (dr(0), dr(1), dr(2));
+                    let db = unsafe { bufs.db_hn.slice(j0, n) };
+                    for k in 0..n {
+                        let d = dhr[k];
+                        let dnp = d * (1.0 - z[k]) * (1.0 - nn[k] * nn[k]);
+                        let drp = dnp * hn[k] * r[k] * (1.0 - r[k]);
+                        let dzp = d * (hp[k] - nn[k]) * z[k] * (1.0 - z[k]);
+                        d0[k] = drp;
+                        d1[k] = dzp;
+                        d2[k] = dnp;
+                        r0_[k] = drp;
+                        r1_[k] = dzp;
+                        r2_[k] = dnp * r[k];
+                        db[k] += dnp * r[k];
+                        dhr[k] = d * z[k];
+                    }
+                }
+            }
+        }
+    }
+
+    /// Backpropagation through time with the hidden units split between
+    /// `threads` threads for the whole sequence, as the forward's step
+    /// loop: each computes its units' gate gradients, meets the others at a
+    /// barrier, then takes its units' part of `dh_prev = dg · W_hh` (the
+    /// rows of `W_hh^T` of its units, packed once).
+    fn split_through_time(&self, l: &Through, bufs: Bufs, threads: usize) {
+        let (hid, gh) = (self.hid, self.gh());
+        let batch = l.batch;
+        let gru = self.cell == Cell::Gru;
+        let wt = transposed(l.w_hh, gh, hid);
+        let barrier = StepBarrier::new(threads);
+        let worker = |i: usize| {
+            let (u0, u1) = (hid * i / threads, hid * (i + 1) / threads);
+            let n = u1 - u0;
+            let w = Packed::new(&wt[u0 * gh..u1 * gh], n, gh);
+            let mut tc = vec![0f32; n];
+            let mut prod = vec![0f32; batch * n];
+            for s in (0..l.t_len).rev() {
+                let t = self.time(s, l.t_len);
+                // SAFETY: units u0..u1 are this thread's alone.
+                unsafe { self.step_grads(l, bufs, s, u0..u1, &mut tc) };
+                barrier.wait();
+                // SAFETY: step s's rows of the gate gradients are complete
+                // (the barrier) and nobody writes them again.
+                let rows = unsafe {
+                    (if gru { bufs.dhh } else { bufs.dxp }).read(t * batch * gh, batch * gh)
+                };
+                recurrent_serial(&mut prod, false, rows, batch, &w);
+                for b in 0..batch {
+                    // SAFETY: this thread's columns of `dh`.
+                    let d = unsafe { bufs.dh.slice(b * hid + u0, n) };
+                    for (d, p) in d.iter_mut().zip(&prod[b * n..(b + 1) * n]) {
+                        *d += p;
+                    }
+                }
+            }
+        };
+        std::thread::scope(|sc| {
+            for i in 1..threads {
+                let worker = &worker;
+                sc.spawn(move || worker(i));
+            }
+            worker(0);
+        });
+    }
+}
+
 impl CustomOp3 for SeqOp {
     fn name(&self) -> &'static str {
         "netdsl-recurrent-sequence"
@@ -191,6 +372,43 @@ impl CustomOp3 for SeqOp {
         let rows = t_len * batch;
         let mut xp = e.bias.repeat(rows);
         recurrent(&mut xp, true, x, rows, &Packed::new(&w_ih, gh, f));
+        // Big enough to split: the hidden units between the threads for the
+        // whole sequence, as in inference (at least 32 units each).
+        let threads = rayon::current_num_threads().min(hid / 32);
+        if threads >= 2 && batch * gh * hid >= 1 << 18 {
+            let mut c = e.c0.to_vec();
+            let mut saved = vec![0f32; t_len * batch * wd];
+            let steps = StepLoop {
+                xp: &xp,
+                w_hh: &w_hh,
+                b_hn: e.b_hn,
+                lens: self.lens.as_deref(),
+                cell: self.cell,
+                reverse: self.reverse,
+                t_len,
+                batch,
+                hid,
+                carry: true,
+            };
+            let (seq, _) = split_units(
+                &steps,
+                e.h0.to_vec(),
+                &mut c,
+                Some(Keep(&mut saved)),
+                threads,
+            );
+            let mut out = seq;
+            if lstm {
+                out.extend_from_slice(&c);
+            }
+            *self
+                .saved
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("recurrent sequence op: poisoned".into()))? =
+                saved;
+            let rows = t_len + usize::from(lstm);
+            return Ok((CpuStorage::F32(out), Shape::from((rows, batch, hid))));
+        }
         let w = Packed::new(&w_hh, gh, hid);
         let mut h = e.h0.to_vec();
         let mut c = e.c0.to_vec();
@@ -333,7 +551,7 @@ impl SeqOp {
         saved: &[f32],
         dy: &[f32],
     ) -> Grads {
-        let (hid, wd, gh) = (self.hid, self.width(), self.gh());
+        let (hid, gh) = (self.hid, self.gh());
         let lstm = self.cell == Cell::Lstm;
         let gru = self.cell == Cell::Gru;
         let e = self.split(batch, extra);
@@ -367,94 +585,59 @@ impl SeqOp {
             Vec::new()
         };
         let mut tc = vec![0f32; hid];
-        for s in (0..t_len).rev() {
-            let t = self.time(s, t_len);
-            // The cell state each step started from (LSTM).
-            let c_prev = |b: usize| -> &[f32] {
-                if s == 0 {
-                    &e.c0[b * hid..(b + 1) * hid]
-                } else {
-                    let p = (self.time(s - 1, t_len) * batch + b) * wd;
-                    &saved[p..p + hid]
-                }
+        let threads = rayon::current_num_threads().min(hid / 32);
+        if threads >= 2 && batch * gh * hid >= 1 << 18 {
+            let bufs = Bufs {
+                dxp: Cols::of(&mut dxp),
+                dhh: Cols::of(&mut dhh),
+                db_hn: Cols::of(&mut db_hn),
+                dh: Cols::of(&mut dh),
+                dc: Cols::of(&mut dc),
             };
-            for b in 0..batch {
-                let dhr = &mut dh[b * hid..(b + 1) * hid];
-                let at = (t * batch + b) * hid;
-                for (d, g) in dhr.iter_mut().zip(&dy[at..at + hid]) {
-                    *d += g;
-                }
-                if !self.live(b, t) {
-                    // The state passed through unchanged: so does its gradient.
-                    continue;
-                }
-                let row = &saved[(t * batch + b) * wd..(t * batch + b + 1) * wd];
-                let hr = &out[at..at + hid];
-                let r0 = (t * batch + b) * gh;
-                let dg = &mut dxp[r0..r0 + gh];
-                match self.cell {
-                    Cell::RnnTanh => {
-                        for j in 0..hid {
-                            dg[j] = dhr[j] * (1.0 - hr[j] * hr[j]);
-                            dhr[j] = 0.0;
-                        }
-                    }
-                    Cell::RnnRelu => {
-                        for j in 0..hid {
-                            dg[j] = if hr[j] > 0.0 { dhr[j] } else { 0.0 };
-                            dhr[j] = 0.0;
-                        }
-                    }
-                    Cell::Lstm => {
-                        let cp = c_prev(b);
-                        let dcr = &mut dc[b * hid..(b + 1) * hid];
-                        let (cn, gates) = (&row[..hid], &row[hid..]);
-                        tc.copy_from_slice(cn);
-                        tanh_all(&mut tc);
-                        for j in 0..hid {
-                            let (i, fg) = (gates[j], gates[hid + j]);
-                            let (g, o) = (gates[2 * hid + j], gates[3 * hid + j]);
-                            let dct = dcr[j] + dhr[j] * o * (1.0 - tc[j] * tc[j]);
-                            dg[j] = dct * g * i * (1.0 - i);
-                            dg[hid + j] = dct * cp[j] * fg * (1.0 - fg);
-                            dg[2 * hid + j] = dct * i * (1.0 - g * g);
-                            dg[3 * hid + j] = dhr[j] * tc[j] * o * (1.0 - o);
-                            dcr[j] = dct * fg;
-                            dhr[j] = 0.0;
-                        }
-                    }
-                    Cell::Gru => {
-                        let hp = &h_prev[at..at + hid];
-                        let (r, z) = (&row[..hid], &row[hid..2 * hid]);
-                        let (n, hn) = (&row[2 * hid..3 * hid], &row[3 * hid..]);
-                        let dr = &mut dhh[r0..r0 + gh];
-                        for j in 0..hid {
-                            let d = dhr[j];
-                            let dnp = d * (1.0 - z[j]) * (1.0 - n[j] * n[j]);
-                            let drp = dnp * hn[j] * r[j] * (1.0 - r[j]);
-                            let dzp = d * (hp[j] - n[j]) * z[j] * (1.0 - z[j]);
-                            dg[j] = drp;
-                            dg[hid + j] = dzp;
-                            dg[2 * hid + j] = dnp;
-                            dr[j] = drp;
-                            dr[hid + j] = dzp;
-                            dr[2 * hid + j] = dnp * r[j];
-                            db_hn[j] += dnp * r[j];
-                            dhr[j] = d * z[j];
-                        }
-                    }
-                }
-            }
-            // dh_prev (+)= dg · W_hh for the whole batch (rows past their
-            // end have a zero dg: their dh passes through).
-            let g_rows = if gru { &dhh } else { &dxp };
-            recurrent(
-                &mut dh,
-                true,
-                &g_rows[t * batch * gh..(t + 1) * batch * gh],
+            let steps = Through {
+                t_len,
                 batch,
-                &wt_hh,
-            );
+                e: &e,
+                out,
+                saved,
+                dy,
+                h_prev: &h_prev,
+                w_hh: &w_hh,
+            };
+            self.split_through_time(&steps, bufs, threads);
+        } else {
+            for s in (0..t_len).rev() {
+                let t = self.time(s, t_len);
+                let steps = Through {
+                    t_len,
+                    batch,
+                    e: &e,
+                    out,
+                    saved,
+                    dy,
+                    h_prev: &h_prev,
+                    w_hh: &w_hh,
+                };
+                let bufs = Bufs {
+                    dxp: Cols::of(&mut dxp),
+                    dhh: Cols::of(&mut dhh),
+                    db_hn: Cols::of(&mut db_hn),
+                    dh: Cols::of(&mut dh),
+                    dc: Cols::of(&mut dc),
+                };
+                // SAFETY: one thread, every unit.
+                unsafe { self.step_grads(&steps, bufs, s, 0..hid, &mut tc) };
+                // dh_prev (+)= dg · W_hh for the whole batch (rows past
+                // their end have a zero dg: their dh passes through).
+                let g_rows = if gru { &dhh } else { &dxp };
+                recurrent(
+                    &mut dh,
+                    true,
+                    &g_rows[t * batch * gh..(t + 1) * batch * gh],
+                    batch,
+                    &wt_hh,
+                );
+            }
         }
         let rows = t_len * batch;
         // dx = dxp · W_ih: [T·B, G·H] x [G·H, F].
