@@ -937,6 +937,19 @@ pub(crate) mod fast {
     /// The LSTM cell on one row: gates `[i | f | g | o]` (each `hid`, turned
     /// into activations in place), the cell state updated in place, the
     /// hidden state written to `h`.
+    /// A plain RNN cell's step for one row: `h = tanh(g)` (the gates
+    /// activated in place) or `relu(g)`.
+    pub(crate) fn rnn_row(cell: Cell, gr: &mut [f32], hr: &mut [f32]) {
+        if cell == Cell::RnnRelu {
+            for (h, &x) in hr.iter_mut().zip(gr.iter()) {
+                *h = x.max(0.0);
+            }
+        } else {
+            tanh_all(gr);
+            hr.copy_from_slice(gr);
+        }
+    }
+
     pub(crate) fn lstm_row(gr: &mut [f32], c: &mut [f32], h: &mut [f32], hid: usize) {
         #[cfg(target_arch = "x86_64")]
         {
@@ -1199,6 +1212,11 @@ pub(crate) mod fast {
                     let kept = |at: usize, len: usize| {
                         keep_p.map(|k| unsafe { k.slice((t * batch + b) * wd + at, len) })
                     };
+                    let put = |at: usize, src: &[f32]| {
+                        if let Some(k) = kept(at, src.len()) {
+                            k.copy_from_slice(src);
+                        }
+                    };
                     if l.lens.is_some_and(|n| n.get(b).is_none_or(|&n| t >= n)) {
                         // Past this sequence's end: the state stays, the
                         // output is zero (inference) or the carried state
@@ -1216,38 +1234,26 @@ pub(crate) mod fast {
                     }
                     let gr = &mut gates[b * cols..(b + 1) * cols];
                     match l.cell {
-                        Cell::RnnTanh => {
-                            tanh_all(gr);
-                            hr.copy_from_slice(gr);
-                        }
-                        Cell::RnnRelu => hr
-                            .iter_mut()
-                            .zip(gr.iter())
-                            .for_each(|(h, &x)| *h = x.max(0.0)),
+                        Cell::RnnTanh | Cell::RnnRelu => rnn_row(l.cell, gr, hr),
                         Cell::Lstm => {
                             // SAFETY: as above.
                             let cr = unsafe { c_p.slice(b * hid + u0, nu) };
                             lstm_row(gr, cr, hr, nu);
-                            if let Some(k) = kept(u0, nu) {
-                                k.copy_from_slice(cr);
-                                for gi in 0..4 {
-                                    kept(hid + gi * hid + u0, nu)
-                                        .unwrap_or_default()
-                                        .copy_from_slice(&gr[gi * nu..(gi + 1) * nu]);
-                                }
+                            // Kept: [c | i f g o], this thread's units of each.
+                            put(u0, cr);
+                            for gi in 0..4 {
+                                put(hid + gi * hid + u0, &gr[gi * nu..(gi + 1) * nu]);
                             }
                         }
                         Cell::Gru => {
                             hr.copy_from_slice(before);
                             let hhr = &hh[b * cols..(b + 1) * cols];
                             gru_row(gr, hhr, &l.b_hn[u0..u1], hr, nu);
-                            if keep_p.is_some() {
-                                for gi in 0..3 {
-                                    kept(gi * hid + u0, nu)
-                                        .unwrap_or_default()
-                                        .copy_from_slice(&gr[gi * nu..(gi + 1) * nu]);
-                                }
-                                let hn = kept(3 * hid + u0, nu).unwrap_or_default();
+                            // Kept: [r z n | hn + b_hn].
+                            for gi in 0..3 {
+                                put(gi * hid + u0, &gr[gi * nu..(gi + 1) * nu]);
+                            }
+                            if let Some(hn) = kept(3 * hid + u0, nu) {
                                 for ((o, &x), &bn) in
                                     hn.iter_mut().zip(&hhr[2 * nu..]).zip(&l.b_hn[u0..u1])
                                 {
@@ -1381,14 +1387,7 @@ pub(crate) mod fast {
                 let gr = &mut gates[b * gh..(b + 1) * gh];
                 let hr = &mut h[b * hout..(b + 1) * hout];
                 match spec.cell {
-                    Cell::RnnTanh => {
-                        tanh_all(gr);
-                        hr.copy_from_slice(gr);
-                    }
-                    Cell::RnnRelu => hr
-                        .iter_mut()
-                        .zip(gr.iter())
-                        .for_each(|(h, &x)| *h = x.max(0.0)),
+                    Cell::RnnTanh | Cell::RnnRelu => rnn_row(spec.cell, gr, hr),
                     Cell::Lstm => {
                         let cr = &mut c[b * hid..(b + 1) * hid];
                         match w_hr {
@@ -1432,6 +1431,13 @@ pub(crate) mod fast {
     }
 }
 
+/// The parity tests' measure (`max |a - b| / max(1, max |b|)`), their own
+/// copy, for the unit tests below.
+#[cfg(test)]
+#[path = "../tests/common/compare.rs"]
+#[allow(dead_code)] // `formula` is for the integration tests
+mod parity;
+
 /// The whole-sequence op against the step-by-step candle path, the
 /// reference it replaces in training: outputs, final states and every
 /// gradient, for each cell, both directions, with and without lengths and
@@ -1441,6 +1447,21 @@ mod whole_tests {
     use candle_core::{Device, Tensor, Var};
 
     use super::*;
+
+    use super::parity::rel_err;
+
+    /// One layer of `cell`, `hid` units, time-major, no projection.
+    fn one_layer(cell: Cell, hid: usize) -> RnnSpec {
+        RnnSpec {
+            cell,
+            hidden: hid,
+            proj: 0,
+            layers: 1,
+            bidirectional: false,
+            batch_first: false,
+            dropout: 0.0,
+        }
+    }
 
     fn rand(shape: &[usize], seed: u64) -> Var {
         // A fixed pseudo-random fill in (-1, 1).
@@ -1503,15 +1524,7 @@ mod whole_tests {
                     bias_hh: vec![rand(&[g], seed + 4).as_tensor().clone()],
                     weight_hr: vec![],
                 };
-                let spec = RnnSpec {
-                    cell,
-                    hidden: hid,
-                    proj: 0,
-                    layers: 1,
-                    bidirectional: false,
-                    batch_first: false,
-                    dropout: 0.0,
-                };
+                let spec = one_layer(cell, hid);
                 let h0 = rand(&[batch, hid], seed + 5).as_tensor().clone();
                 let c0 =
                     (cell == Cell::Lstm).then(|| rand(&[batch, hid], seed + 6).as_tensor().clone());
@@ -1570,22 +1583,8 @@ mod whole_tests {
         pool.install(|| whole_against_steps(4, 24, 8, 128, 1e-4));
     }
 
-    /// `max |a - b| / max(1, max |a|)`.
-    fn rel(a: &Tensor, b: &Tensor) -> f32 {
-        let scale: f32 = a
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap();
-        max_diff(a, b) / scale.max(1.0)
-    }
-
     /// Outputs within `tol`, gradients within `10 * tol`, relative to the
-    /// reference's largest magnitude (at least 1).
+    /// reference's largest magnitude (at least 1: `rel_err`).
     fn whole_against_steps(t_len: usize, batch: usize, feat: usize, hid: usize, tol: f32) {
         let lens: Vec<usize> = (0..batch)
             .map(|b| [5usize, 2, 4][b % 3].min(t_len))
@@ -1623,15 +1622,7 @@ mod whole_tests {
                                 },
                                 weight_hr: vec![],
                             };
-                            let spec = RnnSpec {
-                                cell,
-                                hidden: hid,
-                                proj: 0,
-                                layers: 1,
-                                bidirectional: false,
-                                batch_first: false,
-                                dropout: 0.0,
-                            };
+                            let spec = one_layer(cell, hid);
                             let h_init = if init {
                                 h0.as_tensor().clone()
                             } else {
@@ -1700,11 +1691,11 @@ mod whole_tests {
                                 }
                                 l.backward().unwrap()
                             };
-                            let d0 = rel(&want.0, &got.0);
+                            let d0 = rel_err(&got.0, &want.0);
                             assert!(d0 < tol, "{case}: output differs by {d0}");
-                            assert!(rel(&want.1, &got.1) < tol, "{case}: h_n");
+                            assert!(rel_err(&got.1, &want.1) < tol, "{case}: h_n");
                             if let (Some(a), Some(b)) = (&want.2, &got.2) {
-                                assert!(rel(a, b) < tol, "{case}: c_n");
+                                assert!(rel_err(b, a) < tol, "{case}: c_n");
                             }
                             let (gw, gg) = (loss(&want), loss(&got));
                             let mut vars = vec![("x", &x), ("w_ih", &w_ih), ("w_hh", &w_hh)];
@@ -1722,7 +1713,7 @@ mod whole_tests {
                                 let b = gg
                                     .get(v.as_tensor())
                                     .unwrap_or_else(|| panic!("{case}: no gradient for {name}"));
-                                let d = rel(b, a);
+                                let d = rel_err(b, a);
                                 assert!(
                                     d < 10.0 * tol,
                                     "{case}: gradient of {name} differs by {d}"

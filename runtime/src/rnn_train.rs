@@ -29,7 +29,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 use crate::rnn::fast::{
-    gru_row, lstm_row, matmul, split_units, tanh_all, Cols, Keep, StepBarrier, StepLoop,
+    gru_row, lstm_row, matmul, rnn_row, split_units, tanh_all, Cols, Keep, StepBarrier, StepLoop,
 };
 use crate::rnn::Cell;
 use crate::rnn_kernel::recurrent_serial;
@@ -445,15 +445,7 @@ impl CustomOp3 for SeqOp {
                 }
                 let gr = &mut gates[b * gh..(b + 1) * gh];
                 match self.cell {
-                    Cell::RnnTanh => {
-                        tanh_all(gr);
-                        hr.copy_from_slice(gr);
-                    }
-                    Cell::RnnRelu => {
-                        for (h, &x) in hr.iter_mut().zip(gr.iter()) {
-                            *h = x.max(0.0);
-                        }
-                    }
+                    Cell::RnnTanh | Cell::RnnRelu => rnn_row(self.cell, gr, hr),
                     // The inference loop's cells (gates activated in
                     // place), then what the backward reads.
                     Cell::Lstm => {
@@ -586,47 +578,35 @@ impl SeqOp {
         };
         let mut tc = vec![0f32; hid];
         let threads = rayon::current_num_threads().min(hid / 32);
-        if threads >= 2 && batch * gh * hid >= 1 << 18 {
-            let bufs = Bufs {
-                dxp: Cols::of(&mut dxp),
-                dhh: Cols::of(&mut dhh),
-                db_hn: Cols::of(&mut db_hn),
-                dh: Cols::of(&mut dh),
-                dc: Cols::of(&mut dc),
-            };
-            let steps = Through {
-                t_len,
-                batch,
-                e: &e,
-                out,
-                saved,
-                dy,
-                h_prev: &h_prev,
-                w_hh: &w_hh,
-            };
-            self.split_through_time(&steps, bufs, threads);
-        } else {
-            for s in (0..t_len).rev() {
-                let t = self.time(s, t_len);
-                let steps = Through {
-                    t_len,
-                    batch,
-                    e: &e,
-                    out,
-                    saved,
-                    dy,
-                    h_prev: &h_prev,
-                    w_hh: &w_hh,
-                };
-                let bufs = Bufs {
+        let steps = Through {
+            t_len,
+            batch,
+            e: &e,
+            out,
+            saved,
+            dy,
+            h_prev: &h_prev,
+            w_hh: &w_hh,
+        };
+        // Made afresh wherever the buffers were borrowed in between.
+        macro_rules! bufs {
+            () => {
+                Bufs {
                     dxp: Cols::of(&mut dxp),
                     dhh: Cols::of(&mut dhh),
                     db_hn: Cols::of(&mut db_hn),
                     dh: Cols::of(&mut dh),
                     dc: Cols::of(&mut dc),
-                };
+                }
+            };
+        }
+        if threads >= 2 && batch * gh * hid >= 1 << 18 {
+            self.split_through_time(&steps, bufs!(), threads);
+        } else {
+            for s in (0..t_len).rev() {
+                let t = self.time(s, t_len);
                 // SAFETY: one thread, every unit.
-                unsafe { self.step_grads(&steps, bufs, s, 0..hid, &mut tc) };
+                unsafe { self.step_grads(&steps, bufs!(), s, 0..hid, &mut tc) };
                 // dh_prev (+)= dg · W_hh for the whole batch (rows past
                 // their end have a zero dg: their dh passes through).
                 let g_rows = if gru { &dhh } else { &dxp };
