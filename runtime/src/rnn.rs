@@ -934,9 +934,6 @@ pub(crate) mod fast {
         }
     }
 
-    /// The LSTM cell on one row: gates `[i | f | g | o]` (each `hid`, turned
-    /// into activations in place), the cell state updated in place, the
-    /// hidden state written to `h`.
     /// A plain RNN cell's step for one row: `h = tanh(g)` (the gates
     /// activated in place) or `relu(g)`.
     pub(crate) fn rnn_row(cell: Cell, gr: &mut [f32], hr: &mut [f32]) {
@@ -950,6 +947,9 @@ pub(crate) mod fast {
         }
     }
 
+    /// The LSTM cell on one row: gates `[i | f | g | o]` (each `hid`, turned
+    /// into activations in place), the cell state updated in place, the
+    /// hidden state written to `h`.
     pub(crate) fn lstm_row(gr: &mut [f32], c: &mut [f32], h: &mut [f32], hid: usize) {
         #[cfg(target_arch = "x86_64")]
         {
@@ -1034,6 +1034,31 @@ pub(crate) mod fast {
         for j in 0..hid {
             h[j] = n[j] + z[j] * (h[j] - n[j]);
         }
+    }
+
+    /// How many threads the step loops split a layer's hidden units
+    /// between: at least 32 units each, and only where the per-step
+    /// product (`B·G·H·H` multiply-adds, at least 2^18) pays for a barrier
+    /// per step; below 2, the one-thread loop runs.
+    pub(crate) fn split_threads(batch: usize, gh: usize, hid: usize) -> usize {
+        if batch * gh * hid >= 1 << 18 {
+            rayon::current_num_threads().min(hid / 32)
+        } else {
+            1
+        }
+    }
+
+    /// Runs `worker(i)` for `i < threads` at once: on the calling thread
+    /// and `threads - 1` scoped ones (not the pool's, which may not all be
+    /// free: the workers wait for each other at every step).
+    pub(crate) fn on_threads(threads: usize, worker: impl Fn(usize) + Sync) {
+        std::thread::scope(|s| {
+            for i in 1..threads {
+                let worker = &worker;
+                s.spawn(move || worker(i));
+            }
+            worker(0);
+        });
     }
 
     /// A barrier for the step loop's threads: they spin (the wait is a
@@ -1158,11 +1183,9 @@ pub(crate) mod fast {
             (Cols(a.as_mut_ptr()), Cols(b.as_mut_ptr()))
         };
         let (out_p, c_p) = (Cols(out.as_mut_ptr()), Cols(c.as_mut_ptr()));
-        let wd = match l.cell {
-            Cell::Lstm => 5 * hid,
-            Cell::Gru => 4 * hid,
-            _ => 0,
-        };
+        let wd = keep
+            .as_ref()
+            .map_or(0, |k| k.0.len() / (t_len * batch).max(1));
         let keep_p = keep.map(|k| Cols(k.0.as_mut_ptr()));
         let worker = |i: usize| {
             let (u0, u1) = (hid * i / threads, hid * (i + 1) / threads);
@@ -1267,13 +1290,7 @@ pub(crate) mod fast {
                 barrier.wait();
             }
         };
-        std::thread::scope(|s| {
-            for i in 1..threads {
-                let worker = &worker;
-                s.spawn(move || worker(i));
-            }
-            worker(0);
-        });
+        on_threads(threads, worker);
         let [a, b] = bufs;
         (out, if t_len % 2 == 0 { a } else { b })
     }
@@ -1322,10 +1339,10 @@ pub(crate) mod fast {
             rows,
             &crate::rnn_kernel::Packed::new(&w_ih, gh, feat),
         );
-        // Big enough to split: the hidden units between the threads for the
-        // whole sequence (an unprojected layer; at least 32 units each).
-        let threads = rayon::current_num_threads().min(hid / 32);
-        if p.weight_hr.get(k).is_none() && threads >= 2 && batch * gh * hid >= 1 << 18 {
+        // Big enough to split (an unprojected layer): the hidden units
+        // between the threads for the whole sequence.
+        let threads = split_threads(batch, gh, hid);
+        if p.weight_hr.get(k).is_none() && threads >= 2 {
             let mut c = match c0 {
                 Some(c) => data(c)?,
                 None => vec![0.0; batch * hid],

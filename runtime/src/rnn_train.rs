@@ -29,7 +29,8 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 use crate::rnn::fast::{
-    gru_row, lstm_row, matmul, rnn_row, split_units, tanh_all, Cols, Keep, StepBarrier, StepLoop,
+    gru_row, lstm_row, matmul, on_threads, rnn_row, split_threads, split_units, tanh_all, Cols,
+    Keep, StepBarrier, StepLoop,
 };
 use crate::rnn::Cell;
 use crate::rnn_kernel::recurrent_serial;
@@ -176,8 +177,8 @@ struct Through<'a> {
     dy: &'a [f32],
     /// The hidden state each step started from, `[T, B, H]` in time order.
     h_prev: &'a [f32],
-    /// `W_hh` `[G·H, H]`.
-    w_hh: &'a [f32],
+    /// `W_hh^T` `[H, G·H]`.
+    wt_hh: &'a [f32],
 }
 
 /// What it writes: the gates' gradients `dxp` `[T·B, G·H]` (and a GRU's
@@ -306,12 +307,11 @@ impl SeqOp {
         let (hid, gh) = (self.hid, self.gh());
         let batch = l.batch;
         let gru = self.cell == Cell::Gru;
-        let wt = transposed(l.w_hh, gh, hid);
         let barrier = StepBarrier::new(threads);
         let worker = |i: usize| {
             let (u0, u1) = (hid * i / threads, hid * (i + 1) / threads);
             let n = u1 - u0;
-            let w = Packed::new(&wt[u0 * gh..u1 * gh], n, gh);
+            let w = Packed::new(&l.wt_hh[u0 * gh..u1 * gh], n, gh);
             let mut tc = vec![0f32; n];
             let mut prod = vec![0f32; batch * n];
             for s in (0..l.t_len).rev() {
@@ -334,13 +334,7 @@ impl SeqOp {
                 }
             }
         };
-        std::thread::scope(|sc| {
-            for i in 1..threads {
-                let worker = &worker;
-                sc.spawn(move || worker(i));
-            }
-            worker(0);
-        });
+        on_threads(threads, worker);
     }
 }
 
@@ -374,8 +368,8 @@ impl CustomOp3 for SeqOp {
         recurrent(&mut xp, true, x, rows, &Packed::new(&w_ih, gh, f));
         // Big enough to split: the hidden units between the threads for the
         // whole sequence, as in inference (at least 32 units each).
-        let threads = rayon::current_num_threads().min(hid / 32);
-        if threads >= 2 && batch * gh * hid >= 1 << 18 {
+        let threads = split_threads(batch, gh, hid);
+        if threads >= 2 {
             let mut c = e.c0.to_vec();
             let mut saved = vec![0f32; t_len * batch * wd];
             let steps = StepLoop {
@@ -548,9 +542,10 @@ impl SeqOp {
         let gru = self.cell == Cell::Gru;
         let e = self.split(batch, extra);
         let (w_ih, w_hh) = split_weights(w_cat, f, hid);
-        // Packed transposes: dh[b, j] += Σ_g dg[b, g] W_hh[g, j], and the
-        // same for the input with W_ih.
-        let wt_hh = Packed::new(&transposed(&w_hh, gh, hid), hid, gh);
+        // W_hh^T [H, G·H], for dh[b, j] += Σ_g dg[b, g] W_hh[g, j] (packed
+        // whole by the one-thread loop, by rows of its units by each
+        // thread of the split one).
+        let wt_hh = transposed(&w_hh, gh, hid);
         let bh = batch * hid;
         // The hidden state each step started from, [T, B, H] in time order.
         let mut h_prev = vec![0f32; t_len * bh];
@@ -576,8 +571,7 @@ impl SeqOp {
         } else {
             Vec::new()
         };
-        let mut tc = vec![0f32; hid];
-        let threads = rayon::current_num_threads().min(hid / 32);
+        let threads = split_threads(batch, gh, hid);
         let steps = Through {
             t_len,
             batch,
@@ -586,7 +580,7 @@ impl SeqOp {
             saved,
             dy,
             h_prev: &h_prev,
-            w_hh: &w_hh,
+            wt_hh: &wt_hh,
         };
         // Made afresh wherever the buffers were borrowed in between.
         macro_rules! bufs {
@@ -600,9 +594,11 @@ impl SeqOp {
                 }
             };
         }
-        if threads >= 2 && batch * gh * hid >= 1 << 18 {
+        if threads >= 2 {
             self.split_through_time(&steps, bufs!(), threads);
         } else {
+            let wt_hh = Packed::new(&wt_hh, hid, gh);
+            let mut tc = vec![0f32; hid];
             for s in (0..t_len).rev() {
                 let t = self.time(s, t_len);
                 // SAFETY: one thread, every unit.

@@ -1597,7 +1597,7 @@ pub fn emit_blocks(defs: &[crate::ast::BlockDef], reg: &Registry) -> (TokenStrea
             let named: std::collections::HashSet<String> =
                 class.named.iter().map(|n| n.ident.to_string()).collect();
             let data = |pos: usize| code.data(reg, d, class.members[pos]);
-            let alone = alone::items(&defs[d], &class.ident, &irs, &named, &data, &spec_tokens);
+            let alone = alone::items(&defs[d], &class.ident, &irs, &named, &data);
             tokens.extend(block_struct(&defs[d], class, reg.instances[d].len(), alone));
         }
     }

@@ -878,6 +878,18 @@ pub enum Num {
     Bool(bool),
 }
 
+impl Num {
+    /// The number as generated code's `data` carries it: an integer's
+    /// two's complement, a float's bits, a bool as 0 or 1.
+    pub fn bits(self) -> u64 {
+        match self {
+            Num::Int(v) => v as u64,
+            Num::Float(v) => v.to_bits(),
+            Num::Bool(v) => u64::from(v),
+        }
+    }
+}
+
 /// The numbers of an instance's names, in a fixed order: the block's
 /// parameters as declared, then its input's dims as written, then the
 /// other names (named values) by name.

@@ -19,48 +19,12 @@ use std::collections::HashSet;
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::quote;
 
+use super::named::NumTy;
 use crate::ast::{BlockDef, ParamKind};
 use crate::lower::{NetIr, Num};
 
-/// The Rust type of one of the constructor's arguments.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum ArgTy {
-    Usize,
-    I64,
-    F64,
-    Bool,
-}
-
-impl ArgTy {
-    fn tokens(self) -> TokenStream {
-        match self {
-            ArgTy::Usize => quote!(usize),
-            ArgTy::I64 => quote!(i64),
-            ArgTy::F64 => quote!(f64),
-            ArgTy::Bool => quote!(bool),
-        }
-    }
-
-    /// The argument `id` as the key's `u64`.
-    fn encode(self, id: &Ident) -> TokenStream {
-        match self {
-            ArgTy::Usize | ArgTy::I64 => quote!(#id as u64),
-            ArgTy::F64 => quote!(#id.to_bits()),
-            ArgTy::Bool => quote!(u64::from(#id)),
-        }
-    }
-}
-
 fn value(ir: &NetIr, name: &str) -> Option<Num> {
     ir.env.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
-}
-
-fn encode(n: Num) -> u64 {
-    match n {
-        Num::Int(v) => v as u64,
-        Num::Float(v) => v.to_bits(),
-        Num::Bool(v) => u64::from(v),
-    }
 }
 
 fn show(n: Num) -> String {
@@ -73,12 +37,12 @@ fn show(n: Num) -> String {
 
 /// The type every member's value of `name` fits, the declared one for a
 /// parameter; `None` where members disagree in kind.
-fn arg_ty(def: &BlockDef, irs: &[&NetIr], name: &str) -> Option<ArgTy> {
+fn arg_ty(def: &BlockDef, irs: &[&NetIr], name: &str) -> Option<NumTy> {
     if let Some(p) = def.params.iter().find(|p| p.name == name) {
         return match p.kind {
-            ParamKind::Usize => Some(ArgTy::Usize),
-            ParamKind::F64 => Some(ArgTy::F64),
-            ParamKind::Bool => Some(ArgTy::Bool),
+            ParamKind::Usize => Some(NumTy::Usize),
+            ParamKind::F64 => Some(NumTy::F64),
+            ParamKind::Bool => Some(NumTy::Bool),
             ParamKind::Tensor => None,
         };
     }
@@ -86,17 +50,7 @@ fn arg_ty(def: &BlockDef, irs: &[&NetIr], name: &str) -> Option<ArgTy> {
         .iter()
         .map(|ir| value(ir, name))
         .collect::<Option<_>>()?;
-    if nums.iter().all(|n| matches!(n, Num::Int(v) if *v >= 0)) {
-        Some(ArgTy::Usize)
-    } else if nums.iter().all(|n| matches!(n, Num::Int(_))) {
-        Some(ArgTy::I64)
-    } else if nums.iter().all(|n| matches!(n, Num::Float(_))) {
-        Some(ArgTy::F64)
-    } else if nums.iter().all(|n| matches!(n, Num::Bool(_))) {
-        Some(ArgTy::Bool)
-    } else {
-        None
-    }
+    NumTy::of(&nums)
 }
 
 /// A member's parameters as the block alone names them, with shapes.
@@ -161,7 +115,8 @@ fn key_names(def: &BlockDef, irs: &[&NetIr], named: &HashSet<String>) -> Vec<Str
         })
         .cloned()
         .collect();
-    let same = |a: &NetIr, b: &NetIr, n: &str| value(a, n).map(encode) == value(b, n).map(encode);
+    let same =
+        |a: &NetIr, b: &NetIr, n: &str| value(a, n).map(Num::bits) == value(b, n).map(Num::bits);
     // Two uses that agree on the key but not on their parameters or their
     // code's named numbers (a named value of the size, say): add the first
     // further name that tells them apart.
@@ -195,19 +150,18 @@ fn key_names(def: &BlockDef, irs: &[&NetIr], named: &HashSet<String>) -> Vec<Str
 }
 
 /// The items of a block struct's `impl` that build and run it alone.
-/// `members` are the instances the struct serves, `data(m)` the numbers
-/// instance `m` is built with.
+/// `irs` are the instances the struct serves, in its order; `data(m)` the
+/// numbers the `m`-th is built with; `named` the struct's named fields.
 pub fn items(
     def: &BlockDef,
     struct_name: &Ident,
     irs: &[&NetIr],
     named: &HashSet<String>,
     data: &dyn Fn(usize) -> Vec<u64>,
-    spec: &dyn Fn(&crate::lower::ParamIr, &str) -> TokenStream,
 ) -> TokenStream {
     let p = quote!(::netdsl::__private);
     let key = key_names(def, irs, named);
-    let args: Vec<(Ident, ArgTy)> = key
+    let args: Vec<(Ident, NumTy)> = key
         .iter()
         .filter_map(|n| {
             let id: Ident = syn::parse_str(n).ok()?;
@@ -224,7 +178,7 @@ pub fn items(
     for (m, ir) in irs.iter().enumerate() {
         let k: Vec<u64> = key
             .iter()
-            .filter_map(|n| value(ir, n).map(encode))
+            .filter_map(|n| value(ir, n).map(Num::bits))
             .collect();
         if seen.contains(&k) {
             continue;
@@ -244,7 +198,7 @@ pub fn items(
         let d = data(m).into_iter().map(Literal::u64_suffixed);
         let specs = own_params(ir)
             .into_iter()
-            .map(|(name, param)| spec(param, &name));
+            .map(|(name, param)| super::spec_tokens(param, &name));
         configs.push(quote!((&[#(#k),*], &[#(#d),*], &[#(#specs)*])));
     }
     let block = struct_name.to_string();

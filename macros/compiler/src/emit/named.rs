@@ -32,14 +32,46 @@ pub struct Named {
     pub values: Vec<u64>,
 }
 
-impl Named {
-    pub fn ty_tokens(&self) -> TokenStream {
-        match self.ty {
+impl NumTy {
+    /// The type every one of `nums` fits (`usize` for integers none of
+    /// which is negative); `None` where they differ in kind.
+    pub fn of(nums: &[Num]) -> Option<NumTy> {
+        let all = |f: fn(&Num) -> bool| nums.iter().all(f);
+        if all(|n| matches!(n, Num::Int(v) if *v >= 0)) {
+            Some(NumTy::Usize)
+        } else if all(|n| matches!(n, Num::Int(_))) {
+            Some(NumTy::I64)
+        } else if all(|n| matches!(n, Num::Float(_))) {
+            Some(NumTy::F64)
+        } else if all(|n| matches!(n, Num::Bool(_))) {
+            Some(NumTy::Bool)
+        } else {
+            None
+        }
+    }
+
+    pub fn tokens(self) -> TokenStream {
+        match self {
             NumTy::Usize => quote!(usize),
             NumTy::I64 => quote!(i64),
             NumTy::F64 => quote!(f64),
             NumTy::Bool => quote!(bool),
         }
+    }
+
+    /// A value `id` of this type as `data` carries it ([`Num::bits`]).
+    pub fn encode(self, id: &Ident) -> TokenStream {
+        match self {
+            NumTy::Usize | NumTy::I64 => quote!(#id as u64),
+            NumTy::F64 => quote!(#id.to_bits()),
+            NumTy::Bool => quote!(u64::from(#id)),
+        }
+    }
+}
+
+impl Named {
+    pub fn ty_tokens(&self) -> TokenStream {
+        self.ty.tokens()
     }
 
     /// Reads the field from the next number of `data`.
@@ -102,33 +134,9 @@ impl<'a> Names<'a> {
             .iter()
             .map(|e| e.iter().find(|(n, _)| n == name).map(|(_, v)| *v))
             .collect::<Option<_>>()?;
-        let ty = match nums.first()? {
-            Num::Int(_) => {
-                let ints: Vec<i64> = nums
-                    .iter()
-                    .map(|n| match n {
-                        Num::Int(v) => Some(*v),
-                        _ => None,
-                    })
-                    .collect::<Option<_>>()?;
-                if ints.iter().all(|v| *v >= 0) {
-                    NumTy::Usize
-                } else {
-                    NumTy::I64
-                }
-            }
-            Num::Float(_) if nums.iter().all(|n| matches!(n, Num::Float(_))) => NumTy::F64,
-            Num::Bool(_) if nums.iter().all(|n| matches!(n, Num::Bool(_))) => NumTy::Bool,
-            _ => return None,
-        };
-        let values = nums
-            .iter()
-            .map(|n| match *n {
-                Num::Int(v) => v as u64,
-                Num::Float(v) => v.to_bits(),
-                Num::Bool(v) => u64::from(v),
-            })
-            .collect();
+        nums.first()?;
+        let ty = NumTy::of(&nums)?;
+        let values = nums.iter().map(|n| n.bits()).collect();
         self.fields.push(Named { ident, ty, values });
         Some(self.fields.len() - 1)
     }
