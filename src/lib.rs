@@ -52,7 +52,6 @@ pub mod pictures;
 
 pub use netdsl_macros::network;
 pub use netdsl_runtime::layers;
-pub use netdsl_runtime::silence_debug_build_warning;
 pub use netdsl_runtime::{candle, candle_nn};
 pub use netdsl_runtime::{
     check_input, BlockCx, Error, Init, InputDim, ParamSource, ParamSpec, Result, WeightProblem,
@@ -61,6 +60,7 @@ pub use netdsl_runtime::{
 /// Resizing a ViT's learned position embedding to another image size, as
 /// torchvision's `interpolate_embeddings`.
 pub use netdsl_runtime::{interpolate_embeddings, interpolate_pos_embedding};
+pub use netdsl_runtime::{keep_freed_memory, silence_debug_build_warning};
 pub use netdsl_runtime::{load_checkpoint, save_checkpoint, train, Checkpoint, Rng};
 pub use netdsl_runtime::{rnn, Cell, Generator, RnnInputs, RnnOutput, RnnSpec};
 pub use netdsl_runtime::{FileProblem, LoadOptions, LoadReport, LoadedWeights, SaveOptions};
@@ -78,13 +78,14 @@ pub mod __private {
     };
     pub use netdsl_runtime::{
         adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, batch_norm, bn_fold, candle_nn,
-        check_input, check_weights, dropout, hardswish, layers, linear, load_weights, make_var,
-        max_pool2d, param, relu6, save_weights, take, var_of, Error, Fusion, Generator, Init,
-        Initializer, InputDim, LoadedWeights, ParamSource, ParamSpec, Pool2d, Result,
+        check_input, check_weights, dropout, hardswish, layers, linear, linear_prepared,
+        load_weights, make_var, max_pool2d, param, prepare_linear_params, relu6, save_weights,
+        take, var_of, Error, Fusion, Generator, Init, Initializer, InputDim, LoadedWeights,
+        ParamSource, ParamSpec, Pool2d, Result,
     };
     pub use netdsl_runtime::{
         add_sinusoidal, attention_mask, attention_mask_ref, key_padding_mask, layer_norm,
-        multi_head_attention, patch_embed, prepend_token, rms_norm, Mask, MhaSpec,
+        multi_head_attention, patch_embed, prepend_token, rms_norm, Mask, MhaCache, MhaSpec,
     };
     pub use netdsl_runtime::{
         center_crop, conv2d, conv2d_prepared, conv_transpose2d, pixel_shuffle, prepare_conv,

@@ -27,7 +27,8 @@ use crate::layers::{
     LinearParams, MaybeTensor, MultiheadAttentionKvParams, MultiheadAttentionParams,
     QkvAttentionParams, SeparateQkvAttentionParams,
 };
-use crate::{param, Generator, Result};
+use crate::linear::{linear_prepared, prepare_linear, PreparedLinear};
+use crate::{param, Fusion, Generator, Result};
 
 fn msg(s: String) -> crate::Error {
     candle_core::Error::Msg(s).into()
@@ -555,9 +556,64 @@ pub struct MhaSpec {
     pub dropout: f64,
 }
 
-/// `x W^T + b` for `x` `[.., in]`, `w` `[out, in]` ([`crate::linear`]).
-fn project(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    crate::linear(x, w, b)
+/// Where a multi-head attention keeps its projections prepared for
+/// inference ([`crate::prepare_linear`]: weights packed once for the matrix
+/// kernel): the fusion cache of the network or block holding it, and the
+/// first of its four slots (the query's projection or Q, K and V stacked;
+/// the key's or K and V stacked; the value's; the output projection). The
+/// cached weights are recomputed when any of the attention's parameters is
+/// replaced.
+#[derive(Clone, Copy)]
+pub struct MhaCache<'a> {
+    pub fusion: &'a Fusion,
+    pub slot: usize,
+}
+
+/// One projection's weights: prepared and cached (inference, fusion on) or
+/// as `param` gives them.
+enum Weights {
+    Prepared(PreparedLinear),
+    Plain(Projection),
+}
+
+impl Weights {
+    fn dims(&self) -> &[usize] {
+        match self {
+            Weights::Prepared(p) => p.weight().dims(),
+            Weights::Plain((w, _)) => w.dims(),
+        }
+    }
+
+    /// `x W^T + b` for `x` `[.., in]` ([`crate::linear`]).
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Weights::Prepared(p) => linear_prepared(x, p),
+            Weights::Plain((w, b)) => crate::linear(x, w, b.as_ref()),
+        }
+    }
+}
+
+/// The projections of one attention call: `make` gives a projection's
+/// weights; with a cache, only when slot `k`'s are not cached yet.
+struct Projections<'a, P> {
+    p: &'a P,
+    cache: Option<MhaCache<'a>>,
+}
+
+impl<P: AttentionParams> Projections<'_, P> {
+    fn weights(&self, k: usize, make: impl FnOnce(&P) -> Result<Projection>) -> Result<Weights> {
+        match self.cache {
+            Some(c) => {
+                let sources = self.p.tensors();
+                let prepared = c.fusion.get_linear(c.slot + k, &sources, || {
+                    let (w, b) = make(self.p)?;
+                    Ok(prepare_linear(&w, b.as_ref()))
+                })?;
+                Ok(Weights::Prepared(prepared))
+            }
+            None => Ok(Weights::Plain(make(self.p)?)),
+        }
+    }
 }
 
 /// A projection's weight `[out, in]` and its bias.
@@ -577,6 +633,13 @@ pub trait AttentionParams {
     fn separate(&self, _training: bool) -> Option<Result<[Projection; 3]>> {
         None
     }
+    /// Every parameter tensor, as held: what prepared projections are
+    /// cached against.
+    fn tensors(&self) -> Vec<&Tensor>;
+}
+
+fn linear_tensors<B: MaybeTensor>(l: &LinearParams<B>) -> impl Iterator<Item = &Tensor> {
+    std::iter::once(&l.weight).chain(l.bias.tensor())
 }
 
 fn linear_params<B: MaybeTensor>(l: &LinearParams<B>, training: bool) -> (Tensor, Option<Tensor>) {
@@ -598,6 +661,13 @@ impl<B: MaybeTensor> AttentionParams for MultiheadAttentionParams<B> {
     fn out_proj(&self, training: bool) -> (Tensor, Option<Tensor>) {
         linear_params(&self.out_proj, training)
     }
+
+    fn tensors(&self) -> Vec<&Tensor> {
+        std::iter::once(&self.in_proj_weight)
+            .chain(self.in_proj_bias.tensor())
+            .chain(linear_tensors(&self.out_proj))
+            .collect()
+    }
 }
 
 /// timm: `qkv` is `[3E, E]`, no copy.
@@ -608,6 +678,12 @@ impl<B: MaybeTensor> AttentionParams for QkvAttentionParams<B> {
 
     fn out_proj(&self, training: bool) -> (Tensor, Option<Tensor>) {
         linear_params(&self.proj, training)
+    }
+
+    fn tensors(&self) -> Vec<&Tensor> {
+        linear_tensors(&self.qkv)
+            .chain(linear_tensors(&self.proj))
+            .collect()
     }
 }
 
@@ -642,6 +718,13 @@ impl<B: MaybeTensor> AttentionParams for SeparateQkvAttentionParams<B> {
             linear_params(&self.k_proj, training),
             linear_params(&self.v_proj, training),
         ]))
+    }
+
+    fn tensors(&self) -> Vec<&Tensor> {
+        [&self.q_proj, &self.k_proj, &self.v_proj, &self.out_proj]
+            .into_iter()
+            .flat_map(linear_tensors)
+            .collect()
     }
 }
 
@@ -682,6 +765,18 @@ impl<B: MaybeTensor> AttentionParams for MultiheadAttentionKvParams<B> {
         })();
         Some(parts)
     }
+
+    fn tensors(&self) -> Vec<&Tensor> {
+        [
+            &self.q_proj_weight,
+            &self.k_proj_weight,
+            &self.v_proj_weight,
+        ]
+        .into_iter()
+        .chain(self.in_proj_bias.tensor())
+        .chain(linear_tensors(&self.out_proj))
+        .collect()
+    }
 }
 
 /// `[B, T, heads * D]` -> `[B, heads, T, D]`, contiguous.
@@ -701,7 +796,8 @@ fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
 /// output `[B, Tq, E]` (PyTorch's first result; the averaged weights are
 /// not computed). `p` is any [`AttentionParams`] layout: PyTorch's
 /// [`MultiheadAttentionParams`], timm's [`QkvAttentionParams`] or Hugging
-/// Face's [`SeparateQkvAttentionParams`].
+/// Face's [`SeparateQkvAttentionParams`]. With `cache` (inference), the
+/// projections' weights are prepared once and kept there ([`MhaCache`]).
 #[allow(clippy::too_many_arguments)]
 pub fn multi_head_attention<P: AttentionParams>(
     query: &Tensor,
@@ -711,6 +807,7 @@ pub fn multi_head_attention<P: AttentionParams>(
     mask: Option<Mask<'_>>,
     training: bool,
     rng: Option<&Generator>,
+    cache: Option<MhaCache<'_>>,
 ) -> Result<Tensor> {
     let (b, tq, e) = query.dims3()?;
     let heads = spec.heads;
@@ -719,10 +816,19 @@ pub fn multi_head_attention<P: AttentionParams>(
             "multi_head_attention: the width {e} is not a multiple of {heads} heads"
         )));
     }
+    let proj = Projections { p, cache };
     // Cross-attention with the projections apart (PyTorch's kdim/vdim, or
     // Hugging Face's q/k/v_proj): the memory may have its own width.
-    if let (Some(mem), Some(parts)) = (memory, p.separate(training)) {
-        let [(wq, bq), (wk, bk), (wv, bv)] = parts?;
+    if let (Some(mem), true) = (memory, p.separate(training).is_some()) {
+        let part = |i: usize| {
+            proj.weights(i, |p| match p.separate(training) {
+                Some(parts) => Ok(parts?[i].clone()),
+                None => Err(msg(
+                    "multi_head_attention: the projections are not apart".into()
+                )),
+            })
+        };
+        let (wq, wk, wv) = (part(0)?, part(1)?, part(2)?);
         let (bm, _, em) = mem.dims3()?;
         if bm != b || wk.dims() != [e, em] || wv.dims() != [e, em] || wq.dims() != [e, e] {
             return Err(msg(format!(
@@ -735,23 +841,26 @@ pub fn multi_head_attention<P: AttentionParams>(
                 wv.dims()
             )));
         }
-        let q = split_heads(&project(query, &wq, bq.as_ref())?, heads)?;
-        let k = split_heads(&project(mem, &wk, bk.as_ref())?, heads)?;
-        let v = split_heads(&project(mem, &wv, bv.as_ref())?, heads)?;
-        return attend(p, (q, k, v), (b, tq, e), spec, mask, training, rng);
+        let q = split_heads(&wq.apply(query)?, heads)?;
+        let k = split_heads(&wk.apply(mem)?, heads)?;
+        let v = split_heads(&wv.apply(mem)?, heads)?;
+        return attend(&proj, (q, k, v), (b, tq, e), spec, mask, training, rng);
     }
-    let (w, bias) = p.in_proj(training)?;
-    if w.dims() != [3 * e, e] {
-        return Err(msg(format!(
-            "multi_head_attention: the stacked Q, K, V projection (in_proj_weight) is {:?}, the input's width {e} needs [{}, {e}]",
-            w.dims(),
-            3 * e
-        )));
-    }
+    let stacked = |p: &P| -> Result<Projection> {
+        let (w, bias) = p.in_proj(training)?;
+        if w.dims() != [3 * e, e] {
+            return Err(msg(format!(
+                "multi_head_attention: the stacked Q, K, V projection (in_proj_weight) is {:?}, the input's width {e} needs [{}, {e}]",
+                w.dims(),
+                3 * e
+            )));
+        }
+        Ok((w, bias))
+    };
     let (q, k, v) = match memory {
         None => {
             // One multiply, then one copy into [3, B, heads, T, D].
-            let qkv = project(query, &w, bias.as_ref())?;
+            let qkv = proj.weights(0, stacked)?.apply(query)?;
             let qkv = qkv
                 .reshape((b, tq, 3, heads, e / heads))?
                 .permute((2, 0, 3, 1, 4))?
@@ -767,14 +876,18 @@ pub fn multi_head_attention<P: AttentionParams>(
                     mem.dims()
                 )));
             }
-            let wq = w.narrow(0, 0, e)?;
-            let wkv = w.narrow(0, e, 2 * e)?;
-            let (bq, bkv) = match &bias {
-                Some(t) => (Some(t.narrow(0, 0, e)?), Some(t.narrow(0, e, 2 * e)?)),
-                None => (None, None),
+            // Rows 0..E of the stack project the query, E..3E the memory.
+            let rows = |start: usize, len: usize| {
+                move |p: &P| -> Result<Projection> {
+                    let (w, bias) = stacked(p)?;
+                    Ok((
+                        w.narrow(0, start, len)?,
+                        bias.map(|t| t.narrow(0, start, len)).transpose()?,
+                    ))
+                }
             };
-            let q = split_heads(&project(query, &wq, bq.as_ref())?, heads)?;
-            let kv = project(mem, &wkv, bkv.as_ref())?;
+            let q = split_heads(&proj.weights(0, rows(0, e))?.apply(query)?, heads)?;
+            let kv = proj.weights(1, rows(e, 2 * e))?.apply(mem)?;
             let (_, tk, _) = kv.dims3()?;
             let kv = kv
                 .reshape((b, tk, 2, heads, e / heads))?
@@ -783,7 +896,7 @@ pub fn multi_head_attention<P: AttentionParams>(
             (q, kv.get(0)?, kv.get(1)?)
         }
     };
-    attend(p, (q, k, v), (b, tq, e), spec, mask, training, rng)
+    attend(&proj, (q, k, v), (b, tq, e), spec, mask, training, rng)
 }
 
 /// The heads' scaled dot-product attention over projected `[B, heads, T,
@@ -791,7 +904,7 @@ pub fn multi_head_attention<P: AttentionParams>(
 /// out.
 #[allow(clippy::too_many_arguments)]
 fn attend<P: AttentionParams>(
-    p: &P,
+    proj: &Projections<'_, P>,
     (q, k, v): (Tensor, Tensor, Tensor),
     (b, tq, e): (usize, usize, usize),
     spec: &MhaSpec,
@@ -807,8 +920,7 @@ fn attend<P: AttentionParams>(
     let o = scaled_dot_product_attention(&q, &k, &v, mask, &sdpa, training, rng)?;
     // [B, heads, Tq, D] -> [B, Tq, E]
     let o = o.transpose(1, 2)?.reshape((b, tq, e))?;
-    let (wo, bo) = p.out_proj(training);
-    project(&o, &wo, bo.as_ref())
+    proj.weights(3, |p| Ok(p.out_proj(training)))?.apply(&o)
 }
 
 // ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ mod filter_fft;
 mod host;
 pub mod layers;
 mod linear;
+mod malloc;
 mod merge;
 mod norm;
 mod norm_kernel;
@@ -49,7 +50,7 @@ pub use activation::{hardswish, relu6};
 pub use attention::{
     add_sinusoidal, attention_mask, attention_mask_ref, causal_mask, key_padding_mask, layer_norm,
     multi_head_attention, patch_embed, prepend_token, rms_norm, scaled_dot_product_attention,
-    sinusoidal_encoding, AttentionParams, Mask, MhaSpec, Sdpa,
+    sinusoidal_encoding, AttentionParams, Mask, MhaCache, MhaSpec, Sdpa,
 };
 pub use block::{missing_child, next_param, scaled_size, BlockCx};
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
@@ -63,7 +64,8 @@ pub use error::{Error, FileProblem, Result, WeightProblem, WeightsError};
 pub use filter::{
     filter2d, gradient_magnitude, median2d, pad2d, pad_dim, Border, FilterSpec, Lowering, Taps,
 };
-pub use linear::linear;
+pub use linear::{linear, linear_prepared, prepare_linear, prepare_linear_params, PreparedLinear};
+pub use malloc::keep_freed_memory;
 pub use merge::{center_crop, center_crop_offset};
 pub use norm::{batch_norm, batch_norm_eval, bn_fold, Fusion};
 pub use params::{take, Init, Initializer, ParamSource, ParamSpec};

@@ -1,20 +1,28 @@
 //! `x W^T + b`, the linear layer's product, for `x` `[.., in]` and `w`
 //! `[out, in]`: one matrix multiply over the flattened leading dims. In
-//! inference (nothing tracks a gradient) on f32 CPU tensors with enough
-//! rows to amortise packing the weight (the transformer's `[B·T, E]`
-//! projections, 512 rows and more), it runs on the runtime's packed kernel
-//! (`rnn_kernel`: AVX-512 or AVX2 register tiles, the bias as the
-//! accumulator's start) — 1.45x to 1.75x faster than candle's matmul at
-//! the encoder benchmark's shapes. Up to 8 rows (a classifier at batch 1),
-//! matrix-vector products straight from the weight's memory: each weight
-//! row read once for all rows, at memory speed (AlexNet's and VGG-16's
-//! classifiers read 234 and 494 MB of weights per image). Otherwise, and
-//! whenever a gradient is tracked, candle's matmul and a bias add.
+//! inference (nothing tracks a gradient) on f32 CPU tensors:
+//!
+//! - up to 8 rows (a classifier at batch 1), matrix-vector products straight
+//!   from the weight's memory: each weight row read once for all rows, at
+//!   memory speed (AlexNet's and VGG-16's classifiers read 234 and 494 MB
+//!   of weights per image);
+//! - more rows, the runtime's packed kernel (`rnn_kernel`: AVX-512 or AVX2
+//!   register tiles, the bias as the accumulator's start), its weight
+//!   packed into panels once and kept ([`linear_prepared`], what generated
+//!   code runs, the packed weight cached with the layer's other fusions),
+//!   or packed per call by [`linear`] from 512 rows, where packing pays for
+//!   itself.
+//!
+//! Otherwise, and whenever a gradient is tracked, candle's matmul and a
+//! bias add.
+
+use std::sync::{Arc, OnceLock};
 
 use candle_core::{DType, Tensor};
 
 use crate::conv::math::simd;
 use crate::host::with_f32;
+use crate::rnn_kernel::Packed;
 use crate::Result;
 
 /// Rows from which the packed kernel pays for packing the weight per call.
@@ -22,6 +30,76 @@ const KERNEL_ROWS: usize = 512;
 
 /// `x W^T + b` over the last dim of `x`.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    product(x, w, b, |rows, wv, fout, fin| {
+        // Packing the weight per call pays from 512 rows.
+        (rows >= KERNEL_ROWS).then(|| Arc::new(Packed::new(wv, fout, fin)))
+    })
+}
+
+/// A linear layer's weight and bias prepared once for inference
+/// ([`prepare_linear`]): the weight packed into the matrix kernel's panels
+/// on the first call with more than 8 rows (not before: a classifier run at
+/// batch 1 reads the weight as it is, and never holds a second copy), then
+/// kept, so every call runs the kernel without packing.
+#[derive(Clone)]
+pub struct PreparedLinear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    packed: Arc<OnceLock<Arc<Packed>>>,
+}
+
+impl PreparedLinear {
+    /// The weight `[out, in]` as given.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// Whether the packed copy has been made (a call with more than 8 rows).
+    pub fn is_packed(&self) -> bool {
+        self.packed.get().is_some()
+    }
+}
+
+/// `weight` `[out, in]` and `bias` `[out]`, detached, for
+/// [`linear_prepared`]: what generated code caches per `Linear` and per
+/// attention projection in inference.
+pub fn prepare_linear(weight: &Tensor, bias: Option<&Tensor>) -> PreparedLinear {
+    PreparedLinear {
+        weight: weight.detach(),
+        bias: bias.map(Tensor::detach),
+        packed: Arc::new(OnceLock::new()),
+    }
+}
+
+/// [`prepare_linear`] of a layer's parameters (the bias absent or present).
+pub fn prepare_linear_params<B: crate::layers::MaybeTensor>(
+    weight: &Tensor,
+    bias: &B,
+) -> PreparedLinear {
+    prepare_linear(weight, bias.tensor())
+}
+
+/// [`linear`] with prepared weights: the same result, from 9 rows on the
+/// packed kernel without packing the weight again.
+pub fn linear_prepared(x: &Tensor, p: &PreparedLinear) -> Result<Tensor> {
+    product(x, &p.weight, p.bias.as_ref(), |_, wv, fout, fin| {
+        Some(Arc::clone(
+            p.packed
+                .get_or_init(|| Arc::new(Packed::new(wv, fout, fin))),
+        ))
+    })
+}
+
+/// `x W^T + b`: up to [`MATVEC_ROWS`] rows as matrix-vector products; more
+/// on the packed kernel where `packed` gives the packed weight (called with
+/// the rows and the weight's values); otherwise, and whenever a gradient is
+/// tracked, candle's matmul.
+fn product(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    packed: impl FnOnce(usize, &[f32], usize, usize) -> Option<Arc<Packed>>,
+) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let fin = *dims.last().unwrap_or(&0);
     let rows = x.elem_count() / fin.max(1);
@@ -35,27 +113,33 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         && w.dims() == [fout, fin]
         && x.device().is_cpu()
         && w.device().is_cpu();
-    let small = fast && rows <= MATVEC_ROWS;
-    let y = if small {
+    let w = if fast { w.contiguous()? } else { w.clone() };
+    let kernel = if fast && rows > MATVEC_ROWS {
+        with_f32(&w, |wv| packed(rows, wv, fout, fin)).flatten()
+    } else {
+        None
+    };
+    let y = if fast && rows <= MATVEC_ROWS {
         let xv = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let bv = b.map(|b| b.flatten_all()?.to_vec1::<f32>()).transpose()?;
-        let w = w.contiguous()?;
         match with_f32(&w, |wv| matvec(&xv, rows, wv, fout, fin, bv.as_deref())) {
             Some(y) => Tensor::from_vec(y, (rows, fout), x.device())?,
             None => plain_product(x, &w, b, rows, fin)?,
         }
-    } else if fast && rows >= KERNEL_ROWS {
-        let xv = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let wv = w.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    } else if let Some(packed) = kernel {
         let mut y = match b {
             Some(b) => b.flatten_all()?.to_vec1::<f32>()?.repeat(rows),
             None => vec![0.0f32; rows * fout],
         };
-        let packed = crate::rnn_kernel::Packed::new(&wv, fout, fin);
-        crate::rnn_kernel::recurrent(&mut y, true, &xv, rows, &packed);
-        Tensor::from_vec(y, (rows, fout), x.device())?
+        let x = x.contiguous()?;
+        match with_f32(&x, |xv| {
+            crate::rnn_kernel::recurrent(&mut y, true, xv, rows, &packed)
+        }) {
+            Some(()) => Tensor::from_vec(y, (rows, fout), x.device())?,
+            None => plain_product(&x, &w, b, rows, fin)?,
+        }
     } else {
-        plain_product(x, w, b, rows, fin)?
+        plain_product(x, &w, b, rows, fin)?
     };
     let mut out = dims;
     if let Some(last) = out.last_mut() {
@@ -175,6 +259,32 @@ mod tests {
                 "{rows}x{fin}x{fout}"
             );
         }
+    }
+
+    /// Prepared weights give candle's matmul at any row count: matrix-vector
+    /// products up to 8 rows (no packed copy made), the kernel beyond, its
+    /// packed weight made once and shared by the clones a cache hands out.
+    #[test]
+    fn prepared_path_equals_matmul() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (45, 70), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1.0, 45, &dev).unwrap();
+        let p = super::prepare_linear(&w, Some(&b));
+        for rows in [1, 8, 9, 33, 600] {
+            if rows == 9 {
+                assert!(!p.is_packed(), "packed before a call with more than 8 rows");
+            }
+            let x = Tensor::randn(0f32, 1.0, (rows, 70), &dev).unwrap();
+            let y = super::linear_prepared(&x, &p.clone()).unwrap();
+            let want = x
+                .matmul(&w.t().unwrap())
+                .unwrap()
+                .broadcast_add(&b)
+                .unwrap();
+            let err = (y - &want).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(err.to_scalar::<f32>().unwrap() < 1e-3, "{rows} rows");
+        }
+        assert!(p.is_packed());
     }
 
     /// The kernel path (enough rows, no gradient) equals candle's matmul;

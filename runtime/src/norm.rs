@@ -9,6 +9,7 @@ use candle_core::{DType, Tensor, TensorId, Var};
 
 use crate::conv::PreparedConv;
 use crate::layers::{BatchNormParams, MaybeTensor};
+use crate::linear::PreparedLinear;
 use crate::Result;
 
 /// Batch norm as PyTorch runs it. Training: normalise with the batch's
@@ -187,11 +188,24 @@ pub fn bn_fold<B: MaybeTensor, A: MaybeTensor>(
     Ok((w, b))
 }
 
-/// What one slot caches: a folded pair, or a convolution's prepared weights.
+/// What one slot caches: a folded pair, a convolution's prepared weights,
+/// or a linear layer's.
 #[derive(Clone)]
 enum Cached {
     Pair(Tensor, Tensor),
     Conv(PreparedConv),
+    Linear(PreparedLinear),
+}
+
+impl Cached {
+    /// What the slot holds, for the error when two layers share a slot.
+    fn kind(&self) -> &'static str {
+        match self {
+            Cached::Pair(..) => "a folded pair",
+            Cached::Conv(_) => "a prepared convolution",
+            Cached::Linear(_) => "a prepared linear layer",
+        }
+    }
 }
 
 type Slot = RwLock<Option<(Vec<TensorId>, Cached)>>;
@@ -206,8 +220,12 @@ pub struct Fusion {
 }
 
 impl Fusion {
-    /// `folds` cache slots, fusion on.
+    /// `folds` cache slots, fusion on. Every generated network and block
+    /// builds its `Fusion` when it is built, so this is also where the
+    /// process keeps freed tensor memory from then on
+    /// ([`crate::keep_freed_memory`]).
     pub fn new(folds: usize) -> Self {
+        crate::malloc::keep_freed_memory();
         Self {
             enabled: true,
             slots: (0..folds).map(|_| RwLock::new(None)).collect(),
@@ -270,7 +288,7 @@ impl Fusion {
             compute().map(|(a, b)| Cached::Pair(a, b))
         })? {
             Cached::Pair(a, b) => Ok((a, b)),
-            Cached::Conv(_) => Err(slot_kind(index, "a prepared convolution")),
+            other => Err(slot_kind(index, other.kind())),
         }
     }
 
@@ -285,7 +303,21 @@ impl Fusion {
     ) -> Result<PreparedConv> {
         match self.cached(index, sources, || compute().map(Cached::Conv))? {
             Cached::Conv(c) => Ok(c),
-            Cached::Pair(..) => Err(slot_kind(index, "a folded pair")),
+            other => Err(slot_kind(index, other.kind())),
+        }
+    }
+
+    /// The prepared linear layer of slot `index` ([`crate::prepare_linear`]
+    /// of its weights), made from `sources` by `compute` when they changed.
+    pub fn get_linear(
+        &self,
+        index: usize,
+        sources: &[&Tensor],
+        compute: impl FnOnce() -> Result<PreparedLinear>,
+    ) -> Result<PreparedLinear> {
+        match self.cached(index, sources, || compute().map(Cached::Linear))? {
+            Cached::Linear(l) => Ok(l),
+            other => Err(slot_kind(index, other.kind())),
         }
     }
 }

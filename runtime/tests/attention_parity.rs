@@ -15,8 +15,8 @@ use std::sync::OnceLock;
 use netdsl_runtime::candle::{Device, Tensor, Var};
 use netdsl_runtime::layers::{LinearParams, MultiheadAttentionParams, NoBias};
 use netdsl_runtime::{
-    layer_norm, multi_head_attention, rms_norm, scaled_dot_product_attention, Mask, MhaSpec,
-    Result, Sdpa,
+    layer_norm, multi_head_attention, rms_norm, scaled_dot_product_attention, Fusion, Mask,
+    MhaCache, MhaSpec, Result, Sdpa,
 };
 
 mod common;
@@ -189,7 +189,7 @@ fn mha_matches_torch() {
                 },
             };
             let mask = t.get("mask").map(Mask::Block);
-            multi_head_attention(&t["x"], t.get("memory"), &p, &spec, mask, true, None)
+            multi_head_attention(&t["x"], t.get("memory"), &p, &spec, mask, true, None, None)
         });
     }
     check(
@@ -204,9 +204,62 @@ fn mha_matches_torch() {
                     bias: NoBias,
                 },
             };
-            multi_head_attention(&t["x"], None, &p, &spec, None, true, None)
+            multi_head_attention(&t["x"], None, &p, &spec, None, true, None, None)
         },
     );
+}
+
+/// In inference with a cache, the projections' prepared weights give the
+/// same outputs, from the cache on the second call; replacing a parameter
+/// tensor prepares them again.
+#[test]
+fn mha_with_cached_projections_matches_torch() {
+    let spec = MhaSpec {
+        heads: 2,
+        causal: false,
+        dropout: 0.0,
+    };
+    for case in ["mha_self", "mha_cross"] {
+        let t = |name: &str| get(case, name).unwrap();
+        let mut p = MultiheadAttentionParams {
+            in_proj_weight: t("p.in_proj_weight"),
+            in_proj_bias: t("p.in_proj_bias"),
+            out_proj: LinearParams {
+                weight: t("p.out_proj.weight"),
+                bias: t("p.out_proj.bias"),
+            },
+        };
+        let fusion = Fusion::new(4);
+        let memory = get(case, "memory");
+        let run = |p: &MultiheadAttentionParams| {
+            let cache = MhaCache {
+                fusion: &fusion,
+                slot: 0,
+            };
+            multi_head_attention(
+                &t("x"),
+                memory.as_ref(),
+                p,
+                &spec,
+                None,
+                false,
+                None,
+                Some(cache),
+            )
+            .unwrap()
+        };
+        let want = t("output");
+        for call in 0..2 {
+            let err = common::rel_err(&run(&p), &want);
+            assert!(err <= 1e-4, "{case}, call {call}: output error {err:e}");
+        }
+        p.out_proj.weight = (p.out_proj.weight * 2.0).unwrap();
+        let err = common::rel_err(&run(&p), &want);
+        assert!(
+            err > 1e-2,
+            "{case}: a replaced weight was not prepared again"
+        );
+    }
 }
 
 /// Hand-computed: a row `[1, 3]` has mean 2 and biased variance 1, so it

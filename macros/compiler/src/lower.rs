@@ -413,6 +413,9 @@ pub enum StepOp {
         bias: bool,
         rank: usize,
         fold: Option<Fold>,
+        /// The fusion slot of its weights prepared for inference
+        /// (`passes::pack_linear`).
+        prepared: Option<usize>,
     },
     Act(Activation),
     Softmax {
@@ -485,6 +488,9 @@ pub enum StepOp {
         key_lengths: Option<Ident>,
         /// The variable holding a mask over the scores.
         mask: Option<Ident>,
+        /// The first of its four fusion slots for the projections' prepared
+        /// weights (`passes::pack_linear`).
+        prepared: Option<usize>,
     },
     PatchEmbed {
         field: Ident,

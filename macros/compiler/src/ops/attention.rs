@@ -609,25 +609,49 @@ pub fn lower_mha(cx: &LowerCx, m: &MultiHeadAttention) -> Lowered {
             .key_lengths_arg()
             .and_then(|(_, v)| v.and_then(|v| cx.value(v))),
         mask: m.mask_arg().and_then(|(_, v)| v.and_then(|v| cx.value(v))),
+        prepared: None,
     };
     (desc, step, Some(cx.field(holder, params, absent)), macs)
 }
 
+/// The options of one attention's call.
+pub struct MhaEmit {
+    pub heads: u64,
+    pub causal: bool,
+    pub dropout: f64,
+    /// The first of its fusion slots (`passes::pack_linear`).
+    pub prepared: Option<usize>,
+}
+
 /// The runtime's `multi_head_attention`: self-attention, or cross-attention
-/// over `memory`, with keys past `key_lengths` masked.
-#[allow(clippy::too_many_arguments)]
+/// over `memory`, with keys past `key_lengths` masked; in inference with
+/// fusion on, its projections' weights prepared once in the fusion cache.
 pub fn emit_mha(
     e: &EmitCx,
     field: &Ident,
-    heads: u64,
-    causal: bool,
-    dropout: f64,
+    o: MhaEmit,
     memory: Option<&Ident>,
     key_lengths: Option<&Ident>,
     mask: Option<&Ident>,
 ) -> TokenStream {
     let p = quote!(::netdsl::__private);
     let (src, x, training, rng) = (e.src, e.x, &e.training, &e.rng);
+    let MhaEmit {
+        heads,
+        causal,
+        dropout,
+        prepared,
+    } = o;
+    let fusion_on = &e.fusion_on;
+    let cache = match prepared {
+        Some(slot) => {
+            let slot = usize_lit(slot as u64);
+            quote! {
+                (#fusion_on && !#training).then_some(#p::MhaCache { fusion: &self.fusion, slot: #slot })
+            }
+        }
+        None => quote!(::core::option::Option::None),
+    };
     let f = e.env.field(field);
     let heads = usize_lit(heads);
     let dropout = Literal::f64_unsuffixed(dropout);
@@ -657,6 +681,7 @@ pub fn emit_mha(
             #mask,
             #training,
             ::core::option::Option::Some(#rng),
+            #cache,
         )?
     };
     if mask_code.is_empty() {

@@ -5,6 +5,7 @@ use proc_macro2::{Ident, Literal, TokenStream};
 use quote::quote;
 
 use crate::ast::Layer;
+use crate::emit::usize_lit;
 use crate::infer::{FailKind, Failure};
 use crate::infer::{Step, StepResult};
 use crate::lower::{Fold, Holder, InitIr, StepOp};
@@ -163,6 +164,7 @@ pub fn lower_linear(cx: &LowerCx, l: &Linear) -> Lowered {
         bias: l.bias,
         rank: input.len(),
         fold: None,
+        prepared: None,
     };
     (
         desc,
@@ -173,13 +175,15 @@ pub fn lower_linear(cx: &LowerCx, l: &Linear) -> Lowered {
 }
 
 /// A matmul (broadcast over the leading dims above rank 2) and the bias; a
-/// folded batch norm's weights in inference.
+/// folded batch norm's weights in inference, or the weights prepared once
+/// (packed for the matrix kernel) in the fusion cache.
 pub fn emit_linear(
     e: &EmitCx,
     field: &Ident,
     bias: bool,
     rank: usize,
     fold: Option<&Fold>,
+    prepared: Option<usize>,
 ) -> TokenStream {
     let p = quote!(::netdsl::__private);
     let (src, x, env) = (e.src, e.x, e.env);
@@ -201,7 +205,27 @@ pub fn emit_linear(
     };
     let plain = quote!(let #x = #p::linear(&#src, &#p::param(&#f.weight, #training), #b)?;);
     match fold {
-        None => plain,
+        None => match prepared {
+            None => plain,
+            Some(slot) => {
+                let slot = usize_lit(slot as u64);
+                let mut sources = vec![quote!(&#f.weight)];
+                if bias {
+                    sources.push(quote!(&#f.bias));
+                }
+                quote! {
+                    let #x = if #fusion_on && !#training {
+                        let prepared = self.fusion.get_linear(#slot, &[#(#sources),*], || {
+                            ::core::result::Result::Ok(#p::prepare_linear_params(&#f.weight, &#f.bias))
+                        })?;
+                        #p::linear_prepared(&#src, &prepared)?
+                    } else {
+                        #plain
+                        #x
+                    };
+                }
+            }
+        },
         Some(fold) => {
             let bn = env.field(&fold.bn);
             let eps = Literal::f64_unsuffixed(fold.eps);

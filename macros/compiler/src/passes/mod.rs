@@ -10,6 +10,7 @@
 pub mod activation_into_conv;
 pub mod filter_lowering;
 pub mod fold_batch_norm;
+pub mod pack_linear;
 pub mod pool_before_activation;
 pub mod winograd;
 
@@ -49,6 +50,7 @@ pub const PASSES: &[(&str, PassFn)] = &[
     ("pool_before_activation", pool_before_activation::run),
     ("filter_lowering", filter_lowering::run),
     ("winograd", winograd::run),
+    ("pack_linear", pack_linear::run),
 ];
 
 /// Runs every pass over the networks and every block instance, then lists
