@@ -587,7 +587,7 @@ impl Weights {
     /// `x W^T + b` for `x` `[.., in]` ([`crate::linear`]).
     fn apply(&self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Weights::Prepared(p) => linear_prepared(x, p),
+            Weights::Prepared(p) => linear_prepared(x, p, crate::conv::Epilogue::None),
             Weights::Plain((w, b)) => crate::linear(x, w, b.as_ref()),
         }
     }

@@ -21,6 +21,7 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{DType, Tensor};
 
 use crate::conv::math::simd;
+use crate::conv::Epilogue;
 use crate::host::with_f32;
 use crate::rnn_kernel::Packed;
 use crate::Result;
@@ -30,7 +31,7 @@ const KERNEL_ROWS: usize = 512;
 
 /// `x W^T + b` over the last dim of `x`.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    product(x, w, b, |rows, wv, fout, fin| {
+    product(x, w, b, Epilogue::None, |rows, wv, fout, fin| {
         // Packing the weight per call pays from 512 rows.
         (rows >= KERNEL_ROWS).then(|| Arc::new(Packed::new(wv, fout, fin)))
     })
@@ -79,10 +80,12 @@ pub fn prepare_linear_params<B: crate::layers::MaybeTensor>(
     prepare_linear(weight, bias.tensor())
 }
 
-/// [`linear`] with prepared weights: the same result, from 9 rows on the
-/// packed kernel without packing the weight again.
-pub fn linear_prepared(x: &Tensor, p: &PreparedLinear) -> Result<Tensor> {
-    product(x, &p.weight, p.bias.as_ref(), |_, wv, fout, fin| {
+/// `act(x W^T + b)`: [`linear`] with prepared weights, from 9 rows on the
+/// packed kernel without packing the weight again, with the activation
+/// applied to each output tile while it is in cache (a fused activation:
+/// `Epilogue::None` for none).
+pub fn linear_prepared(x: &Tensor, p: &PreparedLinear, act: Epilogue) -> Result<Tensor> {
+    product(x, &p.weight, p.bias.as_ref(), act, |_, wv, fout, fin| {
         Some(Arc::clone(
             p.packed
                 .get_or_init(|| Arc::new(Packed::new(wv, fout, fin))),
@@ -90,14 +93,15 @@ pub fn linear_prepared(x: &Tensor, p: &PreparedLinear) -> Result<Tensor> {
     })
 }
 
-/// `x W^T + b`: up to [`MATVEC_ROWS`] rows as matrix-vector products; more
-/// on the packed kernel where `packed` gives the packed weight (called with
-/// the rows and the weight's values); otherwise, and whenever a gradient is
-/// tracked, candle's matmul.
+/// `act(x W^T + b)`: up to [`MATVEC_ROWS`] rows as matrix-vector products;
+/// more on the packed kernel where `packed` gives the packed weight (called
+/// with the rows and the weight's values); otherwise, and whenever a
+/// gradient is tracked, candle's matmul.
 fn product(
     x: &Tensor,
     w: &Tensor,
     b: Option<&Tensor>,
+    act: Epilogue,
     packed: impl FnOnce(usize, &[f32], usize, usize) -> Option<Arc<Packed>>,
 ) -> Result<Tensor> {
     let dims = x.dims().to_vec();
@@ -123,8 +127,11 @@ fn product(
         let xv = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let bv = b.map(|b| b.flatten_all()?.to_vec1::<f32>()).transpose()?;
         match with_f32(&w, |wv| matvec(&xv, rows, wv, fout, fin, bv.as_deref())) {
-            Some(y) => Tensor::from_vec(y, (rows, fout), x.device())?,
-            None => plain_product(x, &w, b, rows, fin)?,
+            Some(mut y) => {
+                crate::conv::math::epilogue(act, 0.0, &mut y);
+                Tensor::from_vec(y, (rows, fout), x.device())?
+            }
+            None => act.on_tensor(plain_product(x, &w, b, rows, fin)?)?,
         }
     } else if let Some(packed) = kernel {
         let mut y = match b {
@@ -132,14 +139,13 @@ fn product(
             None => vec![0.0f32; rows * fout],
         };
         let x = x.contiguous()?;
-        match with_f32(&x, |xv| {
-            crate::rnn_kernel::recurrent(&mut y, true, xv, rows, &packed)
-        }) {
+        let run = |xv: &[f32]| crate::rnn_kernel::product_act(&mut y, true, xv, rows, &packed, act);
+        match with_f32(&x, run) {
             Some(()) => Tensor::from_vec(y, (rows, fout), x.device())?,
-            None => plain_product(&x, &w, b, rows, fin)?,
+            None => act.on_tensor(plain_product(&x, &w, b, rows, fin)?)?,
         }
     } else {
-        plain_product(x, &w, b, rows, fin)?
+        act.on_tensor(plain_product(x, &w, b, rows, fin)?)?
     };
     let mut out = dims;
     if let Some(last) = out.last_mut() {
@@ -275,7 +281,7 @@ mod tests {
                 assert!(!p.is_packed(), "packed before a call with more than 8 rows");
             }
             let x = Tensor::randn(0f32, 1.0, (rows, 70), &dev).unwrap();
-            let y = super::linear_prepared(&x, &p.clone()).unwrap();
+            let y = super::linear_prepared(&x, &p.clone(), super::Epilogue::None).unwrap();
             let want = x
                 .matmul(&w.t().unwrap())
                 .unwrap()
@@ -285,6 +291,24 @@ mod tests {
             assert!(err.to_scalar::<f32>().unwrap() < 1e-3, "{rows} rows");
         }
         assert!(p.is_packed());
+        // A fused activation: the same as applying it after, on every path.
+        for act in [
+            super::Epilogue::Relu,
+            super::Epilogue::Gelu,
+            super::Epilogue::LeakyRelu(0.1),
+        ] {
+            for rows in [3, 40] {
+                let x = Tensor::randn(0f32, 1.0, (rows, 70), &dev).unwrap();
+                let y = super::linear_prepared(&x, &p, act).unwrap();
+                let plain = super::linear_prepared(&x, &p, super::Epilogue::None).unwrap();
+                let want = act.on_tensor(plain).unwrap();
+                let err = (y - &want).unwrap().abs().unwrap().max_all().unwrap();
+                assert!(
+                    err.to_scalar::<f32>().unwrap() < 1e-5,
+                    "{act:?}, {rows} rows"
+                );
+            }
+        }
     }
 
     /// The kernel path (enough rows, no gradient) equals candle's matmul;

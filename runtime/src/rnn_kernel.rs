@@ -14,6 +14,8 @@
 
 use rayon::prelude::*;
 
+use crate::conv::Epilogue;
+
 /// Gate columns per panel: two AVX2 vectors.
 const PANEL: usize = 16;
 /// Batch rows per register tile: 6 x 2 accumulators, 2 weight vectors and
@@ -103,16 +105,37 @@ impl Shared {
 /// `dst` rows of `w.cols` floats, `h` rows of `w.k`; `acc` adds to `dst`,
 /// otherwise overwrites it.
 pub fn recurrent(dst: &mut [f32], acc: bool, h: &[f32], batch: usize, w: &Packed) {
-    product(dst, acc, h, batch, w, true)
+    product(dst, acc, h, batch, w, true, Epilogue::None)
+}
+
+/// [`recurrent`] with `act` applied to each output tile right after it is
+/// computed, while it is in cache (a linear layer's fused activation).
+pub(crate) fn product_act(
+    dst: &mut [f32],
+    acc: bool,
+    h: &[f32],
+    batch: usize,
+    w: &Packed,
+    act: Epilogue,
+) {
+    product(dst, acc, h, batch, w, true, act)
 }
 
 /// [`recurrent`] on the calling thread alone: for a caller that splits the
 /// work between its own threads (the recurrent layers' step loop).
 pub(crate) fn recurrent_serial(dst: &mut [f32], acc: bool, h: &[f32], batch: usize, w: &Packed) {
-    product(dst, acc, h, batch, w, false)
+    product(dst, acc, h, batch, w, false, Epilogue::None)
 }
 
-fn product(dst: &mut [f32], acc: bool, h: &[f32], batch: usize, w: &Packed, parallel: bool) {
+fn product(
+    dst: &mut [f32],
+    acc: bool,
+    h: &[f32],
+    batch: usize,
+    w: &Packed,
+    parallel: bool,
+    act: Epilogue,
+) {
     let (cols, k) = (w.cols, w.k);
     if batch == 0 || cols == 0 || dst.len() < batch * cols || h.len() < batch * k {
         return;
@@ -120,6 +143,9 @@ fn product(dst: &mut [f32], acc: bool, h: &[f32], batch: usize, w: &Packed, para
     if k == 0 {
         if !acc {
             dst[..batch * cols].fill(0.0);
+        }
+        if act != Epilogue::None {
+            crate::conv::math::epilogue(act, 0.0, &mut dst[..batch * cols]);
         }
         return;
     }
@@ -156,6 +182,17 @@ fn product(dst: &mut [f32], acc: bool, h: &[f32], batch: usize, w: &Packed, para
                         valid,
                     )
                 };
+                if act != Epilogue::None {
+                    for r in b0..b0 + rows {
+                        // SAFETY: the tile just written, row r's `valid`
+                        // columns of this panel: inside `dst` (checked
+                        // above) and written by this thread alone.
+                        let v = unsafe {
+                            std::slice::from_raw_parts_mut(out.at(r * cols + p * width), valid)
+                        };
+                        crate::conv::math::epilogue(act, 0.0, v);
+                    }
+                }
             }
         }
     };

@@ -1079,7 +1079,15 @@ fn gen_step(step: &StepIr, src: &TokenStream, x: &Ident, env: &CodeEnv) -> Optio
             rank,
             fold,
             prepared,
-        } => ops::linear::emit_linear(&e, field, *bias, *rank, fold.as_ref(), *prepared),
+            epilogue,
+        } => ops::linear::emit_linear(
+            &e,
+            field,
+            *bias,
+            *rank,
+            fold.as_ref(),
+            (*prepared, *epilogue),
+        ),
         StepOp::Dropout { p: rate } => ops::dropout::emit_dropout(&e, *rate),
         StepOp::LayerNorm {
             field,

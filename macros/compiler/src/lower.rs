@@ -416,6 +416,9 @@ pub enum StepOp {
         /// The fusion slot of its weights prepared for inference
         /// (`passes::pack_linear`).
         prepared: Option<usize>,
+        /// An activation applied by the product's kernel to each output
+        /// tile in inference (`passes::activation_into_linear`).
+        epilogue: Option<Activation>,
     },
     Act(Activation),
     Softmax {

@@ -45,15 +45,7 @@ pub(super) fn conv2d(
         Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
         None => y,
     };
-    match act {
-        Epilogue::None => Ok(y),
-        Epilogue::Relu => y.relu(),
-        Epilogue::LeakyRelu(s) => candle_nn::ops::leaky_relu(&y, s as f64),
-        Epilogue::Gelu => y.gelu_erf(),
-        Epilogue::Silu => y.silu(),
-        Epilogue::Sigmoid => candle_nn::ops::sigmoid(&y),
-        Epilogue::Relu6 => y.clamp(0f32, 6f32),
-    }
+    act.on_tensor(y)
 }
 
 /// Every `step`-th element along `dim`, starting with the first.

@@ -81,7 +81,7 @@ fn gelu(z: f32) -> f32 {
 
 simd! {
     /// `v[i] = act(v[i] + bias)`: the epilogue of one output row or tile.
-    pub(super) fn epilogue(act: Epilogue, bias: f32, v: &mut [f32]) {
+    pub(crate) fn epilogue(act: Epilogue, bias: f32, v: &mut [f32]) {
         // One loop per activation, so each is a tight vectorised loop.
         match act {
             Epilogue::None => {

@@ -120,6 +120,21 @@ pub enum Epilogue {
     Relu6,
 }
 
+impl Epilogue {
+    /// The activation as candle's differentiable ops, on a whole tensor.
+    pub(crate) fn on_tensor(self, y: Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Epilogue::None => Ok(y),
+            Epilogue::Relu => y.relu(),
+            Epilogue::LeakyRelu(s) => candle_nn::ops::leaky_relu(&y, s as f64),
+            Epilogue::Gelu => y.gelu_erf(),
+            Epilogue::Silu => y.silu(),
+            Epilogue::Sigmoid => candle_nn::ops::sigmoid(&y),
+            Epilogue::Relu6 => y.clamp(0f32, 6f32),
+        }
+    }
+}
+
 /// `y = act(conv(x, w) + bias[c])`: x `[B, Cin, H, W]`, w
 /// `[Cout, Cin / groups, kh, kw]`, bias `[Cout]`; y `[B, Cout, oh, ow]` with
 /// `(oh, ow)` = [`Conv2dSpec::out_size`]. Differentiable in `x`, `w` and

@@ -9,6 +9,7 @@ use crate::emit::usize_lit;
 use crate::infer::{FailKind, Failure};
 use crate::infer::{Step, StepResult};
 use crate::lower::{Fold, Holder, InitIr, StepOp};
+use crate::ops::activation::Activation;
 use crate::ops::args::{Args, WeightInit};
 use crate::ops::{Alias, ArgKind, ArgSpec, EmitCx, LowerCx, Lowered, Macs, OpDef};
 use crate::resolve::{Op, Spanned};
@@ -165,6 +166,7 @@ pub fn lower_linear(cx: &LowerCx, l: &Linear) -> Lowered {
         rank: input.len(),
         fold: None,
         prepared: None,
+        epilogue: None,
     };
     (
         desc,
@@ -176,14 +178,15 @@ pub fn lower_linear(cx: &LowerCx, l: &Linear) -> Lowered {
 
 /// A matmul (broadcast over the leading dims above rank 2) and the bias; a
 /// folded batch norm's weights in inference, or the weights prepared once
-/// (packed for the matrix kernel) in the fusion cache.
+/// (packed for the matrix kernel) in the fusion cache, with a fused
+/// activation applied by the kernel (and after the product otherwise).
 pub fn emit_linear(
     e: &EmitCx,
     field: &Ident,
     bias: bool,
     rank: usize,
     fold: Option<&Fold>,
-    prepared: Option<usize>,
+    (prepared, epilogue): (Option<usize>, Option<Activation>),
 ) -> TokenStream {
     let p = quote!(::netdsl::__private);
     let (src, x, env) = (e.src, e.x, e.env);
@@ -213,14 +216,22 @@ pub fn emit_linear(
                 if bias {
                     sources.push(quote!(&#f.bias));
                 }
+                let (act, after) = match epilogue {
+                    Some(a) => (
+                        crate::ops::activation::epilogue(a).unwrap_or_else(|| quote!(None)),
+                        crate::ops::activation::act_code(a, &quote!(#x), x),
+                    ),
+                    None => (quote!(None), TokenStream::new()),
+                };
                 quote! {
                     let #x = if #fusion_on && !#training {
                         let prepared = self.fusion.get_linear(#slot, &[#(#sources),*], || {
                             ::core::result::Result::Ok(#p::prepare_linear_params(&#f.weight, &#f.bias))
                         })?;
-                        #p::linear_prepared(&#src, &prepared)?
+                        #p::linear_prepared(&#src, &prepared, #p::Epilogue::#act)?
                     } else {
                         #plain
+                        #after
                         #x
                     };
                 }

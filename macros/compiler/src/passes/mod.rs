@@ -8,6 +8,7 @@
 //! in [`PASSES`] (the order they run in).
 
 pub mod activation_into_conv;
+pub mod activation_into_linear;
 pub mod filter_lowering;
 pub mod fold_batch_norm;
 pub mod pack_linear;
@@ -51,6 +52,7 @@ pub const PASSES: &[(&str, PassFn)] = &[
     ("filter_lowering", filter_lowering::run),
     ("winograd", winograd::run),
     ("pack_linear", pack_linear::run),
+    ("activation_into_linear", activation_into_linear::run),
 ];
 
 /// Runs every pass over the networks and every block instance, then lists
