@@ -176,12 +176,71 @@ pub fn layer_norm(
     eps: f64,
 ) -> Result<Tensor> {
     let n = trailing("layer_norm", x, dims)?;
+    if let Some(y) = layer_norm_inference(x, weight, bias, n, eps) {
+        return y;
+    }
     let y = if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
         x.contiguous()?.apply_op1(Standardize { n, eps })?
     } else {
         standardize_composed(x, n, eps)?
     };
     affine(y, weight, bias)
+}
+
+/// [`layer_norm`] without a gradient on f32 CPU tensors: the normalisation
+/// and the affine in one pass per row, split between the runtime's threads
+/// (the same values as the two steps: the row's statistics in f64, the
+/// affine in f32). `None` elsewhere.
+fn layer_norm_inference(
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    n: usize,
+    eps: f64,
+) -> Option<Result<Tensor>> {
+    let params = weight.into_iter().chain(bias);
+    let fits = |t: &Tensor| {
+        !t.track_op() && t.dtype() == DType::F32 && t.device().is_cpu() && t.elem_count() == n
+    };
+    if x.track_op() || x.dtype() != DType::F32 || !x.device().is_cpu() || n == 0 {
+        return None;
+    }
+    if !params.clone().all(fits) {
+        return None;
+    }
+    let x = match x.contiguous() {
+        Ok(x) => x,
+        Err(e) => return Some(Err(e.into())),
+    };
+    let vec = |t: Option<&Tensor>| t.map(|t| t.flatten_all().and_then(|t| t.to_vec1::<f32>()));
+    let (w, b) = match (vec(weight).transpose(), vec(bias).transpose()) {
+        (Ok(w), Ok(b)) => (w, b),
+        (Err(e), _) | (_, Err(e)) => return Some(Err(e.into())),
+    };
+    let y = crate::host::with_f32(&x, |src| {
+        let mut dst = vec![0f32; src.len()];
+        dst.par_chunks_mut(n)
+            .zip(src.par_chunks(n))
+            .for_each(|(d, s)| {
+                let mean = s.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+                let var = s
+                    .iter()
+                    .map(|&v| {
+                        let c = v as f64 - mean;
+                        c * c
+                    })
+                    .sum::<f64>()
+                    / n as f64;
+                let rstd = 1.0 / (var + eps).sqrt();
+                for (j, (d, &v)) in d.iter_mut().zip(s).enumerate() {
+                    let z = ((v as f64 - mean) * rstd) as f32;
+                    let z = w.as_ref().map_or(z, |w| z * w[j]);
+                    *d = b.as_ref().map_or(z, |b| z + b[j]);
+                }
+            });
+        dst
+    })?;
+    Some(Tensor::from_vec(y, x.shape(), x.device()).map_err(Into::into))
 }
 
 fn affine(y: Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>) -> Result<Tensor> {
@@ -383,7 +442,17 @@ pub fn scaled_dot_product_attention(
         )));
     }
     let scale = spec.scale.unwrap_or(1.0 / (d as f64).sqrt());
-    let q = q.affine(scale, 0.0)?.contiguous()?;
+    // In inference the scale goes into the softmax's exponent (one pass
+    // less, and no pass of candle's elementwise thread pool), except under
+    // an additive mask, which is added to the scaled scores (and a scale
+    // that is not positive, which would turn the row's maximum around).
+    let late =
+        !training && scale > 0.0 && !matches!(mask, Some(Mask::Add(_))) && softmax_rows_runs(q);
+    let q = if late {
+        q.contiguous()?
+    } else {
+        q.affine(scale, 0.0)?.contiguous()?
+    };
     let k = k.contiguous()?;
     let scores = q.matmul(&k.t()?)?;
     let scores = if spec.causal {
@@ -406,8 +475,10 @@ pub fn scaled_dot_product_attention(
         candle_nn::ops::softmax(&scores, D::Minus1)?
     } else {
         let scores = scores.contiguous()?;
-        match softmax_rows(&scores) {
+        let row_scale = if late { scale as f32 } else { 1.0 };
+        match softmax_rows(&scores, row_scale) {
             Some(w) => w?,
+            None if late => candle_nn::ops::softmax_last_dim(&scores.affine(scale, 0.0)?)?,
             None => candle_nn::ops::softmax_last_dim(&scores)?,
         }
     };
@@ -418,13 +489,31 @@ pub fn scaled_dot_product_attention(
     Ok(weights.matmul(&v.contiguous()?)?)
 }
 
-/// The softmax over the last dim of contiguous f32 CPU `scores` without a
-/// gradient, rows split between the threads, `exp` 8 lanes at a time with
-/// AVX2 and FMA (candle-nn's fused softmax calls the scalar `expf` per
-/// element: 8 % of the encoder layer's time). `None` elsewhere. A row with
-/// a NaN, or only `-inf` (a fully masked query), takes the exact scalar
-/// formula, which gives NaN as PyTorch does.
-fn softmax_rows(scores: &Tensor) -> Option<Result<Tensor>> {
+/// Whether [`softmax_rows`] runs on scores made from `q` (f32 on the CPU,
+/// no gradient, AVX2 and FMA).
+fn softmax_rows_runs(q: &Tensor) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        !q.track_op()
+            && q.dtype() == DType::F32
+            && q.device().is_cpu()
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = q;
+        false
+    }
+}
+
+/// The softmax of `scale * scores` over the last dim, for contiguous f32
+/// CPU `scores` without a gradient, rows split between the threads, `exp`
+/// 8 lanes at a time with AVX2 and FMA (candle-nn's fused softmax calls the
+/// scalar `expf` per element: 8 % of the encoder layer's time). `None`
+/// elsewhere. A row with a NaN, or only `-inf` (a fully masked query),
+/// takes the exact scalar formula, which gives NaN as PyTorch does.
+fn softmax_rows(scores: &Tensor, scale: f32) -> Option<Result<Tensor>> {
     #[cfg(target_arch = "x86_64")]
     {
         use rayon::prelude::*;
@@ -447,7 +536,7 @@ fn softmax_rows(scores: &Tensor) -> Option<Result<Tensor>> {
                 .for_each(|(yc, xc)| {
                     for (yr, xr) in yc.chunks_exact_mut(n).zip(xc.chunks_exact(n)) {
                         // SAFETY: the CPU has AVX2 and FMA (checked above).
-                        unsafe { softmax_row_avx2(xr, yr) };
+                        unsafe { softmax_row_avx2(xr, yr, scale) };
                     }
                 });
             Ok(Tensor::from_vec(y, scores.shape(), scores.device())?)
@@ -455,7 +544,7 @@ fn softmax_rows(scores: &Tensor) -> Option<Result<Tensor>> {
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = scores;
+        let _ = (scores, scale);
         None
     }
 }
@@ -466,7 +555,7 @@ fn softmax_rows(scores: &Tensor) -> Option<Result<Tensor>> {
 /// The CPU has AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_row_avx2(x: &[f32], y: &mut [f32]) {
+unsafe fn softmax_row_avx2(x: &[f32], y: &mut [f32], scale: f32) {
     use std::arch::x86_64::*;
     let full = x.len() / 8 * 8;
     // The row's maximum and whether it holds a NaN, 8 lanes at a time.
@@ -493,7 +582,7 @@ unsafe fn softmax_row_avx2(x: &[f32], y: &mut [f32]) {
         nan |= v.is_nan();
     }
     if nan || m == f32::NEG_INFINITY {
-        let e: Vec<f32> = x.iter().map(|v| (v - m).exp()).collect();
+        let e: Vec<f32> = x.iter().map(|v| ((v - m) * scale).exp()).collect();
         let s: f32 = e.iter().sum();
         for (o, v) in y.iter_mut().zip(e) {
             *o = v / s;
@@ -506,9 +595,10 @@ unsafe fn softmax_row_avx2(x: &[f32], y: &mut [f32]) {
     unsafe {
         let mv = _mm256_set1_ps(m);
         let lo = _mm256_set1_ps(-87.0);
+        let sv = _mm256_set1_ps(scale);
         let mut acc = _mm256_setzero_ps();
         for i in (0..full).step_by(8) {
-            let d = _mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i)), mv);
+            let d = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i)), mv), sv);
             // exp of at most 0; below -87 (and -inf) it is 0 here, as in
             // the exact formula up to 1e-38.
             let e = _mm256_and_ps(
@@ -523,7 +613,7 @@ unsafe fn softmax_row_avx2(x: &[f32], y: &mut [f32]) {
         sum += lanes.iter().sum::<f32>();
     }
     for i in full..x.len() {
-        let e = (x[i] - m).exp();
+        let e = ((x[i] - m) * scale).exp();
         y[i] = e;
         sum += e;
     }
@@ -1063,21 +1153,25 @@ mod tests {
             v[2 * n..3 * n].fill(f32::NEG_INFINITY);
             v[4 * n] = f32::NAN;
             let x = Tensor::from_vec(v, (rows, n), &Device::Cpu).unwrap();
-            let Some(got) = super::softmax_rows(&x) else {
-                return;
-            };
-            let got: Vec<f32> = got.unwrap().flatten_all().unwrap().to_vec1().unwrap();
-            let want: Vec<f32> = candle_nn::ops::softmax_last_dim(&x)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-6,
-                    "n {n}, element {i}: {a} against {b}"
-                );
+            // Unscaled, and the scale of 64-wide heads in the exponent.
+            for scale in [1.0f32, 0.125] {
+                let Some(got) = super::softmax_rows(&x, scale) else {
+                    return;
+                };
+                let got: Vec<f32> = got.unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                let scaled = x.affine(scale as f64, 0.0).unwrap();
+                let want: Vec<f32> = candle_nn::ops::softmax_last_dim(&scaled)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-6,
+                        "n {n}, scale {scale}, element {i}: {a} against {b}"
+                    );
+                }
             }
         }
     }

@@ -134,15 +134,21 @@ fn product(
             None => act.on_tensor(plain_product(x, &w, b, rows, fin)?)?,
         }
     } else if let Some(packed) = kernel {
-        let mut y = match b {
-            Some(b) => b.flatten_all()?.to_vec1::<f32>()?.repeat(rows),
-            None => vec![0.0f32; rows * fout],
-        };
+        let bias = b.map(|b| b.flatten_all()?.to_vec1::<f32>()).transpose()?;
         let x = x.contiguous()?;
-        let run = |xv: &[f32]| crate::rnn_kernel::product_act(&mut y, true, xv, rows, &packed, act);
+        let n = rows * fout;
+        let mut y: Vec<f32> = Vec::with_capacity(n);
+        let run = |xv: &[f32]| {
+            let dst = &mut y.spare_capacity_mut()[..n];
+            crate::rnn_kernel::product_into(dst, bias.as_deref(), xv, rows, &packed, act)
+        };
         match with_f32(&x, run) {
-            Some(()) => Tensor::from_vec(y, (rows, fout), x.device())?,
-            None => act.on_tensor(plain_product(&x, &w, b, rows, fin)?)?,
+            Some(true) => {
+                // SAFETY: `product_into` wrote all `n` values.
+                unsafe { y.set_len(n) };
+                Tensor::from_vec(y, (rows, fout), x.device())?
+            }
+            _ => act.on_tensor(plain_product(&x, &w, b, rows, fin)?)?,
         }
     } else {
         act.on_tensor(plain_product(x, &w, b, rows, fin)?)?

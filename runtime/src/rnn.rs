@@ -1325,20 +1325,29 @@ pub(crate) mod fast {
             }
         }
         let rows = t_len * batch;
-        let mut xp = Vec::with_capacity(rows * gh);
-        for _ in 0..rows {
-            xp.extend_from_slice(&bias);
-        }
         let x = data(xs)?;
         let w_ih = data(&p.weight_ih[k])?;
-        // xp += x [rows, F] x W_ih^T (W_ih is [G·H, F] row-major).
-        crate::rnn_kernel::recurrent(
-            &mut xp,
-            true,
+        // xp = bias + x [rows, F] x W_ih^T (W_ih is [G·H, F] row-major),
+        // the bias the kernel's starting row.
+        let mut xp = Vec::with_capacity(rows * gh);
+        let written = crate::rnn_kernel::product_into(
+            &mut xp.spare_capacity_mut()[..rows * gh],
+            Some(&bias),
             &x,
             rows,
             &crate::rnn_kernel::Packed::new(&w_ih, gh, feat),
+            crate::conv::Epilogue::None,
         );
+        if !written {
+            return Err(candle_core::Error::Msg(format!(
+                "rnn: the input {:?} does not fit weight_ih_l{k} {:?}",
+                xs.dims(),
+                p.weight_ih[k].dims()
+            ))
+            .into());
+        }
+        // SAFETY: `product_into` wrote all `rows * gh` values.
+        unsafe { xp.set_len(rows * gh) };
         // Big enough to split (an unprojected layer): the hidden units
         // between the threads for the whole sequence.
         let threads = split_threads(batch, gh, hid);

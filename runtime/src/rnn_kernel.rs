@@ -105,31 +105,97 @@ impl Shared {
 /// `dst` rows of `w.cols` floats, `h` rows of `w.k`; `acc` adds to `dst`,
 /// otherwise overwrites it.
 pub fn recurrent(dst: &mut [f32], acc: bool, h: &[f32], batch: usize, w: &Packed) {
-    product(dst, acc, h, batch, w, true, Epilogue::None)
+    let start = if acc { Start::Dst } else { Start::Zero };
+    product(
+        dst.as_mut_ptr(),
+        dst.len(),
+        start,
+        h,
+        batch,
+        w,
+        true,
+        Epilogue::None,
+    );
 }
 
-/// [`recurrent`] with `act` applied to each output tile right after it is
-/// computed, while it is in cache (a linear layer's fused activation).
-pub(crate) fn product_act(
-    dst: &mut [f32],
-    acc: bool,
+/// `dst[b, j] = act(bias[j] + Σ_k h[b, k] W[j, k])` (no bias: 0), into
+/// `dst` as it may be, uninitialised: the accumulators start from the bias
+/// row in registers (no pass writing the bias into `dst` and reading it
+/// back), and `act` is applied to each output tile right after it is
+/// computed, while it is in cache. Returns whether it wrote the `batch`
+/// rows (`false`, leaving `dst` as it was, when a slice is too short).
+pub(crate) fn product_into(
+    dst: &mut [std::mem::MaybeUninit<f32>],
+    bias: Option<&[f32]>,
     h: &[f32],
     batch: usize,
     w: &Packed,
     act: Epilogue,
-) {
-    product(dst, acc, h, batch, w, true, act)
+) -> bool {
+    let start = match bias {
+        Some(b) if b.len() < w.cols => return false,
+        Some(b) => Start::Row(b),
+        None => Start::Zero,
+    };
+    if dst.len() < batch * w.cols || h.len() < batch * w.k {
+        return false;
+    }
+    product(
+        dst.as_mut_ptr().cast(),
+        dst.len(),
+        start,
+        h,
+        batch,
+        w,
+        true,
+        act,
+    );
+    true
 }
 
 /// [`recurrent`] on the calling thread alone: for a caller that splits the
 /// work between its own threads (the recurrent layers' step loop).
 pub(crate) fn recurrent_serial(dst: &mut [f32], acc: bool, h: &[f32], batch: usize, w: &Packed) {
-    product(dst, acc, h, batch, w, false, Epilogue::None)
+    let start = if acc { Start::Dst } else { Start::Zero };
+    product(
+        dst.as_mut_ptr(),
+        dst.len(),
+        start,
+        h,
+        batch,
+        w,
+        false,
+        Epilogue::None,
+    );
 }
 
+/// Where the product's accumulators start.
+#[derive(Clone, Copy)]
+enum Start<'a> {
+    /// At zero: `dst` is overwritten, and may be uninitialised.
+    Zero,
+    /// At `dst`'s values: the product is added to them.
+    Dst,
+    /// At one row of `w.cols` values (a bias), the same for every row:
+    /// `dst` is overwritten, and may be uninitialised.
+    Row(&'a [f32]),
+}
+
+/// A tile's start: [`Start`] with the row at the panel's first column.
+#[derive(Clone, Copy)]
+enum TileStart {
+    Zero,
+    Dst,
+    Row(*const f32),
+}
+
+/// `dst` (`dst_len` floats, initialised unless `start` overwrites) as in
+/// [`recurrent`].
+#[allow(clippy::too_many_arguments)]
 fn product(
-    dst: &mut [f32],
-    acc: bool,
+    dst: *mut f32,
+    dst_len: usize,
+    start: Start,
     h: &[f32],
     batch: usize,
     w: &Packed,
@@ -137,15 +203,33 @@ fn product(
     act: Epilogue,
 ) {
     let (cols, k) = (w.cols, w.k);
-    if batch == 0 || cols == 0 || dst.len() < batch * cols || h.len() < batch * k {
+    if batch == 0 || cols == 0 || dst_len < batch * cols || h.len() < batch * k {
         return;
     }
+    if let Start::Row(b) = start {
+        if b.len() < cols {
+            return;
+        }
+    }
     if k == 0 {
-        if !acc {
-            dst[..batch * cols].fill(0.0);
+        for r in 0..batch {
+            for j in 0..cols {
+                // SAFETY: inside `dst` (checked above); written, not read,
+                // unless `start` is `Dst` (then initialised).
+                unsafe {
+                    let d = dst.add(r * cols + j);
+                    match start {
+                        Start::Zero => d.write(0.0),
+                        Start::Row(b) => d.write(b[j]),
+                        Start::Dst => {}
+                    }
+                }
+            }
         }
         if act != Epilogue::None {
-            crate::conv::math::epilogue(act, 0.0, &mut dst[..batch * cols]);
+            // SAFETY: every element is initialised now.
+            let v = unsafe { std::slice::from_raw_parts_mut(dst, batch * cols) };
+            crate::conv::math::epilogue(act, 0.0, v);
         }
         return;
     }
@@ -160,10 +244,15 @@ fn product(
     } else {
         1
     };
-    let out = Shared(dst.as_mut_ptr());
+    let out = Shared(dst);
     let run = |range: std::ops::Range<usize>| {
         for p in range {
             let valid = width.min(cols - p * width);
+            let start = match start {
+                Start::Zero => TileStart::Zero,
+                Start::Dst => TileStart::Dst,
+                Start::Row(b) => TileStart::Row(b[p * width..].as_ptr()),
+            };
             for b0 in (0..batch).step_by(tile_rows) {
                 let rows = tile_rows.min(batch - b0);
                 // SAFETY: rows b0..b0 + rows of `dst` and `h` exist (checked
@@ -174,7 +263,7 @@ fn product(
                     tile(
                         out.at(b0 * cols + p * width),
                         cols,
-                        acc,
+                        start,
                         h.as_ptr().add(b0 * k),
                         k,
                         (w.panel(p), width),
@@ -216,7 +305,7 @@ fn product(
 unsafe fn tile(
     dst: *mut f32,
     dst_stride: usize,
-    acc: bool,
+    start: TileStart,
     h: *const f32,
     h_stride: usize,
     (panel, panel_width): (&[f32], usize),
@@ -229,14 +318,14 @@ unsafe fn tile(
             // SAFETY: 32-wide panels are packed only where the CPU has
             // AVX-512F (`Packed::new`; the tests build them only there);
             // the pointers are as the caller promises.
-            unsafe { tile_avx512(dst, dst_stride, acc, h, h_stride, panel, rows, width) };
+            unsafe { tile_avx512(dst, dst_stride, start, h, h_stride, panel, rows, width) };
             return;
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU has AVX2 and FMA (checked just above); the
             // pointers are as the caller promises.
-            unsafe { tile_avx2(dst, dst_stride, acc, h, h_stride, panel, rows, width) };
+            unsafe { tile_avx2(dst, dst_stride, start, h, h_stride, panel, rows, width) };
             return;
         }
     }
@@ -245,7 +334,7 @@ unsafe fn tile(
         tile_plain(
             dst,
             dst_stride,
-            acc,
+            start,
             h,
             h_stride,
             (panel, panel_width),
@@ -263,7 +352,7 @@ unsafe fn tile(
 unsafe fn tile_plain(
     dst: *mut f32,
     dst_stride: usize,
-    acc: bool,
+    start: TileStart,
     h: *const f32,
     h_stride: usize,
     (panel, pw): (&[f32], usize),
@@ -273,6 +362,12 @@ unsafe fn tile_plain(
     let k = panel.len() / pw;
     for r in 0..rows {
         let mut sum = [0.0f32; PANEL_512];
+        if let TileStart::Row(b) = start {
+            for (c, s) in sum.iter_mut().enumerate().take(width) {
+                // SAFETY: the row has `width` floats here.
+                *s = unsafe { *b.add(c) };
+            }
+        }
         for kk in 0..k {
             // SAFETY: row r of `h` has k floats.
             let hv = unsafe { *h.add(r * h_stride + kk) };
@@ -284,7 +379,10 @@ unsafe fn tile_plain(
             // SAFETY: row r of `dst` has `width` floats.
             unsafe {
                 let d = dst.add(r * dst_stride + c);
-                *d = if acc { *d + s } else { s };
+                match start {
+                    TileStart::Dst => *d += s,
+                    TileStart::Zero | TileStart::Row(_) => d.write(s),
+                }
             }
         }
     }
@@ -300,7 +398,7 @@ unsafe fn tile_plain(
 unsafe fn tile_avx2(
     dst: *mut f32,
     dst_stride: usize,
-    acc: bool,
+    start: TileStart,
     h: *const f32,
     h_stride: usize,
     panel: &[f32],
@@ -317,7 +415,18 @@ unsafe fn tile_avx2(
     // `buf` is 6 x 16.
     unsafe {
         let mut a = [[_mm256_setzero_ps(); 2]; ROWS];
-        if acc {
+        if let TileStart::Row(b) = start {
+            let mut row = [0.0f32; PANEL];
+            std::ptr::copy_nonoverlapping(b, row.as_mut_ptr(), width);
+            let v = [
+                _mm256_loadu_ps(row.as_ptr()),
+                _mm256_loadu_ps(row.as_ptr().add(8)),
+            ];
+            for ar in a.iter_mut().take(rows) {
+                *ar = v;
+            }
+        }
+        if let TileStart::Dst = start {
             for r in 0..rows {
                 if width == PANEL {
                     a[r][0] = _mm256_loadu_ps(dst.add(r * dst_stride));
@@ -378,7 +487,7 @@ unsafe fn tile_avx2(
 unsafe fn tile_avx512(
     dst: *mut f32,
     dst_stride: usize,
-    acc: bool,
+    start: TileStart,
     h: *const f32,
     h_stride: usize,
     panel: &[f32],
@@ -399,7 +508,16 @@ unsafe fn tile_avx512(
     // to (the caller's promise).
     unsafe {
         let mut a = [[_mm512_setzero_ps(); 2]; ROWS_512];
-        if acc {
+        if let TileStart::Row(b) = start {
+            let v = [
+                _mm512_maskz_loadu_ps(m0, b),
+                _mm512_maskz_loadu_ps(m1, b.add(16)),
+            ];
+            for ar in a.iter_mut().take(rows) {
+                *ar = v;
+            }
+        }
+        if let TileStart::Dst = start {
             for (r, ar) in a.iter_mut().enumerate().take(rows) {
                 ar[0] = _mm512_maskz_loadu_ps(m0, dst.add(r * dst_stride));
                 ar[1] = _mm512_maskz_loadu_ps(m1, dst.add(r * dst_stride + 16));
@@ -440,31 +558,41 @@ mod tests {
     use super::*;
 
     /// The portable tile (for CPUs without AVX2 and FMA) against the
-    /// definition, on a partial tile.
+    /// definition, on a partial tile, adding to `dst` and from a bias row.
     #[test]
     fn plain_tile_equals_the_definition() {
         let (rows, width, k) = (5, 11, 9);
         let w: Vec<f32> = (0..width * k).map(|i| (i % 13) as f32 - 6.0).collect();
         let h: Vec<f32> = (0..rows * k).map(|i| (i % 7) as f32 - 3.0).collect();
+        let bias: Vec<f32> = (0..width).map(|j| j as f32 - 4.0).collect();
         let packed = Packed::with_width(&w, width, k, PANEL);
-        let mut dst = vec![1.0f32; rows * width];
-        // SAFETY: dst has `rows` rows of `width`, h `rows` rows of k.
-        unsafe {
-            tile_plain(
-                dst.as_mut_ptr(),
-                width,
-                true,
-                h.as_ptr(),
-                k,
-                (packed.panel(0), PANEL),
-                rows,
-                width,
-            )
-        };
-        for r in 0..rows {
-            for j in 0..width {
-                let dot: f32 = (0..k).map(|kk| h[r * k + kk] * w[j * k + kk]).sum();
-                assert_eq!(dst[r * width + j], 1.0 + dot);
+        for (start, base) in [
+            (TileStart::Dst, [1.0f32; 11]),
+            (
+                TileStart::Row(bias.as_ptr()),
+                std::array::from_fn(|j| bias[j]),
+            ),
+        ] {
+            let mut dst = vec![1.0f32; rows * width];
+            // SAFETY: dst has `rows` rows of `width`, h `rows` rows of k,
+            // the bias `width` floats.
+            unsafe {
+                tile_plain(
+                    dst.as_mut_ptr(),
+                    width,
+                    start,
+                    h.as_ptr(),
+                    k,
+                    (packed.panel(0), PANEL),
+                    rows,
+                    width,
+                )
+            };
+            for r in 0..rows {
+                for j in 0..width {
+                    let dot: f32 = (0..k).map(|kk| h[r * k + kk] * w[j * k + kk]).sum();
+                    assert_eq!(dst[r * width + j], base[j] + dot);
+                }
             }
         }
     }
@@ -494,8 +622,33 @@ mod tests {
             } else {
                 &[PANEL]
             };
+            let bias: Vec<f32> = (0..cols).map(|j| (j % 5) as f32 - 2.0).collect();
             for (&width, acc) in widths.iter().flat_map(|w| [(w, false), (w, true)]) {
                 let packed = Packed::with_width(&w, cols, k, width);
+                // Starting from a bias row, into uninitialised memory.
+                let mut fresh: Vec<f32> = Vec::with_capacity(batch * cols);
+                let dst = &mut fresh.spare_capacity_mut()[..batch * cols];
+                assert!(product_into(
+                    dst,
+                    Some(&bias),
+                    &h,
+                    batch,
+                    &packed,
+                    Epilogue::None
+                ));
+                // SAFETY: written whole (asserted).
+                unsafe { fresh.set_len(batch * cols) };
+                for b in 0..batch {
+                    for j in 0..cols {
+                        let dot: f32 = (0..k).map(|kk| h[b * k + kk] * w[j * k + kk]).sum();
+                        let want = bias[j] + dot;
+                        let g = fresh[b * cols + j];
+                        assert!(
+                            (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                            "bias row, width {width} batch {batch} cols {cols} k {k}: [{b}, {j}] {g} vs {want}"
+                        );
+                    }
+                }
                 let mut got = init.clone();
                 recurrent(&mut got, acc, &h, batch, &packed);
                 for b in 0..batch {

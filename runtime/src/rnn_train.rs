@@ -364,8 +364,22 @@ impl CustomOp3 for SeqOp {
         let (w_ih, w_hh) = split_weights(w_cat, f, hid);
         // The input projection of every step, the bias first: [T·B, G·H].
         let rows = t_len * batch;
-        let mut xp = e.bias.repeat(rows);
-        recurrent(&mut xp, true, x, rows, &Packed::new(&w_ih, gh, f));
+        let mut xp = Vec::with_capacity(rows * gh);
+        let written = crate::rnn_kernel::product_into(
+            &mut xp.spare_capacity_mut()[..rows * gh],
+            Some(e.bias),
+            x,
+            rows,
+            &Packed::new(&w_ih, gh, f),
+            crate::conv::Epilogue::None,
+        );
+        if !written {
+            return Err(candle_core::Error::Msg(format!(
+                "rnn: {rows} input rows do not fit the input weight ({gh} x {f})"
+            )));
+        }
+        // SAFETY: `product_into` wrote all `rows * gh` values.
+        unsafe { xp.set_len(rows * gh) };
         // Big enough to split: the hidden units between the threads for the
         // whole sequence, as in inference (at least 32 units each).
         let threads = split_threads(batch, gh, hid);

@@ -262,6 +262,23 @@ fn mha_with_cached_projections_matches_torch() {
     }
 }
 
+/// Without a gradient (inference: one fused pass) and with one (the
+/// differentiable steps), the same values, with and without the affine.
+#[test]
+fn layer_norm_inference_equals_the_differentiable_path() {
+    let dev = Device::Cpu;
+    let x = Tensor::randn(0f32, 3.0, (4, 5, 24), &dev).unwrap();
+    let w = Tensor::randn(1f32, 0.5, (5, 24), &dev).unwrap();
+    let b = Tensor::randn(0f32, 0.5, (5, 24), &dev).unwrap();
+    let tracked = Var::from_tensor(&x).unwrap();
+    for (w, b) in [(Some(&w), Some(&b)), (Some(&w), None), (None, None)] {
+        let fast = layer_norm(&x, w, b, 2, 1e-5).unwrap();
+        let slow = layer_norm(tracked.as_tensor(), w, b, 2, 1e-5).unwrap();
+        let d = (fast - slow).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() <= 1e-6);
+    }
+}
+
 /// Hand-computed: a row `[1, 3]` has mean 2 and biased variance 1, so it
 /// normalises to `[-1, 1]` (eps 0), then `* [2, 3] + [1, 0]`.
 #[test]

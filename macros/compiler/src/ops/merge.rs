@@ -780,11 +780,11 @@ pub fn emit(ir: &MergeIr, dst: &Ident, args: &[TokenStream]) -> TokenStream {
         MergeIr::Binary(op) => {
             let (a, b) = (arg(0), arg(1));
             let f = match op {
-                BinOp::Add => quote!(broadcast_add),
-                BinOp::Sub => quote!(broadcast_sub),
-                BinOp::Mul => quote!(broadcast_mul),
+                BinOp::Add => quote!(Add),
+                BinOp::Sub => quote!(Sub),
+                BinOp::Mul => quote!(Mul),
             };
-            quote!(let #dst = #a.#f(&#b)?;)
+            quote!(let #dst = #p::merge_binary(&#a, &#b, #p::MergeOp::#f)?;)
         }
     }
 }
