@@ -58,6 +58,22 @@ struct Standardize {
     eps: f64,
 }
 
+/// A row's mean and `1 / sqrt(var + eps)` (the variance biased), two
+/// passes accumulated in f64: exact to f32 whatever the row's offset.
+fn mean_rstd<T: Copy>(s: &[T], to: impl Fn(T) -> f64, eps: f64) -> (f64, f64) {
+    let n = s.len().max(1) as f64;
+    let mean = s.iter().map(|&v| to(v)).sum::<f64>() / n;
+    let var = s
+        .iter()
+        .map(|&v| {
+            let c = to(v) - mean;
+            c * c
+        })
+        .sum::<f64>()
+        / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
 impl candle_core::CustomOp1 for Standardize {
     fn name(&self) -> &'static str {
         "netdsl-standardize"
@@ -84,18 +100,7 @@ impl candle_core::CustomOp1 for Standardize {
             dst.par_chunks_mut(n)
                 .zip(src.par_chunks(n))
                 .for_each(|(d, s)| {
-                    // f64 accumulation: the mean and variance are exact to
-                    // f32 whatever the offset of the row.
-                    let mean = s.iter().map(|v| to(*v)).sum::<f64>() / n as f64;
-                    let var = s
-                        .iter()
-                        .map(|v| {
-                            let c = to(*v) - mean;
-                            c * c
-                        })
-                        .sum::<f64>()
-                        / n as f64;
-                    let rstd = 1.0 / (var + eps).sqrt();
+                    let (mean, rstd) = mean_rstd(s, &to, eps);
                     for (d, s) in d.iter_mut().zip(s) {
                         *d = from((to(*s) - mean) * rstd);
                     }
@@ -222,16 +227,7 @@ fn layer_norm_inference(
         dst.par_chunks_mut(n)
             .zip(src.par_chunks(n))
             .for_each(|(d, s)| {
-                let mean = s.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
-                let var = s
-                    .iter()
-                    .map(|&v| {
-                        let c = v as f64 - mean;
-                        c * c
-                    })
-                    .sum::<f64>()
-                    / n as f64;
-                let rstd = 1.0 / (var + eps).sqrt();
+                let (mean, rstd) = mean_rstd(s, |v| v as f64, eps);
                 for (j, (d, &v)) in d.iter_mut().zip(s).enumerate() {
                     let z = ((v as f64 - mean) * rstd) as f32;
                     let z = w.as_ref().map_or(z, |w| z * w[j]);

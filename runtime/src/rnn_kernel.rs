@@ -105,15 +105,21 @@ impl Shared {
 /// `dst` rows of `w.cols` floats, `h` rows of `w.k`; `acc` adds to `dst`,
 /// otherwise overwrites it.
 pub fn recurrent(dst: &mut [f32], acc: bool, h: &[f32], batch: usize, w: &Packed) {
+    add_or_write(dst, acc, h, batch, w, true);
+}
+
+/// [`recurrent`], on the thread pool when `parallel`.
+fn add_or_write(dst: &mut [f32], acc: bool, h: &[f32], batch: usize, w: &Packed, parallel: bool) {
     let start = if acc { Start::Dst } else { Start::Zero };
+    let len = dst.len();
     product(
         dst.as_mut_ptr(),
-        dst.len(),
+        len,
         start,
         h,
         batch,
         w,
-        true,
+        parallel,
         Epilogue::None,
     );
 }
@@ -156,17 +162,7 @@ pub(crate) fn product_into(
 /// [`recurrent`] on the calling thread alone: for a caller that splits the
 /// work between its own threads (the recurrent layers' step loop).
 pub(crate) fn recurrent_serial(dst: &mut [f32], acc: bool, h: &[f32], batch: usize, w: &Packed) {
-    let start = if acc { Start::Dst } else { Start::Zero };
-    product(
-        dst.as_mut_ptr(),
-        dst.len(),
-        start,
-        h,
-        batch,
-        w,
-        false,
-        Epilogue::None,
-    );
+    add_or_write(dst, acc, h, batch, w, false);
 }
 
 /// Where the product's accumulators start.
