@@ -116,6 +116,12 @@ fn resumed_run_equals_uninterrupted_run_bit_for_bit() {
 fn modes_and_learning() {
     let data = digits();
     let mut net = Tiny::new_seeded(1, &Device::Cpu).unwrap();
+    // 16 rows: `fc` packs its weight into the fusion cache (inference,
+    // above 8 rows); training must not leave that copy stale (below).
+    let (x16, _) = data
+        .batch(&(0..16).collect::<Vec<_>>(), 3, 28, &Device::Cpu)
+        .unwrap();
+    let before = net.forward(&x16).unwrap();
     let (x, _) = data.batch(&[0, 1, 2, 3], 3, 28, &Device::Cpu).unwrap();
     // Inference is deterministic and leaves the running statistics alone.
     let a = net.forward(&x).unwrap();
@@ -166,6 +172,23 @@ fn modes_and_learning() {
         .unwrap();
     let acc = hits / held_out.len() as f32;
     assert!(acc > 0.85, "held-out accuracy {acc}");
+    // The trained weights, not the cached packed copy of the untrained
+    // ones: fusion on (the cache, refilled after `eval`) equals fusion off.
+    let fused = net.forward(&x16).unwrap();
+    net.set_fusion(false);
+    let plain = net.forward(&x16).unwrap();
+    let d = |a: &netdsl::candle::Tensor, b: &netdsl::candle::Tensor| -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
+    assert!(d(&fused, &plain) < 1e-4, "fused {}", d(&fused, &plain));
+    assert!(d(&fused, &before) > 1e-2, "training changed nothing?");
 }
 
 network! {
