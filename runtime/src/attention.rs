@@ -451,7 +451,10 @@ pub fn scaled_dot_product_attention(
     };
     let k = k.contiguous()?;
     let scores = q.matmul(&k.t()?)?;
-    let scores = if spec.causal {
+    // In inference on the runtime's softmax the causal mask is its rows'
+    // lengths (query i attends to keys 0..=i), not a pass adding -inf.
+    let causal_rows = late_causal(spec.causal, training, tq);
+    let scores = if spec.causal && causal_rows.is_none() {
         scores.broadcast_add(&cached_causal_mask(
             tq,
             tk,
@@ -472,10 +475,25 @@ pub fn scaled_dot_product_attention(
     } else {
         let scores = scores.contiguous()?;
         let row_scale = if late { scale as f32 } else { 1.0 };
-        match softmax_rows(&scores, row_scale) {
+        match softmax_rows(&scores, row_scale, causal_rows) {
             Some(w) => w?,
-            None if late => candle_nn::ops::softmax_last_dim(&scores.affine(scale, 0.0)?)?,
-            None => candle_nn::ops::softmax_last_dim(&scores)?,
+            None => {
+                let scores = if late {
+                    scores.affine(scale, 0.0)?
+                } else {
+                    scores
+                };
+                let scores = match causal_rows {
+                    Some(_) => scores.broadcast_add(&cached_causal_mask(
+                        tq,
+                        tk,
+                        scores.dtype(),
+                        scores.device(),
+                    )?)?,
+                    None => scores,
+                };
+                candle_nn::ops::softmax_last_dim(&scores)?
+            }
         }
     };
     let weights = match rng {
@@ -483,6 +501,12 @@ pub fn scaled_dot_product_attention(
         _ => weights,
     };
     Ok(weights.matmul(&v.contiguous()?)?)
+}
+
+/// `Some(tq)` where the causal mask is left to [`softmax_rows`] (inference
+/// on the runtime's softmax): row `r` of the scores is query `r % tq`.
+fn late_causal(causal: bool, training: bool, tq: usize) -> Option<usize> {
+    (causal && !training && tq > 0).then_some(tq)
 }
 
 /// Whether [`softmax_rows`] runs on scores made from `q` (f32 on the CPU,
@@ -508,8 +532,11 @@ fn softmax_rows_runs(q: &Tensor) -> bool {
 /// 8 lanes at a time with AVX2 and FMA (candle-nn's fused softmax calls the
 /// scalar `expf` per element: 8 % of the encoder layer's time). `None`
 /// elsewhere. A row with a NaN, or only `-inf` (a fully masked query),
-/// takes the exact scalar formula, which gives NaN as PyTorch does.
-fn softmax_rows(scores: &Tensor, scale: f32) -> Option<Result<Tensor>> {
+/// takes the exact scalar formula, which gives NaN as PyTorch does. With
+/// `causal = Some(tq)`, row `r` is query `i = r % tq` and only its first
+/// `i + 1` keys count (PyTorch's top-left aligned causal mask): the rest
+/// are 0, or NaN with the row's values when those are NaN.
+fn softmax_rows(scores: &Tensor, scale: f32, causal: Option<usize>) -> Option<Result<Tensor>> {
     #[cfg(target_arch = "x86_64")]
     {
         use rayon::prelude::*;
@@ -524,15 +551,24 @@ fn softmax_rows(scores: &Tensor, scale: f32) -> Option<Result<Tensor>> {
             return None;
         }
         // About 4096 floats per task.
-        let chunk = (4096 / n).max(1) * n;
+        let rows = (4096 / n).max(1);
+        let chunk = rows * n;
         crate::host::with_f32(scores, |x| {
             let mut y = vec![0f32; x.len()];
             y.par_chunks_mut(chunk)
                 .zip(x.par_chunks(chunk))
-                .for_each(|(yc, xc)| {
-                    for (yr, xr) in yc.chunks_exact_mut(n).zip(xc.chunks_exact(n)) {
+                .enumerate()
+                .for_each(|(c, (yc, xc))| {
+                    for (i, (yr, xr)) in yc.chunks_exact_mut(n).zip(xc.chunks_exact(n)).enumerate()
+                    {
+                        let len = causal.map_or(n, |tq| ((c * rows + i) % tq + 1).min(n));
                         // SAFETY: the CPU has AVX2 and FMA (checked above).
-                        unsafe { softmax_row_avx2(xr, yr, scale) };
+                        unsafe { softmax_row_avx2(&xr[..len], &mut yr[..len], scale) };
+                        // Keys past the query: 0 (y starts at 0), or NaN
+                        // with a NaN row, as the masked softmax gives.
+                        if len < n && yr[..len].iter().any(|v| v.is_nan()) {
+                            yr[len..].fill(f32::NAN);
+                        }
                     }
                 });
             Ok(Tensor::from_vec(y, scores.shape(), scores.device())?)
@@ -540,7 +576,7 @@ fn softmax_rows(scores: &Tensor, scale: f32) -> Option<Result<Tensor>> {
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (scores, scale);
+        let _ = (scores, scale, causal);
         None
     }
 }
@@ -1149,13 +1185,31 @@ mod tests {
             v[2 * n..3 * n].fill(f32::NEG_INFINITY);
             v[4 * n] = f32::NAN;
             let x = Tensor::from_vec(v, (rows, n), &Device::Cpu).unwrap();
-            // Unscaled, and the scale of 64-wide heads in the exponent.
-            for scale in [1.0f32, 0.125] {
-                let Some(got) = super::softmax_rows(&x, scale) else {
+            // Unscaled, and the scale of 64-wide heads in the exponent;
+            // causal over 3 queries (rows 0, 3, 6.. are query 0), so that
+            // the fully masked row and the NaN row meet the causal mask.
+            for (scale, causal) in [(1.0f32, None), (0.125, None), (0.125, Some(3))] {
+                let Some(got) = super::softmax_rows(&x, scale, causal) else {
                     return;
                 };
                 let got: Vec<f32> = got.unwrap().flatten_all().unwrap().to_vec1().unwrap();
                 let scaled = x.affine(scale as f64, 0.0).unwrap();
+                let scaled = match causal {
+                    Some(tq) => {
+                        let m: Vec<f32> = (0..rows * n)
+                            .map(|e| {
+                                if e % n > (e / n) % tq {
+                                    f32::NEG_INFINITY
+                                } else {
+                                    0.0
+                                }
+                            })
+                            .collect();
+                        let m = Tensor::from_vec(m, (rows, n), &Device::Cpu).unwrap();
+                        (scaled + m).unwrap()
+                    }
+                    None => scaled,
+                };
                 let want: Vec<f32> = candle_nn::ops::softmax_last_dim(&scaled)
                     .unwrap()
                     .flatten_all()
