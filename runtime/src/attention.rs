@@ -438,6 +438,11 @@ pub fn scaled_dot_product_attention(
         )));
     }
     let scale = spec.scale.unwrap_or(1.0 / (d as f64).sqrt());
+    if !training && mask.is_none() && scale > 0.0 {
+        if let Some(out) = fused_attention(q, k, v, scale as f32, spec.causal) {
+            return out;
+        }
+    }
     // In inference the scale goes into the softmax's exponent (one pass
     // less, and no pass of candle's elementwise thread pool), except under
     // an additive mask, which is added to the scaled scores (and a scale
@@ -563,12 +568,7 @@ fn softmax_rows(scores: &Tensor, scale: f32, causal: Option<usize>) -> Option<Re
                     {
                         let len = causal.map_or(n, |tq| ((c * rows + i) % tq + 1).min(n));
                         // SAFETY: the CPU has AVX2 and FMA (checked above).
-                        unsafe { softmax_row_avx2(&xr[..len], &mut yr[..len], scale) };
-                        // Keys past the query: 0 (y starts at 0), or NaN
-                        // with a NaN row, as the masked softmax gives.
-                        if len < n && yr[..len].iter().any(|v| v.is_nan()) {
-                            yr[len..].fill(f32::NAN);
-                        }
+                        unsafe { softmax_prefix(xr, yr, len, scale) };
                     }
                 });
             Ok(Tensor::from_vec(y, scores.shape(), scores.device())?)
@@ -577,6 +577,100 @@ fn softmax_rows(scores: &Tensor, scale: f32, causal: Option<usize>) -> Option<Re
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (scores, scale, causal);
+        None
+    }
+}
+
+/// One row of [`softmax_rows`] over its first `len` values; the rest of
+/// `y` (keys a causal mask hides) 0, or NaN with a NaN row, as the masked
+/// softmax gives.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+unsafe fn softmax_prefix(x: &[f32], y: &mut [f32], len: usize, scale: f32) {
+    let len = len.min(x.len()).min(y.len());
+    // SAFETY: as the caller promises.
+    unsafe { softmax_row_avx2(&x[..len], &mut y[..len], scale) };
+    let nan = y[..len].iter().any(|v| v.is_nan());
+    y[len..].fill(if nan { f32::NAN } else { 0.0 });
+}
+
+/// Inference without a mask but a causal one: per leading index (each
+/// batch element's head), the scores `q kᵀ`, their softmax (`scale` in its
+/// exponent, the causal mask as the rows' lengths) and `· v` on the packed
+/// kernel, a head at a time on each thread, so no `[.., Tq, Tk]` tensor is
+/// made: one head's scores and weights (64 KB at T = 128) stay in cache,
+/// and the keys and values are packed straight from their rows. `None`
+/// where the runtime's softmax does not run (not f32 on the CPU, no AVX2)
+/// or a size is 0.
+fn fused_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f32,
+    causal: bool,
+) -> Option<Result<Tensor>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::rnn_kernel::{recurrent_serial, Packed};
+        let on_cpu = |t: &Tensor| !t.track_op() && t.dtype() == DType::F32 && t.device().is_cpu();
+        if !softmax_rows_runs(q) || !on_cpu(k) || !on_cpu(v) {
+            return None;
+        }
+        let rank = q.rank();
+        let (tq, d) = (q.dims()[rank - 2], q.dims()[rank - 1]);
+        let (tk, dv) = (k.dims()[rank - 2], v.dims()[rank - 1]);
+        if tq == 0 || tk == 0 || d == 0 || dv == 0 {
+            return None;
+        }
+        let heads: usize = q.dims()[..rank - 2].iter().product();
+        let run = || -> Result<Tensor> {
+            let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+            let mut out = vec![0f32; heads * tq * dv];
+            let done = crate::host::with_f32(&q, |qv| {
+                crate::host::with_f32(&k, |kv| {
+                    crate::host::with_f32(&v, |vv| {
+                        out.par_chunks_mut(tq * dv).enumerate().for_each_init(
+                            || (vec![0f32; tq * tk], vec![0f32; tq * tk]),
+                            |(scores, weights), (h, o)| {
+                                let qh = &qv[h * tq * d..][..tq * d];
+                                let keys = Packed::new(&kv[h * tk * d..][..tk * d], tk, d);
+                                recurrent_serial(scores, false, qh, tq, &keys);
+                                for (i, (x, y)) in scores
+                                    .chunks_exact(tk)
+                                    .zip(weights.chunks_exact_mut(tk))
+                                    .enumerate()
+                                {
+                                    let len = if causal { (i + 1).min(tk) } else { tk };
+                                    // SAFETY: the CPU has AVX2 and FMA
+                                    // (softmax_rows_runs).
+                                    unsafe { softmax_prefix(x, y, len, scale) };
+                                }
+                                let values =
+                                    Packed::from_columns(&vv[h * tk * dv..][..tk * dv], dv, tk);
+                                recurrent_serial(o, false, weights, tq, &values);
+                            },
+                        );
+                    })
+                })
+            })
+            .flatten()
+            .flatten();
+            if done.is_none() {
+                return Err(msg(
+                    "attention: q, k and v must be f32 on the CPU".to_string()
+                ));
+            }
+            let mut dims = q.dims().to_vec();
+            dims[rank - 1] = dv;
+            Ok(Tensor::from_vec(out, dims, q.device())?)
+        };
+        Some(run())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (q, k, v, scale, causal);
         None
     }
 }

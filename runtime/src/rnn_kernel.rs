@@ -62,6 +62,27 @@ impl Packed {
         Packed::with_width(w, cols, k, if has_avx512() { PANEL_512 } else { PANEL })
     }
 
+    /// The packing of `Wᵀ` given as `v` (`[k, cols]` row-major, so
+    /// `W[j, kk] = v[kk, j]`): the product `h · v`, attention's `P · V`.
+    /// A panel's rows are then slices of `v`'s rows, copied as they are.
+    pub(crate) fn from_columns(v: &[f32], cols: usize, k: usize) -> Packed {
+        let width = if has_avx512() { PANEL_512 } else { PANEL };
+        let panels = cols.div_ceil(width);
+        let mut data = vec![0.0f32; panels * k * width];
+        for (kk, row) in v.chunks_exact(cols.max(1)).enumerate().take(k) {
+            for p in 0..panels {
+                let (c0, n) = (p * width, width.min(cols - p * width));
+                data[(p * k + kk) * width..][..n].copy_from_slice(&row[c0..c0 + n]);
+            }
+        }
+        Packed {
+            data,
+            cols,
+            k,
+            width,
+        }
+    }
+
     fn with_width(w: &[f32], cols: usize, k: usize, width: usize) -> Packed {
         let panels = cols.div_ceil(width);
         let mut data = vec![0.0f32; panels * k * width];
@@ -591,6 +612,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `from_columns(v)` packs `vᵀ`: the same panels as `new` of the
+    /// transposed matrix.
+    #[test]
+    fn packing_from_columns_equals_packing_the_transpose() {
+        let (k, cols) = (7, 45);
+        let v: Vec<f32> = (0..k * cols).map(|i| i as f32).collect();
+        let vt: Vec<f32> = (0..cols * k).map(|i| v[(i % k) * cols + i / k]).collect();
+        assert_eq!(
+            Packed::from_columns(&v, cols, k).data,
+            Packed::new(&vt, cols, k).data
+        );
     }
 
     /// Against the plain triple loop, for sizes that leave partial panels

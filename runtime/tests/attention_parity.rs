@@ -262,6 +262,32 @@ fn mha_with_cached_projections_matches_torch() {
     }
 }
 
+/// The fused inference attention (per head on the packed kernel, the
+/// causal mask as row lengths) equals the composed one (training's path,
+/// dropout 0), with more keys than queries, fewer, and a value width of
+/// its own; and at D = 64, the packed kernel's full panels.
+#[test]
+fn fused_inference_attention_equals_the_composed_one() {
+    let dev = Device::Cpu;
+    for (tq, tk, d, dv) in [(5, 7, 8, 6), (9, 4, 8, 8), (40, 40, 64, 64)] {
+        let q = Tensor::randn(0f32, 1.0, (2, 3, tq, d), &dev).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (2, 3, tk, d), &dev).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (2, 3, tk, dv), &dev).unwrap();
+        for causal in [false, true] {
+            let spec = Sdpa {
+                causal,
+                ..Sdpa::default()
+            };
+            let fused = scaled_dot_product_attention(&q, &k, &v, None, &spec, false, None).unwrap();
+            let composed =
+                scaled_dot_product_attention(&q, &k, &v, None, &spec, true, None).unwrap();
+            assert_eq!(fused.dims(), [2, 3, tq, dv]);
+            let err = common::rel_err(&fused, &composed);
+            assert!(err <= 1e-5, "{tq}x{tk}, d {d}, causal {causal}: {err:e}");
+        }
+    }
+}
+
 /// Without a gradient (inference: one fused pass) and with one (the
 /// differentiable steps), the same values, with and without the affine.
 #[test]
