@@ -54,8 +54,13 @@ impl Drop for Scratch {
     }
 }
 
+/// A file `name` in a directory of its own: tests run in parallel, and one
+/// test's `Scratch` removing a shared directory the moment it was empty
+/// made another test's save fail (seen once in CI).
 fn scratch(name: &str) -> Scratch {
-    let dir = std::env::temp_dir().join(format!("netdsl-loading-{}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("netdsl-loading-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     Scratch(dir.join(name))
 }
