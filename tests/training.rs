@@ -10,6 +10,8 @@ use netdsl::data::{shuffle, Digits};
 use netdsl::network;
 use netdsl::train::{cross_entropy, AdamW, AdamWConfig, Optimizer};
 
+mod common;
+
 network! {
     /// Small enough to train in a test: batch norm (running statistics) and
     /// dropout (the seeded generator) make resuming non-trivial.
@@ -177,16 +179,7 @@ fn modes_and_learning() {
     let fused = net.forward(&x16).unwrap();
     net.set_fusion(false);
     let plain = net.forward(&x16).unwrap();
-    let d = |a: &netdsl::candle::Tensor, b: &netdsl::candle::Tensor| -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    };
+    let d = common::max_abs_diff;
     assert!(d(&fused, &plain) < 1e-4, "fused {}", d(&fused, &plain));
     assert!(d(&fused, &before) > 1e-2, "training changed nothing?");
 }

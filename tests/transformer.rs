@@ -272,16 +272,7 @@ fn causal_attention_does_not_look_ahead() {
     let tail = x.narrow(1, 3, 2).unwrap().add(&noise).unwrap();
     let x2 = Tensor::cat(&[&head, &tail], 1).unwrap();
     let (y, y2) = (net.forward(&x).unwrap(), net.forward(&x2).unwrap());
-    let diff = |a: &Tensor, b: &Tensor| -> f32 {
-        a.sub(b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    };
+    let diff = common::max_abs_diff;
     assert!(diff(&y.narrow(1, 0, 3).unwrap(), &y2.narrow(1, 0, 3).unwrap()) < 1e-6);
     assert!(diff(&y.narrow(1, 3, 2).unwrap(), &y2.narrow(1, 3, 2).unwrap()) > 1e-3);
 }

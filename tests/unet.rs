@@ -8,7 +8,7 @@ use netdsl::candle::{Device, Tensor};
 use netdsl::network;
 
 mod common;
-use common::formula_input;
+use common::{formula_input, max_abs_diff};
 
 /// The original U-Net, in its own module: its `DoubleConv` block is a
 /// struct of that name, as is the small network's below.
@@ -96,17 +96,6 @@ fn small_fixture() -> (std::collections::HashMap<String, Tensor>, Tensor) {
     (tensors, expected)
 }
 
-fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-    a.sub(b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap()
-}
-
 /// Blocks with two tensor inputs: the same weights under the block's names
 /// (`up4.weight` -> `up4.up.weight`, `dec4.0.weight` -> `up4.conv.0.weight`)
 /// give PyTorch's output.
@@ -128,7 +117,7 @@ fn small_unet_from_up_blocks_matches_pytorch() {
         .collect();
     let net = UNetSmallUp::from_tensors(renamed, &Device::Cpu).unwrap();
     let out = net.forward(&formula_input((1, 1, 188, 188))).unwrap();
-    let err = max_abs(&out, &expected);
+    let err = max_abs_diff(&out, &expected);
     assert!(err < 2e-5, "max |netdsl - torch| = {err}");
 }
 
@@ -139,10 +128,10 @@ fn small_unet_matches_pytorch() {
     let out = net.forward(&formula_input((1, 1, 188, 188))).unwrap();
     // The default-initialised U-Net's output varies little around its mean:
     // compare tightly.
-    let err = max_abs(&out, &expected);
+    let err = max_abs_diff(&out, &expected);
     assert!(err < 2e-5, "max |netdsl - torch| = {err}");
     let zeros = Tensor::zeros((1, 1, 188, 188), netdsl::candle::DType::F32, &Device::Cpu).unwrap();
-    let moved = max_abs(&net.forward(&zeros).unwrap(), &out);
+    let moved = max_abs_diff(&net.forward(&zeros).unwrap(), &out);
     assert!(
         moved > 10.0 * err,
         "the input must matter: {moved} vs {err}"
