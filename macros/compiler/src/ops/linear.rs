@@ -216,19 +216,29 @@ pub fn emit_linear(
                 if bias {
                     sources.push(quote!(&#f.bias));
                 }
-                let (act, after) = match epilogue {
-                    Some(a) => (
-                        crate::ops::activation::epilogue(a).unwrap_or_else(|| quote!(None)),
-                        crate::ops::activation::act_code(a, &quote!(#x), x),
-                    ),
+                let after = epilogue
+                    .map(|a| crate::ops::activation::act_code(a, &quote!(#x), x))
+                    .unwrap_or_default();
+                // The kernel applies the activation where it has it as an
+                // epilogue (all `activation_into_linear` moves); otherwise
+                // it runs after the product, as in training.
+                let (act, fast_after) = match epilogue.map(crate::ops::activation::epilogue) {
+                    Some(Some(act)) => (act, TokenStream::new()),
+                    Some(None) => (quote!(None), after.clone()),
                     None => (quote!(None), TokenStream::new()),
+                };
+                let call = quote!(#p::linear_prepared(&#src, &prepared, #p::Epilogue::#act)?);
+                let fast = if fast_after.is_empty() {
+                    call
+                } else {
+                    quote!(let #x = #call; #fast_after #x)
                 };
                 quote! {
                     let #x = if #fusion_on && !#training {
                         let prepared = self.fusion.get_linear(#slot, &[#(#sources),*], || {
                             ::core::result::Result::Ok(#p::prepare_linear_params(&#f.weight, &#f.bias))
                         })?;
-                        #p::linear_prepared(&#src, &prepared, #p::Epilogue::#act)?
+                        #fast
                     } else {
                         #plain
                         #after
