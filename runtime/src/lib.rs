@@ -23,6 +23,7 @@ mod filter_fft;
 mod host;
 pub mod layers;
 mod linear;
+mod lstm_step;
 mod malloc;
 mod merge;
 mod norm;

@@ -1123,6 +1123,11 @@ pub(crate) mod fast {
             unsafe { std::slice::from_raw_parts_mut(self.0.add(at), len) }
         }
 
+        /// The pointer `at` floats in (a method, as [`Cols::slice`]).
+        pub(crate) fn at(self, at: usize) -> *mut f32 {
+            self.0.wrapping_add(at)
+        }
+
         /// `len` floats from `at`, to read.
         ///
         /// # Safety
@@ -1295,6 +1300,87 @@ pub(crate) mod fast {
         (out, if t_len % 2 == 0 { a } else { b })
     }
 
+    /// An unprojected LSTM direction of inference on the fused kernel
+    /// (`crate::lstm_step`): the input projection, the recurrent product
+    /// and the cell in one pass per step, the hidden units split between
+    /// `threads` threads for the whole sequence as in [`split_units`].
+    /// `x` is `[T, B, F]`, `bias` both biases summed; `c` is updated in
+    /// place. Returns the output sequence and the final `h`, or `None`
+    /// (nothing run) where a buffer is too short for the sizes.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn fused_lstm(
+        x: &[f32],
+        w_ih: &[f32],
+        w_hh: &[f32],
+        bias: &[f32],
+        (t_len, batch, feat, hid): (usize, usize, usize, usize),
+        reverse: bool,
+        lens: Option<&[usize]>,
+        h0: Vec<f32>,
+        c: &mut [f32],
+        threads: usize,
+    ) -> Option<(Vec<f32>, Vec<f32>)> {
+        let state = batch * hid;
+        if !crate::lstm_step::available()
+            || threads == 0
+            || x.len() < t_len * batch * feat
+            || bias.len() < 4 * hid
+            || h0.len() < state
+            || c.len() < state
+            || w_ih.len() < 4 * hid * feat
+            || w_hh.len() < 4 * hid * hid
+        {
+            return None;
+        }
+        let mut bufs = [h0.clone(), h0];
+        let mut out = vec![0.0f32; t_len * state];
+        let barrier = StepBarrier::new(threads);
+        let (h_a, h_b) = {
+            let [a, b] = &mut bufs;
+            (Cols(a.as_mut_ptr()), Cols(b.as_mut_ptr()))
+        };
+        let (out_p, c_p) = (Cols(out.as_mut_ptr()), Cols(c.as_mut_ptr()));
+        let worker = |i: usize| {
+            let (u0, u1) = (hid * i / threads, hid * (i + 1) / threads);
+            // Checked above: the sizes fit, so every thread packs.
+            let Some(w) = crate::lstm_step::LstmPacked::new(w_ih, w_hh, feat, hid, u0..u1) else {
+                return;
+            };
+            for step in 0..t_len {
+                let t = if reverse { t_len - 1 - step } else { step };
+                let (prev, next) = if step % 2 == 0 {
+                    (h_a, h_b)
+                } else {
+                    (h_b, h_a)
+                };
+                let io = crate::lstm_step::StepIo {
+                    bias: bias[u0..].as_ptr(),
+                    x: x[t * batch * feat..].as_ptr(),
+                    x_stride: feat,
+                    h_prev: prev.at(0),
+                    h_keep: prev.at(u0),
+                    c: c_p.at(u0),
+                    h_next: next.at(u0),
+                    out: out_p.at(t * state + u0),
+                    state_stride: hid,
+                };
+                let live = |b: usize| lens.is_none_or(|n| n.get(b).is_some_and(|&n| t < n));
+                // SAFETY: `available` (checked above); `w` holds this
+                // thread's units u0..u1; `bias` has 4·hid floats, `x`
+                // `batch` rows of `feat` for step t, `prev`, `next` and
+                // `c` `batch` rows of `hid`, `out` `t_len · batch` of them
+                // (all checked above); this thread writes only its units'
+                // columns of `next`, `c` and `out`, and every thread only
+                // reads `prev` until the barrier.
+                unsafe { crate::lstm_step::step(&w, io, batch, live) };
+                barrier.wait();
+            }
+        };
+        on_threads(threads, worker);
+        let [a, b] = bufs;
+        Some((out, if t_len % 2 == 0 { a } else { b }))
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(super) fn direction(
         xs: &Tensor,
@@ -1324,6 +1410,52 @@ pub(crate) mod fast {
                 b_hn.copy_from_slice(&b[2 * hid..]);
             }
         }
+        // An unprojected LSTM where the fused kernel runs: no projection
+        // pass. Split between threads as the unfused loop would be, or on
+        // the one thread there is. The input and the weights are read
+        // where they lie (contiguous f32 CPU tensors; else copied).
+        let threads = split_threads(batch, gh, hid);
+        if spec.cell == Cell::Lstm
+            && p.weight_hr.get(k).is_none()
+            && (threads >= 2 || rayon::current_num_threads() == 1)
+        {
+            let mut c = match c0 {
+                Some(c) => data(c)?,
+                None => vec![0.0; batch * hid],
+            };
+            let (xs, w_ih, w_hh) = (
+                xs.contiguous()?,
+                p.weight_ih[k].contiguous()?,
+                p.weight_hh[k].contiguous()?,
+            );
+            let h0 = data(h0)?;
+            let fused = crate::host::with_f32(&xs, |x| {
+                crate::host::with_f32(&w_ih, |w_ih| {
+                    crate::host::with_f32(&w_hh, |w_hh| {
+                        fused_lstm(
+                            x,
+                            w_ih,
+                            w_hh,
+                            &bias,
+                            (t_len, batch, feat, hid),
+                            reverse,
+                            lens,
+                            h0,
+                            &mut c,
+                            threads.max(1),
+                        )
+                    })
+                })
+            });
+            if let Some(Some(Some(Some((out, h))))) = fused {
+                let dev = Device::Cpu;
+                return Ok((
+                    Tensor::from_vec(out, (t_len, batch, hid), &dev)?,
+                    Tensor::from_vec(h, (batch, hid), &dev)?,
+                    Some(Tensor::from_vec(c, (batch, hid), &dev)?),
+                ));
+            }
+        }
         let rows = t_len * batch;
         let x = data(xs)?;
         let w_ih = data(&p.weight_ih[k])?;
@@ -1350,7 +1482,6 @@ pub(crate) mod fast {
         unsafe { xp.set_len(rows * gh) };
         // Big enough to split (an unprojected layer): the hidden units
         // between the threads for the whole sequence.
-        let threads = split_threads(batch, gh, hid);
         if p.weight_hr.get(k).is_none() && threads >= 2 {
             let mut c = match c0 {
                 Some(c) => data(c)?,
@@ -1587,6 +1718,91 @@ mod whole_tests {
                 }
                 if let (Some(a), Some(b)) = (&split.2, &want.2) {
                     assert!(max_diff(a, b) < 1e-4, "{case}: c");
+                }
+            }
+        }
+    }
+
+    /// The fused LSTM kernel of inference (`crate::lstm_step`, where the
+    /// CPU has AVX-512) equals the step-by-step reference on one thread
+    /// and split between two: a batch that leaves a partial tile of rows
+    /// (13), hidden units that leave partial blocks (72 split 36 + 36),
+    /// an input width that is none of the kernel's (5), both directions,
+    /// lengths and initial states. Elsewhere it checks the unfused loop.
+    #[test]
+    fn the_fused_lstm_equals_the_reference() {
+        let (t_len, batch, feat, hid) = (5, 13, 5, 72);
+        let lens: Vec<usize> = (0..batch).map(|b| 1 + (b * 3) % t_len).collect();
+        let pool = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        };
+        let (one, two) = (pool(1), pool(2));
+        assert_eq!(two.install(|| fast::split_threads(batch, 4 * hid, hid)), 2);
+        for (case, (reverse, with_lens, with_init)) in [
+            (false, false, false),
+            (true, false, true),
+            (false, true, true),
+            (true, true, false),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let seed = 2000 + 10 * case as u64;
+            let g = 4 * hid;
+            let x = rand(&[t_len, batch, feat], seed);
+            let p = RnnParams {
+                weight_ih: vec![rand(&[g, feat], seed + 1).as_tensor().clone()],
+                weight_hh: vec![rand(&[g, hid], seed + 2)
+                    .as_tensor()
+                    .affine(0.3, 0.0)
+                    .unwrap()],
+                bias_ih: vec![rand(&[g], seed + 3).as_tensor().clone()],
+                bias_hh: vec![rand(&[g], seed + 4).as_tensor().clone()],
+                weight_hr: vec![],
+            };
+            let spec = one_layer(Cell::Lstm, hid);
+            let (h0, c0) = if with_init {
+                (
+                    rand(&[batch, hid], seed + 5).as_tensor().clone(),
+                    rand(&[batch, hid], seed + 6).as_tensor().clone(),
+                )
+            } else {
+                let z = Tensor::zeros((batch, hid), DType::F32, &Device::Cpu).unwrap();
+                (z.clone(), z)
+            };
+            let l = with_lens.then_some(&lens[..]);
+            let xs = x.as_tensor();
+            let masks = l.map(|l| step_masks(l, t_len, DType::F32, xs).unwrap());
+            let want = direction(
+                xs,
+                &p,
+                0,
+                spec,
+                reverse,
+                h0.clone(),
+                Some(c0.clone()),
+                masks.as_deref(),
+                4,
+            )
+            .unwrap();
+            for (threads, pool) in [(1, &one), (2, &two)] {
+                let got = pool.install(|| {
+                    fast::direction(xs, &p, 0, spec, reverse, &h0, Some(&c0), l).unwrap()
+                });
+                let what = format!(
+                    "reverse {reverse} lengths {with_lens} init {with_init}, {threads} thread(s)"
+                );
+                let c = (got.2.as_ref().unwrap(), want.2.as_ref().unwrap());
+                for (part, a, b) in [
+                    ("output", &got.0, &want.0),
+                    ("h", &got.1, &want.1),
+                    ("c", c.0, c.1),
+                ] {
+                    let d = max_diff(a, b);
+                    assert!(d < 1e-5, "{what}: {part} differs by {d}");
                 }
             }
         }
