@@ -6,7 +6,9 @@
 //! matrix multiply (both biases folded in where the cell allows), then runs
 //! the steps: one `[B, H] x [H, G·H]` multiply and the gate arithmetic per
 //! step. Three paths run it: in f32 on the CPU, a fused loop on plain
-//! buffers when nothing tracks a gradient (`fast`), and one custom op per
+//! buffers when nothing tracks a gradient (`fast`; for an LSTM with
+//! AVX-512, one kernel per step with no projection pass,
+//! `crate::lstm_step`), and one custom op per
 //! layer and direction with its own backward through time when something
 //! does (`crate::rnn_train`, not for LSTM's `proj_size`); elsewhere candle
 //! ops step by step. Gradients flow to the parameters, the input and the
