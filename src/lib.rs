@@ -62,7 +62,9 @@ pub use netdsl_runtime::{
 pub use netdsl_runtime::{interpolate_embeddings, interpolate_pos_embedding};
 pub use netdsl_runtime::{keep_freed_memory, silence_debug_build_warning};
 pub use netdsl_runtime::{load_checkpoint, save_checkpoint, train, Checkpoint, Rng};
-pub use netdsl_runtime::{rnn, Cell, Generator, RnnInputs, RnnOutput, RnnSpec};
+pub use netdsl_runtime::{
+    rnn, rnn_cached, Cell, Generator, RnnCache, RnnInputs, RnnOutput, RnnSpec,
+};
 pub use netdsl_runtime::{FileProblem, LoadOptions, LoadReport, LoadedWeights, SaveOptions};
 
 /// What generated code refers to. Not a public API: paths here may change
@@ -92,7 +94,9 @@ pub mod __private {
         prepare_conv, prepare_folded, prepare_params, upsample_bilinear2d, upsample_nearest2d,
         Conv2dSpec, ConvTranspose2dSpec, Epilogue, MergeOp, PreparedConv,
     };
-    pub use netdsl_runtime::{check_same_size, rnn, Cell, RnnInputs, RnnSpec};
+    pub use netdsl_runtime::{
+        check_same_size, rnn, rnn_cached, Cell, RnnCache, RnnInputs, RnnSpec,
+    };
     pub use netdsl_runtime::{
         filter2d, gradient_magnitude, median2d, Border, FilterSpec, Lowering, Taps,
     };

@@ -486,3 +486,40 @@ fn summary_at_takes_the_further_inputs_sizes() {
         .to_string();
     assert!(e.contains("`S` has no size"), "{e}");
 }
+
+network! {
+    /// Wide enough for inference's fused LSTM step on two threads (64
+    /// units, batch 16), which packs its weights once.
+    pub LstmWide(x: [B, T, 8]) -> [B, T, 64] { x -> lstm: LSTM(64) }
+}
+
+#[test]
+fn packed_lstm_weights_follow_replaced_tensors() {
+    assert!(
+        LstmWide::FUSIONS.contains("`lstm`: weights packed once for the fused LSTM step"),
+        "{}",
+        LstmWide::FUSIONS
+    );
+    let dev = Device::Cpu;
+    let mut net = LstmWide::new_seeded(0, &dev).unwrap();
+    let other = LstmWide::new_seeded(1, &dev).unwrap();
+    let x = Tensor::rand(-1f32, 1.0, (16, 3, 8), &dev).unwrap();
+    let first = net.forward(&x).unwrap();
+    close(&net.forward(&x).unwrap(), &first, "from the kept packing");
+    net.lstm.weight_ih = other.lstm.weight_ih.clone();
+    net.lstm.weight_hh = other.lstm.weight_hh.clone();
+    net.lstm.bias_ih = other.lstm.bias_ih.clone();
+    net.lstm.bias_hh = other.lstm.bias_hh.clone();
+    let replaced = net.forward(&x).unwrap();
+    close(
+        &replaced,
+        &other.forward(&x).unwrap(),
+        "after replacing the weights",
+    );
+    assert!(
+        rel_err(&replaced, &first) > 1e-2,
+        "the replaced weights were not used"
+    );
+    net.set_fusion(false);
+    close(&net.forward(&x).unwrap(), &replaced, "fusion off");
+}

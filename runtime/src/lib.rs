@@ -73,7 +73,7 @@ pub use params::{take, Init, Initializer, ParamSource, ParamSpec};
 pub use pool::{adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d, Pool2d};
 pub use resize::{pixel_shuffle, pixel_unshuffle, upsample_bilinear2d, upsample_nearest2d};
 pub use rng::Rng;
-pub use rnn::{rnn, Cell, RnnInputs, RnnOutput, RnnSpec};
+pub use rnn::{rnn, rnn_cached, Cell, RnnCache, RnnInputs, RnnOutput, RnnSpec};
 pub use seq::{
     adaptive_avg_pool1d, adaptive_max_pool1d, avg_pool1d, conv1d, embedding, is_id_dtype,
     max_pool1d, reverse, Conv1dSpec, Pool1d,

@@ -84,6 +84,43 @@ impl LstmPacked {
     }
 }
 
+impl LstmPacked {
+    /// Whether this is a packing of `units` units of weights with `f`
+    /// input features and `hid` hidden units.
+    pub(crate) fn fits(&self, f: usize, hid: usize, units: usize) -> bool {
+        self.f == f && self.hid == hid && self.units == units
+    }
+}
+
+/// An LSTM's weights packed for [`step`], kept in a network's fusion cache
+/// (one slot per recurrent layer, `Fusion::get_lstm`): for each layer and
+/// direction `k` and thread count, each thread's units. Made empty when
+/// the weights change (a new slot value), filled on first use.
+#[derive(Clone, Default)]
+pub(crate) struct LstmPacks(std::sync::Arc<std::sync::Mutex<PackMap>>);
+
+type PackMap = std::collections::HashMap<(usize, usize), std::sync::Arc<Vec<LstmPacked>>>;
+
+impl LstmPacks {
+    /// The packing of layer-direction `k` split between `threads`, made by
+    /// `pack` (one per thread) the first time.
+    pub(crate) fn get_or_pack(
+        &self,
+        k: usize,
+        threads: usize,
+        pack: impl FnOnce() -> Option<Vec<LstmPacked>>,
+    ) -> Option<std::sync::Arc<Vec<LstmPacked>>> {
+        if let Some(p) = self.0.lock().ok()?.get(&(k, threads)) {
+            return Some(p.clone());
+        }
+        let packed = std::sync::Arc::new(pack()?);
+        if let Ok(mut map) = self.0.lock() {
+            map.insert((k, threads), packed.clone());
+        }
+        Some(packed)
+    }
+}
+
 /// Whether [`step`] runs here: the CPU has AVX-512F and it is not turned off
 /// (`NETDSL_NO_AVX512`, as for the packed kernel).
 pub(crate) fn available() -> bool {

@@ -195,6 +195,7 @@ enum Cached {
     Pair(Tensor, Tensor),
     Conv(PreparedConv),
     Linear(PreparedLinear),
+    Lstm(crate::lstm_step::LstmPacks),
 }
 
 impl Cached {
@@ -204,6 +205,7 @@ impl Cached {
             Cached::Pair(..) => "a folded pair",
             Cached::Conv(_) => "a prepared convolution",
             Cached::Linear(_) => "a prepared linear layer",
+            Cached::Lstm(_) => "a recurrent layer's packed weights",
         }
     }
 }
@@ -317,6 +319,22 @@ impl Fusion {
     ) -> Result<PreparedLinear> {
         match self.cached(index, sources, || compute().map(Cached::Linear))? {
             Cached::Linear(l) => Ok(l),
+            other => Err(slot_kind(index, other.kind())),
+        }
+    }
+}
+
+impl Fusion {
+    /// The packed weights of the recurrent layer of slot `index`, made
+    /// from `sources` (its `weight_ih` and `weight_hh` tensors): an empty
+    /// store when they changed, filled by the layer as it runs.
+    pub(crate) fn get_lstm(
+        &self,
+        index: usize,
+        sources: &[&Tensor],
+    ) -> Result<crate::lstm_step::LstmPacks> {
+        match self.cached(index, sources, || Ok(Cached::Lstm(Default::default())))? {
+            Cached::Lstm(p) => Ok(p),
             other => Err(slot_kind(index, other.kind())),
         }
     }

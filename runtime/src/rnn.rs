@@ -143,6 +143,17 @@ fn bad(layer: &'static str, message: String) -> Error {
     Error::Layer { layer, message }
 }
 
+/// Where a generated network keeps a recurrent layer's weights packed for
+/// inference's fused LSTM step: its fusion cache and the layer's slot
+/// there. Packed on the first call (for each thread count it runs with),
+/// packed again when a weight tensor is replaced or the cache is cleared
+/// (`train()`, `eval()`).
+#[derive(Clone, Copy)]
+pub struct RnnCache<'a> {
+    pub fusion: &'a crate::Fusion,
+    pub slot: usize,
+}
+
 /// Runs a recurrent layer on `x`. `layer` names it in errors.
 pub fn rnn(
     layer: &'static str,
@@ -152,6 +163,22 @@ pub fn rnn(
     inputs: RnnInputs,
     training: bool,
     rng: &Generator,
+) -> Result<RnnOutput> {
+    rnn_cached(layer, x, p, spec, inputs, training, rng, None)
+}
+
+/// [`rnn`], an LSTM's weights packed once for inference and kept in
+/// `cache` instead of packed on every call.
+#[allow(clippy::too_many_arguments)]
+pub fn rnn_cached(
+    layer: &'static str,
+    x: &Tensor,
+    p: &RnnParams,
+    spec: RnnSpec,
+    inputs: RnnInputs,
+    training: bool,
+    rng: &Generator,
+    cache: Option<RnnCache>,
 ) -> Result<RnnOutput> {
     let dirs = spec.directions();
     let n = spec.layers * dirs;
@@ -229,6 +256,15 @@ pub fn rnn(
     let tracked = |t: Option<&Tensor>| t.is_some_and(Tensor::track_op);
     // In inference the parameters are read detached, as every layer's are
     // (`param`): no gradient flows to them.
+    // The packed weights' store, keyed by the layer's own tensors (the
+    // detached copies below are new tensors on every call).
+    let packs = match cache {
+        Some(c) if !training && spec.cell == Cell::Lstm && spec.proj == 0 => {
+            let sources: Vec<&Tensor> = p.weight_ih.iter().chain(&p.weight_hh).collect();
+            Some(c.fusion.get_lstm(c.slot, &sources)?)
+        }
+        _ => None,
+    };
     let detached;
     let p = if training {
         p
@@ -272,13 +308,8 @@ pub fn rnn(
                 (Cell::Lstm, None) => Some(Tensor::zeros((batch, h), x.dtype(), x.device())?),
                 _ => None,
             };
-            let (out, hn, cn) = if whole || fast {
-                let run = if whole {
-                    whole_direction
-                } else {
-                    fast::direction
-                };
-                run(
+            let (out, hn, cn) = if whole {
+                whole_direction(
                     &seq,
                     p,
                     k,
@@ -287,6 +318,18 @@ pub fn rnn(
                     &h_init,
                     c_init.as_ref(),
                     lens.as_deref(),
+                )?
+            } else if fast {
+                fast::direction(
+                    &seq,
+                    p,
+                    k,
+                    spec,
+                    d == 1,
+                    &h_init,
+                    c_init.as_ref(),
+                    lens.as_deref(),
+                    packs.as_ref(),
                 )?
             } else {
                 direction(
@@ -1320,7 +1363,7 @@ pub(crate) mod fast {
         lens: Option<&[usize]>,
         h0: Vec<f32>,
         c: &mut [f32],
-        threads: usize,
+        (threads, packed): (usize, Option<&[crate::lstm_step::LstmPacked]>),
     ) -> Option<(Vec<f32>, Vec<f32>)> {
         let state = batch * hid;
         if !crate::lstm_step::available()
@@ -1331,6 +1374,12 @@ pub(crate) mod fast {
             || c.len() < state
             || w_ih.len() < 4 * hid * feat
             || w_hh.len() < 4 * hid * hid
+            || packed.is_some_and(|p| {
+                p.len() != threads
+                    || p.iter().enumerate().any(|(i, w)| {
+                        !w.fits(feat, hid, hid * (i + 1) / threads - hid * i / threads)
+                    })
+            })
         {
             return None;
         }
@@ -1344,9 +1393,18 @@ pub(crate) mod fast {
         let (out_p, c_p) = (Cols(out.as_mut_ptr()), Cols(c.as_mut_ptr()));
         let worker = |i: usize| {
             let (u0, u1) = (hid * i / threads, hid * (i + 1) / threads);
-            // Checked above: the sizes fit, so every thread packs.
-            let Some(w) = crate::lstm_step::LstmPacked::new(w_ih, w_hh, feat, hid, u0..u1) else {
-                return;
+            // Packed before (one per thread, checked above), or here:
+            // the sizes fit (checked above), so every thread packs.
+            let own;
+            let w = match packed {
+                Some(p) => &p[i],
+                None => match crate::lstm_step::LstmPacked::new(w_ih, w_hh, feat, hid, u0..u1) {
+                    Some(w) => {
+                        own = w;
+                        &own
+                    }
+                    None => return,
+                },
             };
             for step in 0..t_len {
                 let t = if reverse { t_len - 1 - step } else { step };
@@ -1374,7 +1432,7 @@ pub(crate) mod fast {
                 // (all checked above); this thread writes only its units'
                 // columns of `next`, `c` and `out`, and every thread only
                 // reads `prev` until the barrier.
-                unsafe { crate::lstm_step::step(&w, io, batch, live) };
+                unsafe { crate::lstm_step::step(w, io, batch, live) };
                 barrier.wait();
             }
         };
@@ -1393,6 +1451,7 @@ pub(crate) mod fast {
         h0: &Tensor,
         c0: Option<&Tensor>,
         lens: Option<&[usize]>,
+        packs: Option<&crate::lstm_step::LstmPacks>,
     ) -> Result<DirOut> {
         let (t_len, batch, feat) = xs.dims3()?;
         let (hid, hout, g) = (spec.hidden, spec.out_size(), spec.cell.gates());
@@ -1434,6 +1493,19 @@ pub(crate) mod fast {
             let fused = crate::host::with_f32(&xs, |x| {
                 crate::host::with_f32(&w_ih, |w_ih| {
                     crate::host::with_f32(&w_hh, |w_hh| {
+                        let threads = threads.max(1);
+                        let cached = packs.and_then(|p| {
+                            p.get_or_pack(k, threads, || {
+                                (0..threads)
+                                    .map(|i| {
+                                        let units = hid * i / threads..hid * (i + 1) / threads;
+                                        crate::lstm_step::LstmPacked::new(
+                                            w_ih, w_hh, feat, hid, units,
+                                        )
+                                    })
+                                    .collect()
+                            })
+                        });
                         fused_lstm(
                             x,
                             w_ih,
@@ -1444,7 +1516,7 @@ pub(crate) mod fast {
                             lens,
                             h0,
                             &mut c,
-                            threads.max(1),
+                            (threads, cached.as_deref().map(Vec::as_slice)),
                         )
                     })
                 })
@@ -1704,7 +1776,8 @@ mod whole_tests {
                 .unwrap();
                 let run = |pool: &rayon::ThreadPool| {
                     pool.install(|| {
-                        fast::direction(xs, &p, 0, spec, reverse, &h0, c0.as_ref(), l).unwrap()
+                        fast::direction(xs, &p, 0, spec, reverse, &h0, c0.as_ref(), l, None)
+                            .unwrap()
                     })
                 };
                 let (serial, split) = (run(&one), run(&three));
@@ -1790,12 +1863,23 @@ mod whole_tests {
                 4,
             )
             .unwrap();
-            for (threads, pool) in [(1, &one), (2, &two)] {
+            // Packed on each call, then packed once and kept (the first
+            // call packs, the second reads the store).
+            let kept = crate::lstm_step::LstmPacks::default();
+            for (threads, pool, store) in [
+                (1, &one, None),
+                (2, &two, None),
+                (1, &one, Some(&kept)),
+                (1, &one, Some(&kept)),
+                (2, &two, Some(&kept)),
+                (2, &two, Some(&kept)),
+            ] {
                 let got = pool.install(|| {
-                    fast::direction(xs, &p, 0, spec, reverse, &h0, Some(&c0), l).unwrap()
+                    fast::direction(xs, &p, 0, spec, reverse, &h0, Some(&c0), l, store).unwrap()
                 });
                 let what = format!(
-                    "reverse {reverse} lengths {with_lens} init {with_init}, {threads} thread(s)"
+                    "reverse {reverse} lengths {with_lens} init {with_init}, {threads} thread(s), kept {}",
+                    store.is_some()
                 );
                 let c = (got.2.as_ref().unwrap(), want.2.as_ref().unwrap());
                 for (part, a, b) in [

@@ -570,6 +570,7 @@ pub fn lower_rnn(cx: &LowerCx, r: &Rnn) -> Lowered {
         lengths: r
             .lengths_arg()
             .and_then(|(_, v)| v.and_then(|v| cx.value(v))),
+        prepared: None,
     }));
     let mut absent = Vec::new();
     if !r.bias {
@@ -598,6 +599,9 @@ pub struct RnnStep {
     pub init: Vec<Ident>,
     /// The variable holding the sequence lengths.
     pub lengths: Option<Ident>,
+    /// The fusion slot keeping an LSTM's weights packed for inference's
+    /// fused step (`pack_linear`).
+    pub prepared: Option<usize>,
 }
 
 /// The states variable a recurrent step leaves for a `let` pattern to read.
@@ -628,9 +632,19 @@ pub fn emit_rnn(e: &EmitCx, s: &RnnStep) -> TokenStream {
     let (h0, c0) = (some(s.init.first()), some(s.init.get(1)));
     let lengths = some(s.lengths.as_ref());
     let states = states_ident();
+    let (call, cache) = match s.prepared {
+        Some(slot) => {
+            let (fusion_on, slot) = (&e.fusion_on, usize_lit(slot as u64));
+            (
+                quote!(rnn_cached),
+                quote!((#fusion_on && !#training).then_some(#p::RnnCache { fusion: &self.fusion, slot: #slot }),),
+            )
+        }
+        None => (quote!(rnn), TokenStream::new()),
+    };
     quote! {
         let (#x, #states) = {
-            let out = #p::rnn(
+            let out = #p::#call(
                 #label,
                 &#src,
                 &#f,
@@ -646,6 +660,7 @@ pub fn emit_rnn(e: &EmitCx, s: &RnnStep) -> TokenStream {
                 #p::RnnInputs { h0: #h0, c0: #c0, lengths: #lengths },
                 #training,
                 #rng,
+                #cache
             )?;
             (out.output.clone(), out)
         };

@@ -11,9 +11,16 @@
 //! whose matrix-vector products read the weight as it is) and remade when
 //! a weight tensor is replaced; training, and `set_fusion(false)`, run the
 //! layers as written.
+//!
+//! An LSTM without `proj_size` gets a slot too: inference's fused step
+//! (`runtime/src/lstm_step.rs`, with AVX-512) packs `W_ih` and `W_hh`
+//! together for each thread's hidden units, which costs about as much as
+//! one step of the product: once per layer instead of on every call, so a
+//! generation loop that runs one step per call does not pay it per step.
 
 use super::Pass;
 use crate::lower::StepOp;
+use crate::ops::rnn::CellKind;
 
 /// Slots of one multi-head attention: the query's projection (or Q, K and
 /// V stacked), the key's (or K and V stacked), the value's, the output's.
@@ -31,6 +38,16 @@ pub fn run(ir: &mut Pass) {
                 prepared: prepared @ None,
                 ..
             } => (prepared, ATTENTION_SLOTS),
+            StepOp::Rnn(r) if r.prepared.is_none() && r.cell == CellKind::Lstm && r.proj == 0 => {
+                r.prepared = Some(*ir.folds);
+                *ir.folds += 1;
+                ir.fusions.push(super::line(
+                    &super::subject(&step.label),
+                    "weights packed once for the fused LSTM step",
+                    "in inference with AVX-512, no packing per call",
+                ));
+                continue;
+            }
             _ => continue,
         };
         *slots = Some(*ir.folds);
