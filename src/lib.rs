@@ -75,15 +75,15 @@ pub mod __private {
     pub use netdsl_runtime::candle::{DType, Device, Tensor};
     pub use netdsl_runtime::drop_path;
     pub use netdsl_runtime::{
-        adaptive_avg_pool1d, adaptive_max_pool1d, avg_pool1d, check_token_input, conv1d, embedding,
-        max_pool1d, reverse, Conv1dSpec, Pool1d,
-    };
-    pub use netdsl_runtime::{
-        adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, batch_norm, bn_fold, candle_nn,
-        check_input, check_weights, dropout, hardswish, layers, linear, linear_prepared,
+        activate, adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, batch_norm, bn_fold,
+        candle_nn, check_input, check_weights, dropout, hardswish, layers, linear, linear_prepared,
         load_weights, make_var, max_pool2d, param, prepare_linear_params, relu6, save_weights,
         take, var_of, Error, Fusion, Generator, Init, Initializer, InputDim, LoadedWeights,
         ParamSource, ParamSpec, Pool2d, Result,
+    };
+    pub use netdsl_runtime::{
+        adaptive_avg_pool1d, adaptive_max_pool1d, avg_pool1d, check_token_input, conv1d, embedding,
+        max_pool1d, reverse, Conv1dSpec, Pool1d,
     };
     pub use netdsl_runtime::{
         add_sinusoidal, attention_mask, attention_mask_ref, key_padding_mask, layer_norm,

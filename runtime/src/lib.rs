@@ -47,7 +47,7 @@ mod vit;
 mod weights;
 mod weights_file;
 
-pub use activation::{hardswish, relu6};
+pub use activation::{activate, hardswish, relu6};
 pub use attention::{
     add_sinusoidal, attention_mask, attention_mask_ref, causal_mask, key_padding_mask, layer_norm,
     multi_head_attention, patch_embed, prepend_token, rms_norm, scaled_dot_product_attention,

@@ -258,8 +258,16 @@ pub fn lower_softmax(cx: &LowerCx, dim: &Spanned<i64>, log: bool) -> Lowered {
     (desc, StepOp::Softmax { dim: d, log }, None, Macs::zero())
 }
 
+/// An activation as its own layer: the runtime's `activate` where the
+/// kernels' epilogue has it (in inference one vectorised pass off candle's
+/// element-wise pool; in training candle's op), else candle's op.
 pub fn emit_activation(e: &EmitCx, a: Activation) -> TokenStream {
-    act_code(a, e.src, e.x)
+    let p = quote!(::netdsl::__private);
+    let (src, x, training) = (e.src, e.x, &e.training);
+    match epilogue(a) {
+        Some(ep) => quote!(let #x = #p::activate(&#src, #p::Epilogue::#ep, #training)?;),
+        None => act_code(a, src, x),
+    }
 }
 
 /// `let x = act(src);`
