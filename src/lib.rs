@@ -90,9 +90,9 @@ pub mod __private {
         multi_head_attention, patch_embed, prepend_token, rms_norm, Mask, MhaCache, MhaSpec,
     };
     pub use netdsl_runtime::{
-        center_crop, conv2d, conv2d_prepared, conv_transpose2d, merge_binary, pixel_shuffle,
-        prepare_conv, prepare_folded, prepare_params, upsample_bilinear2d, upsample_nearest2d,
-        Conv2dSpec, ConvTranspose2dSpec, Epilogue, MergeOp, PreparedConv,
+        center_crop, concat, conv2d, conv2d_prepared, conv_transpose2d, merge_binary,
+        pixel_shuffle, prepare_conv, prepare_folded, prepare_params, upsample_bilinear2d,
+        upsample_nearest2d, Conv2dSpec, ConvTranspose2dSpec, Epilogue, MergeOp, PreparedConv,
     };
     pub use netdsl_runtime::{
         check_same_size, rnn, rnn_cached, Cell, RnnCache, RnnInputs, RnnSpec,

@@ -67,7 +67,7 @@ pub use filter::{
 };
 pub use linear::{linear, linear_prepared, prepare_linear, prepare_linear_params, PreparedLinear};
 pub use malloc::keep_freed_memory;
-pub use merge::{center_crop, center_crop_offset, merge_binary, MergeOp};
+pub use merge::{center_crop, center_crop_offset, concat, merge_binary, MergeOp};
 pub use norm::{batch_norm, batch_norm_eval, bn_fold, Fusion};
 pub use params::{take, Init, Initializer, ParamSource, ParamSpec};
 pub use pool::{adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d, Pool2d};

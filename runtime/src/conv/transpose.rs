@@ -221,6 +221,25 @@ fn patch_transpose(
 ) -> Result<Tensor> {
     let (b, cin, h, wd) = x.dims4()?;
     let wt = w.reshape((cin, cout * kh * kw))?.t()?;
+    let plain =
+        |t: &Tensor| !t.track_op() && t.device().is_cpu() && t.dtype() == candle_core::DType::F32;
+    if plain(x) && plain(w) && bias.is_none_or(plain) {
+        // Inference: the product, then one pass that places each value
+        // and adds the bias (instead of a 6-d permute copied element by
+        // element and a broadcast add, both on candle's pool).
+        let z = wt
+            .broadcast_matmul(&x.reshape((b, cin, h * wd))?)?
+            .contiguous()?;
+        let bias = match bias {
+            Some(t) => Some(t.contiguous()?.to_vec1::<f32>()?),
+            None => None,
+        };
+        if let Some(y) = crate::host::with_f32(&z, |z| {
+            place_patches(z, bias.as_deref(), (b, cout, kh, kw, h, wd))
+        }) {
+            return Ok(Tensor::from_vec(y, (b, cout, h * kh, wd * kw), x.device())?);
+        }
+    }
     let z = wt
         .broadcast_matmul(&x.reshape((b, cin, h * wd))?)?
         .reshape((b, cout, kh, kw, h, wd))?
@@ -231,6 +250,38 @@ fn patch_transpose(
         Some(bias) => z.broadcast_add(&bias.reshape((1, cout, 1, 1))?)?,
         None => z,
     })
+}
+
+/// `y[b, co, kh i + dy, kw j + dx] = z[b, co, dy, dx, i, j] + bias[co]`:
+/// the patch transposed convolution's reordering, one output plane per job
+/// on the runtime's threads, each output row written once in order.
+fn place_patches(
+    z: &[f32],
+    bias: Option<&[f32]>,
+    (b, cout, kh, kw, h, wd): (usize, usize, usize, usize, usize, usize),
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let (oh, ow) = (h * kh, wd * kw);
+    let mut y = vec![0f32; b * cout * oh * ow];
+    y.par_chunks_mut(oh * ow)
+        .enumerate()
+        .for_each(|(plane, out)| {
+            let co = plane % cout;
+            let bv = bias.map_or(0.0, |bs| bs[co]);
+            let zp = &z[plane * kh * kw * h * wd..][..kh * kw * h * wd];
+            for i in 0..h {
+                for dy in 0..kh {
+                    let row = &mut out[(i * kh + dy) * ow..][..ow];
+                    for dx in 0..kw {
+                        let src = &zp[((dy * kw + dx) * h + i) * wd..][..wd];
+                        for (j, &v) in src.iter().enumerate() {
+                            row[j * kw + dx] = v + bv;
+                        }
+                    }
+                }
+            }
+        });
+    y
 }
 
 /// Inserts `s - 1` zeros between consecutive elements along `dim`:

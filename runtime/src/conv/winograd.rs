@@ -131,6 +131,105 @@ struct Block<'a> {
     tp: usize,
 }
 
+/// `d[i][j][l]`, the 6x6 input patch of tile `t0 + grp + l` for the 8
+/// lanes `l`, when those tiles lie side by side in one row of one image
+/// with every patch inside the input (most groups of a large image): for
+/// each of the 6 input rows, the 34 floats the 8 patches span are loaded
+/// once and dealt into the 6 columns' lanes by AVX-512 permutes (lane `l`
+/// of column `j` is float `4l + j`), instead of 288 scalar loads and
+/// stores. Returns whether it filled `d` (false: not such a group, or no
+/// AVX-512; the caller gathers lane by lane).
+#[inline]
+fn gather_row_of_tiles(
+    blk: Block,
+    x: &[f32],
+    ci: usize,
+    grp: usize,
+    d: &mut [[Lane; 6]; 6],
+) -> bool {
+    let Block {
+        g, tiles, t0, n, ..
+    } = blk;
+    if grp + LANES > n || !crate::rnn_kernel::has_avx512() {
+        return false;
+    }
+    let (b, oy, ox) = tiles.at(t0 + grp);
+    let (b2, oy2, ox2) = tiles.at(t0 + grp + LANES - 1);
+    if b2 != b || oy2 != oy || ox2 != ox + 4 * (LANES - 1) || oy < g.pt || ox < g.pl {
+        return false;
+    }
+    let (iy0, ix0) = (oy - g.pt, ox - g.pl);
+    // The 8 patches span columns ix0 .. ix0 + 34 of rows iy0 .. iy0 + 6.
+    if iy0 + 6 > g.h || ix0 + 4 * (LANES - 1) + 6 > g.w {
+        return false;
+    }
+    let hw = g.h * g.w;
+    let plane = &x[(b * g.cin + ci) * hw..][..hw];
+    #[cfg(target_arch = "x86_64")]
+    {
+        for (i, row) in d.iter_mut().enumerate() {
+            let r = &plane[(iy0 + i) * g.w + ix0..][..4 * (LANES - 1) + 6];
+            // SAFETY: the CPU has AVX-512F (checked above); `r` has the 34
+            // floats the function reads.
+            unsafe { deal_row(r, row) };
+        }
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (plane, d);
+        false
+    }
+}
+
+/// `row[j][l] = r[4 l + j]` for `j < 6`, `l < 8`.
+///
+/// # Safety
+/// The CPU has AVX-512F; `r` has at least 34 floats.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn deal_row(r: &[f32], row: &mut [Lane; 6]) {
+    use std::arch::x86_64::*;
+    // SAFETY: r[0..34] is read (the caller's promise); `row` holds 6 x 8.
+    unsafe {
+        let a = _mm512_loadu_ps(r.as_ptr());
+        let b = _mm512_loadu_ps(r.as_ptr().add(16));
+        let c = _mm512_maskz_loadu_ps(0b11, r.as_ptr().add(32));
+        let by4 = |m: i32| {
+            _mm512_setr_epi32(
+                m,
+                m + 4,
+                m + 8,
+                m + 12,
+                m + 16,
+                m + 20,
+                m + 24,
+                m + 28,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            )
+        };
+        let mut p = [_mm512_setzero_ps(); 6];
+        for (m, pm) in p.iter_mut().enumerate().take(4) {
+            *pm = _mm512_permutex2var_ps(a, by4(m as i32), b);
+        }
+        // Columns 4 and 5: columns 0 and 1 one lane on, the last lane from
+        // floats 32 and 33.
+        let on = |last: i32| _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, last, 0, 0, 0, 0, 0, 0, 0, 0);
+        p[4] = _mm512_permutex2var_ps(p[0], on(16), c);
+        p[5] = _mm512_permutex2var_ps(p[1], on(17), c);
+        for (dst, v) in row.iter_mut().zip(p) {
+            _mm256_storeu_ps(dst.as_mut_ptr(), _mm512_castps512_ps256(v));
+        }
+    }
+}
+
 simd! {
     /// `V[ξ][ci][..]` of the block's tiles (lanes past `n` zero), for
     /// input channel `ci`.
@@ -139,6 +238,9 @@ simd! {
         let hw = g.h * g.w;
         for grp in (0..n).step_by(LANES) {
             let mut d = [[[0f32; LANES]; 6]; 6];
+            if gather_row_of_tiles(blk, x, ci, grp, &mut d) {
+                // Filled: 8 tiles side by side in one row, inside.
+            } else {
             for l in 0..LANES.min(n - grp) {
                 let (b, oy, ox) = tiles.at(t0 + grp + l);
                 let plane = &x[(b * g.cin + ci) * hw..][..hw];
@@ -169,6 +271,7 @@ simd! {
                         }
                     }
                 }
+            }
             }
             // columns, then rows
             let mut t = [[[0f32; LANES]; 6]; 6];
@@ -355,6 +458,11 @@ mod tests {
             (1, 5, 23, 6, 17, ((2, 1), (0, 2)), Epilogue::LeakyRelu(0.1)),
             (2, 33, 8, 8, 40, ((1, 1), (1, 1)), Epilogue::Silu),
             (1, 2, 3, 3, 3, ((0, 0), (0, 0)), Epilogue::Sigmoid),
+            // Rows of more than 8 tiles, whose groups of 8 side by side
+            // are dealt from whole rows (`gather_row_of_tiles`), next to
+            // groups across rows, images and the padding.
+            (2, 3, 10, 75, 4, ((1, 1), (1, 1)), Epilogue::None),
+            (1, 2, 7, 70, 3, ((0, 0), (2, 1)), Epilogue::Relu),
         ];
         for (b, cin, h, w, cout, padding, act) in cases {
             let spec = Conv2dSpec {

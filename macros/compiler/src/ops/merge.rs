@@ -752,7 +752,7 @@ pub fn emit(ir: &MergeIr, dst: &Ident, args: &[TokenStream]) -> TokenStream {
     match ir {
         MergeIr::Cat { dim } => {
             let d = usize_lit(*dim as u64);
-            quote!(let #dst = #p::Tensor::cat(&[#(&#args),*], #d)?;)
+            quote!(let #dst = #p::concat(&[#(&#args),*], #d)?;)
         }
         MergeIr::Crop { size: Some((h, w)) } => {
             let (a, h, w) = (arg(0), usize_lit(*h), usize_lit(*w));
