@@ -119,7 +119,7 @@ fn modes_and_learning() {
     let data = digits();
     let mut net = Tiny::new_seeded(1, &Device::Cpu).unwrap();
     // 16 rows: `fc` packs its weight into the fusion cache (inference,
-    // above 8 rows); training must not leave that copy stale (below).
+    // above 4 rows); training must not leave that copy stale (below).
     let (x16, _) = data
         .batch(&(0..16).collect::<Vec<_>>(), 3, 28, &Device::Cpu)
         .unwrap();

@@ -2,10 +2,10 @@
 //! `[out, in]`: one matrix multiply over the flattened leading dims. In
 //! inference (nothing tracks a gradient) on f32 CPU tensors:
 //!
-//! - up to 8 rows (a classifier at batch 1), matrix-vector products straight
+//! - up to 4 rows (a classifier at batch 1), matrix-vector products straight
 //!   from the weight's memory: each weight row read once for all rows, at
 //!   memory speed (AlexNet's and VGG-16's classifiers read 234 and 494 MB
-//!   of weights per image);
+//!   of weights per image); up to 8 where no packed weight is kept;
 //! - more rows, the runtime's packed kernel (`rnn_kernel`: AVX-512 or AVX2
 //!   register tiles, the bias as the accumulator's start), its weight
 //!   packed into panels once and kept ([`linear_prepared`], what generated
@@ -39,7 +39,7 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 
 /// A linear layer's weight and bias prepared once for inference
 /// ([`prepare_linear`]): the weight packed into the matrix kernel's panels
-/// on the first call with more than 8 rows (not before: a classifier run at
+/// on the first call with more than 4 rows (not before: a classifier run at
 /// batch 1 reads the weight as it is, and never holds a second copy), then
 /// kept, so every call runs the kernel without packing.
 #[derive(Clone)]
@@ -55,7 +55,7 @@ impl PreparedLinear {
         &self.weight
     }
 
-    /// Whether the packed copy has been made (a call with more than 8 rows).
+    /// Whether the packed copy has been made (a call with more than 4 rows).
     pub fn is_packed(&self) -> bool {
         self.packed.get().is_some()
     }
@@ -80,7 +80,7 @@ pub fn prepare_linear_params<B: crate::layers::MaybeTensor>(
     prepare_linear(weight, bias.tensor())
 }
 
-/// `act(x W^T + b)`: [`linear`] with prepared weights, from 9 rows on the
+/// `act(x W^T + b)`: [`linear`] with prepared weights, from 5 rows on the
 /// packed kernel without packing the weight again, with the activation
 /// applied to each output tile while it is in cache (a fused activation:
 /// `Epilogue::None` for none).
@@ -93,10 +93,11 @@ pub fn linear_prepared(x: &Tensor, p: &PreparedLinear, act: Epilogue) -> Result<
     })
 }
 
-/// `act(x W^T + b)`: up to [`MATVEC_ROWS`] rows as matrix-vector products;
-/// more on the packed kernel where `packed` gives the packed weight (called
-/// with the rows and the weight's values); otherwise, and whenever a
-/// gradient is tracked, candle's matmul.
+/// `act(x W^T + b)`: more than [`PACKED_FROM`] rows on the packed kernel
+/// where `packed` gives the packed weight (called with the rows and the
+/// weight's values); else up to [`MATVEC_ROWS`] rows as matrix-vector
+/// products; otherwise, and whenever a gradient is tracked, candle's
+/// matmul.
 fn product(
     x: &Tensor,
     w: &Tensor,
@@ -118,22 +119,12 @@ fn product(
         && x.device().is_cpu()
         && w.device().is_cpu();
     let w = if fast { w.contiguous()? } else { w.clone() };
-    let kernel = if fast && rows > MATVEC_ROWS {
+    let kernel = if fast && rows > PACKED_FROM {
         with_f32(&w, |wv| packed(rows, wv, fout, fin)).flatten()
     } else {
         None
     };
-    let y = if fast && rows <= MATVEC_ROWS {
-        let xv = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let bv = b.map(|b| b.flatten_all()?.to_vec1::<f32>()).transpose()?;
-        match with_f32(&w, |wv| matvec(&xv, rows, wv, fout, fin, bv.as_deref())) {
-            Some(mut y) => {
-                crate::conv::math::epilogue(act, 0.0, &mut y);
-                Tensor::from_vec(y, (rows, fout), x.device())?
-            }
-            None => act.on_tensor(plain_product(x, &w, b, rows, fin)?)?,
-        }
-    } else if let Some(packed) = kernel {
+    let y = if let Some(packed) = kernel {
         let bias = b.map(|b| b.flatten_all()?.to_vec1::<f32>()).transpose()?;
         let x = x.contiguous()?;
         let n = rows * fout;
@@ -149,6 +140,16 @@ fn product(
                 Tensor::from_vec(y, (rows, fout), x.device())?
             }
             _ => act.on_tensor(plain_product(&x, &w, b, rows, fin)?)?,
+        }
+    } else if fast && rows <= MATVEC_ROWS {
+        let xv = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let bv = b.map(|b| b.flatten_all()?.to_vec1::<f32>()).transpose()?;
+        match with_f32(&w, |wv| matvec(&xv, rows, wv, fout, fin, bv.as_deref())) {
+            Some(mut y) => {
+                crate::conv::math::epilogue(act, 0.0, &mut y);
+                Tensor::from_vec(y, (rows, fout), x.device())?
+            }
+            None => act.on_tensor(plain_product(x, &w, b, rows, fin)?)?,
         }
     } else {
         act.on_tensor(plain_product(x, &w, b, rows, fin)?)?
@@ -179,6 +180,13 @@ fn plain_product(
 /// products ([`matvec`]): each weight row is read once from memory for all
 /// of them, where a matrix multiply packs the weight first.
 const MATVEC_ROWS: usize = 8;
+
+/// Rows above which a prepared layer runs on its packed weight instead of
+/// matrix-vector products: from 5 rows the products are compute-bound
+/// enough that the kernel's register tile wins (AlexNet's classifier at
+/// batch 8: 23 % of the forward in the matrix-vector loop, which reads each
+/// weight row once per input row).
+const PACKED_FROM: usize = 4;
 
 simd! {
     /// `y[r, j] = b[j] + Σ_k x[r, k] w[j, k]` for output columns `j0..j0 + n`
@@ -274,7 +282,7 @@ mod tests {
     }
 
     /// Prepared weights give candle's matmul at any row count: matrix-vector
-    /// products up to 8 rows (no packed copy made), the kernel beyond, its
+    /// products up to 4 rows (no packed copy made), the kernel beyond, its
     /// packed weight made once and shared by the clones a cache hands out.
     #[test]
     fn prepared_path_equals_matmul() {
@@ -282,9 +290,9 @@ mod tests {
         let w = Tensor::randn(0f32, 1.0, (45, 70), &dev).unwrap();
         let b = Tensor::randn(0f32, 1.0, 45, &dev).unwrap();
         let p = super::prepare_linear(&w, Some(&b));
-        for rows in [1, 8, 9, 33, 600] {
-            if rows == 9 {
-                assert!(!p.is_packed(), "packed before a call with more than 8 rows");
+        for rows in [1, 4, 5, 8, 9, 33, 600] {
+            if rows == 5 {
+                assert!(!p.is_packed(), "packed before a call with more than 4 rows");
             }
             let x = Tensor::randn(0f32, 1.0, (rows, 70), &dev).unwrap();
             let y = super::linear_prepared(&x, &p.clone(), super::Epilogue::None).unwrap();

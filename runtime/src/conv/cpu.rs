@@ -201,56 +201,61 @@ fn gather_row(
         let out = &mut seg[a - ox0..b - ox0];
         match g.sw {
             1 => out.copy_from_slice(&src[ix0..ix0 + (b - a)]),
-            2 => gather_stride2(&src[ix0..], out),
-            sw => {
-                for (o, &v) in out.iter_mut().zip(src[ix0..].iter().step_by(sw)) {
-                    *o = v;
-                }
-            }
+            sw => gather_strided(&src[ix0..], out, sw),
         }
     }
 }
 
-/// `out[j] = src[2 j]`: a stride-2 convolution's patch row (ResNet's 7x7
-/// stem, its downsampling 3x3 and 1x1), 16 at a time with AVX-512 (two
-/// loads and one permute) instead of one element at a time.
-fn gather_stride2(src: &[f32], out: &mut [f32]) {
+/// `out[j] = src[s j]`: a strided convolution's patch row (ResNet's 7x7
+/// stride-2 stem and downsampling layers, AlexNet's 11x11 stride-4 stem).
+/// With AVX-512 and a stride up to 4, `32 / s` at a time (two loads and
+/// one permute) instead of one element at a time.
+fn gather_strided(src: &[f32], out: &mut [f32], s: usize) {
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     {
-        if crate::rnn_kernel::has_avx512() {
+        if (2..=4).contains(&s) && crate::rnn_kernel::has_avx512() {
             // SAFETY: the CPU has AVX-512F (checked just above).
-            done = unsafe { gather_stride2_avx512(src, out) };
+            done = unsafe { gather_strided_avx512(src, out, s) };
         }
     }
     for (o, &v) in out[done..]
         .iter_mut()
-        .zip(src[2 * done..].iter().step_by(2))
+        .zip(src[s * done..].iter().step_by(s))
     {
         *o = v;
     }
 }
 
-/// The whole vectors of [`gather_stride2`]; returns how many outputs it
-/// wrote.
+/// The whole vectors of [`gather_strided`] for `s` in 2..=4; returns how
+/// many outputs it wrote.
 ///
 /// # Safety
 /// The CPU has AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn gather_stride2_avx512(src: &[f32], out: &mut [f32]) -> usize {
+unsafe fn gather_strided_avx512(src: &[f32], out: &mut [f32], s: usize) -> usize {
     use std::arch::x86_64::*;
-    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    // Lane `l < per` takes float `s l` of the 32 loaded.
+    let per = (32 / s).min(16);
+    let mut lanes = [0i32; 16];
+    for (l, v) in lanes.iter_mut().enumerate().take(per) {
+        *v = (s * l) as i32;
+    }
+    // SAFETY: `lanes` holds 16 i32.
+    let idx = unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) };
+    let mask: __mmask16 = ((1u32 << per) - 1) as __mmask16;
     let mut j = 0;
-    while j + 16 <= out.len() && 2 * j + 32 <= src.len() {
-        // SAFETY: src[2j .. 2j + 32] and out[j .. j + 16] are inside the
-        // slices (the loop's condition).
+    while j + per <= out.len() && s * j + 32 <= src.len() {
+        // SAFETY: src[s j .. s j + 32] and out[j .. j + per] are inside
+        // the slices (the loop's condition); the store writes `per` lanes.
         unsafe {
-            let a = _mm512_loadu_ps(src.as_ptr().add(2 * j));
-            let b = _mm512_loadu_ps(src.as_ptr().add(2 * j + 16));
-            _mm512_storeu_ps(out.as_mut_ptr().add(j), _mm512_permutex2var_ps(a, even, b));
+            let a = _mm512_loadu_ps(src.as_ptr().add(s * j));
+            let b = _mm512_loadu_ps(src.as_ptr().add(s * j + 16));
+            let v = _mm512_permutex2var_ps(a, idx, b);
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(j), mask, v);
         }
-        j += 16;
+        j += per;
     }
     j
 }
@@ -521,21 +526,23 @@ impl Taps<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::gather_stride2;
+    use super::gather_strided;
 
-    /// The stride-2 gather equals the plain loop for every output length
-    /// up to 70 (whole vectors and tails, with AVX-512 or without) and
-    /// sources just long enough or longer.
+    /// The strided gather equals the plain loop for strides 2 to 5, every
+    /// output length up to 70 (whole vectors and tails, with AVX-512 or
+    /// without) and sources just long enough or longer.
     #[test]
-    fn the_stride2_gather_takes_every_other_element() {
-        let src: Vec<f32> = (0..200).map(|i| i as f32 * 0.5 - 3.0).collect();
-        for n in 0..70usize {
-            for extra in [0, 1, 31] {
-                let len = (2 * n).saturating_sub(1) + extra;
-                let mut out = vec![f32::NAN; n];
-                gather_stride2(&src[..len], &mut out);
-                let want: Vec<f32> = (0..n).map(|j| src[2 * j]).collect();
-                assert_eq!(out, want, "{n} outputs from {len}");
+    fn the_strided_gather_takes_every_s_th_element() {
+        let src: Vec<f32> = (0..400).map(|i| i as f32 * 0.5 - 3.0).collect();
+        for s in 2..=5usize {
+            for n in 0..70usize {
+                for extra in [0, 1, 31] {
+                    let len = (s * n).saturating_sub(s - 1) + extra;
+                    let mut out = vec![f32::NAN; n];
+                    gather_strided(&src[..len], &mut out, s);
+                    let want: Vec<f32> = (0..n).map(|j| src[s * j]).collect();
+                    assert_eq!(out, want, "stride {s}: {n} outputs from {len}");
+                }
             }
         }
     }

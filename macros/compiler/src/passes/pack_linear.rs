@@ -1,12 +1,12 @@
 //! Pass: the weights of every linear layer and attention projection
 //! prepared once for inference and kept in the fusion cache.
 //!
-//! In inference, `linear_prepared` runs a layer of more than 8 rows on the
+//! In inference, `linear_prepared` runs a layer of more than 4 rows on the
 //! runtime's packed matrix kernel, whose weight layout (panels of 16 or 32
 //! output columns) costs a pass over the weight to make. Packing per call
 //! pays only from about 512 rows (a ViT-B/16 weight took 2.4-4.1 ms to
 //! pack, against 3.3-3.6 ms for its product at batch 1); packed once, the
-//! kernel runs at every row count above 8. The packed copy is made on the
+//! kernel runs at every row count above 4. The packed copy is made on the
 //! first call that needs it (never for a classifier run only at batch 1,
 //! whose matrix-vector products read the weight as it is) and remade when
 //! a weight tensor is replaced; training, and `set_fusion(false)`, run the
@@ -55,7 +55,7 @@ pub fn run(ir: &mut Pass) {
         ir.fusions.push(super::line(
             &super::subject(&step.label),
             "weights packed once for the matrix kernel",
-            "in inference above 8 rows, no packing per call",
+            "in inference above 4 rows, no packing per call",
         ));
     }
 }
