@@ -327,6 +327,19 @@ fn max_pool_planes(
         .iter()
         .map(|win| win.iter().filter_map(|&p| inside(p, h)).collect())
         .collect();
+    // Windows of `k` whole columns every `s` (no padding or dilation, the
+    // usual case): the column pass without index lists.
+    let regular = cols.first().and_then(|first| {
+        let (k, s) = (
+            first.len(),
+            cols.get(1).map_or(1, |c| c.first().copied().unwrap_or(0)),
+        );
+        let ok = k > 0
+            && cols.iter().enumerate().all(|(j, win)| {
+                win.len() == k && win.iter().enumerate().all(|(t, &c)| c == s * j + t)
+            });
+        ok.then_some((k, s))
+    });
     let mut y = vec![0f32; (x.len() / (h * w).max(1)) * oh * ow];
     y.par_chunks_mut((oh * ow).max(1))
         .zip(x.par_chunks((h * w).max(1)))
@@ -334,8 +347,14 @@ fn max_pool_planes(
             || vec![0f32; h * ow],
             |across, (out, plane)| {
                 for (r, line) in plane.chunks_exact(w).enumerate() {
-                    for (o, win) in across[r * ow..(r + 1) * ow].iter_mut().zip(&cols) {
-                        *o = win.iter().fold(f32::NEG_INFINITY, |m, &c| fold(m, line[c]));
+                    let across = &mut across[r * ow..(r + 1) * ow];
+                    match regular {
+                        Some((k, s)) => max_columns(line, k, s, across),
+                        None => {
+                            for (o, win) in across.iter_mut().zip(&cols) {
+                                *o = win.iter().fold(f32::NEG_INFINITY, |m, &c| fold(m, line[c]));
+                            }
+                        }
                     }
                 }
                 for (orow, win) in out.chunks_exact_mut(ow).zip(&rows) {
@@ -349,6 +368,35 @@ fn max_pool_planes(
             },
         );
     y
+}
+
+/// The larger of `m` and `v`, or `v` if it is NaN (PyTorch's max pooling
+/// propagates NaN).
+#[inline(always)]
+fn max_nan(m: f32, v: f32) -> f32 {
+    if v > m || v.is_nan() {
+        v
+    } else {
+        m
+    }
+}
+
+crate::conv::math::simd! {
+    /// `out[j] = max(line[s j .. s j + k])` (NaN if one is), for windows
+    /// inside the line: 2x2 stride-2 windows as one vectorised loop over
+    /// pairs, others window by window.
+    fn max_columns(line: &[f32], k: usize, s: usize, out: &mut [f32]) {
+        if k == 2 && s == 2 {
+            for (o, pair) in out.iter_mut().zip(line.chunks_exact(2)) {
+                *o = max_nan(pair[0], pair[1]);
+            }
+            return;
+        }
+        for (j, o) in out.iter_mut().enumerate() {
+            let win = &line[s * j..s * j + k];
+            *o = win[1..].iter().fold(win[0], |m, &v| max_nan(m, v));
+        }
+    }
 }
 
 /// PyTorch's per-axis divisor factors for average pooling: for the window
@@ -509,6 +557,32 @@ mod tests {
                 ceil_mode: true,
                 count_include_pad: true,
             },
+            // Windows of whole columns (`max_columns`): 2x2 stride 2,
+            // 3x3 stride 2, and 2x3 stride (1, 3), no padding.
+            Pool2d {
+                kernel: (2, 2),
+                stride: (2, 2),
+                padding: (0, 0),
+                dilation: (1, 1),
+                ceil_mode: false,
+                count_include_pad: true,
+            },
+            Pool2d {
+                kernel: (3, 3),
+                stride: (2, 2),
+                padding: (0, 0),
+                dilation: (1, 1),
+                ceil_mode: false,
+                count_include_pad: true,
+            },
+            Pool2d {
+                kernel: (2, 3),
+                stride: (1, 3),
+                padding: (0, 0),
+                dilation: (1, 1),
+                ceil_mode: false,
+                count_include_pad: true,
+            },
         ];
         for p in pools {
             let direct = max_pool2d(&x, &p).unwrap();
@@ -523,5 +597,16 @@ mod tests {
         let y = max_pool2d(&x, &pools[0]).unwrap().flatten_all().unwrap();
         let y = y.to_vec1::<f32>().unwrap();
         assert!(y[3].is_nan() && y[..3] == [1.0; 3], "{y:?}");
+        // The same through the 2x2 windows' loop: NaN in either column.
+        let mut v = vec![1f32; 16];
+        v[2] = f32::NAN;
+        v[13] = f32::NAN;
+        let x = Tensor::from_vec(v, (1, 1, 4, 4), &dev).unwrap();
+        let y = max_pool2d(&x, &pools[2]).unwrap().flatten_all().unwrap();
+        let y = y.to_vec1::<f32>().unwrap();
+        assert!(
+            y[1].is_nan() && y[2].is_nan() && y[0] == 1.0 && y[3] == 1.0,
+            "{y:?}"
+        );
     }
 }
