@@ -72,6 +72,7 @@ pub fn hardswish(x: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rnn::parity;
     use candle_core::Device;
 
     /// The inference pass equals candle's op for every activation (within
@@ -97,16 +98,7 @@ mod tests {
                     let got = activate(input, act, false).unwrap();
                     let want = act.on_tensor(input.clone()).unwrap();
                     assert_eq!(got.dims(), want.dims());
-                    let d: f32 = (got - want)
-                        .unwrap()
-                        .abs()
-                        .unwrap()
-                        .flatten_all()
-                        .unwrap()
-                        .max(0)
-                        .unwrap()
-                        .to_scalar()
-                        .unwrap();
+                    let d = parity::rel_err(&got, &want);
                     assert!(d < 1e-6, "{act:?} on {n} elements: differs by {d}");
                 }
             }

@@ -1663,11 +1663,11 @@ pub(crate) mod fast {
 }
 
 /// The parity tests' measure (`max |a - b| / max(1, max |b|)`), their own
-/// copy, for the unit tests below.
+/// copy, for the unit tests below and `activation`'s.
 #[cfg(test)]
 #[path = "../tests/common/compare.rs"]
 #[allow(dead_code)] // `formula` is for the integration tests
-mod parity;
+pub(crate) mod parity;
 
 /// The whole-sequence op against the step-by-step candle path, the
 /// reference it replaces in training: outputs, final states and every
@@ -1709,6 +1709,22 @@ mod whole_tests {
         Var::from_tensor(&Tensor::from_vec(v, shape, &Device::Cpu).unwrap()).unwrap()
     }
 
+    /// One layer's weights (`g` gate rows over `feat` inputs and `hid`
+    /// units) and biases from seeds `seed + 1 ..= seed + 4`, `W_hh` scaled
+    /// by `scale` to keep the states from saturating.
+    fn one_layer_params(g: usize, feat: usize, hid: usize, seed: u64, scale: f64) -> RnnParams {
+        RnnParams {
+            weight_ih: vec![rand(&[g, feat], seed + 1).as_tensor().clone()],
+            weight_hh: vec![rand(&[g, hid], seed + 2)
+                .as_tensor()
+                .affine(scale, 0.0)
+                .unwrap()],
+            bias_ih: vec![rand(&[g], seed + 3).as_tensor().clone()],
+            bias_hh: vec![rand(&[g], seed + 4).as_tensor().clone()],
+            weight_hr: vec![],
+        }
+    }
+
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         a.sub(b)
             .unwrap()
@@ -1745,16 +1761,7 @@ mod whole_tests {
                 let seed = 1000 + ci as u64 * 10 + u64::from(reverse) * 2 + u64::from(with_lens);
                 let g = cell.gates() * hid;
                 let x = rand(&[t_len, batch, feat], seed);
-                let p = RnnParams {
-                    weight_ih: vec![rand(&[g, feat], seed + 1).as_tensor().clone()],
-                    weight_hh: vec![rand(&[g, hid], seed + 2)
-                        .as_tensor()
-                        .affine(0.2, 0.0)
-                        .unwrap()],
-                    bias_ih: vec![rand(&[g], seed + 3).as_tensor().clone()],
-                    bias_hh: vec![rand(&[g], seed + 4).as_tensor().clone()],
-                    weight_hr: vec![],
-                };
+                let p = one_layer_params(g, feat, hid, seed, 0.2);
                 let spec = one_layer(cell, hid);
                 let h0 = rand(&[batch, hid], seed + 5).as_tensor().clone();
                 let c0 =
@@ -1828,16 +1835,7 @@ mod whole_tests {
             let seed = 2000 + 10 * case as u64;
             let g = 4 * hid;
             let x = rand(&[t_len, batch, feat], seed);
-            let p = RnnParams {
-                weight_ih: vec![rand(&[g, feat], seed + 1).as_tensor().clone()],
-                weight_hh: vec![rand(&[g, hid], seed + 2)
-                    .as_tensor()
-                    .affine(0.3, 0.0)
-                    .unwrap()],
-                bias_ih: vec![rand(&[g], seed + 3).as_tensor().clone()],
-                bias_hh: vec![rand(&[g], seed + 4).as_tensor().clone()],
-                weight_hr: vec![],
-            };
+            let p = one_layer_params(g, feat, hid, seed, 0.3);
             let spec = one_layer(Cell::Lstm, hid);
             let (h0, c0) = if with_init {
                 (
