@@ -154,15 +154,7 @@ fn residual_add() {
         .unwrap()
         .relu()
         .unwrap();
-    let err: f32 = y
-        .sub(&expected)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let err = max_abs_diff(&y, &expected);
     assert!(err < 1e-5, "{err}");
 }
 

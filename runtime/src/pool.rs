@@ -539,6 +539,14 @@ mod tests {
     #[test]
     fn direct_max_pool_equals_the_composed_path() {
         let dev = Device::Cpu;
+        let whole = |kernel, stride| Pool2d {
+            kernel,
+            stride,
+            padding: (0, 0),
+            dilation: (1, 1),
+            ceil_mode: false,
+            count_include_pad: true,
+        };
         let x = (Tensor::randn(0f32, 1.0, (2, 3, 11, 9), &dev).unwrap() - 5.0).unwrap();
         let pools = [
             Pool2d {
@@ -559,30 +567,9 @@ mod tests {
             },
             // Windows of whole columns (`max_columns`): 2x2 stride 2,
             // 3x3 stride 2, and 2x3 stride (1, 3), no padding.
-            Pool2d {
-                kernel: (2, 2),
-                stride: (2, 2),
-                padding: (0, 0),
-                dilation: (1, 1),
-                ceil_mode: false,
-                count_include_pad: true,
-            },
-            Pool2d {
-                kernel: (3, 3),
-                stride: (2, 2),
-                padding: (0, 0),
-                dilation: (1, 1),
-                ceil_mode: false,
-                count_include_pad: true,
-            },
-            Pool2d {
-                kernel: (2, 3),
-                stride: (1, 3),
-                padding: (0, 0),
-                dilation: (1, 1),
-                ceil_mode: false,
-                count_include_pad: true,
-            },
+            whole((2, 2), (2, 2)),
+            whole((3, 3), (2, 2)),
+            whole((2, 3), (1, 3)),
         ];
         for p in pools {
             let direct = max_pool2d(&x, &p).unwrap();

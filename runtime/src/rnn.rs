@@ -1679,7 +1679,7 @@ mod whole_tests {
 
     use super::*;
 
-    use super::parity::rel_err;
+    use super::parity::{max_abs_diff as max_diff, rel_err};
 
     /// One layer of `cell`, `hid` units, time-major, no projection.
     fn one_layer(cell: Cell, hid: usize) -> RnnSpec {
@@ -1723,19 +1723,6 @@ mod whole_tests {
             bias_hh: vec![rand(&[g], seed + 4).as_tensor().clone()],
             weight_hr: vec![],
         }
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        a.sub(b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
     }
 
     /// Inference's step loop with the hidden units split between threads

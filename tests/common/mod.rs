@@ -7,18 +7,6 @@ use std::path::PathBuf;
 
 use netdsl::candle::{Device, Tensor};
 
-/// The largest absolute difference between two tensors of one shape.
-pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    a.sub(b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap()
-}
-
 /// A file under `tests/fixtures/`.
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -70,7 +58,7 @@ pub fn formula_input(shape: (usize, usize, usize, usize)) -> Tensor {
 #[path = "../../runtime/tests/common/compare.rs"]
 mod compare;
 #[allow(unused_imports)] // not every test crate compares
-pub use compare::{formula, rel_err};
+pub use compare::{formula, max_abs_diff, rel_err};
 
 /// Every parameter of `manifest` from the recurrent fixtures' [`formula`] of
 /// its PyTorch name without the layer's path (`lstm.weight_ih_l0` ->

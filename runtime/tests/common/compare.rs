@@ -4,18 +4,22 @@
 
 use candle_core::Tensor;
 
-/// `max |a - b| / max(1, max |b|)`: the parity tolerance's measure.
-pub fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
+/// The largest absolute difference between two tensors of one shape.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    let diff: f32 = a
-        .sub(b)
+    a.sub(b)
         .unwrap()
         .abs()
         .unwrap()
         .max_all()
         .unwrap()
         .to_scalar()
-        .unwrap();
+        .unwrap()
+}
+
+/// `max |a - b| / max(1, max |b|)`: the parity tolerance's measure.
+pub fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
+    let diff = max_abs_diff(a, b);
     let scale: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
     diff / scale.max(1.0)
 }
