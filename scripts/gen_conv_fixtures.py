@@ -82,6 +82,14 @@ CASES = [
     case("pointwise_silu", (2, 6, 5, 6), (4, 6, 1, 1), act="silu"),
     case("groups2_relu_s2", (2, 4, 9, 8), (4, 2, 3, 3), groups=2, stride=(2, 2),
          pad=((1, 1), (1, 1)), act="relu"),
+    # The backward's paths: padding beyond the kernel's reach (no transposed
+    # convolution for the input gradient), bottom padding beyond it (the
+    # transposed one's implicit bottom), more than 256 patch rows (several
+    # row blocks). Larger sizes are compared with a direct sum in the
+    # runtime's unit tests (conv/backward.rs), not stored here.
+    case("pad_beyond_reach", (1, 3, 5, 6), (2, 3, 1, 1), pad=((1, 1), (1, 1))),
+    case("bottom_pad_beyond", (2, 3, 6, 7), (4, 3, 3, 3), pad=((0, 3), (2, 0))),
+    case("wide_stride2", (1, 30, 7, 6), (4, 30, 3, 3), stride=(2, 2), pad=((1, 1), (1, 1))),
 ]
 
 

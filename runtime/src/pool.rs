@@ -19,15 +19,17 @@
 //! with `maximum` or `add`. Averages are then divided by a precomputed
 //! divisor tensor `[1, 1, oh, ow]`, exactly as PyTorch counts it.
 //!
-//! Fast paths: max pooling of f32 CPU data without an autograd graph runs
-//! a direct kernel ([`max_pool_planes`]: the window maxima along W, then
-//! along H, planes split over the threads). Otherwise, when the input
+//! Fast paths: max pooling of f32 CPU data runs a direct kernel
+//! ([`max_pool_planes`]: the window maxima along W, then along H, planes
+//! split over the threads); with an autograd graph, as a custom op whose
+//! backward routes each gradient to PyTorch's pick of the window's maximum
+//! (`MaxPoolOp`). Otherwise, when the input
 //! records no autograd graph (`!x.track_op()`), and candle's own
 //! `max_pool2d_with_stride` / `avg_pool2d_with_stride` compute exactly
 //! the same thing (no padding, no dilation, floor-sized output; adaptive
 //! pooling whose output divides the input), those are used.
-//! Inputs that track gradients always take the composed path, so gradients
-//! never go through candle's pooling backward.
+//! Inputs that track gradients take the custom op or the composed path, so
+//! gradients never go through candle's pooling backward.
 
 use candle_core::Tensor;
 
@@ -286,10 +288,13 @@ fn candle_fast_path(
 pub fn max_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
     let (h, w) = spatial(x)?;
     let (oh, ow) = p.check("max_pool2d", h, w)?;
-    if !x.track_op() && x.dtype() == candle_core::DType::F32 && x.device().is_cpu() {
+    if x.dtype() == candle_core::DType::F32 && x.device().is_cpu() {
         let (b, c, _, _) = x.dims4()?;
         let (rows, cols) = (p.axis_windows(0, oh), p.axis_windows(1, ow));
         let x = x.contiguous()?;
+        if x.track_op() {
+            return Ok(x.apply_op1(MaxPoolOp { rows, cols })?);
+        }
         if let Some(y) = crate::host::with_f32(&x, |xv| max_pool_planes(xv, (h, w), &rows, &cols)) {
             return Ok(Tensor::from_vec(y, (b, c, oh, ow), x.device())?);
         }
@@ -302,6 +307,98 @@ pub fn max_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
     }
     let y = fold_axis(x, 3, &p.axis_windows(1, ow), Fold::Max)?;
     fold_axis(&y, 2, &p.axis_windows(0, oh), Fold::Max)
+}
+
+/// Max pooling of f32 CPU data that records gradients: the forward is
+/// [`max_pool_planes`]; the backward gives each output's gradient to the
+/// position of its window's maximum that PyTorch picks (the first in the
+/// window's row-major order, or the last NaN where the window has one),
+/// adding where windows overlap. Planes are split over the threads, each
+/// summed in one order, so the gradient does not depend on their number.
+struct MaxPoolOp {
+    rows: Vec<Vec<i64>>,
+    cols: Vec<Vec<i64>>,
+}
+
+impl candle_core::CustomOp1 for MaxPoolOp {
+    fn name(&self) -> &'static str {
+        "netdsl-max-pool2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let x = crate::host::f32_slice("max_pool2d", storage, layout)?;
+        let &[b, c, h, w] = layout.dims() else {
+            candle_core::bail!("max_pool2d: expected [N, C, H, W], got {:?}", layout.dims());
+        };
+        let y = max_pool_planes(x, (h, w), &self.rows, &self.cols);
+        let shape = candle_core::Shape::from((b, c, self.rows.len(), self.cols.len()));
+        Ok((candle_core::CpuStorage::F32(y), shape))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        use rayon::prelude::*;
+        let (_, _, h, w) = arg.dims4()?;
+        let (oh, ow) = (self.rows.len(), self.cols.len());
+        let host = |t: &Tensor| -> candle_core::Result<Vec<f32>> {
+            t.to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()
+        };
+        let (x, y, g) = (host(arg)?, host(res)?, host(grad)?);
+        let inside = |p: i64, n: usize| (p >= 0 && (p as usize) < n).then_some(p as usize);
+        let rows: Vec<Vec<usize>> = self
+            .rows
+            .iter()
+            .map(|win| win.iter().filter_map(|&p| inside(p, h)).collect())
+            .collect();
+        let cols: Vec<Vec<usize>> = self
+            .cols
+            .iter()
+            .map(|win| win.iter().filter_map(|&p| inside(p, w)).collect())
+            .collect();
+        let mut dx = vec![0f32; x.len()];
+        dx.par_chunks_mut((h * w).max(1))
+            .zip(x.par_chunks((h * w).max(1)))
+            .zip(
+                y.par_chunks((oh * ow).max(1))
+                    .zip(g.par_chunks((oh * ow).max(1))),
+            )
+            .for_each(|((dxp, xp), (yp, gp))| {
+                for (oy, rw) in rows.iter().enumerate() {
+                    for (ox, cw) in cols.iter().enumerate() {
+                        let (m, gv) = (yp[oy * ow + ox], gp[oy * ow + ox]);
+                        let mut at = None;
+                        'scan: for &r in rw {
+                            for &c in cw {
+                                let v = xp[r * w + c];
+                                if m.is_nan() {
+                                    if v.is_nan() {
+                                        at = Some(r * w + c);
+                                    }
+                                } else if v == m {
+                                    at = Some(r * w + c);
+                                    break 'scan;
+                                }
+                            }
+                        }
+                        if let Some(i) = at {
+                            dxp[i] += gv;
+                        }
+                    }
+                }
+            });
+        let dx = Tensor::from_vec(dx, arg.shape(), arg.device())?.to_dtype(arg.dtype())?;
+        Ok(Some(dx))
+    }
 }
 
 /// Max pooling of every `h x w` plane of `x` without a gradient graph: the

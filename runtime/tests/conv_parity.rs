@@ -42,6 +42,9 @@ const CASES: &[&str] = &[
     "depthwise_gelu",
     "pointwise_silu",
     "groups2_relu_s2",
+    "pad_beyond_reach",
+    "bottom_pad_beyond",
+    "wide_stride2",
 ];
 
 fn fixture() -> &'static HashMap<String, Tensor> {

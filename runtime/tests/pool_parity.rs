@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use netdsl_runtime::candle::{Device, Tensor, Var};
+use netdsl_runtime::candle::{DType, Device, Tensor, Var};
 use netdsl_runtime::{
     adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d, Pool2d, Result,
 };
@@ -362,4 +362,58 @@ fn strided_input() {
         let b = op.run(&xc).unwrap();
         assert_eq!(max_diff("strided", &a, &b), 0.0, "{op:?}");
     }
+}
+
+/// Ties and NaN, where the gradient's route is a choice: on the CPU it is
+/// PyTorch's (its `max_pool2d` kernel keeps the first maximum of a window in
+/// row-major order, and the last NaN). Overlapping windows add up.
+#[test]
+fn max_pool_gradient_takes_pytorchs_pick() {
+    let dev = Device::Cpu;
+    let nan = f32::NAN;
+    // 2x2 windows, stride 2, over equal values: the top-left of each.
+    let v = Var::from_tensor(&Tensor::ones((1, 1, 4, 4), DType::F32, &dev).unwrap()).unwrap();
+    let p2 = p(2, 2, 0, 1, false);
+    let y = max_pool2d(v.as_tensor(), &p2).unwrap();
+    let g = y.sum_all().unwrap().backward().unwrap();
+    let got = g
+        .get(v.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let want = [
+        1., 0., 1., 0., //
+        0., 0., 0., 0., //
+        1., 0., 1., 0., //
+        0., 0., 0., 0.,
+    ];
+    assert_eq!(got, want);
+    // 3x3 windows, stride 1, overlapping over a row of ties and two NaN.
+    let x = [
+        5., 5., 1., //
+        0., 5., 2., //
+        nan, 3., nan,
+    ];
+    let v = Var::from_tensor(&Tensor::from_vec(x.to_vec(), (1, 1, 3, 3), &dev).unwrap()).unwrap();
+    let p3 = p(3, 1, 1, 1, false);
+    let y = max_pool2d(v.as_tensor(), &p3).unwrap();
+    let g = y.sum_all().unwrap().backward().unwrap();
+    let got = g
+        .get(v.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    // Row 0's windows see rows 0-1 only: 5 at (0, 0) first for outputs
+    // (0, 0) and (0, 1), (0, 1) first for (0, 2); rows 1 and 2 see a NaN:
+    // the last one in each window ((2, 0) for column 0, (2, 2) for 1 and 2).
+    let want = [
+        2., 1., 0., //
+        0., 0., 0., //
+        2., 0., 4.,
+    ];
+    assert_eq!(got, want);
 }

@@ -1,6 +1,14 @@
 //! The f32 backward pass on the CPU: input, weight and bias gradients from
 //! `dz`, the gradient with respect to the pre-activation output.
 //!
+//! - The input gradient of a stride-1 convolution is itself a convolution
+//!   (of `dz` with the kernel flipped and its channel axes swapped), run on
+//!   the forward's lowering, or Winograd's where it pays; a strided one is
+//!   a product per image and a scatter of the patch rows back (col2im).
+//! - The weight gradient multiplies `dz` by the patches of several images
+//!   side by side, so that a small plane (7x7) still makes a product with a
+//!   long inner dimension.
+//!
 //! Every sum is taken in an order fixed by the shapes alone: parallel jobs
 //! own disjoint outputs (an input plane, a block of weight-gradient entries,
 //! a bias entry), images are accumulated one after the other, and each
@@ -9,19 +17,42 @@
 
 use rayon::prelude::*;
 
-use super::cpu::{im2col_channel, matmul, SyncPtr};
+use super::cpu::{im2col_rows, matmul, SyncPtr};
 use super::geom::Geom;
 use super::math::simd;
+use super::Epilogue;
 
 /// Output pixels per `gemm` job in the input gradient.
 const PIX_CHUNK: usize = 512;
+/// Patch rows per `gemm` job in the input gradient (several jobs per image
+/// where an image has few pixels, as in ResNet's last stage).
+const KD_CHUNK: usize = 256;
 /// Weight-gradient blocks: output channels x patch rows per job.
-const CO_CHUNK: usize = 32;
+const CO_CHUNK: usize = 64;
 const K_CHUNK: usize = 256;
+/// The weight gradient multiplies the patches of several images at once,
+/// side by side, until a product's inner dimension has this many pixels
+/// (a 7x7 image alone gave products of inner dimension 49, mostly packing).
+const WG_PIXELS: usize = 2048;
+/// The thread count the forward lowering sizes its tiles for when it
+/// computes an input gradient: a constant, so that the gradient's sums do
+/// not depend on the threads that run them.
+const TILE_THREADS: usize = 4;
+/// The input gradient of a 3x3 convolution runs through Winograd's
+/// F(4x4, 3x3) from this many output tiles: its weights are transformed on
+/// every call, which ResNet-18's 7x7 stage at batch 8 (32 tiles) did not
+/// earn back (70 ms against 25-44 ms direct); from 28x28 at batch 8 (392
+/// tiles) it took 0.6x the direct time.
+const WINOGRAD_TILES: usize = 192;
 
 /// `dx [b, cin, h, w]` from `dz [b, cout, oh, ow]` and `w`.
 pub(super) fn input_grad(g: &Geom, dz: &[f32], w: &[f32]) -> Vec<f32> {
     let (p, hw, k) = (g.p(), g.hw(), g.k());
+    if !g.is_depthwise() && !g.is_pointwise() {
+        if let Some(t) = transposed(g) {
+            return as_convolution(g, &t, dz, w);
+        }
+    }
     let mut dx = vec![0f32; g.b * g.cin * hw];
     if g.is_depthwise() {
         let mult = g.cout / g.cin;
@@ -68,35 +99,44 @@ pub(super) fn input_grad(g: &Geom, dz: &[f32], w: &[f32]) -> Vec<f32> {
             });
         return dx;
     }
-    // General: per image, dcol [groups][K, p] = W_g^T x dz, then scatter the
-    // patch rows back into the input planes (col2im), one job per plane.
+    // General (strided): per image, dcol [groups][K, p] = W_g^T x dz, then
+    // scatter the patch rows back into the input planes (col2im), one job
+    // per plane.
     let mut dcol = vec![0f32; g.groups * k * p];
+    let kchunks = k.div_ceil(KD_CHUNK);
     for b in 0..g.b {
         let dcp = SyncPtr(dcol.as_mut_ptr());
-        (0..g.groups * chunks).into_par_iter().for_each(|job| {
-            let (grp, c) = (job / chunks, job % chunks);
-            let (p0, n) = (c * PIX_CHUNK, PIX_CHUNK.min(p - c * PIX_CHUNK));
-            let dzg = &dz[(b * g.cout + grp * g.cout_g) * p + p0..];
-            let wg = &w[grp * g.cout_g * k..];
-            // SAFETY: job (grp, c) alone writes columns p0..p0 + n of the
-            // group's panel.
-            unsafe {
-                matmul(
-                    k,
-                    n,
-                    g.cout_g,
-                    dcp.ptr().add(grp * k * p + p0),
-                    p,
-                    false,
-                    wg.as_ptr(),
-                    1,
-                    k,
-                    dzg.as_ptr(),
-                    p,
-                    1,
+        (0..g.groups * kchunks * chunks)
+            .into_par_iter()
+            .for_each(|job| {
+                let (grp, r, c) = (
+                    job / (kchunks * chunks),
+                    (job / chunks) % kchunks,
+                    job % chunks,
                 );
-            }
-        });
+                let (p0, n) = (c * PIX_CHUNK, PIX_CHUNK.min(p - c * PIX_CHUNK));
+                let (k0, m) = (r * KD_CHUNK, KD_CHUNK.min(k - r * KD_CHUNK));
+                let dzg = &dz[(b * g.cout + grp * g.cout_g) * p + p0..];
+                let wg = &w[grp * g.cout_g * k + k0..];
+                // SAFETY: job (grp, r, c) alone writes rows k0..k0 + m,
+                // columns p0..p0 + n of the group's panel.
+                unsafe {
+                    matmul(
+                        m,
+                        n,
+                        g.cout_g,
+                        dcp.ptr().add((grp * k + k0) * p + p0),
+                        p,
+                        false,
+                        wg.as_ptr(),
+                        1,
+                        k,
+                        dzg.as_ptr(),
+                        p,
+                        1,
+                    );
+                }
+            });
         let taps = g.kh * g.kw;
         dx[b * g.cin * hw..(b + 1) * g.cin * hw]
             .par_chunks_mut(hw)
@@ -104,6 +144,66 @@ pub(super) fn input_grad(g: &Geom, dz: &[f32], w: &[f32]) -> Vec<f32> {
             .for_each(|(dxp, rows)| col2im_channel(g, rows, dxp));
     }
     dx
+}
+
+/// The convolution whose output is the input gradient of a stride-1 one:
+/// over `dz`, with the kernel flipped and its channel axes swapped, padded
+/// by `dilation (k - 1) - padding` on the top and left (the bottom and
+/// right follow from the sizes). `None` for a strided convolution, or one
+/// padded by more than its dilated kernel's reach.
+fn transposed(g: &Geom) -> Option<Geom> {
+    let (reach_h, reach_w) = (g.dh * (g.kh - 1), g.dw * (g.kw - 1));
+    if g.sh != 1 || g.sw != 1 || g.pt > reach_h || g.pl > reach_w {
+        return None;
+    }
+    Some(Geom {
+        b: g.b,
+        cin: g.cout,
+        h: g.oh,
+        w: g.ow,
+        cout: g.cin,
+        kh: g.kh,
+        kw: g.kw,
+        groups: g.groups,
+        cin_g: g.cout_g,
+        cout_g: g.cin_g,
+        sh: 1,
+        sw: 1,
+        pt: reach_h - g.pt,
+        pl: reach_w - g.pl,
+        dh: g.dh,
+        dw: g.dw,
+        oh: g.h,
+        ow: g.w,
+    })
+}
+
+/// `dx` of a stride-1 convolution as the forward convolution `t`
+/// ([`transposed`]) of `dz`: the forward's tiled lowering (or Winograd's
+/// F(4x4, 3x3) for a 3x3 kernel with at least 8 channels each way and
+/// [`WINOGRAD_TILES`] tiles) instead of a product per image and a scatter
+/// back.
+fn as_convolution(g: &Geom, t: &Geom, dz: &[f32], w: &[f32]) -> Vec<f32> {
+    let taps = g.kh * g.kw;
+    // w' [cin, cout_g, kh, kw]: w'[grp, ci][co][y][x] = w[grp, co][ci][kh-1-y][kw-1-x].
+    let mut wt = vec![0f32; g.cin * g.cout_g * taps];
+    wt.par_chunks_mut(g.cout_g * taps)
+        .enumerate()
+        .for_each(|(c, out)| {
+            let (grp, ci) = (c / g.cin_g, c % g.cin_g);
+            for co in 0..g.cout_g {
+                let src = &w[((grp * g.cout_g + co) * g.cin_g + ci) * taps..][..taps];
+                for (d, s) in out[co * taps..][..taps].iter_mut().zip(src.iter().rev()) {
+                    *d = *s;
+                }
+            }
+        });
+    let tiles = t.b * t.oh.div_ceil(4) * t.ow.div_ceil(4);
+    if super::winograd::applies(t) && t.cin.min(t.cout) >= 8 && tiles >= WINOGRAD_TILES {
+        let u = super::winograd::transform_weight(&wt, t.cout, t.cin);
+        return super::winograd::forward(t, dz, &u, None, Epilogue::None);
+    }
+    super::cpu::forward(t, dz, &wt, None, Epilogue::None, TILE_THREADS)
 }
 
 simd! {
@@ -185,48 +285,66 @@ pub(super) fn weight_grad(g: &Geom, dz: &[f32], x: &[f32]) -> Vec<f32> {
         });
         return dw;
     }
-    // Jobs own a block of dW_g [cout_g, K]; dW_g += dz[b, group] x col^T.
+    // Jobs own a block of dW_g [cout_g, K]; dW_g += dz[images, group] x
+    // col^T over the patches of `per` images side by side.
     let (cb, kb) = (g.cout_g.div_ceil(CO_CHUNK), k.div_ceil(K_CHUNK));
     let jobs = g.groups * cb * kb;
     let pointwise = g.is_pointwise();
-    let mut col = if pointwise {
-        Vec::new()
-    } else {
-        vec![0f32; g.cin * g.kh * g.kw * p]
-    };
-    for b in 0..g.b {
-        let xb = &x[b * g.cin * hw..(b + 1) * g.cin * hw];
-        if !pointwise {
-            let taps = g.kh * g.kw;
-            col.par_chunks_mut(taps * p)
-                .zip(xb.par_chunks(hw))
-                .for_each(|(c, plane)| im2col_channel(g, plane, 0, p, c));
-        }
+    let per = WG_PIXELS.div_ceil(p).clamp(1, g.b);
+    let taps = g.kh * g.kw;
+    let mut col = Vec::new();
+    let mut dzb = Vec::new();
+    for b0 in (0..g.b).step_by(per) {
+        let nb = per.min(g.b - b0);
+        let cols = nb * p;
+        // dz of these images as [cout, cols] (in place for one image).
+        let (dzs, dz_rs) = if nb == 1 {
+            (&dz[b0 * g.cout * p..(b0 + 1) * g.cout * p], p)
+        } else {
+            dzb.resize(g.cout * cols, 0.0);
+            dzb.par_chunks_mut(cols).enumerate().for_each(|(co, row)| {
+                for (i, r) in row.chunks_mut(p).enumerate() {
+                    r.copy_from_slice(&dz[((b0 + i) * g.cout + co) * p..][..p]);
+                }
+            });
+            (&dzb[..], cols)
+        };
+        // The patches [cin · kh · kw, cols], or for a 1x1 stride-1
+        // convolution of one image, the input itself.
+        let (src_all, rs) = if pointwise && nb == 1 {
+            (&x[b0 * g.cin * hw..(b0 + 1) * g.cin * hw], hw)
+        } else {
+            col.resize(g.cin * taps * cols, 0.0);
+            col.par_chunks_mut(taps * cols)
+                .enumerate()
+                .for_each(|(ci, c)| {
+                    for i in 0..nb {
+                        let plane = &x[((b0 + i) * g.cin + ci) * hw..][..hw];
+                        im2col_rows(g, plane, 0, p, &mut c[i * p..], cols);
+                    }
+                });
+            (&col[..], cols)
+        };
         let dwp = SyncPtr(dw.as_mut_ptr());
-        let col = &col;
         (0..jobs).into_par_iter().for_each(|job| {
             let grp = job / (cb * kb);
             let (c, kk) = ((job / kb) % cb, job % kb);
             let (c0, k0) = (c * CO_CHUNK, kk * K_CHUNK);
             let (m, n) = (CO_CHUNK.min(g.cout_g - c0), K_CHUNK.min(k - k0));
-            let dzg = &dz[(b * g.cout + grp * g.cout_g + c0) * p..];
-            // col^T [p, K]: element (q, r) at src[r * rs + q]
-            let (src, rs) = if pointwise {
-                (&xb[(grp * g.cin_g + k0) * hw..], hw)
-            } else {
-                (&col[(grp * k + k0) * p..], p)
-            };
+            let dzg = &dzs[(grp * g.cout_g + c0) * dz_rs..];
+            // col^T [cols, K]: element (q, r) at src[r * rs + q]
+            let src = &src_all[(grp * k + k0) * rs..];
             // SAFETY: job (grp, c, kk) alone writes this block of dW.
             unsafe {
                 matmul(
                     m,
                     n,
-                    p,
+                    cols,
                     dwp.ptr().add((grp * g.cout_g + c0) * k + k0),
                     k,
-                    b > 0,
+                    b0 > 0,
                     dzg.as_ptr(),
-                    p,
+                    dz_rs,
                     1,
                     src.as_ptr(),
                     1,
@@ -306,4 +424,188 @@ pub(super) fn bias_grad(g: &Geom, dz: &[f32]) -> Vec<f32> {
             sum8(&acc)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::Conv2dSpec;
+
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// `dx` and `dw` as the definition's sums, in f64.
+    fn direct(g: &Geom, dz: &[f32], x: &[f32], w: &[f32]) -> (Vec<f64>, Vec<f64>) {
+        let mut dx = vec![0f64; g.b * g.cin * g.hw()];
+        let mut dw = vec![0f64; g.cout * g.k()];
+        for b in 0..g.b {
+            for co in 0..g.cout {
+                let grp = co / g.cout_g;
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let d = f64::from(dz[((b * g.cout + co) * g.oh + oy) * g.ow + ox]);
+                        for ci in 0..g.cin_g {
+                            let c = grp * g.cin_g + ci;
+                            for ky in 0..g.kh {
+                                let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
+                                if iy < 0 || iy >= g.h as isize {
+                                    continue;
+                                }
+                                for kx in 0..g.kw {
+                                    let ix = (ox * g.sw + kx * g.dw) as isize - g.pl as isize;
+                                    if ix < 0 || ix >= g.w as isize {
+                                        continue;
+                                    }
+                                    let xi =
+                                        ((b * g.cin + c) * g.h + iy as usize) * g.w + ix as usize;
+                                    let wi = ((co * g.cin_g + ci) * g.kh + ky) * g.kw + kx;
+                                    dx[xi] += d * f64::from(w[wi]);
+                                    dw[wi] += d * f64::from(x[xi]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (dx, dw)
+    }
+
+    fn assert_near(got: &[f32], want: &[f64], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        let scale = want.iter().fold(1f64, |m, v| m.max(v.abs()));
+        let err = got
+            .iter()
+            .zip(want)
+            .fold(0f64, |m, (g, w)| m.max((f64::from(*g) - w).abs()));
+        assert!(
+            err <= 2e-5 * scale,
+            "{what}: max error {err} (scale {scale})"
+        );
+    }
+
+    /// Both gradients equal the definition's sums on every path: the input
+    /// gradient as a convolution (direct, and Winograd in the last case; grouped, dilated,
+    /// asymmetric padding with the bottom beyond the kernel's reach), the
+    /// strided products in several row blocks, padding beyond the reach,
+    /// 1x1; the weight gradient over several images side by side and over
+    /// planes of 2048 pixels or more one image at a time (a 1x1 read in
+    /// place).
+    #[test]
+    fn gradients_equal_the_direct_sums() {
+        type Case = (
+            [usize; 4],
+            [usize; 4],
+            (usize, usize),
+            ((usize, usize), (usize, usize)),
+            (usize, usize),
+            usize,
+        );
+        let cases: &[Case] = &[
+            (
+                [3, 40, 9, 10],
+                [24, 40, 3, 3],
+                (1, 1),
+                ((1, 1), (1, 1)),
+                (1, 1),
+                1,
+            ),
+            (
+                [2, 12, 11, 9],
+                [8, 6, 3, 3],
+                (1, 1),
+                ((1, 1), (1, 1)),
+                (1, 1),
+                2,
+            ),
+            (
+                [2, 5, 12, 13],
+                [7, 5, 3, 3],
+                (1, 1),
+                ((2, 2), (2, 2)),
+                (2, 2),
+                1,
+            ),
+            (
+                [2, 6, 10, 9],
+                [4, 6, 3, 5],
+                (1, 1),
+                ((0, 3), (1, 0)),
+                (1, 1),
+                1,
+            ),
+            (
+                [2, 30, 13, 14],
+                [20, 30, 3, 3],
+                (2, 2),
+                ((1, 1), (1, 1)),
+                (1, 1),
+                1,
+            ),
+            (
+                [1, 6, 9, 8],
+                [5, 6, 1, 1],
+                (1, 1),
+                ((1, 1), (1, 1)),
+                (1, 1),
+                1,
+            ),
+            (
+                [3, 3, 47, 46],
+                [4, 3, 3, 3],
+                (1, 1),
+                ((1, 1), (1, 1)),
+                (1, 1),
+                1,
+            ),
+            (
+                [2, 5, 46, 47],
+                [3, 5, 1, 1],
+                (1, 1),
+                ((0, 0), (0, 0)),
+                (1, 1),
+                1,
+            ),
+            (
+                [3, 70, 5, 6],
+                [80, 70, 3, 3],
+                (1, 1),
+                ((1, 1), (1, 1)),
+                (1, 1),
+                1,
+            ),
+            (
+                [2, 9, 40, 41],
+                [10, 9, 3, 3],
+                (1, 1),
+                ((1, 1), (1, 1)),
+                (1, 1),
+                1,
+            ),
+        ];
+        for (k, &(xs, ws, stride, padding, dilation, groups)) in cases.iter().enumerate() {
+            let spec = Conv2dSpec {
+                stride,
+                padding,
+                dilation,
+                groups,
+            };
+            let g = Geom::new(&xs, &ws, None, &spec).unwrap();
+            let x = data(xs.iter().product(), 3 * k as u32 + 1);
+            let w = data(ws.iter().product(), 3 * k as u32 + 2);
+            let dz = data(g.b * g.cout * g.p(), 3 * k as u32 + 3);
+            let (dx, dw) = direct(&g, &dz, &x, &w);
+            assert_near(&input_grad(&g, &dz, &w), &dx, &format!("case {k}: dx"));
+            assert_near(&weight_grad(&g, &dz, &x), &dw, &format!("case {k}: dw"));
+        }
+    }
 }

@@ -151,12 +151,25 @@ pub(super) fn im2col(g: &Geom, x: &[f32], p0: usize, n: usize, col: &mut [f32]) 
 
 /// The `kh * kw` rows of `col` that come from one input plane.
 pub(super) fn im2col_channel(g: &Geom, plane: &[f32], p0: usize, n: usize, col: &mut [f32]) {
+    im2col_rows(g, plane, p0, n, col, n);
+}
+
+/// [`im2col_channel`] into rows `rs` floats apart: the weight gradient lays
+/// several images' patches side by side in one row.
+pub(super) fn im2col_rows(
+    g: &Geom,
+    plane: &[f32],
+    p0: usize,
+    n: usize,
+    col: &mut [f32],
+    rs: usize,
+) {
     let ow = g.ow;
     for ky in 0..g.kh {
         let (ylo, yhi) = g.rows(ky);
         for kx in 0..g.kw {
             let (xlo, xhi) = g.cols(kx);
-            let row = (ky * g.kw + kx) * n;
+            let row = (ky * g.kw + kx) * rs;
             let dst = &mut col[row..row + n];
             // walk the tile one output row at a time
             let mut p = p0;

@@ -53,24 +53,35 @@ pub(crate) fn transform_weight(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
         [0.0, 0.0, 1.0],
     ];
     let mut u = vec![0f32; XI * cout * cin];
-    for co in 0..cout {
-        for ci in 0..cin {
-            let g = &w[(co * cin + ci) * 9..][..9];
-            // t = G g: [6, 3]
-            let mut t = [[0f32; 3]; 6];
-            for (i, row) in G.iter().enumerate() {
-                for c in 0..3 {
-                    t[i][c] = (0..3).map(|k| row[k] * g[k * 3 + c]).sum();
+    let up = SyncPtr(u.as_mut_ptr());
+    // One output channel per job: its 36 rows of `cin` floats, computed
+    // into a local block and written row by row (the training backward
+    // transforms its weights on every call).
+    (0..cout)
+        .into_par_iter()
+        .for_each_init(Vec::new, |block, co| {
+            block.resize(XI * cin, 0f32);
+            for ci in 0..cin {
+                let g = &w[(co * cin + ci) * 9..][..9];
+                // t = G g: [6, 3]
+                let mut t = [[0f32; 3]; 6];
+                for (i, row) in G.iter().enumerate() {
+                    for c in 0..3 {
+                        t[i][c] = (0..3).map(|k| row[k] * g[k * 3 + c]).sum();
+                    }
+                }
+                for i in 0..6 {
+                    for (j, col) in G.iter().enumerate() {
+                        block[(i * 6 + j) * cin + ci] = (0..3).map(|k| t[i][k] * col[k]).sum();
+                    }
                 }
             }
-            for i in 0..6 {
-                for (j, col) in G.iter().enumerate() {
-                    let v: f32 = (0..3).map(|k| t[i][k] * col[k]).sum();
-                    u[((i * 6 + j) * cout + co) * cin + ci] = v;
-                }
+            for (xi, row) in block.chunks_exact(cin).enumerate() {
+                // SAFETY: row (ξ, co) of U, `cin` floats, is written by this
+                // job alone.
+                unsafe { up.slice((xi * cout + co) * cin, cin) }.copy_from_slice(row);
             }
-        }
-    }
+        });
     u
 }
 
