@@ -392,3 +392,30 @@ fn bad_shapes_are_errors() {
     };
     assert_eq!(s.out_size(7, 8, 3, 3), Some((3, 3)));
 }
+
+/// A 3x3 convolution whose weights track gradients (training) and that
+/// has 192 output tiles or more runs Winograd with its weights transformed
+/// in the call: its output differs from the direct lowering's by rounding
+/// only (it does differ, so the path is taken), and a smaller one is the
+/// direct lowering bit for bit.
+#[test]
+fn training_forward_takes_winograd_where_it_pays() -> Result<()> {
+    let spec = sym(1, 1, 1, 1);
+    for (xs, ws, winograd) in [
+        ([2usize, 8, 40, 39], [12usize, 8, 3, 3], true),
+        ([1, 8, 20, 20], [12, 8, 3, 3], false),
+        ([2, 4, 40, 39], [12, 4, 3, 3], false),
+    ] {
+        let x = rand(&xs, 5);
+        let w = Var::from_tensor(&rand(&ws, 6))?;
+        let tracked = conv2d(&x, w.as_tensor(), None, &spec, Epilogue::Relu)?;
+        let direct = conv2d(&x, &w.as_tensor().detach(), None, &spec, Epilogue::Relu)?;
+        let err = common::rel_err(&tracked, &direct);
+        if winograd {
+            assert!(err > 0.0 && err <= 2e-5, "{xs:?}: {err}");
+        } else {
+            assert_eq!(err, 0.0, "{xs:?}");
+        }
+    }
+    Ok(())
+}

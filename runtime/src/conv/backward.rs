@@ -38,12 +38,6 @@ const WG_PIXELS: usize = 2048;
 /// computes an input gradient: a constant, so that the gradient's sums do
 /// not depend on the threads that run them.
 const TILE_THREADS: usize = 4;
-/// The input gradient of a 3x3 convolution runs through Winograd's
-/// F(4x4, 3x3) from this many output tiles: its weights are transformed on
-/// every call, which ResNet-18's 7x7 stage at batch 8 (32 tiles) did not
-/// earn back (70 ms against 25-44 ms direct); from 28x28 at batch 8 (392
-/// tiles) it took 0.6x the direct time.
-const WINOGRAD_TILES: usize = 192;
 
 /// `dx [b, cin, h, w]` from `dz [b, cout, oh, ow]` and `w`.
 pub(super) fn input_grad(g: &Geom, dz: &[f32], w: &[f32]) -> Vec<f32> {
@@ -180,9 +174,8 @@ fn transposed(g: &Geom) -> Option<Geom> {
 
 /// `dx` of a stride-1 convolution as the forward convolution `t`
 /// ([`transposed`]) of `dz`: the forward's tiled lowering (or Winograd's
-/// F(4x4, 3x3) for a 3x3 kernel with at least 8 channels each way and
-/// [`WINOGRAD_TILES`] tiles) instead of a product per image and a scatter
-/// back.
+/// F(4x4, 3x3) where [`super::winograd::pays_per_call`]) instead of a
+/// product per image and a scatter back.
 fn as_convolution(g: &Geom, t: &Geom, dz: &[f32], w: &[f32]) -> Vec<f32> {
     let taps = g.kh * g.kw;
     // w' [cin, cout_g, kh, kw]: w'[grp, ci][co][y][x] = w[grp, co][ci][kh-1-y][kw-1-x].
@@ -198,8 +191,7 @@ fn as_convolution(g: &Geom, t: &Geom, dz: &[f32], w: &[f32]) -> Vec<f32> {
                 }
             }
         });
-    let tiles = t.b * t.oh.div_ceil(4) * t.ow.div_ceil(4);
-    if super::winograd::applies(t) && t.cin.min(t.cout) >= 8 && tiles >= WINOGRAD_TILES {
+    if super::winograd::pays_per_call(t) {
         let u = super::winograd::transform_weight(&wt, t.cout, t.cin);
         return super::winograd::forward(t, dz, &u, None, Epilogue::None);
     }

@@ -107,7 +107,7 @@ simd! {
 
 /// Whether `act'` can be read off the output `y = act(z)`; otherwise the
 /// backward pass recomputes `z`.
-pub(super) fn derivative_from_output(act: Epilogue) -> bool {
+pub(crate) fn derivative_from_output(act: Epilogue) -> bool {
     match act {
         Epilogue::None | Epilogue::Relu | Epilogue::Relu6 | Epilogue::Sigmoid => true,
         Epilogue::LeakyRelu(s) => s >= 0.0,
@@ -119,7 +119,7 @@ simd! {
     /// `g[i] *= act'(z)`, where `v` holds `y = act(z)` when
     /// [`derivative_from_output`] says so, else `z`. PyTorch's conventions at
     /// kinks: ReLU' (0) = 0, LeakyReLU'(0) = slope.
-    pub(super) fn chain(act: Epilogue, v: &[f32], g: &mut [f32]) {
+    pub(crate) fn chain(act: Epilogue, v: &[f32], g: &mut [f32]) {
         let it = g.iter_mut().zip(v);
         match act {
             Epilogue::None => {}

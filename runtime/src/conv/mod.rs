@@ -161,6 +161,7 @@ pub fn conv2d(
         spec: *spec,
         act,
         winograd: None,
+        per_call: w.track_op(),
     };
     Ok(match bias {
         Some(b) => x.apply_op3(w, b, op)?,
@@ -292,6 +293,7 @@ pub fn conv2d_prepared(
         spec: *spec,
         act,
         winograd: prepared.winograd.clone(),
+        per_call: false,
     };
     Ok(match bias {
         Some(b) => x.apply_op3(w, b, op)?,
@@ -306,6 +308,9 @@ struct ConvOp {
     act: Epilogue,
     /// The weight's Winograd transform, used when the geometry allows it.
     winograd: Option<Arc<Vec<f32>>>,
+    /// Weights that change between calls (training): Winograd with the
+    /// weight transformed in this call, where that pays.
+    per_call: bool,
 }
 
 fn msg(s: String) -> candle_core::Error {
@@ -370,6 +375,10 @@ impl ConvOp {
             Some(u) if winograd::applies(&g) && u.len() == 36 * g.cout * g.cin => {
                 on_pool(|_| winograd::forward(&g, &data[0], u, bias, act))
             }
+            None if self.per_call && winograd::pays_per_call(&g) => on_pool(|_| {
+                let u = winograd::transform_weight(&data[1], g.cout, g.cin);
+                winograd::forward(&g, &data[0], &u, bias, act)
+            }),
             _ => on_pool(|n| cpu::forward(&g, &data[0], &data[1], bias, act, n)),
         };
         Ok((CpuStorage::F32(y), Self::out_shape(&g)))

@@ -42,6 +42,22 @@ pub(super) fn applies(g: &Geom) -> bool {
     g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.groups == 1
 }
 
+/// Tiles from which a convolution whose weights change between calls (a
+/// training step's forward, an input gradient) runs Winograd with its
+/// weights transformed per call: ResNet-18's 7x7 stage at batch 8 (32
+/// tiles) did not earn the transform back (70 ms against 25-44 ms direct
+/// for its input gradient); from 28x28 at batch 8 (392 tiles) it took 0.6x
+/// the direct time.
+const PER_CALL_TILES: usize = 192;
+
+/// Whether F(4x4, 3x3) with its weights transformed on every call pays:
+/// [`applies`], at least 8 channels each way (as the compiler's choice
+/// requires) and [`PER_CALL_TILES`] output tiles.
+pub(super) fn pays_per_call(g: &Geom) -> bool {
+    let tiles = g.b * g.oh.div_ceil(4) * g.ow.div_ceil(4);
+    applies(g) && g.cin.min(g.cout) >= 8 && tiles >= PER_CALL_TILES
+}
+
 /// `U[ξ][co][ci] = (G g Gᵀ)[ξ]` for `w [Cout, Cin, 3, 3]`.
 pub(crate) fn transform_weight(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
     const G: [[f32; 3]; 6] = [

@@ -258,20 +258,25 @@ pub fn lower_softmax(cx: &LowerCx, dim: &Spanned<i64>, log: bool) -> Lowered {
     (desc, StepOp::Softmax { dim: d, log }, None, Macs::zero())
 }
 
-/// An activation as its own layer: the runtime's `activate` where the
-/// kernels' epilogue has it (in inference one vectorised pass off candle's
-/// element-wise pool; in training candle's op), else candle's op.
+/// An activation as its own layer.
 pub fn emit_activation(e: &EmitCx, a: Activation) -> TokenStream {
+    act_code(a, e.src, e.x)
+}
+
+/// `let x = act(src);`: the runtime's `activate` where the kernels'
+/// epilogue has the activation (one vectorised pass off candle's
+/// element-wise pool; with a gradient tracked, a custom op with a one-pass
+/// backward), else candle's op.
+pub fn act_code(a: Activation, src: &TokenStream, x: &Ident) -> TokenStream {
     let p = quote!(::netdsl::__private);
-    let (src, x, training) = (e.src, e.x, &e.training);
-    match epilogue(a) {
-        Some(ep) => quote!(let #x = #p::activate(&#src, #p::Epilogue::#ep, #training)?;),
-        None => act_code(a, src, x),
+    match (a, epilogue(a)) {
+        (_, Some(ep)) => quote!(let #x = #p::activate(&#src, #p::Epilogue::#ep)?;),
+        (a, None) => candle_code(a, src, x),
     }
 }
 
-/// `let x = act(src);`
-pub fn act_code(a: Activation, src: &TokenStream, x: &Ident) -> TokenStream {
+/// `let x = act(src);` with candle's differentiable op.
+fn candle_code(a: Activation, src: &TokenStream, x: &Ident) -> TokenStream {
     let p = quote!(::netdsl::__private);
     match a {
         Activation::Relu => quote!(let #x = #src.relu()?;),
