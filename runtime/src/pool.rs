@@ -348,12 +348,9 @@ impl candle_core::CustomOp1 for MaxPoolOp {
         use rayon::prelude::*;
         let (_, _, h, w) = arg.dims4()?;
         let (oh, ow) = (self.rows.len(), self.cols.len());
-        let host = |t: &Tensor| -> candle_core::Result<Vec<f32>> {
-            t.to_dtype(candle_core::DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()
-        };
-        let (x, y, g) = (host(arg)?, host(res)?, host(grad)?);
+        use crate::host::HostF32;
+        let (xh, yh, gh) = (HostF32::of(arg)?, HostF32::of(res)?, HostF32::of(grad)?);
+        let (x, y, g) = (xh.slice(), yh.slice(), gh.slice());
         let inside = |p: i64, n: usize| (p >= 0 && (p as usize) < n).then_some(p as usize);
         let rows: Vec<Vec<usize>> = self
             .rows
@@ -396,6 +393,7 @@ impl candle_core::CustomOp1 for MaxPoolOp {
                     }
                 }
             });
+        drop((xh, yh, gh));
         let dx = Tensor::from_vec(dx, arg.shape(), arg.device())?.to_dtype(arg.dtype())?;
         Ok(Some(dx))
     }

@@ -420,34 +420,48 @@ impl ConvOp {
         gy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = self.geom(x.dims(), w.dims(), bias.map(|b| b.dims()))?;
-        let host = |t: &Tensor| -> candle_core::Result<Vec<f32>> {
-            t.to_device(&Device::Cpu)?
-                .to_dtype(DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()
-        };
-        let (xv, wv) = (host(x)?, host(w)?);
-        let mut dz = host(gy)?;
+        // Saved tensors read in place where they are f32 CPU data.
+        use crate::host::HostF32;
+        let (xh, wh, gh) = (HostF32::of(x)?, HostF32::of(w)?, HostF32::of(gy)?);
+        let (xv, wv, gv) = (xh.slice(), wh.slice(), gh.slice());
         let act = self.act;
         let want_b = bias.is_some_and(|b| b.track_op());
         let (dx, dw, db) = on_pool(|n| -> candle_core::Result<_> {
-            if act != Epilogue::None {
-                let v = if math::derivative_from_output(act) {
-                    host(y)?
+            let mut chained = Vec::new();
+            let dz: &[f32] = if act == Epilogue::None {
+                gv
+            } else {
+                chained.extend_from_slice(gv);
+                let vh;
+                let recomputed;
+                let v: &[f32] = if math::derivative_from_output(act) {
+                    vh = HostF32::of(y)?;
+                    vh.slice()
                 } else {
-                    let bv = bias.map(host).transpose()?;
-                    cpu::forward(&g, &xv, &wv, bv.as_deref(), Epilogue::None, n)
+                    let bh = bias.map(HostF32::of).transpose()?;
+                    recomputed = cpu::forward(
+                        &g,
+                        xv,
+                        wv,
+                        bh.as_ref().map(|b| b.slice()),
+                        Epilogue::None,
+                        n,
+                    );
+                    &recomputed
                 };
                 use rayon::prelude::*;
-                dz.par_chunks_mut(1 << 14)
+                chained
+                    .par_chunks_mut(1 << 14)
                     .zip(v.par_chunks(1 << 14))
                     .for_each(|(d, v)| math::chain(act, v, d));
-            }
-            let dx = x.track_op().then(|| backward::input_grad(&g, &dz, &wv));
-            let dw = w.track_op().then(|| backward::weight_grad(&g, &dz, &xv));
-            let db = want_b.then(|| backward::bias_grad(&g, &dz));
+                &chained
+            };
+            let dx = x.track_op().then(|| backward::input_grad(&g, dz, wv));
+            let dw = w.track_op().then(|| backward::weight_grad(&g, dz, xv));
+            let db = want_b.then(|| backward::bias_grad(&g, dz));
             Ok((dx, dw, db))
         })?;
+        drop((xh, wh, gh));
         let back = |v: Option<Vec<f32>>, like: &Tensor| -> candle_core::Result<Option<Tensor>> {
             v.map(|v| {
                 Tensor::from_vec(v, like.shape(), &Device::Cpu)?

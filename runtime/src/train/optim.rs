@@ -129,38 +129,180 @@ impl Sgd {
     }
 }
 
+/// One SGD update of `var` by candle's tensor ops (any dtype and device);
+/// returns the new momentum buffer (`None` without momentum).
+fn sgd_tensor_ops(
+    var: &Var,
+    grad: &Tensor,
+    buf: Option<&Tensor>,
+    cfg: &SgdConfig,
+) -> Result<Option<Tensor>> {
+    let SgdConfig {
+        lr,
+        momentum,
+        dampening,
+        nesterov,
+        weight_decay,
+    } = *cfg;
+    let param = var.as_tensor().detach();
+    let mut grad = grad.detach();
+    if weight_decay != 0.0 {
+        grad = (grad + (&param * weight_decay)?)?;
+    }
+    let mut kept = None;
+    if momentum != 0.0 {
+        let new_buf = match buf {
+            None => grad.clone(),
+            Some(b) => ((b * momentum)? + (&grad * (1.0 - dampening))?)?,
+        };
+        grad = if nesterov {
+            (grad + (&new_buf * momentum)?)?
+        } else {
+            new_buf.clone()
+        };
+        kept = Some(new_buf);
+    }
+    var.set(&(param + (grad * -lr)?)?)?;
+    Ok(kept)
+}
+
+/// One SGD update of an f32 CPU variable with an f32 CPU gradient, as one
+/// pass over its elements split between threads, writing the variable in
+/// place: the same f32 operations in the same order as the tensor-op path
+/// as [`sgd_tensor_ops`] (`x * c` as candle's affine, `x * c + 0`), so the two agree bit
+/// for bit, without its six single-threaded passes and the copy into the
+/// variable. Returns the new momentum buffer (`Some(None)` without
+/// momentum), or `None` where the tensors are not f32 CPU data.
+fn sgd_in_place(
+    var: &Var,
+    grad: &Tensor,
+    buf: Option<&Tensor>,
+    cfg: &SgdConfig,
+) -> Result<Option<Option<Tensor>>> {
+    let param = var.as_tensor();
+    let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
+    if !f32_cpu(param) || !f32_cpu(grad) || buf.is_some_and(|b| !f32_cpu(b)) {
+        return Ok(None);
+    }
+    let op = SgdUpdate {
+        cfg: *cfg,
+        has_buf: buf.is_some(),
+        new_buf: std::sync::Mutex::new(Vec::new()),
+    };
+    // Without a buffer yet, the gradient stands in its place (unread).
+    param.inplace_op3(grad, buf.unwrap_or(grad), &op)?;
+    let new_buf = op
+        .new_buf
+        .into_inner()
+        .map_err(|_| error("Sgd: a thread panicked during the update"))?;
+    if cfg.momentum == 0.0 {
+        return Ok(Some(None));
+    }
+    Ok(Some(Some(Tensor::from_vec(
+        new_buf,
+        param.shape(),
+        param.device(),
+    )?)))
+}
+
+/// [`sgd_in_place`]'s pass, run on the variable's storage with the gradient
+/// and the momentum buffer.
+struct SgdUpdate {
+    cfg: SgdConfig,
+    has_buf: bool,
+    new_buf: std::sync::Mutex<Vec<f32>>,
+}
+
+impl candle_core::InplaceOp3 for SgdUpdate {
+    fn name(&self) -> &'static str {
+        "netdsl-sgd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut candle_core::CpuStorage,
+        dst_l: &candle_core::Layout,
+        gs: &candle_core::CpuStorage,
+        gl: &candle_core::Layout,
+        bs: &candle_core::CpuStorage,
+        bl: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        use rayon::prelude::*;
+        let whole = |l: &candle_core::Layout, len: usize| match l.contiguous_offsets() {
+            Some((a, b)) if b <= len => Ok(a..b),
+            _ => candle_core::bail!("sgd: expected contiguous tensors"),
+        };
+        let (
+            candle_core::CpuStorage::F32(p),
+            candle_core::CpuStorage::F32(g),
+            candle_core::CpuStorage::F32(b),
+        ) = (dst, gs, bs)
+        else {
+            candle_core::bail!("sgd: expected f32 tensors");
+        };
+        let range = whole(dst_l, p.len())?;
+        let p = &mut p[range];
+        let g = &g[whole(gl, g.len())?];
+        let b = &b[whole(bl, b.len())?];
+        if g.len() != p.len() || b.len() != p.len() {
+            candle_core::bail!("sgd: the gradient's size differs from the variable's");
+        }
+        let c = &self.cfg;
+        // candle's `x * c` is its affine `x * c + 0` in f32.
+        let scale = |x: f32, k: f64| x * k as f32 + 0f32;
+        let (wd, m, damp, lr) = (c.weight_decay, c.momentum, 1.0 - c.dampening, -c.lr);
+        let mut nb = vec![0f32; if m != 0.0 { p.len() } else { 0 }];
+        const CHUNK: usize = 1 << 14;
+        let update = |k: usize, pc: &mut [f32], nbc: &mut [f32]| {
+            let at = k * CHUNK;
+            for (i, pv) in pc.iter_mut().enumerate() {
+                let mut gv = g[at + i];
+                if wd != 0.0 {
+                    gv += scale(*pv, wd);
+                }
+                if m != 0.0 {
+                    let new = if self.has_buf {
+                        scale(b[at + i], m) + scale(gv, damp)
+                    } else {
+                        gv
+                    };
+                    nbc[i] = new;
+                    gv = if c.nesterov { gv + scale(new, m) } else { new };
+                }
+                *pv += scale(gv, lr);
+            }
+        };
+        if m != 0.0 {
+            p.par_chunks_mut(CHUNK)
+                .zip(nb.par_chunks_mut(CHUNK))
+                .enumerate()
+                .for_each(|(k, (pc, nbc))| update(k, pc, nbc));
+        } else {
+            p.par_chunks_mut(CHUNK)
+                .enumerate()
+                .for_each(|(k, pc)| update(k, pc, &mut []));
+        }
+        if let Ok(mut slot) = self.new_buf.lock() {
+            *slot = nb;
+        }
+        Ok(())
+    }
+}
+
 impl Optimizer for Sgd {
     fn step(&mut self, grads: &GradStore) -> Result<()> {
-        let SgdConfig {
-            lr,
-            momentum,
-            dampening,
-            nesterov,
-            weight_decay,
-        } = self.cfg;
         require_some_gradient(&self.vars, grads)?;
         for (var, buf) in self.vars.iter().zip(self.momentum_buffers.iter_mut()) {
             let Some(grad) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            let param = var.as_tensor().detach();
-            let mut grad = grad.detach();
-            if weight_decay != 0.0 {
-                grad = (grad + (&param * weight_decay)?)?;
+            let new_buf = match sgd_in_place(var, grad, buf.as_ref(), &self.cfg)? {
+                Some(b) => b,
+                None => sgd_tensor_ops(var, grad, buf.as_ref(), &self.cfg)?,
+            };
+            if self.cfg.momentum != 0.0 {
+                *buf = new_buf;
             }
-            if momentum != 0.0 {
-                let new_buf = match buf.take() {
-                    None => grad.clone(),
-                    Some(b) => ((b * momentum)? + (&grad * (1.0 - dampening))?)?,
-                };
-                grad = if nesterov {
-                    (grad + (&new_buf * momentum)?)?
-                } else {
-                    new_buf.clone()
-                };
-                *buf = Some(new_buf);
-            }
-            var.set(&(param + (grad * -lr)?)?)?;
         }
         self.steps += 1;
         Ok(())
@@ -723,5 +865,69 @@ mod clip_tests {
         clip_grad_norm(&mut grads, &vars, 10.0).unwrap();
         let gb: Vec<f32> = grads.get(b.as_tensor()).unwrap().to_vec1().unwrap();
         assert!((gb[0] - 4.0).abs() < 1e-5);
+    }
+}
+
+#[cfg(test)]
+mod sgd_tests {
+    use super::*;
+
+    /// The in-place pass equals the tensor-op path bit for bit for every
+    /// kind of update (plain, momentum, dampening, Nesterov, weight
+    /// decay), over three steps (the first builds the buffer), on a
+    /// variable of more than one chunk.
+    #[test]
+    fn in_place_update_equals_the_tensor_ops() {
+        let dev = Device::Cpu;
+        let n = 40_000;
+        let base = Tensor::rand(-1f32, 1.0, n, &dev).unwrap();
+        let grads: Vec<Tensor> = (0..3)
+            .map(|_| Tensor::rand(-1f32, 1.0, n, &dev).unwrap())
+            .collect();
+        let plain = SgdConfig {
+            lr: 0.1,
+            ..Default::default()
+        };
+        let configs = [
+            plain,
+            SgdConfig {
+                momentum: 0.9,
+                ..plain
+            },
+            SgdConfig {
+                momentum: 0.9,
+                dampening: 0.3,
+                weight_decay: 1e-2,
+                ..plain
+            },
+            SgdConfig {
+                momentum: 0.8,
+                nesterov: true,
+                weight_decay: 5e-4,
+                ..plain
+            },
+        ];
+        for cfg in configs {
+            let (a, b) = (
+                Var::from_tensor(&base.copy().unwrap()).unwrap(),
+                Var::from_tensor(&base.copy().unwrap()).unwrap(),
+            );
+            let (mut ba, mut bb) = (None, None);
+            for g in &grads {
+                ba = sgd_in_place(&a, g, ba.as_ref(), &cfg)
+                    .unwrap()
+                    .expect("f32 CPU");
+                bb = sgd_tensor_ops(&b, g, bb.as_ref(), &cfg).unwrap();
+                let bits = |t: &Tensor| -> Vec<u32> {
+                    t.to_vec1::<f32>()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect()
+                };
+                assert_eq!(bits(a.as_tensor()), bits(b.as_tensor()), "{cfg:?}");
+                assert_eq!(ba.as_ref().map(bits), bb.as_ref().map(bits), "{cfg:?}");
+            }
+        }
     }
 }
