@@ -8,7 +8,9 @@
 //! ```
 //!
 //! prints one line per shape: the median time of each side over the rounds
-//! (ms) and the median of the per-round ratios.
+//! (ms) and the median of the per-round ratios; the last two columns time
+//! Winograd with the weights transformed in every call, as a training step
+//! runs it (`winograd::pays_per_call` decides where it does).
 
 use netdsl::candle::{Device, Tensor};
 use netdsl_runtime::{conv2d, conv2d_prepared, prepare_conv, Conv2dSpec, Epilogue};
@@ -25,7 +27,7 @@ fn main() -> R<()> {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(7);
-    let shapes: [(&str, usize, usize, usize, usize); 9] = [
+    let shapes: [(&str, usize, usize, usize, usize); 11] = [
         ("VGG-16 conv1_2", 1, 64, 224, 64),
         ("VGG-16 conv2_2", 1, 128, 112, 128),
         ("VGG-16 conv3_2", 1, 256, 56, 256),
@@ -34,6 +36,8 @@ fn main() -> R<()> {
         ("ResNet-18 layer1 b1", 1, 64, 56, 64),
         ("ResNet-18 layer4 b1", 1, 512, 7, 512),
         ("ResNet-18 layer2 b8", 8, 128, 28, 128),
+        ("ResNet-18 layer3 b8", 8, 256, 14, 256),
+        ("ResNet-18 layer4 b8", 8, 512, 7, 512),
         ("U-Net 256 enc1", 1, 32, 256, 32),
     ];
     let dev = Device::Cpu;
@@ -43,7 +47,10 @@ fn main() -> R<()> {
         dilation: (1, 1),
         groups: 1,
     };
-    println!("shape | direct ms | Winograd ms | Winograd / direct (median of rounds)");
+    println!(
+        "shape | direct ms | Winograd ms | Winograd / direct (median of rounds) | \
+         Winograd, weights transformed per call ms | per call / direct"
+    );
     for (name, b, c, hw, cout) in shapes {
         let x = Tensor::randn(0f32, 1.0, (b, c, hw, hw), &dev)?;
         let w = Tensor::randn(0f32, 0.05, (cout, c, 3, 3), &dev)?;
@@ -51,6 +58,11 @@ fn main() -> R<()> {
         let p = prepare_conv(w.clone(), Some(bias.clone()), true)?;
         let direct = || conv2d(&x, &w, Some(&bias), &spec, Epilogue::Relu);
         let wino = || conv2d_prepared(&x, &p, &spec, Epilogue::Relu);
+        // As a training step runs it: the weights transformed in the call.
+        let per_call = || {
+            let p = prepare_conv(w.clone(), Some(bias.clone()), true)?;
+            conv2d_prepared(&x, &p, &spec, Epilogue::Relu)
+        };
         // warm-up, and the same answer
         let (a, e) = (wino()?, direct()?);
         let diff = (a - e)?.abs()?.max_all()?.to_scalar::<f32>()?;
@@ -64,23 +76,30 @@ fn main() -> R<()> {
             Ok(t.elapsed().as_secs_f64() * 1e3 / n as f64)
         };
         let (mut d, mut wg, mut r) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut pc, mut rp) = (Vec::new(), Vec::new());
         for round in 0..rounds {
-            let (td, tw) = if round % 2 == 0 {
+            let (td, tw, tp) = if round % 2 == 0 {
                 let td = time(&direct)?;
-                (td, time(&wino)?)
-            } else {
                 let tw = time(&wino)?;
-                (time(&direct)?, tw)
+                (td, tw, time(&per_call)?)
+            } else {
+                let tp = time(&per_call)?;
+                let tw = time(&wino)?;
+                (time(&direct)?, tw, tp)
             };
             d.push(td);
             wg.push(tw);
+            pc.push(tp);
             r.push(tw / td);
+            rp.push(tp / td);
         }
         println!(
-            "{name} [{b}, {c}, {hw}, {hw}] -> {cout} | {:.2} | {:.2} | {:.2} (max |diff| {diff:.1e})",
+            "{name} [{b}, {c}, {hw}, {hw}] -> {cout} | {:.2} | {:.2} | {:.2} (max |diff| {diff:.1e}) | {:.2} | {:.2}",
             median(&mut d),
             median(&mut wg),
-            median(&mut r)
+            median(&mut r),
+            median(&mut pc),
+            median(&mut rp)
         );
     }
     Ok(())

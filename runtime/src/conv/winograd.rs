@@ -44,11 +44,13 @@ pub(super) fn applies(g: &Geom) -> bool {
 
 /// Tiles from which a convolution whose weights change between calls (a
 /// training step's forward, an input gradient) runs Winograd with its
-/// weights transformed per call: ResNet-18's 7x7 stage at batch 8 (32
-/// tiles) did not earn the transform back (70 ms against 25-44 ms direct
-/// for its input gradient); from 28x28 at batch 8 (392 tiles) it took 0.6x
-/// the direct time.
-const PER_CALL_TILES: usize = 192;
+/// weights transformed per call. The transform costs about as much as the
+/// products of a few dozen tiles whatever the channel counts, so the tile
+/// count decides: `cargo bench --bench conv3x3` measured 0.45-0.63x the
+/// direct time at 128-196 tiles (ResNet-18's 14x14 stage at batch 8, its
+/// 56x56 stage at batch 1) and 1.4-2x at 32-49 (the 7x7 stage at batch 8,
+/// VGG-16's 28x28 layers at batch 1).
+const PER_CALL_TILES: usize = 96;
 
 /// Whether F(4x4, 3x3) with its weights transformed on every call pays:
 /// [`applies`], at least 8 channels each way (as the compiler's choice
