@@ -34,6 +34,8 @@ const K_CHUNK: usize = 256;
 /// side by side, until a product's inner dimension has this many pixels
 /// (a 7x7 image alone gave products of inner dimension 49, mostly packing).
 const WG_PIXELS: usize = 2048;
+/// Weight-gradient jobs per group wanted, for the row-block size.
+const WG_JOBS: usize = 8;
 /// The thread count the forward lowering sizes its tiles for when it
 /// computes an input gradient: a constant, so that the gradient's sums do
 /// not depend on the threads that run them.
@@ -279,7 +281,16 @@ pub(super) fn weight_grad(g: &Geom, dz: &[f32], x: &[f32]) -> Vec<f32> {
     }
     // Jobs own a block of dW_g [cout_g, K]; dW_g += dz[images, group] x
     // col^T over the patches of `per` images side by side.
-    let (cb, kb) = (g.cout_g.div_ceil(CO_CHUNK), k.div_ceil(K_CHUNK));
+    // Patch rows per job: at most K_CHUNK, fewer where a group would
+    // otherwise make fewer than WG_JOBS jobs (ResNet's stem, 64 x 147, was
+    // one job on one thread). Shapes alone decide, so sums do not depend
+    // on the thread count.
+    let cb = g.cout_g.div_ceil(CO_CHUNK);
+    let kc = k
+        .div_ceil(WG_JOBS.div_ceil(cb))
+        .next_multiple_of(16)
+        .clamp(16, K_CHUNK);
+    let kb = k.div_ceil(kc);
     let jobs = g.groups * cb * kb;
     let pointwise = g.is_pointwise();
     let per = WG_PIXELS.div_ceil(p).clamp(1, g.b);
@@ -321,8 +332,8 @@ pub(super) fn weight_grad(g: &Geom, dz: &[f32], x: &[f32]) -> Vec<f32> {
         (0..jobs).into_par_iter().for_each(|job| {
             let grp = job / (cb * kb);
             let (c, kk) = ((job / kb) % cb, job % kb);
-            let (c0, k0) = (c * CO_CHUNK, kk * K_CHUNK);
-            let (m, n) = (CO_CHUNK.min(g.cout_g - c0), K_CHUNK.min(k - k0));
+            let (c0, k0) = (c * CO_CHUNK, kk * kc);
+            let (m, n) = (CO_CHUNK.min(g.cout_g - c0), kc.min(k - k0));
             let dzg = &dzs[(grp * g.cout_g + c0) * dz_rs..];
             // col^T [cols, K]: element (q, r) at src[r * rs + q]
             let src = &src_all[(grp * k + k0) * rs..];
@@ -580,6 +591,15 @@ mod tests {
                 [10, 9, 3, 3],
                 (1, 1),
                 ((1, 1), (1, 1)),
+                (1, 1),
+                1,
+            ),
+            // A stem: 147 patch rows for 8 channels, in 5 row blocks.
+            (
+                [2, 3, 30, 31],
+                [8, 3, 7, 7],
+                (2, 2),
+                ((3, 3), (3, 3)),
                 (1, 1),
                 1,
             ),
