@@ -1,10 +1,11 @@
 //! The f32 backward pass on the CPU: input, weight and bias gradients from
 //! `dz`, the gradient with respect to the pre-activation output.
 //!
-//! - The input gradient of a stride-1 convolution is itself a convolution
-//!   (of `dz` with the kernel flipped and its channel axes swapped), run on
-//!   the forward's lowering, or Winograd's where it pays; a strided one is
-//!   a product per image and a scatter of the patch rows back (col2im).
+//! - The input gradient of a stride-1 convolution with at least 16 input
+//!   channels per group is itself a convolution (of `dz` with the kernel
+//!   flipped and its channel axes swapped), run on the forward's lowering,
+//!   or Winograd's where it pays; any other is a product per image and a
+//!   scatter of the patch rows back (col2im).
 //! - The weight gradient multiplies `dz` by the patches of several images
 //!   side by side, so that a small plane (7x7) still makes a product with a
 //!   long inner dimension.
@@ -27,6 +28,9 @@ const PIX_CHUNK: usize = 512;
 /// Patch rows per `gemm` job in the input gradient (several jobs per image
 /// where an image has few pixels, as in ResNet's last stage).
 const KD_CHUNK: usize = 256;
+/// Input channels per group from which a stride-1 input gradient runs as a
+/// convolution.
+const AS_CONV_ROWS: usize = 16;
 /// Weight-gradient blocks: output channels x patch rows per job.
 const CO_CHUNK: usize = 64;
 const K_CHUNK: usize = 256;
@@ -44,7 +48,11 @@ const TILE_THREADS: usize = 4;
 /// `dx [b, cin, h, w]` from `dz [b, cout, oh, ow]` and `w`.
 pub(super) fn input_grad(g: &Geom, dz: &[f32], w: &[f32]) -> Vec<f32> {
     let (p, hw, k) = (g.p(), g.hw(), g.k());
-    if !g.is_depthwise() && !g.is_pointwise() {
+    // The transposed convolution's products have `cin_g` rows: below
+    // AS_CONV_ROWS the matrix kernel's 16-row tiles run mostly empty
+    // (LeNet-5's second convolution, 6 input channels, took 3x the time of
+    // the product per image and scatter back).
+    if !g.is_depthwise() && !g.is_pointwise() && g.cin_g >= AS_CONV_ROWS {
         if let Some(t) = transposed(g) {
             return as_convolution(g, &t, dz, w);
         }
@@ -497,7 +505,7 @@ mod tests {
     }
 
     /// Both gradients equal the definition's sums on every path: the input
-    /// gradient as a convolution (direct, and Winograd in the last case; grouped, dilated,
+    /// gradient as a convolution (direct, and Winograd; grouped, dilated,
     /// asymmetric padding with the bottom beyond the kernel's reach), the
     /// strided products in several row blocks, padding beyond the reach,
     /// 1x1; the weight gradient over several images side by side and over
@@ -600,6 +608,41 @@ mod tests {
                 [8, 3, 7, 7],
                 (2, 2),
                 ((3, 3), (3, 3)),
+                (1, 1),
+                1,
+            ),
+            // With 16 input channels per group, as a convolution: grouped,
+            // dilated, padded asymmetrically beyond the kernel's reach at
+            // the bottom, and through Winograd.
+            (
+                [2, 32, 11, 9],
+                [8, 16, 3, 3],
+                (1, 1),
+                ((1, 1), (1, 1)),
+                (1, 1),
+                2,
+            ),
+            (
+                [2, 16, 12, 13],
+                [7, 16, 3, 3],
+                (1, 1),
+                ((2, 2), (2, 2)),
+                (2, 2),
+                1,
+            ),
+            (
+                [2, 16, 10, 9],
+                [4, 16, 3, 5],
+                (1, 1),
+                ((0, 3), (1, 0)),
+                (1, 1),
+                1,
+            ),
+            (
+                [2, 16, 40, 41],
+                [10, 16, 3, 3],
+                (1, 1),
+                ((1, 1), (1, 1)),
                 (1, 1),
                 1,
             ),
