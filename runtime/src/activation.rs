@@ -55,9 +55,11 @@ fn pass(xv: &[f32], act: Epilogue) -> Vec<f32> {
     let dst = &mut y.spare_capacity_mut()[..n];
     if n >= PAR_ELEMS {
         let chunk = PAR_ELEMS / 4;
-        dst.par_chunks_mut(chunk)
-            .zip(xv.par_chunks(chunk))
-            .for_each(|(yc, xc)| f(yc, xc));
+        crate::conv::on_pool(|_| {
+            dst.par_chunks_mut(chunk)
+                .zip(xv.par_chunks(chunk))
+                .for_each(|(yc, xc)| f(yc, xc))
+        });
     } else {
         // In cache-sized pieces: each is activated right after it is
         // copied.
@@ -107,9 +109,11 @@ impl candle_core::CustomOp1 for ActOp {
         let mut g = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         let v = v.contiguous()?;
         let done = with_f32(&v, |vv| {
-            g.par_chunks_mut(PAR_ELEMS / 4)
-                .zip(vv.par_chunks(PAR_ELEMS / 4))
-                .for_each(|(gc, vc)| crate::conv::math::chain(act, vc, gc));
+            crate::conv::on_pool(|_| {
+                g.par_chunks_mut(PAR_ELEMS / 4)
+                    .zip(vv.par_chunks(PAR_ELEMS / 4))
+                    .for_each(|(gc, vc)| crate::conv::math::chain(act, vc, gc))
+            })
         });
         if done.is_none() {
             candle_core::bail!("activation: the saved tensor is not f32 CPU data");

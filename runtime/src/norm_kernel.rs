@@ -29,22 +29,24 @@ fn ncs(dims: &[usize]) -> (usize, usize, usize) {
 pub(crate) fn channel_stats(x: &[f32], dims: &[usize]) -> (Vec<f32>, Vec<f32>) {
     let (n, c, s) = ncs(dims);
     let m = (n * s).max(1) as f64;
-    (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let blocks = (0..n).map(|b| &x[(b * c + ch) * s..][..s]);
-            let mut acc = [0f64; LANES];
-            for blk in blocks.clone() {
-                centred_sums(blk, 0.0, false, &mut acc);
-            }
-            let mean = acc.iter().sum::<f64>() / m;
-            let mut acc = [0f64; LANES];
-            for blk in blocks {
-                centred_sums(blk, mean, true, &mut acc);
-            }
-            (mean as f32, (acc.iter().sum::<f64>() / m) as f32)
-        })
-        .unzip()
+    crate::conv::on_pool(|_| {
+        (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let blocks = (0..n).map(|b| &x[(b * c + ch) * s..][..s]);
+                let mut acc = [0f64; LANES];
+                for blk in blocks.clone() {
+                    centred_sums(blk, 0.0, false, &mut acc);
+                }
+                let mean = acc.iter().sum::<f64>() / m;
+                let mut acc = [0f64; LANES];
+                for blk in blocks {
+                    centred_sums(blk, mean, true, &mut acc);
+                }
+                (mean as f32, (acc.iter().sum::<f64>() / m) as f32)
+            })
+            .unzip()
+    })
 }
 
 /// Independent f64 partial sums per reduction (a fixed order, and loops
@@ -129,18 +131,20 @@ impl CustomOp3 for BnTrain {
         );
         let (n, c, s) = ncs(l1.dims());
         let y = written_by(x.len(), |yp| {
-            (0..c).into_par_iter().for_each(|ch| {
-                let scale = self.invstd[ch] * g[ch];
-                let shift = b[ch] - self.mean[ch] * scale;
-                for img in 0..n {
-                    let at = (img * c + ch) * s;
-                    // SAFETY: channel ch's blocks of y belong to this job
-                    // alone; each is written whole.
-                    let out = unsafe { yp.slice(at, s) };
-                    for (o, &v) in out.iter_mut().zip(&x[at..at + s]) {
-                        *o = v * scale + shift;
+            crate::conv::on_pool(|_| {
+                (0..c).into_par_iter().for_each(|ch| {
+                    let scale = self.invstd[ch] * g[ch];
+                    let shift = b[ch] - self.mean[ch] * scale;
+                    for img in 0..n {
+                        let at = (img * c + ch) * s;
+                        // SAFETY: channel ch's blocks of y belong to this job
+                        // alone; each is written whole.
+                        let out = unsafe { yp.slice(at, s) };
+                        for (o, &v) in out.iter_mut().zip(&x[at..at + s]) {
+                            *o = v * scale + shift;
+                        }
                     }
-                }
+                })
             })
         });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
@@ -162,32 +166,38 @@ impl CustomOp3 for BnTrain {
         let (xv, dyv) = (xh.slice(), dyh.slice());
         let gv = g.to_vec1::<f32>()?;
         // Per channel: dβ = Σ dy, dγ = Σ dy x̂ (f64 sums).
-        let (dbeta, dgamma): (Vec<f32>, Vec<f32>) = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let (mu, is) = (self.mean[ch], self.invstd[ch]);
-                let (mut sb, mut sg) = ([0f64; LANES], [0f64; LANES]);
-                for img in 0..n {
-                    let at = (img * c + ch) * s;
-                    grad_sums(&dyv[at..at + s], &xv[at..at + s], mu, is, &mut sb, &mut sg);
-                }
-                (sb.iter().sum::<f64>() as f32, sg.iter().sum::<f64>() as f32)
-            })
-            .unzip();
-        let dx = written_by(xv.len(), |dp| {
-            (0..c).into_par_iter().for_each(|ch| {
-                let (mu, is) = (self.mean[ch], self.invstd[ch]);
-                let k = gv[ch] * is;
-                let (mb, mg) = (dbeta[ch] / m, dgamma[ch] / m);
-                for img in 0..n {
-                    let at = (img * c + ch) * s;
-                    // SAFETY: channel ch's blocks of dx belong to this job
-                    // alone; each is written whole.
-                    let out = unsafe { dp.slice(at, s) };
-                    for ((o, &d), &v) in out.iter_mut().zip(&dyv[at..at + s]).zip(&xv[at..at + s]) {
-                        *o = k * (d - mb - (v - mu) * is * mg);
+        let (dbeta, dgamma): (Vec<f32>, Vec<f32>) = crate::conv::on_pool(|_| {
+            (0..c)
+                .into_par_iter()
+                .map(|ch| {
+                    let (mu, is) = (self.mean[ch], self.invstd[ch]);
+                    let (mut sb, mut sg) = ([0f64; LANES], [0f64; LANES]);
+                    for img in 0..n {
+                        let at = (img * c + ch) * s;
+                        grad_sums(&dyv[at..at + s], &xv[at..at + s], mu, is, &mut sb, &mut sg);
                     }
-                }
+                    (sb.iter().sum::<f64>() as f32, sg.iter().sum::<f64>() as f32)
+                })
+                .unzip()
+        });
+        let dx = written_by(xv.len(), |dp| {
+            crate::conv::on_pool(|_| {
+                (0..c).into_par_iter().for_each(|ch| {
+                    let (mu, is) = (self.mean[ch], self.invstd[ch]);
+                    let k = gv[ch] * is;
+                    let (mb, mg) = (dbeta[ch] / m, dgamma[ch] / m);
+                    for img in 0..n {
+                        let at = (img * c + ch) * s;
+                        // SAFETY: channel ch's blocks of dx belong to this job
+                        // alone; each is written whole.
+                        let out = unsafe { dp.slice(at, s) };
+                        for ((o, &d), &v) in
+                            out.iter_mut().zip(&dyv[at..at + s]).zip(&xv[at..at + s])
+                        {
+                            *o = k * (d - mb - (v - mu) * is * mg);
+                        }
+                    }
+                })
             })
         });
         drop((xh, dyh));

@@ -363,36 +363,38 @@ impl candle_core::CustomOp1 for MaxPoolOp {
             .map(|win| win.iter().filter_map(|&p| inside(p, w)).collect())
             .collect();
         let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut((h * w).max(1))
-            .zip(x.par_chunks((h * w).max(1)))
-            .zip(
-                y.par_chunks((oh * ow).max(1))
-                    .zip(g.par_chunks((oh * ow).max(1))),
-            )
-            .for_each(|((dxp, xp), (yp, gp))| {
-                for (oy, rw) in rows.iter().enumerate() {
-                    for (ox, cw) in cols.iter().enumerate() {
-                        let (m, gv) = (yp[oy * ow + ox], gp[oy * ow + ox]);
-                        let mut at = None;
-                        'scan: for &r in rw {
-                            for &c in cw {
-                                let v = xp[r * w + c];
-                                if m.is_nan() {
-                                    if v.is_nan() {
+        crate::conv::on_pool(|_| {
+            dx.par_chunks_mut((h * w).max(1))
+                .zip(x.par_chunks((h * w).max(1)))
+                .zip(
+                    y.par_chunks((oh * ow).max(1))
+                        .zip(g.par_chunks((oh * ow).max(1))),
+                )
+                .for_each(|((dxp, xp), (yp, gp))| {
+                    for (oy, rw) in rows.iter().enumerate() {
+                        for (ox, cw) in cols.iter().enumerate() {
+                            let (m, gv) = (yp[oy * ow + ox], gp[oy * ow + ox]);
+                            let mut at = None;
+                            'scan: for &r in rw {
+                                for &c in cw {
+                                    let v = xp[r * w + c];
+                                    if m.is_nan() {
+                                        if v.is_nan() {
+                                            at = Some(r * w + c);
+                                        }
+                                    } else if v == m {
                                         at = Some(r * w + c);
+                                        break 'scan;
                                     }
-                                } else if v == m {
-                                    at = Some(r * w + c);
-                                    break 'scan;
                                 }
                             }
-                        }
-                        if let Some(i) = at {
-                            dxp[i] += gv;
+                            if let Some(i) = at {
+                                dxp[i] += gv;
+                            }
                         }
                     }
-                }
-            });
+                })
+        });
         drop((xh, yh, gh));
         let dx = Tensor::from_vec(dx, arg.shape(), arg.device())?.to_dtype(arg.dtype())?;
         Ok(Some(dx))
@@ -436,32 +438,36 @@ fn max_pool_planes(
         ok.then_some((k, s))
     });
     let mut y = vec![0f32; (x.len() / (h * w).max(1)) * oh * ow];
-    y.par_chunks_mut((oh * ow).max(1))
-        .zip(x.par_chunks((h * w).max(1)))
-        .for_each_init(
-            || vec![0f32; h * ow],
-            |across, (out, plane)| {
-                for (r, line) in plane.chunks_exact(w).enumerate() {
-                    let across = &mut across[r * ow..(r + 1) * ow];
-                    match regular {
-                        Some((k, s)) => max_columns(line, k, s, across),
-                        None => {
-                            for (o, win) in across.iter_mut().zip(&cols) {
-                                *o = win.iter().fold(f32::NEG_INFINITY, |m, &c| fold(m, line[c]));
+    crate::conv::on_pool(|_| {
+        y.par_chunks_mut((oh * ow).max(1))
+            .zip(x.par_chunks((h * w).max(1)))
+            .for_each_init(
+                || vec![0f32; h * ow],
+                |across, (out, plane)| {
+                    for (r, line) in plane.chunks_exact(w).enumerate() {
+                        let across = &mut across[r * ow..(r + 1) * ow];
+                        match regular {
+                            Some((k, s)) => max_columns(line, k, s, across),
+                            None => {
+                                for (o, win) in across.iter_mut().zip(&cols) {
+                                    *o = win
+                                        .iter()
+                                        .fold(f32::NEG_INFINITY, |m, &c| fold(m, line[c]));
+                                }
                             }
                         }
                     }
-                }
-                for (orow, win) in out.chunks_exact_mut(ow).zip(&rows) {
-                    orow.fill(f32::NEG_INFINITY);
-                    for &r in win {
-                        for (o, &v) in orow.iter_mut().zip(&across[r * ow..(r + 1) * ow]) {
-                            *o = fold(*o, v);
+                    for (orow, win) in out.chunks_exact_mut(ow).zip(&rows) {
+                        orow.fill(f32::NEG_INFINITY);
+                        for &r in win {
+                            for (o, &v) in orow.iter_mut().zip(&across[r * ow..(r + 1) * ow]) {
+                                *o = fold(*o, v);
+                            }
                         }
                     }
-                }
-            },
-        );
+                },
+            )
+    });
     y
 }
 

@@ -272,16 +272,18 @@ impl candle_core::InplaceOp3 for SgdUpdate {
                 *pv += scale(gv, lr);
             }
         };
-        if m != 0.0 {
-            p.par_chunks_mut(CHUNK)
-                .zip(nb.par_chunks_mut(CHUNK))
-                .enumerate()
-                .for_each(|(k, (pc, nbc))| update(k, pc, nbc));
-        } else {
-            p.par_chunks_mut(CHUNK)
-                .enumerate()
-                .for_each(|(k, pc)| update(k, pc, &mut []));
-        }
+        crate::conv::on_pool(|_| {
+            if m != 0.0 {
+                p.par_chunks_mut(CHUNK)
+                    .zip(nb.par_chunks_mut(CHUNK))
+                    .enumerate()
+                    .for_each(|(k, (pc, nbc))| update(k, pc, nbc));
+            } else {
+                p.par_chunks_mut(CHUNK)
+                    .enumerate()
+                    .for_each(|(k, pc)| update(k, pc, &mut []));
+            }
+        });
         if let Ok(mut slot) = self.new_buf.lock() {
             *slot = nb;
         }
