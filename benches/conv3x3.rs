@@ -9,8 +9,9 @@
 //!
 //! prints one line per shape: the median time of each side over the rounds
 //! (ms) and the median of the per-round ratios; the last two columns time
-//! Winograd with the weights transformed in every call, as a training step
-//! runs it (`winograd::pays_per_call` decides where it does).
+//! the forward as a training step runs it, with weights that track
+//! gradients: Winograd with the weights transformed in every call where
+//! `winograd::pays_per_call` says so, else the direct lowering.
 
 use netdsl::candle::{Device, Tensor};
 use netdsl_runtime::{conv2d, conv2d_prepared, prepare_conv, Conv2dSpec, Epilogue};
@@ -49,7 +50,7 @@ fn main() -> R<()> {
     };
     println!(
         "shape | direct ms | Winograd ms | Winograd / direct (median of rounds) | \
-         Winograd, weights transformed per call ms | per call / direct"
+         training forward ms | training / direct"
     );
     for (name, b, c, hw, cout) in shapes {
         let x = Tensor::randn(0f32, 1.0, (b, c, hw, hw), &dev)?;
@@ -58,11 +59,11 @@ fn main() -> R<()> {
         let p = prepare_conv(w.clone(), Some(bias.clone()), true)?;
         let direct = || conv2d(&x, &w, Some(&bias), &spec, Epilogue::Relu);
         let wino = || conv2d_prepared(&x, &p, &spec, Epilogue::Relu);
-        // As a training step runs it: the weights transformed in the call.
-        let per_call = || {
-            let p = prepare_conv(w.clone(), Some(bias.clone()), true)?;
-            conv2d_prepared(&x, &p, &spec, Epilogue::Relu)
-        };
+        // As a training step runs it: weights that track gradients, which
+        // run Winograd with the weights transformed in the call where
+        // `winograd::pays_per_call` says so, else direct.
+        let tracked = netdsl::candle::Var::from_tensor(&w)?;
+        let per_call = || conv2d(&x, tracked.as_tensor(), Some(&bias), &spec, Epilogue::Relu);
         // warm-up, and the same answer
         let (a, e) = (wino()?, direct()?);
         let diff = (a - e)?.abs()?.max_all()?.to_scalar::<f32>()?;

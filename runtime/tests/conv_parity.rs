@@ -394,7 +394,7 @@ fn bad_shapes_are_errors() {
 }
 
 /// A 3x3 convolution whose weights track gradients (training) and that
-/// has 96 output tiles or more runs Winograd with its weights transformed
+/// has 32 output tiles or more runs Winograd with its weights transformed
 /// in the call: its output differs from the direct lowering's by rounding
 /// only (it does differ, so the path is taken), and a smaller one is the
 /// direct lowering bit for bit.

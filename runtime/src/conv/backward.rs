@@ -6,9 +6,11 @@
 //!   flipped and its channel axes swapped), run on the forward's lowering,
 //!   or Winograd's where it pays; any other is a product per image and a
 //!   scatter of the patch rows back (col2im).
-//! - The weight gradient multiplies `dz` by the patches of several images
-//!   side by side, so that a small plane (7x7) still makes a product with a
-//!   long inner dimension.
+//! - The weight gradient of a 3x3 stride-1 convolution over enough tiles
+//!   runs Winograd's F(4x4, 3x3) read the other way
+//!   (`winograd::weight_grad`); any other multiplies `dz` by the patches of
+//!   several images side by side, so that a small plane (7x7) still makes
+//!   a product with a long inner dimension.
 //!
 //! Every sum is taken in an order fixed by the shapes alone: parallel jobs
 //! own disjoint outputs (an input plane, a block of weight-gradient entries,
@@ -202,8 +204,9 @@ fn as_convolution(g: &Geom, t: &Geom, dz: &[f32], w: &[f32]) -> Vec<f32> {
             }
         });
     if super::winograd::pays_per_call(t) {
-        let u = super::winograd::transform_weight(&wt, t.cout, t.cin);
-        return super::winograd::forward(t, dz, &u, None, Epilogue::None);
+        return super::winograd::with_transformed(&wt, t.cout, t.cin, |u| {
+            super::winograd::forward(t, dz, u, None, Epilogue::None)
+        });
     }
     super::cpu::forward(t, dz, &wt, None, Epilogue::None, TILE_THREADS)
 }
@@ -273,6 +276,9 @@ simd! {
 
 /// `dw [cout, cin_g, kh, kw]` from `dz` and `x`.
 pub(super) fn weight_grad(g: &Geom, dz: &[f32], x: &[f32]) -> Vec<f32> {
+    if super::winograd::pays_for_weight_grad(g) {
+        return super::winograd::weight_grad(g, dz, x);
+    }
     let (p, hw, k) = (g.p(), g.hw(), g.k());
     let mut dw = vec![0f32; g.cout * k];
     if g.is_depthwise() {
@@ -508,7 +514,7 @@ mod tests {
     /// gradient as a convolution (direct, and Winograd; grouped, dilated,
     /// asymmetric padding with the bottom beyond the kernel's reach), the
     /// strided products in several row blocks, padding beyond the reach,
-    /// 1x1; the weight gradient over several images side by side and over
+    /// 1x1; the weight gradient by Winograd, over several images side by side and over
     /// planes of 2048 pixels or more one image at a time (a 1x1 read in
     /// place).
     #[test]

@@ -380,8 +380,9 @@ impl ConvOp {
                 on_pool(|_| winograd::forward(&g, &data[0], u, bias, act))
             }
             None if self.per_call && winograd::pays_per_call(&g) => on_pool(|_| {
-                let u = winograd::transform_weight(&data[1], g.cout, g.cin);
-                winograd::forward(&g, &data[0], &u, bias, act)
+                winograd::with_transformed(&data[1], g.cout, g.cin, |u| {
+                    winograd::forward(&g, &data[0], u, bias, act)
+                })
             }),
             _ => on_pool(|n| cpu::forward(&g, &data[0], &data[1], bias, act, n)),
         };

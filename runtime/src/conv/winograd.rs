@@ -43,14 +43,15 @@ pub(super) fn applies(g: &Geom) -> bool {
 }
 
 /// Tiles from which a convolution whose weights change between calls (a
-/// training step's forward, an input gradient) runs Winograd with its
-/// weights transformed per call. The transform costs about as much as the
-/// products of a few dozen tiles whatever the channel counts, so the tile
-/// count decides: `cargo bench --bench conv3x3` measured 0.45-0.63x the
-/// direct time at 128-196 tiles (ResNet-18's 14x14 stage at batch 8, its
-/// 56x56 stage at batch 1) and 1.4-2x at 32-49 (the 7x7 stage at batch 8,
-/// VGG-16's 28x28 layers at batch 1).
-const PER_CALL_TILES: usize = 96;
+/// training step's forward, an input or weight gradient) runs Winograd,
+/// its weights transformed per call into a buffer the thread keeps. The
+/// transform costs about as much as the products of a dozen or two tiles
+/// whatever the channel counts, so the tile count decides: `cargo bench
+/// --bench conv3x3` (its training column, with this threshold at 1)
+/// measured 0.4-0.74x the direct time from 32 tiles (ResNet-18's 7x7 stage
+/// at batch 8) and 1.15x at 16 (VGG-16's 14x14 layers at batch 1), 4.4x at
+/// 4.
+const PER_CALL_TILES: usize = 32;
 
 /// Whether F(4x4, 3x3) with its weights transformed on every call pays:
 /// [`applies`], at least 8 channels each way (as the compiler's choice
@@ -60,17 +61,68 @@ pub(super) fn pays_per_call(g: &Geom) -> bool {
     applies(g) && g.cin.min(g.cout) >= 8 && tiles >= PER_CALL_TILES
 }
 
+/// Winograd's `G` for F(4x4, 3x3).
+const G: [[f32; 3]; 6] = [
+    [1.0 / 4.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
+/// Tiles from which the weight gradient runs through [`weight_grad`]: its
+/// 36 products each write a whole `Cout x Cin` block of `M` from an inner
+/// dimension of the tile count, so it needs more tiles than the forward.
+/// ResNet-18 at batch 8 (the training step's profile): 0.5x the direct
+/// time at 392 and 1568 tiles, 0.82x at 128, 2.5x at 32.
+const WEIGHT_GRAD_TILES: usize = 128;
+
+/// Whether [`weight_grad`] computes this convolution's weight gradient:
+/// [`applies`], at least 8 channels each way and [`WEIGHT_GRAD_TILES`]
+/// output tiles.
+pub(super) fn pays_for_weight_grad(g: &Geom) -> bool {
+    let tiles = g.b * g.oh.div_ceil(4) * g.ow.div_ceil(4);
+    applies(g) && g.cin.min(g.cout) >= 8 && tiles >= WEIGHT_GRAD_TILES
+}
+
 /// `U[ξ][co][ci] = (G g Gᵀ)[ξ]` for `w [Cout, Cin, 3, 3]`.
 pub(crate) fn transform_weight(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
-    const G: [[f32; 3]; 6] = [
-        [1.0 / 4.0, 0.0, 0.0],
-        [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
-        [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
-        [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
-        [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
-        [0.0, 0.0, 1.0],
-    ];
     let mut u = vec![0f32; XI * cout * cin];
+    transform_into(w, cout, cin, &mut u);
+    u
+}
+
+thread_local! {
+    /// The transformed weights of [`with_transformed`], kept between calls
+    /// on this thread: a fresh 38 MB buffer for a 512-channel layer cost
+    /// about 20 ms of page faults per call, ten times the transform.
+    static PER_CALL_U: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `f` of [`transform_weight`]`(w)`, in a buffer this thread keeps: for
+/// weights that change between calls (training).
+pub(super) fn with_transformed<R>(
+    w: &[f32],
+    cout: usize,
+    cin: usize,
+    f: impl FnOnce(&[f32]) -> R,
+) -> R {
+    let n = XI * cout * cin;
+    let mut u = PER_CALL_U.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    if u.len() < n {
+        u.resize(n, 0.0);
+    }
+    transform_into(w, cout, cin, &mut u[..n]);
+    let r = f(&u[..n]);
+    // After the thread's locals are gone there is nowhere to keep it.
+    let _ = PER_CALL_U.try_with(|c| *c.borrow_mut() = u);
+    r
+}
+
+/// [`transform_weight`] into `u` (`36 · cout · cin` floats, every one
+/// written).
+fn transform_into(w: &[f32], cout: usize, cin: usize, u: &mut [f32]) {
     let up = SyncPtr(u.as_mut_ptr());
     // One output channel per job: its 36 rows of `cin` floats, computed
     // into a local block and written row by row (the training backward
@@ -79,28 +131,46 @@ pub(crate) fn transform_weight(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
         .into_par_iter()
         .for_each_init(Vec::new, |block, co| {
             block.resize(XI * cin, 0f32);
-            for ci in 0..cin {
-                let g = &w[(co * cin + ci) * 9..][..9];
-                // t = G g: [6, 3]
-                let mut t = [[0f32; 3]; 6];
-                for (i, row) in G.iter().enumerate() {
-                    for c in 0..3 {
-                        t[i][c] = (0..3).map(|k| row[k] * g[k * 3 + c]).sum();
-                    }
-                }
-                for i in 0..6 {
-                    for (j, col) in G.iter().enumerate() {
-                        block[(i * 6 + j) * cin + ci] = (0..3).map(|k| t[i][k] * col[k]).sum();
-                    }
-                }
-            }
+            transform_channel(&w[co * cin * 9..][..cin * 9], cin, block);
             for (xi, row) in block.chunks_exact(cin).enumerate() {
                 // SAFETY: row (ξ, co) of U, `cin` floats, is written by this
                 // job alone.
                 unsafe { up.slice((xi * cout + co) * cin, cin) }.copy_from_slice(row);
             }
         });
-    u
+}
+
+simd! {
+    /// `block[ξ][ci] = (G g Gᵀ)[ξ]` for one output channel's kernels `w
+    /// [cin, 3, 3]`, 8 input channels at a time in SIMD lanes.
+    fn transform_channel(w: &[f32], cin: usize, block: &mut [f32]) {
+        for c0 in (0..cin).step_by(LANES) {
+            let n = LANES.min(cin - c0);
+            let mut gk = [[0f32; LANES]; 9];
+            for l in 0..n {
+                for (k, lane) in gk.iter_mut().enumerate() {
+                    lane[l] = w[(c0 + l) * 9 + k];
+                }
+            }
+            // t = G g: [6, 3]
+            let mut t = [[[0f32; LANES]; 3]; 6];
+            for (i, row) in G.iter().enumerate() {
+                for c in 0..3 {
+                    for l in 0..LANES {
+                        t[i][c][l] = row[0] * gk[c][l] + row[1] * gk[3 + c][l] + row[2] * gk[6 + c][l];
+                    }
+                }
+            }
+            for (i, ti) in t.iter().enumerate() {
+                for (j, col) in G.iter().enumerate() {
+                    let at = (i * 6 + j) * cin + c0;
+                    for (l, o) in block[at..at + n].iter_mut().enumerate() {
+                        *o = ti[0][l] * col[0] + ti[1][l] * col[1] + ti[2][l] * col[2];
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// `Bᵀ d` for six lanes of values.
@@ -456,6 +526,148 @@ thread_local! {
     /// `V` and `M` of [`forward`], kept for the next call on this thread.
     static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// `A g` for four lanes of values, `A = (Aᵀ)ᵀ` of [`at`]: the transform
+/// of a 4x4 tile of the output's gradient in the weight gradient.
+#[inline(always)]
+fn a6(g: [&Lane; 4]) -> [Lane; 6] {
+    let mut o = [[0f32; LANES]; 6];
+    for l in 0..LANES {
+        let (g0, g1, g2, g3) = (g[0][l], g[1][l], g[2][l], g[3][l]);
+        let (s02, s13) = (g0 + g2, g1 + g3);
+        let (q02, q13) = (g0 + 4.0 * g2, 2.0 * g1 + 8.0 * g3);
+        o[0][l] = g0;
+        o[1][l] = s02 + s13;
+        o[2][l] = s02 - s13;
+        o[3][l] = q02 + q13;
+        o[4][l] = q02 - q13;
+        o[5][l] = g3;
+    }
+    o
+}
+
+simd! {
+    /// `D[ξ][co][..] = (A g Aᵀ)[ξ]` of the block's 4x4 tiles of `dz`
+    /// channel `co` (zero outside the output; lanes past `n` zero).
+    fn dz_channel(blk: Block, dz: &[f32], co: usize, d: SyncPtr) {
+        let Block { g, tiles, t0, n, tp } = blk;
+        let p = g.oh * g.ow;
+        for grp in (0..n).step_by(LANES) {
+            let mut t = [[[0f32; LANES]; 4]; 4];
+            for l in 0..LANES.min(n - grp) {
+                let (b, oy, ox) = tiles.at(t0 + grp + l);
+                let plane = &dz[(b * g.cout + co) * p..][..p];
+                for (i, row) in t.iter_mut().enumerate().take(g.oh - oy) {
+                    let src = &plane[(oy + i) * g.ow + ox..];
+                    for (j, cell) in row.iter_mut().enumerate().take(g.ow - ox) {
+                        cell[l] = src[j];
+                    }
+                }
+            }
+            // columns, then rows
+            let mut c6 = [[[0f32; LANES]; 4]; 6];
+            for j in 0..4 {
+                let c = a6([&t[0][j], &t[1][j], &t[2][j], &t[3][j]]);
+                for (i, v) in c.into_iter().enumerate() {
+                    c6[i][j] = v;
+                }
+            }
+            for (i, row) in c6.iter().enumerate() {
+                let r = a6([&row[0], &row[1], &row[2], &row[3]]);
+                for (j, lane) in r.iter().enumerate() {
+                    let at = ((i * 6 + j) * g.cout + co) * tp + grp;
+                    // SAFETY: channel co's rows of D belong to this job alone.
+                    unsafe { d.slice(at, LANES) }.copy_from_slice(lane);
+                }
+            }
+        }
+    }
+}
+
+/// The weight gradient of a 3x3 stride-1 convolution ([`applies`]) by
+/// Winograd's F(4x4, 3x3) read the other way: with `Y` a 4x4 tile of the
+/// output's gradient and `X` its 6x6 input patch, the tile's contribution
+/// to `dW` is `Gᵀ [(A Y Aᵀ) ⊙ (Bᵀ X B)] G` (the forward's three matrices,
+/// by the symmetry of the correlation's trilinear form), and the sum over
+/// tiles and images can be taken before `Gᵀ .. G`, as 36 channel products
+/// `M[ξ] = Σ_t D[ξ][co][t] V[ξ][ci][t]`: 36 multiplies per tile and channel
+/// pair instead of 144. The input patches are the forward's transform.
+pub(super) fn weight_grad(g: &Geom, dz: &[f32], x: &[f32]) -> Vec<f32> {
+    let tiles = Tiles {
+        tw: g.ow.div_ceil(4),
+        per_image: g.oh.div_ceil(4) * g.ow.div_ceil(4),
+    };
+    let total = g.b * tiles.per_image;
+    let tp = block_tiles(g, total);
+    let mut v = vec![0f32; XI * g.cin * tp];
+    let mut d = vec![0f32; XI * g.cout * tp];
+    let mut m = vec![0f32; XI * g.cout * g.cin];
+    for (k, t0) in (0..total).step_by(tp).enumerate() {
+        let n = tp.min(total - t0);
+        let cols = n.next_multiple_of(LANES);
+        let blk = Block {
+            g,
+            tiles: &tiles,
+            t0,
+            n,
+            tp,
+        };
+        let vp = SyncPtr(v.as_mut_ptr());
+        (0..g.cin)
+            .into_par_iter()
+            .with_min_len(4)
+            .for_each(|ci| input_channel(blk, x, ci, vp));
+        let dp = SyncPtr(d.as_mut_ptr());
+        (0..g.cout)
+            .into_par_iter()
+            .with_min_len(4)
+            .for_each(|co| dz_channel(blk, dz, co, dp));
+        let mp = SyncPtr(m.as_mut_ptr());
+        let (vr, dr) = (&v, &d);
+        (0..XI).into_par_iter().for_each(|xi| {
+            // SAFETY: product ξ writes only M[ξ]; D[ξ] and V[ξ] are read.
+            unsafe {
+                matmul(
+                    g.cout,
+                    g.cin,
+                    cols,
+                    mp.ptr().add(xi * g.cout * g.cin),
+                    g.cin,
+                    k > 0,
+                    dr.as_ptr().add(xi * g.cout * tp),
+                    tp,
+                    1,
+                    vr.as_ptr().add(xi * g.cin * tp),
+                    1,
+                    tp,
+                );
+            }
+        });
+    }
+    // dW[co][ci] = Gᵀ M[·][co][ci] G, one output channel per job.
+    let mut dw = vec![0f32; g.cout * g.cin * 9];
+    let pairs = g.cout * g.cin;
+    dw.par_chunks_mut(g.cin * 9)
+        .enumerate()
+        .for_each(|(co, out)| {
+            for (ci, o) in out.chunks_exact_mut(9).enumerate() {
+                let mx = |xi: usize| m[xi * pairs + co * g.cin + ci];
+                // t = Gᵀ M: [3, 6]
+                let mut t = [[0f32; 6]; 3];
+                for (k, row) in t.iter_mut().enumerate() {
+                    for (j, cell) in row.iter_mut().enumerate() {
+                        *cell = (0..6).map(|i| G[i][k] * mx(i * 6 + j)).sum();
+                    }
+                }
+                for k in 0..3 {
+                    for l in 0..3 {
+                        o[k * 3 + l] = (0..6).map(|j| t[k][j] * G[j][l]).sum();
+                    }
+                }
+            }
+        });
+    dw
 }
 
 #[cfg(test)]
