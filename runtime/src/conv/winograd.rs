@@ -123,54 +123,43 @@ pub(super) fn with_transformed<R>(
 /// [`transform_weight`] into `u` (`36 · cout · cin` floats, every one
 /// written).
 fn transform_into(w: &[f32], cout: usize, cin: usize, u: &mut [f32]) {
-    let up = SyncPtr(u.as_mut_ptr());
-    // One output channel per job: its 36 rows of `cin` floats, computed
-    // into a local block and written row by row (the training backward
-    // transforms its weights on every call).
-    (0..cout)
-        .into_par_iter()
-        .for_each_init(Vec::new, |block, co| {
-            block.resize(XI * cin, 0f32);
-            transform_channel(&w[co * cin * 9..][..cin * 9], cin, block);
-            for (xi, row) in block.chunks_exact(cin).enumerate() {
-                // SAFETY: row (ξ, co) of U, `cin` floats, is written by this
-                // job alone.
-                unsafe { up.slice((xi * cout + co) * cin, cin) }.copy_from_slice(row);
-            }
-        });
-}
-
-simd! {
-    /// `block[ξ][ci] = (G g Gᵀ)[ξ]` for one output channel's kernels `w
-    /// [cin, 3, 3]`, 8 input channels at a time in SIMD lanes.
-    fn transform_channel(w: &[f32], cin: usize, block: &mut [f32]) {
-        for c0 in (0..cin).step_by(LANES) {
-            let n = LANES.min(cin - c0);
-            let mut gk = [[0f32; LANES]; 9];
-            for l in 0..n {
-                for (k, lane) in gk.iter_mut().enumerate() {
-                    lane[l] = w[(c0 + l) * 9 + k];
-                }
-            }
-            // t = G g: [6, 3]
-            let mut t = [[[0f32; LANES]; 3]; 6];
-            for (i, row) in G.iter().enumerate() {
-                for c in 0..3 {
-                    for l in 0..LANES {
-                        t[i][c][l] = row[0] * gk[c][l] + row[1] * gk[3 + c][l] + row[2] * gk[6 + c][l];
-                    }
-                }
-            }
-            for (i, ti) in t.iter().enumerate() {
-                for (j, col) in G.iter().enumerate() {
-                    let at = (i * 6 + j) * cin + c0;
-                    for (l, o) in block[at..at + n].iter_mut().enumerate() {
-                        *o = ti[0][l] * col[0] + ti[1][l] * col[1] + ti[2][l] * col[2];
-                    }
-                }
-            }
+    // (G g Gᵀ)[i][j] = Σ_ab G[i][a] G[j][b] g[a][b]: one fixed 36 x 9
+    // matrix T times every kernel, so U [36, cout · cin] = T x Wᵀ, the
+    // kernels `w [cout · cin, 9]` read as columns. One product per block
+    // of kernels, split between the threads; writing U (4x the weight) is
+    // what it costs.
+    const KERNELS: usize = 4096;
+    let mut t = [0f32; XI * 9];
+    for (xi, row) in t.chunks_exact_mut(9).enumerate() {
+        let (i, j) = (xi / 6, xi % 6);
+        for (ab, v) in row.iter_mut().enumerate() {
+            *v = G[i][ab / 3] * G[j][ab % 3];
         }
     }
+    let n = cout * cin;
+    let up = SyncPtr(u.as_mut_ptr());
+    let t = &t;
+    (0..n.div_ceil(KERNELS)).into_par_iter().for_each(|c| {
+        let (c0, len) = (c * KERNELS, KERNELS.min(n - c * KERNELS));
+        // SAFETY: job c alone writes columns c0..c0 + len of every row of
+        // U; `w` holds the 9 floats of each of its kernels.
+        unsafe {
+            matmul(
+                XI,
+                len,
+                9,
+                up.ptr().add(c0),
+                n,
+                false,
+                t.as_ptr(),
+                9,
+                1,
+                w.as_ptr().add(c0 * 9),
+                1,
+                9,
+            );
+        }
+    });
 }
 
 /// `Bᵀ d` for six lanes of values.
