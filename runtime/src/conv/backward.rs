@@ -283,12 +283,18 @@ pub(super) fn weight_grad(g: &Geom, dz: &[f32], x: &[f32]) -> Vec<f32> {
     let mut dw = vec![0f32; g.cout * k];
     if g.is_depthwise() {
         let mult = g.cout / g.cin;
+        let rows_at_once = g.sw == 1 && g.dw == 1 && g.kw <= 8;
         dw.par_chunks_mut(k).enumerate().for_each(|(co, dwk)| {
             let ci = co / mult;
+            let mut rows = Vec::new();
             for b in 0..g.b {
                 let dzp = &dz[(b * g.cout + co) * p..][..p];
                 let xp = &x[(b * g.cin + ci) * hw..][..hw];
-                depthwise_weight_plane(g, dzp, xp, dwk);
+                if rows_at_once {
+                    depthwise_weight_rows(g, dzp, xp, dwk, &mut rows);
+                } else {
+                    depthwise_weight_plane(g, dzp, xp, dwk);
+                }
             }
         });
         return dw;
@@ -399,6 +405,54 @@ simd! {
                     }
                 }
                 dwk[ky * g.kw + kx] += sum8(&acc);
+            }
+        }
+    }
+}
+
+simd! {
+    /// [`depthwise_weight_plane`] for stride 1 and dilation 1 along W and
+    /// at most 8 kernel columns: each row of `dz` is loaded once for every
+    /// kernel column, against a zero-padded copy of the input plane (no
+    /// bounds per column; padded once per plane), 8 output columns at a
+    /// time (LeNet-5's first layer made 25 dot products of 28 floats per
+    /// row instead).
+    fn depthwise_weight_rows(g: &Geom, dzp: &[f32], xp: &[f32], dwk: &mut [f32], rows: &mut Vec<f32>) {
+        let ow8 = g.ow.next_multiple_of(8);
+        // Row iy of the padded plane: column c is input column c - pl, for
+        // c = ox + kx.
+        let pw = ow8 + g.kw;
+        rows.resize(g.h * pw + g.oh * ow8, 0.0);
+        let (xpad, dpad) = rows.split_at_mut(g.h * pw);
+        let (lo, hi) = (g.pl.min(pw), (g.pl + g.w).min(pw));
+        for (iy, r) in xpad.chunks_exact_mut(pw).enumerate() {
+            r.fill(0.0);
+            if lo < hi {
+                r[lo..hi].copy_from_slice(&xp[iy * g.w + lo - g.pl..iy * g.w + hi - g.pl]);
+            }
+        }
+        for (oy, r) in dpad.chunks_exact_mut(ow8).enumerate() {
+            r[..g.ow].copy_from_slice(&dzp[oy * g.ow..(oy + 1) * g.ow]);
+            r[g.ow..].fill(0.0);
+        }
+        for ky in 0..g.kh {
+            let (ylo, yhi) = g.rows(ky);
+            let mut acc = [[0f32; 8]; 8];
+            for oy in ylo..yhi {
+                let iy = oy * g.sh + ky * g.dh - g.pt;
+                let (xr, dr) = (&xpad[iy * pw..(iy + 1) * pw], &dpad[oy * ow8..(oy + 1) * ow8]);
+                for j in (0..ow8).step_by(8) {
+                    let d = &dr[j..j + 8];
+                    for (kx, a) in acc.iter_mut().enumerate().take(g.kw) {
+                        let xs = &xr[j + kx..j + kx + 8];
+                        for l in 0..8 {
+                            a[l] += d[l] * xs[l];
+                        }
+                    }
+                }
+            }
+            for (kx, a) in acc.iter().enumerate().take(g.kw) {
+                dwk[ky * g.kw + kx] += sum8(a);
             }
         }
     }
@@ -607,6 +661,41 @@ mod tests {
                 ((1, 1), (1, 1)),
                 (1, 1),
                 1,
+            ),
+            // Depthwise: LeNet-5's first layer (one input channel, 6 out,
+            // 5x5), a channel multiplier of 2, a kernel wider than 8
+            // columns (the plane-by-tap path), dilated rows.
+            (
+                [3, 1, 12, 13],
+                [6, 1, 5, 5],
+                (1, 1),
+                ((2, 2), (2, 2)),
+                (1, 1),
+                1,
+            ),
+            (
+                [2, 4, 9, 10],
+                [8, 1, 3, 3],
+                (1, 1),
+                ((1, 1), (1, 1)),
+                (1, 1),
+                4,
+            ),
+            (
+                [1, 2, 9, 12],
+                [2, 1, 3, 9],
+                (1, 1),
+                ((1, 1), (4, 4)),
+                (1, 1),
+                2,
+            ),
+            (
+                [2, 3, 11, 10],
+                [3, 1, 3, 3],
+                (1, 1),
+                ((2, 2), (1, 0)),
+                (2, 1),
+                3,
             ),
             // A stem: 147 patch rows for 8 channels, in 5 row blocks.
             (
