@@ -374,15 +374,14 @@ fn max_pool_gradient_takes_pytorchs_pick() {
     // 2x2 windows, stride 2, over equal values: the top-left of each.
     let v = Var::from_tensor(&Tensor::ones((1, 1, 4, 4), DType::F32, &dev).unwrap()).unwrap();
     let p2 = p(2, 2, 0, 1, false);
-    let y = max_pool2d(v.as_tensor(), &p2).unwrap();
-    let g = y.sum_all().unwrap().backward().unwrap();
-    let got = g
-        .get(v.as_tensor())
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    // The input gradient of the pooled sum.
+    let grad = |v: &Var, p: &Pool2d| -> Vec<f32> {
+        let y = max_pool2d(v.as_tensor(), p).unwrap();
+        let g = y.sum_all().unwrap().backward().unwrap();
+        let g = g.get(v.as_tensor()).unwrap().flatten_all().unwrap();
+        g.to_vec1::<f32>().unwrap()
+    };
+    let got = grad(&v, &p2);
     let want = [
         1., 0., 1., 0., //
         0., 0., 0., 0., //
@@ -398,15 +397,7 @@ fn max_pool_gradient_takes_pytorchs_pick() {
     ];
     let v = Var::from_tensor(&Tensor::from_vec(x.to_vec(), (1, 1, 3, 3), &dev).unwrap()).unwrap();
     let p3 = p(3, 1, 1, 1, false);
-    let y = max_pool2d(v.as_tensor(), &p3).unwrap();
-    let g = y.sum_all().unwrap().backward().unwrap();
-    let got = g
-        .get(v.as_tensor())
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let got = grad(&v, &p3);
     // Row 0's windows see rows 0-1 only: 5 at (0, 0) first for outputs
     // (0, 0) and (0, 1), (0, 1) first for (0, 2); rows 1 and 2 see a NaN:
     // the last one in each window ((2, 0) for column 0, (2, 2) for 1 and 2).

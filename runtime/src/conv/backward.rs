@@ -500,19 +500,8 @@ pub(super) fn bias_grad(g: &Geom, dz: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conv::winograd::tests::data;
     use crate::conv::Conv2dSpec;
-
-    fn data(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
 
     /// `dx` and `dw` as the definition's sums, in f64.
     fn direct(g: &Geom, dz: &[f32], x: &[f32], w: &[f32]) -> (Vec<f64>, Vec<f64>) {

@@ -432,6 +432,45 @@ fn block_tiles(g: &Geom, total: usize) -> usize {
     t.min(total.next_multiple_of(LANES)).next_multiple_of(LANES)
 }
 
+/// Where `g`'s output tiles lie, how many there are, and how many a block
+/// holds.
+fn tiling(g: &Geom) -> (Tiles, usize, usize) {
+    let tiles = Tiles {
+        tw: g.ow.div_ceil(4),
+        per_image: g.oh.div_ceil(4) * g.ow.div_ceil(4),
+    };
+    let total = g.b * tiles.per_image;
+    let tp = block_tiles(g, total);
+    (tiles, total, tp)
+}
+
+/// For each block of tiles in turn: `V` filled with the block's input
+/// patches, transformed, then `f(block index, block, columns, V)`.
+fn each_block(
+    g: &Geom,
+    x: &[f32],
+    (tiles, total, tp): (&Tiles, usize, usize),
+    v: &mut [f32],
+    mut f: impl FnMut(usize, Block, usize, &[f32]),
+) {
+    for (k, t0) in (0..total).step_by(tp).enumerate() {
+        let n = tp.min(total - t0);
+        let blk = Block {
+            g,
+            tiles,
+            t0,
+            n,
+            tp,
+        };
+        let vp = SyncPtr(v.as_mut_ptr());
+        (0..g.cin)
+            .into_par_iter()
+            .with_min_len(4)
+            .for_each(|ci| input_channel(blk, x, ci, vp));
+        f(k, blk, n.next_multiple_of(LANES), v);
+    }
+}
+
 /// `y = act(conv(x, w) + bias)` with `u` = [`transform_weight`] of `w`.
 pub(super) fn forward(
     g: &Geom,
@@ -440,12 +479,7 @@ pub(super) fn forward(
     bias: Option<&[f32]>,
     act: Epilogue,
 ) -> Vec<f32> {
-    let tiles = Tiles {
-        tw: g.ow.div_ceil(4),
-        per_image: g.oh.div_ceil(4) * g.ow.div_ceil(4),
-    };
-    let total = g.b * tiles.per_image;
-    let tp = block_tiles(g, total);
+    let (tiles, total, tp) = tiling(g);
     // The output is not zeroed first (every pixel is written by
     // `output_channel`, through the pointer); the transformed blocks `V`
     // and `M` are kept between calls on this thread, zeroed only when they
@@ -461,23 +495,8 @@ pub(super) fn forward(
         m.resize(XI * g.cout * tp, 0.0);
     }
     let yp = SyncPtr(y.as_mut_ptr());
-    for t0 in (0..total).step_by(tp) {
-        let n = tp.min(total - t0);
-        let cols = n.next_multiple_of(LANES);
-        let blk = Block {
-            g,
-            tiles: &tiles,
-            t0,
-            n,
-            tp,
-        };
-        let vp = SyncPtr(v.as_mut_ptr());
-        (0..g.cin)
-            .into_par_iter()
-            .with_min_len(4)
-            .for_each(|ci| input_channel(blk, x, ci, vp));
+    each_block(g, x, (&tiles, total, tp), &mut v, |_, blk, cols, vr| {
         let mp = SyncPtr(m.as_mut_ptr());
-        let vr = &v;
         (0..XI).into_par_iter().for_each(|xi| {
             // SAFETY: product ξ writes only M[ξ]; U[ξ] and V[ξ] are read.
             unsafe {
@@ -502,7 +521,7 @@ pub(super) fn forward(
             let b = bias.map_or(0.0, |bs| bs[co]);
             output_channel(blk, mr, co, b, act, yp)
         });
-    }
+    });
     SCRATCH.with(|s| *s.borrow_mut() = (v, m));
     // SAFETY: the blocks cover every tile of every image, and each tile's
     // `output_channel` writes its 4 x 4 pixels (clipped to the output) of
@@ -583,37 +602,18 @@ simd! {
 /// `M[ξ] = Σ_t D[ξ][co][t] V[ξ][ci][t]`: 36 multiplies per tile and channel
 /// pair instead of 144. The input patches are the forward's transform.
 pub(super) fn weight_grad(g: &Geom, dz: &[f32], x: &[f32]) -> Vec<f32> {
-    let tiles = Tiles {
-        tw: g.ow.div_ceil(4),
-        per_image: g.oh.div_ceil(4) * g.ow.div_ceil(4),
-    };
-    let total = g.b * tiles.per_image;
-    let tp = block_tiles(g, total);
+    let (tiles, total, tp) = tiling(g);
     let mut v = vec![0f32; XI * g.cin * tp];
     let mut d = vec![0f32; XI * g.cout * tp];
     let mut m = vec![0f32; XI * g.cout * g.cin];
-    for (k, t0) in (0..total).step_by(tp).enumerate() {
-        let n = tp.min(total - t0);
-        let cols = n.next_multiple_of(LANES);
-        let blk = Block {
-            g,
-            tiles: &tiles,
-            t0,
-            n,
-            tp,
-        };
-        let vp = SyncPtr(v.as_mut_ptr());
-        (0..g.cin)
-            .into_par_iter()
-            .with_min_len(4)
-            .for_each(|ci| input_channel(blk, x, ci, vp));
+    each_block(g, x, (&tiles, total, tp), &mut v, |k, blk, cols, vr| {
         let dp = SyncPtr(d.as_mut_ptr());
         (0..g.cout)
             .into_par_iter()
             .with_min_len(4)
             .for_each(|co| dz_channel(blk, dz, co, dp));
         let mp = SyncPtr(m.as_mut_ptr());
-        let (vr, dr) = (&v, &d);
+        let dr = &d;
         (0..XI).into_par_iter().for_each(|xi| {
             // SAFETY: product ξ writes only M[ξ]; D[ξ] and V[ξ] are read.
             unsafe {
@@ -633,7 +633,7 @@ pub(super) fn weight_grad(g: &Geom, dz: &[f32], x: &[f32]) -> Vec<f32> {
                 );
             }
         });
-    }
+    });
     // dW[co][ci] = Gᵀ M[·][co][ci] G, one output channel per job.
     let mut dw = vec![0f32; g.cout * g.cin * 9];
     let pairs = g.cout * g.cin;
@@ -660,11 +660,13 @@ pub(super) fn weight_grad(g: &Geom, dz: &[f32], x: &[f32]) -> Vec<f32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::conv::Conv2dSpec;
 
-    fn data(n: usize, seed: u32) -> Vec<f32> {
+    /// `n` floats in [-1, 1) from a xorshift seeded with `seed` (the
+    /// convolution tests' data, here and in `backward`).
+    pub(crate) fn data(n: usize, seed: u32) -> Vec<f32> {
         let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
         (0..n)
             .map(|_| {
