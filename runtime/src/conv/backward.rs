@@ -686,6 +686,16 @@ mod tests {
                 (2, 1),
                 3,
             ),
+            // 64 channels each way over 144 tiles: Winograd's weight
+            // gradient in two blocks of tiles, summed.
+            (
+                [1, 64, 48, 48],
+                [64, 64, 3, 3],
+                (1, 1),
+                ((1, 1), (1, 1)),
+                (1, 1),
+                1,
+            ),
             // A stem: 147 patch rows for 8 channels, in 5 row blocks.
             (
                 [2, 3, 30, 31],

@@ -180,7 +180,8 @@ fn sgd_in_place(
     cfg: &SgdConfig,
 ) -> Result<Option<Option<Tensor>>> {
     let param = var.as_tensor();
-    let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
+    // Contiguous f32 CPU data only; anything else takes the tensor ops.
+    let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu() && t.is_contiguous();
     if !f32_cpu(param) || !f32_cpu(grad) || buf.is_some_and(|b| !f32_cpu(b)) {
         return Ok(None);
     }
