@@ -351,17 +351,7 @@ impl candle_core::CustomOp1 for MaxPoolOp {
         use crate::host::HostF32;
         let (xh, yh, gh) = (HostF32::of(arg)?, HostF32::of(res)?, HostF32::of(grad)?);
         let (x, y, g) = (xh.slice(), yh.slice(), gh.slice());
-        let inside = |p: i64, n: usize| (p >= 0 && (p as usize) < n).then_some(p as usize);
-        let rows: Vec<Vec<usize>> = self
-            .rows
-            .iter()
-            .map(|win| win.iter().filter_map(|&p| inside(p, h)).collect())
-            .collect();
-        let cols: Vec<Vec<usize>> = self
-            .cols
-            .iter()
-            .map(|win| win.iter().filter_map(|&p| inside(p, w)).collect())
-            .collect();
+        let (rows, cols) = (clipped(&self.rows, h), clipped(&self.cols, w));
         let mut dx = vec![0f32; x.len()];
         crate::conv::on_pool(|_| {
             dx.par_chunks_mut((h * w).max(1))
@@ -414,16 +404,7 @@ fn max_pool_planes(
 ) -> Vec<f32> {
     use rayon::prelude::*;
     let (oh, ow) = (rows.len(), cols.len());
-    let fold = |m: f32, v: f32| if v > m || v.is_nan() { v } else { m };
-    let inside = |p: i64, n: usize| (p >= 0 && (p as usize) < n).then_some(p as usize);
-    let cols: Vec<Vec<usize>> = cols
-        .iter()
-        .map(|win| win.iter().filter_map(|&p| inside(p, w)).collect())
-        .collect();
-    let rows: Vec<Vec<usize>> = rows
-        .iter()
-        .map(|win| win.iter().filter_map(|&p| inside(p, h)).collect())
-        .collect();
+    let (rows, cols) = (clipped(rows, h), clipped(cols, w));
     // Windows of `k` whole columns every `s` (no padding or dilation, the
     // usual case): the column pass without index lists.
     let regular = cols.first().and_then(|first| {
@@ -452,7 +433,7 @@ fn max_pool_planes(
                                 for (o, win) in across.iter_mut().zip(&cols) {
                                     *o = win
                                         .iter()
-                                        .fold(f32::NEG_INFINITY, |m, &c| fold(m, line[c]));
+                                        .fold(f32::NEG_INFINITY, |m, &c| max_nan(m, line[c]));
                                 }
                             }
                         }
@@ -461,7 +442,7 @@ fn max_pool_planes(
                         orow.fill(f32::NEG_INFINITY);
                         for &r in win {
                             for (o, &v) in orow.iter_mut().zip(&across[r * ow..(r + 1) * ow]) {
-                                *o = fold(*o, v);
+                                *o = max_nan(*o, v);
                             }
                         }
                     }
@@ -469,6 +450,18 @@ fn max_pool_planes(
             )
     });
     y
+}
+
+/// Each window's positions inside `0..n` (those outside are padding).
+fn clipped(windows: &[Vec<i64>], n: usize) -> Vec<Vec<usize>> {
+    windows
+        .iter()
+        .map(|win| {
+            win.iter()
+                .filter_map(|&p| usize::try_from(p).ok().filter(|&p| p < n))
+                .collect()
+        })
+        .collect()
 }
 
 /// The larger of `m` and `v`, or `v` if it is NaN (PyTorch's max pooling

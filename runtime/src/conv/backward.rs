@@ -20,7 +20,7 @@
 
 use rayon::prelude::*;
 
-use super::cpu::{im2col_rows, matmul, SyncPtr};
+use super::cpu::{im2col_rows, matmul, Padded, SyncPtr};
 use super::geom::Geom;
 use super::math::simd;
 use super::Epilogue;
@@ -284,6 +284,7 @@ pub(super) fn weight_grad(g: &Geom, dz: &[f32], x: &[f32]) -> Vec<f32> {
     if g.is_depthwise() {
         let mult = g.cout / g.cin;
         let rows_at_once = g.sw == 1 && g.dw == 1 && g.kw <= 8;
+        let pad = Padded::new(g);
         dw.par_chunks_mut(k).enumerate().for_each(|(co, dwk)| {
             let ci = co / mult;
             let mut rows = Vec::new();
@@ -291,7 +292,7 @@ pub(super) fn weight_grad(g: &Geom, dz: &[f32], x: &[f32]) -> Vec<f32> {
                 let dzp = &dz[(b * g.cout + co) * p..][..p];
                 let xp = &x[(b * g.cin + ci) * hw..][..hw];
                 if rows_at_once {
-                    depthwise_weight_rows(g, dzp, xp, dwk, &mut rows);
+                    depthwise_weight_rows(g, &pad, dzp, xp, dwk, &mut rows);
                 } else {
                     depthwise_weight_plane(g, dzp, xp, dwk);
                 }
@@ -413,24 +414,19 @@ simd! {
 simd! {
     /// [`depthwise_weight_plane`] for stride 1 and dilation 1 along W and
     /// at most 8 kernel columns: each row of `dz` is loaded once for every
-    /// kernel column, against a zero-padded copy of the input plane (no
-    /// bounds per column; padded once per plane), 8 output columns at a
-    /// time (LeNet-5's first layer made 25 dot products of 28 floats per
-    /// row instead).
-    fn depthwise_weight_rows(g: &Geom, dzp: &[f32], xp: &[f32], dwk: &mut [f32], rows: &mut Vec<f32>) {
+    /// kernel column, against the input plane as the forward lays it out
+    /// ([`Padded`]: zero-padded, padded row `r` is input row `r - pt`,
+    /// column `c` input column `c - pl`), 8 output columns at a time
+    /// (LeNet-5's first layer made 25 dot products of 28 floats per row
+    /// instead).
+    fn depthwise_weight_rows(g: &Geom, pad: &Padded, dzp: &[f32], xp: &[f32], dwk: &mut [f32], rows: &mut Vec<f32>) {
         let ow8 = g.ow.next_multiple_of(8);
-        // Row iy of the padded plane: column c is input column c - pl, for
-        // c = ox + kx.
-        let pw = ow8 + g.kw;
-        rows.resize(g.h * pw + g.oh * ow8, 0.0);
-        let (xpad, dpad) = rows.split_at_mut(g.h * pw);
-        let (lo, hi) = (g.pl.min(pw), (g.pl + g.w).min(pw));
-        for (iy, r) in xpad.chunks_exact_mut(pw).enumerate() {
-            r.fill(0.0);
-            if lo < hi {
-                r[lo..hi].copy_from_slice(&xp[iy * g.w + lo - g.pl..iy * g.w + hi - g.pl]);
-            }
-        }
+        // The padded rows reach column ow8 + kw - 1 (Padded rounds the
+        // output to 16 columns).
+        let len = pad.len;
+        rows.resize(pad.size(g) + g.oh * ow8, 0.0);
+        let (xpad, dpad) = rows.split_at_mut(pad.size(g));
+        pad.fill(g, xp, xpad);
         for (oy, r) in dpad.chunks_exact_mut(ow8).enumerate() {
             r[..g.ow].copy_from_slice(&dzp[oy * g.ow..(oy + 1) * g.ow]);
             r[g.ow..].fill(0.0);
@@ -439,8 +435,8 @@ simd! {
             let (ylo, yhi) = g.rows(ky);
             let mut acc = [[0f32; 8]; 8];
             for oy in ylo..yhi {
-                let iy = oy * g.sh + ky * g.dh - g.pt;
-                let (xr, dr) = (&xpad[iy * pw..(iy + 1) * pw], &dpad[oy * ow8..(oy + 1) * ow8]);
+                let r = oy * g.sh + ky * g.dh;
+                let (xr, dr) = (&xpad[r * len..(r + 1) * len], &dpad[oy * ow8..(oy + 1) * ow8]);
                 for j in (0..ow8).step_by(8) {
                     let d = &dr[j..j + 8];
                     for (kx, a) in acc.iter_mut().enumerate().take(g.kw) {

@@ -457,22 +457,22 @@ const BLOCK: usize = 16;
 /// padded row split into its `sw` phases (`phase q` holds the padded
 /// columns `q, q + sw, ..`), so every tap reads consecutive values; each
 /// phase row is long enough for whole blocks of [`BLOCK`] outputs.
-struct Padded {
+pub(super) struct Padded {
     /// Padded rows: those the taps read.
     rows: usize,
     /// Length of one phase row.
-    len: usize,
+    pub(super) len: usize,
 }
 
 impl Padded {
-    fn new(g: &Geom) -> Padded {
+    pub(super) fn new(g: &Geom) -> Padded {
         let rows = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
         let len = g.ow.div_ceil(BLOCK) * BLOCK + (g.kw - 1) * g.dw / g.sw + 1;
         Padded { rows, len }
     }
 
     /// Floats of the laid-out plane.
-    fn size(&self, g: &Geom) -> usize {
+    pub(super) fn size(&self, g: &Geom) -> usize {
         self.rows * g.sw * self.len
     }
 
@@ -480,7 +480,7 @@ impl Padded {
     /// floats): padded row `r` is input row `r - pt` (zero outside), padded
     /// column `c` input column `c - pl`, stored at phase `c % sw`, index
     /// `c / sw`.
-    fn fill(&self, g: &Geom, x: &[f32], buf: &mut [f32]) {
+    pub(super) fn fill(&self, g: &Geom, x: &[f32], buf: &mut [f32]) {
         for r in 0..self.rows {
             let iy = r.checked_sub(g.pt).filter(|&iy| iy < g.h);
             if g.sw == 1 {
