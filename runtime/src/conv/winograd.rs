@@ -57,8 +57,7 @@ const PER_CALL_TILES: usize = 32;
 /// [`applies`], at least 8 channels each way (as the compiler's choice
 /// requires) and [`PER_CALL_TILES`] output tiles.
 pub(super) fn pays_per_call(g: &Geom) -> bool {
-    let tiles = g.b * g.oh.div_ceil(4) * g.ow.div_ceil(4);
-    applies(g) && g.cin.min(g.cout) >= 8 && tiles >= PER_CALL_TILES
+    applies(g) && g.cin.min(g.cout) >= 8 && tiling(g).1 >= PER_CALL_TILES
 }
 
 /// Winograd's `G` for F(4x4, 3x3).
@@ -82,8 +81,7 @@ const WEIGHT_GRAD_TILES: usize = 128;
 /// [`applies`], at least 8 channels each way and [`WEIGHT_GRAD_TILES`]
 /// output tiles.
 pub(super) fn pays_for_weight_grad(g: &Geom) -> bool {
-    let tiles = g.b * g.oh.div_ceil(4) * g.ow.div_ceil(4);
-    applies(g) && g.cin.min(g.cout) >= 8 && tiles >= WEIGHT_GRAD_TILES
+    applies(g) && g.cin.min(g.cout) >= 8 && tiling(g).1 >= WEIGHT_GRAD_TILES
 }
 
 /// `U[ξ][co][ci] = (G g Gᵀ)[ξ]` for `w [Cout, Cin, 3, 3]`.

@@ -168,9 +168,9 @@ fn sgd_tensor_ops(
 
 /// One SGD update of an f32 CPU variable with an f32 CPU gradient, as one
 /// pass over its elements split between threads, writing the variable in
-/// place: the same f32 operations in the same order as the tensor-op path
-/// as [`sgd_tensor_ops`] (`x * c` as candle's affine, `x * c + 0`), so the two agree bit
-/// for bit, without its six single-threaded passes and the copy into the
+/// place: the same f32 operations in the same order as [`sgd_tensor_ops`]
+/// (`x * c` as candle's affine, `x * c + 0`), so the two agree bit for bit,
+/// without its six single-threaded passes and the copy into the
 /// variable. Returns the new momentum buffer (`Some(None)` without
 /// momentum), or `None` where the tensors are not f32 CPU data.
 fn sgd_in_place(
