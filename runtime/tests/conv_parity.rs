@@ -419,3 +419,62 @@ fn training_forward_takes_winograd_where_it_pays() -> Result<()> {
     }
     Ok(())
 }
+
+/// Depthwise convolutions against candle's at every stride from 1 to 3,
+/// asymmetric padding (the input padded by hand for candle), dilation,
+/// channel multipliers and widths around the kernel's 16-column blocks
+/// and the stride-2 row split's 32 floats (15 to 75 columns), with each
+/// epilogue: the padded plane's layout (only the input's places are
+/// written, the padding kept from the first plane) and the block stores.
+#[test]
+fn depthwise_matches_candle_at_every_stride_and_padding() -> Result<()> {
+    // (x, kernel, stride, (top, bottom, left, right), dilation, multiplier)
+    type Case = (
+        [usize; 4],
+        usize,
+        usize,
+        (usize, usize, usize, usize),
+        usize,
+        usize,
+    );
+    let cases: &[Case] = &[
+        ([1, 5, 9, 15], 3, 1, (1, 1, 1, 1), 1, 1),
+        ([2, 3, 12, 33], 3, 2, (1, 1, 1, 1), 1, 1),
+        ([1, 4, 11, 64], 3, 2, (0, 1, 0, 1), 1, 2),
+        ([1, 3, 10, 75], 5, 2, (2, 2, 2, 2), 1, 1),
+        ([1, 2, 13, 40], 3, 3, (1, 0, 2, 1), 1, 1),
+        ([1, 3, 9, 31], 3, 1, (2, 1, 0, 2), 2, 1),
+        ([1, 2, 14, 47], 3, 2, (3, 3, 3, 3), 1, 3),
+        ([1, 2, 8, 17], 7, 2, (3, 3, 3, 3), 1, 1),
+    ];
+    let acts = [Epilogue::None, Epilogue::Relu6, Epilogue::Silu];
+    for (i, &(xs, k, s, (pt, pb, pl, pr), d, mult)) in cases.iter().enumerate() {
+        let c = xs[1];
+        let x = rand(&xs, 40 + i as u64);
+        let w = rand(&[c * mult, 1, k, k], 60 + i as u64);
+        let b = rand(&[c * mult], 80 + i as u64);
+        let spec = Conv2dSpec {
+            stride: (s, s),
+            padding: ((pt, pb), (pl, pr)),
+            dilation: (d, d),
+            groups: c,
+        };
+        let xp = x.pad_with_zeros(2, pt, pb)?.pad_with_zeros(3, pl, pr)?;
+        let z = xp
+            .conv2d(&w, 0, s, d, c)?
+            .broadcast_add(&b.reshape((1, (), 1, 1))?)?;
+        for act in acts {
+            let want = match act {
+                Epilogue::None => z.clone(),
+                Epilogue::Relu6 => z.clamp(0f32, 6f32)?,
+                _ => (&z * netdsl_runtime::candle_nn::ops::sigmoid(&z)?)?,
+            };
+            assert_close(
+                &conv2d(&x, &w, Some(&b), &spec, act)?,
+                &want,
+                &format!("depthwise case {i} {act:?}"),
+            );
+        }
+    }
+    Ok(())
+}

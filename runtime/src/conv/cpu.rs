@@ -24,7 +24,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::geom::Geom;
-use super::math::{epilogue, simd};
+use super::math::{epilogue, epilogue_inline, simd};
 use super::Epilogue;
 
 /// Floats of patch panel per tile: 96K floats = 384 KiB, well inside the
@@ -274,14 +274,14 @@ fn gather_strided(src: &[f32], out: &mut [f32], s: usize) {
     }
     for (o, &v) in out[done..]
         .iter_mut()
-        .zip(src[s * done..].iter().step_by(s))
+        .zip(src.get(s * done..).unwrap_or_default().iter().step_by(s))
     {
         *o = v;
     }
 }
 
-/// The whole vectors of [`gather_strided`] for `s` in 2..=4; returns how
-/// many outputs it wrote.
+/// [`gather_strided`] for `s` in 2..=4, all of `out` (whole vectors,
+/// then masked ones); returns how many outputs it wrote.
 ///
 /// # Safety
 /// The CPU has AVX-512F.
@@ -309,6 +309,27 @@ unsafe fn gather_strided_avx512(src: &[f32], out: &mut [f32], s: usize) -> usize
             _mm512_mask_storeu_ps(out.as_mut_ptr().add(j), mask, v);
         }
         j += per;
+    }
+    // The tail: masked loads of what is left of `src`, and stores of the
+    // outputs it has. Done element by element it was a third of a
+    // stride-2 depthwise layer's padding at 112 columns.
+    let bits = |n: usize| ((1u32 << n.min(16)) - 1) as __mmask16;
+    while j < out.len() {
+        let avail = src.len().saturating_sub(s * j);
+        let count = per.min(out.len() - j).min(avail.div_ceil(s));
+        if count == 0 {
+            break;
+        }
+        // SAFETY: the masks cover src[s j .. s j + min(avail, 32)] and
+        // out[j .. j + count]; masked-off lanes are not touched.
+        unsafe {
+            let a = _mm512_maskz_loadu_ps(bits(avail), src.as_ptr().add(s * j));
+            let b =
+                _mm512_maskz_loadu_ps(bits(avail.saturating_sub(16)), src.as_ptr().add(s * j + 16));
+            let v = _mm512_permutex2var_ps(a, idx, b);
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(j), bits(count), v);
+        }
+        j += count;
     }
     j
 }
@@ -442,8 +463,8 @@ fn depthwise(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>, act: Epilogue
             let xin = &x[(b * g.cin + ci) * hw..][..hw];
             let wk = &w[co * taps..][..taps];
             pad.fill(g, xin, buf);
-            depthwise_plane(g, &pad, buf, wk, out);
-            epilogue(act, bias.map_or(0.0, |bs| bs[co]), out);
+            let ep = (act, bias.map_or(0.0, |bs| bs[co]));
+            depthwise_plane(g, &pad, buf, wk, ep, out);
         },
     );
 }
@@ -477,64 +498,182 @@ impl Padded {
     }
 
     /// Lays out input plane `x` (`h x w`) into `buf` ([`Self::size`]
-    /// floats): padded row `r` is input row `r - pt` (zero outside), padded
-    /// column `c` input column `c - pl`, stored at phase `c % sw`, index
-    /// `c / sw`.
+    /// floats): padded row `r` is input row `r - pt`, padded column `c`
+    /// input column `c - pl`, stored at phase `c % sw`, index `c / sw`.
+    ///
+    /// Only the places that hold input values are written: the padding
+    /// around them must already be zero, as in a zeroed buffer that only
+    /// this layout's `fill` has written since (they are the same places
+    /// for every plane). Zeroing and copying the whole plane for every
+    /// channel was a fifth of MobileNetV2's time at batch 1.
     pub(super) fn fill(&self, g: &Geom, x: &[f32], buf: &mut [f32]) {
-        for r in 0..self.rows {
-            let iy = r.checked_sub(g.pt).filter(|&iy| iy < g.h);
-            if g.sw == 1 {
-                // The row as it is between zeros.
-                let row = &mut buf[r * self.len..][..self.len];
-                row.fill(0.0);
-                if let Some(iy) = iy {
-                    let n = g.w.min(self.len.saturating_sub(g.pl));
-                    row[g.pl..g.pl + n].copy_from_slice(&x[iy * g.w..][..n]);
-                }
+        let rows = g.h.min(self.rows.saturating_sub(g.pt));
+        // Phase q, index j holds input column j sw + q - pl: from the first
+        // j at or right of the left padding, every one up to the input's
+        // last column or the row's end: (j0, first column, count).
+        let spans: Vec<Option<(usize, usize, usize)>> = (0..g.sw)
+            .map(|q| {
+                let j0 = g.pl.saturating_sub(q).div_ceil(g.sw);
+                let first = (j0 * g.sw + q).checked_sub(g.pl).filter(|&c| c < g.w)?;
+                let n = (g.w - first)
+                    .div_ceil(g.sw)
+                    .min(self.len.saturating_sub(j0));
+                Some((j0, first, n))
+            })
+            .collect();
+        let two = match spans[..] {
+            [Some(a), Some(b)] if a.1.abs_diff(b.1) == 1 => Some(if a.1 < b.1 {
+                (a, b, false)
+            } else {
+                (b, a, true)
+            }),
+            _ => None,
+        };
+        for iy in 0..rows {
+            let r = iy + g.pt;
+            let src = &x[iy * g.w..][..g.w];
+            let phases = &mut buf[r * g.sw * self.len..][..g.sw * self.len];
+            if let Some(((j0, first, n), (k0, _, m), swapped)) = two {
+                // Stride 2: both phases in one pass over the row.
+                let (p0, p1) = phases.split_at_mut(self.len);
+                let (lo, hi) = if swapped { (p1, p0) } else { (p0, p1) };
+                split_pairs(&src[first..], &mut lo[j0..j0 + n], &mut hi[k0..k0 + m]);
                 continue;
             }
-            for q in 0..g.sw {
-                let row = &mut buf[(r * g.sw + q) * self.len..][..self.len];
-                for (j, v) in row.iter_mut().enumerate() {
-                    let ix = (j * g.sw + q).checked_sub(g.pl).filter(|&ix| ix < g.w);
-                    *v = match (iy, ix) {
-                        (Some(iy), Some(ix)) => x[iy * g.w + ix],
-                        _ => 0.0,
-                    };
+            for (q, span) in spans.iter().enumerate() {
+                let Some((j0, first, n)) = *span else {
+                    continue;
+                };
+                let dst = &mut phases[q * self.len..][j0..j0 + n];
+                if g.sw == 1 {
+                    dst.copy_from_slice(&src[first..first + n]);
+                } else {
+                    gather_strided(&src[first..], dst, g.sw);
                 }
             }
         }
     }
 }
+
+/// `even[i] = src[2 i]`, `odd[i] = src[2 i + 1]` for every index of each
+/// (the caller keeps them inside `src`): a row split into its two stride
+/// phases in one pass, 32 floats at a time with AVX-512. (Two strided
+/// gathers per row were half of a stride-2 depthwise layer's time.)
+fn split_pairs(src: &[f32], even: &mut [f32], odd: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::rnn_kernel::has_avx512()
+            && 2 * even.len() <= src.len() + 1
+            && 2 * odd.len() <= src.len()
+        {
+            // SAFETY: the CPU has AVX-512F, and the lengths were checked.
+            unsafe { split_pairs_avx512(src, even, odd) };
+            return;
+        }
+    }
+    for (e, &v) in even.iter_mut().zip(src.iter().step_by(2)) {
+        *e = v;
+    }
+    for (o, &v) in odd.iter_mut().zip(src.iter().skip(1).step_by(2)) {
+        *o = v;
+    }
+}
+
+/// [`split_pairs`] with AVX-512: two loads, two permutes, two stores per
+/// 32 floats, masked at the end.
+///
+/// # Safety
+/// The CPU has AVX-512F; `2 even.len() <= src.len() + 1` and
+/// `2 odd.len() <= src.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn split_pairs_avx512(src: &[f32], even: &mut [f32], odd: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let bits = |n: usize| ((1u32 << n.min(16)) - 1) as __mmask16;
+    let ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let mut i = 0;
+    while i < even.len().max(odd.len()) {
+        let at = 2 * i;
+        let avail = src.len() - at;
+        let (ne, no) = (even.len().saturating_sub(i), odd.len().saturating_sub(i));
+        // SAFETY: the loads read src[at .. at + min(avail, 32)], the
+        // stores even[i .. i + min(ne, 16)] and odd[i .. i + min(no, 16)]
+        // (all inside, by the caller's lengths); masked-off lanes are not
+        // touched.
+        unsafe {
+            let a = _mm512_maskz_loadu_ps(bits(avail), src.as_ptr().add(at));
+            let b =
+                _mm512_maskz_loadu_ps(bits(avail.saturating_sub(16)), src.as_ptr().add(at + 16));
+            let e = _mm512_permutex2var_ps(a, ie, b);
+            let o = _mm512_permutex2var_ps(a, io, b);
+            _mm512_mask_storeu_ps(even.as_mut_ptr().add(i.min(even.len())), bits(ne), e);
+            _mm512_mask_storeu_ps(odd.as_mut_ptr().add(i.min(odd.len())), bits(no), o);
+        }
+        i += 16;
+    }
+}
 simd! {
     /// One output plane of a depthwise convolution from its input plane
-    /// laid out by [`Padded::fill`]: blocks of [`ROWS`] output rows by
-    /// [`BLOCK`] columns sum all `kh * kw` taps in registers, `acc[j][i] +=
-    /// w * phase_row[base + i]`, and are stored once. (The direct loop per
-    /// tap loaded and stored the output row for every tap, and one block
-    /// row alone waits on its additions' latency: a 5x5 kernel ran at about
-    /// 16 GFLOP/s.)
-    fn depthwise_plane(g: &Geom, pad: &Padded, buf: &[f32], wk: &[f32], out: &mut [f32]) {
+    /// laid out by [`Padded::fill`], with the epilogue `(act, bias)`: blocks
+    /// of [`ROWS`] output rows by [`BLOCK`] columns sum all `kh * kw` taps
+    /// in registers, `acc[j][i] += w * phase_row[base + i]`, take the
+    /// epilogue there and are stored once. (The direct loop per tap loaded
+    /// and stored the output row for every tap, and one block row alone
+    /// waits on its additions' latency: a 5x5 kernel ran at about 16
+    /// GFLOP/s. A store of a block's first `n` columns through `memcpy`, and
+    /// the epilogue as a second pass over the plane, were a quarter of a
+    /// 112x112 plane's time.)
+    fn depthwise_plane(g: &Geom, pad: &Padded, buf: &[f32], wk: &[f32], ep: (Epilogue, f32), out: &mut [f32]) {
         // Each kernel column's phase and offset within it.
         let offs: Vec<(usize, usize)> = (0..g.kw)
             .map(|kx| ((kx * g.dw) % g.sw, (kx * g.dw) / g.sw))
             .collect();
-        let at = Taps { g, len: pad.len, buf, wk, offs: &offs };
+        let Some(at) = Taps::new(g, pad, buf, wk, &offs) else {
+            return;
+        };
         let full = g.oh / ROWS * ROWS;
         for ox0 in (0..g.ow).step_by(BLOCK) {
-            let n = BLOCK.min(g.ow - ox0);
             for oy0 in (0..full).step_by(ROWS) {
-                let acc = at.block::<ROWS>(oy0, ox0);
-                for (j, a) in acc.iter().enumerate() {
-                    out[(oy0 + j) * g.ow + ox0..][..n].copy_from_slice(&a[..n]);
+                let mut acc = at.block::<ROWS>(oy0, ox0);
+                for (j, a) in acc.iter_mut().enumerate() {
+                    store_block(out, g.ow, (oy0 + j, ox0), ep, a);
                 }
             }
             for oy in full..g.oh {
-                let [a] = at.block::<1>(oy, ox0);
-                out[oy * g.ow + ox0..][..n].copy_from_slice(&a[..n]);
+                let [mut a] = at.block::<1>(oy, ox0);
+                store_block(out, g.ow, (oy, ox0), ep, &mut a);
             }
         }
     }
+}
+
+/// Stores one row of a [`depthwise_plane`] block at output `(oy, ox0)`
+/// of a plane `ow` wide, after its epilogue. A function, not a closure:
+/// closures do not inherit the caller's target features.
+#[inline(always)]
+fn store_block(
+    out: &mut [f32],
+    ow: usize,
+    (oy, ox0): (usize, usize),
+    ep: (Epilogue, f32),
+    a: &mut [f32; BLOCK],
+) {
+    epilogue_inline(ep.0, ep.1, a);
+    let row = &mut out[oy * ow + ox0..(oy + 1) * ow];
+    match <&mut [f32; BLOCK]>::try_from(row.get_mut(..BLOCK).unwrap_or_default()) {
+        Ok(whole) => *whole = *a,
+        // Kept out of line: inlined, the compiler merged both stores into
+        // one `memcpy` call of variable length, a quarter of the time.
+        Err(_) => store_part(row, a),
+    }
+}
+
+/// The last, partial block of a row: the columns left.
+#[inline(never)]
+fn store_part(row: &mut [f32], a: &[f32; BLOCK]) {
+    let n = row.len().min(BLOCK);
+    row[..n].copy_from_slice(&a[..n]);
 }
 
 /// Output rows of one register block of [`depthwise_plane`]: 4 x 2 AVX2
@@ -550,7 +689,30 @@ struct Taps<'a> {
     offs: &'a [(usize, usize)],
 }
 
-impl Taps<'_> {
+impl<'a> Taps<'a> {
+    /// `None` unless `buf` holds `pad`'s whole layout of a plane of `g`
+    /// and `wk` all of its taps (what [`Self::block`]'s reads rely on).
+    fn new(
+        g: &'a Geom,
+        pad: &Padded,
+        buf: &'a [f32],
+        wk: &'a [f32],
+        offs: &'a [(usize, usize)],
+    ) -> Option<Self> {
+        let fits = buf.len() >= pad.size(g)
+            && pad.rows > (g.oh.max(1) - 1) * g.sh + (g.kh - 1) * g.dh
+            && pad.len >= g.ow.div_ceil(BLOCK) * BLOCK + (g.kw - 1) * g.dw / g.sw
+            && wk.len() >= g.kh * g.kw
+            && offs.len() == g.kw;
+        fits.then_some(Taps {
+            g,
+            len: pad.len,
+            buf,
+            wk,
+            offs,
+        })
+    }
+
     /// Output rows `oy0..oy0 + R`, columns `ox0..ox0 + BLOCK` (past `ow`:
     /// values that are not stored).
     #[inline(always)]
@@ -563,12 +725,17 @@ impl Taps<'_> {
                 for (j, aj) in acc.iter_mut().enumerate() {
                     let r = (oy0 + j) * g.sh + ky * g.dh;
                     let at = (r * g.sw + q) * self.len + ox0 + off;
-                    let src = self.buf.get(at..at + BLOCK);
-                    let Some(src) = src.and_then(|v| <&[f32; BLOCK]>::try_from(v).ok()) else {
-                        continue;
-                    };
+                    // SAFETY: `Taps::new` checked that the buffer holds
+                    // the whole layout, and every tap of an output block
+                    // lies inside it: output row oy0 + j < oh reads padded
+                    // row r <= (oh - 1) sh + (kh - 1) dh < `Padded::rows`,
+                    // phase q < sw, and columns ox0 + off + BLOCK <=
+                    // ceil(ow / BLOCK) BLOCK + (kw - 1) dw / sw <= `len`.
+                    // (A bounds test per tap and row was half the
+                    // instructions of a 3x3 block.)
+                    let src = unsafe { &*self.buf.as_ptr().add(at).cast::<[f32; BLOCK]>() };
                     for (a, &v) in aj.iter_mut().zip(src) {
-                        *a += wv * v;
+                        *a = wv.mul_add(v, *a);
                     }
                 }
             }

@@ -82,26 +82,33 @@ fn gelu(z: f32) -> f32 {
 simd! {
     /// `v[i] = act(v[i] + bias)`: the epilogue of one output row or tile.
     pub(crate) fn epilogue(act: Epilogue, bias: f32, v: &mut [f32]) {
-        // One loop per activation, so each is a tight vectorised loop.
-        match act {
-            Epilogue::None => {
-                if bias != 0.0 {
-                    v.iter_mut().for_each(|x| *x += bias);
-                }
+        epilogue_inline(act, bias, v)
+    }
+}
+
+/// [`epilogue`]'s body, for kernels that apply it to values still in
+/// registers (inlined into their own vectorised code).
+#[inline(always)]
+pub(crate) fn epilogue_inline(act: Epilogue, bias: f32, v: &mut [f32]) {
+    // One loop per activation, so each is a tight vectorised loop.
+    match act {
+        Epilogue::None => {
+            if bias != 0.0 {
+                v.iter_mut().for_each(|x| *x += bias);
             }
-            Epilogue::Relu => v.iter_mut().for_each(|x| *x = (*x + bias).max(0.0)),
-            Epilogue::LeakyRelu(s) => v.iter_mut().for_each(|x| {
-                let z = *x + bias;
-                *x = if z > 0.0 { z } else { z * s };
-            }),
-            Epilogue::Gelu => v.iter_mut().for_each(|x| *x = gelu(*x + bias)),
-            Epilogue::Silu => v.iter_mut().for_each(|x| {
-                let z = *x + bias;
-                *x = z * sigmoid(z);
-            }),
-            Epilogue::Sigmoid => v.iter_mut().for_each(|x| *x = sigmoid(*x + bias)),
-            Epilogue::Relu6 => v.iter_mut().for_each(|x| *x = (*x + bias).clamp(0.0, 6.0)),
         }
+        Epilogue::Relu => v.iter_mut().for_each(|x| *x = (*x + bias).max(0.0)),
+        Epilogue::LeakyRelu(s) => v.iter_mut().for_each(|x| {
+            let z = *x + bias;
+            *x = if z > 0.0 { z } else { z * s };
+        }),
+        Epilogue::Gelu => v.iter_mut().for_each(|x| *x = gelu(*x + bias)),
+        Epilogue::Silu => v.iter_mut().for_each(|x| {
+            let z = *x + bias;
+            *x = z * sigmoid(z);
+        }),
+        Epilogue::Sigmoid => v.iter_mut().for_each(|x| *x = sigmoid(*x + bias)),
+        Epilogue::Relu6 => v.iter_mut().for_each(|x| *x = (*x + bias).clamp(0.0, 6.0)),
     }
 }
 
