@@ -91,8 +91,9 @@ pub mod __private {
     };
     pub use netdsl_runtime::{
         center_crop, concat, conv2d, conv2d_prepared, conv_transpose2d, merge_binary,
-        pixel_shuffle, prepare_conv, prepare_folded, prepare_params, upsample_bilinear2d,
-        upsample_nearest2d, Conv2dSpec, ConvTranspose2dSpec, Epilogue, MergeOp, PreparedConv,
+        pixel_shuffle, prepare_conv, prepare_folded, prepare_params, run_on_pool,
+        upsample_bilinear2d, upsample_nearest2d, Conv2dSpec, ConvTranspose2dSpec, Epilogue,
+        MergeOp, PreparedConv,
     };
     pub use netdsl_runtime::{
         check_same_size, rnn, rnn_cached, Cell, RnnCache, RnnInputs, RnnSpec,

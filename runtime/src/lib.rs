@@ -57,7 +57,7 @@ pub use block::{missing_child, next_param, scaled_size, BlockCx};
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
 pub use conv::{
     conv2d, conv2d_prepared, conv_transpose2d, prepare_conv, prepare_folded, prepare_params,
-    Conv2dSpec, ConvTranspose2dSpec, Epilogue, PreparedConv,
+    run_on_pool, Conv2dSpec, ConvTranspose2dSpec, Epilogue, PreparedConv,
 };
 pub use debug_build::{silence_debug_build_warning, warn_if_unoptimized};
 pub use dropout::{dropout, Generator};

@@ -240,10 +240,14 @@ fn skeleton(s: Skeleton) -> TokenStream {
                 self.fusion.set_enabled(enabled);
             }
 
-            /// Runs the network. The input's shape is checked first.
+            /// Runs the network. The input's shape is checked first. The
+            /// whole pass runs on the runtime's thread pool (or on the
+            /// caller's, when called from a rayon pool's thread).
             #[allow(unused_doc_comments)]
             pub fn forward(&self, #input: &#p::Tensor #(, #extra: &#p::Tensor)*) -> #p::Result<#ret> {
-                #forward
+                #p::run_on_pool(|| -> #p::Result<#ret> {
+                    #forward
+                })
             }
         }
     }

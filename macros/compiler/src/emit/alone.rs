@@ -292,7 +292,7 @@ pub fn items(
         /// fusions on.
         pub fn forward_eval(&self, #input: &#p::Tensor, #(#extra: &#p::Tensor),*) -> #p::Result<#p::Tensor> {
             let #rng = #p::Generator::seeded(0);
-            self.forward(#input, #(#extra,)* &#p::BlockCx { training: false, fusion: true, rng: &#rng })
+            #p::run_on_pool(|| self.forward(#input, #(#extra,)* &#p::BlockCx { training: false, fusion: true, rng: &#rng }))
         }
 
         #[allow(clippy::type_complexity)]
