@@ -259,6 +259,12 @@ unsafe fn copy_short_avx512(out: &mut [f32], src: &[f32]) {
     }
 }
 
+/// The AVX-512 mask of the first `min(n, 16)` lanes.
+#[cfg(target_arch = "x86_64")]
+fn bits(n: usize) -> std::arch::x86_64::__mmask16 {
+    ((1u32 << n.min(16)) - 1) as std::arch::x86_64::__mmask16
+}
+
 /// `out[j] = src[s j]`: a strided convolution's patch row (ResNet's 7x7
 /// stride-2 stem and downsampling layers, AlexNet's 11x11 stride-4 stem).
 /// With AVX-512 and a stride up to 4, `32 / s` at a time (two loads and
@@ -313,7 +319,6 @@ unsafe fn gather_strided_avx512(src: &[f32], out: &mut [f32], s: usize) -> usize
     // The tail: masked loads of what is left of `src`, and stores of the
     // outputs it has. Done element by element it was a third of a
     // stride-2 depthwise layer's padding at 112 columns.
-    let bits = |n: usize| ((1u32 << n.min(16)) - 1) as __mmask16;
     while j < out.len() {
         let avail = src.len().saturating_sub(s * j);
         let count = per.min(out.len() - j).min(avail.div_ceil(s));
@@ -478,18 +483,54 @@ const BLOCK: usize = 16;
 /// padded row split into its `sw` phases (`phase q` holds the padded
 /// columns `q, q + sw, ..`), so every tap reads consecutive values; each
 /// phase row is long enough for whole blocks of [`BLOCK`] outputs.
+#[derive(PartialEq)]
 pub(super) struct Padded {
     /// Padded rows: those the taps read.
     rows: usize,
     /// Length of one phase row.
     pub(super) len: usize,
+    /// Per phase `q`, where the input's columns go: index `j0` of the
+    /// phase row holds input column `first`, and the `n` indices from
+    /// there every `sw`-th column after it; `None`: no input column.
+    spans: Vec<Option<Span>>,
+    /// Stride 2 with both phases holding input columns: the span of the
+    /// phase that starts at the even column, the other's, and whether the
+    /// first of them is phase 1 (split in one pass by [`split_pairs`]).
+    pairs: Option<(Span, Span, bool)>,
 }
+
+/// `(j0, first, n)` of [`Padded::spans`].
+type Span = (usize, usize, usize);
 
 impl Padded {
     pub(super) fn new(g: &Geom) -> Padded {
         let rows = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
         let len = g.ow.div_ceil(BLOCK) * BLOCK + (g.kw - 1) * g.dw / g.sw + 1;
-        Padded { rows, len }
+        // Phase q, index j holds input column j sw + q - pl: from the first
+        // j at or right of the left padding, every one up to the input's
+        // last column or the row's end.
+        let spans: Vec<Option<Span>> = (0..g.sw)
+            .map(|q| {
+                let j0 = g.pl.saturating_sub(q).div_ceil(g.sw);
+                let first = (j0 * g.sw + q).checked_sub(g.pl).filter(|&c| c < g.w)?;
+                let n = (g.w - first).div_ceil(g.sw).min(len.saturating_sub(j0));
+                Some((j0, first, n))
+            })
+            .collect();
+        let pairs = match spans[..] {
+            [Some(a), Some(b)] if a.1.abs_diff(b.1) == 1 => Some(if a.1 < b.1 {
+                (a, b, false)
+            } else {
+                (b, a, true)
+            }),
+            _ => None,
+        };
+        Padded {
+            rows,
+            len,
+            spans,
+            pairs,
+        }
     }
 
     /// Floats of the laid-out plane.
@@ -508,39 +549,18 @@ impl Padded {
     /// channel was a fifth of MobileNetV2's time at batch 1.
     pub(super) fn fill(&self, g: &Geom, x: &[f32], buf: &mut [f32]) {
         let rows = g.h.min(self.rows.saturating_sub(g.pt));
-        // Phase q, index j holds input column j sw + q - pl: from the first
-        // j at or right of the left padding, every one up to the input's
-        // last column or the row's end: (j0, first column, count).
-        let spans: Vec<Option<(usize, usize, usize)>> = (0..g.sw)
-            .map(|q| {
-                let j0 = g.pl.saturating_sub(q).div_ceil(g.sw);
-                let first = (j0 * g.sw + q).checked_sub(g.pl).filter(|&c| c < g.w)?;
-                let n = (g.w - first)
-                    .div_ceil(g.sw)
-                    .min(self.len.saturating_sub(j0));
-                Some((j0, first, n))
-            })
-            .collect();
-        let two = match spans[..] {
-            [Some(a), Some(b)] if a.1.abs_diff(b.1) == 1 => Some(if a.1 < b.1 {
-                (a, b, false)
-            } else {
-                (b, a, true)
-            }),
-            _ => None,
-        };
         for iy in 0..rows {
             let r = iy + g.pt;
             let src = &x[iy * g.w..][..g.w];
             let phases = &mut buf[r * g.sw * self.len..][..g.sw * self.len];
-            if let Some(((j0, first, n), (k0, _, m), swapped)) = two {
+            if let Some(((j0, first, n), (k0, _, m), swapped)) = self.pairs {
                 // Stride 2: both phases in one pass over the row.
                 let (p0, p1) = phases.split_at_mut(self.len);
                 let (lo, hi) = if swapped { (p1, p0) } else { (p0, p1) };
                 split_pairs(&src[first..], &mut lo[j0..j0 + n], &mut hi[k0..k0 + m]);
                 continue;
             }
-            for (q, span) in spans.iter().enumerate() {
+            for (q, span) in self.spans.iter().enumerate() {
                 let Some((j0, first, n)) = *span else {
                     continue;
                 };
@@ -571,12 +591,8 @@ fn split_pairs(src: &[f32], even: &mut [f32], odd: &mut [f32]) {
             return;
         }
     }
-    for (e, &v) in even.iter_mut().zip(src.iter().step_by(2)) {
-        *e = v;
-    }
-    for (o, &v) in odd.iter_mut().zip(src.iter().skip(1).step_by(2)) {
-        *o = v;
-    }
+    gather_strided(src, even, 2);
+    gather_strided(src.get(1..).unwrap_or_default(), odd, 2);
 }
 
 /// [`split_pairs`] with AVX-512: two loads, two permutes, two stores per
@@ -589,7 +605,6 @@ fn split_pairs(src: &[f32], even: &mut [f32], odd: &mut [f32]) {
 #[target_feature(enable = "avx512f")]
 unsafe fn split_pairs_avx512(src: &[f32], even: &mut [f32], odd: &mut [f32]) {
     use std::arch::x86_64::*;
-    let bits = |n: usize| ((1u32 << n.min(16)) - 1) as __mmask16;
     let ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     let mut i = 0;
@@ -690,8 +705,9 @@ struct Taps<'a> {
 }
 
 impl<'a> Taps<'a> {
-    /// `None` unless `buf` holds `pad`'s whole layout of a plane of `g`
-    /// and `wk` all of its taps (what [`Self::block`]'s reads rely on).
+    /// `None` unless `pad` is the layout of a plane of `g` (what
+    /// [`Padded::new`] makes), `buf` holds all of it and `wk` all of its
+    /// taps: what [`Self::block`]'s reads rely on.
     fn new(
         g: &'a Geom,
         pad: &Padded,
@@ -699,9 +715,8 @@ impl<'a> Taps<'a> {
         wk: &'a [f32],
         offs: &'a [(usize, usize)],
     ) -> Option<Self> {
-        let fits = buf.len() >= pad.size(g)
-            && pad.rows > (g.oh.max(1) - 1) * g.sh + (g.kh - 1) * g.dh
-            && pad.len >= g.ow.div_ceil(BLOCK) * BLOCK + (g.kw - 1) * g.dw / g.sw
+        let fits = *pad == Padded::new(g)
+            && buf.len() >= pad.size(g)
             && wk.len() >= g.kh * g.kw
             && offs.len() == g.kw;
         fits.then_some(Taps {

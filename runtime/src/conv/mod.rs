@@ -176,12 +176,6 @@ pub fn threads() -> usize {
     candle_core::utils::get_num_threads()
 }
 
-/// Runs `f` on the runtime's pool, or on the caller's rayon pool if it has
-/// one; returns `f`'s result and the number of threads it ran on. Every
-/// parallel kernel of the runtime runs here (convolutions, activations,
-/// pooling, batch norm, the optimiser's update), so that one set of
-/// threads does the work and no second pool's idle workers spin on the
-/// same cores.
 /// Runs `f` on the runtime's pool, or where it is if that is already a
 /// rayon pool's thread: a generated network's whole `forward` runs here, so
 /// every kernel it calls runs where it is instead of handing its work to
@@ -192,6 +186,12 @@ pub fn run_on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     on_pool(|_| f())
 }
 
+/// Runs `f` on the runtime's pool, or on the caller's rayon pool if it has
+/// one; returns `f`'s result and the number of threads it ran on. Every
+/// parallel kernel of the runtime runs here (convolutions, activations,
+/// pooling, batch norm, the optimiser's update), so that one set of
+/// threads does the work and no second pool's idle workers spin on the
+/// same cores.
 pub(crate) fn on_pool<R: Send>(f: impl FnOnce(usize) -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
         return f(rayon::current_num_threads());
