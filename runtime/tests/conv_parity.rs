@@ -478,3 +478,59 @@ fn depthwise_matches_candle_at_every_stride_and_padding() -> Result<()> {
     }
     Ok(())
 }
+
+/// Stride-1 convolutions with short output rows take the wide lowering
+/// (the product over the padded width, columns past each row dropped):
+/// against candle at row lengths around its thresholds, with asymmetric
+/// padding, dilation, groups, several images per panel (batch 40), and
+/// panels too long for one (many channels), each with three epilogues.
+#[test]
+fn wide_rows_match_candle() -> Result<()> {
+    // (x, w, (top, bottom, left, right), dilation, groups)
+    type Case = (
+        [usize; 4],
+        [usize; 4],
+        (usize, usize, usize, usize),
+        usize,
+        usize,
+    );
+    let cases: &[Case] = &[
+        ([40, 6, 14, 14], [16, 6, 5, 5], (0, 0, 0, 0), 1, 1),
+        ([3, 5, 9, 7], [7, 5, 3, 3], (1, 2, 0, 1), 1, 1),
+        ([1, 4, 12, 16], [6, 4, 3, 2], (1, 1, 1, 1), 2, 1),
+        ([2, 8, 11, 30], [12, 4, 3, 3], (1, 1, 1, 1), 1, 2),
+        ([1, 256, 9, 9], [16, 256, 3, 3], (1, 1, 1, 1), 1, 1),
+        ([9, 3, 20, 27], [4, 3, 5, 5], (2, 2, 2, 2), 1, 1),
+        ([1, 2, 5, 1], [3, 2, 3, 1], (1, 1, 0, 0), 1, 1),
+        ([17, 6, 10, 12], [10, 6, 5, 5], (0, 1, 3, 0), 1, 1),
+    ];
+    let acts = [Epilogue::None, Epilogue::Relu, Epilogue::Silu];
+    for (i, &(xs, ws, (pt, pb, pl, pr), d, groups)) in cases.iter().enumerate() {
+        let x = rand(&xs, 140 + i as u64);
+        let w = rand(&ws, 160 + i as u64);
+        let b = rand(&[ws[0]], 180 + i as u64);
+        let spec = Conv2dSpec {
+            stride: (1, 1),
+            padding: ((pt, pb), (pl, pr)),
+            dilation: (d, d),
+            groups,
+        };
+        let xp = x.pad_with_zeros(2, pt, pb)?.pad_with_zeros(3, pl, pr)?;
+        let z = xp
+            .conv2d(&w, 0, 1, d, groups)?
+            .broadcast_add(&b.reshape((1, (), 1, 1))?)?;
+        for act in acts {
+            let want = match act {
+                Epilogue::None => z.clone(),
+                Epilogue::Relu => z.relu()?,
+                _ => (&z * netdsl_runtime::candle_nn::ops::sigmoid(&z)?)?,
+            };
+            assert_close(
+                &conv2d(&x, &w, Some(&b), &spec, act)?,
+                &want,
+                &format!("wide case {i} {act:?}"),
+            );
+        }
+    }
+    Ok(())
+}

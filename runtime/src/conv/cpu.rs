@@ -1,6 +1,6 @@
 //! The f32 forward pass on the CPU.
 //!
-//! Three lowerings, chosen from the shapes ([`forward`]):
+//! Four lowerings, chosen from the shapes ([`forward`]):
 //!
 //! - **general**: the output of each image is cut into tiles of `pt`
 //!   consecutive output pixels. For one tile, the patches are gathered into a
@@ -10,6 +10,10 @@
 //!   on the `cout_g x pt` result right after, while it is in cache.
 //! - **pointwise** (1x1, stride 1, no padding): the same tiles, with the
 //!   input itself as the right-hand matrix: no copy at all.
+//! - **wide** (stride 1, output rows of at most 32 pixels, few output
+//!   channels per group): the product over the padded input's whole width,
+//!   each patch row one contiguous copy, the columns past each output row
+//!   dropped ([`Wide`]).
 //! - **depthwise** (one input channel per group, and a single input
 //!   channel's convolution such as LeNet-5's first layer): per output
 //!   plane, the input plane zero-padded once (split into stride phases),
@@ -357,12 +361,212 @@ pub(super) fn forward(
     // Not zeroed first: every element is written by the products (a pass
     // of `memset` over every output was 5 % of ResNet-18's forward).
     let mut y = Vec::with_capacity(n);
-    matmul_lowering(g, x, w, bias, act, threads, SyncPtr(y.as_mut_ptr()));
-    // SAFETY: `matmul_lowering` wrote all `n` elements: its jobs cover
-    // every image, tile and group, each writing all `cout_g` rows of its
-    // columns.
+    if Wide::wins(g) {
+        Wide::new(g, threads).run(g, x, w, bias, act, SyncPtr(y.as_mut_ptr()));
+    } else {
+        matmul_lowering(g, x, w, bias, act, threads, SyncPtr(y.as_mut_ptr()));
+    }
+    // SAFETY: both lowerings write all `n` elements: their jobs cover
+    // every image, tile (or rows) and group, each writing all `cout_g`
+    // rows of its pixels.
     unsafe { y.set_len(n) };
     y
+}
+
+/// The wide lowering of a stride-1 convolution with short output rows
+/// (LeNet-5's second layer: rows of 10 pixels).
+///
+/// The general lowering gathers each patch row one output row at a time:
+/// `K * oh` copies of `ow` floats per image, and for a 10-pixel row the
+/// copy's overhead is most of its cost. Here the product is computed on
+/// the zero-padded input's whole width `wp = ow + dw (kw - 1)`: wide pixel
+/// `q = oy * wp + c`, whose patch row `(ci, ky, kx)` is the padded plane
+/// read from `ky dh wp + kx dw + q`, so each of a panel's rows is one
+/// contiguous copy per image. The `wp - ow` columns past each output row
+/// are computed and dropped: with `ow` at 10 and `wp` at 14 the product
+/// does 36 % more work, and the whole layer still takes a third less time
+/// (see [`Wide::wins`]). Several small images share one panel and one
+/// product; large ones are cut into runs of output rows.
+struct Wide {
+    /// Padded width and rows: `wp = ow + dw (kw - 1)`.
+    wp: usize,
+    /// Output rows per job, and images per job (more than one only when
+    /// a job holds whole images).
+    rows: usize,
+    imgs: usize,
+    /// Jobs per image (`oh.div_ceil(rows)`), images' groups.
+    tiles: usize,
+    groups: usize,
+    /// Whether the input needs a zero-padded copy.
+    padded: bool,
+}
+
+impl Wide {
+    /// Whether the wide lowering beats the general one: stride 1, output
+    /// rows of at most 32 pixels, and few output channels per group, so
+    /// that the patch gathering, not the product, is what the layer's
+    /// time goes to: the extra columns cost `(wp - ow) / ow` more of the
+    /// product, which grows with `cout_g`, while the saving is per patch
+    /// row. Kept when `(wp - ow) cout_g <= 8 ow`: LeNet-5's second layer
+    /// (rows of 10 over 14, 16 channels) 0.77x the network's time at
+    /// batch 256; AlexNet's 13x13 layers (384 channels, 15 over 13) and
+    /// ResNet-18's 7x7 ones were 1.06x and 1.14x slower with it.
+    fn wins(g: &Geom) -> bool {
+        if g.sh != 1 || g.sw != 1 || g.is_pointwise() || g.ow > 32 {
+            return false;
+        }
+        let extra = g.dw * (g.kw - 1);
+        extra * g.cout_g <= 8 * g.ow
+    }
+
+    fn new(g: &Geom, threads: usize) -> Wide {
+        let wp = g.ow + g.dw * (g.kw - 1);
+        let k = g.k();
+        let img = Wide::span(g.oh, wp, g.ow);
+        let want = 4 * threads;
+        // Whole images per job while a panel holds one and the batch
+        // gives every thread enough jobs; else runs of rows.
+        let (rows, imgs) = if k * img <= PANEL_FLOATS && g.b >= want {
+            let fit = (PANEL_FLOATS / (k * img)).max(1);
+            (g.oh, fit.min(g.b / want).max(1))
+        } else {
+            let by_panel = (k * img).div_ceil(PANEL_FLOATS);
+            let tiles = by_panel.max(want.div_ceil(g.b)).min(g.oh);
+            (g.oh.div_ceil(tiles), 1)
+        };
+        Wide {
+            wp,
+            rows,
+            imgs,
+            tiles: g.oh.div_ceil(rows),
+            groups: g.b.div_ceil(imgs),
+            padded: g.pt > 0 || g.pl > 0 || wp != g.w || g.oh + g.dh * (g.kh - 1) != g.h,
+        }
+    }
+
+    /// Wide pixels from the first of `rows` output rows to the last one's
+    /// end (the last row's padding columns are not computed).
+    fn span(rows: usize, wp: usize, ow: usize) -> usize {
+        (rows - 1) * wp + ow
+    }
+
+    /// Padded input rows that `rows` output rows read.
+    fn src_rows(&self, g: &Geom, rows: usize) -> usize {
+        rows + g.dh * (g.kh - 1)
+    }
+
+    fn run(
+        &self,
+        g: &Geom,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        act: Epilogue,
+        yp: SyncPtr,
+    ) {
+        let (k, p, hw, wp) = (g.k(), g.p(), g.hw(), self.wp);
+        let taps = g.kh * g.kw;
+        // The longest panel a job holds, its padded copy and its product.
+        let most = self.imgs * Wide::span(self.rows, wp, g.ow);
+        let pad_len = if self.padded {
+            g.cin_g * self.src_rows(g, self.rows) * wp
+        } else {
+            0
+        };
+        let bufs = (k + g.cout_g) * most + pad_len;
+        (0..self.groups * self.tiles).into_par_iter().for_each_init(
+            || Panel::take(bufs),
+            |Panel(buf), job| {
+                let (ig, t) = (job / self.tiles, job % self.tiles);
+                let (b0, b1) = (ig * self.imgs, ((ig + 1) * self.imgs).min(g.b));
+                let (r0, r1) = (t * self.rows, ((t + 1) * self.rows).min(g.oh));
+                let len = Wide::span(r1 - r0, wp, g.ow);
+                let total = (b1 - b0) * len;
+                let (col, rest) = buf.split_at_mut(k * total);
+                let (out, pad) = rest.split_at_mut(g.cout_g * total);
+                let nsrc = self.src_rows(g, r1 - r0);
+                for grp in 0..g.groups {
+                    for (s, b) in (b0..b1).enumerate() {
+                        let xg = &x[(b * g.cin + grp * g.cin_g) * hw..][..g.cin_g * hw];
+                        // The rows this job reads, padded or as they are.
+                        let (src, plane) = if self.padded {
+                            self.fill_padded(g, xg, r0, nsrc, pad);
+                            (&pad[..], nsrc * wp)
+                        } else {
+                            (&xg[r0 * g.w..], hw)
+                        };
+                        for ci in 0..g.cin_g {
+                            for ky in 0..g.kh {
+                                for kx in 0..g.kw {
+                                    let row = (ci * taps + ky * g.kw + kx) * total + s * len;
+                                    let from = ci * plane + ky * g.dh * wp + kx * g.dw;
+                                    col[row..row + len].copy_from_slice(&src[from..from + len]);
+                                }
+                            }
+                        }
+                    }
+                    let wg = &w[grp * g.cout_g * k..][..g.cout_g * k];
+                    // SAFETY: `out` holds `cout_g * total` floats, `wg`
+                    // `cout_g * k`, `col` `k * total`.
+                    unsafe {
+                        matmul(
+                            g.cout_g,
+                            total,
+                            k,
+                            out.as_mut_ptr(),
+                            total,
+                            false,
+                            wg.as_ptr(),
+                            k,
+                            1,
+                            col.as_ptr(),
+                            total,
+                            1,
+                        );
+                    }
+                    for (s, b) in (b0..b1).enumerate() {
+                        for co in 0..g.cout_g {
+                            let c = b * g.cout + grp * g.cout_g + co;
+                            let bv = bias.map_or(0.0, |bs| bs[grp * g.cout_g + co]);
+                            // SAFETY: job (images b0..b1, rows r0..r1)
+                            // alone writes these rows of image b's output
+                            // channels.
+                            let dst = unsafe { yp.slice(c * p + r0 * g.ow, (r1 - r0) * g.ow) };
+                            let from = &out[co * total + s * len..][..len];
+                            for (oy, d) in dst.chunks_exact_mut(g.ow).enumerate() {
+                                copy_row(d, &from[oy * wp..oy * wp + g.ow]);
+                            }
+                            epilogue(act, bv, dst);
+                        }
+                    }
+                }
+            },
+        );
+    }
+
+    /// Copies rows `r0..r0 + n` of the zero-padded planes of one group of
+    /// one image into `pad` (`cin_g` planes of `n x wp`).
+    fn fill_padded(&self, g: &Geom, xg: &[f32], r0: usize, n: usize, pad: &mut [f32]) {
+        let wp = self.wp;
+        for ci in 0..g.cin_g {
+            let plane = &xg[ci * g.hw()..][..g.hw()];
+            for (rr, dst) in pad[ci * n * wp..][..n * wp]
+                .chunks_exact_mut(wp)
+                .enumerate()
+            {
+                // Padded row r0 + rr is input row r0 + rr - pt.
+                let iy = (r0 + rr).checked_sub(g.pt).filter(|&iy| iy < g.h);
+                let Some(iy) = iy else {
+                    dst.fill(0.0);
+                    continue;
+                };
+                let (l, n) = (g.pl.min(wp), g.w.min(wp - g.pl.min(wp)));
+                dst[..l].fill(0.0);
+                dst[l..l + n].copy_from_slice(&plane[iy * g.w..][..n]);
+                dst[l + n..].fill(0.0);
+            }
+        }
+    }
 }
 
 fn matmul_lowering(

@@ -13,7 +13,9 @@
 //!   each panel is one multiply per group written directly into the NCHW
 //!   output; bias and activation are applied to that tile right away, while
 //!   it is still in cache. 1x1 stride-1 unpadded convolutions multiply the
-//!   input in place (no copy); depthwise convolutions (one input channel per
+//!   input in place (no copy); stride-1 convolutions with short output rows
+//!   and few channels (LeNet-5's second layer) multiply over the padded
+//!   input's whole width, one contiguous copy per patch row; depthwise convolutions (one input channel per
 //!   group) run as a direct vectorised loop. Hot elementwise loops are
 //!   compiled for AVX2+FMA as well and chosen at run time.
 //! - **CPU, other dtypes; CUDA**: candle's own `conv2d`, with explicit zero
