@@ -483,7 +483,8 @@ fn depthwise_matches_candle_at_every_stride_and_padding() -> Result<()> {
 /// (the product over the padded width, columns past each row dropped):
 /// against candle at row lengths around its thresholds, with asymmetric
 /// padding, dilation, groups, several images per panel (batch 40), and
-/// panels too long for one (many channels), each with three epilogues.
+/// panels too long for one (many channels), a single input channel, each
+/// with three epilogues.
 #[test]
 fn wide_rows_match_candle() -> Result<()> {
     // (x, w, (top, bottom, left, right), dilation, groups)
@@ -503,6 +504,9 @@ fn wide_rows_match_candle() -> Result<()> {
         ([9, 3, 20, 27], [4, 3, 5, 5], (2, 2, 2, 2), 1, 1),
         ([1, 2, 5, 1], [3, 2, 3, 1], (1, 1, 0, 0), 1, 1),
         ([17, 6, 10, 12], [10, 6, 5, 5], (0, 1, 3, 0), 1, 1),
+        // one input channel (LeNet-5's first layer), not the depthwise loop
+        ([30, 1, 32, 32], [6, 1, 5, 5], (0, 0, 0, 0), 1, 1),
+        ([2, 1, 20, 19], [4, 1, 3, 3], (1, 1, 2, 0), 1, 1),
     ];
     let acts = [Epilogue::None, Epilogue::Relu, Epilogue::Silu];
     for (i, &(xs, ws, (pt, pb, pl, pr), d, groups)) in cases.iter().enumerate() {
