@@ -234,6 +234,7 @@ fn matvec(
     let chunks = fout.div_ceil(cols);
     let parts: Vec<Vec<f32>> = (0..chunks)
         .into_par_iter()
+        .with_min_len(crate::conv::min_len(rows * fin * fout, chunks))
         .map(|c| {
             let j0 = c * cols;
             let n = cols.min(fout - j0);

@@ -419,9 +419,13 @@ fn max_pool_planes(
         ok.then_some((k, s))
     });
     let mut y = vec![0f32; (x.len() / (h * w).max(1)) * oh * ow];
+    let planes = x.len() / (h * w).max(1);
+    let taps = rows.iter().map(Vec::len).max().unwrap_or(0) + cols.first().map_or(0, Vec::len);
+    let serial = crate::conv::min_len(planes * (h * w + oh * ow) * taps, planes);
     crate::conv::on_pool(|_| {
         y.par_chunks_mut((oh * ow).max(1))
             .zip(x.par_chunks((h * w).max(1)))
+            .with_min_len(serial)
             .for_each_init(
                 || vec![0f32; h * ow],
                 |across, (out, plane)| max_plane(plane, w, regular, &cols, &rows, across, out),

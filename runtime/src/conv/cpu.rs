@@ -480,74 +480,79 @@ impl Wide {
             0
         };
         let bufs = (k + g.cout_g) * most + pad_len;
-        (0..self.groups * self.tiles).into_par_iter().for_each_init(
-            || Panel::take(bufs),
-            |Panel(buf), job| {
-                let (ig, t) = (job / self.tiles, job % self.tiles);
-                let (b0, b1) = (ig * self.imgs, ((ig + 1) * self.imgs).min(g.b));
-                let (r0, r1) = (t * self.rows, ((t + 1) * self.rows).min(g.oh));
-                let len = Wide::span(r1 - r0, wp, g.ow);
-                let total = (b1 - b0) * len;
-                let (col, rest) = buf.split_at_mut(k * total);
-                let (out, pad) = rest.split_at_mut(g.cout_g * total);
-                let nsrc = self.src_rows(g, r1 - r0);
-                for grp in 0..g.groups {
-                    for (s, b) in (b0..b1).enumerate() {
-                        let xg = &x[(b * g.cin + grp * g.cin_g) * hw..][..g.cin_g * hw];
-                        // The rows this job reads, padded or as they are.
-                        let (src, plane) = if self.padded {
-                            self.fill_padded(g, xg, r0, nsrc, pad);
-                            (&pad[..], nsrc * wp)
-                        } else {
-                            (&xg[r0 * g.w..], hw)
-                        };
-                        for ci in 0..g.cin_g {
-                            for ky in 0..g.kh {
-                                for kx in 0..g.kw {
-                                    let row = (ci * taps + ky * g.kw + kx) * total + s * len;
-                                    let from = ci * plane + ky * g.dh * wp + kx * g.dw;
-                                    col[row..row + len].copy_from_slice(&src[from..from + len]);
+        let jobs = self.groups * self.tiles;
+        let work = g.b * p * g.cout * k;
+        (0..jobs)
+            .into_par_iter()
+            .with_min_len(super::min_len(work, jobs))
+            .for_each_init(
+                || Panel::take(bufs),
+                |Panel(buf), job| {
+                    let (ig, t) = (job / self.tiles, job % self.tiles);
+                    let (b0, b1) = (ig * self.imgs, ((ig + 1) * self.imgs).min(g.b));
+                    let (r0, r1) = (t * self.rows, ((t + 1) * self.rows).min(g.oh));
+                    let len = Wide::span(r1 - r0, wp, g.ow);
+                    let total = (b1 - b0) * len;
+                    let (col, rest) = buf.split_at_mut(k * total);
+                    let (out, pad) = rest.split_at_mut(g.cout_g * total);
+                    let nsrc = self.src_rows(g, r1 - r0);
+                    for grp in 0..g.groups {
+                        for (s, b) in (b0..b1).enumerate() {
+                            let xg = &x[(b * g.cin + grp * g.cin_g) * hw..][..g.cin_g * hw];
+                            // The rows this job reads, padded or as they are.
+                            let (src, plane) = if self.padded {
+                                self.fill_padded(g, xg, r0, nsrc, pad);
+                                (&pad[..], nsrc * wp)
+                            } else {
+                                (&xg[r0 * g.w..], hw)
+                            };
+                            for ci in 0..g.cin_g {
+                                for ky in 0..g.kh {
+                                    for kx in 0..g.kw {
+                                        let row = (ci * taps + ky * g.kw + kx) * total + s * len;
+                                        let from = ci * plane + ky * g.dh * wp + kx * g.dw;
+                                        col[row..row + len].copy_from_slice(&src[from..from + len]);
+                                    }
                                 }
                             }
                         }
-                    }
-                    let wg = &w[grp * g.cout_g * k..][..g.cout_g * k];
-                    // SAFETY: `out` holds `cout_g * total` floats, `wg`
-                    // `cout_g * k`, `col` `k * total`.
-                    unsafe {
-                        matmul(
-                            g.cout_g,
-                            total,
-                            k,
-                            out.as_mut_ptr(),
-                            total,
-                            false,
-                            wg.as_ptr(),
-                            k,
-                            1,
-                            col.as_ptr(),
-                            total,
-                            1,
-                        );
-                    }
-                    for (s, b) in (b0..b1).enumerate() {
-                        for co in 0..g.cout_g {
-                            let c = b * g.cout + grp * g.cout_g + co;
-                            let bv = bias.map_or(0.0, |bs| bs[grp * g.cout_g + co]);
-                            // SAFETY: job (images b0..b1, rows r0..r1)
-                            // alone writes these rows of image b's output
-                            // channels.
-                            let dst = unsafe { yp.slice(c * p + r0 * g.ow, (r1 - r0) * g.ow) };
-                            let from = &out[co * total + s * len..][..len];
-                            for (oy, d) in dst.chunks_exact_mut(g.ow).enumerate() {
-                                copy_row(d, &from[oy * wp..oy * wp + g.ow]);
+                        let wg = &w[grp * g.cout_g * k..][..g.cout_g * k];
+                        // SAFETY: `out` holds `cout_g * total` floats, `wg`
+                        // `cout_g * k`, `col` `k * total`.
+                        unsafe {
+                            matmul(
+                                g.cout_g,
+                                total,
+                                k,
+                                out.as_mut_ptr(),
+                                total,
+                                false,
+                                wg.as_ptr(),
+                                k,
+                                1,
+                                col.as_ptr(),
+                                total,
+                                1,
+                            );
+                        }
+                        for (s, b) in (b0..b1).enumerate() {
+                            for co in 0..g.cout_g {
+                                let c = b * g.cout + grp * g.cout_g + co;
+                                let bv = bias.map_or(0.0, |bs| bs[grp * g.cout_g + co]);
+                                // SAFETY: job (images b0..b1, rows r0..r1)
+                                // alone writes these rows of image b's output
+                                // channels.
+                                let dst = unsafe { yp.slice(c * p + r0 * g.ow, (r1 - r0) * g.ow) };
+                                let from = &out[co * total + s * len..][..len];
+                                for (oy, d) in dst.chunks_exact_mut(g.ow).enumerate() {
+                                    copy_row(d, &from[oy * wp..oy * wp + g.ow]);
+                                }
+                                epilogue(act, bv, dst);
                             }
-                            epilogue(act, bv, dst);
                         }
                     }
-                }
-            },
-        );
+                },
+            );
     }
 
     /// Copies rows `r0..r0 + n` of the zero-padded planes of one group of
@@ -589,52 +594,57 @@ fn matmul_lowering(
     let pt = tile_len(g, k, threads);
     let tiles = p.div_ceil(pt);
     let panel = if pointwise { 0 } else { k * pt };
-    (0..g.b * tiles).into_par_iter().for_each_init(
-        || Panel::take(panel),
-        |Panel(col), job| {
-            let (b, t) = (job / tiles, job % tiles);
-            let p0 = t * pt;
-            let n = pt.min(p - p0);
-            for grp in 0..g.groups {
-                let xg = &x[(b * g.cin + grp * g.cin_g) * hw..][..g.cin_g * hw];
-                let wg = &w[grp * g.cout_g * k..][..g.cout_g * k];
-                let (rhs, rhs_rs) = if pointwise {
-                    (xg[p0..].as_ptr(), hw)
-                } else {
-                    im2col(g, xg, p0, n, col);
-                    (col.as_ptr(), n)
-                };
-                let c0 = b * g.cout + grp * g.cout_g;
-                // SAFETY: job (b, t) alone writes columns p0..p0 + n of
-                // image b's output rows (`y` has `b · cout · p` floats,
-                // uninitialised until here: gemm only writes them, as
-                // `acc` is false); gemm reads the slices above.
-                unsafe {
-                    matmul(
-                        g.cout_g,
-                        n,
-                        k,
-                        yp.ptr().add(c0 * p + p0),
-                        p,
-                        false,
-                        wg.as_ptr(),
-                        k,
-                        1,
-                        rhs,
-                        rhs_rs,
-                        1,
-                    );
+    let jobs = g.b * tiles;
+    let work = g.b * p * g.cout * k;
+    (0..jobs)
+        .into_par_iter()
+        .with_min_len(super::min_len(work, jobs))
+        .for_each_init(
+            || Panel::take(panel),
+            |Panel(col), job| {
+                let (b, t) = (job / tiles, job % tiles);
+                let p0 = t * pt;
+                let n = pt.min(p - p0);
+                for grp in 0..g.groups {
+                    let xg = &x[(b * g.cin + grp * g.cin_g) * hw..][..g.cin_g * hw];
+                    let wg = &w[grp * g.cout_g * k..][..g.cout_g * k];
+                    let (rhs, rhs_rs) = if pointwise {
+                        (xg[p0..].as_ptr(), hw)
+                    } else {
+                        im2col(g, xg, p0, n, col);
+                        (col.as_ptr(), n)
+                    };
+                    let c0 = b * g.cout + grp * g.cout_g;
+                    // SAFETY: job (b, t) alone writes columns p0..p0 + n of
+                    // image b's output rows (`y` has `b · cout · p` floats,
+                    // uninitialised until here: gemm only writes them, as
+                    // `acc` is false); gemm reads the slices above.
+                    unsafe {
+                        matmul(
+                            g.cout_g,
+                            n,
+                            k,
+                            yp.ptr().add(c0 * p + p0),
+                            p,
+                            false,
+                            wg.as_ptr(),
+                            k,
+                            1,
+                            rhs,
+                            rhs_rs,
+                            1,
+                        );
+                    }
+                    for co in 0..g.cout_g {
+                        let bv = bias.map_or(0.0, |bs| bs[grp * g.cout_g + co]);
+                        // SAFETY: as above, this job's own part of row c0 + co,
+                        // written by the product just above.
+                        let row = unsafe { yp.slice((c0 + co) * p + p0, n) };
+                        epilogue(act, bv, row);
+                    }
                 }
-                for co in 0..g.cout_g {
-                    let bv = bias.map_or(0.0, |bs| bs[grp * g.cout_g + co]);
-                    // SAFETY: as above, this job's own part of row c0 + co,
-                    // written by the product just above.
-                    let row = unsafe { yp.slice((c0 + co) * p + p0, n) };
-                    epilogue(act, bv, row);
-                }
-            }
-        },
-    );
+            },
+        );
 }
 
 thread_local! {
@@ -670,18 +680,23 @@ fn depthwise(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>, act: Epilogue
     let (p, hw, taps) = (g.p(), g.hw(), g.kh * g.kw);
     let mult = g.cout / g.cin;
     let pad = Padded::new(g);
-    y.par_chunks_mut(p).enumerate().for_each_init(
-        || vec![0f32; pad.size(g)],
-        |buf, (plane, out)| {
-            let (b, co) = (plane / g.cout, plane % g.cout);
-            let ci = co / mult;
-            let xin = &x[(b * g.cin + ci) * hw..][..hw];
-            let wk = &w[co * taps..][..taps];
-            pad.fill(g, xin, buf);
-            let ep = (act, bias.map_or(0.0, |bs| bs[co]));
-            depthwise_plane(g, &pad, buf, wk, ep, out);
-        },
-    );
+    let planes = g.b * g.cout;
+    let serial = super::min_len(planes * p * taps, planes);
+    y.par_chunks_mut(p)
+        .enumerate()
+        .with_min_len(serial)
+        .for_each_init(
+            || vec![0f32; pad.size(g)],
+            |buf, (plane, out)| {
+                let (b, co) = (plane / g.cout, plane % g.cout);
+                let ci = co / mult;
+                let xin = &x[(b * g.cin + ci) * hw..][..hw];
+                let wk = &w[co * taps..][..taps];
+                pad.fill(g, xin, buf);
+                let ep = (act, bias.map_or(0.0, |bs| bs[co]));
+                depthwise_plane(g, &pad, buf, wk, ep, out);
+            },
+        );
 }
 
 /// Output columns one register block of [`depthwise_plane`] computes: two

@@ -188,6 +188,26 @@ pub fn run_on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     on_pool(|_| f())
 }
 
+/// Multiply-adds (or as many element operations) below which a kernel
+/// runs all its jobs on the calling thread: under a microsecond of work
+/// is not worth a hand-off to a second thread. (LeNet-5 b1, whose last
+/// pooling and linear layers are below it, about 0.9x its time; at 2^20,
+/// which keeps its convolutions on one thread too, 1.35x slower, and
+/// MobileNetV2 b1 1.15x: the pool's workers are awake during a pass, and
+/// even 0.2 MFLOP halves on two of them.)
+pub(crate) const SERIAL_WORK: usize = 1 << 16;
+
+/// The `with_min_len` of a parallel loop of `jobs` jobs doing `work`
+/// multiply-adds in all: every job in one piece (run where the loop is)
+/// below [`SERIAL_WORK`], else one job per piece.
+pub(crate) fn min_len(work: usize, jobs: usize) -> usize {
+    if work < SERIAL_WORK {
+        jobs.max(1)
+    } else {
+        1
+    }
+}
+
 /// Runs `f` on the runtime's pool, or on the caller's rayon pool if it has
 /// one; returns `f`'s result and the number of threads it ran on. Every
 /// parallel kernel of the runtime runs here (convolutions, activations,
