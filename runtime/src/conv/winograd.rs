@@ -27,7 +27,7 @@ use rayon::prelude::*;
 
 use super::cpu::{matmul, SyncPtr};
 use super::geom::Geom;
-use super::math::{epilogue, simd};
+use super::math::{epilogue_inline, simd};
 use super::Epilogue;
 
 /// Tiles per SIMD group.
@@ -231,7 +231,7 @@ fn gather_row_of_tiles(
     x: &[f32],
     ci: usize,
     grp: usize,
-    d: &mut [[Lane; 6]; 6],
+    d: &mut std::mem::MaybeUninit<[[Lane; 6]; 6]>,
 ) -> bool {
     let Block {
         g, tiles, t0, n, ..
@@ -253,11 +253,12 @@ fn gather_row_of_tiles(
     let plane = &x[(b * g.cin + ci) * hw..][..hw];
     #[cfg(target_arch = "x86_64")]
     {
-        for (i, row) in d.iter_mut().enumerate() {
+        let rows = d.as_mut_ptr().cast::<[Lane; 6]>();
+        for i in 0..6 {
             let r = &plane[(iy0 + i) * g.w + ix0..][..4 * (LANES - 1) + 6];
             // SAFETY: the CPU has AVX-512F (checked above); `r` has the 34
-            // floats the function reads.
-            unsafe { deal_row(r, row) };
+            // floats the function reads; row i of `d` is inside it.
+            unsafe { deal_row(r, rows.add(i)) };
         }
         true
     }
@@ -271,10 +272,11 @@ fn gather_row_of_tiles(
 /// `row[j][l] = r[4 l + j]` for `j < 6`, `l < 8`.
 ///
 /// # Safety
-/// The CPU has AVX-512F; `r` has at least 34 floats.
+/// The CPU has AVX-512F; `r` has at least 34 floats; `row` points to
+/// 6 x 8 writable floats (which may be uninitialised).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn deal_row(r: &[f32], row: &mut [Lane; 6]) {
+unsafe fn deal_row(r: &[f32], row: *mut [Lane; 6]) {
     use std::arch::x86_64::*;
     // SAFETY: r[0..34] is read (the caller's promise); `row` holds 6 x 8.
     unsafe {
@@ -310,65 +312,88 @@ unsafe fn deal_row(r: &[f32], row: &mut [Lane; 6]) {
         let on = |last: i32| _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, last, 0, 0, 0, 0, 0, 0, 0, 0);
         p[4] = _mm512_permutex2var_ps(p[0], on(16), c);
         p[5] = _mm512_permutex2var_ps(p[1], on(17), c);
-        for (dst, v) in row.iter_mut().zip(p) {
-            _mm256_storeu_ps(dst.as_mut_ptr(), _mm512_castps512_ps256(v));
+        for (j, v) in p.into_iter().enumerate() {
+            _mm256_storeu_ps(row.cast::<f32>().add(j * LANES), _mm512_castps512_ps256(v));
         }
     }
+}
+
+/// `d[i][j][l]`, the 6x6 input patch of tile `t0 + grp + l` for each of
+/// the 8 lanes `l` (zero where a patch hits padding or past the block's
+/// tiles), gathered lane by lane: tiles at an edge or a row's end.
+#[inline(always)]
+fn gather_lanes(blk: Block, x: &[f32], ci: usize, grp: usize) -> [[Lane; 6]; 6] {
+    let Block {
+        g, tiles, t0, n, ..
+    } = blk;
+    let hw = g.h * g.w;
+    let mut d = [[[0f32; LANES]; 6]; 6];
+    for l in 0..LANES.min(n - grp) {
+        let (b, oy, ox) = tiles.at(t0 + grp + l);
+        let plane = &x[(b * g.cin + ci) * hw..][..hw];
+        let (iy0, ix0) = (oy as isize - g.pt as isize, ox as isize - g.pl as isize);
+        let inside = iy0 >= 0 && ix0 >= 0 && iy0 as usize + 6 <= g.h && ix0 as usize + 6 <= g.w;
+        if inside {
+            let base = iy0 as usize * g.w + ix0 as usize;
+            for (i, row) in d.iter_mut().enumerate() {
+                let src = &plane[base + i * g.w..][..6];
+                for j in 0..6 {
+                    row[j][l] = src[j];
+                }
+            }
+        } else {
+            for (i, row) in d.iter_mut().enumerate() {
+                let iy = iy0 + i as isize;
+                if iy < 0 || iy >= g.h as isize {
+                    continue;
+                }
+                for (j, cell) in row.iter_mut().enumerate() {
+                    let ix = ix0 + j as isize;
+                    if ix >= 0 && ix < g.w as isize {
+                        cell[l] = plane[iy as usize * g.w + ix as usize];
+                    }
+                }
+            }
+        }
+    }
+    d
 }
 
 simd! {
     /// `V[ξ][ci][..]` of the block's tiles (lanes past `n` zero), for
     /// input channel `ci`.
     fn input_channel(blk: Block, x: &[f32], ci: usize, v: SyncPtr) {
-        let Block { g, tiles, t0, n, tp } = blk;
-        let hw = g.h * g.w;
+        let Block { g, n, tp, .. } = blk;
         for grp in (0..n).step_by(LANES) {
-            let mut d = [[[0f32; LANES]; 6]; 6];
-            if gather_row_of_tiles(blk, x, ci, grp, &mut d) {
-                // Filled: 8 tiles side by side in one row, inside.
+            // Not zeroed first where 8 tiles lie side by side inside one
+            // row (most of a large image's), as every lane is written
+            // there: zeroing this 1 KiB per group, and the transform's
+            // intermediate below, were `memset` calls, 6 % of a 16-channel
+            // U-Net's time.
+            let mut buf = std::mem::MaybeUninit::uninit();
+            let d: &[[Lane; 6]; 6] = if gather_row_of_tiles(blk, x, ci, grp, &mut buf) {
+                // SAFETY: `gather_row_of_tiles` wrote every lane of `buf`.
+                unsafe { buf.assume_init_ref() }
             } else {
-            for l in 0..LANES.min(n - grp) {
-                let (b, oy, ox) = tiles.at(t0 + grp + l);
-                let plane = &x[(b * g.cin + ci) * hw..][..hw];
-                let (iy0, ix0) = (oy as isize - g.pt as isize, ox as isize - g.pl as isize);
-                let inside = iy0 >= 0
-                    && ix0 >= 0
-                    && iy0 as usize + 6 <= g.h
-                    && ix0 as usize + 6 <= g.w;
-                if inside {
-                    let base = iy0 as usize * g.w + ix0 as usize;
-                    for (i, row) in d.iter_mut().enumerate() {
-                        let src = &plane[base + i * g.w..][..6];
-                        for j in 0..6 {
-                            row[j][l] = src[j];
-                        }
-                    }
-                } else {
-                    for (i, row) in d.iter_mut().enumerate() {
-                        let iy = iy0 + i as isize;
-                        if iy < 0 || iy >= g.h as isize {
-                            continue;
-                        }
-                        for (j, cell) in row.iter_mut().enumerate() {
-                            let ix = ix0 + j as isize;
-                            if ix >= 0 && ix < g.w as isize {
-                                cell[l] = plane[iy as usize * g.w + ix as usize];
-                            }
-                        }
-                    }
-                }
-            }
-            }
-            // columns, then rows
-            let mut t = [[[0f32; LANES]; 6]; 6];
+                buf.write(gather_lanes(blk, x, ci, grp))
+            };
+            // columns (`cols[j][i]` is row i of column j), then rows; the
+            // columns written in place (built as a value, they were
+            // copied with a `memcpy` call per group)
+            let mut cols = std::mem::MaybeUninit::<[[Lane; 6]; 6]>::uninit();
+            let cp = cols.as_mut_ptr().cast::<[Lane; 6]>();
+            #[allow(clippy::needless_range_loop)] // `j` picks a column of each row
             for j in 0..6 {
                 let c = bt([&d[0][j], &d[1][j], &d[2][j], &d[3][j], &d[4][j], &d[5][j]]);
-                for i in 0..6 {
-                    t[i][j] = c[i];
-                }
+                // SAFETY: column j of the 6 in `cols`.
+                unsafe { cp.add(j).write(c) };
             }
-            for (i, row) in t.iter().enumerate() {
-                let r = bt([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]);
+            // SAFETY: all 6 columns were written just above.
+            let cols = unsafe { cols.assume_init_ref() };
+            #[allow(clippy::needless_range_loop)] // `i` picks a row of each column
+            for i in 0..6 {
+                let row = [&cols[0][i], &cols[1][i], &cols[2][i], &cols[3][i], &cols[4][i], &cols[5][i]];
+                let r = bt(row);
                 for (j, lane) in r.iter().enumerate() {
                     let at = ((i * 6 + j) * g.cin + ci) * tp + grp;
                     // SAFETY: channel ci's rows of V belong to this job alone.
@@ -386,23 +411,35 @@ simd! {
         let Block { g, tiles, t0, n, tp } = blk;
         let p = g.oh * g.ow;
         for grp in (0..n).step_by(LANES) {
-            let mut s = [[[0f32; LANES]; 6]; 4];
+            // Columns (`cs[j][i]` is row i of column j) written in place,
+            // then rows: as zeroed arrays they cost a `memset` call per
+            // group.
+            let mut cs = std::mem::MaybeUninit::<[[Lane; 4]; 6]>::uninit();
+            let cp = cs.as_mut_ptr().cast::<[Lane; 4]>();
+            #[allow(clippy::needless_range_loop)] // `j` picks a column of each row
             for j in 0..6 {
-                let mut col = [[0f32; LANES]; 6];
-                for (i, lane) in col.iter_mut().enumerate() {
+                let lane = |i: usize| -> &Lane {
                     let at = ((i * 6 + j) * g.cout + co) * tp + grp;
-                    lane.copy_from_slice(&m[at..at + LANES]);
-                }
-                let c = at([&col[0], &col[1], &col[2], &col[3], &col[4], &col[5]]);
-                for (row, v) in s.iter_mut().zip(c) {
-                    row[j] = v;
-                }
+                    m[at..at + LANES].try_into().expect("a lane is LANES floats")
+                };
+                let c = at([lane(0), lane(1), lane(2), lane(3), lane(4), lane(5)]);
+                // SAFETY: column j of the 6 in `cs`.
+                unsafe { cp.add(j).write(c) };
             }
-            let mut o = [[[0f32; LANES]; 4]; 4];
-            for (i, row) in s.iter().enumerate() {
-                o[i] = at([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]);
+            // SAFETY: all 6 columns were written just above.
+            let cs = unsafe { cs.assume_init_ref() };
+            let mut o = std::mem::MaybeUninit::<[[Lane; 4]; 4]>::uninit();
+            let op = o.as_mut_ptr().cast::<[Lane; 4]>();
+            #[allow(clippy::needless_range_loop)] // `i` picks a row of each column
+            for i in 0..4 {
+                let r = at([&cs[0][i], &cs[1][i], &cs[2][i], &cs[3][i], &cs[4][i], &cs[5][i]]);
+                // SAFETY: row i of the 4 in `o`.
+                unsafe { op.add(i).write(r) };
             }
-            epilogue(act, bias, o.as_flattened_mut().as_flattened_mut());
+            // SAFETY: all 4 rows were written just above.
+            let o = unsafe { o.assume_init_mut() };
+            // Inlined: the `epilogue` wrapper's feature test per group.
+            epilogue_inline(act, bias, o.as_flattened_mut().as_flattened_mut());
             for l in 0..LANES.min(n - grp) {
                 let (b, oy, ox) = tiles.at(t0 + grp + l);
                 let base = (b * g.cout + co) * p;
