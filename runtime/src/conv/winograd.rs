@@ -219,12 +219,13 @@ struct Block<'a> {
 
 /// `d[i][j][l]`, the 6x6 input patch of tile `t0 + grp + l` for the 8
 /// lanes `l`, when those tiles lie side by side in one row of one image
-/// with every patch inside the input (most groups of a large image): for
-/// each of the 6 input rows, the 34 floats the 8 patches span are loaded
-/// once and dealt into the 6 columns' lanes by AVX-512 permutes (lane `l`
-/// of column `j` is float `4l + j`), instead of 288 scalar loads and
-/// stores. Returns whether it filled `d` (false: not such a group, or no
-/// AVX-512; the caller gathers lane by lane).
+/// (most groups of a large image): for each of the 6 input rows, the 34
+/// floats the 8 patches span (zero in the padding, through a zero-padded
+/// copy of the row at an edge) are loaded once and dealt into the 6
+/// columns' lanes by AVX-512 permutes (lane `l` of column `j` is float
+/// `4l + j`), instead of 288 scalar loads and stores. Returns whether it
+/// wrote all of `d` (false: not such a group, or no AVX-512; the caller
+/// gathers lane by lane).
 #[inline]
 fn gather_row_of_tiles(
     blk: Block,
@@ -241,23 +242,43 @@ fn gather_row_of_tiles(
     }
     let (b, oy, ox) = tiles.at(t0 + grp);
     let (b2, oy2, ox2) = tiles.at(t0 + grp + LANES - 1);
-    if b2 != b || oy2 != oy || ox2 != ox + 4 * (LANES - 1) || oy < g.pt || ox < g.pl {
+    if b2 != b || oy2 != oy || ox2 != ox + 4 * (LANES - 1) {
         return false;
     }
-    let (iy0, ix0) = (oy - g.pt, ox - g.pl);
-    // The 8 patches span columns ix0 .. ix0 + 34 of rows iy0 .. iy0 + 6.
-    if iy0 + 6 > g.h || ix0 + 4 * (LANES - 1) + 6 > g.w {
-        return false;
-    }
+    // The 8 patches span columns ix0 .. ix0 + 34 of rows iy0 .. iy0 + 6,
+    // zero where those lie in the padding.
+    const SPAN: usize = 4 * (LANES - 1) + 6;
+    let (iy0, ix0) = (oy as isize - g.pt as isize, ox as isize - g.pl as isize);
     let hw = g.h * g.w;
     let plane = &x[(b * g.cin + ci) * hw..][..hw];
     #[cfg(target_arch = "x86_64")]
     {
         let rows = d.as_mut_ptr().cast::<[Lane; 6]>();
         for i in 0..6 {
-            let r = &plane[(iy0 + i) * g.w + ix0..][..4 * (LANES - 1) + 6];
+            let iy = iy0 + i as isize;
+            // SAFETY (every write below): row i of the 6 in `d`.
+            if iy < 0 || iy >= g.h as isize {
+                unsafe { rows.add(i).write([[0.0; LANES]; 6]) };
+                continue;
+            }
+            let line = &plane[iy as usize * g.w..][..g.w];
+            let mut padded = [0f32; SPAN];
+            let r: &[f32] = if ix0 >= 0 && ix0 as usize + SPAN <= g.w {
+                &line[ix0 as usize..][..SPAN]
+            } else {
+                // An edge group: the columns inside the input copied into
+                // a zeroed span (the lane-by-lane gather's memset and
+                // scalar loads were a quarter of a 256-wide layer's groups).
+                let lo = (-ix0).max(0) as usize;
+                let hi = (g.w as isize - ix0).clamp(0, SPAN as isize) as usize;
+                if lo < hi {
+                    let from = (ix0 + lo as isize) as usize;
+                    padded[lo..hi].copy_from_slice(&line[from..from + (hi - lo)]);
+                }
+                &padded
+            };
             // SAFETY: the CPU has AVX-512F (checked above); `r` has the 34
-            // floats the function reads; row i of `d` is inside it.
+            // floats the function reads.
             unsafe { deal_row(r, rows.add(i)) };
         }
         true
@@ -730,6 +751,11 @@ pub(crate) mod tests {
             // groups across rows, images and the padding.
             (2, 3, 10, 75, 4, ((1, 1), (1, 1)), Epilogue::None),
             (1, 2, 7, 70, 3, ((0, 0), (2, 1)), Epilogue::Relu),
+            // Rows of exactly 8 and 16 tiles: every group inside one row,
+            // its patches reaching into the padding on the left, the right,
+            // the top and the bottom (dealt from a zero-padded copy).
+            (2, 3, 9, 32, 4, ((1, 1), (1, 1)), Epilogue::Relu),
+            (1, 2, 6, 62, 3, ((2, 0), (1, 1)), Epilogue::None),
         ];
         for (b, cin, h, w, cout, padding, act) in cases {
             let spec = Conv2dSpec {
