@@ -253,33 +253,34 @@ fn gather_row_of_tiles(
     let plane = &x[(b * g.cin + ci) * hw..][..hw];
     #[cfg(target_arch = "x86_64")]
     {
-        let rows = d.as_mut_ptr().cast::<[Lane; 6]>();
-        for i in 0..6 {
+        // Row i of the patches, `None` in the top or bottom padding.
+        let line = |i: usize| {
             let iy = iy0 + i as isize;
-            // SAFETY (every write below): row i of the 6 in `d`.
-            if iy < 0 || iy >= g.h as isize {
-                unsafe { rows.add(i).write([[0.0; LANES]; 6]) };
-                continue;
-            }
-            let line = &plane[iy as usize * g.w..][..g.w];
-            let mut padded = [0f32; SPAN];
-            let r: &[f32] = if ix0 >= 0 && ix0 as usize + SPAN <= g.w {
-                &line[ix0 as usize..][..SPAN]
-            } else {
-                // An edge group: the columns inside the input copied into
-                // a zeroed span (the lane-by-lane gather's memset and
-                // scalar loads were a quarter of a 256-wide layer's groups).
-                let lo = (-ix0).max(0) as usize;
-                let hi = (g.w as isize - ix0).clamp(0, SPAN as isize) as usize;
-                if lo < hi {
+            (iy >= 0 && iy < g.h as isize).then(|| &plane[iy as usize * g.w..][..g.w])
+        };
+        let rows = d.as_mut_ptr().cast::<[Lane; 6]>();
+        if ix0 >= 0 && ix0 as usize + SPAN <= g.w {
+            let src: [Option<&[f32]>; 6] =
+                std::array::from_fn(|i| line(i).map(|l| &l[ix0 as usize..][..SPAN]));
+            // SAFETY: the CPU has AVX-512F (checked above); each row given
+            // has the 34 floats read; `rows` is `d`'s 6 rows.
+            unsafe { deal_rows(src, rows) };
+        } else {
+            // An edge group: the columns inside the input copied into
+            // zeroed spans (lane by lane, with a zeroed patch, these were a
+            // quarter of a 256-wide layer's groups).
+            let mut pads = [[0f32; SPAN]; 6];
+            let lo = (-ix0).max(0) as usize;
+            let hi = (g.w as isize - ix0).clamp(0, SPAN as isize) as usize;
+            for (i, pad) in pads.iter_mut().enumerate() {
+                if let (Some(l), true) = (line(i), lo < hi) {
                     let from = (ix0 + lo as isize) as usize;
-                    padded[lo..hi].copy_from_slice(&line[from..from + (hi - lo)]);
+                    pad[lo..hi].copy_from_slice(&l[from..from + (hi - lo)]);
                 }
-                &padded
-            };
-            // SAFETY: the CPU has AVX-512F (checked above); `r` has the 34
-            // floats the function reads.
-            unsafe { deal_row(r, rows.add(i)) };
+            }
+            let src: [Option<&[f32]>; 6] = std::array::from_fn(|i| line(i).map(|_| &pads[i][..]));
+            // SAFETY: as above.
+            unsafe { deal_rows(src, rows) };
         }
         true
     }
@@ -290,51 +291,70 @@ fn gather_row_of_tiles(
     }
 }
 
-/// `row[j][l] = r[4 l + j]` for `j < 6`, `l < 8`.
+/// `rows[i][j][l] = src[i][4 l + j]` for `j < 6`, `l < 8`, and zero
+/// lanes for a row given as `None`; one call for the 6 rows of a patch,
+/// its permutes' index vectors made once.
 ///
 /// # Safety
-/// The CPU has AVX-512F; `r` has at least 34 floats; `row` points to
-/// 6 x 8 writable floats (which may be uninitialised).
+/// The CPU has AVX-512F; each row of `src` has at least 34 floats; `rows`
+/// points to 6 x 6 x 8 writable floats (which may be uninitialised).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn deal_row(r: &[f32], row: *mut [Lane; 6]) {
+unsafe fn deal_rows(src: [Option<&[f32]>; 6], rows: *mut [Lane; 6]) {
     use std::arch::x86_64::*;
-    // SAFETY: r[0..34] is read (the caller's promise); `row` holds 6 x 8.
-    unsafe {
-        let a = _mm512_loadu_ps(r.as_ptr());
-        let b = _mm512_loadu_ps(r.as_ptr().add(16));
-        let c = _mm512_maskz_loadu_ps(0b11, r.as_ptr().add(32));
-        let by4 = |m: i32| {
-            _mm512_setr_epi32(
-                m,
-                m + 4,
-                m + 8,
-                m + 12,
-                m + 16,
-                m + 20,
-                m + 24,
-                m + 28,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-            )
-        };
-        let mut p = [_mm512_setzero_ps(); 6];
-        for (m, pm) in p.iter_mut().enumerate().take(4) {
-            *pm = _mm512_permutex2var_ps(a, by4(m as i32), b);
-        }
-        // Columns 4 and 5: columns 0 and 1 one lane on, the last lane from
-        // floats 32 and 33.
-        let on = |last: i32| _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, last, 0, 0, 0, 0, 0, 0, 0, 0);
-        p[4] = _mm512_permutex2var_ps(p[0], on(16), c);
-        p[5] = _mm512_permutex2var_ps(p[1], on(17), c);
-        for (j, v) in p.into_iter().enumerate() {
-            _mm256_storeu_ps(row.cast::<f32>().add(j * LANES), _mm512_castps512_ps256(v));
+    // Column m < 4: lane l takes float 4 l + m of the first 32.
+    let by4 = |m: i32| {
+        _mm512_setr_epi32(
+            m,
+            m + 4,
+            m + 8,
+            m + 12,
+            m + 16,
+            m + 20,
+            m + 24,
+            m + 28,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        )
+    };
+    let idx = [by4(0), by4(1), by4(2), by4(3)];
+    // Columns 4 and 5: columns 0 and 1 one lane on, the last lane from
+    // floats 32 and 33.
+    let on = |last: i32| _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, last, 0, 0, 0, 0, 0, 0, 0, 0);
+    let (on16, on17) = (on(16), on(17));
+    for (i, r) in src.iter().enumerate() {
+        // SAFETY: row i of the 6 at `rows`; `r` has 34 floats (the
+        // caller's promise), of which the loads read r[0..34].
+        unsafe {
+            let out = rows.add(i).cast::<f32>();
+            let Some(r) = r else {
+                for j in 0..6 {
+                    _mm256_storeu_ps(out.add(j * LANES), _mm256_setzero_ps());
+                }
+                continue;
+            };
+            let a = _mm512_loadu_ps(r.as_ptr());
+            let b = _mm512_loadu_ps(r.as_ptr().add(16));
+            let c = _mm512_maskz_loadu_ps(0b11, r.as_ptr().add(32));
+            let p0 = _mm512_permutex2var_ps(a, idx[0], b);
+            let p1 = _mm512_permutex2var_ps(a, idx[1], b);
+            let p = [
+                p0,
+                p1,
+                _mm512_permutex2var_ps(a, idx[2], b),
+                _mm512_permutex2var_ps(a, idx[3], b),
+                _mm512_permutex2var_ps(p0, on16, c),
+                _mm512_permutex2var_ps(p1, on17, c),
+            ];
+            for (j, v) in p.into_iter().enumerate() {
+                _mm256_storeu_ps(out.add(j * LANES), _mm512_castps512_ps256(v));
+            }
         }
     }
 }
@@ -461,6 +481,9 @@ simd! {
             let o = unsafe { o.assume_init_mut() };
             // Inlined: the `epilogue` wrapper's feature test per group.
             epilogue_inline(act, bias, o.as_flattened_mut().as_flattened_mut());
+            if store_row_of_tiles(blk, grp, co, o, y) {
+                continue;
+            }
             for l in 0..LANES.min(n - grp) {
                 let (b, oy, ox) = tiles.at(t0 + grp + l);
                 let base = (b * g.cout + co) * p;
@@ -477,6 +500,73 @@ simd! {
                 }
             }
         }
+    }
+}
+
+/// Stores the output tiles `o[i][j][l]` of channel `co` when the group's
+/// 8 tiles lie side by side in one row of one image, all inside the
+/// output: each of the 4 output rows is 32 consecutive floats (tile `l`'s
+/// column `j` at `4 l + j`), interleaved by AVX-512 permutes and stored as
+/// two vectors, instead of 128 scalar stores. Returns whether it stored
+/// them (false: not such a group, or no AVX-512).
+#[inline]
+fn store_row_of_tiles(blk: Block, grp: usize, co: usize, o: &[[Lane; 4]; 4], y: SyncPtr) -> bool {
+    let Block {
+        g, tiles, t0, n, ..
+    } = blk;
+    if grp + LANES > n || !crate::rnn_kernel::has_avx512() {
+        return false;
+    }
+    let (b, oy, ox) = tiles.at(t0 + grp);
+    let (b2, oy2, ox2) = tiles.at(t0 + grp + LANES - 1);
+    if b2 != b || oy2 != oy || ox2 != ox + 4 * (LANES - 1) || oy + 4 > g.oh || ox + 4 * LANES > g.ow
+    {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let base = (b * g.cout + co) * g.oh * g.ow;
+        for (i, row) in o.iter().enumerate() {
+            // SAFETY: the CPU has AVX-512F (checked above); the 32 floats
+            // from `at` are output row oy + i's columns ox .. ox + 32 of
+            // channel co of image b, inside `y` (checked above) and this
+            // job's alone.
+            unsafe { interleave_row(row, y.ptr().add(base + (oy + i) * g.ow + ox)) };
+        }
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (o, y, co);
+        false
+    }
+}
+
+/// `out[4 l + j] = row[j][l]` for `j < 4`, `l < 8`: the inverse of
+/// [`deal_row`] for an output row of 8 tiles.
+///
+/// # Safety
+/// The CPU has AVX-512F; `out` points to 32 writable floats.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn interleave_row(row: &[Lane; 4], out: *mut f32) {
+    use std::arch::x86_64::*;
+    // SAFETY: `row` holds 4 x 8 floats; `out` 32 (the caller's promise).
+    unsafe {
+        // Two columns in one vector (the 64-bit insert is AVX-512F's; the
+        // 32-bit one needs DQ).
+        let pair = |j: usize| {
+            let lo = _mm512_castpd256_pd512(_mm256_castps_pd(_mm256_loadu_ps(row[j].as_ptr())));
+            let hi = _mm256_castps_pd(_mm256_loadu_ps(row[j + 1].as_ptr()));
+            _mm512_castpd_ps(_mm512_insertf64x4::<1>(lo, hi))
+        };
+        let (a, b) = (pair(0), pair(2));
+        // Float k of the first 16 is tile k / 4's column k % 4: column 0
+        // and 1 from `a` (lanes l, 8 + l), 2 and 3 from `b` (16 + l, 24 + l).
+        let first = _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27);
+        let second = _mm512_add_epi32(first, _mm512_set1_epi32(4));
+        _mm512_storeu_ps(out, _mm512_permutex2var_ps(a, first, b));
+        _mm512_storeu_ps(out.add(16), _mm512_permutex2var_ps(a, second, b));
     }
 }
 
