@@ -234,17 +234,10 @@ fn gather_row_of_tiles(
     grp: usize,
     d: &mut std::mem::MaybeUninit<[[Lane; 6]; 6]>,
 ) -> bool {
-    let Block {
-        g, tiles, t0, n, ..
-    } = blk;
-    if grp + LANES > n || !crate::rnn_kernel::has_avx512() {
+    let g = blk.g;
+    let Some((b, oy, ox)) = row_of_tiles(blk, grp) else {
         return false;
-    }
-    let (b, oy, ox) = tiles.at(t0 + grp);
-    let (b2, oy2, ox2) = tiles.at(t0 + grp + LANES - 1);
-    if b2 != b || oy2 != oy || ox2 != ox + 4 * (LANES - 1) {
-        return false;
-    }
+    };
     // The 8 patches span columns ix0 .. ix0 + 34 of rows iy0 .. iy0 + 6,
     // zero where those lie in the padding.
     const SPAN: usize = 4 * (LANES - 1) + 6;
@@ -418,19 +411,9 @@ simd! {
             } else {
                 buf.write(gather_lanes(blk, x, ci, grp))
             };
-            // columns (`cols[j][i]` is row i of column j), then rows; the
-            // columns written in place (built as a value, they were
-            // copied with a `memcpy` call per group)
-            let mut cols = std::mem::MaybeUninit::<[[Lane; 6]; 6]>::uninit();
-            let cp = cols.as_mut_ptr().cast::<[Lane; 6]>();
-            #[allow(clippy::needless_range_loop)] // `j` picks a column of each row
-            for j in 0..6 {
-                let c = bt([&d[0][j], &d[1][j], &d[2][j], &d[3][j], &d[4][j], &d[5][j]]);
-                // SAFETY: column j of the 6 in `cols`.
-                unsafe { cp.add(j).write(c) };
-            }
-            // SAFETY: all 6 columns were written just above.
-            let cols = unsafe { cols.assume_init_ref() };
+            // columns (`cols[j][i]` is row i of column j), then rows
+            let cols: [[Lane; 6]; 6] =
+                in_place(|j| bt([&d[0][j], &d[1][j], &d[2][j], &d[3][j], &d[4][j], &d[5][j]]));
             #[allow(clippy::needless_range_loop)] // `i` picks a row of each column
             for i in 0..6 {
                 let row = [&cols[0][i], &cols[1][i], &cols[2][i], &cols[3][i], &cols[4][i], &cols[5][i]];
@@ -452,36 +435,32 @@ simd! {
         let Block { g, tiles, t0, n, tp } = blk;
         let p = g.oh * g.ow;
         for grp in (0..n).step_by(LANES) {
-            // Columns (`cs[j][i]` is row i of column j) written in place,
-            // then rows: as zeroed arrays they cost a `memset` call per
-            // group.
+            // Columns (`cs[j][i]` is row i of column j), then rows.
+            // (A loop, not `in_place`: its closure, this large, was called
+            // out of line, compiled without the vector features.)
             let mut cs = std::mem::MaybeUninit::<[[Lane; 4]; 6]>::uninit();
             let cp = cs.as_mut_ptr().cast::<[Lane; 4]>();
-            #[allow(clippy::needless_range_loop)] // `j` picks a column of each row
+            let step = 6 * g.cout * tp;
             for j in 0..6 {
-                let lane = |i: usize| -> &Lane {
-                    let at = ((i * 6 + j) * g.cout + co) * tp + grp;
-                    m[at..at + LANES].try_into().expect("a lane is LANES floats")
-                };
-                let c = at([lane(0), lane(1), lane(2), lane(3), lane(4), lane(5)]);
+                let col = &m[(j * g.cout + co) * tp + grp..][..5 * step + LANES];
+                let c = at([
+                    lane(col, 0),
+                    lane(col, step),
+                    lane(col, 2 * step),
+                    lane(col, 3 * step),
+                    lane(col, 4 * step),
+                    lane(col, 5 * step),
+                ]);
                 // SAFETY: column j of the 6 in `cs`.
                 unsafe { cp.add(j).write(c) };
             }
             // SAFETY: all 6 columns were written just above.
             let cs = unsafe { cs.assume_init_ref() };
-            let mut o = std::mem::MaybeUninit::<[[Lane; 4]; 4]>::uninit();
-            let op = o.as_mut_ptr().cast::<[Lane; 4]>();
-            #[allow(clippy::needless_range_loop)] // `i` picks a row of each column
-            for i in 0..4 {
-                let r = at([&cs[0][i], &cs[1][i], &cs[2][i], &cs[3][i], &cs[4][i], &cs[5][i]]);
-                // SAFETY: row i of the 4 in `o`.
-                unsafe { op.add(i).write(r) };
-            }
-            // SAFETY: all 4 rows were written just above.
-            let o = unsafe { o.assume_init_mut() };
+            let mut o: [[Lane; 4]; 4] =
+                in_place(|i| at([&cs[0][i], &cs[1][i], &cs[2][i], &cs[3][i], &cs[4][i], &cs[5][i]]));
             // Inlined: the `epilogue` wrapper's feature test per group.
             epilogue_inline(act, bias, o.as_flattened_mut().as_flattened_mut());
-            if store_row_of_tiles(blk, grp, co, o, y) {
+            if store_row_of_tiles(blk, grp, co, &o, y) {
                 continue;
             }
             for l in 0..LANES.min(n - grp) {
@@ -503,6 +482,45 @@ simd! {
     }
 }
 
+/// `(image, top row, left column)` of the group of 8 tiles from `grp`
+/// when they lie side by side in one row of one image and the CPU has
+/// AVX-512: the groups whose patches are dealt, and whose outputs are
+/// stored, a row of 8 at a time.
+#[inline]
+fn row_of_tiles(blk: Block, grp: usize) -> Option<(usize, usize, usize)> {
+    let Block { tiles, t0, n, .. } = blk;
+    if grp + LANES > n || !crate::rnn_kernel::has_avx512() {
+        return None;
+    }
+    let (b, oy, ox) = tiles.at(t0 + grp);
+    let (b2, oy2, ox2) = tiles.at(t0 + grp + LANES - 1);
+    (b2 == b && oy2 == oy && ox2 == ox + 4 * (LANES - 1)).then_some((b, oy, ox))
+}
+
+/// The lane of `LANES` floats at `at` in `m`.
+#[inline(always)]
+fn lane(m: &[f32], at: usize) -> &Lane {
+    m[at..at + LANES]
+        .try_into()
+        .expect("a lane is LANES floats")
+}
+
+/// `[f(0), .., f(N - 1)]`, each element written in place as it is made
+/// (inlined into the transforms' loops): their arrays of lanes, zeroed and
+/// filled or built by `array::from_fn` (not inlined), cost a `memset` or
+/// `memcpy` call per group of 8 tiles, 6 % of a 16-channel U-Net.
+#[inline(always)]
+fn in_place<T, const N: usize>(mut f: impl FnMut(usize) -> T) -> [T; N] {
+    let mut a = std::mem::MaybeUninit::<[T; N]>::uninit();
+    let p = a.as_mut_ptr().cast::<T>();
+    for i in 0..N {
+        // SAFETY: element i of the N in `a`.
+        unsafe { p.add(i).write(f(i)) };
+    }
+    // SAFETY: all N elements were written just above.
+    unsafe { a.assume_init() }
+}
+
 /// Stores the output tiles `o[i][j][l]` of channel `co` when the group's
 /// 8 tiles lie side by side in one row of one image, all inside the
 /// output: each of the 4 output rows is 32 consecutive floats (tile `l`'s
@@ -511,16 +529,11 @@ simd! {
 /// them (false: not such a group, or no AVX-512).
 #[inline]
 fn store_row_of_tiles(blk: Block, grp: usize, co: usize, o: &[[Lane; 4]; 4], y: SyncPtr) -> bool {
-    let Block {
-        g, tiles, t0, n, ..
-    } = blk;
-    if grp + LANES > n || !crate::rnn_kernel::has_avx512() {
+    let g = blk.g;
+    let Some((b, oy, ox)) = row_of_tiles(blk, grp) else {
         return false;
-    }
-    let (b, oy, ox) = tiles.at(t0 + grp);
-    let (b2, oy2, ox2) = tiles.at(t0 + grp + LANES - 1);
-    if b2 != b || oy2 != oy || ox2 != ox + 4 * (LANES - 1) || oy + 4 > g.oh || ox + 4 * LANES > g.ow
-    {
+    };
+    if oy + 4 > g.oh || ox + 4 * LANES > g.ow {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
