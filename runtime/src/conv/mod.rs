@@ -15,8 +15,9 @@
 //!   it is still in cache. 1x1 stride-1 unpadded convolutions multiply the
 //!   input in place (no copy); stride-1 convolutions with short output rows
 //!   and few channels (LeNet-5's second layer) multiply over the padded
-//!   input's whole width, one contiguous copy per patch row; depthwise convolutions (one input channel per
-//!   group) run as a direct vectorised loop. Hot elementwise loops are
+//!   input's whole width, one contiguous copy per patch row; depthwise
+//!   convolutions (one input channel per group) run as a direct vectorised
+//!   loop. Hot elementwise loops are
 //!   compiled for AVX2+FMA as well and chosen at run time.
 //! - **CPU, other dtypes; CUDA**: candle's own `conv2d`, with explicit zero
 //!   padding / kernel dilation / subsampling where the options are not
@@ -189,7 +190,7 @@ pub fn run_on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 }
 
 /// Multiply-adds (or as many element operations) below which a kernel
-/// runs all its jobs on the calling thread: under a microsecond of work
+/// runs all its jobs on the calling thread: about a microsecond of work
 /// is not worth a hand-off to a second thread. (LeNet-5 b1, whose last
 /// pooling and linear layers are below it, about 0.9x its time; at 2^20,
 /// which keeps its convolutions on one thread too, 1.35x slower, and
