@@ -986,7 +986,29 @@ impl<'a> Taps<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::gather_strided;
+    use super::{gather_strided, Geom, Wide};
+    use crate::conv::Conv2dSpec;
+
+    /// The wide lowering is taken where it was measured to pay (LeNet-5's
+    /// two convolutions) and not where it was measured to lose (AlexNet's
+    /// 13x13 layers, ResNet-18's 7x7 ones) or cannot apply (stride 2).
+    #[test]
+    fn the_wide_lowering_is_chosen_where_it_pays() {
+        let geom = |x: [usize; 4], w: [usize; 4], s: usize, p: usize| {
+            let spec = Conv2dSpec {
+                stride: (s, s),
+                padding: ((p, p), (p, p)),
+                dilation: (1, 1),
+                groups: 1,
+            };
+            Geom::new(&x, &w, None, &spec).unwrap()
+        };
+        assert!(Wide::wins(&geom([256, 6, 14, 14], [16, 6, 5, 5], 1, 0)));
+        assert!(Wide::wins(&geom([256, 1, 32, 32], [6, 1, 5, 5], 1, 0)));
+        assert!(!Wide::wins(&geom([8, 384, 13, 13], [256, 384, 3, 3], 1, 1)));
+        assert!(!Wide::wins(&geom([1, 512, 7, 7], [512, 512, 3, 3], 1, 1)));
+        assert!(!Wide::wins(&geom([1, 6, 14, 14], [16, 6, 5, 5], 2, 0)));
+    }
 
     /// The strided gather equals the plain loop for strides 2 to 5, every
     /// output length up to 70 (whole vectors and tails, with AVX-512 or
