@@ -356,34 +356,49 @@ pub(super) fn forward(
     threads: usize,
 ) -> Vec<f32> {
     let n = g.b * g.cout * g.p();
-    // A single input channel's convolution (a grayscale stem) is on the
-    // depthwise loop's terms, one plane per output channel, unless its
-    // rows are short: then the wide product computes every output channel
-    // from one copy of the patches (LeNet-5's first layer, 6 channels at
-    // 28x28: the network at batch 256 0.72x its time).
-    if g.is_depthwise() && !(g.groups == 1 && Wide::wins(g)) {
-        // Not zeroed first: `depthwise_plane` writes every element of each
-        // plane (zeroing the output was 2.5 % of MobileNetV2 b1).
-        let mut y = Vec::with_capacity(n);
-        depthwise(g, x, w, bias, act, &mut y.spare_capacity_mut()[..n]);
-        // SAFETY: `depthwise` wrote all `n` elements, every plane by one
-        // `depthwise_plane` call.
-        unsafe { y.set_len(n) };
-        return y;
-    }
-    // Not zeroed first: every element is written by the products (a pass
-    // of `memset` over every output was 5 % of ResNet-18's forward).
+    // Not zeroed first: every lowering writes every element (a pass of
+    // `memset` over every output was 5 % of ResNet-18's forward, 2.5 % of
+    // MobileNetV2 b1's for the depthwise output).
     let mut y = Vec::with_capacity(n);
-    if Wide::wins(g) {
-        Wide::new(g, threads).run(g, x, w, bias, act, SyncPtr(y.as_mut_ptr()));
-    } else {
-        matmul_lowering(g, x, w, bias, act, threads, SyncPtr(y.as_mut_ptr()));
+    match Lowering::of(g) {
+        Lowering::Depthwise => depthwise(g, x, w, bias, act, &mut y.spare_capacity_mut()[..n]),
+        Lowering::Wide => Wide::new(g, threads).run(g, x, w, bias, act, SyncPtr(y.as_mut_ptr())),
+        Lowering::Matmul => matmul_lowering(g, x, w, bias, act, threads, SyncPtr(y.as_mut_ptr())),
     }
-    // SAFETY: both lowerings write all `n` elements: their jobs cover
-    // every image, tile (or rows) and group, each writing all `cout_g`
-    // rows of its pixels.
+    // SAFETY: each lowering writes all `n` elements: the depthwise one
+    // every plane by one `depthwise_plane` call, the others' jobs every
+    // image, tile (or run of rows) and group, each all `cout_g` rows of its
+    // pixels.
     unsafe { y.set_len(n) };
     y
+}
+
+/// Which lowering [`forward`] runs (the module's list).
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Lowering {
+    Depthwise,
+    Wide,
+    Matmul,
+}
+
+impl Lowering {
+    /// A single input channel's convolution (a grayscale stem) is on the
+    /// depthwise loop's terms, one plane per output channel, unless its
+    /// rows are short: then the wide product computes every output channel
+    /// from one copy of the patches (LeNet-5's first layer, 6 channels at
+    /// 28x28: the network at batch 256 0.72x its time). A true depthwise
+    /// convolution (more than one group) never takes the wide product: one
+    /// output channel per group is a product of one row.
+    fn of(g: &Geom) -> Lowering {
+        let wide = Wide::wins(g);
+        if g.is_depthwise() && !(g.groups == 1 && wide) {
+            Lowering::Depthwise
+        } else if wide {
+            Lowering::Wide
+        } else {
+            Lowering::Matmul
+        }
+    }
 }
 
 /// The wide lowering of a stride-1 convolution with short output rows
@@ -487,79 +502,74 @@ impl Wide {
             0
         };
         let bufs = (k + g.cout_g) * most + pad_len;
-        let jobs = self.groups * self.tiles;
-        let work = g.b * p * g.cout * k;
-        (0..jobs)
-            .into_par_iter()
-            .with_min_len(super::min_len(work, jobs))
-            .for_each_init(
-                || Panel::take(bufs),
-                |Panel(buf), job| {
-                    let (ig, t) = (job / self.tiles, job % self.tiles);
-                    let (b0, b1) = (ig * self.imgs, ((ig + 1) * self.imgs).min(g.b));
-                    let (r0, r1) = (t * self.rows, ((t + 1) * self.rows).min(g.oh));
-                    let len = Wide::span(r1 - r0, wp, g.ow);
-                    let total = (b1 - b0) * len;
-                    let (col, rest) = buf.split_at_mut(k * total);
-                    let (out, pad) = rest.split_at_mut(g.cout_g * total);
-                    let nsrc = self.src_rows(g, r1 - r0);
-                    for grp in 0..g.groups {
-                        for (s, b) in (b0..b1).enumerate() {
-                            let xg = &x[(b * g.cin + grp * g.cin_g) * hw..][..g.cin_g * hw];
-                            // The rows this job reads, padded or as they are.
-                            let (src, plane) = if self.padded {
-                                self.fill_padded(g, xg, r0, nsrc, pad);
-                                (&pad[..], nsrc * wp)
-                            } else {
-                                (&xg[r0 * g.w..], hw)
-                            };
-                            for ci in 0..g.cin_g {
-                                for ky in 0..g.kh {
-                                    for kx in 0..g.kw {
-                                        let row = (ci * taps + ky * g.kw + kx) * total + s * len;
-                                        let from = ci * plane + ky * g.dh * wp + kx * g.dw;
-                                        col[row..row + len].copy_from_slice(&src[from..from + len]);
-                                    }
+        super::par_jobs(self.groups * self.tiles, g.b * p * g.cout * k).for_each_init(
+            || Panel::take(bufs),
+            |Panel(buf), job| {
+                let (ig, t) = (job / self.tiles, job % self.tiles);
+                let (b0, b1) = (ig * self.imgs, ((ig + 1) * self.imgs).min(g.b));
+                let (r0, r1) = (t * self.rows, ((t + 1) * self.rows).min(g.oh));
+                let len = Wide::span(r1 - r0, wp, g.ow);
+                let total = (b1 - b0) * len;
+                let (col, rest) = buf.split_at_mut(k * total);
+                let (out, pad) = rest.split_at_mut(g.cout_g * total);
+                let nsrc = self.src_rows(g, r1 - r0);
+                for grp in 0..g.groups {
+                    for (s, b) in (b0..b1).enumerate() {
+                        let xg = &x[(b * g.cin + grp * g.cin_g) * hw..][..g.cin_g * hw];
+                        // The rows this job reads, padded or as they are.
+                        let (src, plane) = if self.padded {
+                            self.fill_padded(g, xg, r0, nsrc, pad);
+                            (&pad[..], nsrc * wp)
+                        } else {
+                            (&xg[r0 * g.w..], hw)
+                        };
+                        for ci in 0..g.cin_g {
+                            for ky in 0..g.kh {
+                                for kx in 0..g.kw {
+                                    let row = (ci * taps + ky * g.kw + kx) * total + s * len;
+                                    let from = ci * plane + ky * g.dh * wp + kx * g.dw;
+                                    col[row..row + len].copy_from_slice(&src[from..from + len]);
                                 }
-                            }
-                        }
-                        let wg = &w[grp * g.cout_g * k..][..g.cout_g * k];
-                        // SAFETY: `out` holds `cout_g * total` floats, `wg`
-                        // `cout_g * k`, `col` `k * total`.
-                        unsafe {
-                            matmul(
-                                g.cout_g,
-                                total,
-                                k,
-                                out.as_mut_ptr(),
-                                total,
-                                false,
-                                wg.as_ptr(),
-                                k,
-                                1,
-                                col.as_ptr(),
-                                total,
-                                1,
-                            );
-                        }
-                        for (s, b) in (b0..b1).enumerate() {
-                            for co in 0..g.cout_g {
-                                let c = b * g.cout + grp * g.cout_g + co;
-                                let bv = bias.map_or(0.0, |bs| bs[grp * g.cout_g + co]);
-                                // SAFETY: job (images b0..b1, rows r0..r1)
-                                // alone writes these rows of image b's output
-                                // channels.
-                                let dst = unsafe { yp.slice(c * p + r0 * g.ow, (r1 - r0) * g.ow) };
-                                let from = &out[co * total + s * len..][..len];
-                                for (oy, d) in dst.chunks_exact_mut(g.ow).enumerate() {
-                                    copy_row(d, &from[oy * wp..oy * wp + g.ow]);
-                                }
-                                epilogue(act, bv, dst);
                             }
                         }
                     }
-                },
-            );
+                    let wg = &w[grp * g.cout_g * k..][..g.cout_g * k];
+                    // SAFETY: `out` holds `cout_g * total` floats, `wg`
+                    // `cout_g * k`, `col` `k * total`.
+                    unsafe {
+                        matmul(
+                            g.cout_g,
+                            total,
+                            k,
+                            out.as_mut_ptr(),
+                            total,
+                            false,
+                            wg.as_ptr(),
+                            k,
+                            1,
+                            col.as_ptr(),
+                            total,
+                            1,
+                        );
+                    }
+                    for (s, b) in (b0..b1).enumerate() {
+                        for co in 0..g.cout_g {
+                            let c = b * g.cout + grp * g.cout_g + co;
+                            let bv = bias.map_or(0.0, |bs| bs[grp * g.cout_g + co]);
+                            // SAFETY: job (images b0..b1, rows r0..r1)
+                            // alone writes these rows of image b's output
+                            // channels.
+                            let dst = unsafe { yp.slice(c * p + r0 * g.ow, (r1 - r0) * g.ow) };
+                            let from = &out[co * total + s * len..][..len];
+                            for (oy, d) in dst.chunks_exact_mut(g.ow).enumerate() {
+                                copy_row(d, &from[oy * wp..oy * wp + g.ow]);
+                            }
+                            epilogue(act, bv, dst);
+                        }
+                    }
+                }
+            },
+        );
     }
 
     /// Copies rows `r0..r0 + n` of the zero-padded planes of one group of
@@ -573,18 +583,24 @@ impl Wide {
                 .enumerate()
             {
                 // Padded row r0 + rr is input row r0 + rr - pt.
-                let iy = (r0 + rr).checked_sub(g.pt).filter(|&iy| iy < g.h);
-                let Some(iy) = iy else {
-                    dst.fill(0.0);
-                    continue;
-                };
-                let (l, n) = (g.pl.min(wp), g.w.min(wp - g.pl.min(wp)));
-                dst[..l].fill(0.0);
-                dst[l..l + n].copy_from_slice(&plane[iy * g.w..][..n]);
-                dst[l + n..].fill(0.0);
+                match (r0 + rr).checked_sub(g.pt).filter(|&iy| iy < g.h) {
+                    Some(iy) => window(&plane[iy * g.w..][..g.w], -(g.pl as isize), dst),
+                    None => dst.fill(0.0),
+                }
             }
         }
     }
+}
+
+/// `dst[j] = line[start + j]` where that lies inside `line`, else 0: a
+/// row of a zero-padded plane, or a padded span of one.
+pub(super) fn window(line: &[f32], start: isize, dst: &mut [f32]) {
+    let lo = (-start).clamp(0, dst.len() as isize) as usize;
+    let hi = (line.len() as isize - start).clamp(lo as isize, dst.len() as isize) as usize;
+    dst[..lo].fill(0.0);
+    let from = (start + lo as isize) as usize;
+    dst[lo..hi].copy_from_slice(&line[from..from + (hi - lo)]);
+    dst[hi..].fill(0.0);
 }
 
 fn matmul_lowering(
@@ -601,57 +617,52 @@ fn matmul_lowering(
     let pt = tile_len(g, k, threads);
     let tiles = p.div_ceil(pt);
     let panel = if pointwise { 0 } else { k * pt };
-    let jobs = g.b * tiles;
-    let work = g.b * p * g.cout * k;
-    (0..jobs)
-        .into_par_iter()
-        .with_min_len(super::min_len(work, jobs))
-        .for_each_init(
-            || Panel::take(panel),
-            |Panel(col), job| {
-                let (b, t) = (job / tiles, job % tiles);
-                let p0 = t * pt;
-                let n = pt.min(p - p0);
-                for grp in 0..g.groups {
-                    let xg = &x[(b * g.cin + grp * g.cin_g) * hw..][..g.cin_g * hw];
-                    let wg = &w[grp * g.cout_g * k..][..g.cout_g * k];
-                    let (rhs, rhs_rs) = if pointwise {
-                        (xg[p0..].as_ptr(), hw)
-                    } else {
-                        im2col(g, xg, p0, n, col);
-                        (col.as_ptr(), n)
-                    };
-                    let c0 = b * g.cout + grp * g.cout_g;
-                    // SAFETY: job (b, t) alone writes columns p0..p0 + n of
-                    // image b's output rows (`y` has `b · cout · p` floats,
-                    // uninitialised until here: gemm only writes them, as
-                    // `acc` is false); gemm reads the slices above.
-                    unsafe {
-                        matmul(
-                            g.cout_g,
-                            n,
-                            k,
-                            yp.ptr().add(c0 * p + p0),
-                            p,
-                            false,
-                            wg.as_ptr(),
-                            k,
-                            1,
-                            rhs,
-                            rhs_rs,
-                            1,
-                        );
-                    }
-                    for co in 0..g.cout_g {
-                        let bv = bias.map_or(0.0, |bs| bs[grp * g.cout_g + co]);
-                        // SAFETY: as above, this job's own part of row c0 + co,
-                        // written by the product just above.
-                        let row = unsafe { yp.slice((c0 + co) * p + p0, n) };
-                        epilogue(act, bv, row);
-                    }
+    super::par_jobs(g.b * tiles, g.b * p * g.cout * k).for_each_init(
+        || Panel::take(panel),
+        |Panel(col), job| {
+            let (b, t) = (job / tiles, job % tiles);
+            let p0 = t * pt;
+            let n = pt.min(p - p0);
+            for grp in 0..g.groups {
+                let xg = &x[(b * g.cin + grp * g.cin_g) * hw..][..g.cin_g * hw];
+                let wg = &w[grp * g.cout_g * k..][..g.cout_g * k];
+                let (rhs, rhs_rs) = if pointwise {
+                    (xg[p0..].as_ptr(), hw)
+                } else {
+                    im2col(g, xg, p0, n, col);
+                    (col.as_ptr(), n)
+                };
+                let c0 = b * g.cout + grp * g.cout_g;
+                // SAFETY: job (b, t) alone writes columns p0..p0 + n of
+                // image b's output rows (`y` has `b · cout · p` floats,
+                // uninitialised until here: gemm only writes them, as
+                // `acc` is false); gemm reads the slices above.
+                unsafe {
+                    matmul(
+                        g.cout_g,
+                        n,
+                        k,
+                        yp.ptr().add(c0 * p + p0),
+                        p,
+                        false,
+                        wg.as_ptr(),
+                        k,
+                        1,
+                        rhs,
+                        rhs_rs,
+                        1,
+                    );
                 }
-            },
-        );
+                for co in 0..g.cout_g {
+                    let bv = bias.map_or(0.0, |bs| bs[grp * g.cout_g + co]);
+                    // SAFETY: as above, this job's own part of row c0 + co,
+                    // written by the product just above.
+                    let row = unsafe { yp.slice((c0 + co) * p + p0, n) };
+                    epilogue(act, bv, row);
+                }
+            }
+        },
+    );
 }
 
 thread_local! {

@@ -209,6 +209,13 @@ pub(crate) fn min_len(work: usize, jobs: usize) -> usize {
     }
 }
 
+/// Jobs `0..n` of a kernel doing `work` multiply-adds in all, as a parallel
+/// iterator kept in one piece below [`SERIAL_WORK`] ([`min_len`]).
+pub(crate) fn par_jobs(n: usize, work: usize) -> rayon::iter::MinLen<rayon::range::Iter<usize>> {
+    use rayon::prelude::*;
+    (0..n).into_par_iter().with_min_len(min_len(work, n))
+}
+
 /// Runs `f` on the runtime's pool, or on the caller's rayon pool if it has
 /// one; returns `f`'s result and the number of threads it ran on. Every
 /// parallel kernel of the runtime runs here (convolutions, activations,

@@ -263,12 +263,9 @@ fn gather_row_of_tiles(
             // zeroed spans (lane by lane, with a zeroed patch, these were a
             // quarter of a 256-wide layer's groups).
             let mut pads = [[0f32; SPAN]; 6];
-            let lo = (-ix0).max(0) as usize;
-            let hi = (g.w as isize - ix0).clamp(0, SPAN as isize) as usize;
             for (i, pad) in pads.iter_mut().enumerate() {
-                if let (Some(l), true) = (line(i), lo < hi) {
-                    let from = (ix0 + lo as isize) as usize;
-                    pad[lo..hi].copy_from_slice(&l[from..from + (hi - lo)]);
+                if let Some(l) = line(i) {
+                    super::cpu::window(l, ix0, pad);
                 }
             }
             let src: [Option<&[f32]>; 6] = std::array::from_fn(|i| line(i).map(|_| &pads[i][..]));
@@ -556,7 +553,7 @@ fn store_row_of_tiles(blk: Block, grp: usize, co: usize, o: &[[Lane; 4]; 4], y: 
 }
 
 /// `out[4 l + j] = row[j][l]` for `j < 4`, `l < 8`: the inverse of
-/// [`deal_row`] for an output row of 8 tiles.
+/// [`deal_rows`] for an output row of 8 tiles.
 ///
 /// # Safety
 /// The CPU has AVX-512F; `out` points to 32 writable floats.
