@@ -314,7 +314,8 @@ impl StepIr {
     }
 }
 
-/// A 3x3 convolution's weights prepared once for inference.
+/// A convolution's weights prepared once for inference (packed for the
+/// runtime's matrix kernel; Winograd's transform where chosen).
 #[derive(Clone, Copy)]
 pub struct Prepared {
     /// The slot of the network's `Fusion` that caches them (the fold's

@@ -208,7 +208,7 @@ fn as_convolution(g: &Geom, t: &Geom, dz: &[f32], w: &[f32]) -> Vec<f32> {
             super::winograd::forward(t, dz, u, None, Epilogue::None)
         });
     }
-    super::cpu::forward(t, dz, &wt, None, Epilogue::None, TILE_THREADS)
+    super::cpu::forward(t, dz, &wt, None, Epilogue::None, TILE_THREADS, None)
 }
 
 simd! {

@@ -5,9 +5,12 @@
 //! - **general**: the output of each image is cut into tiles of `pt`
 //!   consecutive output pixels. For one tile, the patches are gathered into a
 //!   panel `col [K, pt]` (`K = cin_g * kh * kw`, row `(ci, ky, kx)`), sized
-//!   so it stays in L2, and `y[:, tile] = W [cout_g, K] x col` is one `gemm`
-//!   call per group, written straight into the NCHW output. The epilogue runs
-//!   on the `cout_g x pt` result right after, while it is in cache.
+//!   so it stays in L2, and `y[:, tile] = W [cout_g, K] x col` is one
+//!   product per group, written straight into the NCHW output: with
+//!   AVX-512 the runtime's own kernel on the packed weight, bias and
+//!   activation applied in registers ([`super::kernel`]); else one `gemm`
+//!   call, the epilogue run on the `cout_g x pt` result right after, while
+//!   it is in cache.
 //! - **pointwise** (1x1, stride 1, no padding): the same tiles, with the
 //!   input itself as the right-hand matrix: no copy at all.
 //! - **wide** (stride 1, output rows of at most 32 pixels, few output
@@ -21,16 +24,18 @@
 //!   then blocks of 4 rows x 16 columns that sum every kernel tap in
 //!   registers and are stored once.
 //!
-//! Work is split over (image, tile) or (image, channel) jobs on the pool of
-//! [`super::threads`]; each job calls `gemm` single-threaded and writes a
-//! disjoint part of the output.
+//! Work is split over (image, tile), (image, tile, channel block) or
+//! (image, channel) jobs on the pool of [`super::threads`]; each job runs
+//! its product single-threaded and writes a disjoint part of the output.
 
+use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
 use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::geom::Geom;
+use super::kernel::{PackCache, Packed, MR};
 use super::math::{epilogue, epilogue_inline, simd};
 use super::Epilogue;
 
@@ -347,6 +352,9 @@ unsafe fn gather_strided_avx512(src: &[f32], out: &mut [f32], s: usize) -> usize
 }
 
 /// `y = act(conv(x, w) + bias)` for f32 NCHW data; returns `y` NCHW.
+/// `packed` keeps `w`'s packing for the matrix kernel across calls
+/// (prepared weights); without it the weight is packed for this call where
+/// that pays.
 pub(super) fn forward(
     g: &Geom,
     x: &[f32],
@@ -354,6 +362,7 @@ pub(super) fn forward(
     bias: Option<&[f32]>,
     act: Epilogue,
     threads: usize,
+    packed: Option<&PackCache>,
 ) -> Vec<f32> {
     let n = g.b * g.cout * g.p();
     // Not zeroed first: every lowering writes every element (a pass of
@@ -363,7 +372,9 @@ pub(super) fn forward(
     match Lowering::of(g) {
         Lowering::Depthwise => depthwise(g, x, w, bias, act, &mut y.spare_capacity_mut()[..n]),
         Lowering::Wide => Wide::new(g, threads).run(g, x, w, bias, act, SyncPtr(y.as_mut_ptr())),
-        Lowering::Matmul => matmul_lowering(g, x, w, bias, act, threads, SyncPtr(y.as_mut_ptr())),
+        Lowering::Matmul => {
+            matmul_lowering(g, x, w, packed, bias, act, threads, SyncPtr(y.as_mut_ptr()))
+        }
     }
     // SAFETY: each lowering writes all `n` elements: the depthwise one
     // every plane by one `depthwise_plane` call, the others' jobs every
@@ -603,10 +614,12 @@ pub(super) fn window(line: &[f32], start: isize, dst: &mut [f32]) {
     dst[hi..].fill(0.0);
 }
 
+#[allow(clippy::too_many_arguments)]
 fn matmul_lowering(
     g: &Geom,
     x: &[f32],
     w: &[f32],
+    packed: Option<&PackCache>,
     bias: Option<&[f32]>,
     act: Epilogue,
     threads: usize,
@@ -614,55 +627,173 @@ fn matmul_lowering(
 ) {
     let (p, k, hw) = (g.p(), g.k(), g.hw());
     let pointwise = g.is_pointwise();
-    let pt = tile_len(g, k, threads);
+    let product = Product::new(w, g, packed);
+    let (pt, parts) = product.split(g, threads);
     let tiles = p.div_ceil(pt);
+    let rows_per = g.cout_g.div_ceil(parts).next_multiple_of(MR);
+    let parts = g.cout_g.div_ceil(rows_per);
     let panel = if pointwise { 0 } else { k * pt };
-    super::par_jobs(g.b * tiles, g.b * p * g.cout * k).for_each_init(
+    super::par_jobs(g.b * tiles * parts, g.b * p * g.cout * k).for_each_init(
         || Panel::take(panel),
         |Panel(col), job| {
-            let (b, t) = (job / tiles, job % tiles);
+            let (b, t, part) = (job / (tiles * parts), job / parts % tiles, job % parts);
             let p0 = t * pt;
             let n = pt.min(p - p0);
+            let r0 = part * rows_per;
+            let rows = rows_per.min(g.cout_g - r0);
             for grp in 0..g.groups {
                 let xg = &x[(b * g.cin + grp * g.cin_g) * hw..][..g.cin_g * hw];
-                let wg = &w[grp * g.cout_g * k..][..g.cout_g * k];
                 let (rhs, rhs_rs) = if pointwise {
                     (xg[p0..].as_ptr(), hw)
                 } else {
                     im2col(g, xg, p0, n, col);
                     (col.as_ptr(), n)
                 };
-                let c0 = b * g.cout + grp * g.cout_g;
-                // SAFETY: job (b, t) alone writes columns p0..p0 + n of
-                // image b's output rows (`y` has `b · cout · p` floats,
-                // uninitialised until here: gemm only writes them, as
-                // `acc` is false); gemm reads the slices above.
+                let c0 = b * g.cout + grp * g.cout_g + r0;
+                let bias = bias.map(|bs| &bs[grp * g.cout_g + r0..][..rows]);
+                // SAFETY: job (b, t, part) alone writes columns p0..p0 + n
+                // of rows r0..r0 + rows of image b's group `grp` (`y` has
+                // `b · cout · p` floats, uninitialised until here: the
+                // product only writes them); it reads the slices above.
                 unsafe {
-                    matmul(
-                        g.cout_g,
-                        n,
-                        k,
-                        yp.ptr().add(c0 * p + p0),
-                        p,
-                        false,
-                        wg.as_ptr(),
-                        k,
-                        1,
-                        rhs,
-                        rhs_rs,
-                        1,
-                    );
-                }
-                for co in 0..g.cout_g {
-                    let bv = bias.map_or(0.0, |bs| bs[grp * g.cout_g + co]);
-                    // SAFETY: as above, this job's own part of row c0 + co,
-                    // written by the product just above.
-                    let row = unsafe { yp.slice((c0 + co) * p + p0, n) };
-                    epilogue(act, bv, row);
-                }
+                    product.run(
+                        grp,
+                        (r0, rows),
+                        (rhs, rhs_rs, n),
+                        (yp.ptr().add(c0 * p + p0), p),
+                        bias,
+                        act,
+                    )
+                };
             }
         },
     );
+}
+
+/// The matrix product of the general lowering: with AVX-512, the runtime's
+/// own kernel on the packed weight ([`super::kernel`]), else `gemm` and a
+/// separate epilogue pass.
+struct Product<'a> {
+    /// The weight, `[cout, K]` in groups.
+    w: &'a [f32],
+    k: usize,
+    cout_g: usize,
+    /// Its packing (kept across calls or made for this one), when the
+    /// packed kernel runs.
+    packed: Option<Cow<'a, Packed>>,
+}
+
+/// Output pixels (all images) from which a weight not kept packed is
+/// packed for the call: the packing, a pass over the weight, is then a
+/// small part of a product that reads each weight element this many
+/// times.
+const PACK_PIXELS: usize = 256;
+
+/// Tiles narrower than this run on `gemm` even where the weight is packed:
+/// the packed kernel's tiles are 16 pixels per vector, and at 16 to 32
+/// pixels over `K` in the thousands (ResNet-18's 7x7 layers at batch 1) it
+/// ran at 0.8-0.9x `gemm`'s rate; from 48 it is even or ahead.
+const NARROW: usize = 48;
+
+impl<'a> Product<'a> {
+    /// `w` is the convolution's weight, `[cout, K]` in groups; `kept`
+    /// holds its packing across calls (prepared weights).
+    fn new(w: &'a [f32], g: &Geom, kept: Option<&'a PackCache>) -> Product<'a> {
+        let packed = if crate::rnn_kernel::has_avx512() && cfg!(target_arch = "x86_64") {
+            match kept.and_then(|c| c.get(w, g)) {
+                Some(p) => Some(Cow::Borrowed(p)),
+                None if g.b * g.p() >= PACK_PIXELS => Some(Cow::Owned(Packed::of(w, g))),
+                None => None,
+            }
+        } else {
+            None
+        };
+        Product {
+            w,
+            k: g.k(),
+            cout_g: g.cout_g,
+            packed,
+        }
+    }
+
+    /// How [`matmul_lowering`] cuts its work: tiles of how many output
+    /// pixels, and each tile's output channels in how many parts.
+    ///
+    /// A 1x1 convolution on the packed kernel keeps whole tiles (its
+    /// register tile is 48 pixels wide: MobileNetV2's 7x7 planes in tiles
+    /// of 16 would run at a third of its rate) and splits the channels to
+    /// give every thread work. Otherwise the tiles are made smaller
+    /// ([`tile_len`]) and the channels are never split: a part would gather
+    /// its tile's patches again.
+    fn split(&self, g: &Geom, threads: usize) -> (usize, usize) {
+        if !g.is_pointwise() || self.packed.is_none() {
+            return (tile_len(g, g.k(), threads), 1);
+        }
+        let p = g.p();
+        let tiles = (p * g.k()).div_ceil(PANEL_FLOATS).max(1);
+        let pt = p.div_ceil(tiles).next_multiple_of(16).min(p);
+        let jobs = g.b * p.div_ceil(pt);
+        let want = 4 * threads;
+        let parts = if jobs >= want {
+            1
+        } else {
+            want.div_ceil(jobs).min(g.cout_g.div_ceil(MR))
+        };
+        (pt, parts)
+    }
+
+    /// `y[r, j] = act(bias[r] + Σ_c W[r0 + r, c] rhs[c, j])` for `r <
+    /// rows`, `j < n`, with group `grp`'s weight (`r0` a multiple of
+    /// [`MR`]); `y`'s rows may be uninitialised.
+    ///
+    /// # Safety
+    /// `rhs` covers `K` rows of `n` floats `rhs_rs` apart, `y` `rows` rows
+    /// of `n` floats `y_rs` apart, written by this caller alone.
+    unsafe fn run(
+        &self,
+        grp: usize,
+        (r0, rows): (usize, usize),
+        (rhs, rhs_rs, n): (*const f32, usize, usize),
+        (y, y_rs): (*mut f32, usize),
+        bias: Option<&[f32]>,
+        act: Epilogue,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(packed) = self.packed.as_deref().filter(|_| n >= NARROW) {
+            // Only made with AVX-512 (`new`).
+            super::kernel::product(
+                packed,
+                grp,
+                (r0, rows),
+                (rhs, rhs_rs),
+                n,
+                (y, y_rs),
+                bias,
+                act,
+            );
+            return;
+        }
+        let k = self.k;
+        let wg = &self.w[(grp * self.cout_g + r0) * k..][..rows * k];
+        matmul(
+            rows,
+            n,
+            k,
+            y,
+            y_rs,
+            false,
+            wg.as_ptr(),
+            k,
+            1,
+            rhs,
+            rhs_rs,
+            1,
+        );
+        for r in 0..rows {
+            let bv = bias.map_or(0.0, |bs| bs[r]);
+            epilogue(act, bv, std::slice::from_raw_parts_mut(y.add(r * y_rs), n));
+        }
+    }
 }
 
 thread_local! {

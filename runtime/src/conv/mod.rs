@@ -7,8 +7,10 @@
 //!
 //! # How it runs
 //!
-//! - **CPU, f32** (the fast path): the runtime's own lowering to the `gemm`
-//!   crate (the matrix multiply candle itself uses). Patches are gathered
+//! - **CPU, f32** (the fast path): the runtime's own lowering to a matrix
+//!   product: its own AVX-512 kernel on the weight packed once (kept by
+//!   [`PreparedConv`]), else the `gemm` crate (the matrix multiply candle
+//!   itself uses). Patches are gathered
 //!   into panels of a few hundred output pixels, sized to stay in L2, and
 //!   each panel is one multiply per group written directly into the NCHW
 //!   output; bias and activation are applied to that tile right away, while
@@ -45,6 +47,7 @@ mod backward;
 pub(crate) mod cpu;
 mod fallback;
 mod geom;
+mod kernel;
 pub(crate) mod math;
 mod transpose;
 mod winograd;
@@ -164,6 +167,7 @@ pub fn conv2d(
         spec: *spec,
         act,
         winograd: None,
+        packed: None,
         per_call: w.track_op(),
     };
     Ok(match bias {
@@ -241,14 +245,17 @@ pub(crate) fn on_pool<R: Send>(f: impl FnOnce(usize) -> R + Send) -> R {
 }
 
 /// A convolution's weights made ready for inference once, to be reused by
-/// every [`conv2d_prepared`] call: the weight and bias as given and, for a
-/// 3x3 f32 CPU weight, its Winograd F(4x4, 3x3) transform (36 x `Cout` x
-/// `Cin` floats, 4x the weight).
+/// every [`conv2d_prepared`] call: the weight and bias as given; for a 3x3
+/// f32 CPU weight, its Winograd F(4x4, 3x3) transform (36 x `Cout` x `Cin`
+/// floats, 4x the weight); and, made by the first call that needs it, the
+/// weight packed for the runtime's matrix kernel (with AVX-512; the size of
+/// the weight).
 #[derive(Clone, Debug)]
 pub struct PreparedConv {
     weight: Tensor,
     bias: Option<Tensor>,
     winograd: Option<Arc<Vec<f32>>>,
+    packed: Arc<kernel::PackCache>,
 }
 
 impl PreparedConv {
@@ -285,6 +292,7 @@ pub fn prepare_conv(weight: Tensor, bias: Option<Tensor>, winograd: bool) -> Res
         weight,
         bias,
         winograd,
+        packed: Arc::default(),
     })
 }
 
@@ -320,8 +328,9 @@ pub fn prepare_folded<B: crate::layers::MaybeTensor, A: crate::layers::MaybeTens
 /// [`conv2d`] with prepared weights: a 3x3, stride-1, undilated, ungrouped
 /// convolution of f32 CPU data runs Winograd's F(4x4, 3x3) (4x fewer
 /// multiplies in the channel products; within about 1e-6 of the direct
-/// result relative to the output's magnitude); anything else runs as
-/// [`conv2d`]. Gradients, if asked for, are [`conv2d`]'s.
+/// result relative to the output's magnitude); any other runs as
+/// [`conv2d`], on f32 CPU data with the weight packed once for all calls.
+/// Gradients, if asked for, are [`conv2d`]'s.
 pub fn conv2d_prepared(
     x: &Tensor,
     prepared: &PreparedConv,
@@ -330,13 +339,14 @@ pub fn conv2d_prepared(
 ) -> Result<Tensor> {
     let (w, bias) = (&prepared.weight, prepared.bias.as_ref());
     Geom::new(x.dims(), w.dims(), bias.map(|b| b.dims()), spec).map_err(candle_core::Error::Msg)?;
-    if x.dtype() != DType::F32 || !x.device().is_cpu() || prepared.winograd.is_none() {
+    if x.dtype() != DType::F32 || !x.device().is_cpu() || w.track_op() {
         return conv2d(x, w, bias, spec, act);
     }
     let op = ConvOp {
         spec: *spec,
         act,
         winograd: prepared.winograd.clone(),
+        packed: Some(prepared.packed.clone()),
         per_call: false,
     };
     Ok(match bias {
@@ -352,6 +362,9 @@ struct ConvOp {
     act: Epilogue,
     /// The weight's Winograd transform, used when the geometry allows it.
     winograd: Option<Arc<Vec<f32>>>,
+    /// The prepared weight's packing for the matrix kernel, kept between
+    /// calls.
+    packed: Option<Arc<kernel::PackCache>>,
     /// Weights that change between calls (training): Winograd with the
     /// weight transformed in this call, where that pays.
     per_call: bool,
@@ -424,7 +437,10 @@ impl ConvOp {
                     winograd::forward(&g, &data[0], u, bias, act)
                 })
             }),
-            _ => on_pool(|n| cpu::forward(&g, &data[0], &data[1], bias, act, n)),
+            _ => on_pool(|n| {
+                let packed = self.packed.as_deref();
+                cpu::forward(&g, &data[0], &data[1], bias, act, n, packed)
+            }),
         };
         Ok((CpuStorage::F32(y), Self::out_shape(&g)))
     }
@@ -491,6 +507,7 @@ impl ConvOp {
                         bh.as_ref().map(|b| b.slice()),
                         Epilogue::None,
                         n,
+                        None,
                     );
                     &recomputed
                 };

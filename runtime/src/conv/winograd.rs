@@ -873,7 +873,7 @@ pub(crate) mod tests {
             let x = data(b * cin * h * w, 1);
             let wt = data(cout * cin * 9, 2);
             let bias = data(cout, 3);
-            let want = super::super::cpu::forward(&g, &x, &wt, Some(&bias), act, 2);
+            let want = super::super::cpu::forward(&g, &x, &wt, Some(&bias), act, 2, None);
             let u = transform_weight(&wt, cout, cin);
             let got = forward(&g, &x, &u, Some(&bias), act);
             assert_eq!(got.len(), want.len());

@@ -1,5 +1,6 @@
-//! Pass: Winograd F(4x4, 3x3) for the 3x3 convolutions where the cost model
-//! says it pays.
+//! Pass: every convolution's weights prepared once for inference (packed
+//! for the runtime's matrix kernel), with Winograd F(4x4, 3x3) for the 3x3
+//! convolutions where the cost model says it pays.
 
 use super::Pass;
 use crate::lower::{Prepared, StepOp};
@@ -33,9 +34,10 @@ fn size(d: &Dim, unknown: u64) -> u64 {
     d.known().unwrap_or(unknown)
 }
 
-/// Every 3x3 convolution gets a cache slot for its prepared weights (its
-/// fold's, when a batch norm is folded in); Winograd is chosen where the
-/// convolution is stride-1, undilated and ungrouped, with at least 8
+/// Every convolution gets a cache slot for its prepared weights (its
+/// fold's, when a batch norm is folded in), where the runtime keeps the
+/// weight packed for its matrix kernel; Winograd is chosen where the
+/// convolution is 3x3, stride-1, undilated and ungrouped, with at least 8
 /// channels in and out, and its modelled work is at most 0.8x the direct
 /// lowering's. The choice is a number in the generated code, not its
 /// shape, so uses of one block that choose differently (ResNet's
@@ -44,7 +46,7 @@ fn size(d: &Dim, unknown: u64) -> u64 {
 pub fn run(ir: &mut Pass) {
     for step in ir.steps.iter_mut() {
         let StepOp::Conv2d {
-            kernel: (3, 3),
+            kernel,
             stride,
             dilation,
             groups,
@@ -66,7 +68,8 @@ pub fn run(ir: &mut Pass) {
         let cin = step.input.get(1).and_then(Dim::known);
         let chosen = match (cin, &step.output[..]) {
             (Some(cin), [_, _, oh, ow])
-                if *stride == (1, 1)
+                if *kernel == (3, 3)
+                    && *stride == (1, 1)
                     && *dilation == (1, 1)
                     && *groups == 1
                     && cin >= 8
