@@ -446,6 +446,14 @@ fn depthwise_matches_candle_at_every_stride_and_padding() -> Result<()> {
         ([1, 3, 9, 31], 3, 1, (2, 1, 0, 2), 2, 1),
         ([1, 2, 14, 47], 3, 2, (3, 3, 3, 3), 1, 3),
         ([1, 2, 8, 17], 7, 2, (3, 3, 3, 3), 1, 1),
+        // Stride 1 (AVX-512: read in place, the padding masked off): a
+        // 7x7 plane narrower than a block, widths of exactly one block and
+        // past two, rows not a multiple of the register block's, a kernel
+        // taller than the input with padding wider on one side.
+        ([1, 3, 7, 7], 3, 1, (1, 1, 1, 1), 1, 2),
+        ([1, 2, 20, 16], 3, 1, (0, 0, 0, 0), 1, 1),
+        ([2, 2, 13, 37], 5, 1, (2, 2, 2, 2), 1, 1),
+        ([1, 1, 5, 50], 7, 1, (3, 3, 4, 2), 1, 1),
     ];
     let acts = [Epilogue::None, Epilogue::Relu6, Epilogue::Silu];
     for (i, &(xs, k, s, (pt, pb, pl, pr), d, mult)) in cases.iter().enumerate() {

@@ -19,8 +19,9 @@
 //!   dropped ([`Wide`]).
 //! - **depthwise** (one input channel per group, and a single input
 //!   channel's convolution whose rows are too long for the wide
-//!   lowering): per output
-//!   plane, the input plane zero-padded once (split into stride phases),
+//!   lowering): with AVX-512 at horizontal stride 1 or 2, each plane
+//!   computed from the input plane in place ([`super::depthwise`]); else per
+//!   output plane, the input plane zero-padded once (split into stride phases),
 //!   then blocks of 4 rows x 16 columns that sum every kernel tap in
 //!   registers and are stored once.
 //!
@@ -835,21 +836,34 @@ fn depthwise(
 ) {
     let (p, hw, taps) = (g.p(), g.hw(), g.kh * g.kw);
     let mult = g.cout / g.cin;
+    #[cfg(target_arch = "x86_64")]
+    let in_place = super::depthwise::applies(g);
+    #[cfg(not(target_arch = "x86_64"))]
+    let in_place = false;
     let pad = Padded::new(g);
+    let buf_len = if in_place { 0 } else { pad.size(g) };
     let planes = g.b * g.cout;
     let serial = super::min_len(planes * p * taps, planes);
     y.par_chunks_mut(p)
         .enumerate()
         .with_min_len(serial)
         .for_each_init(
-            || vec![0f32; pad.size(g)],
+            || vec![0f32; buf_len],
             |buf, (plane, out)| {
                 let (b, co) = (plane / g.cout, plane % g.cout);
                 let ci = co / mult;
                 let xin = &x[(b * g.cin + ci) * hw..][..hw];
                 let wk = &w[co * taps..][..taps];
-                pad.fill(g, xin, buf);
                 let ep = (act, bias.map_or(0.0, |bs| bs[co]));
+                #[cfg(target_arch = "x86_64")]
+                if in_place {
+                    // SAFETY: `applies` checked AVX-512F; `xin` is the
+                    // whole input plane, `wk` every tap, `out` this job's
+                    // own output plane of `p` floats.
+                    unsafe { super::depthwise::plane(g, xin, wk, ep, out.as_mut_ptr().cast()) };
+                    return;
+                }
+                pad.fill(g, xin, buf);
                 depthwise_plane(g, &pad, buf, wk, ep, out);
             },
         );

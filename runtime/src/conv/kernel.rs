@@ -29,7 +29,6 @@ use std::sync::OnceLock;
 use super::geom::Geom;
 #[cfg(target_arch = "x86_64")]
 use super::math::epilogue;
-#[cfg(target_arch = "x86_64")]
 use super::Epilogue;
 
 /// Output channels per register tile (and per packed weight block).
@@ -129,10 +128,7 @@ pub(super) unsafe fn product(
     let k = w.k;
     // The activations applied in registers; any other is applied to the
     // finished rows afterwards (with the bias already added).
-    let fused = matches!(
-        act,
-        Epilogue::None | Epilogue::Relu | Epilogue::Relu6 | Epilogue::LeakyRelu(_)
-    );
+    let fused = fused(act);
     let in_regs = if fused { act } else { Epilogue::None };
     let mut k0 = 0;
     loop {
@@ -251,33 +247,44 @@ unsafe fn tile<const NV: usize>(t: &Tile, last_mask: u16, chunk: &Chunk) {
             }
         }
     }
-    let zero = _mm512_setzero_ps();
-    let six = _mm512_set1_ps(6.0);
-    let slope = match chunk.act {
-        Epilogue::LeakyRelu(s) => _mm512_set1_ps(s),
-        _ => zero,
-    };
     for r in 0..MR {
         if r >= t.rows {
             continue;
         }
-        let b = _mm512_set1_ps(t.bias[r]);
         for v in 0..NV {
             let mut z = acc[r][v];
             if chunk.last {
-                z = _mm512_add_ps(z, b);
-                z = match chunk.act {
-                    Epilogue::Relu => _mm512_max_ps(z, zero),
-                    Epilogue::Relu6 => _mm512_min_ps(_mm512_max_ps(z, zero), six),
-                    Epilogue::LeakyRelu(_) => {
-                        let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(z, zero);
-                        _mm512_mask_blend_ps(pos, _mm512_mul_ps(z, slope), z)
-                    }
-                    _ => z,
-                };
+                z = in_registers(z, t.bias[r], chunk.act);
             }
             _mm512_mask_storeu_ps(y.add(r * y_rs + 16 * v), mask[v], z);
         }
+    }
+}
+
+/// Whether [`in_registers`] applies `act` itself; the callers apply any
+/// other to the finished output (with the bias already added).
+pub(super) fn fused(act: Epilogue) -> bool {
+    matches!(
+        act,
+        Epilogue::None | Epilogue::Relu | Epilogue::Relu6 | Epilogue::LeakyRelu(_)
+    )
+}
+
+/// `act(z + bias)` for the activations that are one or two vector
+/// instructions ([`fused`]); `z + bias` for the others.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(super) unsafe fn in_registers(z: __m512, bias: f32, act: Epilogue) -> __m512 {
+    let zero = _mm512_setzero_ps();
+    let z = _mm512_add_ps(z, _mm512_set1_ps(bias));
+    match act {
+        Epilogue::Relu => _mm512_max_ps(z, zero),
+        Epilogue::Relu6 => _mm512_min_ps(_mm512_max_ps(z, zero), _mm512_set1_ps(6.0)),
+        Epilogue::LeakyRelu(s) => {
+            let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(z, zero);
+            _mm512_mask_blend_ps(pos, _mm512_mul_ps(z, _mm512_set1_ps(s)), z)
+        }
+        _ => z,
     }
 }
 

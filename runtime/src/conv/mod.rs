@@ -19,7 +19,8 @@
 //!   and few channels (LeNet-5's second layer) multiply over the padded
 //!   input's whole width, one contiguous copy per patch row; depthwise
 //!   convolutions (one input channel per group) run as a direct vectorised
-//!   loop. Hot elementwise loops are
+//!   loop (with AVX-512 at horizontal stride 1 or 2, reading each input
+//!   plane in place, the padding masked off). Hot elementwise loops are
 //!   compiled for AVX2+FMA as well and chosen at run time.
 //! - **CPU, other dtypes; CUDA**: candle's own `conv2d`, with explicit zero
 //!   padding / kernel dilation / subsampling where the options are not
@@ -45,6 +46,8 @@
 
 mod backward;
 pub(crate) mod cpu;
+#[cfg(target_arch = "x86_64")]
+mod depthwise;
 mod fallback;
 mod geom;
 mod kernel;
