@@ -105,7 +105,7 @@ pub(super) unsafe fn plane(
 }
 
 /// The mask of lanes `l` with `lo <= l < hi`, of 16.
-fn lanes(lo: isize, hi: isize) -> u16 {
+pub(super) fn lanes(lo: isize, hi: isize) -> u16 {
     let (lo, hi) = (lo.clamp(0, 16), hi.clamp(0, 16));
     if hi <= lo {
         return 0;

@@ -238,9 +238,8 @@ fn gather_row_of_tiles(
     let Some((b, oy, ox)) = row_of_tiles(blk, grp) else {
         return false;
     };
-    // The 8 patches span columns ix0 .. ix0 + 34 of rows iy0 .. iy0 + 6,
-    // zero where those lie in the padding.
-    const SPAN: usize = 4 * (LANES - 1) + 6;
+    // The 8 patches span columns ix0 .. ix0 + 34 (4 (LANES - 1) + 6) of
+    // rows iy0 .. iy0 + 6, zero where those lie in the padding.
     let (iy0, ix0) = (oy as isize - g.pt as isize, ox as isize - g.pl as isize);
     let hw = g.h * g.w;
     let plane = &x[(b * g.cin + ci) * hw..][..hw];
@@ -252,26 +251,18 @@ fn gather_row_of_tiles(
             (iy >= 0 && iy < g.h as isize).then(|| &plane[iy as usize * g.w..][..g.w])
         };
         let rows = d.as_mut_ptr().cast::<[Lane; 6]>();
-        if ix0 >= 0 && ix0 as usize + SPAN <= g.w {
-            let src: [Option<&[f32]>; 6] =
-                std::array::from_fn(|i| line(i).map(|l| &l[ix0 as usize..][..SPAN]));
-            // SAFETY: the CPU has AVX-512F (checked above); each row given
-            // has the 34 floats read; `rows` is `d`'s 6 rows.
-            unsafe { deal_rows(src, rows) };
-        } else {
-            // An edge group: the columns inside the input copied into
-            // zeroed spans (lane by lane, with a zeroed patch, these were a
-            // quarter of a 256-wide layer's groups).
-            let mut pads = [[0f32; SPAN]; 6];
-            for (i, pad) in pads.iter_mut().enumerate() {
-                if let Some(l) = line(i) {
-                    super::cpu::window(l, ix0, pad);
-                }
-            }
-            let src: [Option<&[f32]>; 6] = std::array::from_fn(|i| line(i).map(|_| &pads[i][..]));
-            // SAFETY: as above.
-            unsafe { deal_rows(src, rows) };
-        }
+        // The span's three loads (16, 16 and 2 floats) under masks that
+        // keep to the input's columns: an edge group's padding is read as
+        // zero in place. (Copied into zeroed spans first, with a `memmove`
+        // call per row, these copies were 6 % of the U-Net.)
+        let lanes = |from: isize| super::depthwise::lanes(-ix0 - from, g.w as isize - ix0 - from);
+        let masks = [lanes(0), lanes(16), lanes(32) & 0b11];
+        let src: [Option<*const f32>; 6] =
+            std::array::from_fn(|i| line(i).map(|l| l.as_ptr().wrapping_offset(ix0)));
+        // SAFETY: the CPU has AVX-512F (checked above); each row's masked
+        // lanes are its columns inside the input row; `rows` is `d`'s 6
+        // rows.
+        unsafe { deal_rows(src, masks, rows) };
         true
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -283,14 +274,17 @@ fn gather_row_of_tiles(
 
 /// `rows[i][j][l] = src[i][4 l + j]` for `j < 6`, `l < 8`, and zero
 /// lanes for a row given as `None`; one call for the 6 rows of a patch,
-/// its permutes' index vectors made once.
+/// its permutes' index vectors made once. Each row's 34 floats are read
+/// as three vectors (16, 16, 2) under `masks`: a masked-off float reads
+/// as zero.
 ///
 /// # Safety
-/// The CPU has AVX-512F; each row of `src` has at least 34 floats; `rows`
-/// points to 6 x 6 x 8 writable floats (which may be uninitialised).
+/// The CPU has AVX-512F; for each row of `src`, the floats its masks let
+/// through are readable; `rows` points to 6 x 6 x 8 writable floats (which
+/// may be uninitialised).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn deal_rows(src: [Option<&[f32]>; 6], rows: *mut [Lane; 6]) {
+unsafe fn deal_rows(src: [Option<*const f32>; 6], masks: [u16; 3], rows: *mut [Lane; 6]) {
     use std::arch::x86_64::*;
     // Column m < 4: lane l takes float 4 l + m of the first 32.
     let by4 = |m: i32| {
@@ -318,9 +312,9 @@ unsafe fn deal_rows(src: [Option<&[f32]>; 6], rows: *mut [Lane; 6]) {
     // floats 32 and 33.
     let on = |last: i32| _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, last, 0, 0, 0, 0, 0, 0, 0, 0);
     let (on16, on17) = (on(16), on(17));
-    for (i, r) in src.iter().enumerate() {
-        // SAFETY: row i of the 6 at `rows`; `r` has 34 floats (the
-        // caller's promise), of which the loads read r[0..34].
+    for (i, r) in src.into_iter().enumerate() {
+        // SAFETY: row i of the 6 at `rows`; the loads read only the
+        // floats of `r` that the masks let through (the caller's promise).
         unsafe {
             let out = rows.add(i).cast::<f32>();
             let Some(r) = r else {
@@ -329,9 +323,9 @@ unsafe fn deal_rows(src: [Option<&[f32]>; 6], rows: *mut [Lane; 6]) {
                 }
                 continue;
             };
-            let a = _mm512_loadu_ps(r.as_ptr());
-            let b = _mm512_loadu_ps(r.as_ptr().add(16));
-            let c = _mm512_maskz_loadu_ps(0b11, r.as_ptr().add(32));
+            let a = _mm512_maskz_loadu_ps(masks[0], r);
+            let b = _mm512_maskz_loadu_ps(masks[1], r.wrapping_add(16));
+            let c = _mm512_maskz_loadu_ps(masks[2], r.wrapping_add(32));
             let p0 = _mm512_permutex2var_ps(a, idx[0], b);
             let p1 = _mm512_permutex2var_ps(a, idx[1], b);
             let p = [
