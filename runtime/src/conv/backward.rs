@@ -205,7 +205,7 @@ fn as_convolution(g: &Geom, t: &Geom, dz: &[f32], w: &[f32]) -> Vec<f32> {
         });
     if super::winograd::pays_per_call(t) {
         return super::winograd::with_transformed(&wt, t.cout, t.cin, |u| {
-            super::winograd::forward(t, dz, u, None, Epilogue::None)
+            super::winograd::forward(t, dz, super::winograd::U::Raw(u), None, Epilogue::None)
         });
     }
     super::cpu::forward(t, dz, &wt, None, Epilogue::None, TILE_THREADS, None)

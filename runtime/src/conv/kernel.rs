@@ -61,11 +61,16 @@ impl Packed {
 
     /// Whether this is the packing of a weight of `g`'s sizes.
     pub(super) fn fits(&self, g: &Geom) -> bool {
-        (self.groups, self.m, self.k) == (g.groups, g.cout_g, g.k())
+        self.fits_matrices(g.groups, g.cout_g, g.k())
+    }
+
+    /// Whether this is the packing of `groups` matrices of `m x k`.
+    pub(super) fn fits_matrices(&self, groups: usize, m: usize, k: usize) -> bool {
+        (self.groups, self.m, self.k) == (groups, m, k)
     }
 
     /// Packs `w` (`groups` row blocks of `m x k`, row-major).
-    fn new(w: &[f32], groups: usize, m: usize, k: usize) -> Packed {
+    pub(super) fn new(w: &[f32], groups: usize, m: usize, k: usize) -> Packed {
         let blocks = m.div_ceil(MR);
         let mut data = vec![0.0f32; groups * blocks * k * MR];
         for (row, src) in w.chunks_exact(k.max(1)).take(groups * m).enumerate() {

@@ -257,7 +257,7 @@ pub(crate) fn on_pool<R: Send>(f: impl FnOnce(usize) -> R + Send) -> R {
 pub struct PreparedConv {
     weight: Tensor,
     bias: Option<Tensor>,
-    winograd: Option<Arc<Vec<f32>>>,
+    winograd: Option<Arc<winograd::Transformed>>,
     packed: Arc<kernel::PackCache>,
 }
 
@@ -287,7 +287,7 @@ pub fn prepare_conv(weight: Tensor, bias: Option<Tensor>, winograd: bool) -> Res
             if winograd && weight.dtype() == DType::F32 && weight.device().is_cpu() =>
         {
             let w = weight.detach().flatten_all()?.to_vec1::<f32>()?;
-            Some(Arc::new(winograd::transform_weight(&w, cout, cin)))
+            Some(Arc::new(winograd::Transformed::new(&w, cout, cin)))
         }
         _ => None,
     };
@@ -364,7 +364,7 @@ struct ConvOp {
     spec: Conv2dSpec,
     act: Epilogue,
     /// The weight's Winograd transform, used when the geometry allows it.
-    winograd: Option<Arc<Vec<f32>>>,
+    winograd: Option<Arc<winograd::Transformed>>,
     /// The prepared weight's packing for the matrix kernel, kept between
     /// calls.
     packed: Option<Arc<kernel::PackCache>>,
@@ -431,15 +431,16 @@ impl ConvOp {
         }
         let act = self.act;
         let bias = data.get(2).map(|b| &b[..]);
-        let y = match &self.winograd {
-            Some(u) if winograd::applies(&g) && u.len() == 36 * g.cout * g.cin => {
-                on_pool(|_| winograd::forward(&g, &data[0], u, bias, act))
-            }
-            None if self.per_call && winograd::pays_per_call(&g) => on_pool(|_| {
-                winograd::with_transformed(&data[1], g.cout, g.cin, |u| {
-                    winograd::forward(&g, &data[0], u, bias, act)
+        let prepared = self.winograd.as_ref().filter(|_| winograd::applies(&g));
+        let y = match prepared.and_then(|u| u.for_geom(&g)) {
+            Some(u) => on_pool(|_| winograd::forward(&g, &data[0], u, bias, act)),
+            None if self.winograd.is_none() && self.per_call && winograd::pays_per_call(&g) => {
+                on_pool(|_| {
+                    winograd::with_transformed(&data[1], g.cout, g.cin, |u| {
+                        winograd::forward(&g, &data[0], winograd::U::Raw(u), bias, act)
+                    })
                 })
-            }),
+            }
             _ => on_pool(|n| {
                 let packed = self.packed.as_deref();
                 cpu::forward(&g, &data[0], &data[1], bias, act, n, packed)

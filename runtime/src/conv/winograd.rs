@@ -27,6 +27,8 @@ use rayon::prelude::*;
 
 use super::cpu::{matmul, SyncPtr};
 use super::geom::Geom;
+#[cfg(target_arch = "x86_64")]
+use super::kernel::Packed;
 use super::math::{epilogue_inline, simd};
 use super::Epilogue;
 
@@ -89,6 +91,48 @@ pub(crate) fn transform_weight(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
     let mut u = vec![0f32; XI * cout * cin];
     transform_into(w, cout, cin, &mut u);
     u
+}
+
+/// A weight's transform as prepared weights keep it: with AVX-512, packed
+/// for the runtime's matrix kernel (the 36 products as 36 groups of
+/// `Cout x Cin`; `gemm` packed each `U[ξ]` again for every block of tiles),
+/// else as [`transform_weight`] gives it. One form only: VGG-16's
+/// transforms are 235 MB.
+#[derive(Debug)]
+pub(crate) enum Transformed {
+    Raw(Vec<f32>),
+    #[cfg(target_arch = "x86_64")]
+    Packed(Packed),
+}
+
+impl Transformed {
+    pub(crate) fn new(w: &[f32], cout: usize, cin: usize) -> Transformed {
+        let u = transform_weight(w, cout, cin);
+        #[cfg(target_arch = "x86_64")]
+        if crate::rnn_kernel::has_avx512() {
+            return Transformed::Packed(Packed::new(&u, XI, cout, cin));
+        }
+        Transformed::Raw(u)
+    }
+
+    /// The matrices [`forward`] reads, if they are `g`'s.
+    pub(super) fn for_geom(&self, g: &Geom) -> Option<U<'_>> {
+        match self {
+            Transformed::Raw(u) => (u.len() == XI * g.cout * g.cin).then_some(U::Raw(u)),
+            #[cfg(target_arch = "x86_64")]
+            Transformed::Packed(p) => p.fits_matrices(XI, g.cout, g.cin).then_some(U::Packed(p)),
+        }
+    }
+}
+
+/// The 36 matrices `U[ξ]` (`Cout x Cin`) of [`forward`]'s products.
+#[derive(Clone, Copy)]
+pub(super) enum U<'a> {
+    /// As [`transform_weight`] gives them: multiplied by `gemm`.
+    Raw(&'a [f32]),
+    /// Packed: multiplied by the runtime's kernel (AVX-512).
+    #[cfg(target_arch = "x86_64")]
+    Packed(&'a Packed),
 }
 
 thread_local! {
@@ -625,14 +669,9 @@ fn each_block(
     }
 }
 
-/// `y = act(conv(x, w) + bias)` with `u` = [`transform_weight`] of `w`.
-pub(super) fn forward(
-    g: &Geom,
-    x: &[f32],
-    u: &[f32],
-    bias: Option<&[f32]>,
-    act: Epilogue,
-) -> Vec<f32> {
+/// `y = act(conv(x, w) + bias)` with `u` = [`transform_weight`] of `w`
+/// (raw or packed).
+pub(super) fn forward(g: &Geom, x: &[f32], u: U, bias: Option<&[f32]>, act: Epilogue) -> Vec<f32> {
     let (tiles, total, tp) = tiling(g);
     // The output is not zeroed first (every pixel is written by
     // `output_channel`, through the pointer); the transformed blocks `V`
@@ -652,22 +691,41 @@ pub(super) fn forward(
     each_block(g, x, (&tiles, total, tp), &mut v, |_, blk, cols, vr| {
         let mp = SyncPtr(m.as_mut_ptr());
         (0..XI).into_par_iter().for_each(|xi| {
-            // SAFETY: product ξ writes only M[ξ]; U[ξ] and V[ξ] are read.
+            let (mx, vx) = (
+                mp.ptr().wrapping_add(xi * g.cout * tp),
+                vr[xi * g.cin * tp..].as_ptr(),
+            );
+            // SAFETY: product ξ writes only M[ξ] (`cout` rows of `cols`
+            // floats, `tp` apart); U[ξ] and V[ξ] (`cin` rows of `cols`,
+            // `tp` apart) are read.
             unsafe {
-                matmul(
-                    g.cout,
-                    cols,
-                    g.cin,
-                    mp.ptr().add(xi * g.cout * tp),
-                    tp,
-                    false,
-                    u.as_ptr().add(xi * g.cout * g.cin),
-                    g.cin,
-                    1,
-                    vr.as_ptr().add(xi * g.cin * tp),
-                    tp,
-                    1,
-                );
+                match u {
+                    U::Raw(u) => matmul(
+                        g.cout,
+                        cols,
+                        g.cin,
+                        mx,
+                        tp,
+                        false,
+                        u[xi * g.cout * g.cin..].as_ptr(),
+                        g.cin,
+                        1,
+                        vx,
+                        tp,
+                        1,
+                    ),
+                    #[cfg(target_arch = "x86_64")]
+                    U::Packed(p) => super::kernel::product(
+                        p,
+                        xi,
+                        (0, g.cout),
+                        (vx, tp),
+                        cols,
+                        (mx, tp),
+                        None,
+                        Epilogue::None,
+                    ),
+                }
             }
         });
         let mr = &m;
@@ -868,16 +926,20 @@ pub(crate) mod tests {
             let wt = data(cout * cin * 9, 2);
             let bias = data(cout, 3);
             let want = super::super::cpu::forward(&g, &x, &wt, Some(&bias), act, 2, None);
-            let u = transform_weight(&wt, cout, cin);
-            let got = forward(&g, &x, &u, Some(&bias), act);
-            assert_eq!(got.len(), want.len());
-            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs())).max(1.0);
-            for (i, (a, e)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (a - e).abs() <= 2e-5 * scale,
-                    "case {:?}: element {i}: {a} vs {e}",
-                    (b, cin, h, w, cout, padding)
-                );
+            // Both forms of the transform: raw (`gemm`) and, with
+            // AVX-512, packed (the runtime's kernel).
+            let raw = Transformed::Raw(transform_weight(&wt, cout, cin));
+            for u in [raw, Transformed::new(&wt, cout, cin)] {
+                let got = forward(&g, &x, u.for_geom(&g).unwrap(), Some(&bias), act);
+                assert_eq!(got.len(), want.len());
+                let scale = want.iter().fold(0f32, |a, v| a.max(v.abs())).max(1.0);
+                for (i, (a, e)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (a - e).abs() <= 2e-5 * scale,
+                        "case {:?}: element {i}: {a} vs {e}",
+                        (b, cin, h, w, cout, padding)
+                    );
+                }
             }
         }
     }
