@@ -372,7 +372,10 @@ pub(super) fn forward(
     let mut y = Vec::with_capacity(n);
     match Lowering::of(g) {
         Lowering::Depthwise => depthwise(g, x, w, bias, act, &mut y.spare_capacity_mut()[..n]),
-        Lowering::Wide => Wide::new(g, threads).run(g, x, w, bias, act, SyncPtr(y.as_mut_ptr())),
+        Lowering::Wide => {
+            let yp = SyncPtr(y.as_mut_ptr());
+            Wide::new(g, threads).run(g, x, w, packed, bias, act, yp)
+        }
         Lowering::Matmul => {
             matmul_lowering(g, x, w, packed, bias, act, threads, SyncPtr(y.as_mut_ptr()))
         }
@@ -495,11 +498,13 @@ impl Wide {
         rows + g.dh * (g.kh - 1)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
         g: &Geom,
         x: &[f32],
         w: &[f32],
+        packed: Option<&PackCache>,
         bias: Option<&[f32]>,
         act: Epilogue,
         yp: SyncPtr,
@@ -514,6 +519,7 @@ impl Wide {
             0
         };
         let bufs = (k + g.cout_g) * most + pad_len;
+        let product = Product::new(w, g, packed);
         super::par_jobs(self.groups * self.tiles, g.b * p * g.cout * k).for_each_init(
             || Panel::take(bufs),
             |Panel(buf), job| {
@@ -545,25 +551,18 @@ impl Wide {
                             }
                         }
                     }
-                    let wg = &w[grp * g.cout_g * k..][..g.cout_g * k];
-                    // SAFETY: `out` holds `cout_g * total` floats, `wg`
-                    // `cout_g * k`, `col` `k * total`.
+                    // SAFETY: `out` holds `cout_g * total` floats, `col`
+                    // `k * total`; both are this job's own.
                     unsafe {
-                        matmul(
-                            g.cout_g,
-                            total,
-                            k,
-                            out.as_mut_ptr(),
-                            total,
-                            false,
-                            wg.as_ptr(),
-                            k,
-                            1,
-                            col.as_ptr(),
-                            total,
-                            1,
-                        );
-                    }
+                        product.run(
+                            grp,
+                            (0, g.cout_g),
+                            (col.as_ptr(), total, total),
+                            (out.as_mut_ptr(), total),
+                            None,
+                            Epilogue::None,
+                        )
+                    };
                     for (s, b) in (b0..b1).enumerate() {
                         for co in 0..g.cout_g {
                             let c = b * g.cout + grp * g.cout_g + co;
