@@ -29,6 +29,7 @@ use std::sync::OnceLock;
 use super::geom::Geom;
 #[cfg(target_arch = "x86_64")]
 use super::math::epilogue;
+#[cfg(target_arch = "x86_64")]
 use super::Epilogue;
 
 /// Output channels per register tile (and per packed weight block).
@@ -268,6 +269,7 @@ unsafe fn tile<const NV: usize>(t: &Tile, last_mask: u16, chunk: &Chunk) {
 
 /// Whether [`in_registers`] applies `act` itself; the callers apply any
 /// other to the finished output (with the bias already added).
+#[cfg(target_arch = "x86_64")]
 pub(super) fn fused(act: Epilogue) -> bool {
     matches!(
         act,
