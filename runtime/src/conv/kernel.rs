@@ -1,16 +1,19 @@
 //! The convolutions' own matrix product, for CPUs with AVX-512F:
 //! `y[r, j] = act(bias[r] + Σ_c W[r, c] · x[c, j])` with the weight packed
-//! once per call and the right-hand side read where it lies.
+//! once (kept by prepared weights, [`PackCache`]) and the right-hand side
+//! read where it lies.
 //!
 //! Why not `gemm`: a convolution's product is `W [cout, K] x col [K, n]`
 //! where `col` is either the input itself (1x1) or a patch panel that was
 //! just gathered, rows `x_rs` floats apart. `gemm` packs both operands on
 //! every call (the whole weight for each tile of pixels), runs its AVX2
 //! kernel, and leaves bias and activation to a second pass over the
-//! output. MobileNetV2's 1x1 layers (`K` of 16 to 960) spent a third of
-//! their time there: on one core, `gemm` plus the epilogue pass ran its
-//! nineteen 1x1 shapes in 3.9 ms, this kernel in 3.25 ms (0.6x at `K` =
-//! 16-32 over 12544 pixels, 0.9x at `K` of several hundred).
+//! output. On one core, against `gemm` plus that pass, this kernel took
+//! 0.72x the time at MobileNetV2's `K` = 32 over 12544 pixels, 0.78-0.94x
+//! from `K` = 144 over 3136 pixels to `K` = 576 over 196, 0.97x at 7x7,
+//! and 0.92-0.98x on ResNet-18's gathered patches; at 16 to 32 pixels over
+//! `K` in the thousands it was 1.1-1.2x slower (those tiles stay on
+//! `gemm`, see `cpu.rs`).
 //!
 //! The register tile is 8 output channels by 48 pixels (24 `zmm`
 //! accumulators): per input channel, three loads of `x`'s row, eight
