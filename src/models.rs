@@ -6,8 +6,8 @@
 //! | --- | --- | --- | --- |
 //! | [`LeNet5`] | `[B, 1, 28, 28]` | (none) | |
 //! | [`AlexNet`] | `[B, 3, 224, 224]` | `alexnet` | |
-//! | [`Vgg16`] | `[B, 3, 224, 224]` | `vgg16` | [`VggStage`], [`VggClassifier`] spliced |
-//! | [`Vgg16Bn`] | `[B, 3, 224, 224]` | `vgg16_bn` | [`VggStageBn`], [`VggClassifier`] spliced |
+//! | [`Vgg16`] | `[B, 3, 224, 224]` | `vgg16` | `VggStage`, `VggClassifier` spliced |
+//! | [`Vgg16Bn`] | `[B, 3, 224, 224]` | `vgg16_bn` | `VggStageBn`, `VggClassifier` spliced |
 //! | [`ResNet18`], [`ResNet34`] | `[B, 3, H, W]` | `resnet18`, `resnet34` | [`BasicBlock`] |
 //! | [`MobileNetV2`] | `[B, 3, H, W]` | `mobilenet_v2` | [`ConvBNReLU`], [`InvertedResidual`] |
 //! | [`UNet`] | `[B, 1, 572, 572]` | (none; Ronneberger et al.) | [`DoubleConv`] |

@@ -121,7 +121,8 @@ pub enum Taps<'a> {
     Outer { col: &'a [f32], row: &'a [f32] },
 }
 
-/// How [`filter2d`] computes a filter (see the [module docs](self)).
+/// How [`filter2d`] computes a filter (the choices are described in the
+/// `filter` module's docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lowering {
     /// One depthwise convolution with the whole kernel.
