@@ -84,15 +84,8 @@ impl Packed {
     }
 
     fn with_width(w: &[f32], cols: usize, k: usize, width: usize) -> Packed {
-        let panels = cols.div_ceil(width);
-        let mut data = vec![0.0f32; panels * k * width];
-        for (j, row) in w.chunks_exact(k.max(1)).enumerate().take(cols) {
-            let (p, c) = (j / width, j % width);
-            let panel = &mut data[p * k * width..(p + 1) * k * width];
-            for (kk, &v) in row.iter().enumerate() {
-                panel[kk * width + c] = v;
-            }
-        }
+        let mut data = vec![0.0f32; cols.div_ceil(width) * k * width];
+        pack_panels(w, cols, k, width, &mut data);
         Packed {
             data,
             cols,
@@ -103,6 +96,21 @@ impl Packed {
 
     fn panel(&self, p: usize) -> &[f32] {
         &self.data[p * self.k * self.width..(p + 1) * self.k * self.width]
+    }
+}
+
+/// `w` (`[cols, k]` row-major) into `data` as panels of `width` rows of
+/// `w`: panel `p` holds, for each `kk < k`, `w[p * width + c, kk]` for
+/// `c < width` (`data` zeroed, `cols.div_ceil(width) * k * width` floats;
+/// the places past `cols` are left as they are). The layout of [`Packed`],
+/// and of the convolutions' packed weights with `width` 8.
+pub(crate) fn pack_panels(w: &[f32], cols: usize, k: usize, width: usize, data: &mut [f32]) {
+    for (j, row) in w.chunks_exact(k.max(1)).enumerate().take(cols) {
+        let (p, c) = (j / width, j % width);
+        let panel = &mut data[p * k * width..(p + 1) * k * width];
+        for (kk, &v) in row.iter().enumerate() {
+            panel[kk * width + c] = v;
+        }
     }
 }
 

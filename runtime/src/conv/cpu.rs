@@ -133,16 +133,15 @@ pub(crate) unsafe fn matmul_par(
 }
 
 /// Output-pixel tile length for the matmul lowerings: the panel fits
-/// [`PANEL_FLOATS`], and there are enough jobs to keep every thread busy
-/// (at least four per thread when the image allows it). A multiple of 16
+/// [`PANEL_FLOATS`], and each image has at least `want` tiles when it
+/// allows it (four jobs per thread keep every thread busy). A multiple of 16
 /// pixels (or the whole plane): the product's tile columns are the matrix
 /// kernel's rows, 16 at a time, and a tile of 16k + 8 ran its last 8 on
 /// the half-width kernel (ResNet-18 b8 on one thread: 314 -> 287 ms with
 /// the rounding, AlexNet b8 0.94x).
-fn tile_len(g: &Geom, k: usize, threads: usize) -> usize {
+fn tile_len(g: &Geom, k: usize, want: usize) -> usize {
     let p = g.p();
     let mut tiles = (p * k).div_ceil(PANEL_FLOATS).max(1);
-    let want = (4 * threads).div_ceil(g.b);
     if tiles < want {
         tiles = want.min(p.div_ceil(16)).max(tiles);
     }
@@ -274,8 +273,20 @@ unsafe fn copy_short_avx512(out: &mut [f32], src: &[f32]) {
 
 /// The AVX-512 mask of the first `min(n, 16)` lanes.
 #[cfg(target_arch = "x86_64")]
-fn bits(n: usize) -> std::arch::x86_64::__mmask16 {
-    ((1u32 << n.min(16)) - 1) as std::arch::x86_64::__mmask16
+pub(super) fn bits(n: usize) -> std::arch::x86_64::__mmask16 {
+    lanes(0, n as isize)
+}
+
+/// The AVX-512 mask of lanes `l` with `lo <= l < hi`, of 16: the lanes of
+/// a 16-float load at column `c` that fall inside a row `0..w` are
+/// `lanes(-c, w - c)`.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn lanes(lo: isize, hi: isize) -> std::arch::x86_64::__mmask16 {
+    let (lo, hi) = (lo.clamp(0, 16), hi.clamp(0, 16));
+    if hi <= lo {
+        return 0;
+    }
+    (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
 }
 
 /// `out[j] = src[s j]`: a strided convolution's patch row (ResNet's 7x7
@@ -381,7 +392,7 @@ pub(super) fn forward(
         }
     }
     // SAFETY: each lowering writes all `n` elements: the depthwise one
-    // every plane by one `depthwise_plane` call, the others' jobs every
+    // every plane by one `depthwise::plane` or `depthwise_plane` call, the others' jobs every
     // image, tile (or run of rows) and group, each all `cout_g` rows of its
     // pixels.
     unsafe { y.set_len(n) };
@@ -604,8 +615,8 @@ impl Wide {
 }
 
 /// `dst[j] = line[start + j]` where that lies inside `line`, else 0: a
-/// row of a zero-padded plane, or a padded span of one.
-pub(super) fn window(line: &[f32], start: isize, dst: &mut [f32]) {
+/// row of a zero-padded plane.
+fn window(line: &[f32], start: isize, dst: &mut [f32]) {
     let lo = (-start).clamp(0, dst.len() as isize) as usize;
     let hi = (line.len() as isize - start).clamp(lo as isize, dst.len() as isize) as usize;
     dst[..lo].fill(0.0);
@@ -699,7 +710,8 @@ impl<'a> Product<'a> {
     /// `w` is the convolution's weight, `[cout, K]` in groups; `kept`
     /// holds its packing across calls (prepared weights).
     fn new(w: &'a [f32], g: &Geom, kept: Option<&'a PackCache>) -> Product<'a> {
-        let packed = if crate::rnn_kernel::has_avx512() && cfg!(target_arch = "x86_64") {
+        // `has_avx512` is false off x86-64.
+        let packed = if crate::rnn_kernel::has_avx512() {
             match kept.and_then(|c| c.get(w, g)) {
                 Some(p) => Some(Cow::Borrowed(p)),
                 None if g.b * g.p() >= PACK_PIXELS => Some(Cow::Owned(Packed::of(w, g))),
@@ -726,14 +738,12 @@ impl<'a> Product<'a> {
     /// ([`tile_len`]) and the channels are never split: a part would gather
     /// its tile's patches again.
     fn split(&self, g: &Geom, threads: usize) -> (usize, usize) {
-        if !g.is_pointwise() || self.packed.is_none() {
-            return (tile_len(g, g.k(), threads), 1);
-        }
-        let p = g.p();
-        let tiles = (p * g.k()).div_ceil(PANEL_FLOATS).max(1);
-        let pt = p.div_ceil(tiles).next_multiple_of(16).min(p);
-        let jobs = g.b * p.div_ceil(pt);
         let want = 4 * threads;
+        if !g.is_pointwise() || self.packed.is_none() {
+            return (tile_len(g, g.k(), want.div_ceil(g.b)), 1);
+        }
+        let pt = tile_len(g, g.k(), 1);
+        let jobs = g.b * g.p().div_ceil(pt);
         let parts = if jobs >= want {
             1
         } else {

@@ -17,6 +17,7 @@
 
 use std::arch::x86_64::*;
 
+use super::cpu::lanes;
 use super::geom::Geom;
 use super::kernel::{fused, in_registers};
 use super::math::epilogue;
@@ -102,13 +103,4 @@ pub(super) unsafe fn plane(
     if in_regs != act {
         epilogue(act, 0.0, std::slice::from_raw_parts_mut(out, g.oh * g.ow));
     }
-}
-
-/// The mask of lanes `l` with `lo <= l < hi`, of 16.
-pub(super) fn lanes(lo: isize, hi: isize) -> u16 {
-    let (lo, hi) = (lo.clamp(0, 16), hi.clamp(0, 16));
-    if hi <= lo {
-        return 0;
-    }
-    (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
 }

@@ -75,14 +75,10 @@ impl Packed {
 
     /// Packs `w` (`groups` row blocks of `m x k`, row-major).
     pub(super) fn new(w: &[f32], groups: usize, m: usize, k: usize) -> Packed {
-        let blocks = m.div_ceil(MR);
-        let mut data = vec![0.0f32; groups * blocks * k * MR];
-        for (row, src) in w.chunks_exact(k.max(1)).take(groups * m).enumerate() {
-            let (g, r) = (row / m, row % m);
-            let block = &mut data[(g * blocks + r / MR) * k * MR..][..k * MR];
-            for (c, &v) in src.iter().enumerate() {
-                block[c * MR + r % MR] = v;
-            }
+        let per_group = m.div_ceil(MR) * k * MR;
+        let mut data = vec![0.0f32; groups * per_group];
+        for (wg, dg) in w.chunks(m * k).zip(data.chunks_exact_mut(per_group)) {
+            crate::rnn_kernel::pack_panels(wg, m, k, MR, dg);
         }
         Packed { data, groups, m, k }
     }
@@ -174,7 +170,7 @@ pub(super) unsafe fn product(
                     j += NR;
                     continue;
                 }
-                let mask = |from: usize| ((1u32 << (left - from)) - 1) as u16;
+                let mask = |from: usize| super::cpu::bits(left - from);
                 match left {
                     33.. => tile::<3>(&t, mask(32), &chunk),
                     17.. => tile::<2>(&t, mask(16), &chunk),

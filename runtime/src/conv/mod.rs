@@ -431,8 +431,7 @@ impl ConvOp {
         }
         let act = self.act;
         let bias = data.get(2).map(|b| &b[..]);
-        let prepared = self.winograd.as_ref().filter(|_| winograd::applies(&g));
-        let y = match prepared.and_then(|u| u.for_geom(&g)) {
+        let y = match self.winograd.as_ref().and_then(|u| u.for_geom(&g)) {
             Some(u) => on_pool(|_| winograd::forward(&g, &data[0], u, bias, act)),
             None if self.winograd.is_none() && self.per_call && winograd::pays_per_call(&g) => {
                 on_pool(|_| {

@@ -115,8 +115,12 @@ impl Transformed {
         Transformed::Raw(u)
     }
 
-    /// The matrices [`forward`] reads, if they are `g`'s.
+    /// The matrices [`forward`] reads, if Winograd [`applies`] to `g` and
+    /// they are `g`'s.
     pub(super) fn for_geom(&self, g: &Geom) -> Option<U<'_>> {
+        if !applies(g) {
+            return None;
+        }
         match self {
             Transformed::Raw(u) => (u.len() == XI * g.cout * g.cin).then_some(U::Raw(u)),
             #[cfg(target_arch = "x86_64")]
@@ -299,7 +303,7 @@ fn gather_row_of_tiles(
         // keep to the input's columns: an edge group's padding is read as
         // zero in place. (Copied into zeroed spans first, with a `memmove`
         // call per row, these copies were 6 % of the U-Net.)
-        let lanes = |from: isize| super::depthwise::lanes(-ix0 - from, g.w as isize - ix0 - from);
+        let lanes = |from: isize| super::cpu::lanes(-ix0 - from, g.w as isize - ix0 - from);
         let masks = [lanes(0), lanes(16), lanes(32) & 0b11];
         let src: [Option<*const f32>; 6] =
             std::array::from_fn(|i| line(i).map(|l| l.as_ptr().wrapping_offset(ix0)));
