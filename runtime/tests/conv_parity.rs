@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use netdsl_runtime::candle::{DType, Device, Tensor, Var};
 use netdsl_runtime::conv::threads;
-use netdsl_runtime::{conv2d, Conv2dSpec, Epilogue, Result};
+use netdsl_runtime::{conv2d, conv2d_prepared, prepare_conv, Conv2dSpec, Epilogue, Result};
 
 mod common;
 
@@ -225,6 +225,46 @@ fn candle_parity_forward() -> Result<()> {
             &got,
             "strided x",
         );
+    }
+    Ok(())
+}
+
+/// Prepared weights (packed once) on small output planes, where a gathered
+/// convolution's patches are gathered once per image and the product is
+/// split over the output channels (with AVX-512), and on larger ones cut
+/// into tiles: each equals candle's convolution, bias and ReLU, for every
+/// image of a batch, with groups, stride 2 and channel counts that are not
+/// multiples of the kernel's 8 rows; and a 1x1 convolution over planes of
+/// a thousand pixels, whose tiles' input rows are copied into the panel.
+#[test]
+fn prepared_weights_equal_candle_on_small_planes() -> Result<()> {
+    // x, w, stride, padding, groups
+    type Case<'a> = (&'a [usize], &'a [usize], usize, usize, usize);
+    let cases: &[Case] = &[
+        (&[1, 24, 7, 7], &[40, 24, 3, 3], 1, 1, 1),
+        (&[3, 20, 7, 7], &[33, 20, 3, 3], 1, 1, 1),
+        (&[1, 16, 15, 13], &[24, 16, 3, 3], 2, 1, 1),
+        (&[2, 8, 17, 17], &[16, 4, 3, 3], 2, 1, 2),
+        (&[1, 12, 14, 14], &[64, 12, 3, 3], 1, 1, 1),
+        (&[1, 16, 7, 7], &[16, 16, 1, 1], 2, 0, 1),
+        // A 1x1 convolution whose input rows are copied into the panel.
+        (&[2, 128, 32, 33], &[24, 128, 1, 1], 1, 0, 1),
+    ];
+    for (i, &(xs, ws, s, p, g)) in cases.iter().enumerate() {
+        let x = rand(xs, 40 + 2 * i as u64);
+        let w = rand(ws, 41 + 2 * i as u64);
+        let b = rand(&[ws[0]], 7);
+        let spec = sym(s, p, 1, g);
+        let want = x
+            .conv2d(&w, p, s, 1, g)?
+            .broadcast_add(&b.reshape((1, (), 1, 1))?)?
+            .relu()?;
+        let prepared = prepare_conv(w.clone(), Some(b.clone()), false)?;
+        // Twice: the first call packs the weight, the second reuses it.
+        for call in 0..2 {
+            let got = conv2d_prepared(&x, &prepared, &spec, Epilogue::Relu)?;
+            assert_close(&got, &want, &format!("case {i}, call {call}"));
+        }
     }
     Ok(())
 }

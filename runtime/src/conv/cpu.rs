@@ -45,6 +45,25 @@ use super::Epilogue;
 /// server parts) next to the weight panel `gemm` packs.
 const PANEL_FLOATS: usize = 96 * 1024;
 
+/// Floats in a 64-byte cache line.
+pub(super) const LINE: usize = 16;
+
+/// `len` floats of `v` from its first 64-byte boundary, `v` grown (with
+/// zeros) to hold them. A vector load that straddles two cache lines costs
+/// two: the matrix kernel reads a row of its right-hand side per step,
+/// and on a panel 16 bytes off the line (where glibc's `malloc` puts large
+/// blocks) a 1x1 product ran at 0.85x the rate of an aligned one. So
+/// every scratch buffer the kernels read is used from a line boundary; a
+/// buffer kept between calls keeps its offset.
+pub(super) fn aligned(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len + LINE - 1 {
+        v.resize(len + LINE - 1, 0.0);
+    }
+    let o = v.as_ptr().align_offset(64);
+    let o = if o < LINE { o } else { 0 };
+    &mut v[o..o + len]
+}
+
 /// A raw pointer that jobs may share because each writes a disjoint part.
 #[derive(Clone, Copy)]
 pub(crate) struct SyncPtr(pub *mut f32);
@@ -281,7 +300,7 @@ pub(super) fn bits(n: usize) -> std::arch::x86_64::__mmask16 {
 /// a 16-float load at column `c` that fall inside a row `0..w` are
 /// `lanes(-c, w - c)`.
 #[cfg(target_arch = "x86_64")]
-pub(super) fn lanes(lo: isize, hi: isize) -> std::arch::x86_64::__mmask16 {
+pub(crate) fn lanes(lo: isize, hi: isize) -> std::arch::x86_64::__mmask16 {
     let (lo, hi) = (lo.clamp(0, 16), hi.clamp(0, 16));
     if hi <= lo {
         return 0;
@@ -533,7 +552,8 @@ impl Wide {
         let product = Product::new(w, g, packed);
         super::par_jobs(self.groups * self.tiles, g.b * p * g.cout * k).for_each_init(
             || Panel::take(bufs),
-            |Panel(buf), job| {
+            |panel, job| {
+                let buf = panel.floats();
                 let (ig, t) = (job / self.tiles, job % self.tiles);
                 let (b0, b1) = (ig * self.imgs, ((ig + 1) * self.imgs).min(g.b));
                 let (r0, r1) = (t * self.rows, ((t + 1) * self.rows).min(g.oh));
@@ -639,14 +659,29 @@ fn matmul_lowering(
     let (p, k, hw) = (g.p(), g.k(), g.hw());
     let pointwise = g.is_pointwise();
     let product = Product::new(w, g, packed);
+    if !pointwise && product.shares_panels(g, threads) {
+        return shared_panels(g, x, &product, bias, act, threads, yp);
+    }
     let (pt, parts) = product.split(g, threads);
     let tiles = p.div_ceil(pt);
     let rows_per = g.cout_g.div_ceil(parts).next_multiple_of(MR);
     let parts = g.cout_g.div_ceil(rows_per);
-    let panel = if pointwise { 0 } else { k * pt };
+    // A 1x1 convolution's product reads its input where it lies, unless
+    // that input's rows are not on cache lines' starts: then the job
+    // copies its tile's rows into its panel, each on a line (reading
+    // rows 16 bytes off the line, every vector load split in two, the
+    // product ran at 0.85x the rate).
+    let copy = pointwise && k >= 128 && hw >= 1024;
+    let stride = if pointwise {
+        pt.next_multiple_of(LINE)
+    } else {
+        pt
+    };
+    let panel = if pointwise && !copy { 0 } else { k * stride };
     super::par_jobs(g.b * tiles * parts, g.b * p * g.cout * k).for_each_init(
         || Panel::take(panel),
-        |Panel(col), job| {
+        |panel, job| {
+            let col = panel.floats();
             let (b, t, part) = (job / (tiles * parts), job / parts % tiles, job % parts);
             let p0 = t * pt;
             let n = pt.min(p - p0);
@@ -654,8 +689,13 @@ fn matmul_lowering(
             let rows = rows_per.min(g.cout_g - r0);
             for grp in 0..g.groups {
                 let xg = &x[(b * g.cin + grp * g.cin_g) * hw..][..g.cin_g * hw];
-                let (rhs, rhs_rs) = if pointwise {
+                let (rhs, rhs_rs) = if pointwise && !(copy && product.on_kernel(n)) {
                     (xg[p0..].as_ptr(), hw)
+                } else if pointwise {
+                    for (ci, row) in col.chunks_exact_mut(stride).take(k).enumerate() {
+                        row[..n].copy_from_slice(&xg[ci * hw + p0..][..n]);
+                    }
+                    (col.as_ptr(), stride)
                 } else {
                     im2col(g, xg, p0, n, col);
                     (col.as_ptr(), n)
@@ -679,6 +719,67 @@ fn matmul_lowering(
             }
         },
     );
+}
+
+/// Output pixels per image up to which a gathered convolution whose tiles
+/// would be narrower than [`NARROW`] gathers each image's patches once into
+/// a panel all threads read ([`shared_panels`]).
+const SHARED_PIXELS: usize = 256;
+
+/// The general lowering for small output planes (ResNet-18's 7x7 and
+/// 14x14 layers at batch 1): per image and group, the whole plane's patches
+/// gathered once, split over the threads by input channel, then the
+/// product split over them by output channels, every part on the packed
+/// kernel over all the plane's pixels. Cut into tiles for the threads
+/// instead, a 7x7 plane's tiles were 16 pixels wide: too narrow for the
+/// packed kernel, and `gemm` packed the whole weight again for each (the
+/// 7x7 layers' 3x3 convolutions ran at half the kernel's rate).
+fn shared_panels(
+    g: &Geom,
+    x: &[f32],
+    product: &Product,
+    bias: Option<&[f32]>,
+    act: Epilogue,
+    threads: usize,
+    yp: SyncPtr,
+) {
+    let (p, k, hw, taps) = (g.p(), g.k(), g.hw(), g.kh * g.kw);
+    let blocks = g.cout_g.div_ceil(MR);
+    // Four parts per thread, each whole register blocks.
+    let per = blocks.div_ceil(4 * threads).max(1) * MR;
+    let parts = g.cout_g.div_ceil(per);
+    let mut panel = Panel::take(k * p);
+    let col = panel.floats();
+    for b in 0..g.b {
+        for grp in 0..g.groups {
+            let xg = &x[(b * g.cin + grp * g.cin_g) * hw..][..g.cin_g * hw];
+            col.par_chunks_mut(taps * p)
+                .enumerate()
+                .with_min_len(super::min_len(k * p, g.cin_g))
+                .for_each(|(ci, dst)| im2col_channel(g, &xg[ci * hw..][..hw], 0, p, dst));
+            let col = &*col;
+            super::par_jobs(parts, p * g.cout_g * k).for_each(|part| {
+                let r0 = part * per;
+                let rows = per.min(g.cout_g - r0);
+                let c0 = b * g.cout + grp * g.cout_g + r0;
+                let bias = bias.map(|bs| &bs[grp * g.cout_g + r0..][..rows]);
+                // SAFETY: part `part` alone writes rows r0..r0 + rows of
+                // image b's group `grp` (all `p` columns; `y` has `b · cout
+                // · p` floats); it reads the panel, complete once the
+                // gather above has returned.
+                unsafe {
+                    product.run(
+                        grp,
+                        (r0, rows),
+                        (col.as_ptr(), p, p),
+                        (yp.ptr().add(c0 * p), p),
+                        bias,
+                        act,
+                    )
+                };
+            });
+        }
+    }
 }
 
 /// The matrix product of the general lowering: with AVX-512, the runtime's
@@ -752,6 +853,19 @@ impl<'a> Product<'a> {
         (pt, parts)
     }
 
+    /// Whether `g`'s output planes are small enough for [`shared_panels`]
+    /// and its usual tiles would be too narrow for the packed kernel.
+    fn shares_panels(&self, g: &Geom, threads: usize) -> bool {
+        let want = (4 * threads).div_ceil(g.b);
+        self.on_kernel(g.p()) && g.p() <= SHARED_PIXELS && tile_len(g, g.k(), want) < NARROW
+    }
+
+    /// Whether a tile of `n` pixels runs on the packed kernel (else on
+    /// `gemm`, which packs its operands itself).
+    fn on_kernel(&self, n: usize) -> bool {
+        self.packed.is_some() && n >= NARROW
+    }
+
     /// `y[r, j] = act(bias[r] + Σ_c W[r0 + r, c] rhs[c, j])` for `r <
     /// rows`, `j < n`, with group `grp`'s weight (`r0` a multiple of
     /// [`MR`]); `y`'s rows may be uninitialised.
@@ -769,7 +883,7 @@ impl<'a> Product<'a> {
         act: Epilogue,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if let Some(packed) = self.packed.as_deref().filter(|_| n >= NARROW) {
+        if let Some(packed) = self.packed.as_deref().filter(|_| self.on_kernel(n)) {
             // Only made with AVX-512 (`new`).
             super::kernel::product(
                 packed,
@@ -815,15 +929,17 @@ thread_local! {
 /// This thread's patch panel, at least `len` floats, for the time a job
 /// holds it; given back when dropped. (A job run inside another on the same
 /// thread, by work stealing, finds none and makes its own.)
-struct Panel(Vec<f32>);
+struct Panel(Vec<f32>, usize);
 
 impl Panel {
     fn take(len: usize) -> Panel {
-        let mut v = PANEL.with(|p| std::mem::take(&mut *p.borrow_mut()));
-        if v.len() < len {
-            v.resize(len, 0.0);
-        }
-        Panel(v)
+        let v = PANEL.with(|p| std::mem::take(&mut *p.borrow_mut()));
+        Panel(v, len)
+    }
+
+    /// The panel's `len` floats, from a cache line's start ([`aligned`]).
+    fn floats(&mut self) -> &mut [f32] {
+        aligned(&mut self.0, self.1)
     }
 }
 

@@ -51,6 +51,8 @@ const KC: usize = 512;
 #[derive(Clone, Debug)]
 pub(super) struct Packed {
     data: Vec<f32>,
+    /// Where the packing starts in `data`: a cache line's start.
+    off: usize,
     groups: usize,
     m: usize,
     k: usize,
@@ -76,18 +78,29 @@ impl Packed {
     /// Packs `w` (`groups` row blocks of `m x k`, row-major).
     pub(super) fn new(w: &[f32], groups: usize, m: usize, k: usize) -> Packed {
         let per_group = m.div_ceil(MR) * k * MR;
-        let mut data = vec![0.0f32; groups * per_group];
-        for (wg, dg) in w.chunks(m * k).zip(data.chunks_exact_mut(per_group)) {
+        let mut data = Vec::new();
+        // From a cache line's start: each step's eight weights are then
+        // one 32-byte half line, never split across two.
+        let packed = super::cpu::aligned(&mut data, groups * per_group);
+        let start = packed.as_ptr() as usize;
+        for (wg, dg) in w.chunks(m * k).zip(packed.chunks_exact_mut(per_group)) {
             crate::rnn_kernel::pack_panels(wg, m, k, MR, dg);
         }
-        Packed { data, groups, m, k }
+        let off = (start - data.as_ptr() as usize) / 4;
+        Packed {
+            data,
+            off,
+            groups,
+            m,
+            k,
+        }
     }
 
     /// Group `g`'s block `b`: `k x MR` floats.
     #[cfg(target_arch = "x86_64")]
     fn block(&self, g: usize, b: usize) -> &[f32] {
         let blocks = self.m.div_ceil(MR);
-        &self.data[(g * blocks + b) * self.k * MR..][..self.k * MR]
+        &self.data[self.off + (g * blocks + b) * self.k * MR..][..self.k * MR]
     }
 }
 

@@ -65,6 +65,8 @@ use candle_core::{
 };
 
 use crate::Result;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use cpu::lanes;
 use geom::Geom;
 pub use transpose::{conv_transpose2d, ConvTranspose2dSpec};
 

@@ -25,7 +25,7 @@
 
 use rayon::prelude::*;
 
-use super::cpu::{matmul, SyncPtr};
+use super::cpu::{aligned, matmul, SyncPtr};
 use super::geom::Geom;
 #[cfg(target_arch = "x86_64")]
 use super::kernel::Packed;
@@ -684,15 +684,12 @@ pub(super) fn forward(g: &Geom, x: &[f32], u: U, bias: Option<&[f32]>, act: Epil
     // layer, was part of the 5 % ResNet-18 spent zeroing).
     let ny = g.b * g.cout * g.oh * g.ow;
     let mut y: Vec<f32> = Vec::with_capacity(ny);
-    let (mut v, mut m) = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-    if v.len() < XI * g.cin * tp {
-        v.resize(XI * g.cin * tp, 0.0);
-    }
-    if m.len() < XI * g.cout * tp {
-        m.resize(XI * g.cout * tp, 0.0);
-    }
+    let (mut vbuf, mut mbuf) = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    // From cache lines' starts: the products read V's rows per step.
+    let v = aligned(&mut vbuf, XI * g.cin * tp);
+    let m = aligned(&mut mbuf, XI * g.cout * tp);
     let yp = SyncPtr(y.as_mut_ptr());
-    each_block(g, x, (&tiles, total, tp), &mut v, |_, blk, cols, vr| {
+    each_block(g, x, (&tiles, total, tp), v, |_, blk, cols, vr| {
         let mp = SyncPtr(m.as_mut_ptr());
         (0..XI).into_par_iter().for_each(|xi| {
             let (mx, vx) = (
@@ -732,13 +729,13 @@ pub(super) fn forward(g: &Geom, x: &[f32], u: U, bias: Option<&[f32]>, act: Epil
                 }
             }
         });
-        let mr = &m;
+        let mr = &*m;
         (0..g.cout).into_par_iter().with_min_len(4).for_each(|co| {
             let b = bias.map_or(0.0, |bs| bs[co]);
             output_channel(blk, mr, co, b, act, yp)
         });
     });
-    SCRATCH.with(|s| *s.borrow_mut() = (v, m));
+    SCRATCH.with(|s| *s.borrow_mut() = (vbuf, mbuf));
     // SAFETY: the blocks cover every tile of every image, and each tile's
     // `output_channel` writes its 4 x 4 pixels (clipped to the output) of
     // every channel: all `ny` elements.
