@@ -188,10 +188,18 @@ const MATVEC_ROWS: usize = 8;
 /// weight row once per input row).
 const PACKED_FROM: usize = 4;
 
+/// How far ahead of its reads (in floats, 8 KB) [`matvec_cols`] asks for
+/// the weight: the rows are read once, from memory, and the hardware's
+/// own prefetch restarts at every 4 KB page. AlexNet's classifier at batch
+/// 1 (234 MB of weights) took 0.88x its time with 4 KB ahead, a little
+/// less with 8 KB, more again with 16 KB.
+const PREFETCH: usize = 2048;
+
 simd! {
     /// `y[r, j] = b[j] + Σ_k x[r, k] w[j, k]` for output columns `j0..j0 + n`
     /// (`y` holds the rows' `n` values each, row after row). Eight
-    /// accumulators per row, so the loads stream at memory speed.
+    /// accumulators per row, so the loads stream at memory speed, and
+    /// the weight prefetched [`PREFETCH`] floats ahead.
     fn matvec_cols(x: &[f32], rows: usize, w: &[f32], fin: usize, b: Option<&[f32]>, j0: usize, y: &mut [f32]) {
         let n = y.len() / rows.max(1);
         for jj in 0..n {
@@ -203,6 +211,13 @@ simd! {
                 let (wc, xc) = (wr.chunks_exact(16), xr.chunks_exact(16));
                 let (wt, xt) = (wc.remainder(), xc.remainder());
                 for (a, c) in wc.zip(xc) {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: a prefetch reads nothing; the address may lie
+                    // past the slice.
+                    unsafe {
+                        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                        _mm_prefetch::<_MM_HINT_T0>(a.as_ptr().wrapping_add(PREFETCH).cast());
+                    }
                     for i in 0..16 {
                         acc[i] += a[i] * c[i];
                     }
