@@ -513,19 +513,53 @@ crate::conv::math::simd! {
         out: &mut [f32],
     ) {
         let ow = cols.len();
+        // Decided once per plane, not per row.
+        let (j0, j1) = regular.map_or((0, 0), |r| (r.j0, r.j1));
+        let edges = j0 > 0 || j1 < ow;
+        #[cfg(target_arch = "x86_64")]
+        let s2 = regular.is_some_and(|r| r.s == 2 && r.k == 3) && crate::rnn_kernel::has_avx512();
+        if let Some(reg) = regular.filter(|_| !edges) {
+            // Every window inside the row (no padding): the whole row in
+            // one call, nothing else per row (at LeNet-5's 28-column rows
+            // even the checks below were 3 % of the network).
+            #[cfg(target_arch = "x86_64")]
+            if s2 {
+                for (line, across) in plane.chunks_exact(w).zip(across.chunks_exact_mut(ow)) {
+                    // SAFETY: `s2` is only set where the CPU has AVX-512F.
+                    unsafe { max_columns_s2(line, 3, across) };
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            let plain = !s2;
+            #[cfg(not(target_arch = "x86_64"))]
+            let plain = true;
+            if plain {
+                for (line, across) in plane.chunks_exact(w).zip(across.chunks_exact_mut(ow)) {
+                    max_columns(line, reg.k, reg.s, across);
+                }
+            }
+        } else {
         for (r, line) in plane.chunks_exact(w).enumerate() {
             let across = &mut across[r * ow..(r + 1) * ow];
-            let (j0, j1) = regular.map_or((0, 0), |r| (r.j0, r.j1));
-            for (j, (o, win)) in across.iter_mut().zip(cols).enumerate() {
-                if j < j0 || j >= j1 {
-                    *o = win
+            if edges {
+                for j in (0..j0).chain(j1..ow) {
+                    across[j] = cols[j]
                         .iter()
                         .fold(f32::NEG_INFINITY, |m, &c| max_nan(m, line[c]));
                 }
             }
-            if let Some(r) = regular {
-                max_columns(&line[r.first..], r.k, r.s, &mut across[j0..j1]);
+            let Some(reg) = regular else {
+                continue;
+            };
+            let (line, inside) = (&line[reg.first..], &mut across[j0..j1]);
+            #[cfg(target_arch = "x86_64")]
+            if s2 {
+                // SAFETY: `s2` is only set where the CPU has AVX-512F.
+                unsafe { max_columns_s2(line, 3, inside) };
+                continue;
             }
+            max_columns(line, reg.k, reg.s, inside);
+        }
         }
         // Every output written once from its window's rows: `*o = max(*o,
         // x)` compiled to a masked store (`vmaskmovps`, microcoded on AMD,
@@ -559,46 +593,21 @@ crate::conv::math::simd! {
 }
 
 /// `out[j] = max(line[s j .. s j + k])` (NaN if one is), for windows
-/// inside the line: the common sizes (2x2 and 3x3 windows every 1 or 2
-/// columns) as one vectorised loop each, others window by window. Inlined
-/// into [`max_plane`].
+/// inside the line: 2x2 stride-2 windows as one vectorised loop over
+/// pairs, others window by window. Inlined into [`max_plane`], which runs
+/// 3-column windows every 2 columns on [`max_columns_s2`] instead where it
+/// can.
 #[inline(always)]
 fn max_columns(line: &[f32], k: usize, s: usize, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if s == 2 && (k == 2 || k == 3) && crate::rnn_kernel::has_avx512() {
-        // SAFETY: the CPU has AVX-512F (checked just above).
-        unsafe { max_columns_s2(line, k, out) };
-        return;
-    }
-    match (k, s) {
-        (2, 2) => max_columns_of::<2, 2>(line, out),
-        (3, 2) => max_columns_of::<3, 2>(line, out),
-        (2, 1) => max_columns_of::<2, 1>(line, out),
-        (3, 1) => max_columns_of::<3, 1>(line, out),
-        _ => {
-            for (j, o) in out.iter_mut().enumerate() {
-                let win = &line[s * j..s * j + k];
-                *o = win[1..].iter().fold(win[0], |m, &v| max_nan(m, v));
-            }
+    if k == 2 && s == 2 {
+        for (o, pair) in out.iter_mut().zip(line.chunks_exact(2)) {
+            *o = max_nan(pair[0], pair[1]);
         }
-    }
-}
-
-/// [`max_columns`] for `K` and `S` known: each tap a strided pass that the
-/// compiler vectorises (3x3 stride-2 windows, ResNet's, went window by
-/// window before: max pooling was 6 % of ResNet-18 at batch 1).
-#[inline(always)]
-fn max_columns_of<const K: usize, const S: usize>(line: &[f32], out: &mut [f32]) {
-    let Some(last) = out.len().checked_sub(1) else {
         return;
-    };
-    let line = &line[..S * last + K];
+    }
     for (j, o) in out.iter_mut().enumerate() {
-        let mut m = line[S * j];
-        for t in 1..K {
-            m = max_nan(m, line[S * j + t]);
-        }
-        *o = m;
+        let win = &line[s * j..s * j + k];
+        *o = win[1..].iter().fold(win[0], |m, &v| max_nan(m, v));
     }
 }
 
@@ -790,9 +799,9 @@ mod tests {
     use candle_core::{Device, Var};
 
     /// The column pass of max pooling equals the window-by-window maximum
-    /// for 2- and 3-column windows every 1 or 2 columns (the vectorised
-    /// paths, with AVX-512 or without) and a 4-wide one (the general
-    /// loop), at every output count up to 40 (whole vectors and tails),
+    /// for 2- and 3-column windows every 1 or 2 columns (the loops for the
+    /// compiler to vectorise and, with AVX-512, `max_columns_s2`) and a
+    /// 4-wide one (the general loop), at every output count up to 40 (whole vectors and tails),
     /// on lines just long enough or longer, with NaN in some windows.
     #[test]
     fn the_column_pass_takes_each_windows_maximum() {
@@ -806,29 +815,40 @@ mod tests {
             for n in 0..40usize {
                 for extra in [0, 1, 17] {
                     let len = (s * n + k).saturating_sub(s) + extra;
-                    let mut out = vec![0.5f32; n + 3];
-                    max_columns(&line[..len], k, s, &mut out[..n]);
-                    for (j, &got) in out[..n].iter().enumerate() {
-                        let win = &line[s * j..s * j + k];
-                        let want = win[1..].iter().fold(win[0], |m, &v| max_nan(m, v));
-                        assert!(
-                            got == want || (got.is_nan() && want.is_nan()),
-                            "k {k}, s {s}, n {n}, len {len}: output {j} is {got}, not {want}"
+                    let mut outs = vec![vec![0.5f32; n + 3]];
+                    max_columns(&line[..len], k, s, &mut outs[0][..n]);
+                    #[cfg(target_arch = "x86_64")]
+                    if s == 2 && k <= 3 && crate::rnn_kernel::has_avx512() {
+                        let mut out = vec![0.5f32; n + 3];
+                        // SAFETY: the CPU has AVX-512F.
+                        unsafe { max_columns_s2(&line[..len], k, &mut out[..n]) };
+                        outs.push(out);
+                    }
+                    for out in &outs {
+                        for (j, &got) in out[..n].iter().enumerate() {
+                            let win = &line[s * j..s * j + k];
+                            let want = win[1..].iter().fold(win[0], |m, &v| max_nan(m, v));
+                            assert!(
+                                got == want || (got.is_nan() && want.is_nan()),
+                                "k {k}, s {s}, n {n}, len {len}: output {j} is {got}, not {want}"
+                            );
+                        }
+                        assert_eq!(
+                            out[n..],
+                            [0.5; 3],
+                            "k {k}, s {s}, n {n}: written past the end"
                         );
                     }
-                    assert_eq!(
-                        out[n..],
-                        [0.5; 3],
-                        "k {k}, s {s}, n {n}: written past the end"
-                    );
                 }
             }
         }
     }
 
-    /// The direct kernel (no gradient graph) equals the composed path
-    /// (a variable's input) on negative values with padding, dilation and
-    /// `ceil_mode`, and a NaN in a window is the window's result.
+    /// The direct kernel (no gradient graph) equals the maximum over each
+    /// window computed from the definition, and the path of a variable's
+    /// input, on negative values with padding, dilation and `ceil_mode`
+    /// (both paths run `max_pool_planes`, so the definition is what checks
+    /// it); and a NaN in a window is the window's result.
     #[test]
     fn direct_max_pool_equals_the_composed_path() {
         let dev = Device::Cpu;
@@ -840,7 +860,9 @@ mod tests {
             ceil_mode: false,
             count_include_pad: true,
         };
-        let x = (Tensor::randn(0f32, 1.0, (2, 3, 11, 9), &dev).unwrap() - 5.0).unwrap();
+        // 37 columns: 18 outputs of a 3x3 stride-2 window, more than one
+        // vector of 16.
+        let x = (Tensor::randn(0f32, 1.0, (2, 3, 11, 37), &dev).unwrap() - 5.0).unwrap();
         let pools = [
             Pool2d {
                 kernel: (3, 3),
@@ -866,8 +888,30 @@ mod tests {
             whole((2, 3), (1, 3)),
             whole((5, 4), (2, 2)),
         ];
+        let (h, w) = (11, 37);
+        let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         for p in pools {
             let direct = max_pool2d(&x, &p).unwrap();
+            // Window by window from the definition: each output the
+            // largest input its window covers.
+            let (oh, ow) = p.check("test", h, w).unwrap();
+            let (rows, cols) = (p.axis_windows(0, oh), p.axis_windows(1, ow));
+            let mut want = Vec::new();
+            for plane in xs.chunks_exact(h * w) {
+                for rw in &rows {
+                    for cw in &cols {
+                        let mut m = f32::NEG_INFINITY;
+                        for &r in rw.iter().filter(|&&r| (0..h as i64).contains(&r)) {
+                            for &c in cw.iter().filter(|&&c| (0..w as i64).contains(&c)) {
+                                m = max_nan(m, plane[r as usize * w + c as usize]);
+                            }
+                        }
+                        want.push(m);
+                    }
+                }
+            }
+            let got = direct.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(got, want, "{p:?}");
             let v = Var::from_tensor(&x).unwrap();
             let composed = max_pool2d(v.as_tensor(), &p).unwrap();
             let diff = (direct - composed.detach()).unwrap().abs().unwrap();
