@@ -700,18 +700,18 @@ fn matmul_lowering(
                     im2col(g, xg, p0, n, col);
                     (col.as_ptr(), n)
                 };
-                let c0 = b * g.cout + grp * g.cout_g + r0;
-                let bias = bias.map(|bs| &bs[grp * g.cout_g + r0..][..rows]);
                 // SAFETY: job (b, t, part) alone writes columns p0..p0 + n
                 // of rows r0..r0 + rows of image b's group `grp` (`y` has
                 // `b · cout · p` floats, uninitialised until here: the
                 // product only writes them); it reads the slices above.
                 unsafe {
-                    product.run(
-                        grp,
+                    product.run_into(
+                        g,
+                        (b, grp),
                         (r0, rows),
-                        (rhs, rhs_rs, n),
-                        (yp.ptr().add(c0 * p + p0), p),
+                        (rhs, rhs_rs),
+                        (p0, n),
+                        yp,
                         bias,
                         act,
                     )
@@ -761,18 +761,18 @@ fn shared_panels(
             super::par_jobs(parts, p * g.cout_g * k).for_each(|part| {
                 let r0 = part * per;
                 let rows = per.min(g.cout_g - r0);
-                let c0 = b * g.cout + grp * g.cout_g + r0;
-                let bias = bias.map(|bs| &bs[grp * g.cout_g + r0..][..rows]);
                 // SAFETY: part `part` alone writes rows r0..r0 + rows of
                 // image b's group `grp` (all `p` columns; `y` has `b · cout
                 // · p` floats); it reads the panel, complete once the
                 // gather above has returned.
                 unsafe {
-                    product.run(
-                        grp,
+                    product.run_into(
+                        g,
+                        (b, grp),
                         (r0, rows),
-                        (col.as_ptr(), p, p),
-                        (yp.ptr().add(c0 * p), p),
+                        (col.as_ptr(), p),
+                        (0, p),
+                        yp,
                         bias,
                         act,
                     )
@@ -864,6 +864,38 @@ impl<'a> Product<'a> {
     /// `gemm`, which packs its operands itself).
     fn on_kernel(&self, n: usize) -> bool {
         self.packed.is_some() && n >= NARROW
+    }
+
+    /// [`Self::run`] into the output `y` (`b · cout · p` floats): rows
+    /// `r0..r0 + rows` of image `b`'s group `grp`, columns `p0..p0 + n`,
+    /// with the convolution's whole `bias` (the group's rows taken here).
+    ///
+    /// # Safety
+    /// As [`Self::run`]: `rhs` covers `K` rows of `n` floats `rhs_rs`
+    /// apart, and this caller alone writes those rows and columns of `y`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run_into(
+        &self,
+        g: &Geom,
+        (b, grp): (usize, usize),
+        (r0, rows): (usize, usize),
+        (rhs, rhs_rs): (*const f32, usize),
+        (p0, n): (usize, usize),
+        yp: SyncPtr,
+        bias: Option<&[f32]>,
+        act: Epilogue,
+    ) {
+        let p = g.p();
+        let c0 = b * g.cout + grp * g.cout_g + r0;
+        let bias = bias.map(|bs| &bs[grp * g.cout_g + r0..][..rows]);
+        self.run(
+            grp,
+            (r0, rows),
+            (rhs, rhs_rs, n),
+            (yp.ptr().add(c0 * p + p0), p),
+            bias,
+            act,
+        )
     }
 
     /// `y[r, j] = act(bias[r] + Σ_c W[r0 + r, c] rhs[c, j])` for `r <
