@@ -513,54 +513,7 @@ crate::conv::math::simd! {
         out: &mut [f32],
     ) {
         let ow = cols.len();
-        // Decided once per plane, not per row.
-        let (j0, j1) = regular.map_or((0, 0), |r| (r.j0, r.j1));
-        let edges = j0 > 0 || j1 < ow;
-        #[cfg(target_arch = "x86_64")]
-        let s2 = regular.is_some_and(|r| r.s == 2 && r.k == 3) && crate::rnn_kernel::has_avx512();
-        if let Some(reg) = regular.filter(|_| !edges) {
-            // Every window inside the row (no padding): the whole row in
-            // one call, nothing else per row (at LeNet-5's 28-column rows
-            // even the checks below were 3 % of the network).
-            #[cfg(target_arch = "x86_64")]
-            if s2 {
-                for (line, across) in plane.chunks_exact(w).zip(across.chunks_exact_mut(ow)) {
-                    // SAFETY: `s2` is only set where the CPU has AVX-512F.
-                    unsafe { max_columns_s2(line, 3, across) };
-                }
-            }
-            #[cfg(target_arch = "x86_64")]
-            let plain = !s2;
-            #[cfg(not(target_arch = "x86_64"))]
-            let plain = true;
-            if plain {
-                for (line, across) in plane.chunks_exact(w).zip(across.chunks_exact_mut(ow)) {
-                    max_columns(line, reg.k, reg.s, across);
-                }
-            }
-        } else {
-        for (r, line) in plane.chunks_exact(w).enumerate() {
-            let across = &mut across[r * ow..(r + 1) * ow];
-            if edges {
-                for j in (0..j0).chain(j1..ow) {
-                    across[j] = cols[j]
-                        .iter()
-                        .fold(f32::NEG_INFINITY, |m, &c| max_nan(m, line[c]));
-                }
-            }
-            let Some(reg) = regular else {
-                continue;
-            };
-            let (line, inside) = (&line[reg.first..], &mut across[j0..j1]);
-            #[cfg(target_arch = "x86_64")]
-            if s2 {
-                // SAFETY: `s2` is only set where the CPU has AVX-512F.
-                unsafe { max_columns_s2(line, 3, inside) };
-                continue;
-            }
-            max_columns(line, reg.k, reg.s, inside);
-        }
-        }
+        column_pass(plane, w, regular, cols, across);
         // Every output written once from its window's rows: `*o = max(*o,
         // x)` compiled to a masked store (`vmaskmovps`, microcoded on AMD,
         // many times slower than a plain one). Windows of more than three
@@ -592,11 +545,75 @@ crate::conv::math::simd! {
     }
 }
 
+/// The column pass of [`max_plane`]: each row's windows' maxima into
+/// `across` (`h x ow`). What each row takes is decided once per plane: at
+/// LeNet-5's 28-column rows, checks made per row cost 3 % of the network.
+/// Where every window is inside the row (no padding), each row is one call;
+/// else the windows in the padding take their index lists and those
+/// inside one call. Inlined into [`max_plane`].
+#[inline(always)]
+fn column_pass(
+    plane: &[f32],
+    w: usize,
+    regular: Option<Regular>,
+    cols: &[Vec<usize>],
+    across: &mut [f32],
+) {
+    let ow = cols.len();
+    if ow == 0 || w == 0 {
+        return;
+    }
+    let rows = plane.chunks_exact(w).zip(across.chunks_exact_mut(ow));
+    let Some(reg) = regular else {
+        for (line, across) in rows {
+            for (o, win) in across.iter_mut().zip(cols) {
+                *o = win
+                    .iter()
+                    .fold(f32::NEG_INFINITY, |m, &c| max_nan(m, line[c]));
+            }
+        }
+        return;
+    };
+    let (j0, j1) = (reg.j0, reg.j1);
+    let edges = j0 > 0 || j1 < ow;
+    #[cfg(target_arch = "x86_64")]
+    if reg.s == 2 && reg.k == 3 && crate::rnn_kernel::has_avx512() {
+        for (line, across) in rows {
+            if edges {
+                edge_windows(line, cols, (j0, j1), across);
+            }
+            // SAFETY: the CPU has AVX-512F (checked above).
+            unsafe { max_columns_s2(&line[reg.first..], 3, &mut across[j0..j1]) };
+        }
+        return;
+    }
+    if !edges {
+        for (line, across) in rows {
+            max_columns(line, reg.k, reg.s, across);
+        }
+        return;
+    }
+    for (line, across) in rows {
+        edge_windows(line, cols, (j0, j1), across);
+        max_columns(&line[reg.first..], reg.k, reg.s, &mut across[j0..j1]);
+    }
+}
+
+/// The windows `0..j0` and `j1..` of a row (those reaching into the
+/// padding), from their index lists.
+#[inline(always)]
+fn edge_windows(line: &[f32], cols: &[Vec<usize>], (j0, j1): (usize, usize), across: &mut [f32]) {
+    for j in (0..j0).chain(j1..cols.len()) {
+        across[j] = cols[j]
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &c| max_nan(m, line[c]));
+    }
+}
+
 /// `out[j] = max(line[s j .. s j + k])` (NaN if one is), for windows
 /// inside the line: 2x2 stride-2 windows as one vectorised loop over
-/// pairs, others window by window. Inlined into [`max_plane`], which runs
-/// 3-column windows every 2 columns on [`max_columns_s2`] instead where it
-/// can.
+/// pairs, others window by window. ([`column_pass`] runs 3-column
+/// windows every 2 columns on [`max_columns_s2`] instead where it can.)
 #[inline(always)]
 fn max_columns(line: &[f32], k: usize, s: usize, out: &mut [f32]) {
     if k == 2 && s == 2 {

@@ -667,16 +667,13 @@ fn matmul_lowering(
     let rows_per = g.cout_g.div_ceil(parts).next_multiple_of(MR);
     let parts = g.cout_g.div_ceil(rows_per);
     // A 1x1 convolution's product reads its input where it lies, unless
-    // that input's rows are not on cache lines' starts: then the job
-    // copies its tile's rows into its panel, each on a line (reading
-    // rows 16 bytes off the line, every vector load split in two, the
-    // product ran at 0.85x the rate).
-    let copy = pointwise && k >= 128 && hw >= 1024;
-    let stride = if pointwise {
-        pt.next_multiple_of(LINE)
-    } else {
-        pt
-    };
+    // `K` is large and the planes are 4 KB or more: then each input row
+    // of a tile is in its own page and, from glibc's blocks, 16 bytes off
+    // a cache line, and the job copies the tile's rows into its panel, on
+    // lines and close together (one core, 512 channels at 56x56: 102 ->
+    // 140 GFLOP/s; at `K` of 16-24 the copy cost more than it saved).
+    let copy = pointwise && product.packed.is_some() && k >= 128 && hw >= 1024;
+    let stride = if copy { pt.next_multiple_of(LINE) } else { pt };
     let panel = if pointwise && !copy { 0 } else { k * stride };
     super::par_jobs(g.b * tiles * parts, g.b * p * g.cout * k).for_each_init(
         || Panel::take(panel),
@@ -689,13 +686,13 @@ fn matmul_lowering(
             let rows = rows_per.min(g.cout_g - r0);
             for grp in 0..g.groups {
                 let xg = &x[(b * g.cin + grp * g.cin_g) * hw..][..g.cin_g * hw];
-                let (rhs, rhs_rs) = if pointwise && !(copy && product.on_kernel(n)) {
-                    (xg[p0..].as_ptr(), hw)
-                } else if pointwise {
+                let (rhs, rhs_rs) = if copy {
                     for (ci, row) in col.chunks_exact_mut(stride).take(k).enumerate() {
                         row[..n].copy_from_slice(&xg[ci * hw + p0..][..n]);
                     }
                     (col.as_ptr(), stride)
+                } else if pointwise {
+                    (xg[p0..].as_ptr(), hw)
                 } else {
                     im2col(g, xg, p0, n, col);
                     (col.as_ptr(), n)
@@ -856,8 +853,7 @@ impl<'a> Product<'a> {
     /// Whether `g`'s output planes are small enough for [`shared_panels`]
     /// and its usual tiles would be too narrow for the packed kernel.
     fn shares_panels(&self, g: &Geom, threads: usize) -> bool {
-        let want = (4 * threads).div_ceil(g.b);
-        self.on_kernel(g.p()) && g.p() <= SHARED_PIXELS && tile_len(g, g.k(), want) < NARROW
+        self.on_kernel(g.p()) && g.p() <= SHARED_PIXELS && self.split(g, threads).0 < NARROW
     }
 
     /// Whether a tile of `n` pixels runs on the packed kernel (else on
