@@ -194,8 +194,86 @@ pub fn threads() -> usize {
 /// the pool and waiting for it once per op. (Those two thread switches per
 /// op were most of LeNet-5's time at batch 1: 0.14 -> 0.06 ms; MobileNetV2
 /// b1 about 0.88x its time, the same binary alternated.)
+///
+/// The caller hands `f` to the pool and polls for its result for the first
+/// [`POLL`] (yielding its core between polls) before it sleeps. A caller
+/// asleep in `ThreadPool::install`'s latch had to be woken by the kernel
+/// at the end of every call: on a 2-core virtual machine that wake-up and
+/// the thread switches around it were about half of LeNet-5 b1's time
+/// (0.055-0.073 -> 0.034-0.042 ms; larger networks even).
 pub fn run_on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    on_pool(|_| f())
+    if rayon::current_thread_index().is_some() {
+        return f();
+    }
+    match pool() {
+        Some(p) => handoff(p, f),
+        None => f(),
+    }
+}
+
+/// How long the caller of [`run_on_pool`] polls for the result, yielding
+/// its core between polls, before it sleeps until woken.
+const POLL: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// Runs `f` on `pool` and waits for it, polling for the first [`POLL`]
+/// before it parks.
+fn handoff<R: Send>(pool: &rayon::ThreadPool, f: impl FnOnce() -> R + Send) -> R {
+    use std::cell::UnsafeCell;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    struct Slot<R> {
+        done: AtomicBool,
+        result: UnsafeCell<Option<std::thread::Result<R>>>,
+    }
+    // SAFETY (for Sync): `result` is written once, by the job, before it
+    // sets `done` (Release), and read only after `done` is seen (Acquire).
+    unsafe impl<R: Send> Sync for Slot<R> {}
+    let slot = Slot {
+        done: AtomicBool::new(false),
+        result: UnsafeCell::new(None),
+    };
+    let caller = std::thread::current();
+    let slot_ref = &slot;
+    let job: Box<dyn FnOnce() + Send + '_> = Box::new(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        // SAFETY: see `Slot`; the caller does not read until `done`.
+        unsafe { *slot_ref.result.get() = Some(r) };
+        slot_ref.done.store(true, Ordering::Release);
+        // `slot` may be gone from here on; `caller` is owned.
+        caller.unpark();
+    });
+    // SAFETY: the job borrows `slot` and `f`'s captures from this frame;
+    // this function returns only after the job has set `done`, its last
+    // access to them.
+    let job: Box<dyn FnOnce() + Send + 'static> = unsafe { std::mem::transmute(job) };
+    pool.spawn(job);
+    let start = std::time::Instant::now();
+    while !slot.done.load(Ordering::Acquire) {
+        if start.elapsed() < POLL {
+            std::thread::yield_now();
+        } else {
+            std::thread::park();
+        }
+    }
+    // SAFETY: `done` was seen; the job wrote `result` before it.
+    match unsafe { (*slot.result.get()).take() } {
+        Some(Ok(r)) => r,
+        Some(Err(panic)) => std::panic::resume_unwind(panic),
+        None => unreachable!("the job sets its result before `done`"),
+    }
+}
+
+/// The runtime's pool of [`threads()`] threads (`None` if it could not be
+/// built).
+fn pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads())
+            .thread_name(|i| format!("netdsl-conv-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
 }
 
 /// Multiply-adds (or as many element operations) below which a kernel
@@ -235,15 +313,7 @@ pub(crate) fn on_pool<R: Send>(f: impl FnOnce(usize) -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
         return f(rayon::current_num_threads());
     }
-    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
-    let pool = POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads())
-            .thread_name(|i| format!("netdsl-conv-{i}"))
-            .build()
-            .ok()
-    });
-    match pool {
+    match pool() {
         Some(p) => p.install(|| f(p.current_num_threads())),
         None => f(rayon::current_num_threads()),
     }
@@ -632,5 +702,62 @@ impl CustomOp3 for ConvOp {
         gy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         ConvOp::bwd(self, x, w, Some(b), y, gy)
+    }
+}
+
+#[cfg(test)]
+mod handoff_tests {
+    use super::run_on_pool;
+
+    #[test]
+    fn runs_on_the_pool_with_borrowed_data() {
+        let data: Vec<u64> = (1..=100).collect();
+        let (sum, on_pool) = run_on_pool(|| {
+            (
+                data.iter().sum::<u64>(),
+                rayon::current_thread_index().is_some(),
+            )
+        });
+        assert_eq!(sum, 5050);
+        assert!(on_pool, "the closure ran on the caller's thread");
+        // From inside the pool it runs where it is.
+        let nested = run_on_pool(|| run_on_pool(|| rayon::current_thread_index().is_some()));
+        assert!(nested);
+    }
+
+    #[test]
+    fn a_job_longer_than_the_polling_wakes_its_caller() {
+        let got = run_on_pool(|| {
+            std::thread::sleep(super::POLL * 5);
+            7
+        });
+        assert_eq!(got, 7);
+    }
+
+    #[test]
+    fn a_panic_reaches_the_caller_with_its_message() {
+        let err = std::panic::catch_unwind(|| run_on_pool(|| -> u32 { panic!("inside the pool") }))
+            .expect_err("the panic was lost");
+        assert_eq!(err.downcast_ref::<&str>(), Some(&"inside the pool"));
+        // The pool still works after it.
+        assert_eq!(run_on_pool(|| 3), 3);
+    }
+
+    #[test]
+    fn callers_on_several_threads_each_get_their_own_result() {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8u64)
+                .map(|t| {
+                    s.spawn(move || {
+                        (0..200u64)
+                            .map(|i| run_on_pool(|| t * 1000 + i) - t * 1000)
+                            .sum::<u64>()
+                    })
+                })
+                .collect();
+            for h in handles {
+                assert_eq!(h.join().unwrap(), (0..200).sum::<u64>());
+            }
+        });
     }
 }
