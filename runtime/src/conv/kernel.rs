@@ -279,9 +279,17 @@ pub(super) unsafe fn product(
                 |t| columns::<8, 1>(t, c),
                 |t| columns::<8, 1>(t, c),
             ),
+            // A whole row of 9 to 16 reads the weights first (as a full
+            // tile does): it prefetches them.
+            9..=16 if j == 0 => {
+                let mask = super::cpu::bits(tail);
+                let (many, one) = (tall::<TALL, true>, tall::<1, true>);
+                in_groups::<TALL>(blocks, wide_at, |t| many(t, mask, c), |t| one(t, mask, c));
+            }
             9..=16 => {
                 let mask = super::cpu::bits(tail);
-                in_groups::<TALL>(blocks, wide_at, |t| tall(t, mask, c), |t| tall(t, mask, c));
+                let (many, one) = (tall::<TALL, false>, tall::<1, false>);
+                in_groups::<TALL>(blocks, wide_at, |t| many(t, mask, c), |t| one(t, mask, c));
             }
             _ => {}
         }
@@ -317,7 +325,7 @@ const TALL: usize = 3;
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-unsafe fn tall<const B: usize>(ts: &[Tile; B], mask: u16, chunk: &Chunk) {
+unsafe fn tall<const B: usize, const FETCH: bool>(ts: &[Tile; B], mask: u16, chunk: &Chunk) {
     let (x, x_rs) = ts[0].x;
     let mut acc = [[_mm512_setzero_ps(); MR]; B];
     if !chunk.first {
@@ -334,6 +342,9 @@ unsafe fn tall<const B: usize>(ts: &[Tile; B], mask: u16, chunk: &Chunk) {
         let xv = _mm512_maskz_loadu_ps(mask, x.add(c * x_rs));
         for b in 0..B {
             let wc = ts[b].w.add(c * MR);
+            if FETCH {
+                _mm_prefetch::<_MM_HINT_T0>(wc.wrapping_add(PF * MR) as *const i8);
+            }
             for r in 0..MR {
                 acc[b][r] = _mm512_fmadd_ps(_mm512_set1_ps(*wc.add(r)), xv, acc[b][r]);
             }
