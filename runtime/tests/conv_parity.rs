@@ -494,6 +494,12 @@ fn depthwise_matches_candle_at_every_stride_and_padding() -> Result<()> {
         ([1, 2, 20, 16], 3, 1, (0, 0, 0, 0), 1, 1),
         ([2, 2, 13, 37], 5, 1, (2, 2, 2, 2), 1, 1),
         ([1, 1, 5, 50], 7, 1, (3, 3, 4, 2), 1, 1),
+        // 3x3 at stride 1 and 2 (each input row read once per block of
+        // output rows): padding on one side only, more rows of padding
+        // than a block's first rows read, and blocks cut short.
+        ([1, 2, 23, 33], 3, 2, (0, 2, 1, 0), 1, 1),
+        ([1, 2, 11, 18], 3, 1, (2, 0, 1, 1), 1, 2),
+        ([2, 3, 26, 20], 3, 2, (2, 1, 1, 1), 1, 1),
     ];
     let acts = [Epilogue::None, Epilogue::Relu6, Epilogue::Silu];
     for (i, &(xs, k, s, (pt, pb, pl, pr), d, mult)) in cases.iter().enumerate() {
