@@ -798,10 +798,14 @@ struct Product<'a> {
 /// times.
 const PACK_PIXELS: usize = 256;
 
-/// Tiles narrower than this run on `gemm` even where the weight is packed:
-/// the packed kernel's tiles are 16 pixels per vector, and at 16 to 32
-/// pixels over `K` in the thousands (ResNet-18's 7x7 layers at batch 1) it
-/// ran at 0.8-0.9x `gemm`'s rate; from 48 it is even or ahead.
+/// Tiles narrower than this (the packed kernel's full register tile) make
+/// a small plane take [`shared_panels`] instead: ResNet-18's 7x7 layers
+/// cut into 16-pixel tiles ran at half the kernel's rate. A narrow tile
+/// that is left (a plane's last) runs on the packed kernel all the same:
+/// `gemm` packed the whole weight again for it (AlexNet's 27x27 layer,
+/// LeNet-5's), and since the kernel's last-column passes
+/// (`kernel::columns`, `kernel::tall`) the kernel was even with or ahead of
+/// it (LeNet-5 b1 0.965x the time, the other networks even).
 const NARROW: usize = 48;
 
 impl<'a> Product<'a> {
@@ -853,13 +857,9 @@ impl<'a> Product<'a> {
     /// Whether `g`'s output planes are small enough for [`shared_panels`]
     /// and its usual tiles would be too narrow for the packed kernel.
     fn shares_panels(&self, g: &Geom, threads: usize) -> bool {
-        self.on_kernel(g.p()) && g.p() <= SHARED_PIXELS && self.split(g, threads).0 < NARROW
-    }
-
-    /// Whether a tile of `n` pixels runs on the packed kernel (else on
-    /// `gemm`, which packs its operands itself).
-    fn on_kernel(&self, n: usize) -> bool {
-        self.packed.is_some() && n >= NARROW
+        self.packed.is_some()
+            && (NARROW..=SHARED_PIXELS).contains(&g.p())
+            && self.split(g, threads).0 < NARROW
     }
 
     /// [`Self::run`] into the output `y` (`b · cout · p` floats): rows
@@ -911,7 +911,7 @@ impl<'a> Product<'a> {
         act: Epilogue,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if let Some(packed) = self.packed.as_deref().filter(|_| self.on_kernel(n)) {
+        if let Some(packed) = self.packed.as_deref() {
             // Only made with AVX-512 (`new`).
             super::kernel::product(
                 packed,

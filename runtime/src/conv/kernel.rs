@@ -12,8 +12,9 @@
 //! 0.72x the time at MobileNetV2's `K` = 32 over 12544 pixels, 0.78-0.94x
 //! from `K` = 144 over 3136 pixels to `K` = 576 over 196, 0.97x at 7x7,
 //! and 0.92-0.98x on ResNet-18's gathered patches; at 16 to 32 pixels over
-//! `K` in the thousands it was 1.1-1.2x slower (those tiles stay on
-//! `gemm`, see `cpu.rs`).
+//! `K` in the thousands it was 1.1-1.2x slower until the last columns got
+//! their own passes (below); every product of a packed weight runs here
+//! now.
 //!
 //! The register tile is 8 output channels by 48 pixels (24 `zmm`
 //! accumulators): per input channel, three loads of `x`'s row, eight
