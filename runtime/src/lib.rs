@@ -56,8 +56,8 @@ pub use attention::{
 pub use block::{missing_child, next_param, scaled_size, BlockCx};
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
 pub use conv::{
-    conv2d, conv2d_prepared, conv_transpose2d, prepare_conv, prepare_folded, prepare_params,
-    run_on_pool, Conv2dSpec, ConvTranspose2dSpec, Epilogue, PreparedConv,
+    conv2d, conv2d_prepared, conv_transpose2d, prepare_conv, prepare_conv_with, prepare_folded,
+    prepare_params, run_on_pool, Conv2dSpec, ConvTranspose2dSpec, Epilogue, PreparedConv, Winograd,
 };
 pub use debug_build::{silence_debug_build_warning, warn_if_unoptimized};
 pub use dropout::{dropout, Generator};

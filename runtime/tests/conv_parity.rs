@@ -11,7 +11,10 @@ use std::sync::OnceLock;
 
 use netdsl_runtime::candle::{DType, Device, Tensor, Var};
 use netdsl_runtime::conv::threads;
-use netdsl_runtime::{conv2d, conv2d_prepared, prepare_conv, Conv2dSpec, Epilogue, Result};
+use netdsl_runtime::{
+    conv2d, conv2d_prepared, prepare_conv, prepare_conv_with, Conv2dSpec, Epilogue, Result,
+    Winograd,
+};
 
 mod common;
 
@@ -589,6 +592,35 @@ fn wide_rows_match_candle() -> Result<()> {
                 &format!("wide case {i} {act:?}"),
             );
         }
+    }
+    Ok(())
+}
+
+/// A weight prepared with `Winograd::AtRunTime` runs direct at the sizes
+/// where Winograd does not pay (64 channels over 7x7 at batch 1) and makes
+/// its transform on the first call where it does (batch 8), with the
+/// direct result either way; `Direct` never transforms.
+#[test]
+fn winograd_at_run_time_follows_the_call_sizes() -> Result<()> {
+    let w = rand(&[64, 64, 3, 3], 5);
+    let b = rand(&[64], 6);
+    let spec = sym(1, 1, 1, 1);
+    assert!(!netdsl_summary::winograd_pays(64, 64, 1, 7, 7));
+    assert!(netdsl_summary::winograd_pays(64, 64, 8, 7, 7));
+    let late = prepare_conv_with(w.clone(), Some(b.clone()), Winograd::AtRunTime)?;
+    let never = prepare_conv_with(w.clone(), Some(b.clone()), Winograd::Direct)?;
+    for (batch, transformed) in [(1, false), (8, true), (1, true)] {
+        let x = rand(&[batch, 64, 7, 7], 7 + batch as u64);
+        let want = conv2d(&x, &w, Some(&b), &spec, Epilogue::Relu)?;
+        for p in [&late, &never] {
+            assert_close(
+                &conv2d_prepared(&x, p, &spec, Epilogue::Relu)?,
+                &want,
+                &format!("batch {batch}"),
+            );
+        }
+        assert_eq!(late.has_winograd(), transformed, "batch {batch}");
+        assert!(!never.has_winograd());
     }
     Ok(())
 }

@@ -347,6 +347,41 @@ pub fn band_block(k: usize) -> usize {
         .clamp(64, 256)
 }
 
+/// Work of a 3x3 convolution's two lowerings in multiply-add equivalents,
+/// `(direct, winograd)`, for `cin -> cout` channels over `batch` images of
+/// `oh x ow` outputs. The compiler's Winograd pass chooses from it where
+/// it knows the sizes, and the runtime where the compiler left the choice
+/// to the sizes a call brings (a symbolic batch or image size), so both
+/// read it here.
+///
+/// Direct (patches gathered, one matrix product): `9 Cin Cout` per output
+/// pixel, plus the weight read once (`9 Cin Cout` floats; a float read
+/// from memory costs about 20 multiply-adds of time on the machines the
+/// runtime was measured on).
+///
+/// Winograd F(4x4, 3x3), per 4x4 output tile: `36 Cin Cout` in the 36
+/// channel products, about 400 per tile and channel in the input and
+/// output transforms (measured: they run far below the products' rate),
+/// and a transformed weight 4x the size of the direct one to read.
+pub fn winograd_costs(cin: u64, cout: u64, batch: u64, oh: u64, ow: u64) -> (f64, f64) {
+    let (cin, cout, b) = (cin as f64, cout as f64, batch as f64);
+    let pixels = b * (oh * ow) as f64;
+    let tiles = b * (oh.div_ceil(4) * ow.div_ceil(4)) as f64;
+    let direct = 9.0 * cin * cout * pixels + 20.0 * 9.0 * cin * cout;
+    let winograd =
+        36.0 * cin * cout * tiles + 400.0 * tiles * (cin + cout) + 20.0 * 36.0 * cin * cout;
+    (direct, winograd)
+}
+
+/// Whether Winograd F(4x4, 3x3) pays for a 3x3, stride-1, undilated,
+/// ungrouped convolution of these sizes: at least 8 channels each way,
+/// and modelled work ([`winograd_costs`]) at most 0.8x the direct
+/// lowering's.
+pub fn winograd_pays(cin: u64, cout: u64, batch: u64, oh: u64, ow: u64) -> bool {
+    let (direct, wino) = winograd_costs(cin, cout, batch, oh, ow);
+    cin >= 8 && cout >= 8 && wino <= 0.8 * direct
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -321,9 +321,36 @@ pub struct Prepared {
     /// The slot of the network's `Fusion` that caches them (the fold's
     /// slot when a batch norm is folded in).
     pub slot: usize,
-    /// Winograd F(4x4, 3x3) chosen: emitted as a number (1 or 0), so that
-    /// uses of one block that differ in the choice share one struct.
-    pub winograd: bool,
+    /// Whether Winograd F(4x4, 3x3) runs: emitted as a number
+    /// ([`Winograd::code`]), so that uses of one block that differ in the
+    /// choice share one struct.
+    pub winograd: Winograd,
+}
+
+/// The Winograd pass's choice for one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Winograd {
+    /// The direct lowering (not a 3x3 stride-1 convolution, or Winograd
+    /// does not pay at its sizes).
+    Direct,
+    /// Winograd, its weight transformed when the weights are prepared.
+    Chosen,
+    /// Not at the sizes assumed for a symbolic batch (1) or image size
+    /// (32); the runtime transforms the weight on the first call whose
+    /// sizes make it pay, by the same model.
+    AtRunTime,
+}
+
+impl Winograd {
+    /// The number the generated code passes to the runtime's
+    /// `prepare_params` / `prepare_folded`: 0, 1 or 2.
+    pub fn code(self) -> u64 {
+        match self {
+            Winograd::Direct => 0,
+            Winograd::Chosen => 1,
+            Winograd::AtRunTime => 2,
+        }
+    }
 }
 
 /// A batch norm folded into the layer before it.

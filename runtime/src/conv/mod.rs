@@ -196,7 +196,7 @@ pub fn threads() -> usize {
 /// b1 about 0.88x its time, the same binary alternated.)
 ///
 /// The caller hands `f` to the pool and polls for its result for the first
-/// [`POLL`] (yielding its core between polls) before it sleeps. A caller
+/// 200 us (yielding its core between polls) before it sleeps. A caller
 /// asleep in `ThreadPool::install`'s latch had to be woken by the kernel
 /// at the end of every call: on a 2-core virtual machine that wake-up and
 /// the thread switches around it were about half of LeNet-5 b1's time
@@ -330,7 +330,39 @@ pub struct PreparedConv {
     weight: Tensor,
     bias: Option<Tensor>,
     winograd: Option<Arc<winograd::Transformed>>,
+    /// With [`Winograd::AtRunTime`]: the transform, made by the first call
+    /// whose sizes make it pay ([`netdsl_summary::winograd_pays`]).
+    late: Option<Arc<OnceLock<Arc<winograd::Transformed>>>>,
     packed: Arc<kernel::PackCache>,
+}
+
+/// When a prepared convolution runs Winograd F(4x4, 3x3) (3x3, stride 1,
+/// undilated, ungrouped, f32 on the CPU; any other runs direct whatever
+/// this says).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Winograd {
+    /// Never.
+    Direct,
+    /// Always: its weight is transformed when prepared.
+    Always,
+    /// At the calls whose sizes make it pay by the cost model the
+    /// compiler uses ([`netdsl_summary::winograd_pays`]); the weight is
+    /// transformed by the first such call. What generated code asks for
+    /// where the batch or the image size is symbolic and the compiler's
+    /// assumed sizes (batch 1, side 32) did not make it pay: ResNet-18's
+    /// 512-channel 7x7 layers pay at batch 8, not at batch 1.
+    AtRunTime,
+}
+
+impl Winograd {
+    /// The number generated code passes (0, 1, 2; any other is `Direct`).
+    pub fn from_code(code: usize) -> Winograd {
+        match code {
+            1 => Winograd::Always,
+            2 => Winograd::AtRunTime,
+            _ => Winograd::Direct,
+        }
+    }
 }
 
 impl PreparedConv {
@@ -344,9 +376,41 @@ impl PreparedConv {
         self.bias.as_ref()
     }
 
-    /// Whether the Winograd transform was made (a 3x3, f32, CPU weight).
+    /// Whether the Winograd transform was made (a 3x3, f32, CPU weight):
+    /// when prepared, or by a call ([`Winograd::AtRunTime`]).
     pub fn has_winograd(&self) -> bool {
-        self.winograd.is_some()
+        self.winograd.is_some() || self.late.as_ref().is_some_and(|l| l.get().is_some())
+    }
+
+    /// The transform this call of geometry `g` runs on, if any: the one
+    /// made when prepared, else (with [`Winograd::AtRunTime`]) the late
+    /// one, made now if `g`'s sizes make it pay.
+    fn transform_for(&self, g: &geom::Geom) -> Result<Option<Arc<winograd::Transformed>>> {
+        if self.winograd.is_some() {
+            return Ok(self.winograd.clone());
+        }
+        let Some(late) = &self.late else {
+            return Ok(None);
+        };
+        if let Some(t) = late.get() {
+            return Ok(Some(t.clone()));
+        }
+        let pays = winograd::applies(g)
+            && netdsl_summary::winograd_pays(
+                g.cin as u64,
+                g.cout as u64,
+                g.b as u64,
+                g.oh as u64,
+                g.ow as u64,
+            );
+        if !pays {
+            return Ok(None);
+        }
+        let w = self.weight.flatten_all()?.to_vec1::<f32>()?;
+        Ok(Some(
+            late.get_or_init(|| Arc::new(winograd::Transformed::new(&w, g.cout, g.cin)))
+                .clone(),
+        ))
     }
 }
 
@@ -354,36 +418,55 @@ impl PreparedConv {
 /// [`conv2d_prepared`]; with `winograd`, computes the Winograd transform of
 /// a 3x3 f32 weight on the CPU (other weights are kept as they are).
 pub fn prepare_conv(weight: Tensor, bias: Option<Tensor>, winograd: bool) -> Result<PreparedConv> {
+    let when = if winograd {
+        Winograd::Always
+    } else {
+        Winograd::Direct
+    };
+    prepare_conv_with(weight, bias, when)
+}
+
+/// [`prepare_conv`] with the Winograd choice of [`Winograd`]: its
+/// transform made now ([`Winograd::Always`]), never, or by the first call
+/// whose sizes make it pay ([`Winograd::AtRunTime`]).
+pub fn prepare_conv_with(
+    weight: Tensor,
+    bias: Option<Tensor>,
+    when: Winograd,
+) -> Result<PreparedConv> {
+    let transformable = matches!(weight.dims(), &[_, _, 3, 3])
+        && weight.dtype() == DType::F32
+        && weight.device().is_cpu();
     let winograd = match weight.dims() {
-        &[cout, cin, 3, 3]
-            if winograd && weight.dtype() == DType::F32 && weight.device().is_cpu() =>
-        {
+        &[cout, cin, 3, 3] if transformable && when == Winograd::Always => {
             let w = weight.detach().flatten_all()?.to_vec1::<f32>()?;
             Some(Arc::new(winograd::Transformed::new(&w, cout, cin)))
         }
         _ => None,
     };
+    let late = (transformable && when == Winograd::AtRunTime).then(Arc::default);
     Ok(PreparedConv {
         weight,
         bias,
         winograd,
+        late,
         packed: Arc::default(),
     })
 }
 
 /// [`prepare_conv`] of a layer's parameters (the bias absent or present),
-/// detached: what generated code caches for a 3x3 convolution without a
-/// folded batch norm. `winograd` is 1 or 0 (a number, so that uses of one
-/// block that differ in it share one struct).
+/// detached: what generated code caches for a convolution without a
+/// folded batch norm. `winograd` is 0, 1 or 2 ([`Winograd::from_code`]; a
+/// number, so that uses of one block that differ in it share one struct).
 pub fn prepare_params<B: crate::layers::MaybeTensor>(
     weight: &Tensor,
     bias: &B,
     winograd: usize,
 ) -> Result<PreparedConv> {
-    prepare_conv(
+    prepare_conv_with(
         weight.detach(),
         bias.tensor().map(Tensor::detach),
-        winograd != 0,
+        Winograd::from_code(winograd),
     )
 }
 
@@ -397,7 +480,7 @@ pub fn prepare_folded<B: crate::layers::MaybeTensor, A: crate::layers::MaybeTens
     winograd: usize,
 ) -> Result<PreparedConv> {
     let (w, b) = crate::bn_fold(weight, bias, bn, eps)?;
-    prepare_conv(w, Some(b), winograd != 0)
+    prepare_conv_with(w, Some(b), Winograd::from_code(winograd))
 }
 
 /// [`conv2d`] with prepared weights: a 3x3, stride-1, undilated, ungrouped
@@ -413,14 +496,15 @@ pub fn conv2d_prepared(
     act: Epilogue,
 ) -> Result<Tensor> {
     let (w, bias) = (&prepared.weight, prepared.bias.as_ref());
-    Geom::new(x.dims(), w.dims(), bias.map(|b| b.dims()), spec).map_err(candle_core::Error::Msg)?;
+    let g = Geom::new(x.dims(), w.dims(), bias.map(|b| b.dims()), spec)
+        .map_err(candle_core::Error::Msg)?;
     if x.dtype() != DType::F32 || !x.device().is_cpu() || w.track_op() {
         return conv2d(x, w, bias, spec, act);
     }
     let op = ConvOp {
         spec: *spec,
         act,
-        winograd: prepared.winograd.clone(),
+        winograd: prepared.transform_for(&g)?,
         packed: Some(prepared.packed.clone()),
         per_call: false,
     };

@@ -568,7 +568,7 @@ pub fn emit_conv2d(
             #call
         }
     };
-    let winograd = prepared.map(|w| usize_lit(w.winograd.into()));
+    let winograd = prepared.map(|w| usize_lit(w.winograd.code()));
     match (fold, prepared) {
         (None, None) => conv_call(src, x, Weights::Plain(weight, plain_bias), geom, epilogue),
         (None, Some(prepared)) => {

@@ -3,28 +3,13 @@
 //! convolutions where the cost model says it pays.
 
 use super::Pass;
-use crate::lower::{Prepared, StepOp};
+use crate::lower::{Prepared, StepOp, Winograd};
 use crate::shape::Dim;
 
-/// Work of one lowering, in multiply-add equivalents.
-///
-/// Direct (patches gathered, one matrix product): `9 Cin Cout` per output
-/// pixel, plus the weight read once (`9 Cin Cout` floats; a float read
-/// from memory costs about 20 multiply-adds of time on the machines the
-/// runtime was measured on).
-///
-/// Winograd F(4x4, 3x3), per 4x4 output tile: `36 Cin Cout` in the 36
-/// channel products, about 400 per tile and channel in the input and
-/// output transforms (measured: they run far below the products' rate),
-/// and a transformed weight 4x the size of the direct one to read.
+/// Work of one lowering, in multiply-add equivalents: the model shared
+/// with the runtime ([`netdsl_summary::winograd_costs`]).
 pub fn costs(cin: u64, cout: u64, batch: u64, oh: u64, ow: u64) -> (f64, f64) {
-    let (cin, cout, b) = (cin as f64, cout as f64, batch as f64);
-    let pixels = b * (oh * ow) as f64;
-    let tiles = b * (oh.div_ceil(4) * ow.div_ceil(4)) as f64;
-    let direct = 9.0 * cin * cout * pixels + 20.0 * 9.0 * cin * cout;
-    let winograd =
-        36.0 * cin * cout * tiles + 400.0 * tiles * (cin + cout) + 20.0 * 36.0 * cin * cout;
-    (direct, winograd)
+    netdsl_summary::winograd_costs(cin, cout, batch, oh, ow)
 }
 
 /// Sizes not known at compile time: the batch is taken as 1, an image
@@ -66,7 +51,7 @@ pub fn run(ir: &mut Pass) {
             }
         };
         let cin = step.input.get(1).and_then(Dim::known);
-        let chosen = match (cin, &step.output[..]) {
+        let winograd = match (cin, &step.output[..]) {
             (Some(cin), [_, _, oh, ow])
                 if *kernel == (3, 3)
                     && *stride == (1, 1)
@@ -75,32 +60,73 @@ pub fn run(ir: &mut Pass) {
                     && cin >= 8
                     && *out_ch >= 8 =>
             {
-                let batch = size(&step.input[0], 1);
-                let (direct, wino) = costs(cin, *out_ch, batch, size(oh, 32), size(ow, 32));
-                wino <= 0.8 * direct
+                choose(cin, *out_ch, &step.input[0], oh, ow)
             }
-            _ => false,
+            _ => Winograd::Direct,
         };
-        *prepared = Some(Prepared {
-            slot,
-            winograd: chosen,
-        });
-        if chosen {
-            // The same line at every use of a block (listed once): the
-            // modelled ratio differs between uses.
-            ir.fusions.push(super::line(
-                &super::subject(&step.label),
+        *prepared = Some(Prepared { slot, winograd });
+        let what = match winograd {
+            Winograd::Direct => None,
+            Winograd::Chosen => Some((
                 "Winograd F(4x4, 3x3) in inference",
                 "36 multiplies per 4x4 output tile and channel pair instead of 144; \
                  weights transformed once",
-            ));
+            )),
+            Winograd::AtRunTime => Some((
+                "Winograd F(4x4, 3x3) in inference at the sizes where it pays",
+                "decided per call from the batch and image size, which are symbolic here; \
+                 weights transformed by the first such call",
+            )),
+        };
+        if let Some((what, why)) = what {
+            // The same line at every use of a block (listed once): the
+            // modelled ratio differs between uses.
+            ir.fusions
+                .push(super::line(&super::subject(&step.label), what, why));
         }
+    }
+}
+
+/// The choice for a 3x3 stride-1 convolution of `cin -> cout` channels
+/// (at least 8 each way) over `batch` images of `oh x ow` outputs.
+fn choose(cin: u64, cout: u64, batch: &Dim, oh: &Dim, ow: &Dim) -> Winograd {
+    let (b, h, w) = (size(batch, 1), size(oh, 32), size(ow, 32));
+    if netdsl_summary::winograd_pays(cin, cout, b, h, w) {
+        Winograd::Chosen
+    } else if [batch, oh, ow].iter().any(|d| d.known().is_none()) {
+        // Not at the sizes assumed for the unknown ones: the runtime
+        // decides from each call's (ResNet-18's 7x7 layers pay at batch 8,
+        // not at 1).
+        Winograd::AtRunTime
+    } else {
+        Winograd::Direct
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::costs;
+    use super::{choose, costs, Dim, Winograd};
+
+    /// Known sizes decide at compile time; a symbolic batch or side that
+    /// does not pay at the assumed sizes leaves it to the run time.
+    #[test]
+    fn symbolic_sizes_leave_the_choice_to_the_run_time() {
+        let n = Dim::Known;
+        let b = Dim::sym("B");
+        assert_eq!(choose(512, 512, &n(1), &n(7), &n(7)), Winograd::Direct);
+        assert_eq!(choose(512, 512, &n(8), &n(7), &n(7)), Winograd::Chosen);
+        assert_eq!(choose(512, 512, &b, &n(7), &n(7)), Winograd::AtRunTime);
+        assert_eq!(choose(64, 64, &b, &n(56), &n(56)), Winograd::Chosen);
+        // A symbolic side is taken as 32, where 64 channels pay.
+        assert_eq!(
+            choose(64, 64, &n(1), &Dim::sym("H"), &n(7)),
+            Winograd::Chosen
+        );
+        assert_eq!(
+            choose(512, 512, &n(1), &Dim::sym("H"), &n(2)),
+            Winograd::AtRunTime
+        );
+    }
 
     /// The measured cases (`benches/conv3x3.rs`): Winograd won at every
     /// VGG-16 shape and ResNet-18's layer1, lost at ResNet-18's 7x7
