@@ -120,12 +120,13 @@ unsafe fn plane_3x3<const SH: usize, const IN: usize>(
                     }
                 }
             }
-            for r in 0..ROWS {
-                if r < rows {
-                    let z = in_registers(acc[r], bias, in_regs);
-                    _mm512_mask_storeu_ps(out.add((oy0 + r) * g.ow + ox0), store, z);
-                }
-            }
+            store_block(
+                &acc,
+                rows,
+                (bias, in_regs),
+                out.add(oy0 * g.ow + ox0),
+                (g.ow, store),
+            );
         }
     }
     if in_regs != act {
@@ -206,15 +207,32 @@ unsafe fn plane_kw<const KW: usize>(
                     }
                 }
             }
-            for r in 0..ROWS {
-                if r < rows {
-                    let z = in_registers(acc[r], bias, in_regs);
-                    _mm512_mask_storeu_ps(out.add((oy0 + r) * g.ow + ox0), store, z);
-                }
-            }
+            store_block(
+                &acc,
+                rows,
+                (bias, in_regs),
+                out.add(oy0 * g.ow + ox0),
+                (g.ow, store),
+            );
         }
     }
     if in_regs != act {
         epilogue(act, 0.0, std::slice::from_raw_parts_mut(out, g.oh * g.ow));
+    }
+}
+
+/// A block's first `rows` sums, with the bias and the in-register
+/// activation, stored one output row (`ow` floats apart) each under
+/// `store`.
+#[inline(always)]
+unsafe fn store_block(
+    acc: &[__m512; ROWS],
+    rows: usize,
+    (bias, act): (f32, Epilogue),
+    out: *mut f32,
+    (ow, store): (usize, u16),
+) {
+    for (r, &a) in acc.iter().enumerate().take(rows) {
+        _mm512_mask_storeu_ps(out.add(r * ow), store, in_registers(a, bias, act));
     }
 }

@@ -231,55 +231,26 @@ pub(super) unsafe fn product(
         let narrow_at = |b: usize| tile_at(b, j, (narrow.as_ptr(), tail));
         let wide_at = |b: usize| tile_at(b, j, (xk.add(j), x_rs));
         let c = &chunk;
+        // `P` last columns, `B` row blocks at a time (then one at a time).
+        macro_rules! narrow {
+            ($p:literal, $b:literal) => {
+                in_groups::<$b>(
+                    blocks,
+                    narrow_at,
+                    |t| columns::<$p, $b>(t, c),
+                    |t| columns::<$p, 1>(t, c),
+                )
+            };
+        }
         match tail {
-            1 => in_groups::<8>(
-                blocks,
-                narrow_at,
-                |t| columns::<1, 8>(t, c),
-                |t| columns::<1, 1>(t, c),
-            ),
-            2 => in_groups::<4>(
-                blocks,
-                narrow_at,
-                |t| columns::<2, 4>(t, c),
-                |t| columns::<2, 1>(t, c),
-            ),
-            3 => in_groups::<2>(
-                blocks,
-                narrow_at,
-                |t| columns::<3, 2>(t, c),
-                |t| columns::<3, 1>(t, c),
-            ),
-            4 => in_groups::<2>(
-                blocks,
-                narrow_at,
-                |t| columns::<4, 2>(t, c),
-                |t| columns::<4, 1>(t, c),
-            ),
-            5 => in_groups::<1>(
-                blocks,
-                narrow_at,
-                |t| columns::<5, 1>(t, c),
-                |t| columns::<5, 1>(t, c),
-            ),
-            6 => in_groups::<1>(
-                blocks,
-                narrow_at,
-                |t| columns::<6, 1>(t, c),
-                |t| columns::<6, 1>(t, c),
-            ),
-            7 => in_groups::<1>(
-                blocks,
-                narrow_at,
-                |t| columns::<7, 1>(t, c),
-                |t| columns::<7, 1>(t, c),
-            ),
-            8 => in_groups::<1>(
-                blocks,
-                narrow_at,
-                |t| columns::<8, 1>(t, c),
-                |t| columns::<8, 1>(t, c),
-            ),
+            1 => narrow!(1, 8),
+            2 => narrow!(2, 4),
+            3 => narrow!(3, 2),
+            4 => narrow!(4, 2),
+            5 => narrow!(5, 1),
+            6 => narrow!(6, 1),
+            7 => narrow!(7, 1),
+            8 => narrow!(8, 1),
             // A whole row of 9 to 16 reads the weights first (as a full
             // tile does): it prefetches them.
             9..=16 if j == 0 => {
