@@ -322,9 +322,10 @@ pub(crate) fn on_pool<R: Send>(f: impl FnOnce(usize) -> R + Send) -> R {
 /// A convolution's weights made ready for inference once, to be reused by
 /// every [`conv2d_prepared`] call: the weight and bias as given; for a 3x3
 /// f32 CPU weight, its Winograd F(4x4, 3x3) transform (36 x `Cout` x `Cin`
-/// floats, 4x the weight); and, made by the first call that needs it, the
-/// weight packed for the runtime's matrix kernel (with AVX-512; the size of
-/// the weight).
+/// floats, 4x the weight), made when prepared or, with
+/// [`Winograd::AtRunTime`], by the first call whose sizes make it pay;
+/// and, made by the first call that needs it, the weight packed for the
+/// runtime's matrix kernel (with AVX-512; the size of the weight).
 #[derive(Clone, Debug)]
 pub struct PreparedConv {
     weight: Tensor,
