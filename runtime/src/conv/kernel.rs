@@ -175,7 +175,6 @@ pub(super) unsafe fn product(
     let narrow_tail = (1..=COLUMNS).contains(&tail);
     let mut narrow = [0.0f32; KC * COLUMNS];
     let blocks = rows.div_ceil(MR);
-    let biases: Vec<[f32; MR]> = (0..blocks).map(|b| block_bias(bias, rows, b)).collect();
     let mut k0 = 0;
     loop {
         let kc = KC.min(k - k0);
@@ -198,7 +197,7 @@ pub(super) unsafe fn product(
             x: (xp, xs),
             y: (y.add(b * MR * y_rs + j), y_rs),
             rows: MR.min(rows - b * MR),
-            bias: &biases[b],
+            bias: block_bias(bias, rows, b),
         };
         let xk = x.add(k0 * x_rs);
         for b in 0..blocks {
@@ -349,7 +348,7 @@ struct Chunk {
 
 /// One register tile's operands.
 #[cfg(target_arch = "x86_64")]
-struct Tile<'a> {
+struct Tile {
     k: usize,
     /// `k x MR` packed weights.
     w: *const f32,
@@ -357,7 +356,8 @@ struct Tile<'a> {
     y: (*mut f32, usize),
     /// Rows stored (the rest of the block is zero weight).
     rows: usize,
-    bias: &'a [f32; MR],
+    /// The block's bias (zero past `rows`).
+    bias: [f32; MR],
 }
 
 /// `NV` vectors of 16 pixels, the last under `last_mask`.
@@ -480,11 +480,11 @@ unsafe fn columns<const P: usize, const B: usize>(ts: &[Tile; B], chunk: &Chunk)
 /// then `one` on each block left.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn in_groups<'a, const B: usize>(
+fn in_groups<const B: usize>(
     blocks: usize,
-    at: impl Fn(usize) -> Tile<'a>,
-    many: impl Fn(&[Tile<'a>; B]),
-    one: impl Fn(&[Tile<'a>; 1]),
+    at: impl Fn(usize) -> Tile,
+    many: impl Fn(&[Tile; B]),
+    one: impl Fn(&[Tile; 1]),
 ) {
     let mut b = 0;
     while b + B <= blocks {
