@@ -173,7 +173,10 @@ pub(super) unsafe fn product(
         _ => 0,
     };
     let narrow_tail = (1..=COLUMNS).contains(&tail);
-    let mut narrow = [0.0f32; KC * COLUMNS];
+    // Not zeroed (16 KiB per call): each chunk writes the `kc x tail`
+    // floats that `columns` then reads.
+    let mut narrow = std::mem::MaybeUninit::<[f32; KC * COLUMNS]>::uninit();
+    let narrow_ptr = narrow.as_mut_ptr().cast::<f32>();
     let blocks = rows.div_ceil(MR);
     let mut k0 = 0;
     loop {
@@ -187,7 +190,7 @@ pub(super) unsafe fn product(
             for c in 0..kc {
                 let src = x.add((k0 + c) * x_rs + n - tail);
                 for p in 0..tail {
-                    narrow[c * tail + p] = *src.add(p);
+                    narrow_ptr.add(c * tail + p).write(*src.add(p));
                 }
             }
         }
@@ -200,26 +203,33 @@ pub(super) unsafe fn product(
             bias: block_bias(bias, rows, b),
         };
         let xk = x.add(k0 * x_rs);
+        // `$body` with `F` the const `$first`: a tile that starts a row
+        // (the first to read its block's weights) prefetches them.
+        macro_rules! fetching {
+            ($first:expr, $body:expr) => {
+                if $first {
+                    const F: bool = true;
+                    $body
+                } else {
+                    const F: bool = false;
+                    $body
+                }
+            };
+        }
         for b in 0..blocks {
             // Full tiles of 48, then one of 2 or 3 vectors whose last is
             // masked; 16 columns or fewer are left to the passes below.
             let mut j = 0;
             while n - j >= NR {
                 let t = tile_at(b, j, (xk.add(j), x_rs));
-                if j == 0 {
-                    tile::<3, true>(&t, u16::MAX, &chunk);
-                } else {
-                    tile::<3, false>(&t, u16::MAX, &chunk);
-                }
+                fetching!(j == 0, tile::<3, F>(&t, u16::MAX, &chunk));
                 j += NR;
             }
             let t = tile_at(b, j, (xk.add(j), x_rs));
             let mask = |from: usize| super::cpu::bits(n - j - from);
             match n - j {
-                33.. if j == 0 => tile::<3, true>(&t, mask(32), &chunk),
-                33.. => tile::<3, false>(&t, mask(32), &chunk),
-                17.. if j == 0 => tile::<2, true>(&t, mask(16), &chunk),
-                17.. => tile::<2, false>(&t, mask(16), &chunk),
+                33.. => fetching!(j == 0, tile::<3, F>(&t, mask(32), &chunk)),
+                17.. => fetching!(j == 0, tile::<2, F>(&t, mask(16), &chunk)),
                 _ => {}
             }
         }
@@ -227,7 +237,7 @@ pub(super) unsafe fn product(
         // output's sum in the same order as in a full tile, so that results
         // do not depend on where the threads' tiles end).
         let j = n - tail;
-        let narrow_at = |b: usize| tile_at(b, j, (narrow.as_ptr(), tail));
+        let narrow_at = |b: usize| tile_at(b, j, (narrow_ptr.cast_const(), tail));
         let wide_at = |b: usize| tile_at(b, j, (xk.add(j), x_rs));
         let c = &chunk;
         // `P` last columns, `B` row blocks at a time (then one at a time).
@@ -252,15 +262,17 @@ pub(super) unsafe fn product(
             8 => narrow!(8, 1),
             // A whole row of 9 to 16 reads the weights first (as a full
             // tile does): it prefetches them.
-            9..=16 if j == 0 => {
-                let mask = super::cpu::bits(tail);
-                let (many, one) = (tall::<TALL, true>, tall::<1, true>);
-                in_groups::<TALL>(blocks, wide_at, |t| many(t, mask, c), |t| one(t, mask, c));
-            }
             9..=16 => {
                 let mask = super::cpu::bits(tail);
-                let (many, one) = (tall::<TALL, false>, tall::<1, false>);
-                in_groups::<TALL>(blocks, wide_at, |t| many(t, mask, c), |t| one(t, mask, c));
+                fetching!(
+                    j == 0,
+                    in_groups::<TALL>(
+                        blocks,
+                        wide_at,
+                        |t| tall::<TALL, F>(t, mask, c),
+                        |t| tall::<1, F>(t, mask, c),
+                    )
+                )
             }
             _ => {}
         }

@@ -6,12 +6,6 @@ use super::Pass;
 use crate::lower::{Prepared, StepOp, Winograd};
 use crate::shape::Dim;
 
-/// Work of one lowering, in multiply-add equivalents: the model shared
-/// with the runtime ([`netdsl_summary::winograd_costs`]).
-pub fn costs(cin: u64, cout: u64, batch: u64, oh: u64, ow: u64) -> (f64, f64) {
-    netdsl_summary::winograd_costs(cin, cout, batch, oh, ow)
-}
-
 /// Sizes not known at compile time: the batch is taken as 1, an image
 /// side as 32 (so a spatially symbolic network gets Winograd where its
 /// channels alone make it pay).
@@ -105,7 +99,8 @@ fn choose(cin: u64, cout: u64, batch: &Dim, oh: &Dim, ow: &Dim) -> Winograd {
 
 #[cfg(test)]
 mod tests {
-    use super::{choose, costs, Dim, Winograd};
+    use super::{choose, Dim, Winograd};
+    use netdsl_summary::winograd_costs as costs;
 
     /// Known sizes decide at compile time; a symbolic batch or side that
     /// does not pay at the assumed sizes leaves it to the run time.
