@@ -597,20 +597,20 @@ fn wide_rows_match_candle() -> Result<()> {
 }
 
 /// A weight prepared with `Winograd::AtRunTime` runs direct at the sizes
-/// where Winograd does not pay (64 channels over 7x7 at batch 1) and makes
+/// where Winograd does not pay (128 channels over 7x7 at batch 1) and makes
 /// its transform on the first call where it does (batch 8), with the
 /// direct result either way; `Direct` never transforms.
 #[test]
 fn winograd_at_run_time_follows_the_call_sizes() -> Result<()> {
-    let w = rand(&[64, 64, 3, 3], 5);
-    let b = rand(&[64], 6);
+    let w = rand(&[128, 128, 3, 3], 5);
+    let b = rand(&[128], 6);
     let spec = sym(1, 1, 1, 1);
-    assert!(!netdsl_summary::winograd_pays(64, 64, 1, 7, 7));
-    assert!(netdsl_summary::winograd_pays(64, 64, 8, 7, 7));
+    assert!(!netdsl_summary::winograd_pays(128, 128, 1, 7, 7));
+    assert!(netdsl_summary::winograd_pays(128, 128, 8, 7, 7));
     let late = prepare_conv_with(w.clone(), Some(b.clone()), Winograd::AtRunTime)?;
     let never = prepare_conv_with(w.clone(), Some(b.clone()), Winograd::Direct)?;
     for (batch, transformed) in [(1, false), (8, true), (1, true)] {
-        let x = rand(&[batch, 64, 7, 7], 7 + batch as u64);
+        let x = rand(&[batch, 128, 7, 7], 7 + batch as u64);
         let want = conv2d(&x, &w, Some(&b), &spec, Epilogue::Relu)?;
         for p in [&late, &never] {
             assert_close(

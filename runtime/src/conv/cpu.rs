@@ -1,6 +1,6 @@
 //! The f32 forward pass on the CPU.
 //!
-//! Four lowerings, chosen from the shapes ([`forward`]):
+//! Five lowerings, chosen from the shapes ([`Lowering::of`]):
 //!
 //! - **general**: the output of each image is cut into tiles of `pt`
 //!   consecutive output pixels. For one tile, the patches are gathered into a
@@ -17,6 +17,11 @@
 //!   channels per group): the product over the padded input's whole width,
 //!   each patch row one contiguous copy, the columns past each output row
 //!   dropped ([`Wide`]).
+//! - **direct** (with AVX-512; strided layers, and stride-1 ones whose
+//!   extra columns are few): no patches at all. Each image's input is
+//!   split once into its zero-padded stride phases, and the packed kernel
+//!   reads each patch row as a shifted phase plane, storing each output
+//!   row's valid columns ([`direct`]).
 //! - **depthwise** (one input channel per group, and a single input
 //!   channel's convolution whose rows are too long for the wide
 //!   lowering): with AVX-512 at horizontal stride 1 or 2, each plane
@@ -39,6 +44,11 @@ use super::geom::Geom;
 use super::kernel::{PackCache, Packed, MR};
 use super::math::{epilogue, epilogue_inline, simd};
 use super::Epilogue;
+
+#[cfg(target_arch = "x86_64")]
+mod direct;
+#[cfg(target_arch = "x86_64")]
+use direct::Direct;
 
 /// Floats of patch panel per tile: 96K floats = 384 KiB, well inside the
 /// L2 of one core (1 MiB on the development machine, 512 KiB on older
@@ -406,6 +416,15 @@ pub(super) fn forward(
             let yp = SyncPtr(y.as_mut_ptr());
             Wide::new(g, threads).run(g, x, w, packed, bias, act, yp)
         }
+        #[cfg(target_arch = "x86_64")]
+        Lowering::Direct => {
+            let product = Product::new(w, g, packed);
+            let yp = SyncPtr(y.as_mut_ptr());
+            match product.packed.as_deref() {
+                Some(pk) => Direct::new(g, threads).run(g, x, pk, bias, act, yp),
+                None => matmul_lowering(g, x, w, packed, bias, act, threads, yp),
+            }
+        }
         Lowering::Matmul => {
             matmul_lowering(g, x, w, packed, bias, act, threads, SyncPtr(y.as_mut_ptr()))
         }
@@ -422,24 +441,38 @@ pub(super) fn forward(
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Lowering {
     Depthwise,
+    #[cfg(target_arch = "x86_64")]
+    Direct,
     Wide,
     Matmul,
 }
 
 impl Lowering {
-    /// A single input channel's convolution (a grayscale stem) is on the
-    /// depthwise loop's terms, one plane per output channel, unless its
-    /// rows are short: then the wide product computes every output channel
-    /// from one copy of the patches (LeNet-5's first layer, 6 channels at
-    /// 28x28: the network at batch 256 0.72x its time). A true depthwise
-    /// convolution (more than one group) never takes the wide product: one
-    /// output channel per group is a product of one row.
+    /// A depthwise convolution (more than one group, one input channel
+    /// each) takes the depthwise loop: one output channel per group is a
+    /// product of one row. Short rows of few channels take the wide
+    /// product, which puts several images in one product (LeNet-5 at
+    /// batch 256 ran 1.7x slower on the direct lowering, one product per
+    /// image). Then the direct lowering where it wins ([`Direct::wins`]),
+    /// which needs the packed kernel (AVX-512).
+    ///
+    /// Without it, a single input channel's convolution (a grayscale
+    /// stem) is on the depthwise loop's terms, one plane per output
+    /// channel, and the rest gather their patches.
     fn of(g: &Geom) -> Lowering {
         let wide = Wide::wins(g);
-        if g.is_depthwise() && !(g.groups == 1 && wide) {
+        if g.is_depthwise() && g.groups > 1 {
+            return Lowering::Depthwise;
+        }
+        if wide {
+            return Lowering::Wide;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if crate::rnn_kernel::has_avx512() && Direct::wins(g) {
+            return Lowering::Direct;
+        }
+        if g.is_depthwise() {
             Lowering::Depthwise
-        } else if wide {
-            Lowering::Wide
         } else {
             Lowering::Matmul
         }
@@ -917,9 +950,9 @@ impl<'a> Product<'a> {
                 packed,
                 grp,
                 (r0, rows),
-                (rhs, rhs_rs),
+                (rhs, super::kernel::Rows::Strided(rhs_rs)),
                 n,
-                (y, y_rs),
+                (y, y_rs, super::kernel::Cols::Dense),
                 bias,
                 act,
             );

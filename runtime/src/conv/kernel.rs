@@ -1,7 +1,9 @@
 //! The convolutions' own matrix product, for CPUs with AVX-512F:
 //! `y[r, j] = act(bias[r] + Σ_c W[r, c] · x[c, j])` with the weight packed
 //! once (kept by prepared weights, [`PackCache`]) and the right-hand side
-//! read where it lies.
+//! read where it lies: rows a stride apart, or at a table's offsets
+//! ([`Rows`]; the direct lowering's shifted phase planes), and the output's
+//! columns all stored or, of wide pixels, each row's first `ow` ([`Cols`]).
 //!
 //! Why not `gemm`: a convolution's product is `W [cout, K] x col [K, n]`
 //! where `col` is either the input itself (1x1) or a patch panel that was
@@ -139,13 +141,14 @@ impl PackCache {
 
 /// `y[r, j] = act(bias[r] + Σ_c W[r0 + r, c] x[c, j])` for `r < rows`,
 /// `j < n`, with `W` group `g` of `w` and `bias` the `rows` values from
-/// `r0` (`r0` a multiple of [`MR`]). Rows of `x` are `x_rs` floats apart,
-/// of `y` `y_rs`; `y` may be uninitialised: every element of its `rows x n`
-/// is written.
+/// `r0` (`r0` a multiple of [`MR`]). Row `c` of `x` starts where `rows`
+/// says ([`Rows`]), rows of `y` are `y_rs` floats apart; `y` may be
+/// uninitialised: every element of its `rows x n` is written.
 ///
 /// # Safety
-/// The CPU has AVX-512F; `x` covers `w.k` rows of `n` floats and `y` `rows`
-/// rows of `n` floats at those strides; `r0 + rows <= w.m`.
+/// The CPU has AVX-512F; `x` covers `w.k` rows of `n` floats where `rows`
+/// puts them, and `y` `rows` rows of `n` floats at its stride; `r0 + rows
+/// <= w.m`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
@@ -153,9 +156,33 @@ pub(super) unsafe fn product(
     w: &Packed,
     g: usize,
     (r0, rows): (usize, usize),
-    (x, x_rs): (*const f32, usize),
+    (x, x_rows): (*const f32, Rows),
     n: usize,
-    (y, y_rs): (*mut f32, usize),
+    (y, y_rs, cols): (*mut f32, usize, Cols),
+    bias: Option<&[f32]>,
+    act: Epilogue,
+) {
+    // Each addressing compiled on its own: through a table of offsets for
+    // every product, MobileNetV2 b1 (many short products) ran 1.08x
+    // slower.
+    let y = (y, y_rs, cols);
+    match x_rows {
+        Rows::Strided(s) => product_at(w, g, (r0, rows), (x, Stride(s)), n, y, bias, act),
+        Rows::At(t) => product_at(w, g, (r0, rows), (x, Table(t.as_ptr())), n, y, bias, act),
+    }
+}
+
+/// [`product`] with the rows of `x` where `at` puts them.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn product_at<R: RowAt>(
+    w: &Packed,
+    g: usize,
+    (r0, rows): (usize, usize),
+    (x, at): (*const f32, R),
+    n: usize,
+    (y, y_rs, cols): (*mut f32, usize, Cols),
     bias: Option<&[f32]>,
     act: Epilogue,
 ) {
@@ -185,24 +212,26 @@ pub(super) unsafe fn product(
             first: k0 == 0,
             last: k0 + kc == k,
             act: in_regs,
+            cols,
         };
+        let (xk, offs) = at.chunk(x, k0);
         if narrow_tail {
             for c in 0..kc {
-                let src = x.add((k0 + c) * x_rs + n - tail);
+                let src = offs.row(xk, c).add(n - tail);
                 for p in 0..tail {
                     narrow_ptr.add(c * tail + p).write(*src.add(p));
                 }
             }
         }
-        let tile_at = |b: usize, j: usize, (xp, xs): (*const f32, usize)| Tile {
+        let tile_at = |b: usize, j: usize| Tile {
             k: kc,
             w: w.block(g, r0 / MR + b)[k0 * MR..].as_ptr(),
-            x: (xp, xs),
-            y: (y.add(b * MR * y_rs + j), y_rs),
+            x: (xk.add(j), offs),
+            y: (y.add(b * MR * y_rs), y_rs),
+            j,
             rows: MR.min(rows - b * MR),
             bias: block_bias(bias, rows, b),
         };
-        let xk = x.add(k0 * x_rs);
         // `$body` with `F` the const `$first`: a tile that starts a row
         // (the first to read its block's weights) prefetches them.
         macro_rules! fetching {
@@ -221,15 +250,15 @@ pub(super) unsafe fn product(
             // masked; 16 columns or fewer are left to the passes below.
             let mut j = 0;
             while n - j >= NR {
-                let t = tile_at(b, j, (xk.add(j), x_rs));
-                fetching!(j == 0, tile::<3, F>(&t, u16::MAX, &chunk));
+                let t = tile_at(b, j);
+                fetching!(j == 0, tile::<3, F, R>(&t, u16::MAX, &chunk));
                 j += NR;
             }
-            let t = tile_at(b, j, (xk.add(j), x_rs));
+            let t = tile_at(b, j);
             let mask = |from: usize| super::cpu::bits(n - j - from);
             match n - j {
-                33.. => fetching!(j == 0, tile::<3, F>(&t, mask(32), &chunk)),
-                17.. => fetching!(j == 0, tile::<2, F>(&t, mask(16), &chunk)),
+                33.. => fetching!(j == 0, tile::<3, F, R>(&t, mask(32), &chunk)),
+                17.. => fetching!(j == 0, tile::<2, F, R>(&t, mask(16), &chunk)),
                 _ => {}
             }
         }
@@ -237,17 +266,27 @@ pub(super) unsafe fn product(
         // output's sum in the same order as in a full tile, so that results
         // do not depend on where the threads' tiles end).
         let j = n - tail;
-        let narrow_at = |b: usize| tile_at(b, j, (narrow_ptr.cast_const(), tail));
-        let wide_at = |b: usize| tile_at(b, j, (xk.add(j), x_rs));
+        let narrow_at = |b: usize| {
+            let t = tile_at(b, j);
+            Tile {
+                x: (narrow_ptr.cast_const(), Stride(tail)),
+                k: t.k,
+                w: t.w,
+                y: t.y,
+                j: t.j,
+                rows: t.rows,
+                bias: t.bias,
+            }
+        };
         let c = &chunk;
         // `P` last columns, `B` row blocks at a time (then one at a time).
         macro_rules! narrow {
             ($p:literal, $b:literal) => {
-                in_groups::<$b>(
+                in_groups::<$b, Stride>(
                     blocks,
                     narrow_at,
-                    |t| columns::<$p, $b>(t, c),
-                    |t| columns::<$p, 1>(t, c),
+                    |t| columns::<$p, $b, Stride>(t, c),
+                    |t| columns::<$p, 1, Stride>(t, c),
                 )
             };
         }
@@ -266,11 +305,11 @@ pub(super) unsafe fn product(
                 let mask = super::cpu::bits(tail);
                 fetching!(
                     j == 0,
-                    in_groups::<TALL>(
+                    in_groups::<TALL, R>(
                         blocks,
-                        wide_at,
-                        |t| tall::<TALL, F>(t, mask, c),
-                        |t| tall::<1, F>(t, mask, c),
+                        |b| tile_at(b, j),
+                        |t| tall::<TALL, F, R>(t, mask, c),
+                        |t| tall::<1, F, R>(t, mask, c),
                     )
                 )
             }
@@ -282,10 +321,119 @@ pub(super) unsafe fn product(
         }
     }
     if !fused {
+        let n = cols.written(n);
         for r in 0..rows {
             epilogue(act, 0.0, std::slice::from_raw_parts_mut(y.add(r * y_rs), n));
         }
     }
+}
+
+/// Which of a product's columns are output, and where they go.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Cols {
+    /// Column `j` is output column `j`.
+    Dense,
+    /// The direct lowering's wide pixels: column `j` is pixel `(j / wq, j
+    /// % wq)` of a plane `ow` wide, stored at `(j / wq) ow + j % wq` when
+    /// `j % wq < ow` and dropped otherwise (the columns past each row).
+    Wide { wq: usize, ow: usize },
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Cols {
+    /// Output columns among the first `n`.
+    fn written(self, n: usize) -> usize {
+        match self {
+            Cols::Dense => n,
+            Cols::Wide { wq, ow } => n / wq * ow + (n % wq).min(ow),
+        }
+    }
+
+    /// Of the 16 columns from `j` under `mask`: those that are output,
+    /// and where they are stored.
+    #[inline(always)]
+    fn lanes(self, j: usize, mask: u16) -> Lanes {
+        let Cols::Wide { wq, ow } = self else {
+            return Lanes {
+                mask,
+                at: j,
+                gap: false,
+            };
+        };
+        let (mut row, mut col) = (j / wq, j % wq);
+        let (mut kept, mut first) = (0u16, None);
+        for l in 0..16 {
+            if mask >> l & 1 == 1 && col < ow {
+                kept |= 1 << l;
+                first.get_or_insert(row * ow + col);
+            }
+            col += 1;
+            if col == wq {
+                (row, col) = (row + 1, 0);
+            }
+        }
+        let low = kept.trailing_zeros() as usize;
+        let gap = kept != 0 && (kept >> low).count_ones() != 16 - (kept >> low).leading_zeros();
+        match first {
+            // Lanes in one run are stored as they lie, from lane 0's
+            // place: a compressing store is several times slower.
+            Some(at) if !gap => Lanes {
+                mask: kept,
+                at: at.wrapping_sub(low),
+                gap,
+            },
+            Some(at) => Lanes {
+                mask: kept,
+                at,
+                gap,
+            },
+            None => Lanes {
+                mask: 0,
+                at: 0,
+                gap: false,
+            },
+        }
+    }
+
+    /// Where column `j` is stored, if it is output.
+    #[inline(always)]
+    fn at(self, j: usize) -> Option<usize> {
+        match self {
+            Cols::Dense => Some(j),
+            Cols::Wide { wq, ow } => (j % wq < ow).then_some(j / wq * ow + j % wq),
+        }
+    }
+
+    /// The lanes of `l` from `y` ([`Self::lanes`]).
+    #[inline(always)]
+    unsafe fn load(l: Lanes, y: *const f32) -> __m512 {
+        if l.gap {
+            _mm512_maskz_expandloadu_ps(l.mask, y.add(l.at))
+        } else {
+            _mm512_maskz_loadu_ps(l.mask, y.wrapping_add(l.at))
+        }
+    }
+
+    /// Stores the lanes of `l` of `z` into `y`.
+    #[inline(always)]
+    unsafe fn store(l: Lanes, y: *mut f32, z: __m512) {
+        if l.gap {
+            _mm512_mask_compressstoreu_ps(y.add(l.at).cast(), l.mask, z)
+        } else {
+            _mm512_mask_storeu_ps(y.wrapping_add(l.at), l.mask, z)
+        }
+    }
+}
+
+/// The output lanes of 16 columns ([`Cols::lanes`]): with a `gap`
+/// (columns dropped between two rows), the lanes of `mask` are stored one
+/// after the other from `at`; else lane `l` at `at + l`.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Lanes {
+    mask: u16,
+    at: usize,
+    gap: bool,
 }
 
 /// Row block `b`'s bias (zero past `rows`, or without a bias).
@@ -299,6 +447,61 @@ fn block_bias(bias: Option<&[f32]>, rows: usize, b: usize) -> [f32; MR] {
     lane_bias
 }
 
+/// Where the rows of a product's right-hand side start, in floats from
+/// its first.
+#[derive(Clone, Copy)]
+pub(super) enum Rows<'a> {
+    /// Row `c` at `c` times this (a patch panel, or the input of a 1x1
+    /// convolution).
+    Strided(usize),
+    /// Row `c` at `table[c]` (the direct lowering: row `(ci, ky, kx)` of
+    /// the patches is the input plane itself, shifted).
+    At(&'a [usize]),
+}
+
+/// Where row `c` of a chunk of `x` is, given its first row's pointer.
+#[cfg(target_arch = "x86_64")]
+trait RowAt: Copy {
+    /// Row `c`.
+    unsafe fn row(self, x: *const f32, c: usize) -> *const f32;
+    /// The first row of chunk `k0` of `x`, and its rows.
+    unsafe fn chunk(self, x: *const f32, k0: usize) -> (*const f32, Self);
+}
+
+/// Rows a stride apart.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Stride(usize);
+
+/// Rows at a table's offsets.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Table(*const usize);
+
+#[cfg(target_arch = "x86_64")]
+impl RowAt for Stride {
+    #[inline(always)]
+    unsafe fn row(self, x: *const f32, c: usize) -> *const f32 {
+        x.add(c * self.0)
+    }
+    #[inline(always)]
+    unsafe fn chunk(self, x: *const f32, k0: usize) -> (*const f32, Self) {
+        (x.add(k0 * self.0), self)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl RowAt for Table {
+    #[inline(always)]
+    unsafe fn row(self, x: *const f32, c: usize) -> *const f32 {
+        x.add(*self.0.add(c))
+    }
+    #[inline(always)]
+    unsafe fn chunk(self, x: *const f32, k0: usize) -> (*const f32, Self) {
+        (x, Table(self.0.add(k0)))
+    }
+}
+
 /// Row blocks that [`tall`] computes at once.
 #[cfg(target_arch = "x86_64")]
 const TALL: usize = 3;
@@ -308,21 +511,26 @@ const TALL: usize = 3;
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-unsafe fn tall<const B: usize, const FETCH: bool>(ts: &[Tile; B], mask: u16, chunk: &Chunk) {
-    let (x, x_rs) = ts[0].x;
+unsafe fn tall<const B: usize, const FETCH: bool, R: RowAt>(
+    ts: &[Tile<R>; B],
+    mask: u16,
+    chunk: &Chunk,
+) {
+    let (x, offs) = ts[0].x;
+    let lanes = chunk.cols.lanes(ts[0].j, mask);
     let mut acc = [[_mm512_setzero_ps(); MR]; B];
     if !chunk.first {
         for b in 0..B {
             let (y, y_rs) = ts[b].y;
             for r in 0..MR {
                 if r < ts[b].rows {
-                    acc[b][r] = _mm512_maskz_loadu_ps(mask, y.add(r * y_rs));
+                    acc[b][r] = Cols::load(lanes, y.add(r * y_rs));
                 }
             }
         }
     }
     for c in 0..ts[0].k {
-        let xv = _mm512_maskz_loadu_ps(mask, x.add(c * x_rs));
+        let xv = _mm512_maskz_loadu_ps(mask, offs.row(x, c));
         for b in 0..B {
             let wc = ts[b].w.add(c * MR);
             if FETCH {
@@ -343,7 +551,7 @@ unsafe fn tall<const B: usize, const FETCH: bool>(ts: &[Tile; B], mask: u16, chu
             if chunk.last {
                 z = in_registers(z, ts[b].bias[r], chunk.act);
             }
-            _mm512_mask_storeu_ps(y.add(r * y_rs), mask, z);
+            Cols::store(lanes, y.add(r * y_rs), z);
         }
     }
 }
@@ -356,16 +564,22 @@ struct Chunk {
     /// Bias and `act` are applied before the store.
     last: bool,
     act: Epilogue,
+    cols: Cols,
 }
 
 /// One register tile's operands.
 #[cfg(target_arch = "x86_64")]
-struct Tile {
+struct Tile<R> {
     k: usize,
     /// `k x MR` packed weights.
     w: *const f32,
-    x: (*const f32, usize),
+    /// The tile's first pixel of the chunk's first row of `x`, and where
+    /// its rows are.
+    x: (*const f32, R),
+    /// The row block's first output row, and the stride of its rows.
     y: (*mut f32, usize),
+    /// The tile's first column.
+    j: usize,
     /// Rows stored (the rest of the block is zero weight).
     rows: usize,
     /// The block's bias (zero past `rows`).
@@ -381,23 +595,28 @@ struct Tile {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-unsafe fn tile<const NV: usize, const FETCH: bool>(t: &Tile, last_mask: u16, chunk: &Chunk) {
-    let (x, x_rs) = t.x;
+unsafe fn tile<const NV: usize, const FETCH: bool, R: RowAt>(
+    t: &Tile<R>,
+    last_mask: u16,
+    chunk: &Chunk,
+) {
+    let (x, offs) = t.x;
     let (y, y_rs) = t.y;
     let mut mask = [u16::MAX; NV];
     mask[NV - 1] = last_mask;
+    let lanes: [Lanes; NV] = std::array::from_fn(|v| chunk.cols.lanes(t.j + 16 * v, mask[v]));
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
     if !chunk.first {
         for r in 0..MR {
             if r < t.rows {
                 for v in 0..NV {
-                    acc[r][v] = _mm512_maskz_loadu_ps(mask[v], y.add(r * y_rs + 16 * v));
+                    acc[r][v] = Cols::load(lanes[v], y.add(r * y_rs));
                 }
             }
         }
     }
     for c in 0..t.k {
-        let row = x.add(c * x_rs);
+        let row = offs.row(x, c);
         let mut xv = [_mm512_setzero_ps(); NV];
         for v in 0..NV {
             xv[v] = _mm512_maskz_loadu_ps(mask[v], row.add(16 * v));
@@ -425,7 +644,7 @@ unsafe fn tile<const NV: usize, const FETCH: bool>(t: &Tile, last_mask: u16, chu
             if chunk.last {
                 z = in_registers(z, t.bias[r], chunk.act);
             }
-            _mm512_mask_storeu_ps(y.add(r * y_rs + 16 * v), mask[v], z);
+            Cols::store(lanes[v], y.add(r * y_rs), z);
         }
     }
 }
@@ -442,17 +661,20 @@ unsafe fn tile<const NV: usize, const FETCH: bool>(t: &Tile, last_mask: u16, chu
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-unsafe fn columns<const P: usize, const B: usize>(ts: &[Tile; B], chunk: &Chunk) {
-    let (x, x_rs) = ts[0].x;
+unsafe fn columns<const P: usize, const B: usize, R: RowAt>(ts: &[Tile<R>; B], chunk: &Chunk) {
+    let (x, offs) = ts[0].x;
     let mut acc = [[_mm256_setzero_ps(); P]; B];
     if !chunk.first {
         for b in 0..B {
             let (y, y_rs) = ts[b].y;
             for p in 0..P {
                 let mut col = [0.0f32; MR];
+                let Some(at) = chunk.cols.at(ts[b].j + p) else {
+                    continue;
+                };
                 for r in 0..MR {
                     if r < ts[b].rows {
-                        col[r] = *y.add(r * y_rs + p);
+                        col[r] = *y.add(r * y_rs + at);
                     }
                 }
                 acc[b][p] = _mm256_loadu_ps(col.as_ptr());
@@ -460,7 +682,7 @@ unsafe fn columns<const P: usize, const B: usize>(ts: &[Tile; B], chunk: &Chunk)
         }
     }
     for c in 0..ts[0].k {
-        let row = x.add(c * x_rs);
+        let row = offs.row(x, c);
         for b in 0..B {
             let wv = _mm256_loadu_ps(ts[b].w.add(c * MR));
             for p in 0..P {
@@ -479,9 +701,12 @@ unsafe fn columns<const P: usize, const B: usize>(ts: &[Tile; B], chunk: &Chunk)
             }
             let mut col = [0.0f32; MR];
             _mm256_storeu_ps(col.as_mut_ptr(), z);
+            let Some(at) = chunk.cols.at(ts[b].j + p) else {
+                continue;
+            };
             for r in 0..MR {
                 if r < ts[b].rows {
-                    *y.add(r * y_rs + p) = col[r];
+                    *y.add(r * y_rs + at) = col[r];
                 }
             }
         }
@@ -492,11 +717,11 @@ unsafe fn columns<const P: usize, const B: usize>(ts: &[Tile; B], chunk: &Chunk)
 /// then `one` on each block left.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn in_groups<const B: usize>(
+fn in_groups<const B: usize, R: RowAt>(
     blocks: usize,
-    at: impl Fn(usize) -> Tile,
-    many: impl Fn(&[Tile; B]),
-    one: impl Fn(&[Tile; 1]),
+    at: impl Fn(usize) -> Tile<R>,
+    many: impl Fn(&[Tile<R>; B]),
+    one: impl Fn(&[Tile<R>; 1]),
 ) {
     let mut b = 0;
     while b + B <= blocks {
@@ -627,9 +852,9 @@ mod tests {
                         &packed,
                         g,
                         (r0, rows),
-                        (x.as_ptr(), x_rs),
+                        (x.as_ptr(), Rows::Strided(x_rs)),
                         n,
-                        (y.as_mut_ptr(), y_rs),
+                        (y.as_mut_ptr(), y_rs, Cols::Dense),
                         Some(b),
                         act,
                     )

@@ -10,7 +10,9 @@
 //! - **CPU, f32** (the fast path): the runtime's own lowering to a matrix
 //!   product: its own AVX-512 kernel on the weight packed once (kept by
 //!   [`PreparedConv`]), else the `gemm` crate (the matrix multiply candle
-//!   itself uses). Patches are gathered
+//!   itself uses). Strided convolutions, and stride-1 ones with few
+//!   channels, read their input in place, split once into its stride
+//!   phases (the direct lowering); others' patches are gathered
 //!   into panels of a few hundred output pixels, sized to stay in L2, and
 //!   each panel is one multiply per group written directly into the NCHW
 //!   output; bias and activation are applied to that tile right away, while
