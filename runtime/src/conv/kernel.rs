@@ -165,10 +165,25 @@ pub(super) unsafe fn product(
     // Each addressing compiled on its own: through a table of offsets for
     // every product, MobileNetV2 b1 (many short products) ran 1.08x
     // slower.
+    // And the dense stores apart from the wide ones: with both in one
+    // tile, its accumulators were spilled in the loop over `K` (VGG-16's
+    // Winograd products 1.08x slower).
     let y = (y, y_rs, cols);
-    match x_rows {
-        Rows::Strided(s) => product_at(w, g, (r0, rows), (x, Stride(s)), n, y, bias, act),
-        Rows::At(t) => product_at(w, g, (r0, rows), (x, Table(t.as_ptr())), n, y, bias, act),
+    let rc = (r0, rows);
+    let wide = matches!(cols, Cols::Wide { .. });
+    match (x_rows, wide) {
+        (Rows::Strided(s), false) => {
+            product_at::<_, false>(w, g, rc, (x, Stride(s)), n, y, bias, act)
+        }
+        (Rows::Strided(s), true) => {
+            product_at::<_, true>(w, g, rc, (x, Stride(s)), n, y, bias, act)
+        }
+        (Rows::At(t), false) => {
+            product_at::<_, false>(w, g, rc, (x, Table(t.as_ptr())), n, y, bias, act)
+        }
+        (Rows::At(t), true) => {
+            product_at::<_, true>(w, g, rc, (x, Table(t.as_ptr())), n, y, bias, act)
+        }
     }
 }
 
@@ -176,7 +191,7 @@ pub(super) unsafe fn product(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn product_at<R: RowAt>(
+unsafe fn product_at<R: RowAt, const WIDE: bool>(
     w: &Packed,
     g: usize,
     (r0, rows): (usize, usize),
@@ -251,14 +266,14 @@ unsafe fn product_at<R: RowAt>(
             let mut j = 0;
             while n - j >= NR {
                 let t = tile_at(b, j);
-                fetching!(j == 0, tile::<3, F, R>(&t, u16::MAX, &chunk));
+                fetching!(j == 0, tile::<3, F, R, WIDE>(&t, u16::MAX, &chunk));
                 j += NR;
             }
             let t = tile_at(b, j);
             let mask = |from: usize| super::cpu::bits(n - j - from);
             match n - j {
-                33.. => fetching!(j == 0, tile::<3, F, R>(&t, mask(32), &chunk)),
-                17.. => fetching!(j == 0, tile::<2, F, R>(&t, mask(16), &chunk)),
+                33.. => fetching!(j == 0, tile::<3, F, R, WIDE>(&t, mask(32), &chunk)),
+                17.. => fetching!(j == 0, tile::<2, F, R, WIDE>(&t, mask(16), &chunk)),
                 _ => {}
             }
         }
@@ -308,8 +323,8 @@ unsafe fn product_at<R: RowAt>(
                     in_groups::<TALL, R>(
                         blocks,
                         |b| tile_at(b, j),
-                        |t| tall::<TALL, F, R>(t, mask, c),
-                        |t| tall::<1, F, R>(t, mask, c),
+                        |t| tall::<TALL, F, R, WIDE>(t, mask, c),
+                        |t| tall::<1, F, R, WIDE>(t, mask, c),
                     )
                 )
             }
@@ -404,20 +419,22 @@ impl Cols {
         }
     }
 
-    /// The lanes of `l` from `y` ([`Self::lanes`]).
+    /// The lanes of `l` from `y` ([`Self::lanes`]); `WIDE` false: `l`
+    /// has no gap.
     #[inline(always)]
-    unsafe fn load(l: Lanes, y: *const f32) -> __m512 {
-        if l.gap {
+    unsafe fn load<const WIDE: bool>(l: Lanes, y: *const f32) -> __m512 {
+        if WIDE && l.gap {
             _mm512_maskz_expandloadu_ps(l.mask, y.add(l.at))
         } else {
             _mm512_maskz_loadu_ps(l.mask, y.wrapping_add(l.at))
         }
     }
 
-    /// Stores the lanes of `l` of `z` into `y`.
+    /// Stores the lanes of `l` of `z` into `y`; `WIDE` false: `l` has no
+    /// gap.
     #[inline(always)]
-    unsafe fn store(l: Lanes, y: *mut f32, z: __m512) {
-        if l.gap {
+    unsafe fn store<const WIDE: bool>(l: Lanes, y: *mut f32, z: __m512) {
+        if WIDE && l.gap {
             _mm512_mask_compressstoreu_ps(y.add(l.at).cast(), l.mask, z)
         } else {
             _mm512_mask_storeu_ps(y.wrapping_add(l.at), l.mask, z)
@@ -434,6 +451,23 @@ struct Lanes {
     mask: u16,
     at: usize,
     gap: bool,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes {
+    /// [`Cols::lanes`]; with `WIDE` false, the columns are dense.
+    #[inline(always)]
+    fn of<const WIDE: bool>(cols: Cols, j: usize, mask: u16) -> Lanes {
+        if WIDE {
+            cols.lanes(j, mask)
+        } else {
+            Lanes {
+                mask,
+                at: j,
+                gap: false,
+            }
+        }
+    }
 }
 
 /// Row block `b`'s bias (zero past `rows`, or without a bias).
@@ -511,20 +545,20 @@ const TALL: usize = 3;
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-unsafe fn tall<const B: usize, const FETCH: bool, R: RowAt>(
+unsafe fn tall<const B: usize, const FETCH: bool, R: RowAt, const WIDE: bool>(
     ts: &[Tile<R>; B],
     mask: u16,
     chunk: &Chunk,
 ) {
     let (x, offs) = ts[0].x;
-    let lanes = chunk.cols.lanes(ts[0].j, mask);
+    let lanes = Lanes::of::<WIDE>(chunk.cols, ts[0].j, mask);
     let mut acc = [[_mm512_setzero_ps(); MR]; B];
     if !chunk.first {
         for b in 0..B {
             let (y, y_rs) = ts[b].y;
             for r in 0..MR {
                 if r < ts[b].rows {
-                    acc[b][r] = Cols::load(lanes, y.add(r * y_rs));
+                    acc[b][r] = Cols::load::<WIDE>(lanes, y.add(r * y_rs));
                 }
             }
         }
@@ -551,7 +585,7 @@ unsafe fn tall<const B: usize, const FETCH: bool, R: RowAt>(
             if chunk.last {
                 z = in_registers(z, ts[b].bias[r], chunk.act);
             }
-            Cols::store(lanes, y.add(r * y_rs), z);
+            Cols::store::<WIDE>(lanes, y.add(r * y_rs), z);
         }
     }
 }
@@ -595,7 +629,7 @@ struct Tile<R> {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-unsafe fn tile<const NV: usize, const FETCH: bool, R: RowAt>(
+unsafe fn tile<const NV: usize, const FETCH: bool, R: RowAt, const WIDE: bool>(
     t: &Tile<R>,
     last_mask: u16,
     chunk: &Chunk,
@@ -604,13 +638,14 @@ unsafe fn tile<const NV: usize, const FETCH: bool, R: RowAt>(
     let (y, y_rs) = t.y;
     let mut mask = [u16::MAX; NV];
     mask[NV - 1] = last_mask;
-    let lanes: [Lanes; NV] = std::array::from_fn(|v| chunk.cols.lanes(t.j + 16 * v, mask[v]));
+    let lanes: [Lanes; NV] =
+        std::array::from_fn(|v| Lanes::of::<WIDE>(chunk.cols, t.j + 16 * v, mask[v]));
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
     if !chunk.first {
         for r in 0..MR {
             if r < t.rows {
                 for v in 0..NV {
-                    acc[r][v] = Cols::load(lanes[v], y.add(r * y_rs));
+                    acc[r][v] = Cols::load::<WIDE>(lanes[v], y.add(r * y_rs));
                 }
             }
         }
@@ -644,7 +679,7 @@ unsafe fn tile<const NV: usize, const FETCH: bool, R: RowAt>(
             if chunk.last {
                 z = in_registers(z, t.bias[r], chunk.act);
             }
-            Cols::store(lanes[v], y.add(r * y_rs), z);
+            Cols::store::<WIDE>(lanes[v], y.add(r * y_rs), z);
         }
     }
 }

@@ -46,25 +46,32 @@ pub(in crate::conv) struct Direct {
 }
 
 impl Direct {
-    /// Whether the direct lowering beats gathering patches (each
-    /// measured alone, the two alternated in one process, on the 2-core
-    /// AVX-512 machine of `docs/performance.md`):
+    /// Whether the direct lowering beats gathering patches. Each layer
+    /// alone, the two alternated in one process on the 2-core AVX-512
+    /// machine of `docs/performance.md`, batch 1, direct / gathered:
     ///
-    /// - its extra columns cost at most what gathering would: `(wq - ow)
-    ///   cout_g <= 16 ow`. ResNet-18's 3x3 stride-2 layers at 28x28 and
-    ///   14x14 took 0.90-0.95x the time, its 7x7 stride-2 stem 0.83x,
-    ///   AlexNet's 11x11 stride-4 and 5x5 layers 0.76x, 3x3 layers of 16
-    ///   to 64 channels over 256x256 to 56x56 0.76-0.85x; 512 channels
-    ///   over 7x7 (2 extra columns for 7) are left to the gathering.
-    /// - at least two taps per phase: a 1x1 stride-2 layer copies as much
-    ///   to fill its phase as gathering does (even, 0.90-1.02x).
+    /// - ResNet's 7x7 stride-2 stem 0.83, AlexNet's 11x11 stride-4 and
+    ///   5x5 layers 0.76, 3x3 stride-2 layers 0.86-0.95 (56 to 14 input
+    ///   rows, 64 to 256 input channels);
+    /// - 3x3 layers of 16 to 64 channels over 256 to 56 rows 0.76-0.86,
+    ///   128 over 28 even, 256 over 14 0.58, 384 over 13 0.63, 512 over 7
+    ///   0.92, over 4 0.58 (the gathered patches' small planes ran at half
+    ///   the kernel's rate).
+    ///
+    /// So it is taken unless the columns it drops are a third of what it
+    /// computes or more (`2 (wq - ow) > ow`), or it would fill a phase per
+    /// tap or close to it: a 1x1 strided layer (even, 0.90-1.02), or a
+    /// strided one with fewer than 32 rows of patches (MobileNetV2's 3x3
+    /// stride-2 stem over 3 channels, 1.03-1.17, its rows stored across
+    /// row ends for 27 multiply-adds each).
     pub(in crate::conv) fn wins(g: &Geom) -> bool {
         if g.is_pointwise() || g.is_depthwise() && g.groups > 1 {
             return false;
         }
         let (wq, _) = Direct::shifts(g);
         let phases = Direct::phases(g).len();
-        (wq - g.ow) * g.cout_g <= 16 * g.ow && g.kh * g.kw >= 2 * phases
+        let few_taps = g.kh * g.kw < 2 * phases || phases > 1 && g.k() < 32;
+        2 * (wq - g.ow) <= g.ow && !few_taps
     }
 
     /// The phases (`py · sw + px`) some tap reads, in order.
