@@ -162,12 +162,11 @@ pub(super) unsafe fn product(
     bias: Option<&[f32]>,
     act: Epilogue,
 ) {
-    // Each addressing compiled on its own: through a table of offsets for
-    // every product, MobileNetV2 b1 (many short products) ran 1.08x
-    // slower.
-    // And the dense stores apart from the wide ones: with both in one
-    // tile, its accumulators were spilled in the loop over `K` (VGG-16's
-    // Winograd products 1.08x slower).
+    // Each addressing and each store mode is its own instantiation: with
+    // the store mode decided at run time inside a tile, its accumulators
+    // were spilled in the loop over `K` (VGG-16's Winograd products, which
+    // store every column, ran 1.08x slower); a stride kept apart from a
+    // table leaves the gathered and Winograd products the code they had.
     let y = (y, y_rs, cols);
     let rc = (r0, rows);
     let wide = matches!(cols, Cols::Wide { .. });
