@@ -950,7 +950,7 @@ impl<'a> Product<'a> {
                 packed,
                 grp,
                 (r0, rows),
-                (rhs, super::kernel::Rows::Strided(rhs_rs)),
+                (rhs, super::kernel::Stride(rhs_rs)),
                 n,
                 (y, y_rs, super::kernel::Cols::Dense),
                 bias,

@@ -2,7 +2,7 @@
 //! `y[r, j] = act(bias[r] + Σ_c W[r, c] · x[c, j])` with the weight packed
 //! once (kept by prepared weights, [`PackCache`]) and the right-hand side
 //! read where it lies: rows a stride apart, or at a table's offsets
-//! ([`Rows`]; the direct lowering's shifted phase planes), and the output's
+//! ([`Stride`], [`Table`]: the direct lowering's shifted phase planes), and the output's
 //! columns all stored or, of wide pixels, each row's first `ow` ([`Cols`]).
 //!
 //! Why not `gemm`: a convolution's product is `W [cout, K] x col [K, n]`
@@ -141,48 +141,35 @@ impl PackCache {
 
 /// `y[r, j] = act(bias[r] + Σ_c W[r0 + r, c] x[c, j])` for `r < rows`,
 /// `j < n`, with `W` group `g` of `w` and `bias` the `rows` values from
-/// `r0` (`r0` a multiple of [`MR`]). Row `c` of `x` starts where `rows`
-/// says ([`Rows`]), rows of `y` are `y_rs` floats apart; `y` may be
-/// uninitialised: every element of its `rows x n` is written.
+/// `r0` (`r0` a multiple of [`MR`]). Row `c` of `x` starts where `at`
+/// puts it ([`Stride`], [`Table`]), rows of `y` are `y_rs` floats apart
+/// and its columns are `cols`; `y` may be uninitialised: every element of
+/// its `rows x n` that `cols` stores is written.
 ///
 /// # Safety
-/// The CPU has AVX-512F; `x` covers `w.k` rows of `n` floats where `rows`
-/// puts them, and `y` `rows` rows of `n` floats at its stride; `r0 + rows
-/// <= w.m`.
+/// The CPU has AVX-512F; `x` covers `w.k` rows of `n` floats where `at`
+/// puts them (a table has `w.k` offsets), and `y` `rows` rows of `n`
+/// floats at its stride; `r0 + rows <= w.m`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn product(
+pub(super) unsafe fn product<R: RowAt>(
     w: &Packed,
     g: usize,
-    (r0, rows): (usize, usize),
-    (x, x_rows): (*const f32, Rows),
+    rc: (usize, usize),
+    x: (*const f32, R),
     n: usize,
-    (y, y_rs, cols): (*mut f32, usize, Cols),
+    y: (*mut f32, usize, Cols),
     bias: Option<&[f32]>,
     act: Epilogue,
 ) {
-    // Each addressing and each store mode is its own instantiation: with
-    // the store mode decided at run time inside a tile, its accumulators
-    // were spilled in the loop over `K` (VGG-16's Winograd products, which
-    // store every column, ran 1.08x slower); a stride kept apart from a
-    // table leaves the gathered and Winograd products the code they had.
-    let y = (y, y_rs, cols);
-    let rc = (r0, rows);
-    let wide = matches!(cols, Cols::Wide { .. });
-    match (x_rows, wide) {
-        (Rows::Strided(s), false) => {
-            product_at::<_, false>(w, g, rc, (x, Stride(s)), n, y, bias, act)
-        }
-        (Rows::Strided(s), true) => {
-            product_at::<_, true>(w, g, rc, (x, Stride(s)), n, y, bias, act)
-        }
-        (Rows::At(t), false) => {
-            product_at::<_, false>(w, g, rc, (x, Table(t.as_ptr())), n, y, bias, act)
-        }
-        (Rows::At(t), true) => {
-            product_at::<_, true>(w, g, rc, (x, Table(t.as_ptr())), n, y, bias, act)
-        }
+    // Each addressing (`R`) and each store mode is its own instantiation:
+    // with the store mode decided at run time inside a tile, its
+    // accumulators were spilled in the loop over `K` (VGG-16's Winograd
+    // products, which store every column, ran 1.08x slower).
+    match y.2 {
+        Cols::Dense => product_at::<R, false>(w, g, rc, x, n, y, bias, act),
+        Cols::Wide { .. } => product_at::<R, true>(w, g, rc, x, n, y, bias, act),
     }
 }
 
@@ -480,36 +467,27 @@ fn block_bias(bias: Option<&[f32]>, rows: usize, b: usize) -> [f32; MR] {
     lane_bias
 }
 
-/// Where the rows of a product's right-hand side start, in floats from
-/// its first.
-#[derive(Clone, Copy)]
-pub(super) enum Rows<'a> {
-    /// Row `c` at `c` times this (a patch panel, or the input of a 1x1
-    /// convolution).
-    Strided(usize),
-    /// Row `c` at `table[c]` (the direct lowering: row `(ci, ky, kx)` of
-    /// the patches is the input plane itself, shifted).
-    At(&'a [usize]),
-}
-
-/// Where row `c` of a chunk of `x` is, given its first row's pointer.
+/// Where row `c` of a product's right-hand side `x` is, given its first
+/// row's pointer.
 #[cfg(target_arch = "x86_64")]
-trait RowAt: Copy {
+pub(super) trait RowAt: Copy {
     /// Row `c`.
     unsafe fn row(self, x: *const f32, c: usize) -> *const f32;
     /// The first row of chunk `k0` of `x`, and its rows.
     unsafe fn chunk(self, x: *const f32, k0: usize) -> (*const f32, Self);
 }
 
-/// Rows a stride apart.
+/// Rows a stride apart (a patch panel, or the input of a 1x1
+/// convolution).
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
-struct Stride(usize);
+pub(super) struct Stride(pub(super) usize);
 
-/// Rows at a table's offsets.
+/// Row `c` at the table's offset `c` (the direct lowering: row `(ci, ky,
+/// kx)` of the patches is the input plane itself, shifted).
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
-struct Table(*const usize);
+pub(super) struct Table(pub(super) *const usize);
 
 #[cfg(target_arch = "x86_64")]
 impl RowAt for Stride {
@@ -886,7 +864,7 @@ mod tests {
                         &packed,
                         g,
                         (r0, rows),
-                        (x.as_ptr(), Rows::Strided(x_rs)),
+                        (x.as_ptr(), Stride(x_rs)),
                         n,
                         (y.as_mut_ptr(), y_rs, Cols::Dense),
                         Some(b),

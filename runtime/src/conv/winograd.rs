@@ -720,7 +720,7 @@ pub(super) fn forward(g: &Geom, x: &[f32], u: U, bias: Option<&[f32]>, act: Epil
                         p,
                         xi,
                         (0, g.cout),
-                        (vx, super::kernel::Rows::Strided(tp)),
+                        (vx, super::kernel::Stride(tp)),
                         cols,
                         (mx, tp, super::kernel::Cols::Dense),
                         None,

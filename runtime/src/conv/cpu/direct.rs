@@ -7,7 +7,7 @@
 //! dw) / sw` columns right. Over the phase planes' whole width `wq`, wide
 //! pixel `q = oy wq + ox` of that tap is the phase plane's float `q` plus
 //! the shift, so row `(ci, ky, kx)` of the patch matrix is the plane
-//! itself from an offset ([`kernel::Rows::At`](super::super::kernel::Rows)),
+//! itself from an offset ([`kernel::Table`](super::super::kernel::Table)),
 //! and the packed kernel multiplies the weight by it in place. The `wq -
 //! ow` columns past each output row are computed and dropped.
 //!
@@ -20,8 +20,8 @@
 
 use rayon::prelude::*;
 
-use super::super::kernel::{product, Cols, Packed, Rows, MR};
-use super::{gather_strided, window, Panel, SyncPtr};
+use super::super::kernel::{product, Cols, Packed, Table, MR};
+use super::{gather_strided, Panel, SyncPtr};
 use crate::conv::geom::Geom;
 use crate::conv::Epilogue;
 
@@ -74,20 +74,27 @@ impl Direct {
         2 * (wq - g.ow) <= g.ow && !few_taps
     }
 
-    /// The phases (`py · sw + px`) some tap reads, in order.
+    /// Tap `(ky, kx)`'s phase (`py · sw + px`), and its shift in phase
+    /// rows and columns.
+    fn tap(g: &Geom, ky: usize, kx: usize) -> (usize, usize, usize) {
+        let (y, x) = (ky * g.dh, kx * g.dw);
+        ((y % g.sh) * g.sw + x % g.sw, y / g.sh, x / g.sw)
+    }
+
+    /// The phases some tap reads, in order.
     fn phases(g: &Geom) -> Vec<usize> {
         let mut phases: Vec<usize> = (0..g.kh)
-            .flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx)))
-            .map(|(ky, kx)| (ky * g.dh % g.sh) * g.sw + kx * g.dw % g.sw)
+            .flat_map(|ky| (0..g.kw).map(move |kx| Direct::tap(g, ky, kx).0))
             .collect();
         phases.sort_unstable();
         phases.dedup();
         phases
     }
 
-    /// `(wq, halo)`.
+    /// `(wq, halo)`: the last tap's shifts are the largest.
     fn shifts(g: &Geom) -> (usize, usize) {
-        (g.ow + (g.kw - 1) * g.dw / g.sw, (g.kh - 1) * g.dh / g.sh)
+        let (_, ay, ax) = Direct::tap(g, g.kh - 1, g.kw - 1);
+        (g.ow + ax, ay)
     }
 
     pub(in crate::conv) fn new(g: &Geom, threads: usize) -> Direct {
@@ -130,13 +137,9 @@ impl Direct {
         for ci in 0..g.cin_g {
             for ky in 0..g.kh {
                 for kx in 0..g.kw {
-                    let (py, ay) = (ky * g.dh % g.sh, ky * g.dh / g.sh);
-                    let (px, ax) = (kx * g.dw % g.sw, kx * g.dw / g.sw);
-                    let slot = self
-                        .phases
-                        .iter()
-                        .position(|&p| p == py * g.sw + px)
-                        .unwrap_or(0);
+                    let (phase, ay, ax) = Direct::tap(g, ky, kx);
+                    // `phases` holds every tap's phase.
+                    let slot = self.phases.binary_search(&phase).unwrap_or(0);
                     offs.push((ci * self.phases.len() + slot) * plane + ay * self.wq + ax);
                 }
             }
@@ -187,7 +190,7 @@ impl Direct {
             let bias = bias.map(|bs| &bs[grp * g.cout_g + c0..][..rows]);
             let c = grp * g.cout_g + c0;
             let y = yp.ptr().add((b * g.cout + c) * p + r0 * g.ow);
-            let rhs = (rhs, Rows::At(&offs));
+            let rhs = (rhs, Table(offs.as_ptr()));
             product(packed, grp, (c0, rows), rhs, len, (y, p, cols), bias, act);
         };
         if self.parts == 1 {
@@ -269,22 +272,22 @@ impl Direct {
 
 /// `row[j] = line[j s + px - pl]` where that is inside `line`, else 0.
 fn phase_row(line: &[f32], s: usize, px: usize, pl: usize, row: &mut [f32]) {
-    if s == 1 {
-        return window(line, px as isize - pl as isize, row);
-    }
-    // The first j whose column is at or right of the padding, and the
-    // first past the line's end.
-    let lo = pl.saturating_sub(px).div_ceil(s).min(row.len());
-    let hi = (line.len() + pl)
-        .saturating_sub(px)
-        .div_ceil(s)
-        .clamp(lo, row.len());
+    // The j whose column is inside the line: a convolution's valid
+    // outputs along an axis, for a tap at offset px.
+    let (lo, hi) = Geom::valid(row.len(), line.len(), s, pl, px);
     row[..lo].fill(0.0);
     row[hi..].fill(0.0);
     if hi > lo {
         let first = lo * s + px - pl;
-        let span = (hi - lo - 1) * s + 1;
-        gather_strided(&line[first..first + span], &mut row[lo..hi], s);
+        let (src, dst) = (
+            &line[first..first + (hi - lo - 1) * s + 1],
+            &mut row[lo..hi],
+        );
+        if s == 1 {
+            dst.copy_from_slice(src);
+        } else {
+            gather_strided(src, dst, s);
+        }
     }
 }
 
