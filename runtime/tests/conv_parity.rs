@@ -605,8 +605,11 @@ fn winograd_at_run_time_follows_the_call_sizes() -> Result<()> {
     let w = rand(&[128, 128, 3, 3], 5);
     let b = rand(&[128], 6);
     let spec = sym(1, 1, 1, 1);
+    // The same choices with AVX-512's direct lowering and without it.
     assert!(!netdsl_summary::winograd_pays(128, 128, 1, 7, 7));
     assert!(netdsl_summary::winograd_pays(128, 128, 8, 7, 7));
+    assert!(!netdsl_summary::winograd_pays_gathered(128, 128, 1, 7, 7));
+    assert!(netdsl_summary::winograd_pays_gathered(128, 128, 8, 7, 7));
     let late = prepare_conv_with(w.clone(), Some(b.clone()), Winograd::AtRunTime)?;
     let never = prepare_conv_with(w.clone(), Some(b.clone()), Winograd::Direct)?;
     for (batch, transformed) in [(1, false), (8, true), (1, true)] {
@@ -622,5 +625,33 @@ fn winograd_at_run_time_follows_the_call_sizes() -> Result<()> {
         assert_eq!(late.has_winograd(), transformed, "batch {batch}");
         assert!(!never.has_winograd());
     }
+    Ok(())
+}
+
+/// `Winograd::AtRunTime` at sizes where Winograd pays against the gathered
+/// lowering but not against the direct one (32 channels over 32x32):
+/// transformed on a CPU without AVX-512 (or with `NETDSL_NO_AVX512`),
+/// not with it; the direct result either way.
+#[test]
+fn winograd_at_run_time_follows_the_cpu() -> Result<()> {
+    assert!(!netdsl_summary::winograd_pays(32, 32, 1, 32, 32));
+    assert!(netdsl_summary::winograd_pays_gathered(32, 32, 1, 32, 32));
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = std::env::var_os("NETDSL_NO_AVX512").is_none()
+        && std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx512 = false;
+    let w = rand(&[32, 32, 3, 3], 11);
+    let b = rand(&[32], 12);
+    let spec = sym(1, 1, 1, 1);
+    let late = prepare_conv_with(w.clone(), Some(b.clone()), Winograd::AtRunTime)?;
+    let x = rand(&[1, 32, 32, 32], 13);
+    let want = conv2d(&x, &w, Some(&b), &spec, Epilogue::Relu)?;
+    assert_close(
+        &conv2d_prepared(&x, &late, &spec, Epilogue::Relu)?,
+        &want,
+        "32x32",
+    );
+    assert_eq!(late.has_winograd(), !avx512);
     Ok(())
 }

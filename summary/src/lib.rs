@@ -349,10 +349,11 @@ pub fn band_block(k: usize) -> usize {
 
 /// Work of a 3x3 convolution's two lowerings in multiply-add equivalents,
 /// `(direct, winograd)`, for `cin -> cout` channels over `batch` images of
-/// `oh x ow` outputs. The compiler's Winograd pass chooses from it where
-/// it knows the sizes, and the runtime where the compiler left the choice
-/// to the sizes a call brings (a symbolic batch or image size), so both
-/// read it here.
+/// `oh x ow` outputs, against the runtime's direct lowering (AVX-512;
+/// [`winograd_costs_gathered`] without it). The compiler's Winograd pass
+/// chooses from it where it knows the sizes, and the runtime where the
+/// compiler left the choice to the sizes a call brings (a symbolic batch
+/// or image size) or to the CPU, so both read it here.
 ///
 /// Direct (patches gathered, one matrix product): `9 Cin Cout` per output
 /// pixel, plus the weight read once (`9 Cin Cout` floats; a float read
@@ -387,6 +388,35 @@ pub fn winograd_costs(cin: u64, cout: u64, batch: u64, oh: u64, ow: u64) -> (f64
 /// and modelled work ([`winograd_costs`]) under the direct lowering's.
 pub fn winograd_pays(cin: u64, cout: u64, batch: u64, oh: u64, ow: u64) -> bool {
     let (direct, wino) = winograd_costs(cin, cout, batch, oh, ow);
+    cin >= 8 && cout >= 8 && wino < direct
+}
+
+/// Multiply-add equivalents of gathering one patch value: the gathered
+/// lowering copies `9 Cin` values per output pixel into its panel before
+/// the product ([`winograd_costs_gathered`]).
+const GATHER: f64 = 25.0;
+
+/// [`winograd_costs`] where the runtime has no direct lowering (a CPU
+/// without AVX-512): the direct side gathers its patches first, `9 Cin`
+/// values per output pixel at [`GATHER`] each.
+///
+/// Fitted on a 2-core AMD EPYC (Zen 3, AVX2), each layer alone, Winograd
+/// against the gathered lowering: 1.0-1.3x at 16 channels over 256x256,
+/// 0.81-0.91x for 32 -> 16 over 256x256, 0.66x at 32 over 128x128,
+/// 0.59-0.66x for 64 -> 32 over 128x128; the transforms' figure fitted to
+/// the direct lowering (2800) also fits there. Against the direct
+/// lowering those layers lose (1.1-2.3x).
+pub fn winograd_costs_gathered(cin: u64, cout: u64, batch: u64, oh: u64, ow: u64) -> (f64, f64) {
+    let (direct, wino) = winograd_costs(cin, cout, batch, oh, ow);
+    let pixels = (batch * oh * ow) as f64;
+    (direct + GATHER * 9.0 * cin as f64 * pixels, wino)
+}
+
+/// [`winograd_pays`] where the runtime has no direct lowering
+/// ([`winograd_costs_gathered`]). Wherever Winograd pays against the
+/// direct lowering it pays here too.
+pub fn winograd_pays_gathered(cin: u64, cout: u64, batch: u64, oh: u64, ow: u64) -> bool {
+    let (direct, wino) = winograd_costs_gathered(cin, cout, batch, oh, ow);
     cin >= 8 && cout >= 8 && wino < direct
 }
 

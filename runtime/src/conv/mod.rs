@@ -334,7 +334,8 @@ pub struct PreparedConv {
     bias: Option<Tensor>,
     winograd: Option<Arc<winograd::Transformed>>,
     /// With [`Winograd::AtRunTime`]: the transform, made by the first call
-    /// whose sizes make it pay ([`netdsl_summary::winograd_pays`]).
+    /// whose sizes make it pay on this CPU ([`netdsl_summary::winograd_pays`],
+    /// or [`netdsl_summary::winograd_pays_gathered`] without AVX-512).
     late: Option<Arc<OnceLock<Arc<winograd::Transformed>>>>,
     packed: Arc<kernel::PackCache>,
 }
@@ -353,7 +354,10 @@ pub enum Winograd {
     /// transformed by the first such call. What generated code asks for
     /// where the batch or the image size is symbolic and the compiler's
     /// assumed sizes (batch 1, side 32) did not make it pay: ResNet-18's
-    /// 512-channel 7x7 layers pay at batch 8, not at batch 1.
+    /// 512-channel 7x7 layers pay at batch 8, not at batch 1. Also
+    /// generated where the sizes are known and Winograd pays only against
+    /// the gathered lowering of a CPU without AVX-512 (the U-Net's 32- and
+    /// 64-channel layers): the model is the CPU's.
     AtRunTime,
 }
 
@@ -398,14 +402,7 @@ impl PreparedConv {
         if let Some(t) = late.get() {
             return Ok(Some(t.clone()));
         }
-        let pays = winograd::applies(g)
-            && netdsl_summary::winograd_pays(
-                g.cin as u64,
-                g.cout as u64,
-                g.b as u64,
-                g.oh as u64,
-                g.ow as u64,
-            );
+        let pays = winograd::applies(g) && winograd::pays_here(g);
         if !pays {
             return Ok(None);
         }

@@ -62,6 +62,25 @@ pub(super) fn pays_per_call(g: &Geom) -> bool {
     applies(g) && g.cin.min(g.cout) >= 8 && tiling(g).1 >= PER_CALL_TILES
 }
 
+/// Whether Winograd pays for `g` on this CPU, by the compiler's model:
+/// against the direct lowering where the CPU runs it (AVX-512), else
+/// against the gathered one ([`netdsl_summary::winograd_pays_gathered`]).
+pub(super) fn pays_here(g: &Geom) -> bool {
+    let sizes = (
+        g.cin as u64,
+        g.cout as u64,
+        g.b as u64,
+        g.oh as u64,
+        g.ow as u64,
+    );
+    let model = if crate::rnn_kernel::has_avx512() && cfg!(target_arch = "x86_64") {
+        netdsl_summary::winograd_pays
+    } else {
+        netdsl_summary::winograd_pays_gathered
+    };
+    model(sizes.0, sizes.1, sizes.2, sizes.3, sizes.4)
+}
+
 /// Winograd's `G` for F(4x4, 3x3).
 const G: [[f32; 3]; 6] = [
     [1.0 / 4.0, 0.0, 0.0],

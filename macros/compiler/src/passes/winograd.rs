@@ -17,8 +17,10 @@ fn size(d: &Dim, unknown: u64) -> u64 {
 /// fold's, when a batch norm is folded in), where the runtime keeps the
 /// weight packed for its matrix kernel; Winograd is chosen where the
 /// convolution is 3x3, stride-1, undilated and ungrouped, with at least 8
-/// channels in and out, and its modelled work is at most 0.8x the direct
-/// lowering's. The choice is a number in the generated code, not its
+/// channels in and out, and its modelled work is under the direct
+/// lowering's (AVX-512's; where it pays only against the gathered lowering
+/// of CPUs without AVX-512, the runtime decides on the CPU it runs on).
+/// The choice is a number in the generated code, not its
 /// shape, so uses of one block that choose differently (ResNet's
 /// `BasicBlock` at 56x56 and at 7x7) still share one struct. Training, and
 /// `set_fusion(false)`, run the direct lowering.
@@ -66,10 +68,15 @@ pub fn run(ir: &mut Pass) {
                 "36 multiplies per 4x4 output tile and channel pair instead of 144; \
                  weights transformed once",
             )),
+            Winograd::AtRunTime if step.output.iter().all(|d| d.known().is_some()) => Some((
+                "Winograd F(4x4, 3x3) in inference on CPUs without AVX-512",
+                "pays against the gathered lowering, not against AVX-512's direct one; \
+                 decided by the first call on the CPU it runs on, weights transformed then",
+            )),
             Winograd::AtRunTime => Some((
                 "Winograd F(4x4, 3x3) in inference at the sizes where it pays",
-                "decided per call from the batch and image size, which are symbolic here; \
-                 weights transformed by the first such call",
+                "decided per call from the batch and image size, which are symbolic here, \
+                 and the CPU; weights transformed by the first such call",
             )),
         };
         if let Some((what, why)) = what {
@@ -91,6 +98,10 @@ fn choose(cin: u64, cout: u64, batch: &Dim, oh: &Dim, ow: &Dim) -> Winograd {
         // Not at the sizes assumed for the unknown ones: the runtime
         // decides from each call's (ResNet-18's 7x7 layers pay at batch 8,
         // not at 1).
+        Winograd::AtRunTime
+    } else if netdsl_summary::winograd_pays_gathered(cin, cout, b, h, w) {
+        // Only where the CPU has no direct lowering (the U-Net's 32- and
+        // 64-channel layers): the runtime decides on the CPU it runs on.
         Winograd::AtRunTime
     } else {
         Winograd::Direct
@@ -128,6 +139,18 @@ mod tests {
         );
     }
 
+    /// Known sizes where Winograd pays only against the gathered lowering
+    /// (no AVX-512) leave the choice to the CPU; where it pays against
+    /// neither, the direct lowering is chosen.
+    #[test]
+    fn sizes_that_pay_only_without_avx512_leave_the_choice_to_the_cpu() {
+        let n = Dim::Known;
+        assert_eq!(choose(32, 32, &n(1), &n(128), &n(128)), Winograd::AtRunTime);
+        assert_eq!(choose(64, 32, &n(1), &n(128), &n(128)), Winograd::AtRunTime);
+        assert_eq!(choose(16, 16, &n(1), &n(256), &n(256)), Winograd::Direct);
+        assert_eq!(choose(512, 512, &n(1), &n(7), &n(7)), Winograd::Direct);
+    }
+
     /// The measured cases (`benches/conv3x3.rs`, and each layer alone
     /// against the direct lowering): Winograd won at every VGG-16 shape
     /// and ResNet-18's layer1, lost at ResNet-18's 7x7 layer4 at batch 1
@@ -155,5 +178,22 @@ mod tests {
             };
             assert!(r > 1.0, "U-Net {cin} -> {cout} at {hw}");
         }
+        // Against the gathered lowering (no AVX-512), measured on AVX2:
+        // 16 channels over 256x256 lose, the others win.
+        let g = |cin, cout, hw| {
+            let (d, w) = netdsl_summary::winograd_costs_gathered(cin, cout, 1, hw, hw);
+            w / d
+        };
+        assert!(g(16, 16, 256) > 1.0);
+        for (cin, cout, hw) in [(32, 16, 256), (32, 32, 128), (64, 32, 128)] {
+            assert!(
+                g(cin, cout, hw) < 1.0,
+                "U-Net {cin} -> {cout} at {hw}, gathered"
+            );
+        }
+        assert!(
+            g(512, 512, 7) > 1.0,
+            "ResNet-18 layer4 at batch 1, gathered"
+        );
     }
 }
