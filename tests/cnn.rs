@@ -94,6 +94,14 @@ network! {
           -> conv2: Conv2d(32, kernel = 3, padding = 1) -> GELU
           -> conv3: Conv2d(24, kernel = 3, padding = (1, 1, 0, 1))
     }
+    /// Known sizes where Winograd pays only without AVX-512 (`a`, `b`:
+    /// 32 channels in over 128x128) and where it pays on neither (`c`,
+    /// 16 -> 16).
+    CpuWino(x: [1, 32, 128, 128]) -> [1, 16, 128, 128] {
+        x -> a: Conv2d(32, kernel = 3, padding = 1)
+          -> b: Conv2d(16, kernel = 3, padding = 1)
+          -> c: Conv2d(16, kernel = 3, padding = 1)
+    }
     /// The activations of the CNN issue, each on the same input.
     LeakyTenth(x: [B, 3, 5, 7]) -> [B, 3, 5, 7] { x -> LeakyReLU(0.1) }
     LeakyDefault(x: [B, 3, 5, 7]) -> [B, 3, 5, 7] { x -> leaky_relu }
@@ -219,6 +227,21 @@ fn batch_norm_folded_and_unfolded_match_pytorch() {
     );
     let names: Vec<&str> = net.named_tensors().iter().map(|(n, _)| *n).collect();
     assert!(names.contains(&"bn1.num_batches_tracked") && names.contains(&"bn3.running_var"));
+}
+
+/// Where the sizes are known and Winograd pays only against the gathered
+/// lowering (CPUs without AVX-512), the choice is listed as the CPU's.
+#[test]
+fn winograd_that_pays_only_without_avx512_is_listed_as_the_cpus() {
+    let lines: Vec<&str> = CpuWino::FUSIONS
+        .lines()
+        .filter(|l| l.contains("Winograd"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", CpuWino::FUSIONS);
+    for (line, layer) in lines.iter().zip(["`a`", "`b`"]) {
+        assert!(line.contains(layer), "{line}");
+        assert!(line.contains("on CPUs without AVX-512"), "{line}");
+    }
 }
 
 /// The Winograd layers (folded or not) give the direct lowering's output,
