@@ -398,7 +398,7 @@ const GATHER: f64 = 25.0;
 
 /// [`winograd_costs`] where the runtime has no direct lowering (a CPU
 /// without AVX-512): the direct side gathers its patches first, `9 Cin`
-/// values per output pixel at [`GATHER`] each.
+/// values per output pixel at 25 multiply-adds each.
 ///
 /// Fitted on a 2-core AMD EPYC (Zen 3, AVX2), each layer alone, Winograd
 /// against the gathered lowering: 1.0-1.3x at 16 channels over 256x256,
