@@ -24,8 +24,9 @@
 //!   row's valid columns ([`direct`]).
 //! - **depthwise** (one input channel per group, and a single input
 //!   channel's convolution whose rows are too long for the wide
-//!   lowering): with AVX-512 at horizontal stride 1 or 2, each plane
-//!   computed from the input plane in place ([`super::depthwise`]); else per
+//!   lowering): with AVX-512 at horizontal stride 1 or 2 (with AVX2, an
+//!   undilated 3x3 kernel at stride 1 or 2), each plane computed from the
+//!   input plane in place ([`super::depthwise`]); else per
 //!   output plane, the input plane zero-padded once (split into stride phases),
 //!   then blocks of 4 rows x 16 columns that sum every kernel tap in
 //!   registers and are stored once.
@@ -1043,9 +1044,10 @@ fn depthwise(
                 let ep = (act, bias.map_or(0.0, |bs| bs[co]));
                 #[cfg(target_arch = "x86_64")]
                 if in_place {
-                    // SAFETY: `applies` checked AVX-512F; `xin` is the
-                    // whole input plane, `wk` every tap, `out` this job's
-                    // own output plane of `p` floats.
+                    // SAFETY: `applies` checked the CPU (AVX-512F, or
+                    // AVX2 for a 3x3 kernel); `xin` is the whole input
+                    // plane, `wk` every tap, `out` this job's own output
+                    // plane of `p` floats.
                     unsafe { super::depthwise::plane(g, xin, wk, ep, out.as_mut_ptr().cast()) };
                     return;
                 }

@@ -1,5 +1,6 @@
 //! The depthwise convolution at horizontal stride 1 or 2 on a CPU with
-//! AVX-512F: each output plane computed from its input plane where it lies.
+//! AVX-512F (an undilated 3x3 kernel on one with AVX2: [`avx2`]): each
+//! output plane computed from its input plane where it lies.
 //!
 //! The portable loop ([`super::cpu`]'s `depthwise_plane`) first copies
 //! every input plane into a zero-padded buffer, so that each tap is a
@@ -31,20 +32,36 @@ use super::Epilogue;
 /// FMA's latency.
 const ROWS: usize = 6;
 
-/// Whether [`plane`] computes `g`'s planes: horizontal stride 1 or 2, a
-/// kernel at most 16 wide, and AVX-512F.
+mod avx2;
+
+/// Whether [`plane`] computes `g`'s planes: horizontal stride 1 or 2 and a
+/// kernel at most 16 wide with AVX-512F; without it, an undilated 3x3
+/// kernel at stride 1 or 2 with AVX2 and FMA ([`avx2`]).
 pub(super) fn applies(g: &Geom) -> bool {
-    (g.sw == 1 || g.sw == 2) && g.kw <= 16 && crate::rnn_kernel::has_avx512()
+    if crate::rnn_kernel::has_avx512() {
+        (g.sw == 1 || g.sw == 2) && g.kw <= 16
+    } else {
+        avx2::applies(g)
+    }
 }
 
 /// One output plane `out` (`oh x ow`): `act(bias + Σ wk[ky, kx] ·
 /// x[oy sh + ky dh - pt, ox sw + kx dw - pl])`, zero outside `x` (`h x w`).
 ///
 /// # Safety
-/// The CPU has AVX-512F ([`applies`]); `x` holds `h · w` floats, `wk`
-/// `kh · kw`, and `out` points at `oh · ow` writable floats.
-#[target_feature(enable = "avx512f")]
+/// [`applies`] holds; `x` holds `h · w` floats, `wk` `kh · kw`, and `out`
+/// points at `oh · ow` writable floats.
 pub(super) unsafe fn plane(g: &Geom, x: &[f32], wk: &[f32], ep: (Epilogue, f32), out: *mut f32) {
+    if crate::rnn_kernel::has_avx512() {
+        plane_avx512(g, x, wk, ep, out)
+    } else {
+        avx2::plane(g, x, wk, ep, out)
+    }
+}
+
+/// [`plane`] on AVX-512F.
+#[target_feature(enable = "avx512f")]
+unsafe fn plane_avx512(g: &Geom, x: &[f32], wk: &[f32], ep: (Epilogue, f32), out: *mut f32) {
     match (g.kh, g.kw, g.sh, g.dh, g.dw) {
         (3, 3, 1, 1, 1) => plane_3x3::<1, { ROWS + 2 }>(g, x, wk, ep, out),
         (3, 3, 2, 1, 1) => plane_3x3::<2, { 2 * ROWS + 1 }>(g, x, wk, ep, out),
