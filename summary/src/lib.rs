@@ -387,7 +387,12 @@ pub fn winograd_costs(cin: u64, cout: u64, batch: u64, oh: u64, ow: u64) -> (f64
 /// ungrouped convolution of these sizes: at least 8 channels each way,
 /// and modelled work ([`winograd_costs`]) under the direct lowering's.
 pub fn winograd_pays(cin: u64, cout: u64, batch: u64, oh: u64, ow: u64) -> bool {
-    let (direct, wino) = winograd_costs(cin, cout, batch, oh, ow);
+    pays(cin, cout, winograd_costs(cin, cout, batch, oh, ow))
+}
+
+/// At least 8 channels each way, and the modelled `(direct, winograd)`
+/// work under the direct lowering's.
+fn pays(cin: u64, cout: u64, (direct, wino): (f64, f64)) -> bool {
     cin >= 8 && cout >= 8 && wino < direct
 }
 
@@ -416,8 +421,7 @@ pub fn winograd_costs_gathered(cin: u64, cout: u64, batch: u64, oh: u64, ow: u64
 /// ([`winograd_costs_gathered`]). Wherever Winograd pays against the
 /// direct lowering it pays here too.
 pub fn winograd_pays_gathered(cin: u64, cout: u64, batch: u64, oh: u64, ow: u64) -> bool {
-    let (direct, wino) = winograd_costs_gathered(cin, cout, batch, oh, ow);
-    cin >= 8 && cout >= 8 && wino < direct
+    pays(cin, cout, winograd_costs_gathered(cin, cout, batch, oh, ow))
 }
 
 #[cfg(test)]

@@ -339,6 +339,10 @@ pub enum Winograd {
     /// (32); the runtime transforms the weight on the first call whose
     /// sizes make it pay, by the same model.
     AtRunTime,
+    /// At known sizes, paying only against the gathered lowering of a CPU
+    /// without AVX-512: the runtime decides as for [`Self::AtRunTime`],
+    /// with the model of the CPU it runs on.
+    OnCpu,
 }
 
 impl Winograd {
@@ -348,7 +352,7 @@ impl Winograd {
         match self {
             Winograd::Direct => 0,
             Winograd::Chosen => 1,
-            Winograd::AtRunTime => 2,
+            Winograd::AtRunTime | Winograd::OnCpu => 2,
         }
     }
 }

@@ -780,6 +780,16 @@ unsafe fn activate(z: __m512, act: Epilogue) -> __m512 {
     }
 }
 
+/// Test inputs in `[-0.5, 0.5)` from a linear congruential generator
+/// seeded with `seed` (the kernel's and the direct lowering's tests).
+#[cfg(test)]
+pub(super) fn test_values(mut seed: u32) -> impl FnMut() -> f32 {
+    move || {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
+    }
+}
+
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
@@ -814,11 +824,7 @@ mod tests {
         if !crate::rnn_kernel::has_avx512() {
             return;
         }
-        let mut seed = 7u32;
-        let mut rand = move || {
-            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
-        };
+        let mut rand = test_values(7);
         let acts = [
             Epilogue::None,
             Epilogue::Relu,

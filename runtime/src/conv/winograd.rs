@@ -66,19 +66,14 @@ pub(super) fn pays_per_call(g: &Geom) -> bool {
 /// against the direct lowering where the CPU runs it (AVX-512), else
 /// against the gathered one ([`netdsl_summary::winograd_pays_gathered`]).
 pub(super) fn pays_here(g: &Geom) -> bool {
-    let sizes = (
-        g.cin as u64,
-        g.cout as u64,
-        g.b as u64,
-        g.oh as u64,
-        g.ow as u64,
-    );
-    let model = if crate::rnn_kernel::has_avx512() && cfg!(target_arch = "x86_64") {
+    // `has_avx512` is false off x86-64.
+    let model = if crate::rnn_kernel::has_avx512() {
         netdsl_summary::winograd_pays
     } else {
         netdsl_summary::winograd_pays_gathered
     };
-    model(sizes.0, sizes.1, sizes.2, sizes.3, sizes.4)
+    let size = |v: usize| v as u64;
+    model(size(g.cin), size(g.cout), size(g.b), size(g.oh), size(g.ow))
 }
 
 /// Winograd's `G` for F(4x4, 3x3).

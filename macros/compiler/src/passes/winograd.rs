@@ -68,7 +68,7 @@ pub fn run(ir: &mut Pass) {
                 "36 multiplies per 4x4 output tile and channel pair instead of 144; \
                  weights transformed once",
             )),
-            Winograd::AtRunTime if step.output.iter().all(|d| d.known().is_some()) => Some((
+            Winograd::OnCpu => Some((
                 "Winograd F(4x4, 3x3) in inference on CPUs without AVX-512",
                 "pays against the gathered lowering, not against AVX-512's direct one; \
                  decided by the first call on the CPU it runs on, weights transformed then",
@@ -102,7 +102,7 @@ fn choose(cin: u64, cout: u64, batch: &Dim, oh: &Dim, ow: &Dim) -> Winograd {
     } else if netdsl_summary::winograd_pays_gathered(cin, cout, b, h, w) {
         // Only where the CPU has no direct lowering (the U-Net's 32- and
         // 64-channel layers): the runtime decides on the CPU it runs on.
-        Winograd::AtRunTime
+        Winograd::OnCpu
     } else {
         Winograd::Direct
     }
@@ -145,8 +145,8 @@ mod tests {
     #[test]
     fn sizes_that_pay_only_without_avx512_leave_the_choice_to_the_cpu() {
         let n = Dim::Known;
-        assert_eq!(choose(32, 32, &n(1), &n(128), &n(128)), Winograd::AtRunTime);
-        assert_eq!(choose(64, 32, &n(1), &n(128), &n(128)), Winograd::AtRunTime);
+        assert_eq!(choose(32, 32, &n(1), &n(128), &n(128)), Winograd::OnCpu);
+        assert_eq!(choose(64, 32, &n(1), &n(128), &n(128)), Winograd::OnCpu);
         assert_eq!(choose(16, 16, &n(1), &n(256), &n(256)), Winograd::Direct);
         assert_eq!(choose(512, 512, &n(1), &n(7), &n(7)), Winograd::Direct);
     }

@@ -343,11 +343,7 @@ mod tests {
         if !crate::rnn_kernel::has_avx512() {
             return;
         }
-        let mut seed = 11u32;
-        let mut rand = move || {
-            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
-        };
+        let mut rand = crate::conv::kernel::test_values(11);
         let acts = [
             Epilogue::Relu,
             Epilogue::None,
